@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("camera-sim: not built yet");
+    std::process::exit(2);
+}

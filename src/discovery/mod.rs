@@ -1,0 +1,1 @@
+//! Camera discovery: SSDP/UPnP search and NOTIFY listening, description XML, the camera registry.

@@ -1,0 +1,1 @@
+//! The intervalometer: drift-free session machine, crash-safe journal, reports.

@@ -1,0 +1,1 @@
+//! Power and thermal watch: Raspberry Pi throttling, temperatures, batteries.

@@ -1,0 +1,1 @@
+//! Time sync: Pi clock from the phone (and GPS), camera clock from the Pi.

@@ -1,0 +1,1 @@
+//! Wi-Fi through NetworkManager over D-Bus (zbus).
