@@ -257,7 +257,7 @@ pub fn unavailable(cmd: &Command) -> ApiError {
             "Wi-Fi management (NetworkManager)"
         }
         TimeSyncResponse(_) | GpsResponse(_) | ManualCameraSync | ManualTimeSync(_)
-        | GetTimeSyncStatus => "Time synchronisation",
+        | GetTimeSyncStatus | GetSystemTime => "Time synchronisation",
         GetPowerStatus => "Power monitoring",
         _ => "This feature",
     };

@@ -411,6 +411,8 @@ pub enum Command {
     TakeTestPhoto,
     ListTestPhotos,
     DeleteTestPhoto(IdRef),
+    /// REST only: the test photo's bytes (`Reply::body`).
+    GetTestPhotoFile(IdRef),
     AcceptCameraCertificate(AcceptCertificate),
     ValidateInterval(ValidateInterval),
     StartIntervalometer(StartIntervalometer),
@@ -424,6 +426,10 @@ pub enum Command {
     GetTimelapseReport(ReportRef),
     UpdateReportTitle(UpdateReportTitle),
     DeleteTimelapseReport(ReportRef),
+    /// The shots of a report as CSV (`Reply::body`).
+    GetReportCsv(ReportRef),
+    /// SVG chart of per-shot timing error and duration (`Reply::body`).
+    GetReportChart(ReportRef),
     ConnectToIp(ConnectToIp),
     DiscoveryScan,
     GetDiscoveryStatus,
@@ -441,6 +447,8 @@ pub enum Command {
     ManualCameraSync,
     ManualTimeSync(ManualTimeSync),
     GetTimeSyncStatus,
+    /// Pi wall time, zone and reliability (`GET /api/system/time`).
+    GetSystemTime,
     GetSystemStatus,
     GetPowerStatus,
     GetWsConnections,
@@ -462,6 +470,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "take_test_photo",
     "list_test_photos",
     "delete_test_photo",
+    "get_test_photo_file",
     "accept_camera_certificate",
     "validate_interval",
     "start_intervalometer",
@@ -476,6 +485,8 @@ pub const COMMAND_NAMES: &[&str] = &[
     "get_timelapse_report",
     "update_report_title",
     "delete_timelapse_report",
+    "get_report_csv",
+    "get_report_chart",
     "connect_to_ip",
     "discovery_scan",
     "get_discovery_status",
@@ -493,6 +504,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "manual_camera_sync",
     "manual-time-sync",
     "get-time-sync-status",
+    "get_system_time",
     "get_system_status",
     "get_power_status",
     "get_ws_connections",
@@ -535,6 +547,7 @@ impl Command {
             "take_test_photo" => TakeTestPhoto,
             "list_test_photos" => ListTestPhotos,
             "delete_test_photo" => DeleteTestPhoto(payload(data)?),
+            "get_test_photo_file" => GetTestPhotoFile(payload(data)?),
             "accept_camera_certificate" => AcceptCameraCertificate(payload(data)?),
             "validate_interval" => ValidateInterval(payload(data)?),
             "start_intervalometer" | "start_intervalometer_with_title" => {
@@ -550,6 +563,8 @@ impl Command {
             "get_timelapse_report" => GetTimelapseReport(payload(data)?),
             "update_report_title" => UpdateReportTitle(payload(data)?),
             "delete_timelapse_report" => DeleteTimelapseReport(payload(data)?),
+            "get_report_csv" => GetReportCsv(payload(data)?),
+            "get_report_chart" => GetReportChart(payload(data)?),
             "connect_to_ip" => ConnectToIp(payload(data)?),
             "discovery_scan" => DiscoveryScan,
             "get_discovery_status" => GetDiscoveryStatus,
@@ -567,6 +582,7 @@ impl Command {
             "manual_camera_sync" | "manual-camera-sync" => ManualCameraSync,
             "manual-time-sync" | "manual_time_sync" => ManualTimeSync(payload(data)?),
             "get-time-sync-status" | "get_time_sync_status" => GetTimeSyncStatus,
+            "get_system_time" => GetSystemTime,
             "get_system_status" => GetSystemStatus,
             "get_power_status" => GetPowerStatus,
             "get_ws_connections" => GetWsConnections,
@@ -594,6 +610,9 @@ impl Command {
                 | GetCameraStorage
                 | GetCameraDatetime
                 | ListTestPhotos
+                | GetTestPhotoFile(_)
+                | GetReportCsv(_)
+                | GetReportChart(_)
                 | GetIntervalometerStatus
                 | GetUnsavedSession
                 | GetTimelapseReports
@@ -602,6 +621,7 @@ impl Command {
                 | GetNetworkStatus
                 | GetWifiCountry
                 | GetTimeSyncStatus
+                | GetSystemTime
                 | GetSystemStatus
                 | GetPowerStatus
                 | GetWsConnections
@@ -875,7 +895,12 @@ mod tests {
             "save_session_as_report" | "discard_session" | "resume_session" => {
                 json!({"sessionId": "s"})
             }
-            "get_timelapse_report" | "delete_timelapse_report" | "delete_test_photo" => {
+            "get_timelapse_report"
+            | "delete_timelapse_report"
+            | "delete_test_photo"
+            | "get_test_photo_file"
+            | "get_report_csv"
+            | "get_report_chart" => {
                 json!({"id": "r"})
             }
             "update_report_title" => json!({"id": "r", "title": "t"}),
