@@ -111,6 +111,11 @@ impl TimeSyncService {
         Arc::new(TimeSyncService { inner })
     }
 
+    /// The machine's next deadline (monotonic), for tests and diagnostics.
+    pub fn next_deadline(&self) -> Option<std::time::Instant> {
+        self.inner.lock().poll_timeout()
+    }
+
     /// The `timesync` block as of now.
     pub fn status(&self) -> Value {
         let i = &self.inner;
