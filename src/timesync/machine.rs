@@ -375,13 +375,14 @@ impl TimeSyncMachine {
         if rate <= 0.0 {
             return None;
         }
-        let bound = [
-            Reliability::HIGH_MS,
-            Reliability::MEDIUM_MS,
-            Reliability::LOW_MS,
-        ]
-        .into_iter()
-        .find(|b| p.uncertainty_ms <= *b)?;
+        // The boundary below the level seen at the last input (never one already passed, or
+        // the driver would spin on a deadline in the past).
+        let bound = match self.last_level {
+            Reliability::High => Reliability::HIGH_MS,
+            Reliability::Medium => Reliability::MEDIUM_MS,
+            Reliability::Low => Reliability::LOW_MS,
+            Reliability::None => return None,
+        };
         // +1 ms so that at the deadline the level has really changed.
         let ms = (bound - p.uncertainty_ms) / rate + 1.0;
         Some(p.at + Duration::from_secs_f64(ms.min(1e12) / 1000.0))
@@ -1182,6 +1183,12 @@ mod tests {
         let d = first.duration_since(r.at(100)).as_secs_f64() / 3600.0;
         assert!((d - 10.27).abs() < 0.01, "{d} h");
         assert!(events(&r.feed(h(10.5), Input::Tick).unwrap()).is_empty());
+        // Regression: the next deadline used to stay at the first boundary once it had
+        // passed, so the driver spun on a deadline in the past.
+        let next = r.m.poll_timeout().unwrap();
+        assert!(next > r.at(h(10.5)));
+        let d = next.duration_since(r.at(100)).as_secs_f64() / 3600.0;
+        assert!((d - 54.72).abs() < 0.01, "{d} h");
         let ev = events(&r.feed(h(55.0), Input::Tick).unwrap());
         assert_eq!(ev.len(), 1);
         assert_eq!(ev[0].0, "reliability-lost");

@@ -240,7 +240,7 @@ impl Inner {
         json!({
             "time": iso8601(wall),
             "unixMs": unix_millis(wall),
-            "timezone": self.zone.name(),
+            "timezone": self.zone.name(wall),
             "utcOffsetSeconds": z.utc_offset_secs,
             "standardOffsetSeconds": z.std_offset_secs,
             "dst": z.dst,
@@ -414,5 +414,47 @@ impl Service for TimeSyncService {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         self.inner.wake.close();
         Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_come_as_millis_or_iso_and_nothing_else() {
+        assert_eq!(
+            parse_time_value(&json!(1_640_995_201_500i64), "t"),
+            Ok(1_640_995_201_500)
+        );
+        assert_eq!(
+            parse_time_value(&json!(1_640_995_201_500.7), "t"),
+            Ok(1_640_995_201_500)
+        );
+        assert_eq!(
+            parse_time_value(&json!("2022-01-01T00:00:01.500Z"), "t"),
+            Ok(1_640_995_201_500)
+        );
+        assert_eq!(
+            parse_time_value(&json!("1640995201500"), "t"),
+            Ok(1_640_995_201_500)
+        );
+        for bad in [json!(null), json!("soon"), json!([1]), json!(1e300)] {
+            let e = parse_time_value(&bad, "clientTime").unwrap_err();
+            assert_eq!(
+                e.message,
+                "clientTime must be Unix milliseconds or ISO-8601"
+            );
+        }
+    }
+
+    #[test]
+    fn gps_accuracy_accepts_metres_and_words() {
+        assert_eq!(gps_accuracy(&Some(json!(12.5))), GpsAccuracy::Metres(12.5));
+        assert_eq!(gps_accuracy(&Some(json!("high"))), GpsAccuracy::High);
+        assert_eq!(gps_accuracy(&Some(json!("low"))), GpsAccuracy::Low);
+        assert_eq!(gps_accuracy(&Some(json!("8"))), GpsAccuracy::Metres(8.0));
+        assert_eq!(gps_accuracy(&Some(json!("meh"))), GpsAccuracy::Unknown);
+        assert_eq!(gps_accuracy(&None), GpsAccuracy::Unknown);
     }
 }

@@ -35,13 +35,15 @@ pub fn settime_error(errno: i32) -> ApiError {
 
 impl SystemTimeSetter for LibcClockSetter {
     fn set(&self, t: SystemTime) -> Result<(), ApiError> {
-        let ms = unix_millis(t);
-        if ms <= 0 {
+        let Ok(d) = t.duration_since(std::time::UNIX_EPOCH) else {
             return Err(ApiError::invalid("refusing to set the clock before 1970"));
-        }
+        };
+        let Ok(tv_sec) = libc::time_t::try_from(d.as_secs()) else {
+            return Err(ApiError::invalid("time out of range for this system"));
+        };
         let ts = libc::timespec {
-            tv_sec: (ms / 1000) as libc::time_t,
-            tv_nsec: ((ms % 1000) * 1_000_000) as _,
+            tv_sec,
+            tv_nsec: d.subsec_nanos() as _,
         };
         // SAFETY: a valid timespec pointer for the duration of the call.
         let r = unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) };

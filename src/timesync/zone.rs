@@ -25,8 +25,8 @@ pub struct ZoneOffset {
 /// A time zone the time sync code can ask about any instant.
 pub trait Zone: Send + Sync {
     fn at(&self, t: SystemTime) -> ZoneOffset;
-    /// A label for status and logs (`"AEDT"`, `"GMT0BST,…"`).
-    fn name(&self) -> String;
+    /// A label for status and logs (`"AEDT"` at `t`, `"GMT0BST,…"`).
+    fn name(&self, t: SystemTime) -> String;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -90,9 +90,9 @@ impl Zone for LocalZone {
         }
     }
 
-    fn name(&self) -> String {
-        let now = unix_millis(SystemTime::now()).div_euclid(1000);
-        localtime(now).map(|(_, _, n)| n).unwrap_or_default()
+    fn name(&self, t: SystemTime) -> String {
+        let secs = unix_millis(t).div_euclid(1000);
+        localtime(secs).map(|(_, _, n)| n).unwrap_or_default()
     }
 }
 
@@ -213,7 +213,7 @@ impl Zone for PosixZone {
         }
     }
 
-    fn name(&self) -> String {
+    fn name(&self, _t: SystemTime) -> String {
         self.spec.clone()
     }
 }
