@@ -366,6 +366,7 @@ fn service_samples_on_its_interval_and_announces_warnings() {
         assert_eq!(r.data["thermal"]["unit"], "C");
         assert_eq!(r.data["throttled"]["current"]["underVoltage"], false);
         assert_eq!(r.data["uptime"], 86_400);
+        assert_eq!(r.data["battery"]["present"], false);
         assert_eq!(r.data["recommendations"].as_array().unwrap().len(), 0);
         assert_eq!(status.get("power")["isRaspberryPi"], true);
 

@@ -164,9 +164,17 @@ pub fn block(
     json!({
         "isRaspberryPi": s.is_raspberry_pi,
         "model": s.model,
-        "battery": s.battery().map(|b| b.to_json()),
+        // Objects even when empty: the original UI reads `power.thermal.temperature` directly.
+        "battery": s.battery().map_or_else(|| json!({"present": false}), |b| {
+            let mut v = b.to_json();
+            v["present"] = json!(true);
+            v
+        }),
         "supplies": s.supplies.iter().map(|b| b.to_json()).collect::<Vec<_>>(),
-        "thermal": s.temperature_c.map(|t| json!({"temperature": (t * 10.0).round() / 10.0, "unit": "C"})),
+        "thermal": {
+            "temperature": s.temperature_c.map(|t| (t * 10.0).round() / 10.0),
+            "unit": "C",
+        },
         "throttled": s.throttled.map(|t| {
             let mut v = t.to_json();
             v["source"] = json!(s.throttled_source);
