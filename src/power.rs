@@ -1,1 +1,0 @@
-//! Power and thermal watch: Raspberry Pi throttling, temperatures, batteries.

@@ -1,1 +1,0 @@
-//! Time sync: Pi clock from the phone (and GPS), camera clock from the Pi.
