@@ -217,7 +217,7 @@ impl Driver {
     pub(crate) async fn run(mut self, requests: async_channel::Receiver<Request>) {
         self.country = self.opts.regulatory.get().await.ok().map(|c| c.code);
         self.connect_bus().await;
-        self.publish_status(None);
+        self.republish().await;
         enum Wake {
             Request(Option<Request>),
             Signal(Signal),
@@ -259,7 +259,7 @@ impl Driver {
                     if self.bus_retry_at.is_some_and(|t| now >= t) {
                         self.bus_retry_at = None;
                         self.connect_bus().await;
-                        self.publish_status(None);
+                        self.republish().await;
                     }
                     self.machine.handle(now, Input::Tick);
                 }
@@ -485,7 +485,7 @@ impl Driver {
                 let r = match self.opts.regulatory.get().await {
                     Ok(c) => {
                         self.country = Some(c.code.clone());
-                        self.publish_status(None);
+                        self.republish().await;
                         Ok(Reply::new(
                             "wifi_country",
                             json!({"country": c.code, "source": c.source}),
@@ -627,7 +627,7 @@ impl Driver {
                         &ObjectPath::from_static_str_unchecked("/"),
                     )
                     .await
-                    .map_err(|e| format!("NetworkManager refused to activate: {e}"));
+                    .map_err(|e| format!("NetworkManager refused to activate: {}", short(&e)));
             }
         }
         let ap = self
@@ -663,7 +663,7 @@ impl Driver {
             .add_and_activate_connection(settings, &device, &ap)
             .await
             .map(|(_, active)| active)
-            .map_err(|e| format!("NetworkManager refused the connection: {e}"))
+            .map_err(|e| format!("NetworkManager refused the connection: {}", short(&e)))
     }
 
     /// The client device's state right now, as a machine input.
@@ -767,7 +767,7 @@ impl Driver {
             .map(|c| c.code)
             .unwrap_or_else(|_| code.clone());
         self.country = Some(now.clone());
-        self.publish_status(None);
+        self.republish().await;
         let warning = match self.conn() {
             Ok(conn) => self
                 .ap_channel(&conn)
@@ -974,6 +974,15 @@ impl Driver {
     // -----------------------------------------------------------------------------------------
     // Status block
 
+    /// Publishes the block again: re-read from NM when it is there, else the "unavailable" one.
+    async fn republish(&mut self) {
+        if self.conn().is_ok() {
+            self.refresh_status().await;
+        } else {
+            self.publish_status(None);
+        }
+    }
+
     async fn refresh_status(&mut self) {
         let Ok(conn) = self.conn() else {
             self.publish_status(None);
@@ -1126,7 +1135,20 @@ struct DeviceSnap {
 }
 
 fn dbus_error(e: zbus::Error) -> ApiError {
-    ApiError::new(ErrorCode::NetworkError, format!("NetworkManager: {e}"))
+    ApiError::new(
+        ErrorCode::NetworkError,
+        format!("NetworkManager: {}", short(&e)),
+    )
+}
+
+/// A D-Bus error's first line, bounded (a mock or a daemon may attach a whole traceback).
+fn short(e: &zbus::Error) -> String {
+    let text = e.to_string();
+    let line = text.lines().next().unwrap_or_default();
+    match line.char_indices().nth(240) {
+        Some((i, _)) => format!("{}…", &line[..i]),
+        None => line.to_string(),
+    }
 }
 
 /// Turns one NM signal into driver signals (AP property churn is dropped here).
