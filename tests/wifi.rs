@@ -881,6 +881,20 @@ fn access_point_state_and_clients_follow_nm() {
         assert_eq!(b["interfaces"]["ap0"]["clients"][0]["hostname"], "EOS-R5");
         // The AP is not the client link.
         assert_eq!(b["interfaces"]["wlan0"]["connected"], false);
+        // NM does not signal DHCP leases: an explicit status read picks up a new client.
+        std::fs::write(
+            nm.leases_dir().join("dnsmasq-ap0.leases"),
+            format!(
+                "{expiry} aa:bb:cc:00:11:22 10.42.0.23 EOS-R5 *\n\
+                 {expiry} 02:00:00:00:00:01 10.42.0.40 phone *\n"
+            ),
+        )
+        .unwrap();
+        let s = h.run(Command::GetNetworkStatus).await.expect("status");
+        assert_eq!(
+            s.data["interfaces"]["ap0"]["clients"][1]["hostname"],
+            "phone"
+        );
 
         call(&conn, MAIN, MOCK, "SetDeviceDisconnected", &(ap0.as_str(),)).await;
         let b = h

@@ -98,6 +98,10 @@ pub type Reply1 = async_channel::Sender<Result<Reply, ApiError>>;
 
 /// What the service asks of the driver; each carries its own one-shot reply.
 pub enum Request {
+    /// Re-read the block (AP clients come from a file NM does not signal about).
+    Status {
+        reply: Reply1,
+    },
     Scan {
         refresh: bool,
         reply: Reply1,
@@ -444,6 +448,11 @@ impl Driver {
     async fn on_request(&mut self, r: Request) {
         let now = self.clock.now();
         match r {
+            Request::Status { reply } => {
+                self.republish().await;
+                let block = self.status.get("network");
+                answer(reply, Ok(Reply::new("network_status", block)));
+            }
             Request::Scan { refresh, reply } => {
                 if let Err(e) = self.conn() {
                     return answer(reply, Err(e));

@@ -74,9 +74,11 @@ impl WifiService {
 
     async fn execute(&self, cmd: &Command) -> CommandResult {
         match cmd {
-            Command::GetNetworkStatus => {
-                Ok(Reply::new("network_status", self.status.get("network")))
-            }
+            Command::GetNetworkStatus => match self.ask(|reply| Request::Status { reply }).await {
+                Ok(r) => Ok(r),
+                // The driver is gone: the last block is still the truth we have.
+                Err(_) => Ok(Reply::new("network_status", self.status.get("network"))),
+            },
             Command::NetworkScan(s) => {
                 let refresh = s.refresh;
                 self.ask(|reply| Request::Scan { refresh, reply }).await
