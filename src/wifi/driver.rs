@@ -94,6 +94,9 @@ impl Notices {
     }
 }
 
+/// Scan requests answered by one running scan, at most.
+const MAX_SCAN_WAITERS: usize = 32;
+
 pub type Reply1 = async_channel::Sender<Result<Reply, ApiError>>;
 
 /// What the service asks of the driver; each carries its own one-shot reply.
@@ -456,6 +459,15 @@ impl Driver {
             Request::Scan { refresh, reply } => {
                 if let Err(e) = self.conn() {
                     return answer(reply, Err(e));
+                }
+                if self.scan_waiters.len() >= MAX_SCAN_WAITERS {
+                    return answer(
+                        reply,
+                        Err(ApiError::new(
+                            ErrorCode::RateLimited,
+                            "too many scan requests are waiting; try again in a few seconds",
+                        )),
+                    );
                 }
                 self.scan_waiters.push(reply);
                 self.machine.handle(now, Input::Scan { refresh });
