@@ -530,6 +530,8 @@ fn scan_lists_networks_deduped_with_security_and_known_flags() {
             ..Timing::default()
         };
         let mut h = harness(&nm.address, &nm.leases_dir(), Arc::new(SystemClock), timing);
+        // Regression: right after finding NM at start the driver overwrote the fresh block with
+        // an "unavailable" one, so `available` stayed false until the next NM signal.
         h.status_until("available", available).await;
         let started = Instant::now();
         let reply = h
