@@ -204,12 +204,13 @@ impl Shared {
         let mut core = self.machine.lock().await;
         let now = self.clock.now();
         let out = f(&mut core.machine, now);
+        // Status first: whoever reacts to an event below already sees the new block.
+        self.status
+            .set("discovery", core.machine.status(self.epoch.0, self.epoch.1));
         while let Some(action) = core.machine.poll_action() {
             self.perform(&mut core, action).await;
         }
-        let status = core.machine.status(self.epoch.0, self.epoch.1);
         drop(core);
-        self.status.set("discovery", status);
         let _ = self.driver_tx.try_send(ToDriver::Wake);
         out
     }
