@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use skylapse::app::{Outbound, Publisher, Service, StatusBoard};
 use skylapse::camera::CameraNotice;
-use skylapse::clock::{BoxFuture, SystemClock};
+use skylapse::clock::{BoxFuture, Clock, ManualClock, SharedClock, SystemClock};
 use skylapse::discovery::description::render;
 use skylapse::discovery::driver::http_get;
 use skylapse::discovery::registry::Settings;
@@ -112,9 +112,15 @@ struct Responder {
     location: Arc<Mutex<String>>,
     searches: Arc<AtomicUsize>,
     invalid: Arc<AtomicUsize>,
+    /// One message per valid M-SEARCH received.
+    heard: async_channel::Receiver<()>,
 }
 
 fn responder(uuid: &str, location: String) -> Responder {
+    responder_with(uuid, location, true)
+}
+
+fn responder_with(uuid: &str, location: String, answer: bool) -> Responder {
     let socket = Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap();
     let addr = socket.get_ref().local_addr().unwrap();
     let location = Arc::new(Mutex::new(location));
@@ -126,6 +132,7 @@ fn responder(uuid: &str, location: String) -> Responder {
         invalid.clone(),
         uuid.to_string(),
     );
+    let (heard_tx, heard) = async_channel::unbounded();
     smol::spawn(async move {
         let mut buf = [0u8; 2048];
         loop {
@@ -153,6 +160,10 @@ fn responder(uuid: &str, location: String) -> Responder {
                 continue;
             }
             s.fetch_add(1, Ordering::SeqCst);
+            let _ = heard_tx.try_send(());
+            if !answer {
+                continue;
+            }
             let reply = reply_packet(&uuid, &loc.lock().unwrap());
             let _ = socket.send_to(reply.as_bytes(), from).await;
         }
@@ -163,6 +174,7 @@ fn responder(uuid: &str, location: String) -> Responder {
         location,
         searches,
         invalid,
+        heard,
     }
 }
 
@@ -232,12 +244,16 @@ struct Harness {
 }
 
 fn start(config: DiscoveryConfig) -> Harness {
+    start_with_clock(config, Arc::new(SystemClock))
+}
+
+fn start_with_clock(config: DiscoveryConfig, clock: SharedClock) -> Harness {
     let (publisher, hub) = Publisher::channel();
     let status = StatusBoard::new(publisher.clone());
     let (tx, calls) = async_channel::bounded(4096);
     let service = DiscoveryService::start(
         config,
-        Arc::new(SystemClock),
+        clock,
         publisher,
         status,
         Arc::new(FakeProber { calls: tx }),
@@ -640,5 +656,46 @@ fn a_thousand_fake_devices_keep_the_registry_bounded() {
         assert_eq!(s["primaryCamera"]["uuid"], "real");
         assert_eq!(s["cameras"].as_object().unwrap().len(), 32);
         assert!(s["cameras"]["fake-999"].is_object());
+    });
+}
+
+#[test]
+fn the_driver_searches_on_the_machine_schedule_in_virtual_time() {
+    // The driver must sleep on exactly the machine's next deadline (no busy loop, no extra
+    // timers): with a ManualClock, each search goes out only when time is advanced to it.
+    smol::block_on(async {
+        let r = responder_with("none", String::new(), false);
+        let clock = ManualClock::new(std::time::SystemTime::UNIX_EPOCH);
+        let config = DiscoveryConfig {
+            settings: Settings {
+                search: skylapse::backoff::Backoff {
+                    jitter: 0.0,
+                    ..Settings::default().search
+                },
+                ..Settings::default()
+            },
+            ..DiscoveryConfig::loopback(vec![r.addr])
+        };
+        let h = start_with_clock(config, Arc::new(clock.clone()));
+        guard("first search", r.heard.recv()).await.unwrap();
+        let mut at = clock.now();
+        for gap in [3u64, 6, 12, 24, 48, 96, 192, 300, 300] {
+            let due = at + Duration::from_secs(gap);
+            guard("the driver to arm its timer", async {
+                while clock.next_wakeup() != Some(due) {
+                    Timer::after(Duration::from_millis(2)).await;
+                }
+            })
+            .await;
+            assert!(r.heard.is_empty(), "a search went out before its time");
+            clock.advance(due - clock.now());
+            guard("the next search", r.heard.recv()).await.unwrap();
+            at = due;
+        }
+        // discovery_scan searches at once, without time passing.
+        h.service.scan().await;
+        guard("the scan", r.heard.recv()).await.unwrap();
+        assert_eq!(r.searches.load(Ordering::SeqCst), 11);
+        assert_eq!(r.invalid.load(Ordering::SeqCst), 0);
     });
 }

@@ -290,6 +290,8 @@ pub struct Discovery {
 impl Discovery {
     /// A machine whose first search is due at `now`.
     pub fn new(settings: Settings, rng: Rng, now: Instant) -> Self {
+        let mut settings = settings;
+        settings.fetch_burst = settings.fetch_burst.max(1);
         let tokens = settings.fetch_burst;
         Discovery {
             settings,
@@ -611,6 +613,7 @@ impl Discovery {
             }
         };
         let uuid = desc.udn.clone();
+        self.adopt_manual_entry(&uuid, &desc.access_url);
         if let Some(c) = self.cameras.get_mut(&uuid) {
             let old = c.access_url.clone();
             let was_online = c.online;
@@ -689,6 +692,32 @@ impl Discovery {
                 id: uuid,
             });
         }
+    }
+
+    /// A camera first reached by address (`manual-ip:port`, e.g. the remembered one at start)
+    /// and now announcing itself with its UDN is the same camera: re-key it, keep its role.
+    fn adopt_manual_entry(&mut self, uuid: &str, access: &HttpUrl) {
+        if self.cameras.contains_key(uuid) {
+            return;
+        }
+        let key = self
+            .cameras
+            .values()
+            .find(|c| {
+                c.source == Source::Manual
+                    && c.uuid.starts_with("manual-")
+                    && c.access_url.host == access.host
+                    && c.access_url.port == access.port
+            })
+            .map(|c| c.uuid.clone());
+        let Some(mut c) = key.and_then(|k| self.cameras.remove(&k)) else {
+            return;
+        };
+        if self.primary.as_deref() == Some(c.uuid.as_str()) {
+            self.primary = Some(uuid.to_string());
+        }
+        c.uuid = uuid.to_string();
+        self.cameras.insert(uuid.to_string(), c);
     }
 
     /// Evicts until there is room for one more entry: the least recently seen non-primary,
@@ -1134,6 +1163,26 @@ mod tests {
         // Failed locations are not retried at once.
         m.handle(now, announce("d0", "10.2.0.1"));
         assert_eq!(m.footprint().pending, 0);
+    }
+
+    #[test]
+    fn a_manual_camera_announcing_its_udn_is_the_same_camera() {
+        let t0 = Instant::now();
+        let mut m = Discovery::new(exact(), Rng::new(1), t0);
+        drain(&mut m);
+        let url = HttpUrl::parse("http://10.0.0.2:8080/ccapi").unwrap();
+        m.handle(
+            t0,
+            Input::ManualConnected {
+                base_url: url,
+                info: ProbeInfo::default(),
+            },
+        );
+        drain(&mut m);
+        let acts = discover(&mut m, t0, "cam-a", "10.0.0.2", 8080);
+        assert!(events(&acts).is_empty(), "{acts:?}");
+        assert_eq!(m.footprint().cameras, 1);
+        assert_eq!(m.primary().unwrap().uuid, "cam-a");
     }
 
     #[test]
