@@ -206,16 +206,19 @@ impl CameraProber for FakeProber {
             let body = http_get(&url, 65536).await.map_err(fail)?;
             let v: Value = serde_json::from_slice(&body).map_err(|_| fail("not JSON".into()))?;
             Ok(ProbeInfo {
-                id: v["id"].as_str().map(str::to_string),
+                id: v["id"]
+                    .as_str()
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string),
                 model_name: v["model"].as_str().map(str::to_string),
                 serial_number: None,
             })
         })
     }
-    fn target(&self, base_url: &str, id: &str) {
+    fn target(&self, base_url: &str, id: Option<&str>) {
         let _ = self.calls.try_send(Call::Target {
             base_url: base_url.into(),
-            id: id.into(),
+            id: id.unwrap_or("(none)").into(),
         });
     }
     fn ssdp_alive(&self, id: &str) {
@@ -467,6 +470,26 @@ fn manual_connect_succeeds_fails_and_is_remembered_across_restarts() {
         assert_eq!(e["uuid"], "cam-m");
         h2.call(|c| matches!(c, Call::Target { id, .. } if id == "cam-m"))
             .await;
+
+        // A camera that does not say who it is is targeted by address alone.
+        let anon = ccapi_server("127.0.0.9", "");
+        let ok = h2
+            .service
+            .connect_to_ip(&ConnectToIp {
+                ip: "127.0.0.9".into(),
+                port: Some(Port(anon.port())),
+            })
+            .await
+            .unwrap();
+        assert_eq!(ok.data["uuid"], format!("manual-127.0.0.9:{}", anon.port()));
+        let t = h2.call(|c| matches!(c, Call::Target { .. })).await;
+        assert_eq!(
+            t,
+            Call::Target {
+                base_url: format!("http://127.0.0.9:{}/ccapi", anon.port()),
+                id: "(none)".into()
+            }
+        );
         let _ = std::fs::remove_dir_all(&dir);
     });
 }

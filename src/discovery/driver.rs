@@ -17,7 +17,7 @@ use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use serde_json::json;
 
 use super::description::{self, MAX_DESCRIPTION};
-use super::registry::{Action, Discovery, Input, Settings};
+use super::registry::{Action, Discovery, Input, Settings, MANUAL_PREFIX};
 use super::ssdp::{self, HttpUrl, MAX_PACKET, MULTICAST_V4, SEARCH_TARGET};
 use super::CameraProber;
 use crate::app::{Publisher, StatusBoard};
@@ -240,7 +240,8 @@ impl Shared {
             }
             Action::Target { base_url, id } => {
                 log::info!("discovery: camera {id} at {base_url}");
-                self.prober.target(&base_url.to_string(), &id);
+                let id = (!id.starts_with(MANUAL_PREFIX)).then_some(id.as_str());
+                self.prober.target(&base_url.to_string(), id);
             }
             Action::SsdpAlive { id } => self.prober.ssdp_alive(&id),
             Action::Remember { base_url, id } => {

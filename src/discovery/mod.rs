@@ -29,9 +29,10 @@ pub trait CameraProber: Send + Sync + 'static {
     /// tell what identifies the camera if it can. Bounded by its own timeout.
     fn probe(&self, base_url: &str) -> BoxFuture<'static, Result<ProbeInfo, ApiError>>;
 
-    /// Point the camera link at this camera (`id`: UDN without `uuid:`, or `manual-ip:port`).
-    /// Must not block.
-    fn target(&self, base_url: &str, id: &str);
+    /// Point the camera link at this camera. `id` is its UDN (without `uuid:`) or the id the
+    /// probe reported; `None` for a camera known only by address. Must not block, and must not
+    /// call back into discovery synchronously (it runs under discovery's lock).
+    fn target(&self, base_url: &str, id: Option<&str>);
 
     /// The camera `id` just announced itself over SSDP while the link is not connected to it:
     /// reconnect now instead of waiting out the backoff. Must not block.

@@ -35,6 +35,9 @@ use crate::backoff::{Backoff, Rng};
 use crate::protocol::{ApiError, Channel, Event, EventFamily};
 use crate::util::iso8601;
 
+/// Registry keys of cameras known only by address start with this (`manual-ip:port`).
+pub const MANUAL_PREFIX: &str = "manual-";
+
 /// Tunables; `Default` is the production value.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -705,7 +708,7 @@ impl Discovery {
             .values()
             .find(|c| {
                 c.source == Source::Manual
-                    && c.uuid.starts_with("manual-")
+                    && c.uuid.starts_with(MANUAL_PREFIX)
                     && c.access_url.host == access.host
                     && c.access_url.port == access.port
             })
@@ -740,7 +743,11 @@ impl Discovery {
         }
     }
 
-    fn on_manual(&mut self, now: Instant, base_url: HttpUrl, info: ProbeInfo) {
+    fn on_manual(&mut self, now: Instant, base_url: HttpUrl, mut info: ProbeInfo) {
+        // The id comes from the camera: keep it only if it is a sane key.
+        info.id = info
+            .id
+            .filter(|id| !id.is_empty() && id.len() <= 128 && !id.starts_with(MANUAL_PREFIX));
         // The same camera may already be known by id, or by address.
         let existing = info
             .id
@@ -759,7 +766,7 @@ impl Discovery {
             });
         let uuid = existing
             .or(info.id.clone())
-            .unwrap_or_else(|| format!("manual-{}", base_url.authority()));
+            .unwrap_or_else(|| format!("{MANUAL_PREFIX}{}", base_url.authority()));
         match self.cameras.get_mut(&uuid) {
             Some(c) => {
                 c.access_url = base_url.clone();
