@@ -391,6 +391,14 @@ pub async fn run(shared: Arc<Shared>, sockets: Sockets) {
             Woke::Packet(Ok((n, from)), on_search) => {
                 let buf = if on_search { &search_buf } else { &notify_buf };
                 match ssdp::parse(&buf[..n]) {
+                    Ok(ssdp::SsdpMessage::Announce(a))
+                        if !ssdp::location_matches_sender(&a.location, from.ip()) =>
+                    {
+                        log::debug!(
+                            "discovery: {from} announced a Location on another host ({}); ignored",
+                            a.location
+                        );
+                    }
                     Ok(msg) => shared.apply(Input::Ssdp(msg)).await,
                     Err(e) => log::trace!("discovery: from {from}: {e}"),
                 }

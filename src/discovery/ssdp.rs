@@ -163,6 +163,24 @@ pub fn parse(packet: &[u8]) -> Result<SsdpMessage, SsdpError> {
     }))
 }
 
+/// Whether an announcement's Location may be fetched, given who sent the packet: it must name
+/// the sender's own address, so a stranger on the network cannot make us fetch from other
+/// hosts (or from services on the Pi itself). Loopback senders (tests, an in-process
+/// simulator) may name any loopback address.
+pub fn location_matches_sender(location: &HttpUrl, from: std::net::IpAddr) -> bool {
+    let Ok(host) = location.host.parse::<std::net::IpAddr>() else {
+        return false;
+    };
+    let canon = |ip: std::net::IpAddr| match ip {
+        std::net::IpAddr::V6(v6) => v6
+            .to_ipv4_mapped()
+            .map_or(std::net::IpAddr::V6(v6), std::net::IpAddr::V4),
+        v4 => v4,
+    };
+    let (host, from) = (canon(host), canon(from));
+    host == from || (host.is_loopback() && from.is_loopback())
+}
+
 /// `uuid:XXXX::urn:…` → `XXXX` (also a bare `uuid:XXXX`).
 pub fn uuid_from_usn(usn: &str) -> Option<String> {
     let rest = strip_prefix_ignore_case(usn.trim(), "uuid:")?;
@@ -388,6 +406,33 @@ USN: uuid:00000000-0000-0000-0001-0A0B0C0D0E0F::urn:schemas-canon-com:service:IC
         assert!(matches!(parse(truncated), Err(SsdpError::Malformed(_))));
         let huge = vec![b'A'; MAX_PACKET + 1];
         assert_eq!(parse(&huge), Err(SsdpError::TooLarge(MAX_PACKET + 1)));
+    }
+
+    #[test]
+    fn location_must_name_the_sender() {
+        let at = |h: &str| HttpUrl::parse(&format!("http://{h}:49152/d.xml")).unwrap();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(location_matches_sender(
+            &at("192.168.1.2"),
+            ip("192.168.1.2")
+        ));
+        assert!(location_matches_sender(
+            &at("192.168.1.2"),
+            ip("::ffff:192.168.1.2")
+        ));
+        assert!(location_matches_sender(&at("127.0.0.3"), ip("127.0.0.1")));
+        assert!(!location_matches_sender(
+            &at("127.0.0.1"),
+            ip("192.168.1.2")
+        ));
+        assert!(!location_matches_sender(
+            &at("192.168.1.9"),
+            ip("192.168.1.2")
+        ));
+        assert!(!location_matches_sender(
+            &at("camera.local"),
+            ip("192.168.1.2")
+        ));
     }
 
     #[test]
