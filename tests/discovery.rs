@@ -722,3 +722,115 @@ fn the_driver_searches_on_the_machine_schedule_in_virtual_time() {
         assert_eq!(r.invalid.load(Ordering::SeqCst), 0);
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Against the camera simulator (src/sim): its SSDP unicast socket, NOTIFYs and description.
+
+mod against_the_simulator {
+    use super::*;
+    use skylapse::sim::{DescriptionMode, SimConfig, SimHandle};
+
+    /// A simulator with its own identity (the seed picks serial, MAC and UDN).
+    fn sim(seed: u64) -> SimHandle {
+        SimHandle::start(SimConfig {
+            seed,
+            ..SimConfig::default()
+        })
+        .expect("simulator starts")
+    }
+
+    fn bare(udn: &str) -> String {
+        udn.trim_start_matches("uuid:").to_string()
+    }
+
+    #[test]
+    fn finds_the_simulator_and_follows_its_address_change() {
+        smol::block_on(async {
+            let cam = sim(1);
+            let mut h = start(DiscoveryConfig::loopback(vec![cam.ssdp_addr().unwrap()]));
+            cam.set_notify_targets(vec![h.service.notify_addr().unwrap()]);
+            let uuid = bare(&cam.udn());
+            let d = h.event("camera_discovered").await;
+            assert_eq!(d["uuid"], uuid.as_str());
+            assert_eq!(d["ipAddress"], "127.0.0.1");
+            assert_eq!(d["accessUrl"], cam.access_url().unwrap().as_str());
+            assert_eq!(
+                h.event("primary_camera_changed").await["uuid"],
+                uuid.as_str()
+            );
+            let t = h.call(|c| matches!(c, Call::Target { .. })).await;
+            assert_eq!(
+                t,
+                Call::Target {
+                    base_url: cam.access_url().unwrap(),
+                    id: uuid.clone()
+                }
+            );
+
+            // The camera moves to 127.0.0.2 (byebye, then alive from the new place).
+            cam.change_address("127.0.0.2".parse().unwrap(), false)
+                .unwrap();
+            assert_eq!(h.event("camera_offline").await["uuid"], uuid.as_str());
+            h.event("primary_camera_disconnected").await;
+            let e = h.event("camera_ip_changed").await;
+            assert_eq!(e["oldIP"], "127.0.0.1");
+            assert_eq!(e["newIP"], "127.0.0.2");
+            h.event("primary_camera_reconnected").await;
+            let t = h.call(|c| matches!(c, Call::Target { .. })).await;
+            assert_eq!(
+                t,
+                Call::Target {
+                    base_url: cam.access_url().unwrap(),
+                    id: uuid.clone()
+                }
+            );
+            assert!(cam.access_url().unwrap().contains("127.0.0.2"));
+            assert_eq!(h.service.status()["totalCameras"], 1);
+        });
+    }
+
+    #[test]
+    fn manual_connect_reaches_the_simulator_over_http() {
+        smol::block_on(async {
+            let cam = sim(2);
+            let mut h = start(DiscoveryConfig::loopback(vec![]));
+            let port = cam.http_addr().unwrap().port();
+            let ok = h
+                .service
+                .connect_to_ip(&ConnectToIp {
+                    ip: "127.0.0.1".into(),
+                    port: Some(Port(port)),
+                })
+                .await
+                .unwrap();
+            assert_eq!(ok.data["baseUrl"], format!("http://127.0.0.1:{port}/ccapi"));
+            assert_eq!(h.event("camera_connected").await["port"], port);
+        });
+    }
+
+    #[test]
+    fn broken_simulated_descriptions_and_replies_are_ignored() {
+        smol::block_on(async {
+            let bad_xml = sim(3);
+            bad_xml.ssdp_knobs(|k| k.description = DescriptionMode::Malformed);
+            let no_url = sim(4);
+            no_url.ssdp_knobs(|k| k.description = DescriptionMode::NoAccessUrl);
+            let missing = sim(5);
+            missing.ssdp_knobs(|k| k.description = DescriptionMode::NotFound);
+            let garbage = sim(6);
+            garbage.ssdp_knobs(|k| k.malformed_replies = true);
+            let good = sim(7);
+            let targets = [&bad_xml, &no_url, &missing, &garbage, &good]
+                .iter()
+                .map(|s| s.ssdp_addr().unwrap())
+                .collect();
+            let mut h = start(DiscoveryConfig::loopback(targets));
+            let d = h.event("camera_discovered").await;
+            assert_eq!(d["uuid"], bare(&good.udn()).as_str());
+            quiescent(&h.service).await;
+            assert!(h.no_event_of("camera_discovered"));
+            assert_eq!(h.service.status()["totalCameras"], 1);
+            assert_eq!(h.service.footprint().await.failed, 3);
+        });
+    }
+}
