@@ -834,3 +834,49 @@ mod against_the_simulator {
         });
     }
 }
+
+/// Benchmark: time from a NOTIFY alive of the (offline) primary leaving a loopback socket to
+/// discovery telling the camera link to reconnect (`CameraProber::ssdp_alive`). This is
+/// discovery's share of the "reconnected within 1 s of its SSDP alive" budget.
+/// `cargo test --release --test discovery -- --ignored --nocapture bench_`
+#[test]
+#[ignore]
+fn bench_ssdp_alive_to_link_nudge() {
+    smol::block_on(async {
+        // Fetch pacing off: each round re-reads the description once.
+        let mut h = start(DiscoveryConfig {
+            settings: Settings {
+                fetch_every: Duration::from_millis(1),
+                ..Settings::default()
+            },
+            ..DiscoveryConfig::loopback(vec![])
+        });
+        let notify = h.service.notify_addr().unwrap();
+        let loc = description_server("127.0.0.10", "bench", 443);
+        let alive = notify_packet("bench", &loc, "ssdp:alive");
+        let bye = notify_packet("bench", &loc, "ssdp:byebye");
+        let sock = Async::<UdpSocket>::bind(([127, 0, 0, 1], 0)).unwrap();
+        sock.send_to(alive.as_bytes(), notify).await.unwrap();
+        h.event("primary_camera_changed").await;
+        let mut micros = Vec::new();
+        for _ in 0..300 {
+            sock.send_to(bye.as_bytes(), notify).await.unwrap();
+            h.event("primary_camera_disconnected").await;
+            let t0 = std::time::Instant::now();
+            sock.send_to(alive.as_bytes(), notify).await.unwrap();
+            h.call(|c| matches!(c, Call::Alive(_))).await;
+            micros.push(t0.elapsed().as_micros() as u64);
+            h.event("primary_camera_reconnected").await;
+        }
+        micros.sort_unstable();
+        let p = |q: f64| micros[((micros.len() - 1) as f64 * q) as usize];
+        println!(
+            "ssdp alive -> link nudge over {} runs: p50 {} us, p99 {} us, max {} us",
+            micros.len(),
+            p(0.5),
+            p(0.99),
+            micros[micros.len() - 1]
+        );
+        assert!(p(0.99) < 1_000_000, "over the 1 s budget");
+    });
+}

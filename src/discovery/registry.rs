@@ -257,6 +257,8 @@ enum Schedule {
 struct PendingFetch {
     location: HttpUrl,
     max_age: Duration,
+    /// The link was already nudged (`SsdpAlive`) when this announcement arrived.
+    nudged: bool,
 }
 
 /// Counters that show the bounds hold (and what was dropped).
@@ -531,27 +533,35 @@ impl Discovery {
 
     fn on_announce(&mut self, now: Instant, a: Announcement) {
         let max_age = self.clamp_max_age(a.max_age_secs);
+        let mut nudged = false;
         if let Some(c) = self.cameras.get_mut(&a.uuid) {
             let same_place = c.location.as_ref() == Some(&a.location);
             let fresh = c
                 .last_fetch
                 .is_some_and(|t| now.saturating_duration_since(t) < self.settings.refetch_after);
-            if same_place && c.online && fresh {
+            // Same place, online, description read recently: nothing new to learn.
+            let up_to_date = same_place && c.online && fresh;
+            if up_to_date {
                 c.last_seen = now;
                 c.expires_at = Some(now + max_age);
-                let (uuid, connected) = (c.uuid.clone(), c.connected);
-                if self.is_primary(&uuid) && !connected {
-                    self.actions.push_back(Action::SsdpAlive { id: uuid });
-                }
+            }
+            let (uuid, connected) = (c.uuid.clone(), c.connected);
+            // The primary is back where the link expects it: nudge the link now, before
+            // any description round trip (the 1 s reconnect budget).
+            if same_place && !connected && self.is_primary(&uuid) {
+                self.actions.push_back(Action::SsdpAlive { id: uuid });
+                nudged = true;
+            }
+            if up_to_date {
                 return;
             }
             // Moved, was offline, or not checked for a while: read the description again
             // (the address may have changed under DHCP).
         }
-        self.enqueue_fetch(now, a.location, max_age);
+        self.enqueue_fetch(now, a.location, max_age, nudged);
     }
 
-    fn enqueue_fetch(&mut self, now: Instant, location: HttpUrl, max_age: Duration) {
+    fn enqueue_fetch(&mut self, now: Instant, location: HttpUrl, max_age: Duration, nudged: bool) {
         if self
             .pending
             .iter()
@@ -569,7 +579,11 @@ impl Discovery {
             self.footprint.dropped_announcements += 1;
             return;
         }
-        self.pending.push_back(PendingFetch { location, max_age });
+        self.pending.push_back(PendingFetch {
+            location,
+            max_age,
+            nudged,
+        });
     }
 
     fn on_byebye(&mut self, uuid: &str) {
@@ -602,7 +616,9 @@ impl Discovery {
         let Some(i) = self.in_flight.iter().position(|p| p.location == location) else {
             return; // Not ours (or a duplicate answer): ignore.
         };
-        let max_age = self.in_flight.swap_remove(i).max_age;
+        let PendingFetch {
+            max_age, nudged, ..
+        } = self.in_flight.swap_remove(i);
         let desc = match result {
             Ok(d) => d,
             Err(why) => {
@@ -656,7 +672,7 @@ impl Discovery {
                         ip: desc.access_url.host.clone(),
                     });
                 }
-                if !connected && !moved {
+                if !connected && !moved && !nudged {
                     self.actions.push_back(Action::SsdpAlive { id: uuid });
                 }
             }
@@ -1069,10 +1085,22 @@ mod tests {
         assert!(events(&drain(&mut m)).is_empty());
         m.handle(exp, Input::Tick);
         assert_eq!(events(&drain(&mut m)), ["camera_offline"]);
-        // The primary announces again: back online, and the link is told to reconnect.
-        let acts = discover(&mut m, exp, "cam-a", "10.0.0.2", 8080);
+        // The primary announces again: the link is nudged at once (before the description
+        // round trip), then the description brings it back online.
+        m.handle(exp, announce("cam-a", "10.0.0.2"));
+        let acts = drain(&mut m);
+        assert_eq!(acts[0], Action::SsdpAlive { id: "cam-a".into() });
+        assert!(acts.contains(&Action::FetchDescription(loc("10.0.0.2"))));
+        m.handle(
+            exp,
+            Input::DescriptionFetched {
+                location: loc("10.0.0.2"),
+                result: Ok(desc("cam-a", "http://10.0.0.2:8080/ccapi")),
+            },
+        );
+        let acts = drain(&mut m);
         assert_eq!(events(&acts), ["primary_camera_reconnected"]);
-        assert!(acts.contains(&Action::SsdpAlive { id: "cam-a".into() }));
+        assert!(!acts.contains(&Action::SsdpAlive { id: "cam-a".into() }));
         // A second alive soon after needs no fetch, only the nudge.
         m.handle(exp + Duration::from_secs(1), announce("cam-a", "10.0.0.2"));
         assert_eq!(drain(&mut m), [Action::SsdpAlive { id: "cam-a".into() }]);
