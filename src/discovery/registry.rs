@@ -242,6 +242,9 @@ pub struct Camera {
     /// The camera link is connected to it.
     pub connected: bool,
     pub ever_connected: bool,
+    /// `primary_camera_reconnected` was already sent for the current return (so the link
+    /// coming up right after an SSDP return does not send it twice).
+    pub back_reported: bool,
     pub source: Source,
 }
 
@@ -340,6 +343,7 @@ impl Discovery {
             Input::LinkDown => {
                 for c in self.cameras.values_mut() {
                     c.connected = false;
+                    c.back_reported = false;
                 }
                 // The camera may have moved (DHCP, new Wi-Fi): look for it right away.
                 self.schedule = Schedule::Hunting {
@@ -597,6 +601,7 @@ impl Discovery {
             return;
         };
         c.online = false;
+        c.back_reported = false;
         self.event(DiscoveryEvent::CameraOffline {
             uuid: uuid.to_string(),
         });
@@ -646,7 +651,7 @@ impl Discovery {
             c.expires_at = Some(now + max_age);
             c.online = true;
             c.source = Source::Ssdp;
-            let connected = c.connected;
+            let (connected, back_reported) = (c.connected, c.back_reported);
             let moved = old.host != desc.access_url.host
                 || old.port != desc.access_url.port
                 || old.scheme != desc.access_url.scheme;
@@ -666,11 +671,14 @@ impl Discovery {
                         id: uuid.clone(),
                     });
                 }
-                if moved || !was_online {
+                if moved || (!was_online && !back_reported) {
                     self.event(DiscoveryEvent::PrimaryCameraReconnected {
                         uuid: uuid.clone(),
                         ip: desc.access_url.host.clone(),
                     });
+                    if let Some(c) = self.cameras.get_mut(&uuid) {
+                        c.back_reported = true;
+                    }
                 }
                 if !connected && !moved && !nudged {
                     self.actions.push_back(Action::SsdpAlive { id: uuid });
@@ -694,6 +702,7 @@ impl Discovery {
                 online: true,
                 connected: false,
                 ever_connected: false,
+                back_reported: false,
                 source: Source::Ssdp,
             },
         );
@@ -810,6 +819,7 @@ impl Discovery {
                         online: true,
                         connected: true,
                         ever_connected: true,
+                        back_reported: false,
                         source: Source::Manual,
                     },
                 );
@@ -858,7 +868,8 @@ impl Discovery {
         if c.connected {
             return;
         }
-        let reconnect = c.ever_connected;
+        let reconnect = c.ever_connected && !c.back_reported;
+        c.back_reported = c.back_reported || primary;
         c.connected = true;
         c.ever_connected = true;
         c.online = true;
@@ -1104,6 +1115,36 @@ mod tests {
         // A second alive soon after needs no fetch, only the nudge.
         m.handle(exp + Duration::from_secs(1), announce("cam-a", "10.0.0.2"));
         assert_eq!(drain(&mut m), [Action::SsdpAlive { id: "cam-a".into() }]);
+    }
+
+    #[test]
+    fn a_return_is_reported_once_whether_ssdp_or_the_link_sees_it_first() {
+        let t0 = Instant::now();
+        let mut m = Discovery::new(exact(), Rng::new(1), t0);
+        drain(&mut m);
+        discover(&mut m, t0, "cam-a", "10.0.0.2", 8080);
+        m.handle(t0, Input::LinkUp { id: "cam-a".into() });
+        assert_eq!(events(&drain(&mut m)), ["camera_connected"]);
+        // Lost, then found again by SSDP at a new address, then the link comes up there.
+        let t1 = t0 + Duration::from_secs(30);
+        m.handle(t1, Input::LinkDown);
+        drain(&mut m);
+        let acts = discover(&mut m, t1, "cam-a", "10.0.0.3", 8080);
+        assert_eq!(
+            events(&acts),
+            ["camera_ip_changed", "primary_camera_reconnected"]
+        );
+        m.handle(t1, Input::LinkUp { id: "cam-a".into() });
+        assert_eq!(events(&drain(&mut m)), ["camera_connected"]);
+        // Lost again; this time the link comes back by itself.
+        let t2 = t1 + Duration::from_secs(30);
+        m.handle(t2, Input::LinkDown);
+        drain(&mut m);
+        m.handle(t2, Input::LinkUp { id: "cam-a".into() });
+        assert_eq!(
+            events(&drain(&mut m)),
+            ["camera_connected", "primary_camera_reconnected"]
+        );
     }
 
     #[test]
