@@ -109,13 +109,15 @@ pub struct Shared {
     driver_tx: async_channel::Sender<ToDriver>,
     search: Arc<Async<UdpSocket>>,
     notify: Option<Arc<Async<UdpSocket>>>,
-    epoch: (Instant, SystemTime),
 }
 
 struct Core {
     machine: Discovery,
     /// What `last-camera.json` holds, to skip rewriting the same thing.
     remembered: Option<String>,
+    /// Monotonic ↔ wall anchor for the status block's times. Fixed, so an unchanged
+    /// registry renders the same; moved only when the wall clock steps (time sync).
+    epoch: (Instant, SystemTime),
 }
 
 /// The driver's end of its inbox, for [`run`].
@@ -172,11 +174,11 @@ impl Shared {
             machine: async_lock::Mutex::new(Core {
                 machine,
                 remembered: None,
+                epoch,
             }),
             driver_tx,
             search,
             notify,
-            epoch,
         });
         Ok((shared, Sockets { driver_rx }))
     }
@@ -205,8 +207,18 @@ impl Shared {
         let now = self.clock.now();
         let out = f(&mut core.machine, now);
         // Status first: whoever reacts to an event below already sees the new block.
+        let wall = self.clock.wall();
+        let expected = core.epoch.1 + now.saturating_duration_since(core.epoch.0);
+        let skew = match wall.duration_since(expected) {
+            Ok(ahead) => ahead,
+            Err(behind) => behind.duration(),
+        };
+        if skew > Duration::from_secs(1) {
+            core.epoch = (now, wall);
+        }
+        let (epoch, epoch_wall) = core.epoch;
         self.status
-            .set("discovery", core.machine.status(self.epoch.0, self.epoch.1));
+            .set("discovery", core.machine.status(epoch, epoch_wall));
         while let Some(action) = core.machine.poll_action() {
             self.perform(&mut core, action).await;
         }
