@@ -711,8 +711,11 @@ fn the_driver_searches_on_the_machine_schedule_in_virtual_time() {
             })
             .await;
             assert!(r.heard.is_empty(), "a search went out before its time");
+            let woken = h.service.driver_wakeups();
             clock.advance(due - clock.now());
             guard("the next search", r.heard.recv()).await.unwrap();
+            // One wake-up per search: the timer, nothing else.
+            assert_eq!(h.service.driver_wakeups() - woken, 1, "gap {gap}");
             at = due;
         }
         // discovery_scan searches at once, without time passing.

@@ -107,6 +107,8 @@ pub struct Shared {
     machine: async_lock::Mutex<Core>,
     /// Wake-ups and fetch results for the driver task.
     driver_tx: async_channel::Sender<ToDriver>,
+    /// Turns of the driver loop (each one a wake-up of the task), for frugality checks.
+    wakeups: std::sync::atomic::AtomicU64,
     search: Arc<Async<UdpSocket>>,
     notify: Option<Arc<Async<UdpSocket>>>,
 }
@@ -177,6 +179,7 @@ impl Shared {
                 epoch,
             }),
             driver_tx,
+            wakeups: std::sync::atomic::AtomicU64::new(0),
             search,
             notify,
         });
@@ -185,6 +188,11 @@ impl Shared {
 
     pub fn search_addr(&self) -> Option<SocketAddr> {
         self.search.get_ref().local_addr().ok()
+    }
+
+    /// How many times the driver task has woken up so far.
+    pub fn wakeups(&self) -> u64 {
+        self.wakeups.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn notify_addr(&self) -> Option<SocketAddr> {
@@ -197,11 +205,25 @@ impl Shared {
         self.with_machine(|m, now| m.handle(now, input)).await;
     }
 
+    /// [`Self::apply`] from the driver task itself: it re-reads the deadline anyway, so it
+    /// does not wake itself (one loop turn per input, not two).
+    async fn apply_in_driver(self: &Arc<Self>, input: Input) {
+        self.run_machine(|m, now| m.handle(now, input), false).await;
+    }
+
     /// Runs `f` on the machine at `now`, then performs its actions (under the same lock, so
     /// actions from different callers never interleave).
     pub async fn with_machine<T>(
         self: &Arc<Self>,
         f: impl FnOnce(&mut Discovery, Instant) -> T,
+    ) -> T {
+        self.run_machine(f, true).await
+    }
+
+    async fn run_machine<T>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Discovery, Instant) -> T,
+        wake_driver: bool,
     ) -> T {
         let mut core = self.machine.lock().await;
         let now = self.clock.now();
@@ -223,7 +245,9 @@ impl Shared {
             self.perform(&mut core, action).await;
         }
         drop(core);
-        let _ = self.driver_tx.try_send(ToDriver::Wake);
+        if wake_driver {
+            let _ = self.driver_tx.try_send(ToDriver::Wake);
+        }
         out
     }
 
@@ -364,7 +388,7 @@ impl Shared {
 pub async fn run(shared: Arc<Shared>, sockets: Sockets) {
     let mut search_buf = vec![0u8; MAX_PACKET + 1];
     let mut notify_buf = vec![0u8; MAX_PACKET + 1];
-    shared.apply(Input::Tick).await;
+    shared.apply_in_driver(Input::Tick).await;
     loop {
         let deadline = shared.inspect(|m| m.poll_timeout()).await;
         enum Woke {
@@ -399,6 +423,9 @@ pub async fn run(shared: Arc<Shared>, sockets: Sockets) {
             };
             future::or(future::or(search, notify), future::or(timer, poked)).await
         };
+        shared
+            .wakeups
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match woke {
             Woke::Packet(Ok((n, from)), on_search) => {
                 let buf = if on_search { &search_buf } else { &notify_buf };
@@ -411,18 +438,18 @@ pub async fn run(shared: Arc<Shared>, sockets: Sockets) {
                             a.location
                         );
                     }
-                    Ok(msg) => shared.apply(Input::Ssdp(msg)).await,
+                    Ok(msg) => shared.apply_in_driver(Input::Ssdp(msg)).await,
                     Err(e) => log::trace!("discovery: from {from}: {e}"),
                 }
             }
             Woke::Packet(Err(e), _) => {
                 // ICMP errors from earlier sends surface here; do not spin on them.
                 log::debug!("discovery: recv: {e}");
-                shared.apply(Input::Tick).await;
+                shared.apply_in_driver(Input::Tick).await;
             }
-            Woke::Timer => shared.apply(Input::Tick).await,
+            Woke::Timer => shared.apply_in_driver(Input::Tick).await,
             Woke::Poked => {}
-            Woke::Input(input) => shared.apply(*input).await,
+            Woke::Input(input) => shared.apply_in_driver(*input).await,
             Woke::Closed => return,
         }
     }

@@ -149,6 +149,11 @@ impl DiscoveryService {
         self.shared.search_addr()
     }
 
+    /// How many times the driver task has woken up (frugality checks).
+    pub fn driver_wakeups(&self) -> u64 {
+        self.shared.wakeups()
+    }
+
     /// Where NOTIFYs are received, if the socket could be bound.
     pub fn notify_addr(&self) -> Option<std::net::SocketAddr> {
         self.shared.notify_addr()
