@@ -1,1 +1,40 @@
 //! Camera discovery: SSDP/UPnP search and NOTIFY listening, description XML, the camera registry.
+//!
+//! ```text
+//!   ssdp.rs         packets: M-SEARCH out; search replies and NOTIFY alive/byebye in
+//!   description.rs  CameraDevDesc.xml → UDN, modelName, serialNumber, X_accessURL
+//!   registry.rs     the sans-IO machine: search schedule, fetch queue, bounded registry
+//!   driver.rs       sockets, description fetches, the one timer (`DiscoveryConfig`)
+//!   service.rs      `app::Service`: connect_to_ip, discovery_scan, set_primary_camera, status
+//! ```
+//!
+//! The camera link is reached only through [`CameraProber`], which the camera side implements.
+
+pub mod description;
+pub mod driver;
+pub mod registry;
+pub mod service;
+pub mod ssdp;
+
+pub use driver::DiscoveryConfig;
+pub use registry::ProbeInfo;
+pub use service::DiscoveryService;
+
+use crate::clock::BoxFuture;
+use crate::protocol::ApiError;
+
+/// What discovery needs from the camera side.
+pub trait CameraProber: Send + Sync + 'static {
+    /// Checks that a CCAPI answers at `base_url` (`https://ip:443/ccapi`, …): `GET` it, and
+    /// tell what identifies the camera if it can. Bounded by its own timeout.
+    fn probe(&self, base_url: &str) -> BoxFuture<'static, Result<ProbeInfo, ApiError>>;
+
+    /// Point the camera link at this camera. `id` is its UDN (without `uuid:`) or the id the
+    /// probe reported; `None` for a camera known only by address. Must not block, and must not
+    /// call back into discovery synchronously (it runs under discovery's lock).
+    fn target(&self, base_url: &str, id: Option<&str>);
+
+    /// The camera `id` just announced itself over SSDP while the link is not connected to it:
+    /// reconnect now instead of waiting out the backoff. Must not block.
+    fn ssdp_alive(&self, id: &str);
+}
