@@ -401,11 +401,29 @@ pub(crate) struct Shared {
     pub connections: AtomicUsize,
 }
 
+/// A listening socket's accept task, with its fd so it can be shut synchronously.
+pub(crate) struct Bound {
+    task: Task<()>,
+    fd: std::os::fd::RawFd,
+}
+
+impl Bound {
+    /// Refuses new connections now (the task and socket are dropped later on the executor).
+    fn close(self) {
+        // SAFETY: the fd belongs to the listener owned by `task`'s future, which is still
+        // alive: it is only dropped after the task is cancelled below.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        }
+        drop(self.task);
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct ListenerTasks {
-    pub https: Option<Task<()>>,
-    pub http: Option<Task<()>>,
-    pub description: Option<Task<()>>,
+    pub https: Option<Bound>,
+    pub http: Option<Bound>,
+    pub description: Option<Bound>,
     pub other: Vec<Task<()>>,
 }
 
@@ -467,28 +485,38 @@ impl Shared {
     fn bind_listener(self: &Arc<Self>, kind: Listener, addr: SocketAddr) -> io::Result<SocketAddr> {
         let std_listener = TcpListener::bind(addr)?;
         let local = std_listener.local_addr()?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&std_listener);
         let listener = Async::new(std_listener)?;
         let me = self.clone();
         let task = self
             .spawn(accept_loop(me, listener, kind))
             .ok_or_else(|| io::Error::other("simulator stopped"))?;
+        let bound = Some(Bound { task, fd });
         let mut t = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        match kind {
-            Listener::Https => t.https = Some(task),
-            Listener::Http => t.http = Some(task),
-            Listener::Description => t.description = Some(task),
-            Listener::Control => t.other.push(task),
+        let slot = match kind {
+            Listener::Https => &mut t.https,
+            Listener::Http => &mut t.http,
+            Listener::Description => &mut t.description,
+            Listener::Control => {
+                t.other.extend(bound.map(|b| b.task));
+                return Ok(local);
+            }
+        };
+        if let Some(old) = std::mem::replace(slot, bound) {
+            old.close();
         }
         Ok(local)
     }
 
     /// Closes the camera-facing listeners (refuse) and kills their connections.
     pub fn close_camera_listeners(&self) {
-        let (a, b, c) = {
+        let bound = {
             let mut t = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-            (t.https.take(), t.http.take(), t.description.take())
+            [t.https.take(), t.http.take(), t.description.take()]
         };
-        drop((a, b, c));
+        for b in bound.into_iter().flatten() {
+            b.close();
+        }
         self.kill.notify();
     }
 
@@ -740,7 +768,8 @@ async fn serve(
                 return;
             }
             Some(FaultAction::Hang) => {
-                futures_lite::future::pending::<()>().await;
+                // Say nothing until the client gives up.
+                wait_hangup(&mut stream, &mut buf).await;
                 return;
             }
             Some(FaultAction::Respond { status, message }) => {
