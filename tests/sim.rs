@@ -1022,3 +1022,101 @@ fn control_plane_over_http() {
         400
     );
 }
+
+#[test]
+fn auto_power_off_sleeps_after_idle_and_wake_comes_back() {
+    let clock = ManualClock::new(SystemTime::now());
+    let listener = notify_listener();
+    let mut cfg = fast();
+    cfg.clock = SimClock::Manual(clock.clone());
+    cfg.notify_targets = vec![listener.local_addr().unwrap()];
+    let sim = start(cfg);
+    let a = http(&sim);
+    next_notify(&listener, "ssdp:alive");
+    assert_eq!(
+        call(
+            a,
+            "PUT",
+            "/ccapi/ver100/functions/autopoweroff",
+            Some(r#"{"value":"30"}"#)
+        ),
+        (200, json!({"value":"30"}))
+    );
+    assert!(sim.wait_until(WAIT, |_| clock.next_wakeup().is_some()));
+    clock.advance(Duration::from_secs(29));
+    assert_eq!(sim.status().power, Power::On);
+    clock.advance(Duration::from_secs(2));
+    next_notify(&listener, "ssdp:byebye");
+    assert!(sim.wait_until(WAIT, |s| s.power == Power::Sleeping));
+    assert_eq!(sim.status().offline, Some(OfflineMode::Blackhole));
+    sim.wake().unwrap();
+    next_notify(&listener, "ssdp:alive");
+    assert_eq!(get(a, "/ccapi/ver100/deviceinformation").0, 200);
+}
+
+#[test]
+fn standby_split_raw_jpeg_and_bandwidth_knobs() {
+    let mut cfg = fast();
+    cfg.timing.settings_cooldown = Duration::ZERO;
+    let sim = start(cfg);
+    let a = http(&sim);
+    sim.set_taken_in_preparation(1);
+    let press = |a| {
+        call(
+            a,
+            "POST",
+            "/ccapi/ver100/shooting/control/shutterbutton",
+            Some(r#"{"af":false}"#),
+        )
+    };
+    assert_eq!(press(a), (503, json!({"message":"Taken in preparation"})));
+    assert_eq!(
+        call(
+            a,
+            "PUT",
+            "/ccapi/ver110/shooting/settings/stillimagequality",
+            Some(r#"{"value":{"raw":"raw","jpeg":"small2"}}"#)
+        )
+        .0,
+        200
+    );
+    get(a, "/ccapi/ver110/event/polling");
+    sim.set_split_raw_jpeg(Some(Duration::from_millis(300)));
+    assert_eq!(press(a).0, 200);
+    let (_, first) = get(a, "/ccapi/ver110/event/polling?timeout=long");
+    assert_eq!(
+        first["addedcontents"],
+        json!(["/ccapi/ver130/contents/card1/100CANON/IMG_0001.CR3"])
+    );
+    let (_, second) = get(a, "/ccapi/ver110/event/polling?timeout=long");
+    assert_eq!(
+        second["addedcontents"],
+        json!(["/ccapi/ver130/contents/card1/100CANON/IMG_0001.JPG"])
+    );
+    // 400 KB at 4 MB/s takes about 100 ms of paced writes.
+    sim.set_bandwidth(Some(4_000_000));
+    let t = Instant::now();
+    let (st, _, body) = raw(
+        a,
+        "GET",
+        "/ccapi/ver130/contents/card1/100CANON/IMG_0001.JPG",
+        None,
+        "",
+    )
+    .unwrap();
+    assert_eq!((st, body.len()), (200, 400_000));
+    assert!(
+        t.elapsed() >= Duration::from_millis(90),
+        "{:?}",
+        t.elapsed()
+    );
+    let (_, _, cr3) = raw(
+        a,
+        "GET",
+        "/ccapi/ver130/contents/card1/100CANON/IMG_0001.CR3",
+        None,
+        "Range: bytes=0-15\r\n",
+    )
+    .unwrap();
+    assert_eq!(&cr3[4..12], b"ftypcrx ");
+}

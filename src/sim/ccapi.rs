@@ -75,6 +75,13 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &Request, kind: Listener) -
         Value::Null
     };
 
+    if method == "POST" || method == "PUT" {
+        let mut g = shared.lock();
+        if g.taken_in_preparation > 0 {
+            g.taken_in_preparation -= 1;
+            return Response::error(503, "Taken in preparation");
+        }
+    }
     if entry.path == "contents" {
         return contents(shared, req, &method, resource, &base);
     }

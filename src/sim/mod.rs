@@ -374,6 +374,14 @@ pub(crate) struct Inner {
     /// `shutterbutton` (one-shot) while tv is bulb: 503 `Mode not supported` (true) or a
     /// zero-length exposure (false).
     pub bulb_oneshot_rejected: bool,
+    /// Response body pacing in bytes/s for CCAPI listeners (`None`: as fast as loopback).
+    pub bandwidth: Option<u64>,
+    /// The next N POST/PUT control calls get 503 `Taken in preparation` (standby → connected).
+    pub taken_in_preparation: u32,
+    /// RAW+JPEG: report the JPG this long after the CR3 (separate poll replies).
+    pub split_raw_jpeg: Option<Duration>,
+    /// Last CCAPI request (sim clock), for auto power off.
+    pub last_activity: Instant,
 }
 
 pub(crate) struct Shared {
@@ -584,7 +592,12 @@ impl Shared {
     }
 
     pub fn wake_camera(self: &Arc<Self>) -> io::Result<()> {
-        self.lock().cam.power = Power::On;
+        let now = self.now();
+        {
+            let mut g = self.lock();
+            g.cam.power = Power::On;
+            g.last_activity = now;
+        }
         self.go_online()?;
         ssdp::send_notify(self, true);
         Ok(())
@@ -757,7 +770,10 @@ async fn serve(
         let decision = if kind == Listener::Control {
             faults::Decision::default()
         } else {
-            shared.lock().faults.decide(&req.method, &req.path)
+            let now = shared.now();
+            let mut g = shared.lock();
+            g.last_activity = now;
+            g.faults.decide(&req.method, &req.path)
         };
         if !decision.latency.is_zero() {
             shared.sleep(decision.latency).await;
@@ -814,7 +830,11 @@ async fn serve(
             stream.reset();
             return;
         }
-        if stream.write_all(&bytes).await.is_err() {
+        let bandwidth = match kind {
+            Listener::Https | Listener::Http => shared.lock().bandwidth,
+            _ => None,
+        };
+        if write_paced(&mut stream, &bytes, bandwidth).await.is_err() {
             return;
         }
         shared.log.set_status(seq, resp.status);
@@ -822,6 +842,24 @@ async fn serve(
             return;
         }
     }
+}
+
+/// Writes `bytes`, at most `bandwidth` bytes/s when set (real time: a link property).
+async fn write_paced(stream: &mut Stream, bytes: &[u8], bandwidth: Option<u64>) -> io::Result<()> {
+    let Some(bps) = bandwidth.filter(|b| *b > 0) else {
+        return stream.write_all(bytes).await;
+    };
+    // Chunks of ~20 ms of transfer, so progress is smooth without a wake-up per packet.
+    let chunk = ((bps / 50) as usize).clamp(512, 256 * 1024);
+    let start = Instant::now();
+    let mut sent = 0usize;
+    for part in bytes.chunks(chunk) {
+        stream.write_all(part).await?;
+        sent += part.len();
+        let due = start + Duration::from_secs_f64(sent as f64 / bps as f64);
+        async_io::Timer::at(due).await;
+    }
+    Ok(())
 }
 
 /// Resolves when the peer closes; keeps any pipelined bytes in `buf` (bounded).
@@ -843,6 +881,35 @@ async fn route(shared: &Arc<Shared>, req: &Request, kind: Listener) -> Response 
         Listener::Https | Listener::Http => ccapi::route(shared, req, kind).await,
         Listener::Description => ssdp::description(shared, req),
         Listener::Control => control::route(shared, req).await,
+    }
+}
+
+/// Auto power off: after `autopoweroff` seconds without a CCAPI request the body sleeps
+/// (byebye, then a blackhole: its Wi-Fi is gone). Runs on the sim clock.
+async fn auto_power_off(shared: Arc<Shared>) {
+    loop {
+        let generation = shared.changed.generation();
+        let deadline = {
+            let g = shared.lock();
+            match g.cam.autopoweroff.parse::<u64>() {
+                Ok(secs) if g.cam.power == Power::On => {
+                    Some(g.last_activity + Duration::from_secs(secs))
+                }
+                _ => None,
+            }
+        };
+        match deadline {
+            None => shared.changed.changed_since(generation).await,
+            Some(d) if shared.now() >= d => {
+                shared.sleep_camera(OfflineMode::Blackhole);
+            }
+            Some(d) => {
+                futures_lite::future::or(shared.clock.sleep_until(d), async {
+                    shared.changed.changed_since(generation).await
+                })
+                .await
+            }
+        }
     }
 }
 
@@ -907,6 +974,10 @@ impl SimHandle {
                 af_fail_probability: 0.0,
                 rng: crate::backoff::Rng::new(cfg.seed.wrapping_mul(31).wrapping_add(7)),
                 bulb_oneshot_rejected: true,
+                bandwidth: None,
+                taken_in_preparation: 0,
+                split_raw_jpeg: None,
+                last_activity: now,
             }),
             changed: Signal::new(),
             kill: Signal::new(),
@@ -943,7 +1014,7 @@ impl SimHandle {
                     let _ = stop_rx.recv().await;
                 }));
             })?;
-        let mut handle = SimHandle {
+        let handle = SimHandle {
             shared: shared.clone(),
             thread: Some(thread),
             stop: Some(stop_tx),
@@ -963,9 +1034,16 @@ impl SimHandle {
                 log::warn!("camera-sim: multicast SSDP unavailable: {e}");
             }
         }
+        let me = shared.clone();
+        if let Some(t) = shared.spawn(auto_power_off(me)) {
+            shared
+                .tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .other
+                .push(t);
+        }
         ssdp::send_notify(&shared, true);
-        // Keep the handle alive only once everything is up; errors above drop it (stops).
-        handle.stop = handle.stop.take();
         Ok(handle)
     }
 
@@ -1002,6 +1080,16 @@ impl SimHandle {
 
     pub fn control_addr(&self) -> Option<SocketAddr> {
         self.shared.lock().net.control
+    }
+
+    /// `https://<addr>/ccapi` when HTTPS is enabled.
+    pub fn https_base(&self) -> Option<String> {
+        self.https_addr().map(|a| format!("https://{a}/ccapi"))
+    }
+
+    /// `http://<addr>/ccapi` when plain HTTP is enabled.
+    pub fn http_base(&self) -> Option<String> {
+        self.http_addr().map(|a| format!("http://{a}/ccapi"))
     }
 
     /// `uuid:00000000-0000-0000-0001-<MAC>`
@@ -1183,6 +1271,12 @@ impl SimHandle {
         self.shared.lock().cam.root_listing = style;
     }
 
+    /// The camera's auto power off (`"30"`, `"60"`, …, `"disable"`), as a client PUT would.
+    pub fn set_autopoweroff(&self, value: &str) {
+        self.shared.lock().cam.autopoweroff = value.to_string();
+        self.shared.touch();
+    }
+
     pub fn set_timing(&self, f: impl FnOnce(&mut Timing)) {
         f(&mut self.shared.lock().timing);
     }
@@ -1198,6 +1292,46 @@ impl SimHandle {
     /// A press of the body's own shutter button (no client request); `hold` for bulb.
     pub fn press_shutter(&self, hold: Option<Duration>) -> Result<(), String> {
         shooting::physical_press(&self.shared, hold)
+    }
+
+    /// Paces CCAPI response bodies at `bytes_per_sec` (real time); `None` removes the cap.
+    pub fn set_bandwidth(&self, bytes_per_sec: Option<u64>) {
+        self.shared.lock().bandwidth = bytes_per_sec;
+    }
+
+    /// The next `n` POST/PUT calls answer 503 `Taken in preparation` (camera in standby).
+    pub fn set_taken_in_preparation(&self, n: u32) {
+        self.shared.lock().taken_in_preparation = n;
+    }
+
+    /// RAW+JPEG: report the JPG `delay` after the CR3, so they land in separate polls.
+    pub fn set_split_raw_jpeg(&self, delay: Option<Duration>) {
+        self.shared.lock().split_raw_jpeg = delay;
+    }
+
+    /// Event loss: the next `n` changes are never reported.
+    pub fn drop_next_events(&self, n: u32) {
+        self.shared.lock().events.drop_next = n;
+    }
+
+    /// Report every new file twice in `addedcontents` (clients must dedupe).
+    pub fn set_duplicate_addedcontents(&self, on: bool) {
+        self.shared.lock().events.duplicate_added = on;
+    }
+
+    /// Whether DELETE of a poll keeps the session (next poll = delta, not snapshot).
+    pub fn set_keep_session_on_delete(&self, on: bool) {
+        self.shared.lock().events.keep_session_on_delete = on;
+    }
+
+    /// `shutterbutton` while tv is bulb: 503 `Mode not supported` (default) or a 0 s shot.
+    pub fn set_bulb_oneshot_rejected(&self, on: bool) {
+        self.shared.lock().bulb_oneshot_rejected = on;
+    }
+
+    /// The raw change log (`seq`, key, value), oldest first (bounded).
+    pub fn event_log(&self) -> Vec<(u64, String, serde_json::Value)> {
+        self.shared.lock().events.log.iter().cloned().collect()
     }
 
     // ---- faults ---------------------------------------------------------------------------
