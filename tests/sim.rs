@@ -1120,3 +1120,103 @@ fn standby_split_raw_jpeg_and_bandwidth_knobs() {
     .unwrap();
     assert_eq!(&cr3[4..12], b"ftypcrx ");
 }
+
+#[test]
+fn ssdp_faults_drop_duplicate_malformed() {
+    let sim = start(fast());
+    let ssdp = sim.ssdp_addr().unwrap();
+    let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let mut buf = [0u8; 2048];
+    let service = "urn:schemas-canon-com:service:ICPO-CameraControlAPIService:1";
+    sim.ssdp_knobs(|k| {
+        k.drop_searches = 1;
+        k.duplicate_replies = true;
+    });
+    c.send_to(msearch(service).as_bytes(), ssdp).unwrap(); // dropped
+    c.send_to(msearch(service).as_bytes(), ssdp).unwrap(); // answered twice
+    let (n1, _) = c.recv_from(&mut buf).unwrap();
+    let first = buf[..n1].to_vec();
+    let (n2, _) = c.recv_from(&mut buf).unwrap();
+    assert_eq!(first, buf[..n2].to_vec());
+    sim.ssdp_knobs(|k| {
+        k.duplicate_replies = false;
+        k.malformed_replies = true;
+    });
+    c.send_to(msearch(service).as_bytes(), ssdp).unwrap();
+    let (n, _) = c.recv_from(&mut buf).unwrap();
+    assert!(!String::from_utf8_lossy(&buf[..n]).contains("USN:"));
+    // Offline cameras are silent; back online they answer.
+    sim.set_offline(OfflineMode::Refuse);
+    sim.ssdp_knobs(|k| k.malformed_replies = false);
+    let seen = sim.status().ssdp_searches;
+    c.send_to(msearch(service).as_bytes(), ssdp).unwrap();
+    assert!(sim.wait_until(WAIT, |s| s.ssdp_searches == seen + 1));
+    sim.set_online().unwrap();
+    c.send_to(msearch("upnp:rootdevice").as_bytes(), ssdp)
+        .unwrap();
+    let (n, _) = c.recv_from(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("ST: upnp:rootdevice"));
+}
+
+/// Reads one response (Content-Length framed) from a keep-alive connection.
+fn read_one(s: &mut BufReader<TcpStream>) -> u16 {
+    let mut status = 0;
+    let mut len = 0usize;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        s.read_line(&mut line).unwrap();
+        if status == 0 {
+            status = line.split(' ').nth(1).unwrap().parse().unwrap();
+        } else if line == "\r\n" {
+            break;
+        } else if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).unwrap();
+    status
+}
+
+/// Benchmark: client write → simulator "request fully received" stamp, warm keep-alive
+/// connection on loopback. `cargo test --release --test sim -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn bench_request_receive_latency() {
+    let sim = start(fast());
+    let a = http(&sim);
+    let s = TcpStream::connect(a).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    let body = r#"{"value":"400"}"#;
+    let req = format!(
+        "PUT /ccapi/ver100/shooting/settings/iso HTTP/1.1\r\nHost: {a}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut sent = Vec::new();
+    for _ in 0..2000 {
+        let t0 = Instant::now();
+        w.write_all(req.as_bytes()).unwrap();
+        assert_eq!(read_one(&mut r), 200);
+        sent.push(t0);
+    }
+    let log = sim.requests();
+    let mut lat: Vec<Duration> = log
+        .iter()
+        .zip(&sent)
+        .skip(100) // warm-up
+        .map(|(rec, t0)| rec.body_at.saturating_duration_since(*t0))
+        .collect();
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 - 1.0) * q) as usize];
+    println!(
+        "request receive latency over {} requests: p50 {:?}  p99 {:?}  max {:?}",
+        lat.len(),
+        p(0.50),
+        p(0.99),
+        lat[lat.len() - 1]
+    );
+}

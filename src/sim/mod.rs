@@ -929,6 +929,8 @@ pub struct SimStatus {
     pub card_free: u64,
     pub wedged_502: bool,
     pub open_connections: usize,
+    /// Well-formed M-SEARCHes the SSDP socket received.
+    pub ssdp_searches: u64,
 }
 
 /// A running simulator. Dropping it stops everything (like [`SimHandle::shutdown`]).
@@ -1542,5 +1544,6 @@ fn status_of(g: &Inner, shared: &Shared) -> SimStatus {
         card_free: g.cam.card.free,
         wedged_502: g.faults.wedged_502,
         open_connections: shared.connections.load(Ordering::SeqCst),
+        ssdp_searches: g.ssdp.searches_seen,
     }
 }

@@ -44,6 +44,8 @@ pub struct SsdpKnobs {
     /// Send no NOTIFY at all.
     pub silent_notify: bool,
     pub description: DescriptionMode,
+    /// Well-formed M-SEARCHes received so far (a statistic, for tests to sync on).
+    pub searches_seen: u64,
 }
 
 /// Binds the unicast SSDP socket and starts its task (and the periodic alive if asked).
@@ -161,6 +163,8 @@ async fn responder(shared: Arc<Shared>, sock: Arc<Async<UdpSocket>>) {
         };
         let (knobs, up) = {
             let mut g = shared.lock();
+            g.ssdp.searches_seen += 1;
+            shared.state_cv.notify_all();
             let up = g.cam.power == Power::On && g.net.offline.is_none();
             let knobs = g.ssdp.clone();
             if up && g.ssdp.drop_searches > 0 {
