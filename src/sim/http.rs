@@ -282,6 +282,12 @@ async fn finish_request(
         _ => version == 1,
     };
     buf.drain(..head_len);
+    if content_length > buf.len() && find("expect").is_some_and(|v| v == "100-continue") {
+        stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .map_err(|_| ReadError::Closed)?;
+    }
     let mut chunk = [0u8; 8192];
     while buf.len() < content_length {
         let n = stream

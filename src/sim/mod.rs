@@ -669,7 +669,14 @@ async fn accept_loop(shared: Arc<Shared>, listener: Async<TcpListener>, kind: Li
             }
         };
         let me = shared.clone();
-        shared.spawn_detached(connection(me, sock, peer, kind));
+        shared.spawn_detached(async move {
+            // A bug in a handler must cost one connection, never the whole simulator.
+            use futures_lite::FutureExt;
+            let served = std::panic::AssertUnwindSafe(connection(me, sock, peer, kind));
+            if served.catch_unwind().await.is_err() {
+                log::error!("camera-sim: a {kind:?} connection handler panicked");
+            }
+        });
     }
 }
 
@@ -687,9 +694,16 @@ async fn connection(
     kind: Listener,
 ) {
     let _ = sock.get_ref().set_nodelay(true);
-    if kind == Listener::Control {
+    if kind == Listener::Control || kind == Listener::Description {
         let local = sock.get_ref().local_addr().unwrap_or(peer);
-        serve(&shared, Stream::Plain(sock), peer, local, kind).await;
+        let epoch = shared.kill.generation();
+        let killed = shared.kill.changed_since(epoch);
+        let serving = serve(&shared, Stream::Plain(sock), peer, local, kind);
+        if kind == Listener::Control {
+            serving.await;
+        } else {
+            futures_lite::future::or(serving, killed).await;
+        }
         return;
     }
     let n = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
