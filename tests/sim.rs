@@ -1220,3 +1220,88 @@ fn bench_request_receive_latency() {
         lat[lat.len() - 1]
     );
 }
+
+#[test]
+fn clock_drift_and_thermal_gate() {
+    let clock = ManualClock::new(SystemTime::now());
+    let sim = start(SimConfig {
+        clock: SimClock::Manual(clock.clone()),
+        ..fast()
+    });
+    let (t0, _, _) = sim.camera_time();
+    sim.set_clock_drift_ppm(1000.0);
+    clock.advance(Duration::from_secs(1000));
+    let (t1, _, _) = sim.camera_time();
+    assert_eq!(t1 - t0, 1_001_000, "1000 ppm over 1000 s = 1 s fast");
+
+    let a = http(&sim);
+    sim.set_temperature("disablerelease");
+    assert_eq!(
+        call(
+            a,
+            "POST",
+            "/ccapi/ver100/shooting/control/shutterbutton",
+            Some(r#"{"af":false}"#)
+        )
+        .0,
+        503
+    );
+    assert_eq!(
+        get(a, "/ccapi/ver100/devicestatus/temperature").1,
+        json!({"status":"disablerelease"})
+    );
+}
+
+#[test]
+fn control_plane_power_and_network() {
+    let sim = start(SimConfig {
+        control_addr: Some("127.0.0.1:0".parse().unwrap()),
+        ..fast()
+    });
+    let c = sim.control_addr().unwrap();
+    let a = http(&sim);
+    assert_eq!(
+        call(c, "POST", "/_sim/network", Some(r#"{"offline":"refuse"}"#)).0,
+        200
+    );
+    assert!(TcpStream::connect(a).is_err());
+    assert_eq!(
+        call(c, "POST", "/_sim/network", Some(r#"{"offline":null}"#)).0,
+        200
+    );
+    assert_eq!(get(a, "/ccapi").0, 200);
+    assert_eq!(
+        call(
+            c,
+            "POST",
+            "/_sim/network",
+            Some(r#"{"address":"127.0.0.3","keep_ports":false}"#)
+        )
+        .0,
+        200
+    );
+    let moved = http(&sim);
+    assert_eq!(moved.ip(), IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3)));
+    assert_eq!(get(moved, "/ccapi").0, 200);
+    assert_eq!(
+        call(
+            c,
+            "POST",
+            "/_sim/power",
+            Some(r#"{"action":"reboot","reboot_ms":50}"#)
+        )
+        .0,
+        200
+    );
+    assert!(sim.wait_until(WAIT, |s| s.power == Power::On && s.offline.is_none()));
+    assert_eq!(get(moved, "/ccapi").0, 200);
+    assert_eq!(
+        call(c, "POST", "/_sim/wedge", Some(r#"{"on":true}"#)).0,
+        200
+    );
+    assert_eq!(get(moved, "/ccapi").0, 502);
+    assert_eq!(
+        call(c, "POST", "/_sim/power", Some(r#"{"action":"dance"}"#)).0,
+        400
+    );
+}
