@@ -9,8 +9,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{json, Value};
 use skylapse::clock::ManualClock;
 use skylapse::sim::{
-    DescriptionMode, FaultAction, FaultMatch, OfflineMode, Power, Profile, SimClock, SimConfig,
-    SimHandle,
+    DescriptionMode, FaultAction, FaultMatch, OfflineMode, Power, Profile, SecondClient, SimClock,
+    SimConfig, SimHandle,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -1304,4 +1304,25 @@ fn control_plane_power_and_network() {
         call(c, "POST", "/_sim/power", Some(r#"{"action":"dance"}"#)).0,
         400
     );
+}
+
+#[test]
+fn second_client_holds_the_camera() {
+    let sim = start(fast());
+    let a = http(&sim);
+    let d = sim.description_addr();
+    let on_service = |d| {
+        let (_, _, x) = raw(d, "GET", "/upnp/CameraDevDesc.xml", None, "").unwrap();
+        let x = String::from_utf8(x).unwrap();
+        x.contains(">1</ns:X_onService>")
+    };
+    assert!(!on_service(d));
+    sim.set_second_client(Some(SecondClient::Busy));
+    assert!(on_service(d));
+    assert_eq!(get(a, "/ccapi"), (503, json!({"message":"Device busy"})));
+    sim.set_second_client(Some(SecondClient::Refuse));
+    assert!(raw(a, "GET", "/ccapi", None, "").is_err());
+    sim.set_second_client(None);
+    assert_eq!(get(a, "/ccapi").0, 200);
+    assert!(!on_service(d));
 }

@@ -38,6 +38,10 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &Request, kind: Listener) -
         return Response::error(404, "URL not found");
     };
     let base = if shared.profile.absolute_urls() {
+        let mut g = shared.lock();
+        if g.last_origin != origin {
+            g.last_origin = origin.clone();
+        }
         origin.clone()
     } else {
         String::new()

@@ -6,6 +6,8 @@
 //!                                     "batterylist_bug","drain_per_shot","card_free","card_present",
 //!                                     "card_protected","temperature","settings":{name:value},
 //!                                     "root_listing":"path"|"url"|"nolist","on_service","af_fail_probability",
+//!                                     "second_client":"busy"|"refuse"|null,"bulb_oneshot_rejected",
+//!                                     "write_bytes_per_sec","drop_next_events","duplicate_addedcontents",
 //!                                     "shutter_reply","short_poll_ms","long_poll_ms","af_ms","cooldown_ms"}
 //! POST   /_sim/faults                {"match":{"method","path"},"action":{…},"count","probability"} → {"id"}
 //! DELETE /_sim/faults[/{id}]
@@ -223,6 +225,14 @@ pub(crate) fn patch_state(shared: &Shared, p: &Value) -> Result<(), String> {
                 }
             }
             "on_service" => g.on_service = v.as_bool().ok_or_else(bad)?,
+            "second_client" => {
+                g.second_client = match v.as_str() {
+                    None if v.is_null() => None,
+                    Some("busy") => Some(super::SecondClient::Busy),
+                    Some("refuse") => Some(super::SecondClient::Refuse),
+                    _ => return Err(bad()),
+                }
+            }
             "af_fail_probability" => g.af_fail_probability = v.as_f64().ok_or_else(bad)?,
             "bulb_oneshot_rejected" => g.bulb_oneshot_rejected = v.as_bool().ok_or_else(bad)?,
             "shutter_reply" => {

@@ -143,7 +143,12 @@ pub(crate) fn emit_setting(g: &mut Inner, name: &str) {
 
 /// Emits storage and recordable (after a shot, a delete, a card change).
 pub(crate) fn emit_storage(g: &mut Inner, base: &str) {
-    let s = g.cam.storage_json(base);
+    let base = if base.is_empty() && g.cam.profile.absolute_urls() {
+        g.last_origin.clone()
+    } else {
+        base.to_string()
+    };
+    let s = g.cam.storage_json(&base);
     g.events.emit("storage", s);
     let r = g.cam.recordable_json();
     g.events.emit("recordable", r);

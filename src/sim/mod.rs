@@ -104,6 +104,15 @@ pub enum OfflineMode {
     Blackhole,
 }
 
+/// Another client (a phone app) holds the camera (CCAPI.md §2.2; the refusal form is unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondClient {
+    /// Every CCAPI request answers 503 `Device busy`.
+    Busy,
+    /// CCAPI connections are reset as soon as they are accepted.
+    Refuse,
+}
+
 /// The scheme `X_accessURL` advertises.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
@@ -376,6 +385,8 @@ pub(crate) struct Inner {
     pub timing: Timing,
     /// `X_onService` (another client holds the camera).
     pub on_service: bool,
+    /// Another client holds the camera (also shows as `X_onService` 1).
+    pub second_client: Option<SecondClient>,
     /// Bumped by reboot/power-off: capture tasks of an older boot are abandoned.
     pub boot_epoch: u64,
     pub af_fail_probability: f64,
@@ -391,6 +402,9 @@ pub(crate) struct Inner {
     pub split_raw_jpeg: Option<Duration>,
     /// Last CCAPI request (sim clock), for auto power off.
     pub last_activity: Instant,
+    /// `scheme://host:port` of the last CCAPI request: old bodies put absolute URLs in
+    /// events (storage) raised outside a request.
+    pub last_origin: String,
 }
 
 pub(crate) struct Shared {
@@ -753,6 +767,7 @@ impl SimHandle {
                 ssdp: ssdp::SsdpKnobs::default(),
                 timing: cfg.timing.clone(),
                 on_service: false,
+                second_client: None,
                 boot_epoch: 0,
                 af_fail_probability: 0.0,
                 rng: crate::backoff::Rng::new(cfg.seed.wrapping_mul(31).wrapping_add(7)),
@@ -761,6 +776,7 @@ impl SimHandle {
                 taken_in_preparation: 0,
                 split_raw_jpeg: None,
                 last_activity: now,
+                last_origin: String::new(),
             }),
             changed: Signal::new(),
             kill: Signal::new(),
@@ -1068,8 +1084,14 @@ impl SimHandle {
         self.shared.lock().af_fail_probability = p.clamp(0.0, 1.0);
     }
 
+    /// `X_onService` in the description (1: a client is connected), without refusing anyone.
     pub fn set_on_service(&self, on: bool) {
         self.shared.lock().on_service = on;
+    }
+
+    /// Another client holds the camera: `X_onService` 1 and CCAPI calls refused per `mode`.
+    pub fn set_second_client(&self, mode: Option<SecondClient>) {
+        self.shared.lock().second_client = mode;
     }
 
     /// A press of the body's own shutter button (no client request); `hold` for bulb.

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use async_io::Async;
 
 use super::http::{self, read_request, ReadError, Request, Response, Stream};
-use super::{ccapi, control, faults, ssdp, FaultAction, Listener, OfflineMode, Shared};
+use super::{
+    ccapi, control, faults, ssdp, FaultAction, Listener, OfflineMode, SecondClient, Shared,
+};
 
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: Async<TcpListener>, kind: Listener) {
     loop {
@@ -69,11 +71,11 @@ async fn connection(
     let n = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
     let _count = ConnCount(&shared.connections);
     let epoch = shared.kill.generation();
-    let (offline, max) = {
+    let (offline, max, second) = {
         let g = shared.lock();
-        (g.net.offline, g.faults.max_connections)
+        (g.net.offline, g.faults.max_connections, g.second_client)
     };
-    if max.is_some_and(|m| n > m) {
+    if max.is_some_and(|m| n > m) || second == Some(SecondClient::Refuse) {
         http::set_linger_zero(&sock);
         return;
     }
@@ -170,6 +172,12 @@ async fn serve(
         };
         let resp = match forced {
             Some(r) => r,
+            None if kind != Listener::Description
+                && kind != Listener::Control
+                && shared.lock().second_client == Some(SecondClient::Busy) =>
+            {
+                Response::error(503, "Device busy")
+            }
             None if kind != Listener::Control && shared.lock().faults.wedged_502 => {
                 Response::bytes(
                     502,

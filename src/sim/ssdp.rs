@@ -311,7 +311,7 @@ pub(crate) fn description(shared: &Shared, req: &Request) -> Response {
         let g = shared.lock();
         (
             g.ssdp.description,
-            g.on_service,
+            g.on_service || g.second_client.is_some(),
             g.cam.serial.clone(),
             g.cam.mac.clone(),
             g.cam.profile.product().0,
