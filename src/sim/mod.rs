@@ -649,7 +649,11 @@ impl Shared {
         let me = self.clone();
         self.spawn_detached(async move {
             me.sleep(down).await;
-            if me.lock().boot_epoch != epoch || me.lock().cam.power != Power::Rebooting {
+            let current = {
+                let g = me.lock();
+                g.boot_epoch == epoch && g.cam.power == Power::Rebooting
+            };
+            if !current {
                 return;
             }
             if let Err(e) = me.wake_camera() {
