@@ -931,6 +931,30 @@ fn https_chain_verifies_against_the_camera_ca_and_leaf_rotates() {
     assert_eq!(r.status().as_u16(), 200);
     let _ = r.body_mut().read_to_string();
 
+    // Regression: bodies beyond rustls's buffer limit used to fail with WriteZero over TLS.
+    let plain = http(&sim);
+    call(
+        plain,
+        "POST",
+        "/ccapi/ver100/shooting/control/shutterbutton",
+        Some(r#"{"af":false}"#),
+    );
+    assert!(sim.wait_until(WAIT, |s| s.files.len() == 1));
+    let mut r = tls_agent(None)
+        .get(&format!(
+            "https://{https}/ccapi/ver130/contents/card1/100CANON/IMG_0001.JPG"
+        ))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let jpg = r
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .unwrap();
+    assert_eq!(jpg.len(), 7_000_000);
+
     let before = presented_leaf(https, &ca);
     assert_eq!(before, sim.leaf_cert_der());
     sim.rotate_tls_leaf().unwrap();

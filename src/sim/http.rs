@@ -87,8 +87,9 @@ pub fn set_linger_zero(sock: &Async<TcpStream>) {
 
 impl TlsStream {
     async fn flush_tls(&mut self) -> io::Result<()> {
+        let mut buf = Vec::new();
         while self.conn.wants_write() {
-            let mut buf = Vec::new();
+            buf.clear();
             self.conn.write_tls(&mut buf)?;
             (&self.sock).write_all(&buf).await?;
         }
@@ -121,9 +122,14 @@ impl TlsStream {
         }
     }
 
-    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        self.conn.writer().write_all(data)?;
-        self.flush_tls().await
+    async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        // rustls takes only up to its buffer limit per call: encrypt, drain, repeat.
+        while !data.is_empty() {
+            let n = self.conn.writer().write(data)?;
+            data = &data[n..];
+            self.flush_tls().await?;
+        }
+        Ok(())
     }
 }
 
