@@ -15,6 +15,12 @@ use skylapse::sim::{
 
 const WAIT: Duration = Duration::from_secs(5);
 
+// The handle can be shared between test threads.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<SimHandle>();
+};
+
 fn start(cfg: SimConfig) -> SimHandle {
     SimHandle::start(cfg).expect("simulator starts")
 }
@@ -284,6 +290,11 @@ fn shutter_then_polling_reports_addedcontents_and_file_downloads() {
     assert_eq!(listing["path"], json!([path]));
     let (_, n) = get(a, "/ccapi/ver130/contents/card1/100CANON?kind=number");
     assert_eq!(n, json!({"contentsnumber":1,"pagenumber":1}));
+    assert_eq!(call(a, "DELETE", path, None), (200, json!({})));
+    let (_, delta) = get(a, "/ccapi/ver110/event/polling?timeout=immediately");
+    assert_eq!(delta["deletedcontents"], json!([path]));
+    assert_eq!(delta["storage"]["storagelist"][0]["contentsnumber"], 0);
+    assert_eq!(get(a, path).0, 404);
 }
 
 #[test]
@@ -1084,7 +1095,9 @@ fn standby_split_raw_jpeg_and_bandwidth_knobs() {
     cfg.timing.settings_cooldown = Duration::ZERO;
     let sim = start(cfg);
     let a = http(&sim);
-    sim.set_taken_in_preparation(1);
+    sim.set_standby_after_wake(1);
+    sim.reboot(Duration::from_millis(10));
+    assert!(sim.wait_until(WAIT, |s| s.power == Power::On && s.offline.is_none()));
     let press = |a| {
         call(
             a,

@@ -398,6 +398,8 @@ pub(crate) struct Inner {
     pub bandwidth: Option<u64>,
     /// The next N POST/PUT control calls get 503 `Taken in preparation` (standby → connected).
     pub taken_in_preparation: u32,
+    /// `taken_in_preparation` armed with this count on every wake/reboot/power-on (0: off).
+    pub standby_after_wake: u32,
     /// RAW+JPEG: report the JPG this long after the CR3 (separate poll replies).
     pub split_raw_jpeg: Option<Duration>,
     /// Last CCAPI request (sim clock), for auto power off.
@@ -620,6 +622,7 @@ impl Shared {
             let mut g = self.lock();
             g.cam.power = Power::On;
             g.last_activity = now;
+            g.taken_in_preparation = g.standby_after_wake;
         }
         self.go_online()?;
         ssdp::send_notify(self, true);
@@ -778,6 +781,7 @@ impl SimHandle {
                 bulb_oneshot_rejected: true,
                 bandwidth: None,
                 taken_in_preparation: 0,
+                standby_after_wake: 0,
                 split_raw_jpeg: None,
                 last_activity: now,
                 last_origin: String::new(),
@@ -1111,6 +1115,12 @@ impl SimHandle {
     /// The next `n` POST/PUT calls answer 503 `Taken in preparation` (camera in standby).
     pub fn set_taken_in_preparation(&self, n: u32) {
         self.shared.lock().taken_in_preparation = n;
+    }
+
+    /// After every wake/reboot/power-on, the first `n` POST/PUT calls get 503
+    /// `Taken in preparation` (the body leaving connection standby). Default 0.
+    pub fn set_standby_after_wake(&self, n: u32) {
+        self.shared.lock().standby_after_wake = n;
     }
 
     /// RAW+JPEG: report the JPG `delay` after the CR3, so they land in separate polls.
