@@ -251,12 +251,21 @@ pub(crate) fn send_notify(shared: &Shared, alive: bool) {
     if shared.lock().ssdp.silent_notify {
         return;
     }
-    let Some(sock) = shared
+    let unicast = shared
         .ssdp_socket
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .clone()
-    else {
+        .clone();
+    let multicast = if shared.ssdp_multicast {
+        shared
+            .multicast_socket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    } else {
+        None
+    };
+    let Some(sock) = unicast.or_else(|| multicast.clone()) else {
         return;
     };
     let location = shared.description_url();
@@ -285,16 +294,9 @@ pub(crate) fn send_notify(shared: &Shared, alive: bool) {
             let _ = sock.get_ref().send_to(p.as_bytes(), t);
         }
     }
-    if shared.ssdp_multicast {
-        if let Some(m) = shared
-            .multicast_socket
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            for p in &packets {
-                let _ = m.get_ref().send_to(p.as_bytes(), MULTICAST);
-            }
+    if let Some(m) = multicast {
+        for p in &packets {
+            let _ = m.get_ref().send_to(p.as_bytes(), MULTICAST);
         }
     }
 }
