@@ -342,6 +342,7 @@ impl Signal {
         SignalWait {
             signal: self,
             generation,
+            registered: None,
         }
     }
 }
@@ -349,19 +350,34 @@ impl Signal {
 pub(crate) struct SignalWait<'a> {
     signal: &'a Signal,
     generation: u64,
+    /// The waker this wait left in the signal's list (removed on drop, so waits that end
+    /// without a notify, like a closed connection's, do not pile up).
+    registered: Option<Waker>,
 }
 
 impl Future for SignalWait<'_> {
     type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut g = self.signal.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if g.0 != self.generation {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let mut g = this.signal.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 != this.generation {
+            this.registered = None;
             return Poll::Ready(());
         }
         if !g.1.iter().any(|w| w.will_wake(cx.waker())) {
             g.1.push(cx.waker().clone());
         }
+        this.registered = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+impl Drop for SignalWait<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.registered.take() {
+            let mut g = self.signal.inner.lock().unwrap_or_else(|e| e.into_inner());
+            g.1.retain(|x| !x.will_wake(&w));
+        }
     }
 }
 
