@@ -1380,3 +1380,31 @@ fn status_of(g: &Inner, shared: &Shared) -> SimStatus {
         ssdp_searches: g.ssdp.searches_seen,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noop_waker() -> Waker {
+        futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| {
+            Poll::Ready(cx.waker().clone())
+        }))
+    }
+
+    #[test]
+    fn signal_wait_resolves_on_notify_and_cleans_up_when_dropped() {
+        let s = Signal::new();
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut w = Box::pin(s.changed_since(s.generation()));
+        assert!(w.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(s.inner.lock().unwrap().1.len(), 1);
+        drop(w);
+        // Regression: a dropped wait used to leave its waker behind until the next notify.
+        assert!(s.inner.lock().unwrap().1.is_empty());
+        let mut w = Box::pin(s.changed_since(s.generation()));
+        assert!(w.as_mut().poll(&mut cx).is_pending());
+        s.notify();
+        assert!(w.as_mut().poll(&mut cx).is_ready());
+    }
+}
