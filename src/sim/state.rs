@@ -5,7 +5,7 @@
 //! (`mod.rs`) mutate it under one lock. Times are passed in (`now`), never read here.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
@@ -1003,11 +1003,6 @@ impl CameraState {
     pub fn busy(&self, now: Instant) -> bool {
         self.engine != Engine::Idle || self.cooldown_until.is_some_and(|t| now < t)
     }
-}
-
-/// A convenience for tests and the control plane: duration from milliseconds.
-pub fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
 }
 
 #[cfg(test)]
