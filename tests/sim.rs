@@ -1363,3 +1363,70 @@ fn second_client_holds_the_camera() {
     assert_eq!(get(a, "/ccapi").0, 200);
     assert!(!on_service(d));
 }
+
+#[test]
+fn shutter_reply_waits_for_the_exposure_and_file_numbers_roll_over() {
+    let clock = ManualClock::new(SystemTime::now());
+    let mut cfg = fast();
+    cfg.clock = SimClock::Manual(clock.clone());
+    cfg.timing.af = Duration::ZERO;
+    cfg.timing.settings_cooldown = Duration::ZERO;
+    let sim = start(cfg);
+    let a = http(&sim);
+    assert_eq!(
+        call(
+            a,
+            "PUT",
+            "/ccapi/ver100/shooting/settings/tv",
+            Some(r#"{"value":"4\""}"#)
+        )
+        .0,
+        200
+    );
+    sim.patch_state(&json!({"next_file_number": 9999})).unwrap();
+    let shot = std::thread::spawn(move || {
+        call(
+            a,
+            "POST",
+            "/ccapi/ver100/shooting/control/shutterbutton",
+            Some(r#"{"af":false}"#),
+        )
+    });
+    assert!(sim.wait_until(WAIT, |s| s.engine_busy));
+    assert!(sim.wait_until(WAIT, |_| clock.next_wakeup().is_some()));
+    clock.advance(Duration::from_millis(3_900));
+    assert!(!shot.is_finished(), "no reply during the 4 s exposure");
+    clock.advance(Duration::from_millis(100));
+    assert_eq!(shot.join().unwrap(), (200, json!({})));
+    assert!(
+        sim.status().files.is_empty(),
+        "the card write is still running"
+    );
+    assert!(sim.wait_until(WAIT, |_| clock.next_wakeup().is_some()));
+    clock.advance(Duration::from_secs(1));
+    assert!(sim.wait_until(WAIT, |s| s.files == ["100CANON/IMG_9999.JPG"]));
+    let shot = std::thread::spawn(move || {
+        call(
+            a,
+            "POST",
+            "/ccapi/ver100/shooting/control/shutterbutton",
+            Some(r#"{"af":false}"#),
+        )
+    });
+    assert!(sim.wait_until(WAIT, |s| s.engine_busy));
+    assert!(sim.wait_until(WAIT, |_| clock.next_wakeup().is_some()));
+    clock.advance(Duration::from_secs(4));
+    assert_eq!(shot.join().unwrap().0, 200);
+    assert!(sim.wait_until(WAIT, |_| clock.next_wakeup().is_some()));
+    clock.advance(Duration::from_secs(1));
+    assert!(sim.wait_until(WAIT, |s| s.files.len() == 2));
+    assert_eq!(sim.status().files[1], "101CANON/IMG_0001.JPG");
+    let (_, dirs) = get(a, "/ccapi/ver130/contents/card1");
+    assert_eq!(
+        dirs["path"],
+        json!([
+            "/ccapi/ver130/contents/card1/100CANON",
+            "/ccapi/ver130/contents/card1/101CANON"
+        ])
+    );
+}

@@ -8,6 +8,7 @@
 //!                                     "root_listing":"path"|"url"|"nolist","on_service","af_fail_probability",
 //!                                     "second_client":"busy"|"refuse"|null,"bulb_oneshot_rejected",
 //!                                     "write_bytes_per_sec","drop_next_events","duplicate_addedcontents",
+//!                                     "next_file_number":1..=10000 (10000: next shot opens a new folder),
 //!                                     "shutter_reply","short_poll_ms","long_poll_ms","af_ms","cooldown_ms"}
 //! POST   /_sim/faults                {"match":{"method","path"},"action":{…},"count","probability"} → {"id"}
 //! DELETE /_sim/faults[/{id}]
@@ -250,6 +251,13 @@ pub(crate) fn patch_state(shared: &Shared, p: &Value) -> Result<(), String> {
                 g.events.drop_next = v.as_u64().ok_or_else(bad)?.min(u32::MAX as u64) as u32
             }
             "duplicate_addedcontents" => g.events.duplicate_added = v.as_bool().ok_or_else(bad)?,
+            "next_file_number" => {
+                let n = v
+                    .as_u64()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(bad)?;
+                g.cam.card.next_number = n as u32;
+            }
             _ => return Err(format!("unknown key {k}")),
         }
     }
