@@ -1430,3 +1430,27 @@ fn shutter_reply_waits_for_the_exposure_and_file_numbers_roll_over() {
         ])
     );
 }
+
+/// Needs a host where multicast works (not every sandbox): run with `--ignored`.
+#[test]
+#[ignore]
+fn ssdp_over_real_multicast() {
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let group = std::net::SocketAddrV4::new(Ipv4Addr::new(239, 255, 255, 250), port);
+    let sim = start(SimConfig {
+        ssdp_multicast: true,
+        ssdp_multicast_addr: group,
+        ..fast()
+    });
+    let c = UdpSocket::bind("0.0.0.0:0").unwrap();
+    c.set_multicast_ttl_v4(2).unwrap();
+    c.set_read_timeout(Some(WAIT)).unwrap();
+    let st = "urn:schemas-canon-com:service:ICPO-CameraControlAPIService:1";
+    c.send_to(msearch(st).as_bytes(), group).unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = c
+        .recv_from(&mut buf)
+        .expect("a reply through the multicast group");
+    let reply = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(reply.contains(&format!("Location: {}", sim.description_url())));
+}

@@ -172,6 +172,9 @@ pub struct SimConfig {
     pub ssdp_addr: Option<SocketAddr>,
     /// Also join 239.255.255.250 on 0.0.0.0:1900 and send NOTIFY there.
     pub ssdp_multicast: bool,
+    /// The multicast group and port (default 239.255.255.250:1900; tests may pick another
+    /// port to stay clear of a system SSDP daemon).
+    pub ssdp_multicast_addr: std::net::SocketAddrV4,
     /// Where NOTIFY alive/byebye go (the discovery client's listening sockets).
     pub notify_targets: Vec<SocketAddr>,
     /// Periodic NOTIFY alive (`None`: only on start/wake/reboot/address change).
@@ -204,6 +207,7 @@ impl Default for SimConfig {
             description_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             ssdp_addr: lo(0),
             ssdp_multicast: false,
+            ssdp_multicast_addr: ssdp::MULTICAST,
             notify_targets: Vec::new(),
             notify_interval: None,
             control_addr: None,
@@ -447,6 +451,7 @@ pub(crate) struct Shared {
     pub multicast_socket: Mutex<Option<Arc<Async<UdpSocket>>>>,
     pub notify_targets: Mutex<Vec<SocketAddr>>,
     pub ssdp_multicast: bool,
+    pub ssdp_multicast_addr: std::net::SocketAddrV4,
     pub connections: AtomicUsize,
 }
 
@@ -825,6 +830,7 @@ impl SimHandle {
             multicast_socket: Mutex::new(None),
             notify_targets: Mutex::new(cfg.notify_targets.clone()),
             ssdp_multicast: cfg.ssdp_multicast,
+            ssdp_multicast_addr: cfg.ssdp_multicast_addr,
             connections: AtomicUsize::new(0),
         });
 

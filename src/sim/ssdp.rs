@@ -86,10 +86,11 @@ pub(crate) fn start(
     Ok(local)
 }
 
-/// Joins 239.255.255.250 on 0.0.0.0:1900 (SO_REUSEADDR) and answers there too.
+/// Joins the multicast group on 0.0.0.0:<port> (SO_REUSEADDR/PORT) and answers there too.
 pub(crate) fn start_multicast(shared: &Arc<Shared>) -> io::Result<()> {
-    let sock = bind_reuse(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1900))?;
-    sock.join_multicast_v4(MULTICAST.ip(), &Ipv4Addr::UNSPECIFIED)?;
+    let group = shared.ssdp_multicast_addr;
+    let sock = bind_reuse(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, group.port()))?;
+    sock.join_multicast_v4(group.ip(), &Ipv4Addr::UNSPECIFIED)?;
     sock.set_multicast_loop_v4(true)?;
     let sock = Arc::new(Async::new(sock)?);
     *shared
@@ -296,7 +297,9 @@ pub(crate) fn send_notify(shared: &Shared, alive: bool) {
     }
     if let Some(m) = multicast {
         for p in &packets {
-            let _ = m.get_ref().send_to(p.as_bytes(), MULTICAST);
+            let _ = m
+                .get_ref()
+                .send_to(p.as_bytes(), shared.ssdp_multicast_addr);
         }
     }
 }
