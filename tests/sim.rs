@@ -719,6 +719,36 @@ fn faults_forced_status_reset_hang_and_connection_cap() {
     drop(s);
     assert_eq!(get(a, "/ccapi/ver100/deviceinformation").0, 200);
 
+    // ECONNRESET mid-download: head plus 100 body bytes, then RST.
+    sim.add_fault(
+        FaultMatch::path("cacert"),
+        FaultAction::TruncateBody(100),
+        Some(1),
+    );
+    let mut s = TcpStream::connect(a).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    s.write_all(b"GET /ccapi/ver100/functions/ssl/cacert HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let ended = loop {
+        match s.read(&mut buf) {
+            Ok(0) => break "eof",
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => break "reset",
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let (st, head, body) = parse_response(&got).unwrap();
+    assert_eq!((st, ended), (200, "reset"));
+    let full: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("Content-Length: "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(body.len() == 100 && full > 100, "{} of {full}", body.len());
+
     // The log saw every request, with receive instants in order.
     let log = sim.requests();
     assert!(log
