@@ -402,7 +402,12 @@ fn list_dir(cam: &CameraState, req: &Request, dir: &str, base: &str, link_key: &
         "all" => None,
         "jpeg" => Some(".JPG"),
         "cr3" => Some(".CR3"),
-        "cr2" | "hif" | "heif" | "mp4" | "mov" | "wav" | "crm" => Some("\u{0}none"),
+        "cr2" => Some(".CR2"),
+        "hif" | "heif" => Some(".HIF"),
+        "mp4" => Some(".MP4"),
+        "mov" => Some(".MOV"),
+        "wav" => Some(".WAV"),
+        "crm" => Some(".CRM"),
         _ => return Response::error(400, "Invalid parameter"),
     };
     let mut files: Vec<&state::SimFile> = cam
