@@ -13,6 +13,23 @@
 //!     auto power off: idle timer ─▶ sleep (byebye, blackhole)
 //! ```
 //!
+//! ```no_run
+//! use std::time::Duration;
+//! use skylapse::sim::{FaultAction, FaultMatch, SimConfig, SimHandle};
+//!
+//! let sim = SimHandle::start(SimConfig::default())?; // loopback, ephemeral ports, R50
+//! let base = sim.access_url().unwrap(); // https://127.0.0.1:<port>/ccapi (as in X_accessURL)
+//! sim.add_fault(
+//!     FaultMatch::path("shutterbutton"),
+//!     FaultAction::Respond { status: 503, message: "Device busy".into() },
+//!     Some(2), // twice, then the real handler
+//! );
+//! sim.reboot(Duration::from_millis(500)); // byebye, refuse 0.5 s, alive
+//! let log = sim.requests(); // method, path, status, head_at/body_at instants
+//! # let _ = (base, log);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
 //! Timers (poll holds, AF, exposures, bulb, card writes, cooldown, reboot downtime, fault
 //! latency, auto power off) run on the configured clock: with a `ManualClock` they only move
 //! when the test advances it. Delays that are link or implementation properties stay on real
