@@ -15,6 +15,7 @@ const USAGE: &str = "usage: camera-sim [options]
   --description ADDR                    UPnP description server (default 127.0.0.1:0)
   --ssdp ADDR | --no-ssdp               unicast SSDP socket (default 127.0.0.1:0)
   --multicast                           also join 239.255.255.250:1900
+  --multicast-group ADDR:PORT           join this group/port instead (implies --multicast)
   --notify ADDR                         send NOTIFY to ADDR (repeatable)
   --notify-interval-ms N                periodic NOTIFY alive
   --control ADDR                        /_sim control plane (default 127.0.0.1:0)
@@ -57,6 +58,11 @@ fn main() -> ExitCode {
                 "--ssdp" => cfg.ssdp_addr = Some(addr(value(&a)?)?),
                 "--no-ssdp" => cfg.ssdp_addr = None,
                 "--multicast" => cfg.ssdp_multicast = true,
+                "--multicast-group" => {
+                    let v = value(&a)?;
+                    cfg.ssdp_multicast = true;
+                    cfg.ssdp_multicast_addr = v.parse().map_err(|_| format!("bad group {v}"))?;
+                }
                 "--notify" => cfg.notify_targets.push(addr(value(&a)?)?),
                 "--notify-interval-ms" => {
                     cfg.notify_interval = Some(Duration::from_millis(num(value(&a)?)?))

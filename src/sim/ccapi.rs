@@ -38,6 +38,10 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &Request, kind: Listener) -
         return Response::error(404, "URL not found");
     };
     let base = if shared.profile.absolute_urls() {
+        let mut g = shared.lock();
+        if g.last_origin != origin {
+            g.last_origin = origin.clone();
+        }
         origin.clone()
     } else {
         String::new()
@@ -75,6 +79,13 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &Request, kind: Listener) -
         Value::Null
     };
 
+    if method == "POST" || method == "PUT" {
+        let mut g = shared.lock();
+        if g.taken_in_preparation > 0 {
+            g.taken_in_preparation -= 1;
+            return Response::error(503, "Taken in preparation");
+        }
+    }
     if entry.path == "contents" {
         return contents(shared, req, &method, resource, &base);
     }
@@ -391,7 +402,12 @@ fn list_dir(cam: &CameraState, req: &Request, dir: &str, base: &str, link_key: &
         "all" => None,
         "jpeg" => Some(".JPG"),
         "cr3" => Some(".CR3"),
-        "cr2" | "hif" | "heif" | "mp4" | "mov" | "wav" | "crm" => Some("\u{0}none"),
+        "cr2" => Some(".CR2"),
+        "hif" | "heif" => Some(".HIF"),
+        "mp4" => Some(".MP4"),
+        "mov" => Some(".MOV"),
+        "wav" => Some(".WAV"),
+        "crm" => Some(".CRM"),
         _ => return Response::error(400, "Invalid parameter"),
     };
     let mut files: Vec<&state::SimFile> = cam

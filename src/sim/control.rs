@@ -6,6 +6,9 @@
 //!                                     "batterylist_bug","drain_per_shot","card_free","card_present",
 //!                                     "card_protected","temperature","settings":{name:value},
 //!                                     "root_listing":"path"|"url"|"nolist","on_service","af_fail_probability",
+//!                                     "second_client":"busy"|"refuse"|null,"bulb_oneshot_rejected",
+//!                                     "write_bytes_per_sec","drop_next_events","duplicate_addedcontents",
+//!                                     "next_file_number":1..=10000 (10000: next shot opens a new folder),
 //!                                     "shutter_reply","short_poll_ms","long_poll_ms","af_ms","cooldown_ms"}
 //! POST   /_sim/faults                {"match":{"method","path"},"action":{…},"count","probability"} → {"id"}
 //! DELETE /_sim/faults[/{id}]
@@ -223,6 +226,14 @@ pub(crate) fn patch_state(shared: &Shared, p: &Value) -> Result<(), String> {
                 }
             }
             "on_service" => g.on_service = v.as_bool().ok_or_else(bad)?,
+            "second_client" => {
+                g.second_client = match v.as_str() {
+                    None if v.is_null() => None,
+                    Some("busy") => Some(super::SecondClient::Busy),
+                    Some("refuse") => Some(super::SecondClient::Refuse),
+                    _ => return Err(bad()),
+                }
+            }
             "af_fail_probability" => g.af_fail_probability = v.as_f64().ok_or_else(bad)?,
             "bulb_oneshot_rejected" => g.bulb_oneshot_rejected = v.as_bool().ok_or_else(bad)?,
             "shutter_reply" => {
@@ -240,6 +251,13 @@ pub(crate) fn patch_state(shared: &Shared, p: &Value) -> Result<(), String> {
                 g.events.drop_next = v.as_u64().ok_or_else(bad)?.min(u32::MAX as u64) as u32
             }
             "duplicate_addedcontents" => g.events.duplicate_added = v.as_bool().ok_or_else(bad)?,
+            "next_file_number" => {
+                let n = v
+                    .as_u64()
+                    .filter(|n| (1..=10_000).contains(n))
+                    .ok_or_else(bad)?;
+                g.cam.card.next_number = n as u32;
+            }
             _ => return Err(format!("unknown key {k}")),
         }
     }

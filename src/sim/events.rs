@@ -143,7 +143,12 @@ pub(crate) fn emit_setting(g: &mut Inner, name: &str) {
 
 /// Emits storage and recordable (after a shot, a delete, a card change).
 pub(crate) fn emit_storage(g: &mut Inner, base: &str) {
-    let s = g.cam.storage_json(base);
+    let base = if base.is_empty() && g.cam.profile.absolute_urls() {
+        g.last_origin.clone()
+    } else {
+        base.to_string()
+    };
+    let s = g.cam.storage_json(&base);
     g.events.emit("storage", s);
     let r = g.cam.recordable_json();
     g.events.emit("recordable", r);
@@ -163,6 +168,13 @@ enum Hold {
     For(Duration),
 }
 
+enum Wait {
+    /// Changes are pending: reply after the coalescing window.
+    Coalesce,
+    /// Nothing yet: hold until this (sim clock) deadline.
+    Until(std::time::Instant),
+}
+
 /// `GET …/event/polling`. `base` is the absolute origin for old bodies ("" otherwise).
 pub(crate) async fn poll(
     shared: &Arc<Shared>,
@@ -170,7 +182,7 @@ pub(crate) async fn poll(
     version: &str,
     base: &str,
 ) -> Response {
-    let (hold, cancel_gen) = {
+    let (wait, cancel_gen) = {
         let mut g = shared.lock();
         let hold = match parse_hold(req, version, &g.timing) {
             Some(h) => h,
@@ -198,54 +210,52 @@ pub(crate) async fn poll(
             }
             return Response::ok(Value::Object(snap));
         }
-        if g.events.has_changes() {
-            g.events.poll_outstanding = true;
-            (Hold::For(Duration::ZERO), g.events.cancel_gen)
+        // The deadline is fixed while the lock is held, so a test that sees the poll
+        // outstanding and advances a manual clock is guaranteed to pass it.
+        let wait = if g.events.has_changes() {
+            Wait::Coalesce
         } else {
             match hold {
                 Hold::Now => return Response::ok(json!({})),
-                Hold::For(d) => {
-                    g.events.poll_outstanding = true;
-                    (Hold::For(d), g.events.cancel_gen)
-                }
+                Hold::For(d) => Wait::Until(shared.now() + d),
             }
-        }
+        };
+        g.events.poll_outstanding = true;
+        (wait, g.events.cancel_gen)
     };
     let _slot = PollSlot(shared);
     shared.touch();
-    let Hold::For(hold) = hold else {
-        return Response::ok(json!({}));
-    };
-    let deadline = shared.now() + hold;
-    loop {
-        let generation = shared.changed.generation();
-        {
-            let g = shared.lock();
-            if g.events.cancel_gen != cancel_gen {
-                return Response::ok(json!({}));
+    if let Wait::Until(deadline) = wait {
+        loop {
+            let generation = shared.changed.generation();
+            {
+                let g = shared.lock();
+                if g.events.cancel_gen != cancel_gen {
+                    return Response::ok(json!({}));
+                }
+                if g.events.has_changes() {
+                    break;
+                }
             }
-            if g.events.has_changes() {
-                break;
+            let timed_out = futures_lite::future::or(
+                async {
+                    shared.changed.changed_since(generation).await;
+                    false
+                },
+                async {
+                    shared.clock.sleep_until(deadline).await;
+                    true
+                },
+            )
+            .await;
+            if timed_out {
+                let mut g = shared.lock();
+                if g.events.cancel_gen != cancel_gen || !g.events.has_changes() {
+                    return Response::ok(json!({}));
+                }
+                let root = g.cam.contents_root(base);
+                return Response::ok(g.events.take(&root));
             }
-        }
-        let timed_out = futures_lite::future::or(
-            async {
-                shared.changed.changed_since(generation).await;
-                false
-            },
-            async {
-                shared.clock.sleep_until(deadline).await;
-                true
-            },
-        )
-        .await;
-        if timed_out {
-            let mut g = shared.lock();
-            if g.events.cancel_gen != cancel_gen || !g.events.has_changes() {
-                return Response::ok(json!({}));
-            }
-            let root = g.cam.contents_root(base);
-            return Response::ok(g.events.take(&root));
         }
     }
     // Let near-simultaneous changes (RAW + JPEG, storage, battery) land together.

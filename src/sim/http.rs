@@ -87,8 +87,9 @@ pub fn set_linger_zero(sock: &Async<TcpStream>) {
 
 impl TlsStream {
     async fn flush_tls(&mut self) -> io::Result<()> {
+        let mut buf = Vec::new();
         while self.conn.wants_write() {
-            let mut buf = Vec::new();
+            buf.clear();
             self.conn.write_tls(&mut buf)?;
             (&self.sock).write_all(&buf).await?;
         }
@@ -121,9 +122,14 @@ impl TlsStream {
         }
     }
 
-    async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
-        self.conn.writer().write_all(data)?;
-        self.flush_tls().await
+    async fn write_all(&mut self, mut data: &[u8]) -> io::Result<()> {
+        // rustls takes only up to its buffer limit per call: encrypt, drain, repeat.
+        while !data.is_empty() {
+            let n = self.conn.writer().write(data)?;
+            data = &data[n..];
+            self.flush_tls().await?;
+        }
+        Ok(())
     }
 }
 
@@ -264,9 +270,12 @@ async fn finish_request(
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.trim().to_ascii_lowercase())
     };
-    if find("transfer-encoding").is_some_and(|v| v != "identity") {
-        return Err(ReadError::Bad(411, "Length required"));
-    }
+    let chunked = match find("transfer-encoding") {
+        None => false,
+        Some(v) if v == "identity" => false,
+        Some(v) if v == "chunked" => true,
+        Some(_) => return Err(ReadError::Bad(411, "Length required")),
+    };
     let content_length = match find("content-length") {
         Some(v) => v
             .parse::<usize>()
@@ -282,6 +291,27 @@ async fn finish_request(
         _ => version == 1,
     };
     buf.drain(..head_len);
+    if chunked {
+        let body = read_chunked(stream, buf).await?;
+        return Ok(Request {
+            method,
+            path,
+            query,
+            headers,
+            body,
+            head_at,
+            body_at: Instant::now(),
+            peer,
+            local,
+            keep_alive,
+        });
+    }
+    if content_length > buf.len() && find("expect").is_some_and(|v| v == "100-continue") {
+        stream
+            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .map_err(|_| ReadError::Closed)?;
+    }
     let mut chunk = [0u8; 8192];
     while buf.len() < content_length {
         let n = stream
@@ -311,6 +341,66 @@ async fn finish_request(
         local,
         keep_alive,
     })
+}
+
+/// Decodes a chunked body from `buf` (reading more as needed); trailers are skipped.
+async fn read_chunked(stream: &mut Stream, buf: &mut Vec<u8>) -> Result<Vec<u8>, ReadError> {
+    let mut body = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        // Need a full size line.
+        let line_end = loop {
+            if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                break i;
+            }
+            if buf.len() > 1024 {
+                return Err(ReadError::Bad(400, "Bad request"));
+            }
+            fill(stream, buf, &mut chunk).await?;
+        };
+        let line = std::str::from_utf8(&buf[..line_end])
+            .map_err(|_| ReadError::Bad(400, "Bad request"))?;
+        let size_hex = line.split(';').next().unwrap_or("").trim();
+        let size =
+            usize::from_str_radix(size_hex, 16).map_err(|_| ReadError::Bad(400, "Bad request"))?;
+        if body.len() + size > MAX_BODY {
+            return Err(ReadError::Bad(413, "Payload too large"));
+        }
+        buf.drain(..line_end + 2);
+        if size == 0 {
+            // Trailers end with an empty line.
+            loop {
+                if let Some(i) = buf.windows(2).position(|w| w == b"\r\n") {
+                    buf.drain(..i + 2);
+                    if i == 0 {
+                        return Ok(body);
+                    }
+                    continue;
+                }
+                if buf.len() > MAX_HEAD {
+                    return Err(ReadError::Bad(400, "Bad request"));
+                }
+                fill(stream, buf, &mut chunk).await?;
+            }
+        }
+        while buf.len() < size + 2 {
+            fill(stream, buf, &mut chunk).await?;
+        }
+        if &buf[size..size + 2] != b"\r\n" {
+            return Err(ReadError::Bad(400, "Bad request"));
+        }
+        body.extend_from_slice(&buf[..size]);
+        buf.drain(..size + 2);
+    }
+}
+
+async fn fill(stream: &mut Stream, buf: &mut Vec<u8>, chunk: &mut [u8]) -> Result<(), ReadError> {
+    let n = stream.read(chunk).await.map_err(|_| ReadError::Closed)?;
+    if n == 0 {
+        return Err(ReadError::Closed);
+    }
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(())
 }
 
 /// A response to write.

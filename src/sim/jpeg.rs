@@ -41,7 +41,8 @@ pub fn grey_jpeg(width: u16, height: u16, target_len: usize, exif: Option<&Exif>
     let minimal = head.len() + tail.len();
     let mut out = head;
     let mut pad = target_len.saturating_sub(minimal);
-    let mut counter: u32 = 0;
+    let noise = noise();
+    out.reserve(pad + tail.len());
     while pad > 0 {
         // A COM segment costs 4 bytes of header; never leave a remainder under 4.
         let mut chunk = pad.min(65_533 + 4);
@@ -55,16 +56,28 @@ pub fn grey_jpeg(width: u16, height: u16, target_len: usize, exif: Option<&Exif>
         let body = chunk - 4;
         out.extend_from_slice(&[0xFF, 0xFE]);
         out.extend_from_slice(&((body + 2) as u16).to_be_bytes());
-        for i in 0..body {
-            counter = counter
-                .wrapping_mul(1_103_515_245)
-                .wrapping_add(12_345 + i as u32);
-            out.push((counter >> 16) as u8);
-        }
+        out.extend_from_slice(&noise[..body]);
         pad = pad.saturating_sub(chunk);
     }
     out.extend_from_slice(&tail);
     out
+}
+
+/// 64 KiB of fixed pseudo-random filler, made once (downloads copy it, so a 24 MB file costs
+/// memcpy time, not a per-byte generator on the simulator's single thread).
+fn noise() -> &'static [u8] {
+    static NOISE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    NOISE.get_or_init(|| {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        (0..65_536)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    })
 }
 
 /// The Exif fields the simulator writes.
@@ -156,12 +169,13 @@ pub fn cr3_bytes(len: usize, seed: u64) -> Vec<u8> {
     out.extend_from_slice(b"ftypcrx ");
     out.extend_from_slice(&[0, 0, 0, 1]);
     out.extend_from_slice(b"crx isom");
-    let mut x = seed | 1;
+    // The seed rotates the filler so different files differ.
+    let noise = noise();
+    let mut at = (seed as usize).wrapping_mul(7919) % noise.len();
     while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.push(x as u8);
+        let take = (len - out.len()).min(noise.len() - at);
+        out.extend_from_slice(&noise[at..at + take]);
+        at = 0;
     }
     out
 }

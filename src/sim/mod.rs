@@ -6,20 +6,45 @@
 //!   SimHandle (any thread) ──▶ Shared { Mutex<Inner>, Signal, RequestLog, TLS }
 //!                                   ▲
 //!   sim thread: smol Executor ──────┤
-//!     listeners: CCAPI HTTPS, CCAPI HTTP, description HTTP, control HTTP  (http.rs)
-//!     per connection: read request ─▶ log ─▶ faults ─▶ route (ccapi.rs / control.rs / ssdp.rs)
-//!     SSDP socket: M-SEARCH replies, NOTIFY alive/byebye                  (ssdp.rs)
-//!     capture tasks: AF ─▶ exposure ─▶ write ─▶ events                    (shooting.rs)
+//!     listeners: CCAPI HTTPS, CCAPI HTTP, description, control      (server.rs, http.rs, tls.rs)
+//!     per connection: read ─▶ log ─▶ faults ─▶ route        (ccapi.rs / control.rs / ssdp.rs)
+//!     SSDP socket: M-SEARCH replies, NOTIFY alive/byebye                          (ssdp.rs)
+//!     capture tasks: AF ─▶ exposure ─▶ write ─▶ events             (shooting.rs, events.rs)
+//!     auto power off: idle timer ─▶ sleep (byebye, blackhole)
 //! ```
 //!
-//! Timers (poll holds, exposures, bulb, reboot downtime, fault latency) run on the configured
-//! [`Clock`]: with a [`ManualClock`] they only move when the test advances it. Two delays stay
-//! on real time because they are not camera semantics: the 50 ms event coalescing window and
-//! the SSDP reply delay. The request log always uses real `Instant::now()`.
+//! ```no_run
+//! use std::time::Duration;
+//! use skylapse::sim::{FaultAction, FaultMatch, SimConfig, SimHandle};
 //!
-//! Error choices where the camera's behaviour is unknown (documented, stable):
-//! unknown path → 404 `{"message":"URL not found"}`; method not in the catalog → 405
-//! `{"message":"Method not allowed"}`; malformed JSON or wrong types → 400 `Invalid parameter`.
+//! let sim = SimHandle::start(SimConfig::default())?; // loopback, ephemeral ports, R50
+//! let base = sim.access_url().unwrap(); // https://127.0.0.1:<port>/ccapi (as in X_accessURL)
+//! sim.add_fault(
+//!     FaultMatch::path("shutterbutton"),
+//!     FaultAction::Respond { status: 503, message: "Device busy".into() },
+//!     Some(2), // twice, then the real handler
+//! );
+//! sim.reboot(Duration::from_millis(500)); // byebye, refuse 0.5 s, alive
+//! let log = sim.requests(); // method, path, status, head_at/body_at instants
+//! # let _ = (base, log);
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! Timers (poll holds, AF, exposures, bulb, card writes, cooldown, reboot downtime, fault
+//! latency, auto power off) run on the configured clock: with a `ManualClock` they only move
+//! when the test advances it. Delays that are link or implementation properties stay on real
+//! time: event coalescing (`Timing::coalesce`), the SSDP reply delay, bandwidth pacing and the
+//! RAW+JPEG split delay. The request log always uses real `Instant::now()`.
+//!
+//! Choices where the camera's behaviour is unknown (CCAPI.md [?]; stable, and knobs where
+//! noted): unknown path → 404 `{"message":"URL not found"}`; method not in the catalog → 405
+//! `{"message":"Method not allowed"}`; malformed JSON or wrong types → 400 `Invalid parameter`;
+//! a PUT of a setting unavailable in the current mode → 400 `Invalid parameter` (its ability
+//! reads empty); `shutterbutton` with tv=bulb → 503 `Mode not supported` (knob); thermal
+//! `disablerelease` → 503 `Mode not supported`; shutter in the post-write cooldown → 503
+//! `Device busy`, settings PUT → 503 `During shooting or recording`; `functions/ssl/cacert`
+//! serves DER; `kind=chunked` listings answer one plain JSON object; `No list of APIs` is
+//! `{"message":"No list of APIs"}` with 200.
 
 mod ccapi;
 mod control;
@@ -27,6 +52,7 @@ mod events;
 pub mod faults;
 mod http;
 pub mod jpeg;
+mod server;
 mod shooting;
 pub mod ssdp;
 pub mod state;
@@ -53,7 +79,7 @@ pub use faults::{Action as FaultAction, Match as FaultMatch};
 pub use ssdp::{DescriptionMode, SsdpKnobs};
 pub use state::{Button, Power, PowerSource, Profile, RootListing};
 
-use http::{read_request, ReadError, Request, Response, Stream};
+use http::Request;
 
 /// Which clock drives the simulator's timers.
 #[derive(Clone, Default)]
@@ -93,6 +119,15 @@ pub enum OfflineMode {
     Refuse,
     /// Connections are accepted but never answered (timeouts).
     Blackhole,
+}
+
+/// Another client (a phone app) holds the camera (CCAPI.md §2.2; the refusal form is unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecondClient {
+    /// Every CCAPI request answers 503 `Device busy`.
+    Busy,
+    /// CCAPI connections are reset as soon as they are accepted.
+    Refuse,
 }
 
 /// The scheme `X_accessURL` advertises.
@@ -154,6 +189,9 @@ pub struct SimConfig {
     pub ssdp_addr: Option<SocketAddr>,
     /// Also join 239.255.255.250 on 0.0.0.0:1900 and send NOTIFY there.
     pub ssdp_multicast: bool,
+    /// The multicast group and port (default 239.255.255.250:1900; tests may pick another
+    /// port to stay clear of a system SSDP daemon).
+    pub ssdp_multicast_addr: std::net::SocketAddrV4,
     /// Where NOTIFY alive/byebye go (the discovery client's listening sockets).
     pub notify_targets: Vec<SocketAddr>,
     /// Periodic NOTIFY alive (`None`: only on start/wake/reboot/address change).
@@ -186,6 +224,7 @@ impl Default for SimConfig {
             description_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
             ssdp_addr: lo(0),
             ssdp_multicast: false,
+            ssdp_multicast_addr: ssdp::MULTICAST,
             notify_targets: Vec::new(),
             notify_interval: None,
             control_addr: None,
@@ -324,6 +363,7 @@ impl Signal {
         SignalWait {
             signal: self,
             generation,
+            registered: None,
         }
     }
 }
@@ -331,19 +371,34 @@ impl Signal {
 pub(crate) struct SignalWait<'a> {
     signal: &'a Signal,
     generation: u64,
+    /// The waker this wait left in the signal's list (removed on drop, so waits that end
+    /// without a notify, like a closed connection's, do not pile up).
+    registered: Option<Waker>,
 }
 
 impl Future for SignalWait<'_> {
     type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut g = self.signal.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if g.0 != self.generation {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let mut g = this.signal.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 != this.generation {
+            this.registered = None;
             return Poll::Ready(());
         }
         if !g.1.iter().any(|w| w.will_wake(cx.waker())) {
             g.1.push(cx.waker().clone());
         }
+        this.registered = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+impl Drop for SignalWait<'_> {
+    fn drop(&mut self) {
+        if let Some(w) = self.registered.take() {
+            let mut g = self.signal.inner.lock().unwrap_or_else(|e| e.into_inner());
+            g.1.retain(|x| !x.will_wake(&w));
+        }
     }
 }
 
@@ -367,6 +422,8 @@ pub(crate) struct Inner {
     pub timing: Timing,
     /// `X_onService` (another client holds the camera).
     pub on_service: bool,
+    /// Another client holds the camera (also shows as `X_onService` 1).
+    pub second_client: Option<SecondClient>,
     /// Bumped by reboot/power-off: capture tasks of an older boot are abandoned.
     pub boot_epoch: u64,
     pub af_fail_probability: f64,
@@ -374,6 +431,19 @@ pub(crate) struct Inner {
     /// `shutterbutton` (one-shot) while tv is bulb: 503 `Mode not supported` (true) or a
     /// zero-length exposure (false).
     pub bulb_oneshot_rejected: bool,
+    /// Response body pacing in bytes/s for CCAPI listeners (`None`: as fast as loopback).
+    pub bandwidth: Option<u64>,
+    /// The next N POST/PUT control calls get 503 `Taken in preparation` (standby → connected).
+    pub taken_in_preparation: u32,
+    /// `taken_in_preparation` armed with this count on every wake/reboot/power-on (0: off).
+    pub standby_after_wake: u32,
+    /// RAW+JPEG: report the JPG this long after the CR3 (separate poll replies).
+    pub split_raw_jpeg: Option<Duration>,
+    /// Last CCAPI request (sim clock), for auto power off.
+    pub last_activity: Instant,
+    /// `scheme://host:port` of the last CCAPI request: old bodies put absolute URLs in
+    /// events (storage) raised outside a request.
+    pub last_origin: String,
 }
 
 pub(crate) struct Shared {
@@ -398,14 +468,33 @@ pub(crate) struct Shared {
     pub multicast_socket: Mutex<Option<Arc<Async<UdpSocket>>>>,
     pub notify_targets: Mutex<Vec<SocketAddr>>,
     pub ssdp_multicast: bool,
+    pub ssdp_multicast_addr: std::net::SocketAddrV4,
     pub connections: AtomicUsize,
+}
+
+/// A listening socket's accept task, with its fd so it can be shut synchronously.
+pub(crate) struct Bound {
+    task: Task<()>,
+    fd: std::os::fd::RawFd,
+}
+
+impl Bound {
+    /// Refuses new connections now (the task and socket are dropped later on the executor).
+    fn close(self) {
+        // SAFETY: the fd belongs to the listener owned by `task`'s future, which is still
+        // alive: it is only dropped after the task is cancelled below.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        }
+        drop(self.task);
+    }
 }
 
 #[derive(Default)]
 pub(crate) struct ListenerTasks {
-    pub https: Option<Task<()>>,
-    pub http: Option<Task<()>>,
-    pub description: Option<Task<()>>,
+    pub https: Option<Bound>,
+    pub http: Option<Bound>,
+    pub description: Option<Bound>,
     pub other: Vec<Task<()>>,
 }
 
@@ -467,28 +556,38 @@ impl Shared {
     fn bind_listener(self: &Arc<Self>, kind: Listener, addr: SocketAddr) -> io::Result<SocketAddr> {
         let std_listener = TcpListener::bind(addr)?;
         let local = std_listener.local_addr()?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&std_listener);
         let listener = Async::new(std_listener)?;
         let me = self.clone();
         let task = self
-            .spawn(accept_loop(me, listener, kind))
+            .spawn(server::accept_loop(me, listener, kind))
             .ok_or_else(|| io::Error::other("simulator stopped"))?;
+        let bound = Some(Bound { task, fd });
         let mut t = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-        match kind {
-            Listener::Https => t.https = Some(task),
-            Listener::Http => t.http = Some(task),
-            Listener::Description => t.description = Some(task),
-            Listener::Control => t.other.push(task),
+        let slot = match kind {
+            Listener::Https => &mut t.https,
+            Listener::Http => &mut t.http,
+            Listener::Description => &mut t.description,
+            Listener::Control => {
+                t.other.extend(bound.map(|b| b.task));
+                return Ok(local);
+            }
+        };
+        if let Some(old) = std::mem::replace(slot, bound) {
+            old.close();
         }
         Ok(local)
     }
 
     /// Closes the camera-facing listeners (refuse) and kills their connections.
     pub fn close_camera_listeners(&self) {
-        let (a, b, c) = {
+        let bound = {
             let mut t = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
-            (t.https.take(), t.http.take(), t.description.take())
+            [t.https.take(), t.http.take(), t.description.take()]
         };
-        drop((a, b, c));
+        for b in bound.into_iter().flatten() {
+            b.close();
+        }
         self.kill.notify();
     }
 
@@ -556,7 +655,13 @@ impl Shared {
     }
 
     pub fn wake_camera(self: &Arc<Self>) -> io::Result<()> {
-        self.lock().cam.power = Power::On;
+        let now = self.now();
+        {
+            let mut g = self.lock();
+            g.cam.power = Power::On;
+            g.last_activity = now;
+            g.taken_in_preparation = g.standby_after_wake;
+        }
         self.go_online()?;
         ssdp::send_notify(self, true);
         Ok(())
@@ -585,7 +690,11 @@ impl Shared {
         let me = self.clone();
         self.spawn_detached(async move {
             me.sleep(down).await;
-            if me.lock().boot_epoch != epoch || me.lock().cam.power != Power::Rebooting {
+            let current = {
+                let g = me.lock();
+                g.boot_epoch == epoch && g.cam.power == Power::Rebooting
+            };
+            if !current {
                 return;
             }
             if let Err(e) = me.wake_camera() {
@@ -615,205 +724,32 @@ impl Shared {
     }
 }
 
-// ---- connection handling --------------------------------------------------------------------
-
-async fn accept_loop(shared: Arc<Shared>, listener: Async<TcpListener>, kind: Listener) {
+/// Auto power off: after `autopoweroff` seconds without a CCAPI request the body sleeps
+/// (byebye, then a blackhole: its Wi-Fi is gone). Runs on the sim clock.
+async fn auto_power_off(shared: Arc<Shared>) {
     loop {
-        let (sock, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                log::debug!("camera-sim: accept on {kind:?}: {e}");
-                async_io::Timer::after(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let me = shared.clone();
-        shared.spawn_detached(connection(me, sock, peer, kind));
-    }
-}
-
-struct ConnCount<'a>(&'a AtomicUsize);
-impl Drop for ConnCount<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-async fn connection(
-    shared: Arc<Shared>,
-    sock: Async<std::net::TcpStream>,
-    peer: SocketAddr,
-    kind: Listener,
-) {
-    let _ = sock.get_ref().set_nodelay(true);
-    if kind == Listener::Control {
-        let local = sock.get_ref().local_addr().unwrap_or(peer);
-        serve(&shared, Stream::Plain(sock), peer, local, kind).await;
-        return;
-    }
-    let n = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
-    let _count = ConnCount(&shared.connections);
-    let epoch = shared.kill.generation();
-    let (offline, max) = {
-        let g = shared.lock();
-        (g.net.offline, g.faults.max_connections)
-    };
-    if max.is_some_and(|m| n > m) {
-        http::set_linger_zero(&sock);
-        return;
-    }
-    if offline == Some(OfflineMode::Blackhole) {
-        // Hold the socket without a word until the camera changes state.
-        shared.kill.changed_since(epoch).await;
-        http::set_linger_zero(&sock);
-        return;
-    }
-    let local = sock.get_ref().local_addr().unwrap_or(peer);
-    use std::os::fd::AsRawFd;
-    let fd = sock.get_ref().as_raw_fd();
-    let stream = if kind == Listener::Https {
-        let config = shared
-            .tls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .config
-            .clone();
-        match Stream::tls(sock, config) {
-            Ok(s) => s,
-            Err(_) => return,
-        }
-    } else {
-        Stream::Plain(sock)
-    };
-    let killed = async {
-        shared.kill.changed_since(epoch).await;
-        // The stream is still open here (the serving future is dropped after this): make its
-        // close an RST, as a rebooting camera's would be.
-        let linger = libc::linger {
-            l_onoff: 1,
-            l_linger: 0,
-        };
-        // SAFETY: fd is owned by the stream that is still alive in the other branch.
-        unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_LINGER,
-                &linger as *const libc::linger as *const libc::c_void,
-                std::mem::size_of::<libc::linger>() as libc::socklen_t,
-            );
-        }
-    };
-    futures_lite::future::or(serve(&shared, stream, peer, local, kind), killed).await;
-}
-
-async fn serve(
-    shared: &Arc<Shared>,
-    mut stream: Stream,
-    peer: SocketAddr,
-    local: SocketAddr,
-    kind: Listener,
-) {
-    let mut buf = Vec::new();
-    loop {
-        let req = match read_request(&mut stream, &mut buf, peer, local).await {
-            Ok(r) => r,
-            Err(ReadError::Closed) => return,
-            Err(ReadError::Bad(status, msg)) => {
-                let resp = Response::error(status, msg);
-                let _ = stream.write_all(&resp.head_bytes(false, false)).await;
-                return;
-            }
-        };
-        let seq = shared.log.push(&req, kind);
-        let decision = if kind == Listener::Control {
-            faults::Decision::default()
-        } else {
-            shared.lock().faults.decide(&req.method, &req.path)
-        };
-        if !decision.latency.is_zero() {
-            shared.sleep(decision.latency).await;
-        }
-        let (forced, truncate) = match decision.terminal {
-            Some(FaultAction::Reset) => {
-                stream.reset();
-                return;
-            }
-            Some(FaultAction::Hang) => {
-                futures_lite::future::pending::<()>().await;
-                return;
-            }
-            Some(FaultAction::Respond { status, message }) => {
-                (Some(Response::error(status, &message)), None)
-            }
-            Some(FaultAction::TruncateBody(n)) => (None, Some(n)),
-            Some(FaultAction::Latency(_)) | None => (None, None),
-        };
-        let resp = match forced {
-            Some(r) => r,
-            None if kind != Listener::Control && shared.lock().faults.wedged_502 => {
-                Response::bytes(
-                    502,
-                    "text/html",
-                    b"<html><body>502 Bad Gateway</body></html>".to_vec(),
-                )
-            }
-            None => {
-                // Run the handler, but stop if the client hangs up meanwhile (so a long poll
-                // whose client vanished does not keep the poll slot).
-                let handler = route(shared, &req, kind);
-                let hangup = wait_hangup(&mut stream, &mut buf);
-                let raced = futures_lite::future::or(async { Some(handler.await) }, async {
-                    hangup.await;
-                    None
-                })
-                .await;
-                match raced {
-                    Some(r) => r,
-                    None => return,
+        let generation = shared.changed.generation();
+        let deadline = {
+            let g = shared.lock();
+            match g.cam.autopoweroff.parse::<u64>() {
+                Ok(secs) if g.cam.power == Power::On => {
+                    Some(g.last_activity + Duration::from_secs(secs))
                 }
+                _ => None,
             }
         };
-        let head_only = req.method.eq_ignore_ascii_case("HEAD");
-        let keep_alive = req.keep_alive;
-        let bytes = resp.head_bytes(keep_alive, head_only);
-        if let Some(n) = truncate {
-            let head_len = bytes.len() - if head_only { 0 } else { resp.body.len() };
-            let cut = (head_len + n).min(bytes.len());
-            let _ = stream.write_all(&bytes[..cut]).await;
-            shared.log.set_status(seq, resp.status);
-            stream.reset();
-            return;
+        match deadline {
+            None => shared.changed.changed_since(generation).await,
+            Some(d) if shared.now() >= d => {
+                shared.sleep_camera(OfflineMode::Blackhole);
+            }
+            Some(d) => {
+                futures_lite::future::or(shared.clock.sleep_until(d), async {
+                    shared.changed.changed_since(generation).await
+                })
+                .await
+            }
         }
-        if stream.write_all(&bytes).await.is_err() {
-            return;
-        }
-        shared.log.set_status(seq, resp.status);
-        if !keep_alive {
-            return;
-        }
-    }
-}
-
-/// Resolves when the peer closes; keeps any pipelined bytes in `buf` (bounded).
-async fn wait_hangup(stream: &mut Stream, buf: &mut Vec<u8>) {
-    let mut chunk = [0u8; 4096];
-    loop {
-        if buf.len() > http::MAX_HEAD + http::MAX_BODY {
-            return futures_lite::future::pending().await;
-        }
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
-}
-
-async fn route(shared: &Arc<Shared>, req: &Request, kind: Listener) -> Response {
-    match kind {
-        Listener::Https | Listener::Http => ccapi::route(shared, req, kind).await,
-        Listener::Description => ssdp::description(shared, req),
-        Listener::Control => control::route(shared, req).await,
     }
 }
 
@@ -833,6 +769,8 @@ pub struct SimStatus {
     pub card_free: u64,
     pub wedged_502: bool,
     pub open_connections: usize,
+    /// Well-formed M-SEARCHes the SSDP socket received.
+    pub ssdp_searches: u64,
 }
 
 /// A running simulator. Dropping it stops everything (like [`SimHandle::shutdown`]).
@@ -874,10 +812,17 @@ impl SimHandle {
                 ssdp: ssdp::SsdpKnobs::default(),
                 timing: cfg.timing.clone(),
                 on_service: false,
+                second_client: None,
                 boot_epoch: 0,
                 af_fail_probability: 0.0,
                 rng: crate::backoff::Rng::new(cfg.seed.wrapping_mul(31).wrapping_add(7)),
                 bulb_oneshot_rejected: true,
+                bandwidth: None,
+                taken_in_preparation: 0,
+                standby_after_wake: 0,
+                split_raw_jpeg: None,
+                last_activity: now,
+                last_origin: String::new(),
             }),
             changed: Signal::new(),
             kill: Signal::new(),
@@ -902,6 +847,7 @@ impl SimHandle {
             multicast_socket: Mutex::new(None),
             notify_targets: Mutex::new(cfg.notify_targets.clone()),
             ssdp_multicast: cfg.ssdp_multicast,
+            ssdp_multicast_addr: cfg.ssdp_multicast_addr,
             connections: AtomicUsize::new(0),
         });
 
@@ -914,7 +860,7 @@ impl SimHandle {
                     let _ = stop_rx.recv().await;
                 }));
             })?;
-        let mut handle = SimHandle {
+        let handle = SimHandle {
             shared: shared.clone(),
             thread: Some(thread),
             stop: Some(stop_tx),
@@ -934,9 +880,16 @@ impl SimHandle {
                 log::warn!("camera-sim: multicast SSDP unavailable: {e}");
             }
         }
+        let me = shared.clone();
+        if let Some(t) = shared.spawn(auto_power_off(me)) {
+            shared
+                .tasks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .other
+                .push(t);
+        }
         ssdp::send_notify(&shared, true);
-        // Keep the handle alive only once everything is up; errors above drop it (stops).
-        handle.stop = handle.stop.take();
         Ok(handle)
     }
 
@@ -973,6 +926,16 @@ impl SimHandle {
 
     pub fn control_addr(&self) -> Option<SocketAddr> {
         self.shared.lock().net.control
+    }
+
+    /// `https://<addr>/ccapi` when HTTPS is enabled.
+    pub fn https_base(&self) -> Option<String> {
+        self.https_addr().map(|a| format!("https://{a}/ccapi"))
+    }
+
+    /// `http://<addr>/ccapi` when plain HTTP is enabled.
+    pub fn http_base(&self) -> Option<String> {
+        self.http_addr().map(|a| format!("http://{a}/ccapi"))
     }
 
     /// `uuid:00000000-0000-0000-0001-<MAC>`
@@ -1154,6 +1117,12 @@ impl SimHandle {
         self.shared.lock().cam.root_listing = style;
     }
 
+    /// The camera's auto power off (`"30"`, `"60"`, …, `"disable"`), as a client PUT would.
+    pub fn set_autopoweroff(&self, value: &str) {
+        self.shared.lock().cam.autopoweroff = value.to_string();
+        self.shared.touch();
+    }
+
     pub fn set_timing(&self, f: impl FnOnce(&mut Timing)) {
         f(&mut self.shared.lock().timing);
     }
@@ -1162,13 +1131,65 @@ impl SimHandle {
         self.shared.lock().af_fail_probability = p.clamp(0.0, 1.0);
     }
 
+    /// `X_onService` in the description (1: a client is connected), without refusing anyone.
     pub fn set_on_service(&self, on: bool) {
         self.shared.lock().on_service = on;
+    }
+
+    /// Another client holds the camera: `X_onService` 1 and CCAPI calls refused per `mode`.
+    pub fn set_second_client(&self, mode: Option<SecondClient>) {
+        self.shared.lock().second_client = mode;
     }
 
     /// A press of the body's own shutter button (no client request); `hold` for bulb.
     pub fn press_shutter(&self, hold: Option<Duration>) -> Result<(), String> {
         shooting::physical_press(&self.shared, hold)
+    }
+
+    /// Paces CCAPI response bodies at `bytes_per_sec` (real time); `None` removes the cap.
+    pub fn set_bandwidth(&self, bytes_per_sec: Option<u64>) {
+        self.shared.lock().bandwidth = bytes_per_sec;
+    }
+
+    /// The next `n` POST/PUT calls answer 503 `Taken in preparation` (camera in standby).
+    pub fn set_taken_in_preparation(&self, n: u32) {
+        self.shared.lock().taken_in_preparation = n;
+    }
+
+    /// After every wake/reboot/power-on, the first `n` POST/PUT calls get 503
+    /// `Taken in preparation` (the body leaving connection standby). Default 0.
+    pub fn set_standby_after_wake(&self, n: u32) {
+        self.shared.lock().standby_after_wake = n;
+    }
+
+    /// RAW+JPEG: report the JPG `delay` after the CR3, so they land in separate polls.
+    pub fn set_split_raw_jpeg(&self, delay: Option<Duration>) {
+        self.shared.lock().split_raw_jpeg = delay;
+    }
+
+    /// Event loss: the next `n` changes are never reported.
+    pub fn drop_next_events(&self, n: u32) {
+        self.shared.lock().events.drop_next = n;
+    }
+
+    /// Report every new file twice in `addedcontents` (clients must dedupe).
+    pub fn set_duplicate_addedcontents(&self, on: bool) {
+        self.shared.lock().events.duplicate_added = on;
+    }
+
+    /// Whether DELETE of a poll keeps the session (next poll = delta, not snapshot).
+    pub fn set_keep_session_on_delete(&self, on: bool) {
+        self.shared.lock().events.keep_session_on_delete = on;
+    }
+
+    /// `shutterbutton` while tv is bulb: 503 `Mode not supported` (default) or a 0 s shot.
+    pub fn set_bulb_oneshot_rejected(&self, on: bool) {
+        self.shared.lock().bulb_oneshot_rejected = on;
+    }
+
+    /// The raw change log (`seq`, key, value), oldest first (bounded).
+    pub fn event_log(&self) -> Vec<(u64, String, serde_json::Value)> {
+        self.shared.lock().events.log.iter().cloned().collect()
     }
 
     // ---- faults ---------------------------------------------------------------------------
@@ -1379,5 +1400,34 @@ fn status_of(g: &Inner, shared: &Shared) -> SimStatus {
         card_free: g.cam.card.free,
         wedged_502: g.faults.wedged_502,
         open_connections: shared.connections.load(Ordering::SeqCst),
+        ssdp_searches: g.ssdp.searches_seen,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noop_waker() -> Waker {
+        futures_lite::future::block_on(futures_lite::future::poll_fn(|cx| {
+            Poll::Ready(cx.waker().clone())
+        }))
+    }
+
+    #[test]
+    fn signal_wait_resolves_on_notify_and_cleans_up_when_dropped() {
+        let s = Signal::new();
+        let waker = noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut w = Box::pin(s.changed_since(s.generation()));
+        assert!(w.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(s.inner.lock().unwrap().1.len(), 1);
+        drop(w);
+        // Regression: a dropped wait used to leave its waker behind until the next notify.
+        assert!(s.inner.lock().unwrap().1.is_empty());
+        let mut w = Box::pin(s.changed_since(s.generation()));
+        assert!(w.as_mut().poll(&mut cx).is_pending());
+        s.notify();
+        assert!(w.as_mut().poll(&mut cx).is_ready());
     }
 }

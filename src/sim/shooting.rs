@@ -174,7 +174,7 @@ async fn capture(
 }
 
 /// Writes the files of one release and emits the events; true when the battery is empty.
-fn finish_shot(g: &mut Inner, shared: &Shared) -> bool {
+fn finish_shot(g: &mut Inner, shared: &Arc<Shared>) -> bool {
     let now = shared.now();
     let q = g
         .cam
@@ -213,8 +213,23 @@ fn finish_shot(g: &mut Inner, shared: &Shared) -> bool {
         made.push(format!("{}/{}", f.folder, f.name));
         g.cam.card.files.push(f);
     }
-    for rel in made {
-        g.events.emit_added(rel);
+    match (g.split_raw_jpeg, made.len()) {
+        (Some(delay), 2) => {
+            // CR3 now, JPG later: clients must handle the pair arriving in separate polls.
+            let jpg = made.pop().unwrap_or_default();
+            g.events.emit_added(made.pop().unwrap_or_default());
+            let me = shared.clone();
+            shared.spawn_detached(async move {
+                async_io::Timer::after(delay).await;
+                me.lock().events.emit_added(jpg);
+                me.touch();
+            });
+        }
+        _ => {
+            for rel in made {
+                g.events.emit_added(rel);
+            }
+        }
     }
     events::emit_storage(g, "");
     if g.cam.battery.source == PowerSource::Battery {

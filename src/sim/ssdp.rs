@@ -44,6 +44,8 @@ pub struct SsdpKnobs {
     /// Send no NOTIFY at all.
     pub silent_notify: bool,
     pub description: DescriptionMode,
+    /// Well-formed M-SEARCHes received so far (a statistic, for tests to sync on).
+    pub searches_seen: u64,
 }
 
 /// Binds the unicast SSDP socket and starts its task (and the periodic alive if asked).
@@ -84,10 +86,11 @@ pub(crate) fn start(
     Ok(local)
 }
 
-/// Joins 239.255.255.250 on 0.0.0.0:1900 (SO_REUSEADDR) and answers there too.
+/// Joins the multicast group on 0.0.0.0:<port> (SO_REUSEADDR/PORT) and answers there too.
 pub(crate) fn start_multicast(shared: &Arc<Shared>) -> io::Result<()> {
-    let sock = bind_reuse(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1900))?;
-    sock.join_multicast_v4(MULTICAST.ip(), &Ipv4Addr::UNSPECIFIED)?;
+    let group = shared.ssdp_multicast_addr;
+    let sock = bind_reuse(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, group.port()))?;
+    sock.join_multicast_v4(group.ip(), &Ipv4Addr::UNSPECIFIED)?;
     sock.set_multicast_loop_v4(true)?;
     let sock = Arc::new(Async::new(sock)?);
     *shared
@@ -161,6 +164,8 @@ async fn responder(shared: Arc<Shared>, sock: Arc<Async<UdpSocket>>) {
         };
         let (knobs, up) = {
             let mut g = shared.lock();
+            g.ssdp.searches_seen += 1;
+            shared.state_cv.notify_all();
             let up = g.cam.power == Power::On && g.net.offline.is_none();
             let knobs = g.ssdp.clone();
             if up && g.ssdp.drop_searches > 0 {
@@ -247,12 +252,21 @@ pub(crate) fn send_notify(shared: &Shared, alive: bool) {
     if shared.lock().ssdp.silent_notify {
         return;
     }
-    let Some(sock) = shared
+    let unicast = shared
         .ssdp_socket
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .clone()
-    else {
+        .clone();
+    let multicast = if shared.ssdp_multicast {
+        shared
+            .multicast_socket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    } else {
+        None
+    };
+    let Some(sock) = unicast.or_else(|| multicast.clone()) else {
         return;
     };
     let location = shared.description_url();
@@ -281,16 +295,11 @@ pub(crate) fn send_notify(shared: &Shared, alive: bool) {
             let _ = sock.get_ref().send_to(p.as_bytes(), t);
         }
     }
-    if shared.ssdp_multicast {
-        if let Some(m) = shared
-            .multicast_socket
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            for p in &packets {
-                let _ = m.get_ref().send_to(p.as_bytes(), MULTICAST);
-            }
+    if let Some(m) = multicast {
+        for p in &packets {
+            let _ = m
+                .get_ref()
+                .send_to(p.as_bytes(), shared.ssdp_multicast_addr);
         }
     }
 }
@@ -307,7 +316,7 @@ pub(crate) fn description(shared: &Shared, req: &Request) -> Response {
         let g = shared.lock();
         (
             g.ssdp.description,
-            g.on_service,
+            g.on_service || g.second_client.is_some(),
             g.cam.serial.clone(),
             g.cam.mac.clone(),
             g.cam.profile.product().0,

@@ -5,7 +5,7 @@
 //! (`mod.rs`) mutate it under one lock. Times are passed in (`now`), never read here.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde_json::{json, Map, Value};
 
@@ -649,7 +649,14 @@ pub fn format_ccapi_datetime(local_ms: i64, offset_min: i32) -> String {
 /// regex that only checks the shape).
 pub fn parse_ccapi_datetime(s: &str) -> Option<(i64, i32)> {
     let b = s.as_bytes();
-    if b.len() != 31 || &s[3..5] != ", " || b[7] != b' ' || b[11] != b' ' || b[16] != b' ' {
+    // ASCII only: the byte slicing below must not split a character.
+    if !s.is_ascii()
+        || b.len() != 31
+        || &s[3..5] != ", "
+        || b[7] != b' '
+        || b[11] != b' '
+        || b[16] != b' '
+    {
         return None;
     }
     if !DAYS.contains(&&s[0..3]) || b[19] != b':' || b[22] != b':' || b[25] != b' ' {
@@ -998,11 +1005,6 @@ impl CameraState {
     }
 }
 
-/// A convenience for tests and the control plane: duration from milliseconds.
-pub fn ms(v: u64) -> Duration {
-    Duration::from_millis(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1017,6 +1019,12 @@ mod tests {
         assert!(parse_ccapi_datetime("Sat, 31 Feb 2020 17:46:19 -0800").is_none());
         assert!(parse_ccapi_datetime("Xyz, 29 Aug 2020 17:46:19 -0800").is_none());
         assert!(parse_ccapi_datetime("2020-08-29T17:46:19Z").is_none());
+        // Regression: multi-byte characters at the slicing positions used to panic.
+        assert!(parse_ccapi_datetime("Sa\u{e9}, 29 Aug 2020 17:46:19 -080").is_none());
+        assert!(parse_ccapi_datetime(
+            "\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}\u{1F600}abc"
+        )
+        .is_none());
     }
 
     #[test]
