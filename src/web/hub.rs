@@ -460,7 +460,12 @@ impl Hub {
             )
             .await;
             match msg {
-                Some(Ok(m)) => self.dispatch(m),
+                Some(Ok(m)) => {
+                    self.dispatch(m);
+                    // Let the writers drain between messages of a burst, so queues see a
+                    // steady trickle rather than the whole burst at once.
+                    futures_lite::future::yield_now().await;
+                }
                 Some(Err(_)) => open = false,
                 None => {}
             }
