@@ -3,8 +3,8 @@
 //! systemd units with `systemd-analyze verify`), and the first-boot script that writes the
 //! camera access point profile run against a temporary root.
 //!
-//! The packages are built around the test's own (native) skylapse binary: the layout does not
-//! depend on the CPU. Tools these tests need: bash, tar, gzip, dpkg-deb, systemd-analyze
+//! The packages are built around a small stand-in executable: the layout does not depend on the
+//! binary, and gzip -9 over a 30 MB debug build would make every case slow. Tools these tests need: bash, tar, gzip, dpkg-deb, systemd-analyze
 //! (`.ci/run` installs the `systemd` package for the latter). A test skips, saying why, only
 //! when its tool is not installed at all.
 
@@ -14,9 +14,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const BINARY: &str = env!("CARGO_BIN_EXE_skylapse");
 const PROFILE: &str = "etc/NetworkManager/system-connections/skylapse-ap.nmconnection";
 
 /// Every file the overlay must hold, with its mode.
@@ -32,6 +32,19 @@ const OVERLAY_FILES: &[(&str, u32)] = &[
     ("usr/share/polkit-1/rules.d/50-skylapse.rules", 0o644),
     ("usr/share/skylapse/skylapse-ap.nmconnection.in", 0o644),
 ];
+
+/// A small executable standing in for the service binary (one per test process).
+fn stand_in_binary() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("skylapse-board-bin-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("skylapse");
+        fs::write(&path, "#!/bin/sh\necho skylapse stand-in\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o700)).unwrap();
+        path.to_str().unwrap().to_string()
+    })
+}
 
 struct TempDir(PathBuf);
 
@@ -89,7 +102,7 @@ fn script(name: &str) -> Command {
 /// Build the overlay for `board`, returning the archive path.
 fn build_overlay(out: &Path, board: &str, target: &str) -> PathBuf {
     let o = run(script("make-overlay.sh")
-        .args([board, target, "--binary", BINARY, "--out"])
+        .args([board, target, "--binary", stand_in_binary(), "--out"])
         .arg(out));
     PathBuf::from(String::from_utf8(o.stdout).unwrap().trim())
 }
@@ -165,7 +178,7 @@ fn overlay_holds_every_file_with_its_mode_owned_by_root() {
     }
     assert_eq!(
         fs::read(root.path().join("usr/bin/skylapse")).unwrap(),
-        fs::read(BINARY).unwrap()
+        fs::read(stand_in_binary()).unwrap()
     );
 
     // Units are enabled offline through the same links `systemctl enable` makes.
@@ -210,7 +223,7 @@ fn overlay_is_reproducible_and_refuses_a_target_the_board_does_not_run() {
             "pi5",
             "armv7-unknown-linux-gnueabihf",
             "--binary",
-            BINARY,
+            stand_in_binary(),
             "--out",
         ])
         .arg(a.path())
@@ -222,7 +235,7 @@ fn overlay_is_reproducible_and_refuses_a_target_the_board_does_not_run() {
         "{o:?}"
     );
     let o = script("make-overlay.sh")
-        .args(["pi9", "--binary", BINARY])
+        .args(["pi9", "--binary", stand_in_binary()])
         .output()
         .unwrap();
     assert!(!o.status.success());
@@ -244,7 +257,7 @@ fn deb_unpacks_to_the_same_files_with_maintainer_scripts() {
             "pi-zero-2w",
             "aarch64-unknown-linux-gnu",
             "--binary",
-            BINARY,
+            stand_in_binary(),
             "--out",
         ])
         .arg(out.path()));
