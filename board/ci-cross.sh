@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Cross-build skylapse for the Raspberry Pi targets and smoke-test each binary under qemu-user:
 # start it (with --demo when the binary has the camera simulator built in), expect 200 from
-# /health, open /ws and read `welcome`. Called by .ci/run; any failing target fails the run.
+# /health, open /ws and read `welcome`; then package it (overlay + .deb) for every board that
+# runs the target, into $CARGO_TARGET_DIR/board/BOARD/. Called by .ci/run; any failing target
+# fails the run.
 #
-#   board/ci-cross.sh [--profile PROFILE] [--no-smoke] [TARGET...]
+#   board/ci-cross.sh [--profile PROFILE] [--no-smoke] [--no-packages] [TARGET...]
 #
 # Defaults: --profile ship, targets aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf.
 # Installs what is missing (Debian/Ubuntu: cross gcc, qemu-user-static, python3; rustup targets).
@@ -11,12 +13,13 @@
 set -euo pipefail
 BOARD_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO_DIR=$(cd "$BOARD_DIR/.." && pwd)
-PROFILE=ship SMOKE=1 TARGETS=()
+PROFILE=ship SMOKE=1 PACKAGES=1 TARGETS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) PROFILE="$2"; shift 2 ;;
         --no-smoke) SMOKE=0; shift ;;
-        -h|--help) sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0 ;;
+        --no-packages) PACKAGES=0; shift ;;
+        -h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) TARGETS+=("$1"); shift ;;
     esac
 done
@@ -81,17 +84,29 @@ for t in "${TARGETS[@]}"; do
     size=$(stat -c %s "$bin")
     awk -v t="$t" -v p="$PROFILE" -v s="$size" \
         'BEGIN { printf "size %s (%s): %d bytes = %.2f MiB\n", t, p, s, s / 1048576 }'
-    [ "$SMOKE" = 1 ] || continue
-
-    step "smoke $t under qemu"
-    read -r -a qemu <<<"$(qemu_for "$t")"
-    extra=()
-    if "${qemu[@]}" "$bin" --help 2>&1 | grep -q -- '--demo'; then extra+=(--demo); fi
-    if python3 "$BOARD_DIR/probe.py" smoke --timeout 60 -- "${qemu[@]}" "$bin" \
-        --listen '127.0.0.1:{port}' --data-dir '{datadir}' "${extra[@]}"; then
+    if [ "$SMOKE" = 1 ]; then
+        step "smoke $t under qemu"
+        read -r -a qemu <<<"$(qemu_for "$t")"
+        extra=()
+        if "${qemu[@]}" "$bin" --help 2>&1 | grep -q -- '--demo'; then extra+=(--demo); fi
+        if python3 "$BOARD_DIR/probe.py" smoke --timeout 60 -- "${qemu[@]}" "$bin" \
+            --listen '127.0.0.1:{port}' --data-dir '{datadir}' "${extra[@]}"; then
+            done_step
+        else
+            echo "FAIL: smoke test of $t"; fail=1
+        fi
+    fi
+    if [ "$PACKAGES" = 1 ]; then
+        step "packages for $t"
+        for conf in "$BOARD_DIR"/*/board.conf; do
+            board=$(basename "$(dirname "$conf")")
+            grep -q "$t" "$conf" || continue
+            for maker in make-overlay.sh make-deb.sh; do
+                "$BOARD_DIR/$maker" "$board" "$t" --binary "$bin" --out "$OUT/board/$board" \
+                    || { echo "FAIL: $maker $board $t"; fail=1; }
+            done
+        done
         done_step
-    else
-        echo "FAIL: smoke test of $t"; fail=1
     fi
 done
 exit $fail
