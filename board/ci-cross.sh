@@ -84,6 +84,10 @@ for t in "${TARGETS[@]}"; do
     size=$(stat -c %s "$bin")
     awk -v t="$t" -v p="$PROFILE" -v s="$size" \
         'BEGIN { printf "size %s (%s): %d bytes = %.2f MiB\n", t, p, s, s / 1048576 }'
+    # Budget (issue 5): the stripped shipping binary, web UI included, at most 4 MiB.
+    if [ "$PROFILE" = ship ] && [ "$size" -gt $((4 * 1024 * 1024)) ]; then
+        echo "FAIL: $t binary is over the 4 MiB budget (board/size-report.sh shows why)"; fail=1
+    fi
     if [ "$SMOKE" = 1 ]; then
         step "smoke $t under qemu"
         read -r -a qemu <<<"$(qemu_for "$t")"
