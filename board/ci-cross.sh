@@ -55,7 +55,10 @@ gcc_for() {
 step "tools"
 need=()
 for t in "${TARGETS[@]}"; do
-    command -v "$(gcc_for "$t")" >/dev/null || need+=($(apt_pkgs_for "$t"))
+    if ! command -v "$(gcc_for "$t")" >/dev/null; then
+        read -r -a pkgs <<<"$(apt_pkgs_for "$t")"
+        need+=("${pkgs[@]}")
+    fi
 done
 command -v qemu-aarch64-static >/dev/null && command -v qemu-arm-static >/dev/null \
     || need+=(qemu-user-static)
