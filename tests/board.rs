@@ -555,3 +555,28 @@ fn firstboot_takes_the_photographers_choice_and_rejects_bad_input() {
         "{o:?}"
     );
 }
+
+#[test]
+fn board_scripts_pass_shellcheck() {
+    if !have("shellcheck") {
+        eprintln!("SKIPPED: shellcheck is not installed (apt-get install shellcheck)");
+        return;
+    }
+    let board = Path::new(REPO).join("board");
+    let mut cmd = Command::new("shellcheck");
+    cmd.current_dir(&board).arg("-x");
+    for script in [
+        "make-overlay.sh",
+        "make-deb.sh",
+        "ci-cross.sh",
+        "size-report.sh",
+        "footprint.sh",
+        "lib.sh",
+    ] {
+        cmd.arg(script);
+    }
+    run(&mut cmd);
+    run(Command::new("shellcheck")
+        .args(["-s", "sh"])
+        .arg(board.join("common/firstboot")));
+}
