@@ -66,7 +66,7 @@ parse_args() {
         BINARY="${CARGO_TARGET_DIR:-$REPO_DIR/target}/$TARGET/ship/skylapse"
     fi
     [ -x "$BINARY" ] || die "no executable at $BINARY"
-    [ -n "$OUT_DIR" ] || OUT_DIR="$REPO_DIR/target/board/$BOARD"
+    [ -n "$OUT_DIR" ] || OUT_DIR="${CARGO_TARGET_DIR:-$REPO_DIR/target}/board/$BOARD"
     mkdir -p "$OUT_DIR"
     OUT_DIR=$(cd "$OUT_DIR" && pwd)
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a Debian package for a Raspberry Pi board:
 #   board/make-deb.sh BOARD [TARGET] [--binary PATH] [--out DIR]
-#   -> DIR/skylapse_VERSION_DEBARCH.deb   (default DIR: target/board/BOARD)
+#   -> DIR/skylapse_VERSION_DEBARCH.deb   (default DIR: $CARGO_TARGET_DIR/board/BOARD, else target/board/BOARD)
 # Install on the Pi with: sudo apt install ./skylapse_*.deb
 # Same files as make-overlay.sh. postinst creates the user, enables the units and, on a running
 # system only, writes the access point profile (in an image build / chroot it is left to the

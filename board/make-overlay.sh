@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build a root-filesystem overlay for a Raspberry Pi SD card:
 #   board/make-overlay.sh BOARD [TARGET] [--binary PATH] [--out DIR]
-#   -> DIR/skylapse-BOARD-CPU.tar.gz   (default DIR: target/board/BOARD)
+#   -> DIR/skylapse-BOARD-CPU.tar.gz   (default DIR: $CARGO_TARGET_DIR/board/BOARD, else target/board/BOARD)
 # Unpack it as root onto the SD card's root partition (see board/README-install.md):
 #   sudo tar -xzf skylapse-pi4-aarch64.tar.gz -C /media/$USER/rootfs
 # It holds the binary, the systemd units (enabled through their .wants/ links), the access point
