@@ -1,1 +1,112 @@
-fn main() {}
+//! Build script: the version label (package version + git hash) and the web UI from `static/`
+//! embedded into the binary, each file with a precompressed gzip copy and a content ETag.
+
+use std::env;
+use std::fmt::Write as _;
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=static");
+    println!("cargo:rerun-if-env-changed=SKYLAPSE_GIT_HASH");
+
+    let git = env::var("SKYLAPSE_GIT_HASH").ok().or_else(|| {
+        let out = Command::new("git")
+            .args(["rev-parse", "--short=10", "HEAD"])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    });
+    println!(
+        "cargo:rustc-env=SKYLAPSE_GIT_HASH={}",
+        git.unwrap_or_else(|| "unknown".into())
+    );
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR").expect("OUT_DIR"));
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("manifest dir")).join("static");
+    let mut files = Vec::new();
+    if root.is_dir() {
+        collect(&root, &root, &mut files);
+    }
+    files.sort();
+
+    let gz_dir = out_dir.join("static-gz");
+    let _ = fs::create_dir_all(&gz_dir);
+    let mut code = String::from("pub static ASSETS: &[Asset] = &[\n");
+    for (i, (url, path)) in files.iter().enumerate() {
+        let bytes = fs::read(path).expect("read static file");
+        let mime = mime_of(url);
+        let etag = format!("\"{:016x}\"", fnv1a(&bytes));
+        let mut gzip = "None".to_string();
+        if compressible(mime) {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            enc.write_all(&bytes).expect("gzip");
+            let gz = enc.finish().expect("gzip");
+            if gz.len() + 64 < bytes.len() {
+                let gz_path = gz_dir.join(format!("{i}.gz"));
+                fs::write(&gz_path, &gz).expect("write gzip");
+                gzip = format!("Some(include_bytes!({:?}))", gz_path.display().to_string());
+            }
+        }
+        let _ = writeln!(
+            code,
+            "    Asset {{ path: {url:?}, mime: {mime:?}, etag: {etag:?}, raw: include_bytes!({:?}), gzip: {gzip} }},",
+            path.display().to_string()
+        );
+    }
+    code.push_str("];\n");
+    fs::write(out_dir.join("assets.rs"), code).expect("write assets.rs");
+}
+
+fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name.ends_with('~') || name.ends_with(".swp") {
+            continue;
+        }
+        if path.is_dir() {
+            collect(root, &path, out);
+        } else if let Ok(rel) = path.strip_prefix(root) {
+            let url = format!("/{}", rel.to_string_lossy().replace('\\', "/"));
+            out.push((url, path));
+        }
+    }
+}
+
+fn mime_of(url: &str) -> &'static str {
+    let ext = url.rsplit('.').next().unwrap_or("");
+    match ext {
+        "html" => "text/html; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "json" | "webmanifest" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "ico" => "image/x-icon",
+        "txt" => "text/plain; charset=utf-8",
+        _ => "application/octet-stream",
+    }
+}
+
+fn compressible(mime: &str) -> bool {
+    mime.starts_with("text/") || mime.contains("json") || mime.contains("svg")
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}

@@ -85,3 +85,431 @@ impl Default for Config {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Parsing: defaults < JSON file (`--config` / SKYLAPSE_CONFIG) < environment < flags.
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    Run(Box<Config>),
+    Help,
+    Version,
+}
+
+/// A bad flag, variable or file. Its message names the source and never contains a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+pub const USAGE: &str = "\
+skylapse: field controller for Canon cameras (timelapse over CCAPI)
+
+Usage: skylapse [OPTIONS]
+
+Options (each also from an environment variable; precedence: file < env < flags):
+  --listen ADDR          HTTP + WebSocket address [SKYLAPSE_LISTEN] (default 0.0.0.0:8080)
+  --data-dir DIR         sessions, reports, certificates [SKYLAPSE_DATA_DIR]
+                         (default /var/lib/skylapse)
+  --static-dir DIR       serve this directory instead of the embedded UI [SKYLAPSE_STATIC_DIR]
+  --token TOKEN          require this bearer token for WebSocket and REST [SKYLAPSE_TOKEN]
+  --allow-origin ORIGIN  also accept WebSocket upgrades from ORIGIN (repeatable)
+                         [SKYLAPSE_ALLOW_ORIGIN, comma-separated]
+  --log FILTER           env_logger filter, e.g. debug or skylapse=trace [SKYLAPSE_LOG, RUST_LOG]
+  --demo                 run the camera simulator in-process and connect to it [SKYLAPSE_DEMO]
+  --camera ADDR          connect to this camera at start, ip[:port] or URL [SKYLAPSE_CAMERA]
+  --camera-insecure      do not verify the camera's certificate [SKYLAPSE_CAMERA_INSECURE]
+  --config FILE          JSON file with the same settings [SKYLAPSE_CONFIG]
+                         keys: listen, dataDir, staticDir, token, allowOrigins, log, demo,
+                         camera, cameraInsecure
+  -h, --help             print this help
+  -V, --version          print the version
+";
+
+fn parse_bool(source: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        _ => Err(ConfigError(format!(
+            "{source}: expected true or false, got {v:?}"
+        ))),
+    }
+}
+
+fn parse_listen(source: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    let v = v.trim();
+    // A bare port means every interface.
+    if let Ok(port) = v.parse::<u16>() {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    v.parse().map_err(|_| {
+        ConfigError(format!(
+            "{source}: {v:?} is not an address like 0.0.0.0:8080 or [::]:8080"
+        ))
+    })
+}
+
+fn non_empty(source: &str, v: &str) -> Result<String, ConfigError> {
+    if v.trim().is_empty() {
+        Err(ConfigError(format!("{source}: must not be empty")))
+    } else {
+        Ok(v.to_string())
+    }
+}
+
+fn parse_origin(source: &str, v: &str) -> Result<String, ConfigError> {
+    let v = v.trim().trim_end_matches('/');
+    let ok = (v.starts_with("http://") || v.starts_with("https://"))
+        && v.split("://")
+            .nth(1)
+            .is_some_and(|h| !h.is_empty() && !h.contains('/'));
+    if ok || v == "*" {
+        Ok(v.to_ascii_lowercase())
+    } else {
+        Err(ConfigError(format!(
+            "{source}: {v:?} is not an origin like http://192.168.4.1:8080 (or *)"
+        )))
+    }
+}
+
+impl Config {
+    /// Applies one setting by its long flag name; `source` names where it came from.
+    fn apply(&mut self, name: &str, value: Option<&str>, source: &str) -> Result<(), ConfigError> {
+        let need = || value.ok_or_else(|| ConfigError(format!("{source}: needs a value")));
+        match name {
+            "listen" => self.listen = parse_listen(source, need()?)?,
+            "data-dir" => self.data_dir = PathBuf::from(non_empty(source, need()?)?),
+            "static-dir" => self.static_dir = Some(PathBuf::from(non_empty(source, need()?)?)),
+            "token" => {
+                let t = need()?;
+                if t.is_empty() {
+                    return Err(ConfigError(format!(
+                        "{source}: the token must not be empty"
+                    )));
+                }
+                self.token = Some(Secret::new(t));
+            }
+            "allow-origin" => {
+                for o in need()?.split(',').filter(|s| !s.trim().is_empty()) {
+                    let o = parse_origin(source, o)?;
+                    if !self.allow_origins.contains(&o) {
+                        self.allow_origins.push(o);
+                    }
+                }
+            }
+            "log" => self.log = Some(non_empty(source, need()?)?),
+            "demo" => self.demo = value.map_or(Ok(true), |v| parse_bool(source, v))?,
+            "camera" => self.camera = Some(non_empty(source, need()?)?),
+            "camera-insecure" => {
+                self.camera_insecure = value.map_or(Ok(true), |v| parse_bool(source, v))?
+            }
+            _ => return Err(ConfigError(format!("unknown option {source}"))),
+        }
+        Ok(())
+    }
+
+    /// Applies a JSON config file's object.
+    fn apply_file(&mut self, path: &str, text: &str) -> Result<(), ConfigError> {
+        let value: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| ConfigError(format!("config file {path}: invalid JSON: {e}")))?;
+        let serde_json::Value::Object(obj) = value else {
+            return Err(ConfigError(format!(
+                "config file {path}: expected a JSON object"
+            )));
+        };
+        for (key, v) in obj {
+            let name = match key.as_str() {
+                "listen" => "listen",
+                "dataDir" | "data_dir" => "data-dir",
+                "staticDir" | "static_dir" => "static-dir",
+                "token" => "token",
+                "allowOrigins" | "allow_origins" | "allowOrigin" => "allow-origin",
+                "log" => "log",
+                "demo" => "demo",
+                "camera" => "camera",
+                "cameraInsecure" | "camera_insecure" => "camera-insecure",
+                _ => {
+                    return Err(ConfigError(format!(
+                        "config file {path}: unknown key {key:?}"
+                    )))
+                }
+            };
+            let source = format!("config file {path}: {key}");
+            let text = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Bool(b) => b.to_string(),
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Array(items) => {
+                    let mut parts = Vec::new();
+                    for item in items {
+                        match item {
+                            serde_json::Value::String(s) => parts.push(s),
+                            _ => {
+                                return Err(ConfigError(format!(
+                                    "{source}: expected a list of strings"
+                                )))
+                            }
+                        }
+                    }
+                    parts.join(",")
+                }
+                serde_json::Value::Null => continue,
+                serde_json::Value::Object(_) => {
+                    return Err(ConfigError(format!("{source}: unexpected object")))
+                }
+            };
+            self.apply(name, Some(&text), &source)?;
+        }
+        Ok(())
+    }
+
+    /// Parses the command line (without the program name) and the environment (`env` looks a
+    /// variable up), reading the config file with `read_file`. Tests pass closures.
+    pub fn parse(
+        args: &[String],
+        env: &dyn Fn(&str) -> Option<String>,
+        read_file: &dyn Fn(&str) -> std::io::Result<String>,
+    ) -> Result<Invocation, ConfigError> {
+        // Pass 1: split flags into (name, value) and find --config / --help / --version.
+        const VALUE_FLAGS: [&str; 8] = [
+            "listen",
+            "data-dir",
+            "static-dir",
+            "token",
+            "allow-origin",
+            "log",
+            "camera",
+            "config",
+        ];
+        const BOOL_FLAGS: [&str; 2] = ["demo", "camera-insecure"];
+        let mut flags: Vec<(String, Option<String>)> = Vec::new();
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            match arg.as_str() {
+                "-h" | "--help" => return Ok(Invocation::Help),
+                "-V" | "--version" => return Ok(Invocation::Version),
+                _ => {}
+            }
+            let Some(long) = arg.strip_prefix("--") else {
+                return Err(ConfigError(format!(
+                    "unexpected argument {:?} (see --help)",
+                    shown_arg(arg)
+                )));
+            };
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            if VALUE_FLAGS.contains(&name) {
+                let v = match inline {
+                    Some(v) => v,
+                    None => it
+                        .next()
+                        .cloned()
+                        .ok_or_else(|| ConfigError(format!("--{name} needs a value")))?,
+                };
+                flags.push((name.to_string(), Some(v)));
+            } else if BOOL_FLAGS.contains(&name) {
+                flags.push((name.to_string(), inline));
+            } else {
+                return Err(ConfigError(format!(
+                    "unknown option --{} (see --help)",
+                    shown_arg(name)
+                )));
+            }
+        }
+
+        let mut config = Config::default();
+        let config_file = flags
+            .iter()
+            .rev()
+            .find(|(n, _)| n == "config")
+            .and_then(|(_, v)| v.clone())
+            .or_else(|| env("SKYLAPSE_CONFIG"));
+        if let Some(path) = config_file {
+            let text =
+                read_file(&path).map_err(|e| ConfigError(format!("config file {path}: {e}")))?;
+            config.apply_file(&path, &text)?;
+        }
+
+        // Environment. RUST_LOG is read by env_logger itself when no filter is configured.
+        let vars = [
+            ("SKYLAPSE_LISTEN", "listen"),
+            ("SKYLAPSE_DATA_DIR", "data-dir"),
+            ("SKYLAPSE_STATIC_DIR", "static-dir"),
+            ("SKYLAPSE_TOKEN", "token"),
+            ("SKYLAPSE_ALLOW_ORIGIN", "allow-origin"),
+            ("SKYLAPSE_LOG", "log"),
+            ("SKYLAPSE_DEMO", "demo"),
+            ("SKYLAPSE_CAMERA", "camera"),
+            ("SKYLAPSE_CAMERA_INSECURE", "camera-insecure"),
+        ];
+        for (var, name) in vars {
+            if let Some(v) = env(var) {
+                config.apply(name, Some(&v), var)?;
+            }
+        }
+
+        // Flags. Repeated --allow-origin accumulate; flags replace what env gave.
+        let mut origins_from_flags = false;
+        for (name, value) in &flags {
+            if name == "config" {
+                continue;
+            }
+            if name == "allow-origin" && !origins_from_flags {
+                config.allow_origins.clear();
+                origins_from_flags = true;
+            }
+            config.apply(name, value.as_deref(), &format!("--{name}"))?;
+        }
+        Ok(Invocation::Run(Box::new(config)))
+    }
+
+    /// [`Config::parse`] on the real process arguments, environment and file system.
+    pub fn from_process() -> Result<Invocation, ConfigError> {
+        let args: Vec<String> = std::env::args_os()
+            .skip(1)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        Config::parse(&args, &|k| std::env::var(k).ok(), &|p| {
+            std::fs::read_to_string(p)
+        })
+    }
+}
+
+/// An argument as it may appear in an error message: short and printable (it could be a
+/// mistyped secret, so only its start is shown).
+fn shown_arg(a: &str) -> String {
+    let s: String = a.chars().filter(|c| !c.is_control()).take(32).collect();
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn parse_with(
+        args: &[&str],
+        env: &[(&str, &str)],
+        files: &[(&str, &str)],
+    ) -> Result<Invocation, ConfigError> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let files: HashMap<String, String> = files
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::parse(&args, &|k| env.get(k).cloned(), &|p| {
+            files
+                .get(p)
+                .cloned()
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        })
+    }
+
+    fn run(args: &[&str], env: &[(&str, &str)], files: &[(&str, &str)]) -> Config {
+        match parse_with(args, env, files).unwrap() {
+            Invocation::Run(c) => *c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_without_anything() {
+        let c = run(&[], &[], &[]);
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert!(c.token.is_none());
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn file_then_env_then_flags() {
+        let file = r#"{"listen":"127.0.0.1:1000","dataDir":"/f","log":"warn","demo":true,
+                       "allowOrigins":["http://a.example"]}"#;
+        let c = run(
+            &["--config", "/c.json", "--listen=127.0.0.1:3000"],
+            &[
+                ("SKYLAPSE_LISTEN", "127.0.0.1:2000"),
+                ("SKYLAPSE_DATA_DIR", "/e"),
+            ],
+            &[("/c.json", file)],
+        );
+        assert_eq!(c.listen, "127.0.0.1:3000".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("/e"));
+        assert_eq!(c.log.as_deref(), Some("warn"));
+        assert!(c.demo);
+        assert_eq!(c.allow_origins, vec!["http://a.example".to_string()]);
+    }
+
+    #[test]
+    fn repeated_allow_origin_and_bool_flags() {
+        let c = run(
+            &[
+                "--allow-origin",
+                "http://a.example:8080",
+                "--allow-origin=https://B.example/",
+                "--camera-insecure",
+                "--demo=false",
+                "--listen",
+                "9000",
+            ],
+            &[("SKYLAPSE_ALLOW_ORIGIN", "http://env.example")],
+            &[],
+        );
+        assert_eq!(
+            c.allow_origins,
+            vec![
+                "http://a.example:8080".to_string(),
+                "https://b.example".into()
+            ]
+        );
+        assert!(c.camera_insecure);
+        assert!(!c.demo);
+        assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert!(matches!(
+            parse_with(&["--help"], &[], &[]),
+            Ok(Invocation::Help)
+        ));
+        assert!(matches!(
+            parse_with(&["-V"], &[], &[]),
+            Ok(Invocation::Version)
+        ));
+    }
+
+    #[test]
+    fn bad_values_are_named_and_secrets_never_echoed() {
+        let e = parse_with(&["--listen", "nowhere"], &[], &[]).unwrap_err();
+        assert!(e.0.contains("--listen"), "{e}");
+        let e = parse_with(&["--bogus"], &[], &[]).unwrap_err();
+        assert!(e.0.contains("--bogus"), "{e}");
+        let e = parse_with(&["--token"], &[], &[]).unwrap_err();
+        assert!(e.0.contains("needs a value"), "{e}");
+        let e = parse_with(&[], &[("SKYLAPSE_DEMO", "maybe")], &[]).unwrap_err();
+        assert!(e.0.contains("SKYLAPSE_DEMO"), "{e}");
+        let e = parse_with(&["--config", "/missing"], &[], &[]).unwrap_err();
+        assert!(e.0.contains("/missing"), "{e}");
+        let e = parse_with(&["--config", "/x"], &[], &[("/x", "{\"tokn\":1}")]).unwrap_err();
+        assert!(e.0.contains("tokn"), "{e}");
+        let e = parse_with(&["--allow-origin", "evil"], &[], &[]).unwrap_err();
+        assert!(e.0.contains("origin"), "{e}");
+        // The token's value never appears in the parsed config's Debug output.
+        let c = run(&["--token", "s3cret-value"], &[], &[]);
+        assert!(!format!("{c:?}").contains("s3cret-value"));
+        assert_eq!(c.token.unwrap().expose(), "s3cret-value");
+    }
+}

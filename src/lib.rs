@@ -38,6 +38,7 @@ pub mod intervalometer;
 pub mod power;
 pub mod protocol;
 pub mod sim;
+pub mod systemd;
 pub mod timesync;
 pub mod util;
 pub mod web;

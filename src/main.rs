@@ -1,4 +1,138 @@
-fn main() {
-    eprintln!("skylapse: the service entry point is being built; see README.md");
-    std::process::exit(2);
+//! skylapse: parse the configuration, start the services and the web server on one
+//! single-threaded smol executor, run until SIGTERM/SIGINT.
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_io::Async;
+use futures_lite::StreamExt;
+
+use skylapse::app::{App, Outbound, Publisher};
+use skylapse::clock::{SharedClock, SystemClock};
+use skylapse::config::{Config, Invocation, USAGE};
+use skylapse::systemd;
+use skylapse::web::{Server, VERSION};
+
+/// How long clients get to take their close frames at shutdown.
+const CLIENT_CLOSE_GRACE: Duration = Duration::from_secs(2);
+/// How long the services get to flush journals and release the camera.
+const SERVICE_SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
+
+type Executor = Arc<smol::Executor<'static>>;
+
+// ============================================================================================
+// Services. This is where the camera, discovery, intervalometer, Wi-Fi, time sync and power
+// parts are created and registered with the coordinator (`app.add_service`), and where their
+// driver tasks are spawned on `ex`. A command no registered service claims is answered with
+// SERVICE_UNAVAILABLE by `App::execute`.
+// ============================================================================================
+fn register_services(app: &mut App, ex: &Executor) -> Result<(), String> {
+    let _ = (app, ex);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let config = match Config::from_process() {
+        Ok(Invocation::Run(c)) => *c,
+        Ok(Invocation::Help) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(Invocation::Version) => {
+            println!("skylapse {VERSION}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("skylapse: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = config
+        .log
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "info".into());
+    env_logger::Builder::new().parse_filters(&filter).init();
+
+    let config = Arc::new(config);
+    let (publisher, outbound) = Publisher::channel();
+    let clock: SharedClock = Arc::new(SystemClock);
+    let mut app = App::new(config.clone(), clock, publisher);
+    let ex: Executor = Arc::new(smol::Executor::new());
+    if let Err(e) = register_services(&mut app, &ex) {
+        eprintln!("skylapse: {e}");
+        return ExitCode::from(1);
+    }
+    let app = Arc::new(app);
+    // One thread: the executor runs inside block_on on the main thread.
+    smol::block_on(ex.run(serve(ex.clone(), app, outbound)))
+}
+
+async fn serve(
+    ex: Executor,
+    app: Arc<App>,
+    outbound: async_channel::Receiver<Outbound>,
+) -> ExitCode {
+    let mut signals =
+        match async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int]) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("skylapse: cannot install signal handlers: {e}");
+                return ExitCode::from(1);
+            }
+        };
+    let listen = app.config.listen;
+    let listener = match Async::<TcpListener>::bind(listen) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("skylapse: cannot listen on {listen}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let server = match Server::start(&ex, listener, app.clone(), outbound) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("skylapse: cannot start the server: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "listening on http://{}", server.local_addr());
+        let _ = out.flush();
+    }
+    log::info!("skylapse {VERSION} listening on {}", server.local_addr());
+    systemd::notify("READY=1");
+    let _watchdog = systemd::watchdog_interval().map(|every| {
+        ex.spawn(async move {
+            let mut timer = async_io::Timer::interval(every);
+            loop {
+                systemd::notify("WATCHDOG=1");
+                timer.next().await;
+            }
+        })
+    });
+
+    let signal = signals.next().await;
+    log::info!("{signal:?}: shutting down");
+    systemd::notify("STOPPING=1");
+    server.shutdown(CLIENT_CLOSE_GRACE).await;
+    let finished = futures_lite::future::or(
+        async {
+            app.shutdown().await;
+            true
+        },
+        async {
+            async_io::Timer::after(SERVICE_SHUTDOWN_LIMIT).await;
+            false
+        },
+    )
+    .await;
+    if !finished {
+        log::warn!("services did not shut down within {SERVICE_SHUTDOWN_LIMIT:?}");
+    }
+    ExitCode::SUCCESS
 }

@@ -702,11 +702,27 @@ impl EventFamily {
     }
 }
 
+/// A non-JSON REST body (test photo, report CSV, SVG chart), sent as the raw HTTP body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Bytes {
+        content_type: &'static str,
+        bytes: Vec<u8>,
+    },
+    /// Streamed from disk by the HTTP layer.
+    File {
+        content_type: &'static str,
+        path: std::path::PathBuf,
+    },
+}
+
 /// A successful direct reply: `{type: kind, data, id?, timestamp}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
     pub kind: &'static str,
     pub data: Value,
+    /// REST sends this instead of `data` when set; WebSocket always sends `data`.
+    pub body: Option<Body>,
 }
 
 impl Reply {
@@ -714,7 +730,14 @@ impl Reply {
         Reply {
             kind,
             data: serde_json::to_value(data).unwrap_or(Value::Null),
+            body: None,
         }
+    }
+
+    /// A reply whose REST form is a raw body; `data` describes it for WebSocket clients.
+    pub fn with_body(mut self, body: Body) -> Self {
+        self.body = Some(body);
+        self
     }
 }
 

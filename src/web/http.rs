@@ -1,0 +1,662 @@
+//! HTTP/1.1 on one connection: read a head (httparse) within the limits, route it, answer,
+//! repeat while keep-alive holds.
+//!
+//! ```text
+//!  Idle ──first byte (keep-alive timeout)──▶ Head ──complete (head timeout)──▶ Body ──▶ Respond
+//!   ▲                                          │ >16 KiB → 431, slow → cut off         │
+//!   └──────────────────── keep-alive ◀─────────┴──────────────────────────────────────┘
+//!                                              └─ Upgrade: websocket ──▶ ws::run (never back)
+//! ```
+//!
+//! Timeouts use the app's [`Clock`](crate::clock::Clock), so tests can drive them.
+
+use std::io;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_io::Async;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use serde_json::{json, Value};
+
+use super::{assets, rest, ws, Web, VERSION};
+use crate::protocol::{rest_error_body, ApiError, ErrorCode};
+
+/// A parsed request. Header names are lower-case.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    /// The path part of the target, still percent-encoded.
+    pub path: String,
+    pub query: Option<String>,
+    /// HTTP/1.x minor version.
+    pub minor: u8,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// True when the header's comma-separated list contains `token` (case-insensitive).
+    pub fn header_has(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .any(|(_, v)| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    }
+
+    pub fn query_param(&self, key: &str) -> Option<String> {
+        self.query.as_deref()?.split('&').find_map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+            (k == key)
+                .then(|| percent_decode(v.replace('+', " ").as_bytes()))
+                .flatten()
+                .and_then(|b| String::from_utf8(b).ok())
+        })
+    }
+
+    fn keep_alive(&self) -> bool {
+        if self.header_has("connection", "close") {
+            false
+        } else {
+            self.minor >= 1 || self.header_has("connection", "keep-alive")
+        }
+    }
+
+    /// `Authorization: Bearer X`, or `?token=X` (browsers cannot set headers on WebSockets).
+    pub fn bearer_token(&self) -> Option<String> {
+        if let Some(auth) = self.header("authorization") {
+            let mut parts = auth.splitn(2, ' ');
+            if parts
+                .next()
+                .is_some_and(|s| s.eq_ignore_ascii_case("bearer"))
+            {
+                return parts.next().map(|t| t.trim().to_string());
+            }
+        }
+        self.query_param("token")
+    }
+
+    pub fn accepts_gzip(&self) -> bool {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n == "accept-encoding")
+            .flat_map(|(_, v)| v.split(','))
+            .any(|item| {
+                let mut parts = item.split(';');
+                let coding = parts.next().unwrap_or("").trim();
+                let q_zero = parts.any(|p| {
+                    let p = p.trim().replace(' ', "");
+                    p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
+                });
+                (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !q_zero
+            })
+    }
+}
+
+/// Decodes `%XX`; `None` on a malformed escape.
+pub fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    Some(out)
+}
+
+/// A response body.
+pub enum Payload {
+    Bytes(Vec<u8>),
+    Static(&'static [u8]),
+    File(PathBuf, u64),
+}
+
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Payload,
+    /// Close the connection after this response.
+    pub close: bool,
+}
+
+impl Response {
+    pub fn json(status: u16, value: &Value) -> Response {
+        Response {
+            status,
+            content_type: "application/json",
+            headers: Vec::new(),
+            body: Payload::Bytes(value.to_string().into_bytes()),
+            close: false,
+        }
+    }
+
+    pub fn error(web: &Web, status: u16, err: &ApiError) -> Response {
+        Response::json(status, &rest_error_body(err, web.app.clock.wall()))
+    }
+
+    pub fn api_error(web: &Web, err: &ApiError) -> Response {
+        Response::error(web, err.code.http_status(), err)
+    }
+
+    pub fn not_found(web: &Web) -> Response {
+        Response::error(web, 404, &ApiError::not_found("Not found"))
+    }
+
+    pub fn closing(mut self) -> Response {
+        self.close = true;
+        self
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        101 => "Switching Protocols",
+        200 => "OK",
+        204 => "No Content",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        411 => "Length Required",
+        413 => "Payload Too Large",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "Unknown",
+    }
+}
+
+enum ReadOutcome {
+    /// A complete head; the body (if any) is read separately.
+    Head(Request, usize),
+    /// The peer closed before sending anything.
+    Closed,
+    Fail(Failure),
+}
+
+enum Failure {
+    /// Respond with this and close.
+    Respond(Response),
+    /// Just close (timeout while idle, I/O error).
+    Drop,
+}
+
+/// Reads with a deadline on the app clock; `Ok(None)` on timeout.
+async fn read_until(
+    web: &Web,
+    stream: &Async<TcpStream>,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> io::Result<Option<usize>> {
+    let timer = web.app.clock.sleep_until(deadline);
+    futures_lite::future::or(async { (&*stream).read(buf).await.map(Some) }, async {
+        timer.await;
+        Ok(None)
+    })
+    .await
+}
+
+/// Reads one request head into `buf` (which may already hold pipelined bytes).
+async fn read_head(
+    web: &Web,
+    stream: &Async<TcpStream>,
+    buf: &mut Vec<u8>,
+    first: bool,
+) -> ReadOutcome {
+    let limits = &web.hub.limits().clone();
+    let now = web.app.clock.now();
+    // Waiting for the first byte of a kept-alive connection is idle time; once bytes arrive
+    // (or on a fresh connection), the whole head must come within the head timeout.
+    let mut deadline = if first || !buf.is_empty() {
+        now + limits.head_timeout
+    } else {
+        now + limits.keepalive_timeout
+    };
+    let mut started = first || !buf.is_empty();
+    loop {
+        if !buf.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; 40];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(buf) {
+                Ok(httparse::Status::Complete(len)) => {
+                    let request = to_request(&req);
+                    return match request {
+                        Some(r) => ReadOutcome::Head(r, len),
+                        None => ReadOutcome::Fail(Failure::Respond(
+                            Response::error(
+                                web,
+                                400,
+                                &ApiError::new(ErrorCode::InvalidMessage, "Bad request"),
+                            )
+                            .closing(),
+                        )),
+                    };
+                }
+                Ok(httparse::Status::Partial) => {}
+                Err(httparse::Error::TooManyHeaders) => {
+                    return ReadOutcome::Fail(Failure::Respond(head_too_large(web)));
+                }
+                Err(_) => {
+                    return ReadOutcome::Fail(Failure::Respond(
+                        Response::error(
+                            web,
+                            400,
+                            &ApiError::new(ErrorCode::InvalidMessage, "Malformed HTTP request"),
+                        )
+                        .closing(),
+                    ));
+                }
+            }
+        }
+        if buf.len() >= limits.max_head_bytes {
+            return ReadOutcome::Fail(Failure::Respond(head_too_large(web)));
+        }
+        let old = buf.len();
+        let want = (limits.max_head_bytes - old).min(4096);
+        buf.resize(old + want, 0);
+        let r = read_until(web, stream, &mut buf[old..], deadline).await;
+        match r {
+            Ok(Some(0)) => {
+                buf.truncate(old);
+                return if old == 0 {
+                    ReadOutcome::Closed
+                } else {
+                    ReadOutcome::Fail(Failure::Drop)
+                };
+            }
+            Ok(Some(n)) => {
+                buf.truncate(old + n);
+                if !started {
+                    started = true;
+                    deadline = web.app.clock.now() + limits.head_timeout;
+                }
+            }
+            Ok(None) => {
+                buf.truncate(old);
+                if started {
+                    log::debug!("request head too slow; cutting the connection");
+                }
+                return ReadOutcome::Fail(Failure::Drop);
+            }
+            Err(_) => return ReadOutcome::Fail(Failure::Drop),
+        }
+    }
+}
+
+fn head_too_large(web: &Web) -> Response {
+    Response::error(
+        web,
+        431,
+        &ApiError::new(ErrorCode::PayloadTooLarge, "Request head too large"),
+    )
+    .closing()
+}
+
+fn to_request(req: &httparse::Request<'_, '_>) -> Option<Request> {
+    let method = req.method?.to_string();
+    let target = req.path?;
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (target.to_string(), None),
+    };
+    let headers = req
+        .headers
+        .iter()
+        .map(|h| {
+            (
+                h.name.to_ascii_lowercase(),
+                String::from_utf8_lossy(h.value).trim().to_string(),
+            )
+        })
+        .collect();
+    Some(Request {
+        method,
+        path,
+        query,
+        minor: req.version.unwrap_or(1),
+        headers,
+        body: Vec::new(),
+    })
+}
+
+/// Reads the body announced by Content-Length (chunked bodies are refused).
+async fn read_body(
+    web: &Web,
+    stream: &Async<TcpStream>,
+    req: &mut Request,
+    buf: &mut Vec<u8>,
+) -> Result<(), Failure> {
+    let limits = web.hub.limits().clone();
+    if req.header("transfer-encoding").is_some() {
+        return Err(Failure::Respond(
+            Response::error(
+                web,
+                411,
+                &ApiError::invalid("Chunked request bodies are not supported; send Content-Length"),
+            )
+            .closing(),
+        ));
+    }
+    let len = match req.header("content-length") {
+        None => 0,
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            Failure::Respond(
+                Response::error(web, 400, &ApiError::invalid("Bad Content-Length")).closing(),
+            )
+        })?,
+    };
+    if len > limits.max_body_bytes {
+        return Err(Failure::Respond(
+            Response::error(
+                web,
+                413,
+                &ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("Request body over {} bytes", limits.max_body_bytes),
+                ),
+            )
+            .closing(),
+        ));
+    }
+    let deadline = web.app.clock.now() + limits.head_timeout;
+    while buf.len() < len {
+        let old = buf.len();
+        buf.resize(len, 0);
+        match read_until(web, stream, &mut buf[old..], deadline).await {
+            Ok(Some(n)) if n > 0 => buf.truncate(old + n),
+            _ => return Err(Failure::Drop),
+        }
+    }
+    req.body = buf.drain(..len).collect();
+    Ok(())
+}
+
+/// Serves one TCP connection until it closes, times out, or becomes a WebSocket.
+pub async fn connection(web: &Arc<Web>, stream: Async<TcpStream>, peer: SocketAddr) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut first = true;
+    loop {
+        let (mut req, head_len) = match read_head(web, &stream, &mut buf, first).await {
+            ReadOutcome::Head(r, n) => (r, n),
+            ReadOutcome::Closed => return,
+            ReadOutcome::Fail(Failure::Drop) => return,
+            ReadOutcome::Fail(Failure::Respond(resp)) => {
+                let _ = write_response(web, &stream, &resp, false).await;
+                return;
+            }
+        };
+        first = false;
+        buf.drain(..head_len);
+
+        if ws::is_upgrade(&req) && (req.path == "/" || req.path == "/ws") {
+            match ws::check(web, &req) {
+                Ok(key) => {
+                    let leftover = std::mem::take(&mut buf);
+                    ws::run(web.clone(), stream, key, leftover, peer).await;
+                }
+                Err(resp) => {
+                    let _ = write_response(web, &stream, &resp.closing(), false).await;
+                }
+            }
+            return;
+        }
+
+        if let Err(f) = read_body(web, &stream, &mut req, &mut buf).await {
+            if let Failure::Respond(resp) = f {
+                let _ = write_response(web, &stream, &resp, false).await;
+            }
+            return;
+        }
+        let keep_alive = req.keep_alive();
+        let head_only = req.method == "HEAD";
+        let mut resp = route(web, &req).await;
+        if !keep_alive {
+            resp.close = true;
+        }
+        if write_response(web, &stream, &resp, head_only)
+            .await
+            .is_err()
+            || resp.close
+        {
+            return;
+        }
+        // Keep-alive: shrink a buffer that grew for a big request.
+        if buf.is_empty() {
+            buf = Vec::new();
+        }
+    }
+}
+
+async fn route(web: &Arc<Web>, req: &Request) -> Response {
+    let get = req.method == "GET" || req.method == "HEAD";
+    if req.path == "/health" {
+        if !get {
+            return method_not_allowed(web, "GET, HEAD");
+        }
+        return health(web);
+    }
+    if req.path.starts_with("/api/") || req.path == "/api" {
+        if !web.token_ok(req.bearer_token().as_deref()) {
+            return unauthorized(web);
+        }
+        return rest::handle(web, req).await;
+    }
+    if !get {
+        return method_not_allowed(web, "GET, HEAD");
+    }
+    match &web.app.config.static_dir {
+        Some(dir) => assets::serve_dir(web, dir, req),
+        None => assets::serve_embedded(web, req),
+    }
+}
+
+pub fn unauthorized(web: &Web) -> Response {
+    Response::error(
+        web,
+        401,
+        &ApiError::new(
+            ErrorCode::PermissionDenied,
+            "A valid bearer token is required",
+        ),
+    )
+    .header("WWW-Authenticate", "Bearer")
+}
+
+pub fn method_not_allowed(web: &Web, allow: &'static str) -> Response {
+    Response::error(
+        web,
+        405,
+        &ApiError::new(ErrorCode::InvalidMessage, "Method not allowed"),
+    )
+    .header("Allow", allow)
+}
+
+fn health(web: &Web) -> Response {
+    let uptime = web.app.clock.now().saturating_duration_since(web.started);
+    Response::json(
+        200,
+        &json!({
+            "status": "ok",
+            "version": VERSION,
+            "uptime": uptime.as_secs_f64(),
+            "clients": web.hub.client_count(),
+            "timestamp": crate::util::iso8601(web.app.clock.wall()),
+        }),
+    )
+    .header("Cache-Control", "no-store")
+}
+
+/// Writes a response (head + body) within the head timeout.
+pub async fn write_response(
+    web: &Web,
+    stream: &Async<TcpStream>,
+    resp: &Response,
+    head_only: bool,
+) -> io::Result<()> {
+    let len = match &resp.body {
+        Payload::Bytes(b) => b.len() as u64,
+        Payload::Static(b) => b.len() as u64,
+        Payload::File(_, n) => *n,
+    };
+    let mut head = if resp.status == 304 || resp.status == 204 {
+        format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status))
+    } else {
+        format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            resp.status,
+            reason(resp.status),
+            resp.content_type,
+            len
+        )
+    };
+    for (n, v) in &resp.headers {
+        head.push_str(n);
+        head.push_str(": ");
+        head.push_str(v);
+        head.push_str("\r\n");
+    }
+    head.push_str(if resp.close {
+        "Connection: close\r\n\r\n"
+    } else {
+        "Connection: keep-alive\r\n\r\n"
+    });
+    let deadline = web.app.clock.now()
+        + web
+            .hub
+            .limits()
+            .head_timeout
+            .max(web.hub.limits().keepalive_timeout);
+    let timer = web.app.clock.sleep_until(deadline);
+    let write = async {
+        let mut w = stream;
+        if head_only {
+            w.write_all(head.as_bytes()).await?;
+            return w.flush().await;
+        }
+        match &resp.body {
+            Payload::Bytes(b) => {
+                // One write for small answers (fewer syscalls, one TCP segment).
+                let mut all = head.into_bytes();
+                all.extend_from_slice(b);
+                w.write_all(&all).await?;
+            }
+            Payload::Static(b) => {
+                w.write_all(head.as_bytes()).await?;
+                w.write_all(b).await?;
+            }
+            Payload::File(path, n) => {
+                w.write_all(head.as_bytes()).await?;
+                send_file(&mut w, path, *n).await?;
+            }
+        }
+        w.flush().await
+    };
+    futures_lite::future::or(write, async {
+        timer.await;
+        Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "response write timed out",
+        ))
+    })
+    .await
+}
+
+/// Streams a file in small chunks (reads from local storage are short; no thread pool).
+async fn send_file(w: &mut &Async<TcpStream>, path: &std::path::Path, len: u64) -> io::Result<()> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut chunk = vec![0u8; 16 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let want = (chunk.len() as u64).min(left) as usize;
+        let n = f.read(&mut chunk[..want])?;
+        if n == 0 {
+            // The file shrank under us: the Content-Length is now a lie, so cut the connection.
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
+        }
+        w.write_all(&chunk[..n]).await?;
+        left -= n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(headers: &[(&str, &str)], query: Option<&str>) -> Request {
+        Request {
+            method: "GET".into(),
+            path: "/".into(),
+            query: query.map(String::from),
+            minor: 1,
+            headers: headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            body: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn gzip_negotiation() {
+        assert!(req(&[("accept-encoding", "gzip, deflate, br")], None).accepts_gzip());
+        assert!(req(&[("accept-encoding", "br;q=1.0, GZIP;q=0.5")], None).accepts_gzip());
+        assert!(!req(&[("accept-encoding", "gzip;q=0")], None).accepts_gzip());
+        assert!(!req(&[("accept-encoding", "identity")], None).accepts_gzip());
+        assert!(!req(&[], None).accepts_gzip());
+    }
+
+    #[test]
+    fn bearer_from_header_or_query() {
+        assert_eq!(
+            req(&[("authorization", "Bearer abc")], None).bearer_token(),
+            Some("abc".into())
+        );
+        assert_eq!(
+            req(&[], Some("x=1&token=a%20b")).bearer_token(),
+            Some("a b".into())
+        );
+        assert_eq!(
+            req(&[("authorization", "Basic abc")], None).bearer_token(),
+            None
+        );
+    }
+
+    #[test]
+    fn percent_decoding_rejects_bad_escapes() {
+        assert_eq!(percent_decode(b"%2e%2E/a").unwrap(), b"../a");
+        assert!(percent_decode(b"%2").is_none());
+        assert!(percent_decode(b"%zz").is_none());
+    }
+}

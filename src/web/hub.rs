@@ -1,0 +1,610 @@
+//! The hub: the registry of WebSocket clients and the fan-out of events to them.
+//!
+//! ```text
+//!  Outbound (Publisher) ──▶ Hub::run ──serialize once──▶ push into each subscriber's OutQueue
+//!                              │                                     │ (bounded, never awaits)
+//!                              └─ StatusSchedule (period + coalesce) ▼
+//!                                                            connection writer ──▶ socket
+//! ```
+//!
+//! Every client has a bounded [`OutQueue`]. Pushing never blocks the hub: a newer
+//! `status_update` replaces a queued older one (stale status is worthless), and when the queue
+//! is full of frames that cannot be dropped the new frame is lost and the client is marked
+//! stuck; a client stuck for [`STUCK_LIMIT`] is disconnected, so it reconnects and resyncs
+//! from `welcome`.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_tungstenite::tungstenite::Utf8Bytes;
+use serde_json::{json, Map, Value};
+
+use crate::app::{App, ClientId, Outbound};
+use crate::config::Limits;
+use crate::protocol::{Channel, Event};
+use crate::util::iso8601;
+
+/// How long a client's queue may stay full of undroppable frames before it is disconnected.
+pub const STUCK_LIMIT: Duration = Duration::from_secs(10);
+
+/// A status change is broadcast this long after it happens, so a burst becomes one frame.
+pub const STATUS_COALESCE: Duration = Duration::from_millis(150);
+
+/// One outgoing frame, serialized once and shared between clients.
+#[derive(Debug, Clone)]
+pub enum Frame {
+    Text(Utf8Bytes),
+    /// A `status_update`: replaced by a newer one while still queued.
+    Status(Utf8Bytes),
+    /// A WebSocket ping (liveness).
+    Ping,
+    /// Close the connection with this code and reason after the frames before it.
+    Close(u16, &'static str),
+}
+
+/// What happened to a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pushed {
+    Queued,
+    /// The queue was full of undroppable frames; this frame is lost.
+    Dropped,
+    /// Full for longer than [`STUCK_LIMIT`]: the client must be disconnected.
+    Stuck,
+}
+
+/// A client's bounded outbound queue (no I/O; the connection's writer drains it).
+#[derive(Debug)]
+pub struct OutQueue {
+    frames: VecDeque<Frame>,
+    capacity: usize,
+    stuck_since: Option<Instant>,
+    closing: bool,
+}
+
+impl OutQueue {
+    pub fn new(capacity: usize) -> Self {
+        OutQueue {
+            frames: VecDeque::new(),
+            capacity: capacity.max(2),
+            stuck_since: None,
+            closing: false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
+    pub fn push(&mut self, now: Instant, frame: Frame) -> Pushed {
+        if self.closing {
+            return Pushed::Dropped;
+        }
+        match frame {
+            Frame::Close(..) => {
+                // A close always gets in; nothing after it is sent.
+                self.closing = true;
+                self.frames.push_back(frame);
+                return Pushed::Queued;
+            }
+            Frame::Status(_) => {
+                // Only the newest status is worth sending.
+                self.frames.retain(|f| !matches!(f, Frame::Status(_)));
+            }
+            Frame::Text(_) | Frame::Ping => {}
+        }
+        if self.frames.len() >= self.capacity {
+            // Make room by dropping the oldest status update, if any.
+            if let Some(i) = self
+                .frames
+                .iter()
+                .position(|f| matches!(f, Frame::Status(_)))
+            {
+                self.frames.remove(i);
+            }
+        }
+        if self.frames.len() >= self.capacity {
+            let since = *self.stuck_since.get_or_insert(now);
+            return if now.saturating_duration_since(since) >= STUCK_LIMIT {
+                Pushed::Stuck
+            } else {
+                Pushed::Dropped
+            };
+        }
+        self.frames.push_back(frame);
+        Pushed::Queued
+    }
+
+    pub fn pop(&mut self) -> Option<Frame> {
+        let f = self.frames.pop_front();
+        if f.is_some() {
+            self.stuck_since = None;
+        }
+        f
+    }
+}
+
+/// When to send the next `status_update`: every `interval` (scheduled from the previous
+/// deadline, never drifting) and [`STATUS_COALESCE`] after a change.
+#[derive(Debug, Clone)]
+pub struct StatusSchedule {
+    interval: Duration,
+    next_periodic: Instant,
+    pending: Option<Instant>,
+}
+
+impl StatusSchedule {
+    pub fn new(now: Instant, interval: Duration) -> Self {
+        let interval = interval.max(Duration::from_millis(100));
+        StatusSchedule {
+            interval,
+            next_periodic: now + interval,
+            pending: None,
+        }
+    }
+
+    pub fn on_change(&mut self, now: Instant) {
+        if self.pending.is_none() {
+            self.pending = Some(now + STATUS_COALESCE);
+        }
+    }
+
+    pub fn poll_timeout(&self) -> Instant {
+        match self.pending {
+            Some(p) => p.min(self.next_periodic),
+            None => self.next_periodic,
+        }
+    }
+
+    /// True when a status_update is due at `now`; advances the schedule.
+    pub fn fire(&mut self, now: Instant) -> bool {
+        let mut due = false;
+        if self.pending.is_some_and(|p| now >= p) {
+            self.pending = None;
+            due = true;
+        }
+        if now >= self.next_periodic {
+            due = true;
+            // Skip missed slots instead of bursting.
+            while self.next_periodic <= now {
+                self.next_periodic += self.interval;
+            }
+        }
+        due
+    }
+}
+
+/// One connected WebSocket client as the hub sees it.
+pub struct ClientSlot {
+    pub id: ClientId,
+    pub addr: SocketAddr,
+    pub connected_at: Instant,
+    pub connected_wall: SystemTime,
+    subs: AtomicU8,
+    explicit_subs: AtomicBool,
+    last_seen: Mutex<Instant>,
+    queue: Mutex<OutQueue>,
+    wake: async_channel::Sender<()>,
+    kill: async_channel::Sender<()>,
+}
+
+/// The receiving ends a connection task waits on.
+pub struct ClientSignals {
+    /// Something was queued.
+    pub wake: async_channel::Receiver<()>,
+    /// The hub gave up on this client (stuck).
+    pub kill: async_channel::Receiver<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const ALL_CHANNELS: u8 = 0x7f;
+
+impl ClientSlot {
+    pub fn push(&self, now: Instant, frame: Frame) -> Pushed {
+        let r = lock(&self.queue).push(now, frame);
+        match r {
+            Pushed::Queued => {
+                let _ = self.wake.try_send(());
+            }
+            Pushed::Dropped => log::debug!("client {} is slow; dropped a frame", self.id.0),
+            Pushed::Stuck => {
+                log::warn!(
+                    "client {} stuck for {}s; disconnecting",
+                    self.id.0,
+                    STUCK_LIMIT.as_secs()
+                );
+                let _ = self.kill.try_send(());
+            }
+        }
+        r
+    }
+
+    pub fn pop(&self) -> Option<Frame> {
+        lock(&self.queue).pop()
+    }
+
+    pub fn queued(&self) -> usize {
+        lock(&self.queue).len()
+    }
+
+    pub fn touch(&self, now: Instant) {
+        *lock(&self.last_seen) = now;
+    }
+
+    pub fn last_seen(&self) -> Instant {
+        *lock(&self.last_seen)
+    }
+
+    pub fn subscribed(&self, ch: Channel) -> bool {
+        self.subs.load(Ordering::Relaxed) & ch.bit() != 0
+    }
+
+    /// The first explicit `subscribe` replaces the default (everything); later ones add.
+    pub fn subscribe(&self, channels: &[Channel]) {
+        let bits = channels.iter().fold(0u8, |b, c| b | c.bit());
+        if self.explicit_subs.swap(true, Ordering::Relaxed) {
+            self.subs.fetch_or(bits, Ordering::Relaxed);
+        } else {
+            self.subs.store(bits, Ordering::Relaxed);
+        }
+    }
+
+    pub fn unsubscribe(&self, channels: &[Channel]) {
+        let bits = channels.iter().fold(0u8, |b, c| b | c.bit());
+        self.explicit_subs.store(true, Ordering::Relaxed);
+        self.subs.fetch_and(!bits, Ordering::Relaxed);
+    }
+
+    pub fn subscriptions(&self) -> Vec<&'static str> {
+        Channel::ALL
+            .into_iter()
+            .filter(|c| self.subscribed(*c))
+            .map(Channel::as_str)
+            .collect()
+    }
+}
+
+/// Why a client could not be registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegisterError {
+    AtCapacity,
+    ShuttingDown,
+}
+
+pub struct Hub {
+    app: Arc<App>,
+    limits: Limits,
+    clients: Mutex<BTreeMap<ClientId, Arc<ClientSlot>>>,
+    next_id: AtomicU64,
+    closing: AtomicBool,
+    schedule: Mutex<StatusSchedule>,
+    /// Signalled whenever a client leaves (shutdown waits on it).
+    left_tx: async_channel::Sender<()>,
+    left_rx: async_channel::Receiver<()>,
+}
+
+impl Hub {
+    /// The status period starts now (on the app's clock).
+    pub fn new(app: Arc<App>) -> Arc<Hub> {
+        let limits = app.config.limits.clone();
+        let now = app.clock.now();
+        let (left_tx, left_rx) = async_channel::bounded(1);
+        Arc::new(Hub {
+            schedule: Mutex::new(StatusSchedule::new(now, limits.status_interval)),
+            app,
+            limits,
+            clients: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            closing: AtomicBool::new(false),
+            left_tx,
+            left_rx,
+        })
+    }
+
+    pub fn app(&self) -> &Arc<App> {
+        &self.app
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn client_count(&self) -> usize {
+        lock(&self.clients).len()
+    }
+
+    pub fn client(&self, id: ClientId) -> Option<Arc<ClientSlot>> {
+        lock(&self.clients).get(&id).cloned()
+    }
+
+    /// Adds a client (with `first` already queued, so nothing can overtake the welcome).
+    pub fn register(
+        &self,
+        addr: SocketAddr,
+        first: impl FnOnce(ClientId) -> Frame,
+    ) -> Result<(Arc<ClientSlot>, ClientSignals), RegisterError> {
+        if self.closing.load(Ordering::Relaxed) {
+            return Err(RegisterError::ShuttingDown);
+        }
+        let mut clients = lock(&self.clients);
+        if clients.len() >= self.limits.max_clients {
+            return Err(RegisterError::AtCapacity);
+        }
+        let id = ClientId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let now = self.app.clock.now();
+        let (wake_tx, wake_rx) = async_channel::bounded(1);
+        let (kill_tx, kill_rx) = async_channel::bounded(1);
+        let slot = Arc::new(ClientSlot {
+            id,
+            addr,
+            connected_at: now,
+            connected_wall: self.app.clock.wall(),
+            subs: AtomicU8::new(ALL_CHANNELS),
+            explicit_subs: AtomicBool::new(false),
+            last_seen: Mutex::new(now),
+            queue: Mutex::new(OutQueue::new(self.limits.outbound_queue)),
+            wake: wake_tx,
+            kill: kill_tx,
+        });
+        slot.push(now, first(id));
+        clients.insert(id, slot.clone());
+        Ok((
+            slot,
+            ClientSignals {
+                wake: wake_rx,
+                kill: kill_rx,
+            },
+        ))
+    }
+
+    pub fn unregister(&self, id: ClientId) {
+        if lock(&self.clients).remove(&id).is_some() {
+            let _ = self.left_tx.try_send(());
+        }
+    }
+
+    fn slots(&self) -> Vec<Arc<ClientSlot>> {
+        lock(&self.clients).values().cloned().collect()
+    }
+
+    /// Sends `frame` to every client subscribed to `channel`. Never waits.
+    pub fn broadcast(&self, channel: Channel, frame: Frame) {
+        let now = self.app.clock.now();
+        for slot in self.slots() {
+            if slot.subscribed(channel) {
+                slot.push(now, frame.clone());
+            }
+        }
+    }
+
+    pub fn send_to(&self, id: ClientId, frame: Frame) -> bool {
+        match self.client(id) {
+            Some(slot) => slot.push(self.app.clock.now(), frame) == Pushed::Queued,
+            None => false,
+        }
+    }
+
+    /// The status blocks, once under `data` and once at top level.
+    pub fn status_frame(&self, kind: &str, extra: Map<String, Value>) -> Value {
+        let blocks = self.app.status.snapshot();
+        let mut data = extra;
+        for (k, v) in &blocks {
+            data.insert(k.clone(), v.clone());
+        }
+        let mut frame = data.clone();
+        frame.insert("type".into(), Value::from(kind));
+        frame.insert(
+            "timestamp".into(),
+            Value::from(iso8601(self.app.clock.wall())),
+        );
+        frame.insert("data".into(), Value::Object(data));
+        Value::Object(frame)
+    }
+
+    pub fn broadcast_status(&self) {
+        if self.client_count() == 0 {
+            return;
+        }
+        let frame = self.status_frame("status_update", Map::new());
+        let text = frame.to_string();
+        self.broadcast(Channel::Status, Frame::Status(text.into()));
+    }
+
+    fn dispatch(&self, msg: Outbound) {
+        match msg {
+            Outbound::Event(ev) => self.broadcast_event(&ev),
+            Outbound::StatusChanged => {
+                lock(&self.schedule).on_change(self.app.clock.now());
+            }
+            Outbound::ToClient(id, value) => {
+                if !self.send_to(id, Frame::Text(value.to_string().into())) {
+                    log::debug!("frame for client {} not delivered", id.0);
+                }
+            }
+        }
+    }
+
+    pub fn broadcast_event(&self, ev: &Event) {
+        let text = ev.to_frame(self.app.clock.wall()).to_string();
+        self.broadcast(ev.channel, Frame::Text(text.into()));
+    }
+
+    /// The hub's task: fan out what services publish and send status updates on schedule.
+    pub async fn run(self: Arc<Self>, outbound: async_channel::Receiver<Outbound>) {
+        let clock = self.app.clock.clone();
+        let mut open = true;
+        loop {
+            let deadline = lock(&self.schedule).poll_timeout();
+            let timer = clock.sleep_until(deadline);
+            let msg = futures_lite::future::or(
+                async {
+                    if open {
+                        Some(outbound.recv().await)
+                    } else {
+                        futures_lite::future::pending().await
+                    }
+                },
+                async {
+                    timer.await;
+                    None
+                },
+            )
+            .await;
+            match msg {
+                Some(Ok(m)) => {
+                    self.dispatch(m);
+                    // Let the writers drain between messages of a burst, so queues see a
+                    // steady trickle rather than the whole burst at once.
+                    futures_lite::future::yield_now().await;
+                }
+                Some(Err(_)) => open = false,
+                None => {}
+            }
+            let due = lock(&self.schedule).fire(clock.now());
+            if due {
+                self.broadcast_status();
+            }
+        }
+    }
+
+    /// Starts closing every client with `code` (1001 at shutdown) and refuses new ones.
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        self.closing.store(true, Ordering::Relaxed);
+        let now = self.app.clock.now();
+        for slot in self.slots() {
+            slot.push(now, Frame::Close(code, reason));
+        }
+    }
+
+    /// Waits until every client has left, or `timeout` (real time) passed.
+    pub async fn wait_empty(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.client_count() > 0 {
+            let left = self.left_rx.recv();
+            let timed_out = futures_lite::future::or(
+                async {
+                    let _ = left.await;
+                    false
+                },
+                async {
+                    async_io::Timer::at(deadline).await;
+                    true
+                },
+            )
+            .await;
+            if timed_out {
+                break;
+            }
+        }
+    }
+
+    /// `GET /api/ws/connections`: who is connected, since when, last heard from.
+    pub fn connections(&self) -> Value {
+        let now = self.app.clock.now();
+        let wall = self.app.clock.wall();
+        let clients: Vec<Value> = self
+            .slots()
+            .iter()
+            .map(|s| {
+                let last = s.last_seen();
+                let ago = now.saturating_duration_since(last);
+                json!({
+                    "id": s.id.0,
+                    "address": s.addr.to_string(),
+                    "connectedAt": iso8601(s.connected_wall),
+                    "uptime": now.saturating_duration_since(s.connected_at).as_secs_f64(),
+                    "lastHeartbeat": iso8601(wall.checked_sub(ago).unwrap_or(wall)),
+                    "lastHeartbeatAgo": ago.as_secs_f64(),
+                    "subscriptions": s.subscriptions(),
+                    "queued": s.queued(),
+                })
+            })
+            .collect();
+        json!({
+            "count": clients.len(),
+            "maxClients": self.limits.max_clients,
+            "clients": clients,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Frame {
+        Frame::Text(s.into())
+    }
+
+    #[test]
+    fn newer_status_replaces_queued_status() {
+        let t0 = Instant::now();
+        let mut q = OutQueue::new(4);
+        q.push(t0, Frame::Status("s1".into()));
+        q.push(t0, text("e1"));
+        q.push(t0, Frame::Status("s2".into()));
+        assert_eq!(q.len(), 2);
+        assert!(matches!(q.pop(), Some(Frame::Text(t)) if t.as_str() == "e1"));
+        assert!(matches!(q.pop(), Some(Frame::Status(t)) if t.as_str() == "s2"));
+    }
+
+    #[test]
+    fn full_queue_drops_status_first_then_marks_stuck() {
+        let t0 = Instant::now();
+        let mut q = OutQueue::new(3);
+        q.push(t0, Frame::Status("s".into()));
+        q.push(t0, text("a"));
+        q.push(t0, text("b"));
+        // Full: the status makes room for an event.
+        assert_eq!(q.push(t0, text("c")), Pushed::Queued);
+        assert_eq!(q.push(t0, text("d")), Pushed::Dropped);
+        assert_eq!(q.push(t0 + STUCK_LIMIT / 2, text("e")), Pushed::Dropped);
+        assert_eq!(q.push(t0 + STUCK_LIMIT, text("f")), Pushed::Stuck);
+        // Draining clears the stuck mark.
+        q.pop();
+        assert_eq!(q.push(t0 + STUCK_LIMIT * 3, text("g")), Pushed::Queued);
+        assert_eq!(q.push(t0 + STUCK_LIMIT * 3, text("h")), Pushed::Dropped);
+    }
+
+    #[test]
+    fn close_always_fits_and_ends_the_queue() {
+        let t0 = Instant::now();
+        let mut q = OutQueue::new(2);
+        q.push(t0, text("a"));
+        q.push(t0, text("b"));
+        assert_eq!(q.push(t0, Frame::Close(1001, "bye")), Pushed::Queued);
+        assert_eq!(q.push(t0, text("c")), Pushed::Dropped);
+        assert_eq!(q.len(), 3);
+    }
+
+    #[test]
+    fn status_schedule_period_and_coalescing() {
+        let t0 = Instant::now();
+        let s10 = Duration::from_secs(10);
+        let mut s = StatusSchedule::new(t0, s10);
+        assert_eq!(s.poll_timeout(), t0 + s10);
+        assert!(!s.fire(t0 + Duration::from_secs(1)));
+        // Three changes in a burst: one update, STATUS_COALESCE after the first.
+        s.on_change(t0 + Duration::from_secs(2));
+        s.on_change(t0 + Duration::from_millis(2050));
+        assert_eq!(
+            s.poll_timeout(),
+            t0 + Duration::from_secs(2) + STATUS_COALESCE
+        );
+        assert!(s.fire(t0 + Duration::from_secs(2) + STATUS_COALESCE));
+        assert_eq!(s.poll_timeout(), t0 + s10);
+        assert!(s.fire(t0 + s10));
+        // A late wake-up skips missed slots and keeps the grid.
+        assert!(s.fire(t0 + Duration::from_secs(35)));
+        assert_eq!(s.poll_timeout(), t0 + Duration::from_secs(40));
+    }
+}

@@ -1,0 +1,981 @@
+//! The real server, in-process on an ephemeral loopback port, against real clients:
+//! async-tungstenite for WebSocket, plain TCP for HTTP and for raw frames.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_io::{Async, Timer};
+use async_tungstenite::tungstenite::client::IntoClientRequest;
+use async_tungstenite::tungstenite::{self, Message};
+use async_tungstenite::WebSocketStream;
+use futures_lite::future::{block_on, or};
+use futures_lite::StreamExt;
+use serde_json::{json, Value};
+
+use skylapse::app::{App, ClientId, Outbound, Publisher};
+use skylapse::clock::{ManualClock, SharedClock, SystemClock};
+use skylapse::config::Config;
+use skylapse::protocol::{Channel, Event, EventFamily, Secret};
+use skylapse::web::Server;
+
+/// A bound on how long a test waits for something that should happen at once.
+const PATIENCE: Duration = Duration::from_secs(5);
+
+struct TestServer {
+    addr: SocketAddr,
+    clock: Option<ManualClock>,
+    app: Arc<App>,
+    publisher: Publisher,
+    server: Option<Server>,
+    stop: async_channel::Sender<()>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Starts the server on a ManualClock (time moves only when the test says).
+    fn manual(config: Config) -> TestServer {
+        let clock = ManualClock::new(SystemTime::now());
+        Self::start(config, Arc::new(clock.clone()), Some(clock))
+    }
+
+    /// Starts the server on the real clock.
+    fn real(config: Config) -> TestServer {
+        Self::start(config, Arc::new(SystemClock), None)
+    }
+
+    fn start(mut config: Config, clock: SharedClock, manual: Option<ManualClock>) -> TestServer {
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        let (publisher, outbound) = Publisher::channel();
+        let app = Arc::new(App::new(Arc::new(config), clock, publisher.clone()));
+        let ex = Arc::new(smol::Executor::new());
+        let (stop, stop_rx) = async_channel::bounded::<()>(1);
+        let thread = {
+            let ex = ex.clone();
+            std::thread::spawn(move || {
+                let _ = block_on(ex.run(stop_rx.recv()));
+            })
+        };
+        let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+        let server = Server::start(&ex, listener, app.clone(), outbound).unwrap();
+        TestServer {
+            addr: server.local_addr(),
+            clock: manual,
+            app,
+            publisher,
+            server: Some(server),
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn clock(&self) -> &ManualClock {
+        self.clock.as_ref().expect("a ManualClock server")
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        drop(self.server.take());
+        let _ = self.stop.try_send(());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+type Ws = WebSocketStream<Async<TcpStream>>;
+
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    or(async { Some(f.await) }, async {
+        Timer::after(PATIENCE).await;
+        None
+    })
+    .await
+    .unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+async fn connect_req(
+    addr: SocketAddr,
+    req: tungstenite::handshake::client::Request,
+) -> Result<Ws, tungstenite::Error> {
+    let tcp = Async::<TcpStream>::connect(addr).await.unwrap();
+    async_tungstenite::client_async(req, tcp)
+        .await
+        .map(|(ws, _)| ws)
+}
+
+async fn connect(s: &TestServer) -> Ws {
+    let req = s.url("/ws").into_client_request().unwrap();
+    connect_req(s.addr, req).await.expect("websocket connects")
+}
+
+/// Connects and consumes the welcome.
+async fn connect_welcomed(s: &TestServer) -> (Ws, Value) {
+    let mut ws = connect(s).await;
+    let w = recv(&mut ws).await;
+    assert_eq!(w["type"], "welcome");
+    (ws, w)
+}
+
+async fn next_message(ws: &mut Ws) -> Message {
+    loop {
+        let m = within("a message", ws.next())
+            .await
+            .expect("stream open")
+            .expect("no error");
+        if !matches!(m, Message::Ping(_) | Message::Pong(_)) {
+            return m;
+        }
+    }
+}
+
+async fn recv(ws: &mut Ws) -> Value {
+    match next_message(ws).await {
+        Message::Text(t) => serde_json::from_str(t.as_str()).expect("server sends JSON"),
+        other => panic!("expected text, got {other:?}"),
+    }
+}
+
+/// Reads until a frame of `kind` (skipping others, e.g. status updates).
+async fn recv_type(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let v = recv(ws).await;
+        if v["type"] == kind {
+            return v;
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::text(v.to_string())).await.unwrap();
+}
+
+async fn send_text(ws: &mut Ws, t: &str) {
+    ws.send(Message::text(t.to_string())).await.unwrap();
+}
+
+/// Reads until the server's close frame; returns its code and reason.
+async fn recv_close(ws: &mut Ws) -> (u16, String) {
+    loop {
+        match within("a close frame", ws.next()).await {
+            Some(Ok(Message::Close(Some(f)))) => return (f.code.into(), f.reason.to_string()),
+            Some(Ok(Message::Close(None))) => panic!("close without a code"),
+            Some(Ok(_)) => continue,
+            other => panic!("expected a close frame, got {other:?}"),
+        }
+    }
+}
+
+fn marker(s: &TestServer, client: u64, n: u64) {
+    // ToClient travels through the same FIFO as StatusChanged and events: when the client sees
+    // the marker, the hub has handled everything published before it.
+    s.publisher.send(Outbound::ToClient(
+        ClientId(client),
+        json!({"type": "marker", "n": n}),
+    ));
+}
+
+fn client_id(welcome: &Value) -> u64 {
+    welcome["clientId"].as_u64().expect("numeric clientId")
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebSocket
+
+#[test]
+fn welcome_has_identity_commands_limits_and_status_blocks_twice() {
+    let s = TestServer::manual(Config::default());
+    s.app.status.set(
+        "camera",
+        json!({"connected": false, "state": "disconnected"}),
+    );
+    block_on(async {
+        let (_ws, w) = connect_welcomed(&s).await;
+        assert!(w["clientId"].is_u64());
+        assert!(w["message"].is_string());
+        assert!(w["serverTime"].as_str().unwrap().ends_with('Z'));
+        assert!(w["timestamp"].is_string());
+        assert!(w["version"].as_str().unwrap().starts_with("0.1.0"));
+        let cmds: Vec<&str> = w["availableCommands"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert!(cmds.contains(&"take_photo") && cmds.contains(&"time-sync-response"));
+        assert_eq!(w["limits"]["maxClients"], 16);
+        assert_eq!(w["limits"]["maxFrameBytes"], 65536);
+        for block in skylapse::app::STATUS_BLOCKS {
+            assert!(w.get(block).is_some(), "top-level {block}");
+            assert!(w["data"].get(block).is_some(), "data.{block}");
+        }
+        assert_eq!(w["camera"]["state"], "disconnected");
+        assert_eq!(w["data"]["camera"]["connected"], false);
+        assert_eq!(w["data"]["clientId"], w["clientId"]);
+    });
+}
+
+#[test]
+fn status_update_every_period_on_the_clock_and_soon_after_a_change() {
+    let s = TestServer::manual(Config::default());
+    block_on(async {
+        let (mut ws, w) = connect_welcomed(&s).await;
+        // Time stands still: a ping round trip brings no status_update.
+        send(&mut ws, json!({"type": "ping"})).await;
+        assert_eq!(recv(&mut ws).await["type"], "pong");
+
+        s.clock().advance(Duration::from_secs(10));
+        let u = recv(&mut ws).await;
+        assert_eq!(u["type"], "status_update");
+        assert!(u["data"].get("camera").is_some() && u.get("intervalometer").is_some());
+
+        // A change is broadcast after the coalescing delay, with the new value.
+        s.app.status.set("power", json!({"uptime": 42}));
+        s.app.status.set("power", json!({"uptime": 43}));
+        marker(&s, client_id(&w), 1);
+        assert_eq!(recv(&mut ws).await["type"], "marker");
+        s.clock().advance(Duration::from_millis(200));
+        let u = recv(&mut ws).await;
+        assert_eq!(u["type"], "status_update");
+        assert_eq!(u["power"]["uptime"], 43);
+        assert_eq!(u["data"]["power"]["uptime"], 43);
+        // Coalesced: the next frame after a marker is the marker, not a second update.
+        marker(&s, client_id(&w), 2);
+        assert_eq!(recv(&mut ws).await["type"], "marker");
+    });
+}
+
+#[test]
+fn json_ping_pong_echoes_id_and_ack() {
+    let s = TestServer::manual(Config::default());
+    block_on(async {
+        let (mut ws, _) = connect_welcomed(&s).await;
+        send(&mut ws, json!({"type": "ping", "id": "p1"})).await;
+        let p = recv(&mut ws).await;
+        assert_eq!(
+            (p["type"].as_str(), p["id"].as_str()),
+            (Some("pong"), Some("p1"))
+        );
+        assert!(p["timestamp"].is_string());
+        send(
+            &mut ws,
+            json!({"type": "ping", "requestId": 7, "ack": true}),
+        )
+        .await;
+        let p = recv(&mut ws).await;
+        assert_eq!(
+            (p["type"].as_str(), p["id"].as_u64()),
+            (Some("pong"), Some(7))
+        );
+        let a = recv(&mut ws).await;
+        assert_eq!(a["type"], "operation_result");
+        assert_eq!(a["success"], true);
+        assert_eq!(a["id"], 7);
+        // A command no service claims: SERVICE_UNAVAILABLE, id echoed, ack says failure.
+        send(
+            &mut ws,
+            json!({"type": "get_camera_status", "id": "c9", "ack": true}),
+        )
+        .await;
+        let e = recv(&mut ws).await;
+        assert_eq!(e["type"], "error");
+        assert_eq!(e["id"], "c9");
+        assert_eq!(e["data"]["code"], "SERVICE_UNAVAILABLE");
+        assert_eq!(e["error"]["code"], "SERVICE_UNAVAILABLE");
+        let a = recv(&mut ws).await;
+        assert_eq!(
+            (a["type"].as_str(), a["success"].as_bool()),
+            (Some("operation_result"), Some(false))
+        );
+        // get_ws_connections goes through the same command layer as REST.
+        send(&mut ws, json!({"type": "get_ws_connections", "id": 1})).await;
+        let c = recv(&mut ws).await;
+        assert_eq!(c["type"], "ws_connections");
+        assert_eq!(c["data"]["count"], 1);
+    });
+}
+
+#[test]
+fn subscriptions_filter_broadcasts() {
+    let s = TestServer::manual(Config::default());
+    let camera_event = || {
+        Event::new(
+            Channel::Camera,
+            EventFamily::Discovery,
+            "camera_connected",
+            json!({"ip": "x"}),
+        )
+    };
+    let session_event = || {
+        Event::new(
+            Channel::Intervalometer,
+            EventFamily::Timelapse,
+            "session_started",
+            json!({}),
+        )
+    };
+    block_on(async {
+        let (mut ws, w) = connect_welcomed(&s).await;
+        let me = client_id(&w);
+        // Default: everything.
+        s.publisher.event(session_event());
+        let e = recv(&mut ws).await;
+        assert_eq!(
+            (e["type"].as_str(), e["eventType"].as_str()),
+            (Some("timelapse_event"), Some("session_started"))
+        );
+
+        send(
+            &mut ws,
+            json!({"type": "subscribe", "data": {"channels": ["camera"]}, "id": "s"}),
+        )
+        .await;
+        let r = recv(&mut ws).await;
+        assert_eq!(r["type"], "subscribed");
+        assert_eq!(r["id"], "s");
+        assert_eq!(r["channels"], json!(["camera"]));
+        assert_eq!(r["data"]["subscriptions"], json!(["camera"]));
+
+        s.publisher.event(session_event());
+        s.publisher.event(camera_event());
+        marker(&s, me, 1);
+        assert_eq!(recv(&mut ws).await["eventType"], "camera_connected");
+        assert_eq!(recv(&mut ws).await["type"], "marker");
+
+        // Seed 002 form (channels at top level) and unsubscribe.
+        send(
+            &mut ws,
+            json!({"type": "unsubscribe", "channels": ["camera"]}),
+        )
+        .await;
+        assert_eq!(recv(&mut ws).await["type"], "unsubscribed");
+        s.publisher.event(camera_event());
+        marker(&s, me, 2);
+        assert_eq!(recv(&mut ws).await["type"], "marker");
+
+        send(
+            &mut ws,
+            json!({"type": "subscribe", "channels": ["camera", "bogus"], "id": 4}),
+        )
+        .await;
+        let e = recv(&mut ws).await;
+        assert_eq!(e["type"], "error");
+        assert_eq!(e["id"], 4);
+        assert_eq!(e["data"]["code"], "INVALID_PARAMETER");
+        assert!(e["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Unknown channel: bogus"));
+    });
+}
+
+#[test]
+fn malformed_unknown_and_mistyped_messages_get_clear_errors() {
+    let s = TestServer::manual(Config::default());
+    block_on(async {
+        let (mut ws, _) = connect_welcomed(&s).await;
+        send_text(&mut ws, "{not json").await;
+        let e = recv(&mut ws).await;
+        assert_eq!(e["type"], "error");
+        assert_eq!(e["data"]["message"], "Invalid message format");
+        assert_eq!(e["error"]["code"], "INVALID_MESSAGE");
+
+        send(&mut ws, json!({"type": "launch_rocket", "id": "r"})).await;
+        let e = recv(&mut ws).await;
+        assert_eq!(e["data"]["message"], "Unknown message type: launch_rocket");
+        assert_eq!(e["data"]["code"], "UNKNOWN_MESSAGE");
+        assert_eq!(e["id"], "r");
+
+        send(
+            &mut ws,
+            json!({"type": "take_photo", "data": {"af": "yes"}, "id": 3}),
+        )
+        .await;
+        let e = recv(&mut ws).await;
+        assert_eq!(e["data"]["code"], "INVALID_PARAMETER");
+        assert_eq!(e["id"], 3);
+
+        send(
+            &mut ws,
+            json!({"type": "set_camera_setting", "data": {"value": 1}}),
+        )
+        .await;
+        let e = recv(&mut ws).await;
+        assert_eq!(e["data"]["code"], "MISSING_PARAMETER");
+        assert!(e["data"]["message"].as_str().unwrap().contains("setting"));
+
+        // Still usable afterwards.
+        send(&mut ws, json!({"type": "ping"})).await;
+        assert_eq!(recv(&mut ws).await["type"], "pong");
+    });
+}
+
+#[test]
+fn frame_over_64_kib_is_closed_with_1009() {
+    let s = TestServer::manual(Config::default());
+    block_on(async {
+        let (mut ws, _) = connect_welcomed(&s).await;
+        let big = format!(
+            "{{\"type\":\"ping\",\"pad\":\"{}\"}}",
+            "x".repeat(70 * 1024)
+        );
+        send_text(&mut ws, &big).await;
+        let (code, _) = recv_close(&mut ws).await;
+        assert_eq!(code, 1009);
+    });
+}
+
+#[test]
+fn invalid_message_flood_is_closed_with_1008() {
+    let s = TestServer::manual(Config::default());
+    block_on(async {
+        let (mut ws, w) = connect_welcomed(&s).await;
+        let limit = w["limits"]["maxInvalidMessages"].as_u64().unwrap();
+        for _ in 0..limit + 5 {
+            send_text(&mut ws, "garbage").await;
+        }
+        let mut errors = 0;
+        let code = loop {
+            match within("frames", ws.next()).await {
+                Some(Ok(Message::Text(_))) => errors += 1,
+                Some(Ok(Message::Close(Some(f)))) => break u16::from(f.code),
+                other => panic!("unexpected {other:?}"),
+            }
+        };
+        assert_eq!(code, 1008);
+        assert_eq!(
+            errors,
+            limit + 1,
+            "one error per invalid message up to the one past the limit"
+        );
+    });
+}
+
+#[test]
+fn message_rate_limit_answers_rate_limited() {
+    // The ManualClock does not move, so the bucket never refills: exactly `burst` pass.
+    let s = TestServer::manual(Config::default());
+    block_on(async {
+        let (mut ws, w) = connect_welcomed(&s).await;
+        let burst = w["limits"]["rateBurst"].as_u64().unwrap();
+        for _ in 0..burst + 3 {
+            send(&mut ws, json!({"type": "ping"})).await;
+        }
+        let mut pongs = 0;
+        let mut limited = 0;
+        while pongs + limited < burst + 3 {
+            let v = recv(&mut ws).await;
+            match v["type"].as_str() {
+                Some("pong") => pongs += 1,
+                Some("error") => {
+                    assert_eq!(v["data"]["code"], "RATE_LIMITED");
+                    limited += 1;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!((pongs, limited), (burst, 3));
+        // Time refills the bucket.
+        s.clock().advance(Duration::from_secs(1));
+        send(&mut ws, json!({"type": "ping"})).await;
+        assert_eq!(recv(&mut ws).await["type"], "pong");
+    });
+}
+
+#[test]
+fn seventeenth_client_is_closed_with_1013() {
+    let s = TestServer::manual(Config::default());
+    block_on(async {
+        let mut clients = Vec::new();
+        for _ in 0..16 {
+            clients.push(connect_welcomed(&s).await.0);
+        }
+        let mut extra = connect(&s).await;
+        let (code, reason) = recv_close(&mut extra).await;
+        assert_eq!(code, 1013);
+        assert_eq!(reason, "Server at capacity");
+        // The others are unaffected.
+        send(&mut clients[15], json!({"type": "ping"})).await;
+        assert_eq!(recv(&mut clients[15]).await["type"], "pong");
+    });
+}
+
+#[test]
+fn foreign_origin_is_refused_before_the_upgrade() {
+    let config = Config {
+        allow_origins: vec!["http://friend.example:3000".into()],
+        ..Config::default()
+    };
+    let s = TestServer::manual(config);
+    block_on(async {
+        let with_origin = |origin: &str| {
+            let mut req = s.url("/ws").into_client_request().unwrap();
+            req.headers_mut().insert("Origin", origin.parse().unwrap());
+            req
+        };
+        match connect_req(s.addr, with_origin("http://evil.example")).await {
+            Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 403),
+            other => panic!("expected 403, got {:?}", other.map(|_| ())),
+        }
+        // The page's own host, and a configured origin, are fine.
+        let own = format!("http://{}", s.addr);
+        assert!(connect_req(s.addr, with_origin(&own)).await.is_ok());
+        assert!(
+            connect_req(s.addr, with_origin("http://friend.example:3000"))
+                .await
+                .is_ok()
+        );
+    });
+}
+
+#[test]
+fn bearer_token_guards_websocket_and_rest_when_set() {
+    let config = Config {
+        token: Some(Secret::new("s3cret")),
+        ..Config::default()
+    };
+    let s = TestServer::manual(config);
+    block_on(async {
+        let plain = s.url("/ws").into_client_request().unwrap();
+        match connect_req(s.addr, plain).await {
+            Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status(), 401),
+            other => panic!("expected 401, got {:?}", other.map(|_| ())),
+        }
+        let mut wrong = s.url("/ws").into_client_request().unwrap();
+        wrong
+            .headers_mut()
+            .insert("Authorization", "Bearer s3cres".parse().unwrap());
+        assert!(connect_req(s.addr, wrong).await.is_err());
+        let mut header = s.url("/ws").into_client_request().unwrap();
+        header
+            .headers_mut()
+            .insert("Authorization", "Bearer s3cret".parse().unwrap());
+        assert!(connect_req(s.addr, header).await.is_ok());
+        let query = s.url("/ws?token=s3cret").into_client_request().unwrap();
+        assert!(connect_req(s.addr, query).await.is_ok());
+    });
+    let (st, _, _) = http(
+        s.addr,
+        "GET /api/ws/connections HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(st, 401);
+    let (st, _, _) = http(
+        s.addr,
+        "GET /api/ws/connections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\r\n",
+    );
+    assert_eq!(st, 200);
+    let (st, _, _) = http(s.addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(st, 200);
+
+    // Off by default.
+    let open = TestServer::manual(Config::default());
+    block_on(async {
+        connect_welcomed(&open).await;
+    });
+}
+
+/// Raw upgrade request (with optional bytes in the same write) on a blocking socket.
+fn raw_upgrade(addr: SocketAddr, then: &[u8]) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes();
+    req.extend_from_slice(then);
+    tcp.write_all(&req).unwrap();
+    tcp
+}
+
+/// A masked client text frame (payload < 126 bytes).
+fn client_frame(text: &str) -> Vec<u8> {
+    let mask = [0x11u8, 0x22, 0x33, 0x44];
+    let mut f = vec![0x81, 0x80 | text.len() as u8];
+    f.extend_from_slice(&mask);
+    f.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    f
+}
+
+/// Reads one unmasked server frame: (opcode, payload).
+fn read_frame(tcp: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut h = [0u8; 2];
+    tcp.read_exact(&mut h).unwrap();
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut b = [0u8; 2];
+            tcp.read_exact(&mut b).unwrap();
+            u16::from_be_bytes(b) as usize
+        }
+        127 => {
+            let mut b = [0u8; 8];
+            tcp.read_exact(&mut b).unwrap();
+            u64::from_be_bytes(b) as usize
+        }
+        n => n as usize,
+    };
+    let mut payload = vec![0u8; len];
+    tcp.read_exact(&mut payload).unwrap();
+    (h[0] & 0x0f, payload)
+}
+
+fn read_http_head(tcp: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    String::from_utf8(head).unwrap()
+}
+
+#[test]
+fn a_message_sent_with_the_upgrade_is_handled() {
+    // Regression: the Node.js service ignored everything a client sent in its first second,
+    // so the web UI's time sync on connect never arrived.
+    let s = TestServer::manual(Config::default());
+    let mut tcp = raw_upgrade(s.addr, &client_frame(r#"{"type":"ping","id":"early"}"#));
+    assert!(read_http_head(&mut tcp).starts_with("HTTP/1.1 101"));
+    let (op, welcome) = read_frame(&mut tcp);
+    assert_eq!(op, 1);
+    let welcome: Value = serde_json::from_slice(&welcome).unwrap();
+    assert_eq!(welcome["type"], "welcome");
+    let (_, pong) = read_frame(&mut tcp);
+    let pong: Value = serde_json::from_slice(&pong).unwrap();
+    assert_eq!(
+        (pong["type"].as_str(), pong["id"].as_str()),
+        (Some("pong"), Some("early"))
+    );
+}
+
+#[test]
+fn a_reader_that_never_reads_delays_nobody_and_is_dropped_when_stuck() {
+    let s = TestServer::manual(Config::default());
+    // The stuck client: upgrades, then never reads a byte.
+    let mut stuck = raw_upgrade(s.addr, b"");
+    let _live = block_on(async {
+        let (mut ws, w) = connect_welcomed(&s).await;
+        let me = client_id(&w);
+        let pad = "x".repeat(32 * 1024);
+        let started = Instant::now();
+        // 15 × 20 events of 32 KiB (~10 MB): far more than the stuck socket can buffer.
+        for batch in 0..15u64 {
+            for i in 0..20u64 {
+                s.publisher.event(Event::new(
+                    Channel::Camera,
+                    EventFamily::Event,
+                    "photo_taken",
+                    json!({"n": batch * 20 + i, "pad": pad}),
+                ));
+            }
+            for i in 0..20u64 {
+                let e = recv(&mut ws).await;
+                assert_eq!(e["data"]["n"], batch * 20 + i, "in order, none lost");
+            }
+        }
+        eprintln!(
+            "300 broadcasts of 32 KiB to the live client took {:?}",
+            started.elapsed()
+        );
+
+        // The stuck client's queue is full of undroppable frames; after STUCK_LIMIT the next
+        // broadcast disconnects it.
+        s.clock()
+            .advance(skylapse::web::hub::STUCK_LIMIT + Duration::from_secs(1));
+        s.publisher.event(Event::new(
+            Channel::Camera,
+            EventFamily::Event,
+            "photo_taken",
+            json!({}),
+        ));
+        marker(&s, me, 1);
+        assert_eq!(recv_type(&mut ws, "marker").await["n"], 1);
+        ws
+    });
+    // Its socket reaches end of stream once the buffered bytes are read.
+    let mut sink = vec![0u8; 1 << 16];
+    let t0 = Instant::now();
+    loop {
+        match stuck.read(&mut sink) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("stuck client never disconnected: {e}"),
+        }
+        assert!(
+            t0.elapsed() < PATIENCE * 2,
+            "stuck client never disconnected"
+        );
+    }
+    let (st, _, body) = http(
+        s.addr,
+        "GET /api/ws/connections HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(st, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["count"], 1, "only the live client remains: {v}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+/// Sends `raw` (with `Connection: close` semantics added by reading to the end) and returns
+/// (status, head, body).
+fn http(addr: SocketAddr, raw: &str) -> (u16, String, Vec<u8>) {
+    http_bytes(addr, raw.as_bytes())
+}
+
+fn http_bytes(addr: SocketAddr, raw: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    tcp.write_all(raw).unwrap();
+    let head = read_http_head(&mut tcp);
+    let status: u16 = head[9..12].parse().unwrap();
+    let len = header(&head, "content-length").map_or(0, |v| v.parse().unwrap());
+    let mut body = vec![0u8; len];
+    tcp.read_exact(&mut body).unwrap();
+    (status, head, body)
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[test]
+fn health_is_json_with_version_and_uptime() {
+    let s = TestServer::manual(Config::default());
+    let (st, head, body) = http(s.addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(st, 200);
+    assert_eq!(header(&head, "content-type"), Some("application/json"));
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["status"], "ok");
+    assert!(v["version"].is_string() && v["uptime"].is_number());
+}
+
+#[test]
+fn static_assets_gzip_and_304() {
+    let s = TestServer::manual(Config::default());
+    let on_disk = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/static/app.js")).unwrap();
+    let (st, head, body) = http(s.addr, "GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(st, 200);
+    assert_eq!(body, on_disk);
+    assert!(header(&head, "content-type")
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert_eq!(header(&head, "content-encoding"), None);
+    let plain_etag = header(&head, "etag").unwrap().to_string();
+
+    let (st, head, gz) = http(
+        s.addr,
+        "GET /app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip, br\r\n\r\n",
+    );
+    assert_eq!(st, 200);
+    assert_eq!(header(&head, "content-encoding"), Some("gzip"));
+    assert_eq!(&gz[..2], &[0x1f, 0x8b], "gzip magic");
+    assert!(gz.len() < on_disk.len());
+    let gz_etag = header(&head, "etag").unwrap().to_string();
+    assert_ne!(gz_etag, plain_etag);
+
+    let (st, head, body) = http(
+        s.addr,
+        &format!("GET /app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nIf-None-Match: {gz_etag}\r\n\r\n"),
+    );
+    assert_eq!(st, 304);
+    assert!(body.is_empty());
+    assert_eq!(header(&head, "etag"), Some(gz_etag.as_str()));
+
+    // `/` is the page; HEAD has no body.
+    let (st, head, _) = http(s.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(st, 200);
+    assert!(header(&head, "content-type")
+        .unwrap()
+        .starts_with("text/html"));
+}
+
+#[test]
+fn keep_alive_serves_several_requests_on_one_connection() {
+    let s = TestServer::manual(Config::default());
+    let mut tcp = TcpStream::connect(s.addr).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    // Two pipelined requests in one write, then a third.
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    for expected in [200u16, 404] {
+        let head = read_http_head(&mut tcp);
+        assert_eq!(head[9..12].parse::<u16>().unwrap(), expected);
+        let mut body = vec![0u8; header(&head, "content-length").unwrap().parse().unwrap()];
+        tcp.read_exact(&mut body).unwrap();
+    }
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let head = read_http_head(&mut tcp);
+    assert!(head.starts_with("HTTP/1.1 200"));
+    assert_eq!(header(&head, "connection"), Some("close"));
+}
+
+#[test]
+fn unknown_paths_are_404_json() {
+    let s = TestServer::manual(Config::default());
+    for path in ["/nope", "/api/nope", "/index.htm"] {
+        let (st, head, body) = http(s.addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert_eq!(st, 404, "{path}");
+        assert_eq!(header(&head, "content-type"), Some("application/json"));
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "NOT_FOUND");
+    }
+}
+
+#[test]
+fn oversize_head_is_431_and_oversize_body_is_413() {
+    let s = TestServer::manual(Config::default());
+    let big = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(17 * 1024)
+    );
+    let (st, _, _) = http(s.addr, &big);
+    assert_eq!(st, 431);
+    let (st, _, body) = http(
+        s.addr,
+        "POST /api/camera/photo HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n",
+    );
+    assert_eq!(st, 413);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "PAYLOAD_TOO_LARGE");
+}
+
+#[test]
+fn a_slow_head_is_cut_off() {
+    let mut config = Config::default();
+    config.limits.head_timeout = Duration::from_millis(300);
+    let s = TestServer::real(config);
+    let mut tcp = TcpStream::connect(s.addr).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let t0 = Instant::now();
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let mut buf = [0u8; 64];
+    // The server closes without an answer once the head timeout passes.
+    let n = tcp
+        .read(&mut buf)
+        .expect("the server closes the connection");
+    assert_eq!(n, 0);
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(250),
+        "cut too early: {took:?}"
+    );
+}
+
+#[test]
+fn path_traversal_never_escapes() {
+    let s = TestServer::manual(Config::default());
+    for path in [
+        "/../Cargo.toml",
+        "/%2e%2e/Cargo.toml",
+        "/..%2fCargo.toml",
+        "/%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "/static/../Cargo.toml",
+        "//etc/passwd",
+        "/..\\Cargo.toml",
+        "/index.html%00",
+    ] {
+        let (st, _, _) = http(s.addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert_eq!(st, 404, "{path}");
+    }
+
+    // --static-dir: a directory with a secret next to it and a symlink pointing out.
+    let base = std::env::temp_dir().join(format!("skylapse-web-{}", std::process::id()));
+    let site = base.join("site");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::write(site.join("index.html"), "<p>dir</p>").unwrap();
+    std::fs::write(base.join("secret.txt"), "secret").unwrap();
+    let _ = std::os::unix::fs::symlink(base.join("secret.txt"), site.join("link.txt"));
+    let config = Config {
+        static_dir: Some(site.clone()),
+        ..Config::default()
+    };
+    let d = TestServer::manual(config);
+    let (st, _, body) = http(d.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!((st, body.as_slice()), (200, b"<p>dir</p>".as_slice()));
+    for path in [
+        "/../secret.txt",
+        "/%2e%2e/secret.txt",
+        "/%2e%2e%2fsecret.txt",
+        "/.%2e/secret.txt",
+        "/link.txt",
+        "/./index.html",
+        "/%2fetc%2fpasswd",
+    ] {
+        let (st, _, body) = http(d.addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        assert_eq!(st, 404, "{path}");
+        assert!(
+            !String::from_utf8_lossy(&body).contains("secret\""),
+            "{path}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[test]
+fn rest_errors_use_the_envelope_and_http_status() {
+    let s = TestServer::manual(Config::default());
+    let (st, _, body) = http(s.addr, "GET /api/camera/status HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(st, 503);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "SERVICE_UNAVAILABLE");
+    assert!(v["error"]["message"].as_str().unwrap().contains("Camera"));
+    assert!(v["timestamp"].is_string());
+
+    let (st, _, body) = http(
+        s.addr,
+        "POST /api/discovery/connect HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+    );
+    assert_eq!(st, 400);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "MISSING_PARAMETER");
+
+    let (st, _, body) = http(
+        s.addr,
+        "POST /api/camera/photo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n{nope",
+    );
+    assert_eq!(st, 400);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "INVALID_MESSAGE");
+
+    let (st, head, _) = http(
+        s.addr,
+        "DELETE /api/camera/status HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
+    assert_eq!(st, 405);
+    assert_eq!(header(&head, "allow"), Some("GET, HEAD"));
+
+    // The coordinator's own answer (no service needed) comes through REST too.
+    s.app.status.set("power", json!({"uptime": 5}));
+    let (st, _, body) = http(s.addr, "GET /api/system/status HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(st, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["power"]["uptime"], 5);
+}
+
+#[test]
+fn shutdown_sends_1001_to_clients() {
+    let mut s = TestServer::manual(Config::default());
+    block_on(async {
+        let (mut ws, _) = connect_welcomed(&s).await;
+        let server = s.server.take().unwrap();
+        let shutdown = server.shutdown(Duration::from_secs(2));
+        let (code, _) = futures_lite::future::zip(shutdown, recv_close(&mut ws))
+            .await
+            .1;
+        assert_eq!(code, 1001);
+    });
+}
