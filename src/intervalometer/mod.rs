@@ -7,5 +7,7 @@
 //! * [`driver`]: the async task that runs one session against [`crate::camera::CameraControl`].
 //! * [`service`]: [`service::IntervalometerService`], the coordinator's handle.
 
+pub mod journal;
+pub mod report;
 pub mod schedule;
 pub mod session;
