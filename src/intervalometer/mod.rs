@@ -7,7 +7,11 @@
 //! * [`driver`]: the async task that runs one session against [`crate::camera::CameraControl`].
 //! * [`service`]: [`service::IntervalometerService`], the coordinator's handle.
 
+pub mod driver;
 pub mod journal;
 pub mod report;
 pub mod schedule;
+pub mod service;
 pub mod session;
+
+pub use service::IntervalometerService;

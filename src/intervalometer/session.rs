@@ -767,7 +767,7 @@ impl Session {
     }
 
     /// The `intervalometer` status block (PROTOCOL.md "Session status").
-    pub fn status_json(&self, now: Instant) -> Value {
+    pub fn status_json(&self, _now: Instant) -> Value {
         let s = &self.stats;
         let interval = self.opts.interval.as_secs_f64();
         let next = match self.state {
@@ -830,7 +830,6 @@ impl Session {
             "successRate": (s.shots_taken > 0).then(|| s.shots_successful as f64 / s.shots_taken as f64),
             "averageShotDuration": (s.timed_shots > 0).then(|| s.sum_duration_s / s.timed_shots as f64),
             "endReason": ended,
-            "updatedAt": label(self.wall_ms_of(now)),
         })
     }
 }
