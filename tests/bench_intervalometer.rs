@@ -1,0 +1,157 @@
+//! Timing benchmark: the real intervalometer service and driver on the system clock against a
+//! camera stand-in that timestamps every `shoot_at` send (its `async_io::Timer` wait stands in
+//! for the camera driver's precise wait). Reports each send's error against
+//! `first + n × interval`: p50, p99, max and the last shot's error.
+//!
+//! cargo test --release --test bench_intervalometer -- --ignored --nocapture
+//! (BENCH_SHOTS / BENCH_INTERVAL_MS override 300 shots at 200 ms.)
+
+use serde_json::json;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use skylapse::app::{Origin, Publisher, Service, StatusBoard};
+use skylapse::camera::{CameraControl, CameraDateTime, CameraNotice, ShotOutcome, ShotRequest};
+use skylapse::clock::{BoxFuture, SharedClock, SystemClock};
+use skylapse::config::Config;
+use skylapse::intervalometer::IntervalometerService;
+use skylapse::protocol::{ApiError, Command};
+
+struct StampingCamera {
+    sends: Arc<Mutex<Vec<Instant>>>,
+    reply_after: Duration,
+    rx: async_channel::Receiver<CameraNotice>,
+    tx: async_channel::Sender<CameraNotice>,
+}
+
+impl CameraControl for StampingCamera {
+    fn shoot_at(&self, due: Instant, _req: ShotRequest) -> BoxFuture<'static, ShotOutcome> {
+        let sends = self.sends.clone();
+        let reply_after = self.reply_after;
+        let tx = self.tx.clone();
+        Box::pin(async move {
+            async_io::Timer::at(due).await;
+            let sent_at = Instant::now();
+            let n = {
+                let mut s = sends.lock().unwrap();
+                s.push(sent_at);
+                s.len()
+            };
+            async_io::Timer::after(reply_after).await;
+            let _ = tx.try_send(CameraNotice::FilesAdded(vec![format!("IMG_{n:04}.CR3")]));
+            ShotOutcome {
+                sent_at,
+                replied_at: Instant::now(),
+                result: Ok(()),
+            }
+        })
+    }
+    fn is_connected(&self) -> bool {
+        true
+    }
+    fn subscribe(&self) -> async_channel::Receiver<CameraNotice> {
+        self.rx.clone()
+    }
+    fn datetime(&self) -> BoxFuture<'static, Result<CameraDateTime, ApiError>> {
+        Box::pin(async { Err(ApiError::unavailable("bench")) })
+    }
+    fn set_datetime(
+        &self,
+        _: SystemTime,
+        _: i32,
+        _: bool,
+    ) -> BoxFuture<'static, Result<(), ApiError>> {
+        Box::pin(async { Err(ApiError::unavailable("bench")) })
+    }
+}
+
+fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+#[ignore]
+fn bench_intervalometer_timing() {
+    let shots = env_u64("BENCH_SHOTS", 300);
+    let interval_ms = env_u64("BENCH_INTERVAL_MS", 200);
+    let dir = std::env::temp_dir().join(format!("skylapse-bench-ivt-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (publisher, hub) = Publisher::channel();
+    // Drain the hub like the web layer would (events are serialised there).
+    let drain = std::thread::spawn(move || {
+        let mut n = 0u64;
+        while let Ok(m) = hub.recv_blocking() {
+            if let skylapse::app::Outbound::Event(e) = m {
+                let _ = serde_json::to_string(&e.to_frame(SystemTime::now()));
+            }
+            n += 1;
+        }
+        n
+    });
+    let status = StatusBoard::new(publisher.clone());
+    let (tx, rx) = async_channel::bounded(64);
+    let sends = Arc::new(Mutex::new(Vec::new()));
+    let cam = Arc::new(StampingCamera {
+        sends: sends.clone(),
+        reply_after: Duration::from_millis(30),
+        rx,
+        tx,
+    });
+    let config = Arc::new(Config {
+        data_dir: dir.clone(),
+        ..Config::default()
+    });
+    let clock: SharedClock = Arc::new(SystemClock);
+    let svc = IntervalometerService::start(config, clock, status, publisher, cam);
+    let cmd = Command::parse(
+        "start_intervalometer",
+        json!({"interval": interval_ms as f64 / 1000.0, "shots": shots}),
+    )
+    .unwrap();
+    let r = smol::block_on(svc.handle(Origin::Rest, &cmd).unwrap()).unwrap();
+    assert_eq!(r.data["success"], true);
+    let started = Instant::now();
+    let limit = Duration::from_millis(shots * interval_ms + 10_000);
+    while svc.session_running() {
+        assert!(started.elapsed() < limit, "session did not finish");
+        std::thread::sleep(Duration::from_millis(50)); // polling a flag, not waiting on work
+    }
+    let sends = sends.lock().unwrap().clone();
+    assert_eq!(sends.len() as u64, shots);
+    let first = sends[0];
+    let interval = Duration::from_millis(interval_ms);
+    let errs: Vec<f64> = sends
+        .iter()
+        .enumerate()
+        .map(|(n, t)| {
+            let due = first + interval * n as u32;
+            if *t >= due {
+                (*t - due).as_secs_f64() * 1000.0
+            } else {
+                -(due - *t).as_secs_f64() * 1000.0
+            }
+        })
+        .collect();
+    let mut abs: Vec<f64> = errs.iter().map(|e| e.abs()).collect();
+    abs.sort_by(f64::total_cmp);
+    let pct = |p: f64| abs[((abs.len() as f64 * p).ceil() as usize).clamp(1, abs.len()) - 1];
+    println!(
+        "intervalometer timing: {shots} shots at {interval_ms} ms, error vs first + n × interval (ms): p50 {:.3}  p99 {:.3}  max {:.3}  last {:.3}",
+        pct(0.5),
+        pct(0.99),
+        abs[abs.len() - 1],
+        errs[errs.len() - 1]
+    );
+    let rep = smol::block_on(
+        svc.handle(Origin::Rest, &Command::GetIntervalometerStatus)
+            .unwrap(),
+    )
+    .unwrap();
+    println!("service's own view: {}", rep.data["stats"]["timing"]);
+    drop(svc);
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(drain);
+}
