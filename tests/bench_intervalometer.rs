@@ -4,7 +4,8 @@
 //! `first + n × interval`: p50, p99, max and the last shot's error.
 //!
 //! cargo test --release --test bench_intervalometer -- --ignored --nocapture
-//! (BENCH_SHOTS / BENCH_INTERVAL_MS override 300 shots at 200 ms.)
+//! (BENCH_SHOTS / BENCH_INTERVAL_MS override 300 shots at 200 ms; BENCH_SPIN_US=N makes the
+//! stand-in wait like a precise camera driver: timer to `due − N µs`, then spin to `due`.)
 
 use serde_json::json;
 use std::sync::{Arc, Mutex};
@@ -20,6 +21,7 @@ use skylapse::protocol::{ApiError, Command};
 struct StampingCamera {
     sends: Arc<Mutex<Vec<Instant>>>,
     reply_after: Duration,
+    spin: Duration,
     rx: async_channel::Receiver<CameraNotice>,
     tx: async_channel::Sender<CameraNotice>,
 }
@@ -28,9 +30,13 @@ impl CameraControl for StampingCamera {
     fn shoot_at(&self, due: Instant, _req: ShotRequest) -> BoxFuture<'static, ShotOutcome> {
         let sends = self.sends.clone();
         let reply_after = self.reply_after;
+        let spin = self.spin;
         let tx = self.tx.clone();
         Box::pin(async move {
-            async_io::Timer::at(due).await;
+            async_io::Timer::at(due.checked_sub(spin).unwrap_or(due)).await;
+            while Instant::now() < due {
+                std::hint::spin_loop();
+            }
             let sent_at = Instant::now();
             let n = {
                 let mut s = sends.lock().unwrap();
@@ -97,9 +103,11 @@ fn bench_intervalometer_timing() {
     let cam = Arc::new(StampingCamera {
         sends: sends.clone(),
         reply_after: Duration::from_millis(30),
+        spin: Duration::from_micros(env_u64("BENCH_SPIN_US", 0)),
         rx,
         tx,
     });
+    let cam_spin_us = cam.spin.as_micros();
     let config = Arc::new(Config {
         data_dir: dir.clone(),
         ..Config::default()
@@ -139,7 +147,8 @@ fn bench_intervalometer_timing() {
     abs.sort_by(f64::total_cmp);
     let pct = |p: f64| abs[((abs.len() as f64 * p).ceil() as usize).clamp(1, abs.len()) - 1];
     println!(
-        "intervalometer timing: {shots} shots at {interval_ms} ms, error vs first + n × interval (ms): p50 {:.3}  p99 {:.3}  max {:.3}  last {:.3}",
+        "intervalometer timing: {shots} shots at {interval_ms} ms (spin {} µs), error vs first + n × interval (ms): p50 {:.3}  p99 {:.3}  max {:.3}  last {:.3}",
+        cam_spin_us,
         pct(0.5),
         pct(0.99),
         abs[abs.len() - 1],

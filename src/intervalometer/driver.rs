@@ -93,6 +93,13 @@ impl Driver {
                         self.flags.shot_in_flight.store(true, Ordering::SeqCst);
                         shot = Some((slot, self.camera.shoot_at(due, req)));
                     }
+                    Action::AbandonShot { slot } => {
+                        log::warn!(
+                            "session {}: shot slot {slot} got no reply; given up",
+                            self.session.id
+                        );
+                        shot = None;
+                    }
                     Action::Journal(entry) => {
                         if let Err(e) = self.journal.append(&entry) {
                             // Photos matter more than the journal: keep shooting, say so once.

@@ -343,9 +343,9 @@ impl IntervalometerService {
         };
         let journal = Journal::create(&self.data_dir, &header)
             .map_err(|e| ApiError::system(format!("Cannot create the session journal: {e}")))?;
-        let status = session.status_json(now);
-        // Let the machine arm its first timer before the driver takes it.
+        // Let the machine take its first step before the driver takes it over.
         session.handle(now, super::session::Input::Tick);
+        let status = session.status_json(now);
         let active = self.spawn_driver(session, journal);
         *lock(&self.active) = Some(active);
         let data = json!({

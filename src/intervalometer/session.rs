@@ -34,6 +34,9 @@ use super::schedule::{next_occurrence, OverrunPolicy, SessionOptions, StopCondit
 /// How far ahead of its due time a shot is handed to the camera driver (it keeps the link
 /// quiet and warm, then waits precisely).
 pub const DEFAULT_LEAD: Duration = Duration::from_millis(300);
+/// A shot with no reply this long after its due time (plus the bulb hold) is given up as
+/// failed, so a hung camera request can never stall the schedule.
+pub const SHOT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Failure-rate warning: window of recent shots and the share that must fail.
 const FAILURE_WINDOW: u32 = 10;
 const FAILURE_WARN_COUNT: u32 = 5;
@@ -105,6 +108,8 @@ pub enum Action {
     },
     /// Append to the journal (fsync).
     Journal(JournalEntry),
+    /// Give up on the shot in flight (drop its future): no reply within the timeout.
+    AbandonShot { slot: u64 },
     /// Tell clients.
     Notify(Notice),
 }
@@ -444,8 +449,11 @@ impl Session {
                     None => fire,
                 })
             }
-            // Waiting for the camera's reply; the stop deadline is checked when it arrives.
-            State::Running { in_flight: Some(_) } | State::Stopping { .. } => None,
+            // Waiting for the camera's reply (the stop deadline is checked when it arrives),
+            // with a watchdog against a request that never returns.
+            State::Running { in_flight: Some(f) } | State::Stopping { in_flight: f } => {
+                Some(self.reply_deadline(f))
+            }
             State::Ended { .. } => None,
         }
     }
@@ -480,8 +488,29 @@ impl Session {
                 self.state = State::Stopping { in_flight: *f };
             }
             (State::Stopping { .. }, Input::Stop) => {}
-            (State::Scheduled | State::Running { .. }, Input::Tick) => self.tick(now),
-            (State::Stopping { .. }, Input::Tick) => {}
+            (
+                State::Running { in_flight: Some(f) } | State::Stopping { in_flight: f },
+                Input::Tick,
+            ) => {
+                let f = *f;
+                if now >= self.reply_deadline(&f) {
+                    let stopping = matches!(self.state, State::Stopping { .. });
+                    self.state = State::Running { in_flight: None };
+                    self.actions.push_back(Action::AbandonShot { slot: f.slot });
+                    let reason = format!(
+                        "no reply from the camera within {} s",
+                        SHOT_REPLY_TIMEOUT.as_secs()
+                    );
+                    let record = self.record(f.slot, None, f.late, Err(reason));
+                    self.after_shot(now, record);
+                    if stopping {
+                        self.end(now, EndKind::Stopped, None);
+                    } else {
+                        self.tick(now);
+                    }
+                }
+            }
+            (State::Scheduled | State::Running { in_flight: None }, Input::Tick) => self.tick(now),
             (
                 State::Running { in_flight: Some(f) } | State::Stopping { in_flight: f },
                 Input::ShotDone { slot, outcome },
@@ -499,6 +528,10 @@ impl Session {
             // A reply for a shot we are not waiting for (cannot happen with one driver).
             (_, Input::ShotDone { .. }) => {}
         }
+    }
+
+    fn reply_deadline(&self, f: &InFlight) -> Instant {
+        f.due + self.opts.bulb.unwrap_or_default() + SHOT_REPLY_TIMEOUT
     }
 
     /// Does whatever is due at `now` while no shot is in flight.
@@ -1397,6 +1430,38 @@ mod tests {
             })
             .unwrap();
         assert_eq!(first.scheduled_ms, (T0_WALL + 11_000) as f64);
+    }
+
+    #[test]
+    fn a_shot_that_never_returns_is_given_up_and_the_grid_goes_on() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(10_000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
+        );
+        s.handle(t0 + ms(700), Input::Tick);
+        assert_eq!(shoots(&drain(&mut s)).len(), 1);
+        assert_eq!(s.poll_timeout(), Some(t0 + ms(1000) + SHOT_REPLY_TIMEOUT));
+        s.handle(t0 + ms(31_000), Input::Tick);
+        let a = drain(&mut s);
+        assert!(a.contains(&Action::AbandonShot { slot: 0 }), "{a:?}");
+        assert_eq!(s.stats().shots_failed, 1);
+        // Slots 1 and 2 (11 s, 21 s) passed meanwhile; slot 3 (31 s) is handed over now.
+        assert_eq!(shoots(&a), [(3, t0 + ms(31_000))]);
+        assert_eq!(
+            s.stats().shots_skipped,
+            0,
+            "skips are attributed to the next record"
+        );
+        // A late reply for the abandoned shot is ignored.
+        s.handle(
+            t0 + ms(31_100),
+            Input::ShotDone {
+                slot: 0,
+                outcome: ok(t0, t0),
+            },
+        );
+        assert!(s.shot_in_flight());
     }
 
     #[test]
