@@ -76,3 +76,5 @@ pub trait CameraControl: Send + Sync {
         dst: bool,
     ) -> BoxFuture<'static, Result<(), ApiError>>;
 }
+
+pub mod link;
