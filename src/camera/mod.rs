@@ -77,4 +77,6 @@ pub trait CameraControl: Send + Sync {
     ) -> BoxFuture<'static, Result<(), ApiError>>;
 }
 
+pub mod ccapi;
 pub mod link;
+pub mod tls;
