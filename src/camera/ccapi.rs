@@ -219,7 +219,7 @@ impl Endpoints {
             }
         }
         // Newest version first, so `find` prefers it.
-        list.sort_by(|a, b| version_num(&b.version).cmp(&version_num(&a.version)));
+        list.sort_by_key(|e| std::cmp::Reverse(version_num(&e.version)));
         Endpoints { list }
     }
 

@@ -87,6 +87,8 @@ pub enum Input {
     SsdpAlive {
         id: String,
     },
+    /// Retry at once if backing off (the user accepted a new certificate).
+    RetryNow,
     ProbeOk {
         id: String,
     },
@@ -224,6 +226,8 @@ impl LinkMachine {
                 }
             }
             (_, Input::SsdpAlive { .. }) => {}
+            (State::Backoff { .. }, Input::RetryNow) => self.start_probe(now),
+            (_, Input::RetryNow) => {}
             (State::Probing { .. }, Input::ProbeOk { id }) => self.connected(now, id),
             (State::Probing { .. }, Input::ProbeFailed { reason }) => self.fail(now, reason),
             (_, Input::ProbeOk { .. } | Input::ProbeFailed { .. }) => {

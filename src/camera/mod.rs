@@ -78,5 +78,12 @@ pub trait CameraControl: Send + Sync {
 }
 
 pub mod ccapi;
+pub mod driver;
 pub mod link;
+pub mod service;
 pub mod tls;
+
+pub use driver::{
+    camera_url, CameraDriver, CameraHandle, CameraInfo, CameraLinkHandle, DriverOptions,
+};
+pub use service::CameraService;
