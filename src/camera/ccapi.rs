@@ -1049,3 +1049,94 @@ mod tests {
         assert!(origin_of("ftp://x/ccapi").is_err());
     }
 }
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+    use crate::camera::fake::{r50_routes, serve};
+    use crate::camera::tls::Fingerprint;
+
+    fn t() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            call: Duration::from_secs(2),
+            long_poll: Duration::from_secs(2),
+            download: Duration::from_secs(2),
+        }
+    }
+
+    #[test]
+    fn pins_on_first_use_refuses_a_new_certificate_until_accepted() {
+        let trust = Trust::ephemeral(false);
+        let cam = serve(r50_routes("0001"));
+        let url = format!("https://{}/ccapi", cam.addr);
+        let s = Session::connect(&url, None, trust.clone(), t()).unwrap();
+        assert_eq!(s.id, "0001");
+        assert_eq!(s.model(), "Canon EOS R50");
+        assert_eq!(trust.pinned("0001"), Some(Fingerprint::of(&cam.cert_der)));
+        // ver100 battery, not the ver110 batterylist.
+        assert_eq!(s.battery().unwrap()["level"], "half");
+        // 503 Device busy → CAMERA_BUSY.
+        let url_sh = s.shutter_url().unwrap();
+        let e = s.press(&url_sh, false, Duration::from_secs(2)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::CameraBusy);
+
+        // The "same camera" (same serial) with another certificate.
+        let swapped = serve(r50_routes("0001"));
+        let url2 = format!("https://{}/ccapi", swapped.addr);
+        // Strict (id known): refused in the handshake.
+        let e = Session::connect(&url2, Some("0001"), trust.clone(), t())
+            .err()
+            .unwrap();
+        assert_eq!(e.code, ErrorCode::CertificateChanged, "{e}");
+        // Learn mode (manual address): refused once the camera says who it is.
+        let e = Session::connect(&url2, None, trust.clone(), t())
+            .err()
+            .unwrap();
+        assert_eq!(e.code, ErrorCode::CertificateChanged, "{e}");
+        assert!(e.message.contains("accept the new certificate"));
+        trust.accept(Some("0001")).unwrap();
+        Session::connect(&url2, Some("0001"), trust.clone(), t()).unwrap();
+        assert_eq!(
+            trust.pinned("0001"),
+            Some(Fingerprint::of(&swapped.cert_der))
+        );
+        // Insecure mode connects to anything.
+        let other = serve(r50_routes("0001"));
+        let url3 = format!("https://{}/ccapi", other.addr);
+        Session::connect(&url3, Some("0001"), Trust::ephemeral(true), t()).unwrap();
+    }
+
+    #[test]
+    fn no_list_of_apis_falls_back_to_topurlfordev() {
+        let mut routes = r50_routes("0002");
+        let list = routes.remove("GET /ccapi").unwrap();
+        routes.insert("GET /ccapi".into(), (200, r#""No list of APIs""#.into()));
+        routes.insert("GET /ccapi/ver100/topurlfordev".into(), list);
+        let cam = serve(routes);
+        let s = Session::connect(
+            &format!("https://{}/ccapi", cam.addr),
+            None,
+            Trust::ephemeral(false),
+            t(),
+        )
+        .unwrap();
+        assert_eq!(s.id, "0002");
+    }
+
+    #[test]
+    fn nothing_listening_is_camera_offline() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let e = Session::connect(
+            &format!("https://{addr}/ccapi"),
+            None,
+            Trust::ephemeral(false),
+            t(),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.code, ErrorCode::CameraOffline, "{e}");
+    }
+}

@@ -87,3 +87,5 @@ pub use driver::{
     camera_url, CameraDriver, CameraHandle, CameraInfo, CameraLinkHandle, DriverOptions,
 };
 pub use service::CameraService;
+#[cfg(test)]
+mod fake;
