@@ -686,6 +686,8 @@ impl LinkTask {
                     log::info!("camera {id} connected");
                     self.inner.connected.store(true, Ordering::Release);
                     self.inner.events.kick();
+                    // Status first, so whoever reacts to the notice sees it.
+                    self.update_view();
                     self.inner.notify(CameraNotice::Connected { id });
                     // Fresh status right away (battery, storage, temperature).
                     self.inner.health_count.store(0, Ordering::Relaxed);
@@ -700,6 +702,7 @@ impl LinkTask {
                 Action::Lost { reason } => {
                     log::warn!("camera link lost: {reason}");
                     self.inner.connected.store(false, Ordering::Release);
+                    self.update_view();
                     self.inner.notify(CameraNotice::Lost { reason });
                 }
                 Action::StateChanged => {
@@ -1049,5 +1052,82 @@ mod tests {
         let due = Instant::now() + Duration::from_millis(5);
         wait_until(due);
         assert!(Instant::now() >= due);
+    }
+}
+
+#[cfg(test)]
+mod driver_tests {
+    use super::*;
+    use crate::app::Origin;
+    use crate::app::Service;
+    use crate::camera::fake::{r50_routes, serve};
+    use crate::clock::SystemClock;
+    use crate::protocol::{Command, TakePhoto};
+
+    async fn within<T>(secs: u64, f: impl std::future::Future<Output = T>) -> T {
+        futures_lite::future::or(f, async {
+            async_io::Timer::after(Duration::from_secs(secs)).await;
+            panic!("timed out");
+        })
+        .await
+    }
+
+    #[test]
+    fn connects_reports_status_and_maps_a_busy_shutter() {
+        let cam = serve(r50_routes("0042"));
+        let (publisher, _rx) = Publisher::channel();
+        let status = StatusBoard::new(publisher.clone());
+        let dir = std::env::temp_dir().join(format!("skylapse-drv-{}", std::process::id()));
+        let opts = DriverOptions {
+            data_dir: dir,
+            timeouts: Timeouts {
+                connect: Duration::from_secs(2),
+                call: Duration::from_secs(2),
+                long_poll: Duration::from_secs(2),
+                download: Duration::from_secs(2),
+            },
+            trust: Trust::ephemeral(false),
+            backoff: Backoff::CAMERA,
+            rng_seed: Some(1),
+            initial_target: None,
+        };
+        let (service, control, link) =
+            CameraDriver::start_with(opts, Arc::new(SystemClock), status.clone(), publisher);
+        let notices = control.subscribe();
+        link.set_target(&format!("https://{}/ccapi", cam.addr), None);
+        futures_lite::future::block_on(within(10, async {
+            match notices.recv().await.unwrap() {
+                CameraNotice::Connected { id } => assert_eq!(id, "0042"),
+                other => panic!("{other:?}"),
+            }
+            assert!(control.is_connected());
+            let block = status.get("camera");
+            assert_eq!(block["connected"], true);
+            assert_eq!(block["model"], "Canon EOS R50");
+            assert_eq!(block["state"], "connected");
+            assert_eq!(block["ip"], "127.0.0.1");
+            let cmd = Command::TakePhoto(TakePhoto { af: Some(false) });
+            let e = service
+                .handle(Origin::Rest, &cmd)
+                .unwrap()
+                .await
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::CameraBusy, "{e}");
+            // Still connected: a busy camera is not a lost one.
+            assert!(control.is_connected());
+            // A shot at an exact instant is sent no earlier than due.
+            let due = Instant::now() + Duration::from_millis(300);
+            let o = control
+                .shoot_at(
+                    due,
+                    ShotRequest {
+                        af: false,
+                        bulb: None,
+                    },
+                )
+                .await;
+            assert!(o.sent_at >= due && o.replied_at >= o.sent_at);
+        }));
+        link.shutdown();
     }
 }
