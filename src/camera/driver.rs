@@ -1131,3 +1131,91 @@ mod driver_tests {
         link.shutdown();
     }
 }
+
+#[cfg(test)]
+mod reconnect_tests {
+    use super::*;
+    use crate::camera::fake::{r50_routes, serve};
+    use crate::clock::{Clock, ManualClock};
+    use std::sync::atomic::Ordering;
+
+    /// Advances virtual time to each deadline the link task sleeps on until `rx` yields a
+    /// notice; the camera's replies themselves arrive in real time from the worker threads.
+    async fn run_until_notice(
+        clock: &ManualClock,
+        rx: &async_channel::Receiver<CameraNotice>,
+        limit: Duration,
+    ) -> (CameraNotice, Duration) {
+        let start = clock.now();
+        loop {
+            let got = futures_lite::future::or(async { rx.recv().await.ok() }, async {
+                async_io::Timer::after(Duration::from_millis(20)).await;
+                None
+            })
+            .await;
+            if let Some(n) = got {
+                return (n, clock.now() - start);
+            }
+            assert!(clock.now() - start <= limit, "no notice within {limit:?}");
+            if let Some(at) = clock.next_wakeup() {
+                clock.advance(at.saturating_duration_since(clock.now()));
+            }
+        }
+    }
+
+    #[test]
+    fn camera_offline_then_back_reconnects_within_one_backoff_step() {
+        let cam = serve(r50_routes("0777"));
+        let (publisher, _rx) = Publisher::channel();
+        let status = StatusBoard::new(publisher.clone());
+        let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
+        let opts = DriverOptions {
+            data_dir: std::env::temp_dir(),
+            timeouts: Timeouts {
+                connect: Duration::from_secs(1),
+                call: Duration::from_secs(1),
+                long_poll: Duration::from_secs(1),
+                download: Duration::from_secs(1),
+            },
+            trust: Trust::ephemeral(false),
+            backoff: Backoff {
+                jitter: 0.0,
+                ..Backoff::CAMERA
+            },
+            rng_seed: Some(7),
+            initial_target: None,
+        };
+        let (_service, control, link) =
+            CameraDriver::start_with(opts, Arc::new(clock.clone()), status.clone(), publisher);
+        let rx = control.subscribe();
+        link.set_target(&format!("https://{}/ccapi", cam.addr), Some("uuid:cam"));
+        futures_lite::future::block_on(async {
+            let (n, _) = run_until_notice(&clock, &rx, Duration::from_secs(1)).await;
+            assert_eq!(
+                n,
+                CameraNotice::Connected {
+                    id: "uuid:cam".into()
+                }
+            );
+            cam.online.store(false, Ordering::SeqCst);
+            // Three health checks 10 s apart miss: lost after 30 s of virtual time.
+            let (n, after) = run_until_notice(&clock, &rx, Duration::from_secs(60)).await;
+            assert!(matches!(n, CameraNotice::Lost { .. }), "{n:?}");
+            assert_eq!(after, Duration::from_secs(30));
+            assert_eq!(status.get("camera")["state"], "backoff");
+            assert_eq!(status.get("camera")["connected"], false);
+            // Back: the first retry, 5 s after the loss, finds it.
+            cam.online.store(true, Ordering::SeqCst);
+            let (n, after) = run_until_notice(&clock, &rx, Duration::from_secs(60)).await;
+            assert_eq!(
+                n,
+                CameraNotice::Connected {
+                    id: "uuid:cam".into()
+                }
+            );
+            assert_eq!(after, Duration::from_secs(5));
+            assert_eq!(status.get("camera")["state"], "connected");
+        });
+        link.shutdown();
+    }
+}

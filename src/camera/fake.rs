@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -15,6 +16,8 @@ pub type Routes = HashMap<String, (u16, String)>;
 pub struct FakeCamera {
     pub addr: SocketAddr,
     pub cert_der: Vec<u8>,
+    /// Cleared: every connection and request is dropped (a camera gone from the network).
+    pub online: Arc<AtomicBool>,
 }
 
 /// Answers `routes` over HTTPS with a fresh self-signed certificate until the process ends.
@@ -34,16 +37,30 @@ pub fn serve(routes: Routes) -> FakeCamera {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let routes = Arc::new(routes);
+    let online = Arc::new(AtomicBool::new(true));
+    let on = online.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
-            let (config, routes) = (config.clone(), routes.clone());
-            std::thread::spawn(move || connection(stream, config, &routes));
+            if !on.load(Ordering::SeqCst) {
+                continue;
+            }
+            let (config, routes, on) = (config.clone(), routes.clone(), on.clone());
+            std::thread::spawn(move || connection(stream, config, &routes, &on));
         }
     });
-    FakeCamera { addr, cert_der }
+    FakeCamera {
+        addr,
+        cert_der,
+        online,
+    }
 }
 
-fn connection(stream: TcpStream, config: Arc<rustls::ServerConfig>, routes: &Routes) {
+fn connection(
+    stream: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    routes: &Routes,
+    online: &AtomicBool,
+) {
     let Ok(conn) = rustls::ServerConnection::new(config) else {
         return;
     };
@@ -73,6 +90,9 @@ fn connection(stream: TcpStream, config: Arc<rustls::ServerConfig>, routes: &Rou
         }
         let mut body = vec![0u8; len];
         if tls.read_exact(&mut body).is_err() {
+            return;
+        }
+        if !online.load(Ordering::SeqCst) {
             return;
         }
         let key = format!("{method} {target}");
