@@ -1139,8 +1139,9 @@ mod reconnect_tests {
     use crate::clock::{Clock, ManualClock};
     use std::sync::atomic::Ordering;
 
-    /// Advances virtual time to each deadline the link task sleeps on until `rx` yields a
-    /// notice; the camera's replies themselves arrive in real time from the worker threads.
+    /// Moves virtual time forward in 1 s steps until `rx` yields a notice, giving the worker
+    /// threads (real time, real sockets) a moment after each step. Returns the notice and the
+    /// virtual time it took.
     async fn run_until_notice(
         clock: &ManualClock,
         rx: &async_channel::Receiver<CameraNotice>,
@@ -1149,7 +1150,7 @@ mod reconnect_tests {
         let start = clock.now();
         loop {
             let got = futures_lite::future::or(async { rx.recv().await.ok() }, async {
-                async_io::Timer::after(Duration::from_millis(20)).await;
+                async_io::Timer::after(Duration::from_millis(50)).await;
                 None
             })
             .await;
@@ -1157,9 +1158,7 @@ mod reconnect_tests {
                 return (n, clock.now() - start);
             }
             assert!(clock.now() - start <= limit, "no notice within {limit:?}");
-            if let Some(at) = clock.next_wakeup() {
-                clock.advance(at.saturating_duration_since(clock.now()));
-            }
+            clock.advance(Duration::from_secs(1));
         }
     }
 
@@ -1198,10 +1197,14 @@ mod reconnect_tests {
                 }
             );
             cam.online.store(false, Ordering::SeqCst);
-            // Three health checks 10 s apart miss: lost after 30 s of virtual time.
+            // Three health checks 10 s apart miss: lost after ~30 s of virtual time (a step
+            // may pass while a check is still on the wire).
             let (n, after) = run_until_notice(&clock, &rx, Duration::from_secs(60)).await;
             assert!(matches!(n, CameraNotice::Lost { .. }), "{n:?}");
-            assert_eq!(after, Duration::from_secs(30));
+            assert!(
+                after >= Duration::from_secs(30) && after <= Duration::from_secs(34),
+                "{after:?}"
+            );
             assert_eq!(status.get("camera")["state"], "backoff");
             assert_eq!(status.get("camera")["connected"], false);
             // Back: the first retry, 5 s after the loss, finds it.
@@ -1215,6 +1218,85 @@ mod reconnect_tests {
             );
             assert_eq!(after, Duration::from_secs(5));
             assert_eq!(status.get("camera")["state"], "connected");
+        });
+        link.shutdown();
+    }
+}
+
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+    use crate::app::{Origin, Service};
+    use crate::camera::fake::{r50_routes, serve};
+    use crate::clock::SystemClock;
+    use crate::protocol::{Command, SetCameraSetting};
+
+    #[test]
+    fn hung_call_times_out_and_502_says_power_cycle() {
+        let mut routes = r50_routes("0500");
+        routes.insert(
+            "GET /ccapi/ver100/shooting/settings".into(),
+            (0, String::new()),
+        );
+        routes.insert(
+            "PUT /ccapi/ver100/shooting/settings/iso".into(),
+            (502, "<html>Bad Gateway</html>".into()),
+        );
+        let list = r#"{"ver100":[{"path":"/ccapi/ver100/deviceinformation","get":true},
+            {"path":"/ccapi/ver100/devicestatus/battery","get":true},
+            {"path":"/ccapi/ver100/shooting/settings","get":true}]}"#;
+        routes.insert("GET /ccapi".into(), (200, list.into()));
+        let cam = serve(routes);
+        let (publisher, _rx) = Publisher::channel();
+        let status = StatusBoard::new(publisher.clone());
+        let opts = DriverOptions {
+            data_dir: std::env::temp_dir(),
+            timeouts: Timeouts {
+                connect: Duration::from_secs(1),
+                call: Duration::from_millis(500),
+                long_poll: Duration::from_secs(1),
+                download: Duration::from_secs(1),
+            },
+            trust: Trust::ephemeral(false),
+            backoff: Backoff::CAMERA,
+            rng_seed: Some(3),
+            initial_target: None,
+        };
+        let (service, control, link) =
+            CameraDriver::start_with(opts, Arc::new(SystemClock), status.clone(), publisher);
+        let rx = control.subscribe();
+        link.set_target(&format!("https://{}/ccapi", cam.addr), None);
+        futures_lite::future::block_on(async {
+            assert!(matches!(
+                rx.recv().await,
+                Ok(CameraNotice::Connected { .. })
+            ));
+            let started = Instant::now();
+            let hung = service
+                .handle(Origin::Rest, &Command::GetCameraSettings)
+                .unwrap();
+            let status_cmd = Command::GetCameraStatus;
+            // The service answers other things while the camera hangs.
+            let (hung_result, status_reply) = futures_lite::future::zip(hung, async {
+                service.handle(Origin::Rest, &status_cmd).unwrap().await
+            })
+            .await;
+            assert_eq!(status_reply.unwrap().data["connected"], true);
+            let e = hung_result.unwrap_err();
+            assert_eq!(e.code, ErrorCode::CameraTimeout, "{e}");
+            // Generous bound: the 500 ms call timeout, not the 5 s hang.
+            assert!(started.elapsed() < Duration::from_secs(3));
+            let cmd = Command::SetCameraSetting(SetCameraSetting {
+                setting: "iso".into(),
+                value: serde_json::json!("400"),
+            });
+            let e = service
+                .handle(Origin::Rest, &cmd)
+                .unwrap()
+                .await
+                .unwrap_err();
+            assert_eq!(e.code, ErrorCode::ConnectionFailed);
+            assert!(e.message.contains("power-cycle"), "{e}");
         });
         link.shutdown();
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-/// Route → (status, body).
+/// Route → (status, body); status 0 = never answer.
 pub type Routes = HashMap<String, (u16, String)>;
 
 pub struct FakeCamera {
@@ -100,6 +100,11 @@ fn connection(
             .get(&key)
             .cloned()
             .unwrap_or((404, r#"{"message":"URL not found"}"#.into()));
+        if status == 0 {
+            // A hung camera: read the request, never answer.
+            std::thread::sleep(std::time::Duration::from_secs(5));
+            return;
+        }
         let resp = format!(
             "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
             text.len()
