@@ -516,7 +516,32 @@ impl Session {
             }
         }
         s.info = info;
+        s.release_button();
         Ok(s)
+    }
+
+    /// Sends `manual release` (best effort): clears a shutter button left pressed by an
+    /// earlier client, and takes the camera out of connection standby, whose first control
+    /// call is refused with `Taken in preparation`; that refusal then hits this call, not the
+    /// first shot. Retried briefly while the camera says it is busy.
+    fn release_button(&self) {
+        let Some(e) = self.endpoints.find("shooting/control/shutterbutton/manual") else {
+            return;
+        };
+        let url = self.url(&e.path);
+        let body = json!({"action": "release", "af": false});
+        for _ in 0..5 {
+            match self.call("POST", &url, &body, self.timeouts.call) {
+                Err(e) if e.code == ErrorCode::CameraBusy => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(e) => {
+                    log::debug!("release at connect: {e}");
+                    return;
+                }
+                Ok(_) => return,
+            }
+        }
     }
 
     fn url(&self, path: &str) -> String {
