@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -130,7 +130,8 @@ enum Popped {
 
 #[derive(Default)]
 struct QueueState {
-    jobs: VecDeque<Job>,
+    /// Shots (with their due instant) first, in due order; then other jobs in arrival order.
+    jobs: VecDeque<(Option<Instant>, Job)>,
     kicked: bool,
     closed: bool,
 }
@@ -143,6 +144,11 @@ struct JobQueue {
 
 impl JobQueue {
     fn push(&self, job: Job, front: bool) -> Result<(), ApiError> {
+        self.push_at(job, front.then(Instant::now))
+    }
+
+    /// `due: Some(_)` = a shot: ahead of ordinary jobs, behind shots due earlier.
+    fn push_at(&self, job: Job, due: Option<Instant>) -> Result<(), ApiError> {
         let mut s = lock(&self.state);
         if s.closed {
             return Err(ApiError::unavailable("Camera driver is shutting down"));
@@ -153,10 +159,16 @@ impl JobQueue {
                 "Too many camera requests waiting; try again",
             ));
         }
-        if front {
-            s.jobs.push_front(job);
-        } else {
-            s.jobs.push_back(job);
+        match due {
+            Some(d) => {
+                let at = s
+                    .jobs
+                    .iter()
+                    .position(|(other, _)| other.is_none_or(|o| o > d))
+                    .unwrap_or(s.jobs.len());
+                s.jobs.insert(at, (due, job));
+            }
+            None => s.jobs.push_back((None, job)),
         }
         self.cv.notify_one();
         Ok(())
@@ -173,14 +185,14 @@ impl JobQueue {
     }
 
     fn try_pop(&self) -> Option<Job> {
-        lock(&self.state).jobs.pop_front()
+        lock(&self.state).jobs.pop_front().map(|(_, j)| j)
     }
 
     fn pop(&self, wait: Option<Duration>) -> Popped {
         let deadline = wait.map(|w| Instant::now() + w);
         let mut s = lock(&self.state);
         loop {
-            if let Some(j) = s.jobs.pop_front() {
+            if let Some((_, j)) = s.jobs.pop_front() {
                 return Popped::Job(j);
             }
             if s.closed {
@@ -251,6 +263,10 @@ pub(crate) struct Inner {
     link_view: Mutex<LinkView>,
     last_control: Mutex<Option<Instant>>,
     health_count: AtomicU64,
+    /// Link work not finished: inputs not yet handled, probes/health checks on the wire.
+    in_flight: AtomicUsize,
+    /// The deadline the link task sleeps until (for [`CameraLinkHandle::busy`]).
+    next_deadline: Mutex<Option<Instant>>,
     /// Serialises test shots (one at a time).
     pub(crate) test_shot: async_lock::Mutex<()>,
 }
@@ -276,9 +292,26 @@ impl Inner {
     }
 
     fn tell_link(&self, msg: DriverMsg) {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
         if self.to_link.try_send(msg).is_err() {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
             log::warn!("camera link task is behind; dropped an input");
         }
+    }
+
+    /// Pushes a job the link machine waits for (probe, health check), counted in `in_flight`
+    /// until its answer has been handed to the link task.
+    fn push_link_job(&self, job: Job) -> Result<(), ApiError> {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let r = self.control.push(job, false);
+        if r.is_err() {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn link_job_done(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// Feeds an operation's outcome to the link machine.
@@ -544,7 +577,7 @@ fn event_worker(inner: Arc<Inner>) {
 }
 
 /// Files and status changes of one poll answer.
-fn handle_event_delta(inner: &Inner, v: &Value) {
+pub(crate) fn handle_event_delta(inner: &Inner, v: &Value) {
     let files = added_contents(v);
     if !files.is_empty() {
         inner.notify(CameraNotice::FilesAdded(files));
@@ -576,10 +609,16 @@ struct LinkTask {
 
 impl LinkTask {
     async fn run(mut self) {
+        let mut handled_input = false;
         loop {
             self.perform_actions();
             self.update_view();
+            if handled_input {
+                // Only now: the input's consequences (new jobs) are counted themselves.
+                self.inner.in_flight.fetch_sub(1, Ordering::SeqCst);
+            }
             let deadline = self.machine.poll_timeout();
+            *lock(&self.inner.next_deadline) = deadline;
             let clock = self.inner.clock.clone();
             let msg = match deadline {
                 Some(d) => {
@@ -592,6 +631,7 @@ impl LinkTask {
                 None => Some(self.rx.recv().await),
             };
             let now = self.inner.clock.now();
+            handled_input = matches!(msg, Some(Ok(_)));
             match msg {
                 None => self.machine.handle_timeout(now),
                 Some(Err(_)) | Some(Ok(DriverMsg::Shutdown)) => break,
@@ -664,8 +704,9 @@ impl LinkTask {
                             log::info!("camera probe {}: {e}", target.url);
                         }
                         inner.tell_link(DriverMsg::ProbeDone { gen, result });
+                        inner.link_job_done();
                     });
-                    if let Err(e) = self.inner.control.push(job, false) {
+                    if let Err(e) = self.inner.push_link_job(job) {
                         let now = self.inner.clock.now();
                         self.machine
                             .handle(now, Input::ProbeFailed { reason: e.message });
@@ -676,8 +717,9 @@ impl LinkTask {
                     let job: Job = Box::new(move || {
                         let r = health_check(&inner);
                         inner.tell_link(DriverMsg::HealthDone(r));
+                        inner.link_job_done();
                     });
-                    if self.inner.control.push(job, false).is_err() {
+                    if self.inner.push_link_job(job).is_err() {
                         let now = self.inner.clock.now();
                         self.machine.handle(now, Input::HealthOk);
                     }
@@ -692,12 +734,10 @@ impl LinkTask {
                     // Fresh status right away (battery, storage, temperature).
                     self.inner.health_count.store(0, Ordering::Relaxed);
                     let inner = self.inner.clone();
-                    let _ = self.inner.control.push(
-                        Box::new(move || {
-                            let _ = health_check(&inner);
-                        }),
-                        false,
-                    );
+                    let _ = self.inner.push_link_job(Box::new(move || {
+                        let _ = health_check(&inner);
+                        inner.link_job_done();
+                    }));
                 }
                 Action::Lost { reason } => {
                     log::warn!("camera link lost: {reason}");
@@ -799,6 +839,8 @@ impl CameraDriver {
             }),
             last_control: Mutex::new(None),
             health_count: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            next_deadline: Mutex::new(None),
             test_shot: async_lock::Mutex::new(()),
         });
         let rng = match opts.rng_seed {
@@ -894,6 +936,15 @@ impl CameraLinkHandle {
         })
     }
 
+    /// Link work in flight: an input not yet handled, a deadline passed but not yet acted on,
+    /// or a probe/health check on the wire. Tests that step virtual time wait for `false`
+    /// before each step.
+    pub fn busy(&self) -> bool {
+        let now = self.inner.clock.now();
+        self.inner.in_flight.load(Ordering::SeqCst) > 0
+            || lock(&self.inner.next_deadline).is_some_and(|d| d <= now)
+    }
+
     /// Current link state name (`disconnected`, `probing`, `connected`, `backoff`).
     pub fn state(&self) -> &'static str {
         lock(&self.inner.link_view).state
@@ -981,11 +1032,11 @@ pub(crate) fn shoot_at(
     let (tx, rx) = async_channel::bounded(1);
     let me = inner.clone();
     // Shots jump the queue: they are the one thing with a deadline.
-    let pushed = inner.control.push(
+    let pushed = inner.control.push_at(
         Box::new(move || {
             let _ = tx.try_send(me.fire(due, req));
         }),
-        true,
+        Some(due),
     );
     if let Err(e) = pushed {
         let o = failed(e);
@@ -1037,12 +1088,24 @@ mod tests {
         let o = order.clone();
         q2.push(Box::new(move || lock(&o).push(100)), false)
             .unwrap();
+        let t0 = Instant::now();
         let o = order.clone();
-        q2.push(Box::new(move || lock(&o).push(200)), true).unwrap();
+        q2.push_at(
+            Box::new(move || lock(&o).push(202)),
+            Some(t0 + Duration::from_secs(2)),
+        )
+        .unwrap();
+        let o = order.clone();
+        q2.push_at(
+            Box::new(move || lock(&o).push(201)),
+            Some(t0 + Duration::from_secs(1)),
+        )
+        .unwrap();
+        lock(&order).clear();
         while let Some(j) = q2.try_pop() {
             j();
         }
-        assert_eq!(*lock(&order), [200, 100]);
+        assert_eq!(*lock(&order), [201, 202, 100]);
         q2.close();
         assert!(matches!(q2.pop(None), Popped::Closed));
     }
@@ -1144,17 +1207,21 @@ mod reconnect_tests {
     /// virtual time it took.
     async fn run_until_notice(
         clock: &ManualClock,
+        link: &CameraLinkHandle,
         rx: &async_channel::Receiver<CameraNotice>,
         limit: Duration,
     ) -> (CameraNotice, Duration) {
         let start = clock.now();
         loop {
-            let got = futures_lite::future::or(async { rx.recv().await.ok() }, async {
-                async_io::Timer::after(Duration::from_millis(50)).await;
-                None
-            })
-            .await;
-            if let Some(n) = got {
+            if let Ok(n) = rx.try_recv() {
+                return (n, clock.now() - start);
+            }
+            if link.busy() {
+                // A probe or health check is on the wire (real time): let it finish.
+                async_io::Timer::after(Duration::from_millis(2)).await;
+                continue;
+            }
+            if let Ok(n) = rx.try_recv() {
                 return (n, clock.now() - start);
             }
             assert!(clock.now() - start <= limit, "no notice within {limit:?}");
@@ -1189,7 +1256,7 @@ mod reconnect_tests {
         let rx = control.subscribe();
         link.set_target(&format!("https://{}/ccapi", cam.addr), Some("uuid:cam"));
         futures_lite::future::block_on(async {
-            let (n, _) = run_until_notice(&clock, &rx, Duration::from_secs(1)).await;
+            let (n, _) = run_until_notice(&clock, &link, &rx, Duration::from_secs(1)).await;
             assert_eq!(
                 n,
                 CameraNotice::Connected {
@@ -1197,9 +1264,8 @@ mod reconnect_tests {
                 }
             );
             cam.online.store(false, Ordering::SeqCst);
-            // Three health checks 10 s apart miss: lost after ~30 s of virtual time (a step
-            // may pass while a check is still on the wire).
-            let (n, after) = run_until_notice(&clock, &rx, Duration::from_secs(60)).await;
+            // Three health checks 10 s apart miss: lost after 30 s of virtual time.
+            let (n, after) = run_until_notice(&clock, &link, &rx, Duration::from_secs(60)).await;
             assert!(matches!(n, CameraNotice::Lost { .. }), "{n:?}");
             assert!(
                 after >= Duration::from_secs(30) && after <= Duration::from_secs(34),
@@ -1209,7 +1275,7 @@ mod reconnect_tests {
             assert_eq!(status.get("camera")["connected"], false);
             // Back: the first retry, 5 s after the loss, finds it.
             cam.online.store(true, Ordering::SeqCst);
-            let (n, after) = run_until_notice(&clock, &rx, Duration::from_secs(60)).await;
+            let (n, after) = run_until_notice(&clock, &link, &rx, Duration::from_secs(60)).await;
             assert_eq!(
                 n,
                 CameraNotice::Connected {

@@ -7,13 +7,14 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::ccapi::storage_summary;
-use super::driver::{shoot_at, CameraLinkHandle, Inner};
+use super::ccapi::{storage_summary, Session};
+use super::driver::{handle_event_delta, shoot_at, CameraLinkHandle, Inner};
 use super::{CameraNotice, ShotRequest};
 use crate::app::{Origin, Service};
 use crate::clock::BoxFuture;
@@ -110,10 +111,32 @@ impl CameraService {
         ))
     }
 
+    /// Shoot, wait for the new file, download it. The waiting and the download run as one job
+    /// on the event worker, queued before the shutter is pressed: the worker's own poll (or
+    /// this job's) reports the file, and the download starts at once instead of queueing
+    /// behind the next 30 s long-poll.
     async fn take_test_photo(&self) -> CommandResult {
         let _one_at_a_time = self.inner.test_shot.lock().await;
         self.inner.session()?;
         let files = self.inner.subscribe();
+        let dir = self.test_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ApiError::system(format!("Cannot create the test photo folder: {e}")))?;
+        let wall = self.inner.clock.wall();
+        let stamp = iso8601(wall).replace([':', '-'], "").replace('.', "");
+        let stamp = stamp[..15.min(stamp.len())].to_string();
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let job = {
+            let inner = self.inner.clone();
+            let (dir, cancelled) = (dir.clone(), cancelled.clone());
+            self.inner.on_events(move |s| {
+                let path = wait_for_file(&inner, s, &files, &cancelled)?;
+                let name = path.rsplit('/').next().unwrap_or("photo").to_string();
+                let id = sanitize(&format!("{stamp}_{name}"));
+                let size = download_to(&inner, s, &path, &dir, &id)?;
+                Ok((path, name, id, size))
+            })
+        };
         // Autofocus off: test shots check framing/exposure of a manually focused night scene.
         let outcome = shoot_at(
             &self.inner,
@@ -124,111 +147,12 @@ impl CameraService {
             },
         )
         .await;
-        outcome
-            .result
-            .map_err(|e| e.with_operation("take_test_photo"))?;
-        let path = self.wait_for_file(&files).await?;
-        drop(files);
-        self.download(path).await
-    }
-
-    /// The first new file after the shot, preferring a JPEG (RAW+JPEG may arrive split).
-    async fn wait_for_file(
-        &self,
-        files: &async_channel::Receiver<CameraNotice>,
-    ) -> Result<String, ApiError> {
-        let clock = self.inner.clock.clone();
-        let deadline = clock.now() + FILE_WAIT;
-        let mut fallback: Option<String> = None;
-        loop {
-            let until = match &fallback {
-                Some(_) => deadline.min(clock.now() + JPEG_TWIN_WAIT),
-                None => deadline,
-            };
-            let next = futures_lite::future::or(async { files.recv().await.ok() }, async {
-                clock.sleep_until(until).await;
-                None
-            })
-            .await;
-            match next {
-                Some(CameraNotice::FilesAdded(list)) => {
-                    if let Some(jpeg) = list.iter().find(|p| is_jpeg(p)) {
-                        return Ok(jpeg.clone());
-                    }
-                    if fallback.is_none() {
-                        fallback = list.first().cloned();
-                    }
-                }
-                Some(_) => {}
-                None => {
-                    return fallback.ok_or_else(|| {
-                        ApiError::new(
-                            ErrorCode::CameraTimeout,
-                            "The camera took the test photo but did not report the file",
-                        )
-                        .with_operation("take_test_photo")
-                    })
-                }
-            }
+        if let Err(e) = outcome.result {
+            cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(e.with_operation("take_test_photo"));
         }
-    }
-
-    async fn download(&self, camera_path: String) -> CommandResult {
-        let dir = self.test_dir();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| ApiError::system(format!("Cannot create the test photo folder: {e}")))?;
-        let name = camera_path
-            .rsplit('/')
-            .next()
-            .unwrap_or("photo")
-            .to_string();
-        let wall = self.inner.clock.wall();
-        let stamp = iso8601(wall).replace([':', '-'], "").replace('.', "");
-        let id = sanitize(&format!("{}_{name}", &stamp[..15.min(stamp.len())]));
-        let final_path = dir.join(&id);
-        let tmp = dir.join(format!(".{id}.part"));
-        let publisher = self.inner.publisher.clone();
-        let (pid, tmp2, cp) = (id.clone(), tmp.clone(), camera_path.clone());
-        let size = self
-            .inner
-            .on_events(move |s| {
-                let mut f = std::fs::File::create(&tmp2)
-                    .map_err(|e| ApiError::system(format!("Cannot store the photo: {e}")))?;
-                let mut last_step = -1i64;
-                let mut progress = |got: u64, total: Option<u64>| {
-                    // At most ~20 events per download.
-                    let step = match total {
-                        Some(t) if t > 0 => (got * 20 / t) as i64,
-                        _ => (got / (256 * 1024)) as i64,
-                    };
-                    if step != last_step {
-                        last_step = step;
-                        let percent = total.map(|t| (got * 100).checked_div(t).unwrap_or(100));
-                        publisher.event(Event::new(
-                            Channel::Camera,
-                            EventFamily::Event,
-                            "test_photo_download_progress",
-                            json!({"photoId": pid, "bytesReceived": got,
-                                   "totalBytes": total, "percent": percent}),
-                        ));
-                    }
-                };
-                let r = s.download(&cp, &mut f, &mut progress);
-                let r = r.and_then(|n| {
-                    f.flush()
-                        .and_then(|_| f.sync_all())
-                        .map(|_| n)
-                        .map_err(|e| ApiError::system(format!("Cannot store the photo: {e}")))
-                });
-                if r.is_err() {
-                    let _ = std::fs::remove_file(&tmp2);
-                }
-                r
-            })
-            .await
-            .map_err(|e| e.with_operation("take_test_photo"))?;
-        std::fs::rename(&tmp, &final_path)
-            .map_err(|e| ApiError::system(format!("Cannot store the photo: {e}")))?;
+        let (camera_path, name, id, size) =
+            job.await.map_err(|e| e.with_operation("take_test_photo"))?;
         prune(&dir, MAX_TEST_PHOTOS);
         Ok(Reply::new(
             "test_photo",
@@ -301,6 +225,98 @@ impl CameraService {
             json!({"success": true, "uuid": id}),
         ))
     }
+}
+
+/// On the event worker: the first new file after the shot, preferring a JPEG (RAW+JPEG may
+/// arrive in two events). Polls itself when no file has been reported yet.
+fn wait_for_file(
+    inner: &Inner,
+    session: &Session,
+    files: &async_channel::Receiver<CameraNotice>,
+    cancelled: &AtomicBool,
+) -> Result<String, ApiError> {
+    let deadline = Instant::now() + FILE_WAIT;
+    let mut fallback: Option<(String, Instant)> = None;
+    loop {
+        while let Ok(n) = files.try_recv() {
+            if let CameraNotice::FilesAdded(list) = n {
+                if let Some(jpeg) = list.iter().find(|p| is_jpeg(p)) {
+                    return Ok(jpeg.clone());
+                }
+                if fallback.is_none() {
+                    if let Some(first) = list.first() {
+                        fallback = Some((first.clone(), Instant::now() + JPEG_TWIN_WAIT));
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        if let Some((path, until)) = &fallback {
+            if now >= *until || now >= deadline {
+                return Ok(path.clone());
+            }
+        }
+        if now >= deadline || cancelled.load(Ordering::SeqCst) {
+            return Err(ApiError::new(
+                ErrorCode::CameraTimeout,
+                "The camera took the test photo but did not report the file",
+            ));
+        }
+        // Hold while waiting for the first file; only peek while waiting for a JPEG twin.
+        let hold = fallback.is_none();
+        match session.poll_events(hold) {
+            Ok(v) => handle_event_delta(inner, &v),
+            Err(e) if e.code == ErrorCode::CameraBusy => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => return Err(e),
+        }
+        if !hold {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// On the event worker: downloads `path` to `<dir>/<id>` (via a hidden partial file), with
+/// `test_photo_download_progress` events.
+fn download_to(
+    inner: &Inner,
+    session: &Session,
+    path: &str,
+    dir: &Path,
+    id: &str,
+) -> Result<u64, ApiError> {
+    let tmp = dir.join(format!(".{id}.part"));
+    let store_err = |e: std::io::Error| ApiError::system(format!("Cannot store the photo: {e}"));
+    let mut f = std::fs::File::create(&tmp).map_err(store_err)?;
+    let mut last_step = -1i64;
+    let mut progress = |got: u64, total: Option<u64>| {
+        // At most ~20 events per download.
+        let step = match total {
+            Some(t) if t > 0 => (got * 20 / t) as i64,
+            _ => (got / (256 * 1024)) as i64,
+        };
+        if step != last_step {
+            last_step = step;
+            let percent = total.map(|t| (got * 100).checked_div(t).unwrap_or(100));
+            inner.publisher.event(Event::new(
+                Channel::Camera,
+                EventFamily::Event,
+                "test_photo_download_progress",
+                json!({"photoId": id, "bytesReceived": got,
+                       "totalBytes": total, "percent": percent}),
+            ));
+        }
+    };
+    let result = session.download(path, &mut f, &mut progress).and_then(|n| {
+        f.flush().and_then(|_| f.sync_all()).map_err(store_err)?;
+        std::fs::rename(&tmp, dir.join(id)).map_err(store_err)?;
+        Ok(n)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 fn is_jpeg(p: &str) -> bool {
