@@ -1,1 +1,1383 @@
-//! The camera simulator: a faithful CCAPI peer (HTTPS + HTTP, UPnP description, SSDP) with fault injection.
+//! The camera simulator: a faithful CCAPI peer (HTTPS + HTTP, UPnP description, SSDP) with
+//! fault injection, per CCAPI.md §5. Tests start it in-process with [`SimHandle::start`];
+//! `camera-sim` wraps the same handle in a binary.
+//!
+//! ```text
+//!   SimHandle (any thread) ──▶ Shared { Mutex<Inner>, Signal, RequestLog, TLS }
+//!                                   ▲
+//!   sim thread: smol Executor ──────┤
+//!     listeners: CCAPI HTTPS, CCAPI HTTP, description HTTP, control HTTP  (http.rs)
+//!     per connection: read request ─▶ log ─▶ faults ─▶ route (ccapi.rs / control.rs / ssdp.rs)
+//!     SSDP socket: M-SEARCH replies, NOTIFY alive/byebye                  (ssdp.rs)
+//!     capture tasks: AF ─▶ exposure ─▶ write ─▶ events                    (shooting.rs)
+//! ```
+//!
+//! Timers (poll holds, exposures, bulb, reboot downtime, fault latency) run on the configured
+//! [`Clock`]: with a [`ManualClock`] they only move when the test advances it. Two delays stay
+//! on real time because they are not camera semantics: the 50 ms event coalescing window and
+//! the SSDP reply delay. The request log always uses real `Instant::now()`.
+//!
+//! Error choices where the camera's behaviour is unknown (documented, stable):
+//! unknown path → 404 `{"message":"URL not found"}`; method not in the catalog → 405
+//! `{"message":"Method not allowed"}`; malformed JSON or wrong types → 400 `Invalid parameter`.
+
+mod ccapi;
+mod control;
+mod events;
+pub mod faults;
+mod http;
+pub mod jpeg;
+mod shooting;
+pub mod ssdp;
+pub mod state;
+mod tls;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use async_io::Async;
+use smol::{Executor, Task};
+
+use crate::clock::{ManualClock, SharedClock, SystemClock};
+
+use events::EventsState;
+pub use faults::{Action as FaultAction, Match as FaultMatch};
+pub use ssdp::{DescriptionMode, SsdpKnobs};
+pub use state::{Button, Power, PowerSource, Profile, RootListing};
+
+use http::{read_request, ReadError, Request, Response, Stream};
+
+/// Which clock drives the simulator's timers.
+#[derive(Clone, Default)]
+pub enum SimClock {
+    #[default]
+    System,
+    /// Virtual time: advance it from the test (or `POST /_sim/clock {"advance_ms":…}`).
+    Manual(ManualClock),
+}
+
+/// When `shutterbutton` answers (CCAPI.md §1.6: unknown on real bodies, so a knob).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ShutterReply {
+    Immediate,
+    AfterAf,
+    #[default]
+    AfterExposure,
+    AfterWrite,
+}
+
+impl ShutterReply {
+    pub fn parse(s: &str) -> Option<ShutterReply> {
+        match s {
+            "immediate" => Some(ShutterReply::Immediate),
+            "after_af" => Some(ShutterReply::AfterAf),
+            "after_exposure" => Some(ShutterReply::AfterExposure),
+            "after_write" => Some(ShutterReply::AfterWrite),
+            _ => None,
+        }
+    }
+}
+
+/// How a dark camera looks from the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OfflineMode {
+    /// Listeners closed: connections are refused (ECONNREFUSED).
+    Refuse,
+    /// Connections are accepted but never answered (timeouts).
+    Blackhole,
+}
+
+/// The scheme `X_accessURL` advertises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Https,
+    Http,
+}
+
+/// Camera timing knobs (CCAPI.md §5.4–5.5).
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// `timeout=short` hold.
+    pub short_poll: Duration,
+    /// `timeout=long` (and ver100 `continue=on`) hold.
+    pub long_poll: Duration,
+    /// Near-simultaneous changes land in one poll reply (real time).
+    pub coalesce: Duration,
+    /// AF time when `af` is requested and AF is not manual.
+    pub af: Duration,
+    /// Card write speed (bytes/s): write time = shot size / this.
+    pub write_bytes_per_sec: u64,
+    /// After a write, settings PUTs still get 503 for this long.
+    pub settings_cooldown: Duration,
+    pub shutter_reply: ShutterReply,
+    /// Default downtime of `reboot`.
+    pub reboot: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            short_poll: Duration::from_secs(10),
+            long_poll: Duration::from_secs(30),
+            coalesce: Duration::from_millis(50),
+            af: Duration::from_millis(200),
+            write_bytes_per_sec: 60_000_000,
+            settings_cooldown: Duration::from_millis(400),
+            shutter_reply: ShutterReply::AfterExposure,
+            reboot: Duration::from_millis(3000),
+        }
+    }
+}
+
+/// Everything needed to start a simulator. `Default` is a loopback test camera: every
+/// listener on 127.0.0.1 with an ephemeral port, R50 profile, system clock.
+#[derive(Clone)]
+pub struct SimConfig {
+    pub profile: Profile,
+    /// Seeds identity (serial, MAC, UDN) and the fault RNG.
+    pub seed: u64,
+    /// CCAPI over HTTPS (`None`: disabled).
+    pub https_addr: Option<SocketAddr>,
+    /// CCAPI over plain HTTP (`None`: disabled).
+    pub http_addr: Option<SocketAddr>,
+    /// UPnP description server (`/upnp/CameraDevDesc.xml`).
+    pub description_addr: SocketAddr,
+    /// SSDP socket (unicast; `None`: no SSDP).
+    pub ssdp_addr: Option<SocketAddr>,
+    /// Also join 239.255.255.250 on 0.0.0.0:1900 and send NOTIFY there.
+    pub ssdp_multicast: bool,
+    /// Where NOTIFY alive/byebye go (the discovery client's listening sockets).
+    pub notify_targets: Vec<SocketAddr>,
+    /// Periodic NOTIFY alive (`None`: only on start/wake/reboot/address change).
+    pub notify_interval: Option<Duration>,
+    /// The `/_sim/...` HTTP control plane (`None`: Rust API only).
+    pub control_addr: Option<SocketAddr>,
+    pub clock: SimClock,
+    /// Scheme in `X_accessURL` (falls back to the enabled one).
+    pub advertise: Scheme,
+    /// Leaf certificate CN (default "Canon Camera", deliberately not the IP).
+    pub tls_common_name: String,
+    /// Extra SANs for the leaf (IPs or DNS names); empty like a real camera.
+    pub tls_san: Vec<String>,
+    pub timing: Timing,
+    /// Request log capacity (oldest records dropped beyond it).
+    pub request_log_cap: usize,
+    /// Camera standard offset from UTC in minutes, and DST flag, at start.
+    pub tz_offset_min: i32,
+    pub dst: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        let lo = |port| Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+        SimConfig {
+            profile: Profile::R50,
+            seed: 1,
+            https_addr: lo(0),
+            http_addr: lo(0),
+            description_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 0),
+            ssdp_addr: lo(0),
+            ssdp_multicast: false,
+            notify_targets: Vec::new(),
+            notify_interval: None,
+            control_addr: None,
+            clock: SimClock::System,
+            advertise: Scheme::Https,
+            tls_common_name: "Canon Camera".into(),
+            tls_san: Vec::new(),
+            timing: Timing::default(),
+            request_log_cap: 10_000,
+            tz_offset_min: 0,
+            dst: false,
+        }
+    }
+}
+
+/// Which listener served a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Listener {
+    Https,
+    Http,
+    Description,
+    Control,
+}
+
+/// One logged request. Instants are real `Instant::now()` readings.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    pub seq: u64,
+    pub listener: Listener,
+    pub peer: SocketAddr,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// The request head was completely received.
+    pub head_at: Instant,
+    /// The body was completely received (== `head_at` without a body).
+    pub body_at: Instant,
+    /// Response status; 0 while pending, or when the connection was reset/hung.
+    pub status: u16,
+    /// When the response was written (None while pending / never).
+    pub responded_at: Option<Instant>,
+}
+
+pub(crate) struct RequestLog {
+    inner: Mutex<LogInner>,
+    cv: Condvar,
+    cap: usize,
+}
+
+struct LogInner {
+    records: VecDeque<RequestRecord>,
+    next_seq: u64,
+}
+
+impl RequestLog {
+    fn lock(&self) -> MutexGuard<'_, LogInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, req: &Request, listener: Listener) -> u64 {
+        let mut g = self.lock();
+        let seq = g.next_seq;
+        g.next_seq += 1;
+        if g.records.len() >= self.cap {
+            g.records.pop_front();
+        }
+        g.records.push_back(RequestRecord {
+            seq,
+            listener,
+            peer: req.peer,
+            method: req.method.clone(),
+            path: req.path.clone(),
+            query: req.query.clone(),
+            head_at: req.head_at,
+            body_at: req.body_at,
+            status: 0,
+            responded_at: None,
+        });
+        drop(g);
+        self.cv.notify_all();
+        seq
+    }
+
+    fn set_status(&self, seq: u64, status: u16) {
+        let mut g = self.lock();
+        let first = g.records.front().map_or(0, |r| r.seq);
+        if seq >= first {
+            if let Some(r) = g.records.get_mut((seq - first) as usize) {
+                r.status = status;
+                r.responded_at = Some(Instant::now());
+            }
+        }
+        drop(g);
+        self.cv.notify_all();
+    }
+
+    fn since(&self, seq: u64) -> Vec<RequestRecord> {
+        self.lock()
+            .records
+            .iter()
+            .filter(|r| r.seq >= seq)
+            .cloned()
+            .collect()
+    }
+}
+
+/// A wake-up broadcast with a generation counter: waiters remember the generation they saw
+/// and resolve when it moves.
+pub(crate) struct Signal {
+    inner: Mutex<(u64, Vec<Waker>)>,
+}
+
+impl Signal {
+    fn new() -> Signal {
+        Signal {
+            inner: Mutex::new((0, Vec::new())),
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).0
+    }
+
+    pub fn notify(&self) {
+        let wakers = {
+            let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            g.0 += 1;
+            std::mem::take(&mut g.1)
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    pub fn changed_since(&self, generation: u64) -> SignalWait<'_> {
+        SignalWait {
+            signal: self,
+            generation,
+        }
+    }
+}
+
+pub(crate) struct SignalWait<'a> {
+    signal: &'a Signal,
+    generation: u64,
+}
+
+impl Future for SignalWait<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut g = self.signal.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.0 != self.generation {
+            return Poll::Ready(());
+        }
+        if !g.1.iter().any(|w| w.will_wake(cx.waker())) {
+            g.1.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// Network-facing state: where the listeners are and whether the camera answers.
+pub(crate) struct NetState {
+    pub https: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub description: SocketAddr,
+    pub control: Option<SocketAddr>,
+    pub ssdp: Option<SocketAddr>,
+    pub offline: Option<OfflineMode>,
+}
+
+/// Everything behind the one state lock.
+pub(crate) struct Inner {
+    pub cam: state::CameraState,
+    pub events: EventsState,
+    pub faults: faults::Faults,
+    pub net: NetState,
+    pub ssdp: ssdp::SsdpKnobs,
+    pub timing: Timing,
+    /// `X_onService` (another client holds the camera).
+    pub on_service: bool,
+    /// Bumped by reboot/power-off: capture tasks of an older boot are abandoned.
+    pub boot_epoch: u64,
+    pub af_fail_probability: f64,
+    pub rng: crate::backoff::Rng,
+    /// `shutterbutton` (one-shot) while tv is bulb: 503 `Mode not supported` (true) or a
+    /// zero-length exposure (false).
+    pub bulb_oneshot_rejected: bool,
+}
+
+pub(crate) struct Shared {
+    pub state: Mutex<Inner>,
+    /// Notified on every state change (events, poll cancel, button): pollers and capture
+    /// tasks re-check.
+    pub changed: Signal,
+    /// Notified to kill every open CCAPI/description connection (reboot, offline, move).
+    pub kill: Signal,
+    /// Paired with `state` so blocking test code can wait for a condition.
+    pub state_cv: Condvar,
+    pub log: RequestLog,
+    pub tls: Mutex<tls::TlsMaterial>,
+    pub clock: SharedClock,
+    pub manual_clock: Option<ManualClock>,
+    pub udn: String,
+    pub profile: Profile,
+    pub advertise: Scheme,
+    pub exec: Mutex<Option<Arc<Executor<'static>>>>,
+    pub tasks: Mutex<ListenerTasks>,
+    pub ssdp_socket: Mutex<Option<Arc<Async<UdpSocket>>>>,
+    pub multicast_socket: Mutex<Option<Arc<Async<UdpSocket>>>>,
+    pub notify_targets: Mutex<Vec<SocketAddr>>,
+    pub ssdp_multicast: bool,
+    pub connections: AtomicUsize,
+}
+
+#[derive(Default)]
+pub(crate) struct ListenerTasks {
+    pub https: Option<Task<()>>,
+    pub http: Option<Task<()>>,
+    pub description: Option<Task<()>>,
+    pub other: Vec<Task<()>>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Call after mutating state: wakes pollers and blocking waiters.
+    pub fn touch(&self) {
+        self.changed.notify();
+        self.state_cv.notify_all();
+    }
+
+    pub fn now(&self) -> Instant {
+        self.clock.now()
+    }
+
+    pub fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) -> Option<Task<()>> {
+        let exec = self
+            .exec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()?;
+        Some(exec.spawn(fut))
+    }
+
+    pub fn spawn_detached(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        if let Some(t) = self.spawn(fut) {
+            t.detach();
+        }
+    }
+
+    pub async fn sleep(&self, d: Duration) {
+        let deadline = self.clock.now() + d;
+        self.clock.sleep_until(deadline).await;
+    }
+
+    /// The CCAPI base URL advertised in `X_accessURL`.
+    pub fn access_url(&self) -> Option<String> {
+        let g = self.lock();
+        let https = g.net.https.map(|a| format!("https://{a}/ccapi"));
+        let http = g.net.http.map(|a| format!("http://{a}/ccapi"));
+        match self.advertise {
+            Scheme::Https => https.or(http),
+            Scheme::Http => http.or(https),
+        }
+    }
+
+    pub fn description_url(&self) -> String {
+        format!(
+            "http://{}/upnp/CameraDevDesc.xml",
+            self.lock().net.description
+        )
+    }
+
+    // ---- listeners -------------------------------------------------------------------------
+
+    fn bind_listener(self: &Arc<Self>, kind: Listener, addr: SocketAddr) -> io::Result<SocketAddr> {
+        let std_listener = TcpListener::bind(addr)?;
+        let local = std_listener.local_addr()?;
+        let listener = Async::new(std_listener)?;
+        let me = self.clone();
+        let task = self
+            .spawn(accept_loop(me, listener, kind))
+            .ok_or_else(|| io::Error::other("simulator stopped"))?;
+        let mut t = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        match kind {
+            Listener::Https => t.https = Some(task),
+            Listener::Http => t.http = Some(task),
+            Listener::Description => t.description = Some(task),
+            Listener::Control => t.other.push(task),
+        }
+        Ok(local)
+    }
+
+    /// Closes the camera-facing listeners (refuse) and kills their connections.
+    pub fn close_camera_listeners(&self) {
+        let (a, b, c) = {
+            let mut t = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            (t.https.take(), t.http.take(), t.description.take())
+        };
+        drop((a, b, c));
+        self.kill.notify();
+    }
+
+    /// (Re)binds the camera-facing listeners at the addresses in `net`.
+    pub fn open_camera_listeners(self: &Arc<Self>) -> io::Result<()> {
+        let (https, http, desc) = {
+            let g = self.lock();
+            (g.net.https, g.net.http, g.net.description)
+        };
+        let bound = {
+            let t = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+            (t.https.is_some(), t.http.is_some(), t.description.is_some())
+        };
+        if let (Some(a), false) = (https, bound.0) {
+            let got = self.bind_listener(Listener::Https, a)?;
+            self.lock().net.https = Some(got);
+        }
+        if let (Some(a), false) = (http, bound.1) {
+            let got = self.bind_listener(Listener::Http, a)?;
+            self.lock().net.http = Some(got);
+        }
+        if !bound.2 {
+            let got = self.bind_listener(Listener::Description, desc)?;
+            self.lock().net.description = got;
+        }
+        Ok(())
+    }
+
+    // ---- power and network ----------------------------------------------------------------
+
+    pub fn go_offline(&self, mode: OfflineMode) {
+        self.lock().net.offline = Some(mode);
+        match mode {
+            OfflineMode::Refuse => self.close_camera_listeners(),
+            OfflineMode::Blackhole => self.kill.notify(),
+        }
+        self.touch();
+    }
+
+    pub fn go_online(self: &Arc<Self>) -> io::Result<()> {
+        self.open_camera_listeners()?;
+        self.lock().net.offline = None;
+        self.touch();
+        Ok(())
+    }
+
+    /// Resets what a power cycle clears: polling session, pending press, busy engine, wedge.
+    fn reset_volatile(&self, g: &mut Inner) {
+        g.boot_epoch += 1;
+        g.events.reset_session();
+        g.cam.button = state::Button::Released;
+        g.cam.engine = state::Engine::Idle;
+        g.cam.cooldown_until = None;
+        g.faults.wedged_502 = false;
+    }
+
+    pub fn sleep_camera(&self, mode: OfflineMode) {
+        ssdp::send_notify(self, false);
+        {
+            let mut g = self.lock();
+            g.cam.power = Power::Sleeping;
+            self.reset_volatile(&mut g);
+        }
+        self.go_offline(mode);
+    }
+
+    pub fn wake_camera(self: &Arc<Self>) -> io::Result<()> {
+        self.lock().cam.power = Power::On;
+        self.go_online()?;
+        ssdp::send_notify(self, true);
+        Ok(())
+    }
+
+    pub fn power_off(&self) {
+        ssdp::send_notify(self, false);
+        {
+            let mut g = self.lock();
+            g.cam.power = Power::Off;
+            self.reset_volatile(&mut g);
+        }
+        self.go_offline(OfflineMode::Refuse);
+    }
+
+    /// Byebye, down (refusing) for `down`, then back with an alive.
+    pub fn reboot(self: &Arc<Self>, down: Duration) {
+        ssdp::send_notify(self, false);
+        {
+            let mut g = self.lock();
+            g.cam.power = Power::Rebooting;
+            self.reset_volatile(&mut g);
+        }
+        self.go_offline(OfflineMode::Refuse);
+        let epoch = self.lock().boot_epoch;
+        let me = self.clone();
+        self.spawn_detached(async move {
+            me.sleep(down).await;
+            if me.lock().boot_epoch != epoch || me.lock().cam.power != Power::Rebooting {
+                return;
+            }
+            if let Err(e) = me.wake_camera() {
+                log::warn!("camera-sim: could not come back after reboot: {e}");
+            }
+        });
+    }
+
+    /// Moves the camera-facing listeners to `ip` (same ports if `keep_ports`, else
+    /// ephemeral), with byebye before and alive after. Same UDN.
+    pub fn change_address(self: &Arc<Self>, ip: IpAddr, keep_ports: bool) -> io::Result<()> {
+        ssdp::send_notify(self, false);
+        self.close_camera_listeners();
+        {
+            let mut g = self.lock();
+            let mv = |a: SocketAddr| SocketAddr::new(ip, if keep_ports { a.port() } else { 0 });
+            g.net.https = g.net.https.map(mv);
+            g.net.http = g.net.http.map(mv);
+            g.net.description = mv(g.net.description);
+            g.net.offline = None;
+            g.events.reset_session();
+        }
+        self.open_camera_listeners()?;
+        self.touch();
+        ssdp::send_notify(self, true);
+        Ok(())
+    }
+}
+
+// ---- connection handling --------------------------------------------------------------------
+
+async fn accept_loop(shared: Arc<Shared>, listener: Async<TcpListener>, kind: Listener) {
+    loop {
+        let (sock, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                log::debug!("camera-sim: accept on {kind:?}: {e}");
+                async_io::Timer::after(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let me = shared.clone();
+        shared.spawn_detached(connection(me, sock, peer, kind));
+    }
+}
+
+struct ConnCount<'a>(&'a AtomicUsize);
+impl Drop for ConnCount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    sock: Async<std::net::TcpStream>,
+    peer: SocketAddr,
+    kind: Listener,
+) {
+    let _ = sock.get_ref().set_nodelay(true);
+    if kind == Listener::Control {
+        let local = sock.get_ref().local_addr().unwrap_or(peer);
+        serve(&shared, Stream::Plain(sock), peer, local, kind).await;
+        return;
+    }
+    let n = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
+    let _count = ConnCount(&shared.connections);
+    let epoch = shared.kill.generation();
+    let (offline, max) = {
+        let g = shared.lock();
+        (g.net.offline, g.faults.max_connections)
+    };
+    if max.is_some_and(|m| n > m) {
+        http::set_linger_zero(&sock);
+        return;
+    }
+    if offline == Some(OfflineMode::Blackhole) {
+        // Hold the socket without a word until the camera changes state.
+        shared.kill.changed_since(epoch).await;
+        http::set_linger_zero(&sock);
+        return;
+    }
+    let local = sock.get_ref().local_addr().unwrap_or(peer);
+    use std::os::fd::AsRawFd;
+    let fd = sock.get_ref().as_raw_fd();
+    let stream = if kind == Listener::Https {
+        let config = shared
+            .tls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .config
+            .clone();
+        match Stream::tls(sock, config) {
+            Ok(s) => s,
+            Err(_) => return,
+        }
+    } else {
+        Stream::Plain(sock)
+    };
+    let killed = async {
+        shared.kill.changed_since(epoch).await;
+        // The stream is still open here (the serving future is dropped after this): make its
+        // close an RST, as a rebooting camera's would be.
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: fd is owned by the stream that is still alive in the other branch.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                &linger as *const libc::linger as *const libc::c_void,
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    };
+    futures_lite::future::or(serve(&shared, stream, peer, local, kind), killed).await;
+}
+
+async fn serve(
+    shared: &Arc<Shared>,
+    mut stream: Stream,
+    peer: SocketAddr,
+    local: SocketAddr,
+    kind: Listener,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let req = match read_request(&mut stream, &mut buf, peer, local).await {
+            Ok(r) => r,
+            Err(ReadError::Closed) => return,
+            Err(ReadError::Bad(status, msg)) => {
+                let resp = Response::error(status, msg);
+                let _ = stream.write_all(&resp.head_bytes(false, false)).await;
+                return;
+            }
+        };
+        let seq = shared.log.push(&req, kind);
+        let decision = if kind == Listener::Control {
+            faults::Decision::default()
+        } else {
+            shared.lock().faults.decide(&req.method, &req.path)
+        };
+        if !decision.latency.is_zero() {
+            shared.sleep(decision.latency).await;
+        }
+        let (forced, truncate) = match decision.terminal {
+            Some(FaultAction::Reset) => {
+                stream.reset();
+                return;
+            }
+            Some(FaultAction::Hang) => {
+                futures_lite::future::pending::<()>().await;
+                return;
+            }
+            Some(FaultAction::Respond { status, message }) => {
+                (Some(Response::error(status, &message)), None)
+            }
+            Some(FaultAction::TruncateBody(n)) => (None, Some(n)),
+            Some(FaultAction::Latency(_)) | None => (None, None),
+        };
+        let resp = match forced {
+            Some(r) => r,
+            None if kind != Listener::Control && shared.lock().faults.wedged_502 => {
+                Response::bytes(
+                    502,
+                    "text/html",
+                    b"<html><body>502 Bad Gateway</body></html>".to_vec(),
+                )
+            }
+            None => {
+                // Run the handler, but stop if the client hangs up meanwhile (so a long poll
+                // whose client vanished does not keep the poll slot).
+                let handler = route(shared, &req, kind);
+                let hangup = wait_hangup(&mut stream, &mut buf);
+                let raced = futures_lite::future::or(async { Some(handler.await) }, async {
+                    hangup.await;
+                    None
+                })
+                .await;
+                match raced {
+                    Some(r) => r,
+                    None => return,
+                }
+            }
+        };
+        let head_only = req.method.eq_ignore_ascii_case("HEAD");
+        let keep_alive = req.keep_alive;
+        let bytes = resp.head_bytes(keep_alive, head_only);
+        if let Some(n) = truncate {
+            let head_len = bytes.len() - if head_only { 0 } else { resp.body.len() };
+            let cut = (head_len + n).min(bytes.len());
+            let _ = stream.write_all(&bytes[..cut]).await;
+            shared.log.set_status(seq, resp.status);
+            stream.reset();
+            return;
+        }
+        if stream.write_all(&bytes).await.is_err() {
+            return;
+        }
+        shared.log.set_status(seq, resp.status);
+        if !keep_alive {
+            return;
+        }
+    }
+}
+
+/// Resolves when the peer closes; keeps any pipelined bytes in `buf` (bounded).
+async fn wait_hangup(stream: &mut Stream, buf: &mut Vec<u8>) {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if buf.len() > http::MAX_HEAD + http::MAX_BODY {
+            return futures_lite::future::pending().await;
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+async fn route(shared: &Arc<Shared>, req: &Request, kind: Listener) -> Response {
+    match kind {
+        Listener::Https | Listener::Http => ccapi::route(shared, req, kind).await,
+        Listener::Description => ssdp::description(shared, req),
+        Listener::Control => control::route(shared, req).await,
+    }
+}
+
+// ---- the handle -----------------------------------------------------------------------------
+
+/// A snapshot of the simulator's state for tests (`SimHandle::status`, `wait_until`).
+#[derive(Debug, Clone)]
+pub struct SimStatus {
+    pub power: Power,
+    pub offline: Option<OfflineMode>,
+    pub poll_outstanding: bool,
+    pub engine_busy: bool,
+    pub button: Button,
+    /// File names on the card, oldest first (e.g. `100CANON/IMG_0001.JPG`).
+    pub files: Vec<String>,
+    pub battery_percent: f64,
+    pub card_free: u64,
+    pub wedged_502: bool,
+    pub open_connections: usize,
+}
+
+/// A running simulator. Dropping it stops everything (like [`SimHandle::shutdown`]).
+pub struct SimHandle {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+    stop: Option<async_channel::Sender<()>>,
+}
+
+impl SimHandle {
+    /// Binds every listener, starts the simulator thread and sends an SSDP alive.
+    pub fn start(cfg: SimConfig) -> io::Result<SimHandle> {
+        let (clock, manual): (SharedClock, Option<ManualClock>) = match &cfg.clock {
+            SimClock::System => (Arc::new(SystemClock), None),
+            SimClock::Manual(m) => (Arc::new(m.clone()), Some(m.clone())),
+        };
+        let now = clock.now();
+        let utc_ms = crate::util::unix_millis(clock.wall());
+        let mut cam = state::CameraState::new(cfg.profile, cfg.seed, now, utc_ms);
+        cam.clock.std_offset_min = cfg.tz_offset_min;
+        cam.clock.dst = cfg.dst;
+        let mac_hex: String = cam.mac.replace(':', "").to_ascii_uppercase();
+        let udn = format!("uuid:00000000-0000-0000-0001-{mac_hex}");
+        let tls = tls::TlsMaterial::generate(&cfg.tls_common_name, &cfg.tls_san)?;
+        let exec = Arc::new(Executor::new());
+        let shared = Arc::new(Shared {
+            state: Mutex::new(Inner {
+                cam,
+                events: EventsState::default(),
+                faults: faults::Faults::new(cfg.seed),
+                net: NetState {
+                    https: cfg.https_addr,
+                    http: cfg.http_addr,
+                    description: cfg.description_addr,
+                    control: None,
+                    ssdp: None,
+                    offline: None,
+                },
+                ssdp: ssdp::SsdpKnobs::default(),
+                timing: cfg.timing.clone(),
+                on_service: false,
+                boot_epoch: 0,
+                af_fail_probability: 0.0,
+                rng: crate::backoff::Rng::new(cfg.seed.wrapping_mul(31).wrapping_add(7)),
+                bulb_oneshot_rejected: true,
+            }),
+            changed: Signal::new(),
+            kill: Signal::new(),
+            state_cv: Condvar::new(),
+            log: RequestLog {
+                inner: Mutex::new(LogInner {
+                    records: VecDeque::new(),
+                    next_seq: 0,
+                }),
+                cv: Condvar::new(),
+                cap: cfg.request_log_cap.max(1),
+            },
+            tls: Mutex::new(tls),
+            clock,
+            manual_clock: manual,
+            udn,
+            profile: cfg.profile,
+            advertise: cfg.advertise,
+            exec: Mutex::new(Some(exec.clone())),
+            tasks: Mutex::new(ListenerTasks::default()),
+            ssdp_socket: Mutex::new(None),
+            multicast_socket: Mutex::new(None),
+            notify_targets: Mutex::new(cfg.notify_targets.clone()),
+            ssdp_multicast: cfg.ssdp_multicast,
+            connections: AtomicUsize::new(0),
+        });
+
+        let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
+        let thread_exec = exec.clone();
+        let thread = std::thread::Builder::new()
+            .name("camera-sim".into())
+            .spawn(move || {
+                smol::block_on(thread_exec.run(async move {
+                    let _ = stop_rx.recv().await;
+                }));
+            })?;
+        let mut handle = SimHandle {
+            shared: shared.clone(),
+            thread: Some(thread),
+            stop: Some(stop_tx),
+        };
+
+        shared.open_camera_listeners()?;
+        if let Some(addr) = cfg.control_addr {
+            let got = shared.bind_listener(Listener::Control, addr)?;
+            shared.lock().net.control = Some(got);
+        }
+        if let Some(addr) = cfg.ssdp_addr {
+            let got = ssdp::start(&shared, addr, cfg.notify_interval)?;
+            shared.lock().net.ssdp = Some(got);
+        }
+        if cfg.ssdp_multicast {
+            if let Err(e) = ssdp::start_multicast(&shared) {
+                log::warn!("camera-sim: multicast SSDP unavailable: {e}");
+            }
+        }
+        ssdp::send_notify(&shared, true);
+        // Keep the handle alive only once everything is up; errors above drop it (stops).
+        handle.stop = handle.stop.take();
+        Ok(handle)
+    }
+
+    // ---- addresses and identity -------------------------------------------------------------
+
+    /// CCAPI HTTPS address (`None` if disabled).
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.shared.lock().net.https
+    }
+
+    /// CCAPI plain HTTP address (`None` if disabled).
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.shared.lock().net.http
+    }
+
+    /// The CCAPI base URL as advertised in `X_accessURL` (e.g. `https://127.0.0.1:41234/ccapi`).
+    pub fn access_url(&self) -> Option<String> {
+        self.shared.access_url()
+    }
+
+    pub fn description_addr(&self) -> SocketAddr {
+        self.shared.lock().net.description
+    }
+
+    /// `http://<ip>:<port>/upnp/CameraDevDesc.xml`
+    pub fn description_url(&self) -> String {
+        self.shared.description_url()
+    }
+
+    /// The SSDP socket (send M-SEARCH here in unicast tests).
+    pub fn ssdp_addr(&self) -> Option<SocketAddr> {
+        self.shared.lock().net.ssdp
+    }
+
+    pub fn control_addr(&self) -> Option<SocketAddr> {
+        self.shared.lock().net.control
+    }
+
+    /// `uuid:00000000-0000-0000-0001-<MAC>`
+    pub fn udn(&self) -> String {
+        self.shared.udn.clone()
+    }
+
+    pub fn serial_number(&self) -> String {
+        self.shared.lock().cam.serial.clone()
+    }
+
+    pub fn profile(&self) -> Profile {
+        self.shared.profile
+    }
+
+    /// The camera CA certificate (DER), as served at `functions/ssl/cacert`.
+    pub fn ca_cert_der(&self) -> Vec<u8> {
+        self.shared
+            .tls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .ca_der
+            .clone()
+    }
+
+    /// The current leaf certificate (DER) the HTTPS listener presents.
+    pub fn leaf_cert_der(&self) -> Vec<u8> {
+        self.shared
+            .tls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .leaf_der
+            .clone()
+    }
+
+    /// The manual clock, when the simulator runs on virtual time.
+    pub fn manual_clock(&self) -> Option<ManualClock> {
+        self.shared.manual_clock.clone()
+    }
+
+    // ---- request log -----------------------------------------------------------------------
+
+    /// Every logged request (bounded by `request_log_cap`), oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.log.since(0)
+    }
+
+    pub fn requests_since(&self, seq: u64) -> Vec<RequestRecord> {
+        self.shared.log.since(seq)
+    }
+
+    pub fn clear_requests(&self) {
+        self.shared.log.lock().records.clear();
+    }
+
+    /// Blocks until `pred` holds for the request log or `timeout` passes (real time).
+    pub fn wait_requests(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&[RequestRecord]) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.shared.log.lock();
+        loop {
+            let (a, b) = g.records.as_slices();
+            let all: Vec<RequestRecord> = a.iter().chain(b).cloned().collect();
+            if pred(&all) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            g = self
+                .shared
+                .log
+                .cv
+                .wait_timeout(g, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    // ---- state ----------------------------------------------------------------------------
+
+    pub fn status(&self) -> SimStatus {
+        let g = self.shared.lock();
+        status_of(&g, &self.shared)
+    }
+
+    /// Blocks until `pred` holds for the status or `timeout` passes (real time).
+    pub fn wait_until(&self, timeout: Duration, pred: impl Fn(&SimStatus) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut g = self.shared.lock();
+        loop {
+            if pred(&status_of(&g, &self.shared)) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            g = self
+                .shared
+                .state_cv
+                .wait_timeout(g, left.min(Duration::from_millis(50)))
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// The full state as JSON (what `GET /_sim/state` returns).
+    pub fn state_json(&self) -> serde_json::Value {
+        control::state_json(&self.shared)
+    }
+
+    /// Partial update, same keys as `PATCH /_sim/state` (see `control.rs`).
+    pub fn patch_state(&self, patch: &serde_json::Value) -> Result<(), String> {
+        control::patch_state(&self.shared, patch)
+    }
+
+    pub fn set_battery(&self, percent: f64) {
+        let mut g = self.shared.lock();
+        g.cam.battery.percent = percent.clamp(0.0, 100.0);
+        let v = g.cam.battery_json();
+        g.events.emit("battery", v);
+        drop(g);
+        self.shared.touch();
+    }
+
+    pub fn set_battery_drain_per_shot(&self, percent: f64) {
+        self.shared.lock().cam.battery.drain_per_shot = percent.max(0.0);
+    }
+
+    pub fn set_batterylist_bug(&self, on: bool) {
+        self.shared.lock().cam.battery.batterylist_bug = on;
+    }
+
+    /// Free bytes on the card.
+    pub fn set_card_free(&self, bytes: u64) {
+        let mut g = self.shared.lock();
+        g.cam.card.free = bytes.min(g.cam.card.max_size);
+        events::emit_storage(&mut g, "");
+        drop(g);
+        self.shared.touch();
+    }
+
+    pub fn set_card_present(&self, present: bool) {
+        let mut g = self.shared.lock();
+        g.cam.card.present = present;
+        events::emit_storage(&mut g, "");
+        drop(g);
+        self.shared.touch();
+    }
+
+    pub fn set_temperature(&self, status: &str) {
+        let mut g = self.shared.lock();
+        g.cam.temperature = status.to_string();
+        g.events
+            .emit("temperature", serde_json::json!({"status": status}));
+        drop(g);
+        self.shared.touch();
+    }
+
+    /// Sets a setting's value directly (a turned dial), bypassing validation, emitting an event.
+    pub fn set_setting(&self, name: &str, value: serde_json::Value) -> bool {
+        let mut g = self.shared.lock();
+        let Some(s) = g.cam.settings.get_mut(name) else {
+            return false;
+        };
+        s.value = value;
+        events::emit_setting(&mut g, name);
+        drop(g);
+        self.shared.touch();
+        true
+    }
+
+    pub fn set_root_listing(&self, style: RootListing) {
+        self.shared.lock().cam.root_listing = style;
+    }
+
+    pub fn set_timing(&self, f: impl FnOnce(&mut Timing)) {
+        f(&mut self.shared.lock().timing);
+    }
+
+    pub fn set_af_fail_probability(&self, p: f64) {
+        self.shared.lock().af_fail_probability = p.clamp(0.0, 1.0);
+    }
+
+    pub fn set_on_service(&self, on: bool) {
+        self.shared.lock().on_service = on;
+    }
+
+    /// A press of the body's own shutter button (no client request); `hold` for bulb.
+    pub fn press_shutter(&self, hold: Option<Duration>) -> Result<(), String> {
+        shooting::physical_press(&self.shared, hold)
+    }
+
+    // ---- faults ---------------------------------------------------------------------------
+
+    /// Adds a fault rule; returns its id. `count`: how many times it fires (`None`: forever).
+    pub fn add_fault(&self, matcher: FaultMatch, action: FaultAction, count: Option<u32>) -> u64 {
+        self.shared.lock().faults.add(matcher, action, count, 1.0)
+    }
+
+    /// Like `add_fault`, firing with `probability` (seeded RNG).
+    pub fn add_fault_p(
+        &self,
+        matcher: FaultMatch,
+        action: FaultAction,
+        count: Option<u32>,
+        probability: f64,
+    ) -> u64 {
+        self.shared
+            .lock()
+            .faults
+            .add(matcher, action, count, probability)
+    }
+
+    pub fn remove_fault(&self, id: u64) -> bool {
+        self.shared.lock().faults.remove(id)
+    }
+
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
+    /// Every request answers 502 until `reboot` (the R50's wedged web service).
+    pub fn set_wedged_502(&self, on: bool) {
+        self.shared.lock().faults.wedged_502 = on;
+    }
+
+    /// RST connections beyond `n` concurrent ones (`None`: unlimited).
+    pub fn set_max_connections(&self, n: Option<usize>) {
+        self.shared.lock().faults.max_connections = n;
+    }
+
+    /// Open CCAPI/description connections right now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+
+    /// All camera-facing listeners go dark (`Refuse`: closed; `Blackhole`: accept, never
+    /// answer); open connections are reset; SSDP stays silent.
+    pub fn set_offline(&self, mode: OfflineMode) {
+        self.shared.go_offline(mode);
+    }
+
+    /// Back online on the same addresses (rebinding if needed).
+    pub fn set_online(&self) -> io::Result<()> {
+        self.shared.go_online()
+    }
+
+    /// Auto power off: byebye, then dark in `mode`.
+    pub fn sleep(&self, mode: OfflineMode) {
+        self.shared.sleep_camera(mode);
+    }
+
+    /// Wake from sleep (or power on): back online, alive.
+    pub fn wake(&self) -> io::Result<()> {
+        self.shared.wake_camera()
+    }
+
+    pub fn power_off(&self) {
+        self.shared.power_off();
+    }
+
+    /// Byebye, refuse for `down` (sim clock), then alive. Files, settings, clock, counter
+    /// survive; the polling session, a held press and the 502 wedge do not.
+    pub fn reboot(&self, down: Duration) {
+        self.shared.reboot(down);
+    }
+
+    /// Moves the camera to `ip` (another 127.0.0.x on Linux), same ports if `keep_ports`.
+    /// Byebye before, alive after; `X_accessURL` and `Location` follow; same UDN.
+    pub fn change_address(&self, ip: IpAddr, keep_ports: bool) -> io::Result<()> {
+        self.shared.change_address(ip, keep_ports)
+    }
+
+    /// Issues a new TLS leaf (new key, same CA): a client that pinned the old one notices.
+    pub fn rotate_tls_leaf(&self) -> io::Result<()> {
+        self.shared
+            .tls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .rotate_leaf()
+    }
+
+    // ---- camera clock -------------------------------------------------------------------
+
+    /// Camera clock drift in parts per million (positive: camera runs fast).
+    pub fn set_clock_drift_ppm(&self, ppm: f64) {
+        let mut g = self.shared.lock();
+        let now = self.shared.now();
+        let utc = g.cam.clock.utc_ms(now);
+        g.cam.clock.set_utc(now, utc);
+        g.cam.clock.drift_ppm = ppm;
+    }
+
+    /// Sets the camera's UTC time (Unix ms).
+    pub fn set_camera_utc_ms(&self, utc_ms: i64) {
+        let now = self.shared.now();
+        self.shared.lock().cam.clock.set_utc(now, utc_ms);
+    }
+
+    /// The camera's UTC time (Unix ms) and its (standard offset minutes, dst).
+    pub fn camera_time(&self) -> (i64, i32, bool) {
+        let now = self.shared.now();
+        let g = self.shared.lock();
+        (
+            g.cam.clock.utc_ms(now),
+            g.cam.clock.std_offset_min,
+            g.cam.clock.dst,
+        )
+    }
+
+    /// Advances the manual clock (no-op on the system clock; returns whether it moved).
+    pub fn advance(&self, by: Duration) -> bool {
+        match &self.shared.manual_clock {
+            Some(m) => {
+                m.advance(by);
+                true
+            }
+            None => false,
+        }
+    }
+
+    // ---- SSDP ------------------------------------------------------------------------------
+
+    pub fn ssdp_knobs(&self, f: impl FnOnce(&mut ssdp::SsdpKnobs)) {
+        f(&mut self.shared.lock().ssdp);
+    }
+
+    /// Sends NOTIFY alive (true) or byebye (false) now.
+    pub fn send_notify(&self, alive: bool) {
+        ssdp::send_notify(&self.shared, alive);
+    }
+
+    pub fn set_notify_targets(&self, targets: Vec<SocketAddr>) {
+        *self
+            .shared
+            .notify_targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = targets;
+    }
+
+    /// Stops every listener and the simulator thread (also on drop).
+    pub fn shutdown(mut self) {
+        self.stop_now();
+    }
+
+    fn stop_now(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.try_send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        // Dropping the executor drops every task (listeners, connections, capture tasks).
+        let exec = self
+            .shared
+            .exec
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let tasks =
+            std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(tasks);
+        drop(exec);
+        *self
+            .shared
+            .ssdp_socket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .shared
+            .multicast_socket
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.stop_now();
+    }
+}
+
+fn status_of(g: &Inner, shared: &Shared) -> SimStatus {
+    SimStatus {
+        power: g.cam.power,
+        offline: g.net.offline,
+        poll_outstanding: g.events.poll_outstanding,
+        engine_busy: g.cam.engine != state::Engine::Idle,
+        button: g.cam.button,
+        files: g
+            .cam
+            .card
+            .files
+            .iter()
+            .map(|f| format!("{}/{}", f.folder, f.name))
+            .collect(),
+        battery_percent: g.cam.battery.percent,
+        card_free: g.cam.card.free,
+        wedged_502: g.faults.wedged_502,
+        open_connections: shared.connections.load(Ordering::SeqCst),
+    }
+}
