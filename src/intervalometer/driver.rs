@@ -86,6 +86,7 @@ impl Driver {
         let mut control = Box::pin(self.control.clone());
         let mut notices = Box::pin(self.notices.clone());
         self.flags.running.store(true, Ordering::SeqCst);
+        let mut notices_out: Vec<Notice> = Vec::new();
         loop {
             while let Some(action) = self.session.poll_action() {
                 match action {
@@ -112,9 +113,11 @@ impl Driver {
                             }
                         }
                     }
-                    Action::Notify(n) => self.notify(n),
+                    Action::Notify(n) => notices_out.push(n),
                 }
             }
+            // The status block first, then the events: a client that reacts to an event and
+            // reads the status sees at least that much.
             let now = self.clock.now();
             let block = self.session.status_json(now);
             for tx in stop_replies.drain(..) {
@@ -123,6 +126,16 @@ impl Driver {
             self.status.set("intervalometer", block);
             if shot.is_none() {
                 self.flags.shot_in_flight.store(false, Ordering::SeqCst);
+                if self.session.is_ended() {
+                    // The journal is complete: clients may save it (or start anew) as soon as
+                    // they hear; this driver touches no shared state after this.
+                    self.flags.running.store(false, Ordering::SeqCst);
+                }
+            }
+            for n in notices_out.drain(..) {
+                self.notify(n);
+            }
+            if shot.is_none() {
                 if self.session.is_ended() {
                     break;
                 }
@@ -203,7 +216,6 @@ impl Driver {
                 Wake::NoticesClosed => notices_open = false,
             }
         }
-        self.flags.running.store(false, Ordering::SeqCst);
         Exit::Ended(self.session.ended().unwrap_or(EndKind::Error))
     }
 

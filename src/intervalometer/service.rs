@@ -165,7 +165,10 @@ impl IntervalometerService {
     }
 
     fn rescan_unsaved(&self) {
-        let active = lock(&self.active).as_ref().map(|a| a.id.clone());
+        let active = lock(&self.active)
+            .as_ref()
+            .filter(|_| self.session_running())
+            .map(|a| a.id.clone());
         let list: Vec<Unsaved> = journal::find_all(&self.data_dir)
             .into_iter()
             .filter(|l| Some(&l.header.id) != active.as_ref())
@@ -267,7 +270,7 @@ impl IntervalometerService {
 
     async fn start_session(&self, req: &StartIntervalometer) -> CommandResult {
         let _g = self.ops.lock().await;
-        if lock(&self.active).is_some() {
+        if self.session_running() {
             return Err(ApiError::new(
                 ErrorCode::ValidationFailed,
                 "A session is already running; stop it first",
@@ -388,7 +391,9 @@ impl IntervalometerService {
 
     fn unsaved_log(&self, id: &str) -> Result<SessionLog, ApiError> {
         check_id(id)?;
-        if lock(&self.active).as_ref().is_some_and(|a| a.id == id) {
+        // The driver clears `running` once the journal is complete (before it announces the
+        // end), so a client that saves on `session_completed` is not refused.
+        if self.session_running() && lock(&self.active).as_ref().is_some_and(|a| a.id == id) {
             return Err(ApiError::new(
                 ErrorCode::ValidationFailed,
                 "The session is still running; stop it first",
@@ -448,7 +453,7 @@ impl IntervalometerService {
 
     async fn resume_session(&self, id: &str) -> CommandResult {
         let _g = self.ops.lock().await;
-        if lock(&self.active).is_some() {
+        if self.session_running() {
             return Err(ApiError::new(
                 ErrorCode::ValidationFailed,
                 "A session is already running",

@@ -37,6 +37,8 @@ pub const DEFAULT_LEAD: Duration = Duration::from_millis(300);
 /// A shot with no reply this long after its due time (plus the bulb hold) is given up as
 /// failed, so a hung camera request can never stall the schedule.
 pub const SHOT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timer wake-up slack: a slot handled this late is still on time (capped at interval / 4).
+const LATE_GRACE: Duration = Duration::from_millis(20);
 /// Failure-rate warning: window of recent shots and the share that must fail.
 const FAILURE_WINDOW: u32 = 10;
 const FAILURE_WARN_COUNT: u32 = 5;
@@ -572,9 +574,15 @@ impl Session {
         }
     }
 
-    /// First slot at or after `next_slot` whose due time is not in the past.
+    /// How late a slot may be handled and still count as on time: timers wake a little after
+    /// their deadline, and a slot they are late for must be shot (or failed), not skipped.
+    fn late_grace(&self) -> Duration {
+        LATE_GRACE.min(self.opts.interval / 4)
+    }
+
+    /// First slot at or after `next_slot` whose due time is not past (beyond the grace).
     fn first_slot_not_before(&self, now: Instant) -> u64 {
-        let due = self.due(self.next_slot);
+        let due = self.due(self.next_slot) + self.late_grace();
         if now <= due {
             return self.next_slot;
         }
@@ -1462,6 +1470,45 @@ mod tests {
             },
         );
         assert!(s.shot_in_flight());
+    }
+
+    #[test]
+    fn timers_waking_a_little_late_neither_skip_nor_drop_a_slot() {
+        // Regression: a timer that fired 0.3 ms after the due time made the machine count the
+        // slot as missed, so a camera that went dark produced skips instead of failed shots and
+        // a stop-after session never ended.
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(500, StopCondition::AfterShots(3), OverrunPolicy::NextSlot),
+        );
+        s.handle(
+            t0,
+            Input::CameraLost {
+                reason: "gone".into(),
+            },
+        );
+        for k in 0..3u64 {
+            s.handle(
+                t0 + ms(1000 + 500 * k) + Duration::from_micros(300),
+                Input::Tick,
+            );
+        }
+        let a = drain(&mut s);
+        let failed = a
+            .iter()
+            .filter(|x| matches!(x, Action::Journal(JournalEntry::Shot(r)) if !r.ok))
+            .count();
+        assert_eq!(failed, 3);
+        assert_eq!(ended(&a), Some(EndKind::Completed));
+        assert_eq!(s.stats().shots_skipped, 0);
+        // Connected: a tick 5 ms past the due time (lead time lost to a stall) still shoots it.
+        let mut s = session(
+            t0,
+            opts(1000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
+        );
+        s.handle(t0 + ms(1005), Input::Tick);
+        assert_eq!(shoots(&drain(&mut s)), [(0, t0 + ms(1000))]);
     }
 
     #[test]
