@@ -3,7 +3,12 @@
 //! for the camera driver's precise wait). Reports each send's error against
 //! `first + n × interval`: p50, p99, max and the last shot's error.
 //!
-//! cargo test --release --test bench_intervalometer -- --ignored --nocapture
+//! A second benchmark runs the same session through the real camera driver against the
+//! camera simulator over loopback HTTPS and takes the shutter requests' receive times from the
+//! simulator's request log, once with the simulator holding event long polls (30 s) and once
+//! answering them at once.
+//!
+//! cargo test --release --test bench_intervalometer -- --ignored --nocapture --test-threads 1
 //! (BENCH_SHOTS / BENCH_INTERVAL_MS override 300 shots at 200 ms; BENCH_SPIN_US=N makes the
 //! stand-in wait like a precise camera driver: timer to `due − N µs`, then spin to `due`.)
 
@@ -163,4 +168,153 @@ fn bench_intervalometer_timing() {
     drop(svc);
     let _ = std::fs::remove_dir_all(&dir);
     drop(drain);
+}
+
+fn summarize(label: &str, times: &[Instant], interval: Duration) {
+    let first = times[0];
+    let errs: Vec<f64> = times
+        .iter()
+        .enumerate()
+        .map(|(n, t)| {
+            let due = first + interval * n as u32;
+            if *t >= due {
+                (*t - due).as_secs_f64() * 1000.0
+            } else {
+                -(due - *t).as_secs_f64() * 1000.0
+            }
+        })
+        .collect();
+    let mut abs: Vec<f64> = errs.iter().map(|e| e.abs()).collect();
+    abs.sort_by(f64::total_cmp);
+    let pct = |p: f64| abs[((abs.len() as f64 * p).ceil() as usize).clamp(1, abs.len()) - 1];
+    println!(
+        "{label}: {} shots at {} ms, error vs first + n × interval (ms): p50 {:.3}  p99 {:.3}  max {:.3}  last {:.3}",
+        times.len(),
+        interval.as_millis(),
+        pct(0.5),
+        pct(0.99),
+        abs[abs.len() - 1],
+        errs[errs.len() - 1]
+    );
+}
+
+fn run_against_simulator(long_poll: Duration, label: &str) {
+    use skylapse::app::Outbound;
+    use skylapse::backoff::Backoff;
+    use skylapse::camera::ccapi::Timeouts;
+    use skylapse::camera::tls::Trust;
+    use skylapse::camera::{CameraDriver, DriverOptions};
+    use skylapse::sim::{SimConfig, SimHandle};
+
+    let shots = env_u64("BENCH_SHOTS", 300);
+    let interval_ms = env_u64("BENCH_INTERVAL_MS", 200);
+    let mut cfg = SimConfig::default();
+    // A fast card so a shot (exposure + write + cooldown, ~75 ms) fits in 200 ms slots.
+    cfg.timing.write_bytes_per_sec = 2_000_000_000;
+    cfg.timing.settings_cooldown = Duration::from_millis(50);
+    cfg.timing.long_poll = long_poll;
+    cfg.timing.short_poll = long_poll;
+    let sim = SimHandle::start(cfg).expect("simulator");
+    sim.set_max_connections(Some(2));
+    let dir = std::env::temp_dir().join(format!(
+        "skylapse-bench-ivt-sim-{}-{}",
+        long_poll.as_millis(),
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (publisher, hub) = Publisher::channel();
+    let status = StatusBoard::new(publisher.clone());
+    let clock: SharedClock = Arc::new(SystemClock);
+    let opts = DriverOptions {
+        data_dir: dir.clone(),
+        timeouts: Timeouts::default(),
+        trust: Trust::load(&dir, false),
+        backoff: Backoff::CAMERA,
+        rng_seed: Some(0),
+        initial_target: None,
+    };
+    let (_camera, control, link) =
+        CameraDriver::start_with(opts, clock.clone(), status.clone(), publisher.clone());
+    let notices = control.subscribe();
+    link.set_target(&sim.access_url().unwrap(), Some(&sim.udn()));
+    smol::block_on(async {
+        loop {
+            if let CameraNotice::Connected { .. } = notices.recv().await.unwrap() {
+                break;
+            }
+        }
+    });
+    drop(notices);
+    // The hub's work: serialise every event and, on each status change, the whole snapshot
+    // (what a status_update to connected clients costs), on another thread.
+    let snap = status.clone();
+    let drain = std::thread::spawn(move || {
+        while let Ok(m) = hub.recv_blocking() {
+            match m {
+                Outbound::Event(e) => {
+                    let _ = serde_json::to_string(&e.to_frame(SystemTime::now()));
+                }
+                Outbound::StatusChanged => {
+                    let _ = serde_json::to_string(&snap.snapshot());
+                }
+                Outbound::ToClient(..) => {}
+            }
+        }
+    });
+    let config = Arc::new(Config {
+        data_dir: dir.clone(),
+        ..Config::default()
+    });
+    let svc = IntervalometerService::start(config, clock, status, publisher, control);
+    sim.clear_requests();
+    let cmd = Command::parse(
+        "start_intervalometer",
+        json!({"interval": interval_ms as f64 / 1000.0, "shots": shots}),
+    )
+    .unwrap();
+    smol::block_on(svc.handle(Origin::Rest, &cmd).unwrap()).unwrap();
+    let limit = Instant::now() + Duration::from_millis(shots * interval_ms + 20_000);
+    while svc.session_running() {
+        assert!(Instant::now() < limit, "session did not finish");
+        std::thread::sleep(Duration::from_millis(50)); // polling a flag, not waiting on work
+    }
+    let times: Vec<Instant> = sim
+        .requests()
+        .iter()
+        .filter(|q| q.method == "POST" && q.path.ends_with("shutterbutton"))
+        .map(|q| q.body_at)
+        .collect();
+    let rep = smol::block_on(
+        svc.handle(Origin::Rest, &Command::GetIntervalometerStatus)
+            .unwrap(),
+    )
+    .unwrap();
+    println!(
+        "{label}: service view {} successful of {} taken, {} skipped",
+        rep.data["stats"]["shotsSuccessful"],
+        rep.data["stats"]["shotsTaken"],
+        rep.data["stats"]["shotsSkipped"]
+    );
+    assert!(times.len() > 1, "no shutter requests reached the simulator");
+    summarize(label, &times, Duration::from_millis(interval_ms));
+    drop(svc);
+    drop(link);
+    let _ = drain;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+#[ignore]
+fn bench_intervalometer_against_simulator_long_polls_held() {
+    run_against_simulator(Duration::from_secs(30), "simulator, long polls held 30 s");
+}
+
+#[test]
+#[ignore]
+fn bench_intervalometer_against_simulator_polls_answered_at_once() {
+    run_against_simulator(
+        Duration::from_millis(20),
+        "simulator, polls answered in 20 ms",
+    );
 }
