@@ -291,10 +291,11 @@ fn run_against_simulator(long_poll: Duration, label: &str) {
     )
     .unwrap();
     println!(
-        "{label}: service view {} successful of {} taken, {} skipped",
+        "{label}: service view {} successful of {} taken, {} skipped; camera driver send vs due: {}",
         rep.data["stats"]["shotsSuccessful"],
         rep.data["stats"]["shotsTaken"],
-        rep.data["stats"]["shotsSkipped"]
+        rep.data["stats"]["shotsSkipped"],
+        rep.data["stats"]["timing"]
     );
     assert!(times.len() > 1, "no shutter requests reached the simulator");
     summarize(label, &times, Duration::from_millis(interval_ms));

@@ -6,6 +6,19 @@
 //! * [`report`]: JSON reports (atomic), CSV export, SVG chart.
 //! * [`driver`]: the async task that runs one session against [`crate::camera::CameraControl`].
 //! * [`service`]: [`service::IntervalometerService`], the coordinator's handle.
+//!
+//! Wiring (main/App):
+//! ```text
+//! let ivt = IntervalometerService::start(config, clock, app.status.clone(),
+//!                                        app.publisher.clone(), camera_control);
+//! app.add_service(ivt.clone());
+//! // policy: ivt.session_running() (refuse Wi-Fi changes), ivt.shot_in_flight() (no clock
+//! // step now); time sync calls ivt.wall_clock_stepped() after stepping the clock and
+//! // ivt.set_utc_offset(Some(secs)) when it learns the user's zone.
+//! ```
+//!
+//! Files: `<data_dir>/sessions/<id>.journal` (running or unsaved sessions),
+//! `<data_dir>/reports/<id>.json` (saved reports).
 
 pub mod driver;
 pub mod journal;
