@@ -664,6 +664,47 @@ fn an_interrupted_session_is_offered_and_resumes_on_its_original_grid() {
 }
 
 #[test]
+fn an_orderly_shutdown_leaves_the_session_resumable() {
+    let dir = tmpdir("shutdown");
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(WALL0));
+    let cam = FakeCamera::new(clock.clone(), Duration::from_millis(50));
+    {
+        let rig = Rig::new(&dir, clock.clone(), cam.clone());
+        rig.cmd("start_intervalometer", json!({"interval": 1}))
+            .unwrap();
+        rig.run_until("2 shots", |r| r.cam.log().len() == 2);
+        let fut = rig.svc.shutdown();
+        futures_lite::future::block_on(rig.ex.run(async {
+            // The shot in flight (if any) completes on virtual time while we wait.
+            let clock = rig.clock.clone();
+            let ticker = async {
+                loop {
+                    futures_lite::future::yield_now().await;
+                    if let Some(t) = clock.next_wakeup() {
+                        clock.advance(t.saturating_duration_since(clock.now()));
+                    }
+                }
+            };
+            futures_lite::future::or(fut, ticker).await
+        }));
+        assert!(!rig.svc.session_running());
+        assert_eq!(
+            count(&rig.events(), "session_stopped"),
+            0,
+            "not a user stop"
+        );
+    }
+    let rig = Rig::new(&dir, clock.clone(), cam.clone());
+    let u = rig.cmd("get_unsaved_session", json!({})).unwrap();
+    assert_eq!(u.data["unsavedSession"]["interrupted"], true);
+    assert_eq!(u.data["unsavedSession"]["canResume"], true);
+    assert_eq!(
+        u.data["unsavedSession"]["shotsTaken"].as_u64().unwrap() as usize,
+        cam.log().len()
+    );
+}
+
+#[test]
 fn starting_over_saves_the_unsaved_session_first() {
     let rig = Rig::fresh("over", 50);
     let a = rig

@@ -368,7 +368,10 @@ impl IntervalometerService {
     }
 
     async fn stop_session(&self) -> CommandResult {
-        let control = lock(&self.active).as_ref().map(|a| a.control.clone());
+        let control = lock(&self.active)
+            .as_ref()
+            .filter(|_| self.session_running())
+            .map(|a| a.control.clone());
         let Some(control) = control else {
             return Err(ApiError::new(
                 ErrorCode::SessionNotFound,
