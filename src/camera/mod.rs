@@ -76,3 +76,16 @@ pub trait CameraControl: Send + Sync {
         dst: bool,
     ) -> BoxFuture<'static, Result<(), ApiError>>;
 }
+
+pub mod ccapi;
+pub mod driver;
+pub mod link;
+pub mod service;
+pub mod tls;
+
+pub use driver::{
+    camera_url, CameraDriver, CameraHandle, CameraInfo, CameraLinkHandle, DriverOptions,
+};
+pub use service::CameraService;
+#[cfg(test)]
+mod fake;

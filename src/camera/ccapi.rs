@@ -1,0 +1,1167 @@
+//! Blocking CCAPI client (ureq 3 + rustls with certificate pinning).
+//!
+//! A [`Session`] is one camera at one address: a keep-alive agent (at most two pooled
+//! connections: the driver's control worker and its event/download worker each use one), the
+//! endpoint catalog read from `GET /ccapi` (never hard-coded versions), and the identity read
+//! from `deviceinformation`. Every call has a timeout; every failure becomes an [`ApiError`]
+//! with a PROTOCOL.md code ([`status_error`], [`transport_error`]).
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{Connector, TcpConnector};
+use ureq::Agent;
+
+use super::tls::{client_config, PinningConnector, PinningVerifier, Trust};
+use super::CameraDateTime;
+use crate::protocol::{ApiError, ErrorCode};
+use crate::util::{civil_from_days, days_from_civil};
+
+/// Time limits for camera calls.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Ordinary calls (status, settings, shutter without long exposures).
+    pub call: Duration,
+    /// Event long-polls (the camera holds `timeout=long` ~30 s).
+    pub long_poll: Duration,
+    /// A whole file download.
+    pub download: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(3),
+            call: Duration::from_secs(10),
+            long_poll: Duration::from_secs(40),
+            download: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Largest JSON body accepted from the camera (the first event poll is the biggest).
+const MAX_JSON: u64 = 2 * 1024 * 1024;
+/// Largest file accepted as a test photo.
+pub const MAX_DOWNLOAD: u64 = 200 * 1024 * 1024;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+/// 503 messages that mean "try again shortly".
+fn is_busy_message(msg: &str) -> bool {
+    matches!(
+        msg,
+        "Device busy" | "During shooting or recording" | "Taken in preparation"
+    )
+}
+
+/// Maps a non-2xx CCAPI answer to an error (the body is `{"message": "..."}`).
+pub fn status_error(status: u16, body: &[u8]) -> ApiError {
+    let msg = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
+        .unwrap_or_default();
+    let msg: String = msg.chars().take(200).collect();
+    let details = json!({"status": status, "cameraMessage": msg});
+    let err = match status {
+        503 if is_busy_message(&msg) => {
+            ApiError::new(ErrorCode::CameraBusy, format!("Camera busy: {msg}"))
+        }
+        503 if msg.is_empty() => {
+            ApiError::new(ErrorCode::CameraBusy, "Camera refused the request (503)")
+        }
+        503 => ApiError::new(ErrorCode::CameraBusy, format!("Camera refused: {msg}")),
+        502 => ApiError::new(
+            ErrorCode::ConnectionFailed,
+            "camera web service wedged (HTTP 502); power-cycle the camera",
+        ),
+        400 => ApiError::invalid(if msg.is_empty() {
+            "Camera rejected the request as invalid".to_string()
+        } else {
+            format!("Camera rejected the request: {msg}")
+        }),
+        401 => ApiError::new(
+            ErrorCode::PermissionDenied,
+            "Camera requires authentication (Digest), which skylapse does not support yet",
+        ),
+        404 => ApiError::not_found("Camera does not offer this resource"),
+        _ => ApiError::new(
+            ErrorCode::ConnectionFailed,
+            format!("Camera answered HTTP {status}: {msg}"),
+        ),
+    };
+    err.with_details(details)
+}
+
+/// Maps a transport failure. `trust` tells a refused certificate apart from other TLS errors.
+pub fn transport_error(e: &ureq::Error, trust: Option<&Trust>) -> ApiError {
+    use std::io::ErrorKind as K;
+    let text = e.to_string();
+    if text.to_ascii_lowercase().contains("certificate") {
+        if let Some(r) = trust.and_then(|t| t.last_rejection()) {
+            return r.to_error();
+        }
+    }
+    match e {
+        ureq::Error::Timeout(t) => ApiError::new(
+            ErrorCode::CameraTimeout,
+            format!("Camera did not answer in time ({t:?})"),
+        ),
+        ureq::Error::Io(io) => match io.kind() {
+            K::TimedOut | K::WouldBlock => {
+                ApiError::new(ErrorCode::CameraTimeout, "Camera did not answer in time")
+            }
+            K::ConnectionRefused
+            | K::ConnectionReset
+            | K::ConnectionAborted
+            | K::NotConnected
+            | K::AddrNotAvailable
+            | K::BrokenPipe
+            | K::UnexpectedEof
+            | K::HostUnreachable
+            | K::NetworkUnreachable
+            | K::NetworkDown => ApiError::new(
+                ErrorCode::CameraOffline,
+                format!("Camera not reachable: {io}"),
+            ),
+            _ => ApiError::new(ErrorCode::NetworkError, format!("Camera link error: {io}")),
+        },
+        ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => {
+            ApiError::new(ErrorCode::CameraOffline, "Camera not reachable")
+        }
+        ureq::Error::Tls(m) => ApiError::new(
+            ErrorCode::ConnectionFailed,
+            format!("TLS with the camera: {m}"),
+        ),
+        _ => ApiError::new(
+            ErrorCode::NetworkError,
+            format!("Camera link error: {text}"),
+        ),
+    }
+}
+
+/// Whether an error means the camera is gone (the link machine should notice).
+pub fn is_link_failure(e: &ApiError) -> bool {
+    matches!(e.code, ErrorCode::CameraOffline | ErrorCode::CameraTimeout)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoint catalog
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    /// `ver100`, `ver110`, …
+    pub version: String,
+    /// Absolute path, `/ccapi/ver110/event/polling`.
+    pub path: String,
+    pub get: bool,
+    pub post: bool,
+    pub put: bool,
+    pub delete: bool,
+}
+
+/// The API list of `GET /ccapi` (or `topurlfordev`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Endpoints {
+    pub list: Vec<Endpoint>,
+}
+
+/// The path part of an absolute URL (`http://192.168.1.2:8080/ccapi/x` → `/ccapi/x`), or the
+/// input when it already is a path.
+pub fn path_of(url_or_path: &str) -> String {
+    if url_or_path.starts_with('/') {
+        return url_or_path.to_string();
+    }
+    match url_or_path.find("://") {
+        Some(i) => {
+            let rest = &url_or_path[i + 3..];
+            match rest.find('/') {
+                Some(j) => rest[j..].to_string(),
+                None => "/".to_string(),
+            }
+        }
+        None => format!("/{url_or_path}"),
+    }
+}
+
+impl Endpoints {
+    /// Parses either style: `{"ver100":[{"path":…}|{"url":…}, …], …}`. Unknown shapes are
+    /// skipped; an empty result means "ask `topurlfordev`".
+    pub fn parse(v: &Value) -> Endpoints {
+        let mut list = Vec::new();
+        if let Some(obj) = v.as_object() {
+            for (version, entries) in obj {
+                if !version.starts_with("ver") {
+                    continue;
+                }
+                for e in entries.as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                    let Some(loc) = e
+                        .get("path")
+                        .or_else(|| e.get("url"))
+                        .and_then(Value::as_str)
+                    else {
+                        continue;
+                    };
+                    let flag = |k: &str| e.get(k).and_then(Value::as_bool).unwrap_or(false);
+                    list.push(Endpoint {
+                        version: version.clone(),
+                        path: path_of(loc),
+                        get: flag("get"),
+                        post: flag("post"),
+                        put: flag("put"),
+                        delete: flag("delete"),
+                    });
+                }
+            }
+        }
+        // Newest version first, so `find` prefers it.
+        list.sort_by_key(|e| std::cmp::Reverse(version_num(&e.version)));
+        Endpoints { list }
+    }
+
+    /// The newest endpoint for `resource` (e.g. `event/polling`).
+    pub fn find(&self, resource: &str) -> Option<&Endpoint> {
+        self.list
+            .iter()
+            .find(|e| e.path == format!("/ccapi/{}/{resource}", e.version))
+    }
+
+    /// The endpoint for `resource` in exactly `version`.
+    pub fn find_in(&self, version: &str, resource: &str) -> Option<&Endpoint> {
+        self.list
+            .iter()
+            .find(|e| e.version == version && e.path == format!("/ccapi/{version}/{resource}"))
+    }
+}
+
+fn version_num(v: &str) -> u32 {
+    v.trim_start_matches("ver").parse().unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parsed answers
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeviceInfo {
+    pub manufacturer: String,
+    pub productname: String,
+    pub serialnumber: String,
+    pub guid: String,
+    pub firmwareversion: String,
+    pub macaddress: String,
+}
+
+impl DeviceInfo {
+    pub fn parse(v: &Value) -> DeviceInfo {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        DeviceInfo {
+            // Some firmware misspells it.
+            manufacturer: if s("manufacturer").is_empty() {
+                s("munufacturer")
+            } else {
+                s("manufacturer")
+            },
+            productname: s("productname"),
+            serialnumber: s("serialnumber"),
+            guid: s("guid"),
+            firmwareversion: s("firmwareversion"),
+            macaddress: s("macaddress"),
+        }
+    }
+}
+
+/// `{"storagelist":[…]}` in either shape → the entries plus the status block summary.
+pub fn storage_summary(v: &Value) -> Value {
+    let list = v
+        .get("storagelist")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let Some(card) = list.first() else {
+        return Value::Null;
+    };
+    let max = card.get("maxsize").and_then(Value::as_u64).unwrap_or(0);
+    let free = card.get("spacesize").and_then(Value::as_u64).unwrap_or(0);
+    let mb = |b: u64| (b as f64 / 1_048_576.0).round() as u64;
+    let used = max.saturating_sub(free);
+    let percent = if max > 0 {
+        ((used as f64 / max as f64) * 1000.0).round() / 10.0
+    } else {
+        0.0
+    };
+    json!({
+        "mounted": true,
+        "name": card.get("name").cloned().unwrap_or(Value::Null),
+        "totalMB": mb(max),
+        "freeMB": mb(free),
+        "usedMB": mb(used),
+        "percentUsed": percent,
+        "contentsNumber": card.get("contentsnumber").cloned().unwrap_or(Value::Null),
+    })
+}
+
+/// The new files of one event-poll answer, as paths, in order (both URL and path forms).
+pub fn added_contents(v: &Value) -> Vec<String> {
+    v.get("addedcontents")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(path_of)
+                .filter(|p| p.starts_with("/ccapi/") && !p.contains(".."))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Date and time (Canon convention: local time with DST applied, STANDARD offset, `dst` flag)
+
+const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// `Sat, 29 Aug 2020 17:46:19 -0800` for `time` in a zone of standard offset
+/// `std_offset_secs`, with one hour added to the shown time when `dst`.
+pub fn format_canon_datetime(time: SystemTime, std_offset_secs: i32, dst: bool) -> String {
+    let utc = crate::util::unix_millis(time).div_euclid(1000);
+    let local = utc + i64::from(std_offset_secs) + if dst { 3600 } else { 0 };
+    let days = local.div_euclid(86_400);
+    let sod = local.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    let sign = if std_offset_secs < 0 { '-' } else { '+' };
+    let off = std_offset_secs.unsigned_abs() / 60;
+    format!(
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} {}{:02}{:02}",
+        DAYS[days.rem_euclid(7) as usize],
+        d,
+        MONTHS[(m - 1) as usize],
+        y,
+        sod / 3600,
+        (sod / 60) % 60,
+        sod % 60,
+        sign,
+        off / 60,
+        off % 60
+    )
+}
+
+/// Parses the camera's `datetime` (+ `dst`) into the true instant: shown time − standard
+/// offset − 1 h when `dst`.
+pub fn parse_canon_datetime(raw: &str, dst: bool) -> Option<SystemTime> {
+    // "Www, DD Mon YYYY HH:MM:SS ±HHMM"
+    let rest = raw.trim().split_once(", ")?.1;
+    let parts: Vec<&str> = rest.split_whitespace().collect();
+    if parts.len() != 5 {
+        return None;
+    }
+    let d: u32 = parts[0].parse().ok()?;
+    let m = MONTHS.iter().position(|x| *x == parts[1])? as u32 + 1;
+    let y: i64 = parts[2].parse().ok()?;
+    let hms: Vec<i64> = parts[3]
+        .split(':')
+        .map(|x| x.parse().ok())
+        .collect::<Option<_>>()?;
+    let off = parts[4];
+    if hms.len() != 3 || off.len() != 5 || !(1..=31).contains(&d) {
+        return None;
+    }
+    let sign = match &off[..1] {
+        "+" => 1,
+        "-" => -1,
+        _ => return None,
+    };
+    let oh: i64 = off[1..3].parse().ok()?;
+    let om: i64 = off[3..5].parse().ok()?;
+    let offset = sign * (oh * 3600 + om * 60);
+    let local = days_from_civil(y, m, d) * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
+    let utc = local - offset - if dst { 3600 } else { 0 };
+    Some(crate::util::from_unix_millis(utc * 1000))
+}
+
+/// The Pi's zone at `time` per the C library: (standard offset in seconds east, DST in force).
+pub fn local_zone(time: SystemTime) -> (i32, bool) {
+    let secs = crate::util::unix_millis(time).div_euclid(1000) as libc::time_t;
+    // SAFETY: localtime_r writes only into `tm`, which we own; a null return means failure.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
+    if !ok {
+        return (0, false);
+    }
+    let dst = tm.tm_isdst > 0;
+    let gmtoff = tm.tm_gmtoff as i32;
+    // tm_gmtoff includes DST; Canon wants the standard offset. (A 1 h DST shift is assumed;
+    // Lord Howe's 30 min shift is not represented by CCAPI's flag either.)
+    (if dst { gmtoff - 3600 } else { gmtoff }, dst)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The session
+
+/// One camera at one address.
+pub struct Session {
+    agent: Agent,
+    /// `https://127.0.0.1:443` (scheme, host, port; no path).
+    origin: String,
+    pub base_url: String,
+    pub endpoints: Endpoints,
+    pub info: DeviceInfo,
+    /// The camera id the link uses: the discovery UDN when given, else the serial number.
+    pub id: String,
+    pub timeouts: Timeouts,
+    trust: Arc<Trust>,
+}
+
+/// A reply: status and body bytes.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+}
+
+fn origin_of(url: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::invalid(format!("Not a camera URL: {url}"));
+    let i = url.find("://").ok_or_else(bad)?;
+    let scheme = &url[..i];
+    if scheme != "http" && scheme != "https" {
+        return Err(bad());
+    }
+    let rest = &url[i + 3..];
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.contains(['@', ' ']) {
+        return Err(bad());
+    }
+    Ok(format!("{scheme}://{host}"))
+}
+
+impl Session {
+    /// Connects: resolves the API list, reads the identity, checks the certificate pin.
+    /// `url` is the CCAPI base (`https://ip:443/ccapi`); `id` the discovery UDN if known.
+    pub fn connect(
+        url: &str,
+        id: Option<&str>,
+        trust: Arc<Trust>,
+        timeouts: Timeouts,
+    ) -> Result<Session, ApiError> {
+        let origin = origin_of(url)?;
+        let strict_id = if trust.insecure() {
+            None
+        } else {
+            id.map(str::to_string)
+        };
+        let verifier = PinningVerifier::new(trust.clone(), strict_id);
+        let agent = make_agent(verifier.clone(), timeouts)?;
+        let mut s = Session {
+            agent,
+            origin,
+            base_url: url.trim_end_matches('/').to_string(),
+            endpoints: Endpoints::default(),
+            info: DeviceInfo::default(),
+            id: String::new(),
+            timeouts,
+            trust: trust.clone(),
+        };
+        let root = s.request("GET", &format!("{}/ccapi", s.origin), None, timeouts.call)?;
+        let mut endpoints = if root.status == 200 {
+            serde_json::from_slice::<Value>(&root.body)
+                .map(|v| Endpoints::parse(&v))
+                .unwrap_or_default()
+        } else if root.status == 404 {
+            return Err(ApiError::new(
+                ErrorCode::ConnectionFailed,
+                "This device does not serve CCAPI (GET /ccapi → 404); is CCAPI enabled on the camera?",
+            ));
+        } else {
+            return Err(status_error(root.status, &root.body));
+        };
+        if endpoints.list.is_empty() {
+            // "No list of APIs" (or an empty list): newer firmware lists them here.
+            let top = s.get_json_url(
+                &format!("{}/ccapi/ver100/topurlfordev", s.origin),
+                timeouts.call,
+            )?;
+            endpoints = Endpoints::parse(&top);
+        }
+        if endpoints.list.is_empty() {
+            return Err(ApiError::new(
+                ErrorCode::ConnectionFailed,
+                "Camera lists no CCAPI endpoints",
+            ));
+        }
+        s.endpoints = endpoints;
+        let info = DeviceInfo::parse(&s.get("deviceinformation")?);
+        if info.serialnumber.is_empty() && info.guid.is_empty() && id.is_none() {
+            return Err(ApiError::new(
+                ErrorCode::ConnectionFailed,
+                "Camera reports no serial number; cannot identify it",
+            ));
+        }
+        let serial = if info.serialnumber.is_empty() {
+            info.guid.clone()
+        } else {
+            info.serialnumber.clone()
+        };
+        s.id = id.map(str::to_string).unwrap_or_else(|| serial.clone());
+        if url.starts_with("https") {
+            if let Some(fp) = verifier.learned() {
+                let ids = [s.id.as_str(), serial.as_str()];
+                trust.check_and_pin(&ids, fp).map_err(|r| r.to_error())?;
+            }
+            if !trust.insecure() {
+                verifier.set_id(s.id.clone());
+            }
+        }
+        s.info = info;
+        s.release_button();
+        Ok(s)
+    }
+
+    /// Sends `manual release` (best effort): clears a shutter button left pressed by an
+    /// earlier client, and takes the camera out of connection standby, whose first control
+    /// call is refused with `Taken in preparation`; that refusal then hits this call, not the
+    /// first shot. Retried briefly while the camera says it is busy.
+    fn release_button(&self) {
+        let Some(e) = self.endpoints.find("shooting/control/shutterbutton/manual") else {
+            return;
+        };
+        let url = self.url(&e.path);
+        let body = json!({"action": "release", "af": false});
+        for _ in 0..5 {
+            match self.call("POST", &url, &body, self.timeouts.call) {
+                Err(e) if e.code == ErrorCode::CameraBusy => {
+                    std::thread::sleep(Duration::from_millis(200))
+                }
+                Err(e) => {
+                    log::debug!("release at connect: {e}");
+                    return;
+                }
+                Ok(_) => return,
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.origin, path)
+    }
+
+    /// The URL of `resource` from the catalog.
+    pub fn resolve(&self, resource: &str) -> Result<String, ApiError> {
+        self.endpoints
+            .find(resource)
+            .map(|e| self.url(&e.path))
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::ServiceUnavailable,
+                    format!("This camera does not offer {resource}"),
+                )
+            })
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<Answer, ApiError> {
+        let mut resp = self.send(method, url, body, timeout)?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_JSON)
+            .read_to_vec()
+            .map_err(|e| transport_error(&e, Some(&self.trust)))?;
+        Ok(Answer { status, body })
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&Value>,
+        timeout: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
+        let map = |e: ureq::Error| transport_error(&e, Some(&self.trust));
+        let result = match method {
+            "GET" => self
+                .agent
+                .get(url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .call(),
+            "DELETE" => self
+                .agent
+                .delete(url)
+                .config()
+                .timeout_global(Some(timeout))
+                .build()
+                .call(),
+            m => {
+                let b = if m == "PUT" {
+                    self.agent.put(url)
+                } else {
+                    self.agent.post(url)
+                };
+                let text = body.map(Value::to_string).unwrap_or_else(|| "{}".into());
+                b.config()
+                    .timeout_global(Some(timeout))
+                    .build()
+                    .header("Content-Type", "application/json")
+                    .send(text.as_bytes())
+            }
+        };
+        result.map_err(map)
+    }
+
+    fn json_of(a: Answer) -> Result<Value, ApiError> {
+        if !(200..300).contains(&a.status) {
+            return Err(status_error(a.status, &a.body));
+        }
+        if a.body.is_empty() {
+            return Ok(json!({}));
+        }
+        serde_json::from_slice(&a.body).map_err(|_| {
+            ApiError::new(
+                ErrorCode::ConnectionFailed,
+                "Camera sent a reply that is not JSON",
+            )
+        })
+    }
+
+    fn get_json_url(&self, url: &str, timeout: Duration) -> Result<Value, ApiError> {
+        Self::json_of(self.request("GET", url, None, timeout)?)
+    }
+
+    /// GET a catalog resource.
+    pub fn get(&self, resource: &str) -> Result<Value, ApiError> {
+        let url = self.resolve(resource)?;
+        self.get_json_url(&url, self.timeouts.call)
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        url: &str,
+        body: &Value,
+        timeout: Duration,
+    ) -> Result<Value, ApiError> {
+        Self::json_of(self.request(method, url, Some(body), timeout)?)
+    }
+
+    /// The model name for the status block.
+    pub fn model(&self) -> &str {
+        &self.info.productname
+    }
+
+    /// `https` or `http`, host, port of the camera.
+    pub fn host_port(&self) -> (String, u16) {
+        let rest = self.origin.split("://").nth(1).unwrap_or("");
+        let https = self.origin.starts_with("https");
+        match rest.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || rest.starts_with('[') => (
+                h.trim_matches(['[', ']']).to_string(),
+                p.parse().unwrap_or(if https { 443 } else { 80 }),
+            ),
+            _ => (rest.to_string(), if https { 443 } else { 80 }),
+        }
+    }
+
+    // --- status ---------------------------------------------------------------------------
+
+    /// Battery: ver100 `devicestatus/battery` (ver110 batterylist misreports on the R50);
+    /// batterylist only when the camera has no ver100 resource.
+    pub fn battery(&self) -> Result<Value, ApiError> {
+        if let Some(e) = self.endpoints.find_in("ver100", "devicestatus/battery") {
+            let url = self.url(&e.path);
+            return self.get_json_url(&url, self.timeouts.call);
+        }
+        let v = self.get("devicestatus/batterylist")?;
+        Ok(v.get("batterylist")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .cloned()
+            .unwrap_or(Value::Null))
+    }
+
+    pub fn storage(&self) -> Result<Value, ApiError> {
+        self.get("devicestatus/storage")
+    }
+
+    /// `{"status": "normal"}` → "normal".
+    pub fn temperature(&self) -> Result<String, ApiError> {
+        let v = self.get("devicestatus/temperature")?;
+        Ok(v.get("status")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_string())
+    }
+
+    pub fn settings(&self) -> Result<Value, ApiError> {
+        self.get("shooting/settings")
+    }
+
+    /// PUT one setting; returns the camera's echo.
+    pub fn set_setting(&self, name: &str, value: &Value) -> Result<Value, ApiError> {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'/')
+            && !name.starts_with('/')
+            && !name.contains("//");
+        if !valid {
+            return Err(ApiError::invalid(format!("Invalid setting name: {name:?}")));
+        }
+        let resource = format!("shooting/settings/{name}");
+        let url = match self.endpoints.find(&resource) {
+            Some(e) => self.url(&e.path),
+            None => format!("{}/{name}", self.resolve("shooting/settings")?),
+        };
+        self.call("PUT", &url, &json!({ "value": value }), self.timeouts.call)
+    }
+
+    // --- clock ----------------------------------------------------------------------------
+
+    pub fn datetime(&self) -> Result<CameraDateTime, ApiError> {
+        let v = self.get("functions/datetime")?;
+        let raw = v
+            .get("datetime")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let dst = v.get("dst").and_then(Value::as_bool).unwrap_or(false);
+        let time = parse_canon_datetime(&raw, dst).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ConnectionFailed,
+                format!("Camera clock reading not understood: {raw:?}"),
+            )
+        })?;
+        Ok(CameraDateTime { time, raw, dst })
+    }
+
+    pub fn set_datetime(
+        &self,
+        time: SystemTime,
+        std_offset_secs: i32,
+        dst: bool,
+    ) -> Result<(), ApiError> {
+        let url = self.resolve("functions/datetime")?;
+        let body = json!({
+            "datetime": format_canon_datetime(time, std_offset_secs, dst),
+            "dst": dst,
+        });
+        self.call("PUT", &url, &body, self.timeouts.call)
+            .map(|_| ())
+    }
+
+    // --- shutter --------------------------------------------------------------------------
+
+    /// URL of the one-shot shutter (resolved ahead of the shot, off the critical path).
+    pub fn shutter_url(&self) -> Result<String, ApiError> {
+        self.resolve("shooting/control/shutterbutton")
+    }
+
+    /// Presses the shutter: `sent` is called with the instant the request goes to the socket.
+    pub fn press(&self, url: &str, af: bool, timeout: Duration) -> Result<Instant, ApiError> {
+        let body = if af {
+            r#"{"af":true}"#
+        } else {
+            r#"{"af":false}"#
+        };
+        let sent = Instant::now();
+        let r = self
+            .agent
+            .post(url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .header("Content-Type", "application/json")
+            .send(body.as_bytes());
+        let mut resp = r.map_err(|e| transport_error(&e, Some(&self.trust)))?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_JSON)
+            .read_to_vec()
+            .map_err(|e| transport_error(&e, Some(&self.trust)))?;
+        if !(200..300).contains(&status) {
+            return Err(photo_error(status_error(status, &body)));
+        }
+        Ok(sent)
+    }
+
+    /// `shutterbutton/manual`: one action (`full_press`, `release`, `half_press`).
+    pub fn manual(&self, action: &str, af: bool, timeout: Duration) -> Result<(), ApiError> {
+        let url = self.resolve("shooting/control/shutterbutton/manual")?;
+        self.call("POST", &url, &json!({"action": action, "af": af}), timeout)
+            .map(|_| ())
+            .map_err(photo_error)
+    }
+
+    // --- events and contents ----------------------------------------------------------------
+
+    /// One event poll that the camera holds until something changes (ver110+ `timeout=long`,
+    /// ver100 `continue=on`). Handles `Already started` by cancelling the stale poll once.
+    pub fn poll_events(&self, hold: bool) -> Result<Value, ApiError> {
+        let e = self.endpoints.find("event/polling").ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::ServiceUnavailable,
+                "This camera offers no event polling",
+            )
+        })?;
+        let query = match (version_num(&e.version) >= 110, hold) {
+            (true, true) => "?timeout=long",
+            (true, false) => "?timeout=immediately",
+            (false, true) => "?continue=on",
+            (false, false) => "",
+        };
+        let url = format!("{}{query}", self.url(&e.path));
+        let timeout = if hold {
+            self.timeouts.long_poll
+        } else {
+            self.timeouts.call
+        };
+        match self.get_json_url(&url, timeout) {
+            Err(err) if camera_message(&err) == Some("Already started") => {
+                // A poll of ours from before (timed out here, still pending there).
+                let _ = self.request("DELETE", &self.url(&e.path), None, self.timeouts.call);
+                std::thread::sleep(Duration::from_millis(100));
+                self.get_json_url(&url, timeout)
+            }
+            other => other,
+        }
+    }
+
+    /// Downloads a file (`/ccapi/...` path) into `out`, reporting (received, total) progress.
+    pub fn download(
+        &self,
+        path: &str,
+        out: &mut dyn std::io::Write,
+        progress: &mut dyn FnMut(u64, Option<u64>),
+    ) -> Result<u64, ApiError> {
+        if !path.starts_with("/ccapi/") || path.contains("..") {
+            return Err(ApiError::invalid(format!(
+                "Not a camera content path: {path}"
+            )));
+        }
+        let mut resp = self.send("GET", &self.url(path), None, self.timeouts.download)?;
+        let status = resp.status().as_u16();
+        if !(200..300).contains(&status) {
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(64 * 1024)
+                .read_to_vec()
+                .unwrap_or_default();
+            return Err(status_error(status, &body));
+        }
+        let total = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if total.map(|t| t > MAX_DOWNLOAD).unwrap_or(false) {
+            return Err(ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "Camera file is too large for a test photo",
+            ));
+        }
+        let mut reader = resp.body_mut().with_config().limit(MAX_DOWNLOAD).reader();
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0u64;
+        progress(0, total);
+        loop {
+            let n = reader.read(&mut buf).map_err(|e| {
+                ApiError::new(
+                    if e.kind() == std::io::ErrorKind::TimedOut {
+                        ErrorCode::CameraTimeout
+                    } else {
+                        ErrorCode::NetworkError
+                    },
+                    format!("Download from the camera broke off: {e}"),
+                )
+            })?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])
+                .map_err(|e| ApiError::system(format!("Cannot store the photo: {e}")))?;
+            got += n as u64;
+            progress(got, total);
+        }
+        if let Some(t) = total {
+            if got != t {
+                return Err(ApiError::new(
+                    ErrorCode::NetworkError,
+                    format!("Download incomplete: {got} of {t} bytes"),
+                ));
+            }
+        }
+        Ok(got)
+    }
+}
+
+/// The camera's own message in an error from [`status_error`].
+pub fn camera_message(e: &ApiError) -> Option<&str> {
+    e.details.as_ref()?.get("cameraMessage")?.as_str()
+}
+
+/// A refused shot is a failed photo unless the camera was merely busy or gone.
+fn photo_error(e: ApiError) -> ApiError {
+    match e.code {
+        ErrorCode::CameraBusy if !camera_message(&e).map(is_busy_message).unwrap_or(false) => {
+            ApiError {
+                code: ErrorCode::PhotoFailed,
+                ..e
+            }
+        }
+        _ => e,
+    }
+}
+
+fn make_agent(verifier: Arc<PinningVerifier>, t: Timeouts) -> Result<Agent, ApiError> {
+    let tls = client_config(verifier)?;
+    let config = Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(t.connect))
+        .timeout_global(Some(t.call))
+        // Two workers, two sockets at most (the R50 breaks with more).
+        .max_idle_connections(2)
+        .max_idle_connections_per_host(2)
+        .max_idle_age(Duration::from_secs(60))
+        .max_redirects(0)
+        .user_agent(concat!("skylapse/", env!("CARGO_PKG_VERSION")))
+        .build();
+    let connector = ().chain(TcpConnector::default()).chain(PinningConnector::new(tls));
+    Ok(Agent::with_parts(
+        config,
+        connector,
+        DefaultResolver::default(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_parses_path_and_url_styles_and_prefers_the_newest() {
+        let v = json!({
+            "ver100": [
+                {"url": "http://192.168.1.2:8080/ccapi/ver100/deviceinformation", "get": true},
+                {"path": "/ccapi/ver100/devicestatus/battery", "get": true},
+                {"path": "/ccapi/ver100/shooting/settings", "get": true},
+                {"path": "/ccapi/ver100/event/polling", "get": true, "delete": true}
+            ],
+            "ver110": [
+                {"path": "/ccapi/ver110/shooting/settings", "get": true},
+                {"path": "/ccapi/ver110/event/polling", "get": true, "delete": true},
+                {"path": "/ccapi/ver110/devicestatus/batterylist", "get": true}
+            ],
+            "ver120": [],
+            "message": "ignored"
+        });
+        let e = Endpoints::parse(&v);
+        assert_eq!(e.list.len(), 7);
+        assert_eq!(
+            e.find("deviceinformation").unwrap().path,
+            "/ccapi/ver100/deviceinformation"
+        );
+        assert_eq!(e.find("event/polling").unwrap().version, "ver110");
+        assert!(e.find("event/polling").unwrap().delete);
+        assert_eq!(
+            e.find_in("ver100", "shooting/settings").unwrap().path,
+            "/ccapi/ver100/shooting/settings"
+        );
+        assert!(e.find("shooting/control/shutterbutton").is_none());
+        // "No list of APIs" (any non-object or empty shape) → empty → topurlfordev.
+        assert!(Endpoints::parse(&json!("No list of APIs")).list.is_empty());
+        assert!(Endpoints::parse(&json!({"message": "No list of APIs"}))
+            .list
+            .is_empty());
+    }
+
+    #[test]
+    fn errors_map_to_protocol_codes() {
+        let busy = status_error(503, br#"{"message":"Device busy"}"#);
+        assert_eq!(busy.code, ErrorCode::CameraBusy);
+        assert_eq!(
+            status_error(503, br#"{"message":"Taken in preparation"}"#).code,
+            ErrorCode::CameraBusy
+        );
+        let other = status_error(503, br#"{"message":"Out of focus"}"#);
+        assert!(other.message.contains("Out of focus"));
+        assert_eq!(photo_error(other).code, ErrorCode::PhotoFailed);
+        assert_eq!(photo_error(busy).code, ErrorCode::CameraBusy);
+        let wedged = status_error(502, b"<html>");
+        assert!(wedged.message.contains("power-cycle"), "{}", wedged.message);
+        let invalid = status_error(400, br#"{"message":"Invalid parameter"}"#);
+        assert_eq!(invalid.code, ErrorCode::InvalidParameter);
+        assert_eq!(camera_message(&invalid), Some("Invalid parameter"));
+        let refused = ureq::Error::Io(std::io::ErrorKind::ConnectionRefused.into());
+        assert_eq!(
+            transport_error(&refused, None).code,
+            ErrorCode::CameraOffline
+        );
+        let slow = ureq::Error::Timeout(ureq::Timeout::Global);
+        assert_eq!(transport_error(&slow, None).code, ErrorCode::CameraTimeout);
+    }
+
+    #[test]
+    fn added_contents_accepts_urls_and_paths() {
+        let v = json!({"addedcontents": [
+            "http://192.168.1.2:8080/ccapi/ver100/contents/sd/100CANON/IMG_0041.CR3",
+            "/ccapi/ver130/contents/card1/100CANON/IMG_0042.JPG",
+            "/ccapi/../etc/passwd",
+            7
+        ]});
+        assert_eq!(
+            added_contents(&v),
+            [
+                "/ccapi/ver100/contents/sd/100CANON/IMG_0041.CR3",
+                "/ccapi/ver130/contents/card1/100CANON/IMG_0042.JPG"
+            ]
+        );
+        assert!(added_contents(&json!({})).is_empty());
+    }
+
+    #[test]
+    fn storage_summary_reads_both_shapes() {
+        let v = json!({"storagelist":[{"name":"sd","url":"http://x/ccapi/ver100/contents/sd",
+            "maxsize": 4_194_304_000u64, "spacesize": 2_097_152_000u64, "contentsnumber": 42}]});
+        let s = storage_summary(&v);
+        assert_eq!(s["totalMB"], 4000);
+        assert_eq!(s["freeMB"], 2000);
+        assert_eq!(s["percentUsed"], 50.0);
+        assert_eq!(storage_summary(&json!({"storagelist": []})), Value::Null);
+    }
+
+    #[test]
+    fn canon_datetime_uses_standard_offset_and_dst_flag() {
+        // The real RP example: PDT (UTC−7) shown as 17:46:19 −0800 with dst:true.
+        let t = parse_canon_datetime("Sat, 29 Aug 2020 17:46:19 -0800", true).unwrap();
+        let utc = crate::util::unix_millis(t) / 1000;
+        // 2020-08-30T00:46:19Z
+        assert_eq!(utc, 1_598_748_379);
+        assert_eq!(
+            format_canon_datetime(t, -8 * 3600, true),
+            "Sat, 29 Aug 2020 17:46:19 -0800"
+        );
+        // Southern hemisphere: Sydney in January is AEDT, standard +1000.
+        let jan = crate::util::from_unix_millis(1_704_067_200_000); // 2024-01-01T00:00Z
+        let s = format_canon_datetime(jan, 10 * 3600, true);
+        assert_eq!(s, "Mon, 01 Jan 2024 11:00:00 +1000");
+        assert_eq!(parse_canon_datetime(&s, true), Some(jan));
+        assert_eq!(parse_canon_datetime("Tue, 01 Jan 2019 01:23", false), None);
+        assert_eq!(parse_canon_datetime("garbage", false), None);
+    }
+
+    #[test]
+    fn path_of_strips_scheme_and_host() {
+        assert_eq!(path_of("http://a:8080/ccapi/x"), "/ccapi/x");
+        assert_eq!(path_of("/ccapi/x"), "/ccapi/x");
+        assert_eq!(
+            origin_of("https://127.0.0.1:443/ccapi").unwrap(),
+            "https://127.0.0.1:443"
+        );
+        assert!(origin_of("ftp://x/ccapi").is_err());
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+    use crate::camera::fake::{r50_routes, serve};
+    use crate::camera::tls::Fingerprint;
+
+    fn t() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            call: Duration::from_secs(2),
+            long_poll: Duration::from_secs(2),
+            download: Duration::from_secs(2),
+        }
+    }
+
+    #[test]
+    fn pins_on_first_use_refuses_a_new_certificate_until_accepted() {
+        let trust = Trust::ephemeral(false);
+        let cam = serve(r50_routes("0001"));
+        let url = format!("https://{}/ccapi", cam.addr);
+        let s = Session::connect(&url, None, trust.clone(), t()).unwrap();
+        assert_eq!(s.id, "0001");
+        assert_eq!(s.model(), "Canon EOS R50");
+        assert_eq!(trust.pinned("0001"), Some(Fingerprint::of(&cam.cert_der)));
+        // ver100 battery, not the ver110 batterylist.
+        assert_eq!(s.battery().unwrap()["level"], "half");
+        // 503 Device busy → CAMERA_BUSY.
+        let url_sh = s.shutter_url().unwrap();
+        let e = s.press(&url_sh, false, Duration::from_secs(2)).unwrap_err();
+        assert_eq!(e.code, ErrorCode::CameraBusy);
+
+        // The "same camera" (same serial) with another certificate.
+        let swapped = serve(r50_routes("0001"));
+        let url2 = format!("https://{}/ccapi", swapped.addr);
+        // Strict (id known): refused in the handshake.
+        let e = Session::connect(&url2, Some("0001"), trust.clone(), t())
+            .err()
+            .unwrap();
+        assert_eq!(e.code, ErrorCode::CertificateChanged, "{e}");
+        // Learn mode (manual address): refused once the camera says who it is.
+        let e = Session::connect(&url2, None, trust.clone(), t())
+            .err()
+            .unwrap();
+        assert_eq!(e.code, ErrorCode::CertificateChanged, "{e}");
+        assert!(e.message.contains("accept the new certificate"));
+        trust.accept(Some("0001")).unwrap();
+        Session::connect(&url2, Some("0001"), trust.clone(), t()).unwrap();
+        assert_eq!(
+            trust.pinned("0001"),
+            Some(Fingerprint::of(&swapped.cert_der))
+        );
+        // Insecure mode connects to anything.
+        let other = serve(r50_routes("0001"));
+        let url3 = format!("https://{}/ccapi", other.addr);
+        Session::connect(&url3, Some("0001"), Trust::ephemeral(true), t()).unwrap();
+    }
+
+    #[test]
+    fn no_list_of_apis_falls_back_to_topurlfordev() {
+        let mut routes = r50_routes("0002");
+        let list = routes.remove("GET /ccapi").unwrap();
+        routes.insert("GET /ccapi".into(), (200, r#""No list of APIs""#.into()));
+        routes.insert("GET /ccapi/ver100/topurlfordev".into(), list);
+        let cam = serve(routes);
+        let s = Session::connect(
+            &format!("https://{}/ccapi", cam.addr),
+            None,
+            Trust::ephemeral(false),
+            t(),
+        )
+        .unwrap();
+        assert_eq!(s.id, "0002");
+    }
+
+    #[test]
+    fn nothing_listening_is_camera_offline() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        drop(l);
+        let e = Session::connect(
+            &format!("https://{addr}/ccapi"),
+            None,
+            Trust::ephemeral(false),
+            t(),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(e.code, ErrorCode::CameraOffline, "{e}");
+    }
+}

@@ -1,0 +1,433 @@
+//! The camera's commands (PROTOCOL.md): status, photo, settings, battery, storage, clock,
+//! test photos, certificate acceptance.
+//!
+//! Test photos: shoot, wait for the new file from event polling, download it on the event
+//! worker's socket with `test_photo_download_progress` events, keep it in
+//! `<data_dir>/test-photos/`. Ids are the stored file names (checked: no path separators).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::ccapi::{storage_summary, Session};
+use super::driver::{handle_event_delta, shoot_at, CameraLinkHandle, Inner};
+use super::{CameraNotice, ShotRequest};
+use crate::app::{Origin, Service};
+use crate::clock::BoxFuture;
+use crate::protocol::{
+    ApiError, Channel, Command, CommandResult, ErrorCode, Event, EventFamily, Reply,
+};
+use crate::util::iso8601;
+
+/// How long a test shot waits for the camera to report the new file.
+const FILE_WAIT: Duration = Duration::from_secs(15);
+/// After a RAW arrives alone, how long to wait for its JPEG twin.
+const JPEG_TWIN_WAIT: Duration = Duration::from_millis(1500);
+/// Test photos kept at most; older ones are deleted first.
+const MAX_TEST_PHOTOS: usize = 50;
+
+pub struct CameraService {
+    inner: Arc<Inner>,
+    link: CameraLinkHandle,
+}
+
+impl CameraService {
+    pub(crate) fn new(inner: Arc<Inner>, link: CameraLinkHandle) -> Self {
+        CameraService { inner, link }
+    }
+
+    fn test_dir(&self) -> PathBuf {
+        self.inner.data_dir.join("test-photos")
+    }
+
+    fn event(&self, kind: &'static str, data: Value) {
+        self.inner
+            .publisher
+            .event(Event::new(Channel::Camera, EventFamily::Event, kind, data));
+    }
+
+    async fn take_photo(&self, af: bool) -> CommandResult {
+        let outcome = shoot_at(&self.inner, Instant::now(), ShotRequest { af, bulb: None }).await;
+        let now = iso8601(self.inner.clock.wall());
+        match outcome.result {
+            Ok(()) => {
+                let data = json!({"success": true, "timestamp": now});
+                self.event("photo_taken", data.clone());
+                Ok(Reply::new("photo_taken", data))
+            }
+            Err(e) => {
+                self.event(
+                    "photo_taken",
+                    json!({"success": false, "timestamp": now, "error": e.message}),
+                );
+                Err(e.with_operation("take_photo"))
+            }
+        }
+    }
+
+    async fn set_setting(&self, name: String, value: Value) -> CommandResult {
+        let n = name.clone();
+        let echo = self
+            .inner
+            .on_control(move |s| s.set_setting(&n, &value))
+            .await
+            .map_err(|e| e.with_operation("set_camera_setting"))?;
+        let value = echo.get("value").cloned().unwrap_or(Value::Null);
+        let data = json!({"setting": name, "value": value});
+        self.event("camera_setting_changed", data.clone());
+        Ok(Reply::new(
+            "camera_setting_set",
+            json!({"success": true, "setting": name, "value": value}),
+        ))
+    }
+
+    async fn storage(&self) -> CommandResult {
+        let v = self.inner.on_control(|s| s.storage()).await?;
+        let summary = storage_summary(&v);
+        self.inner.status.set("storage", summary.clone());
+        Ok(Reply::new(
+            "camera_storage",
+            json!({"storagelist": v.get("storagelist").cloned().unwrap_or(json!([])),
+                   "summary": summary}),
+        ))
+    }
+
+    async fn datetime(&self) -> CommandResult {
+        let dt = self.inner.on_control(|s| s.datetime()).await?;
+        let offset_ms =
+            crate::util::unix_millis(dt.time) - crate::util::unix_millis(self.inner.clock.wall());
+        Ok(Reply::new(
+            "camera_datetime",
+            json!({
+                "datetime": dt.raw,
+                "dst": dt.dst,
+                "time": iso8601(dt.time),
+                "offsetMs": offset_ms,
+            }),
+        ))
+    }
+
+    /// Shoot, wait for the new file, download it. The waiting and the download run as one job
+    /// on the event worker, queued before the shutter is pressed: the worker's own poll (or
+    /// this job's) reports the file, and the download starts at once instead of queueing
+    /// behind the next 30 s long-poll.
+    async fn take_test_photo(&self) -> CommandResult {
+        let _one_at_a_time = self.inner.test_shot.lock().await;
+        self.inner.session()?;
+        let files = self.inner.subscribe();
+        let dir = self.test_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| ApiError::system(format!("Cannot create the test photo folder: {e}")))?;
+        let wall = self.inner.clock.wall();
+        let stamp = iso8601(wall).replace([':', '-'], "").replace('.', "");
+        let stamp = stamp[..15.min(stamp.len())].to_string();
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let job = {
+            let inner = self.inner.clone();
+            let (dir, cancelled) = (dir.clone(), cancelled.clone());
+            self.inner.on_events(move |s| {
+                let path = wait_for_file(&inner, s, &files, &cancelled)?;
+                let name = path.rsplit('/').next().unwrap_or("photo").to_string();
+                let id = sanitize(&format!("{stamp}_{name}"));
+                let size = download_to(&inner, s, &path, &dir, &id)?;
+                Ok((path, name, id, size))
+            })
+        };
+        // Autofocus off: test shots check framing/exposure of a manually focused night scene.
+        let outcome = shoot_at(
+            &self.inner,
+            Instant::now(),
+            ShotRequest {
+                af: false,
+                bulb: None,
+            },
+        )
+        .await;
+        if let Err(e) = outcome.result {
+            cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(e.with_operation("take_test_photo"));
+        }
+        let (camera_path, name, id, size) =
+            job.await.map_err(|e| e.with_operation("take_test_photo"))?;
+        prune(&dir, MAX_TEST_PHOTOS);
+        Ok(Reply::new(
+            "test_photo",
+            json!({
+                "success": true,
+                "id": id,
+                "filename": name,
+                "cameraPath": camera_path,
+                "size": size,
+                "url": format!("/api/camera/photos/test/{id}/file"),
+                "timestamp": iso8601(wall),
+            }),
+        ))
+    }
+
+    fn list_test_photos(&self) -> CommandResult {
+        let photos: Vec<Value> = list_photos(&self.test_dir())
+            .into_iter()
+            .map(|(id, size, modified)| {
+                json!({"id": id, "size": size, "timestamp": modified.map(iso8601),
+                       "url": format!("/api/camera/photos/test/{id}/file")})
+            })
+            .collect();
+        Ok(Reply::new("test_photos", json!({ "photos": photos })))
+    }
+
+    fn photo_path(&self, id: &str) -> Result<PathBuf, ApiError> {
+        if id.is_empty() || sanitize(id) != id || id.starts_with('.') {
+            return Err(ApiError::invalid("Invalid test photo id"));
+        }
+        let p = self.test_dir().join(id);
+        if !p.is_file() {
+            return Err(ApiError::not_found(format!("No test photo {id}")));
+        }
+        Ok(p)
+    }
+
+    fn delete_test_photo(&self, id: &str) -> CommandResult {
+        let p = self.photo_path(id)?;
+        std::fs::remove_file(&p)
+            .map_err(|e| ApiError::system(format!("Cannot delete the test photo: {e}")))?;
+        Ok(Reply::new(
+            "test_photo_deleted",
+            json!({"success": true, "id": id}),
+        ))
+    }
+
+    /// The file's location for the web layer to stream (no Body type in the protocol yet).
+    fn test_photo_file(&self, id: &str) -> CommandResult {
+        let p = self.photo_path(id)?;
+        let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        let content_type = if is_jpeg(id) {
+            "image/jpeg"
+        } else {
+            "application/octet-stream"
+        };
+        Ok(Reply::new(
+            "test_photo_file",
+            json!({"id": id, "path": p.to_string_lossy(), "contentType": content_type,
+                   "size": size}),
+        ))
+    }
+
+    fn accept_certificate(&self, uuid: Option<&str>) -> CommandResult {
+        let id = self.inner.trust.accept(uuid)?;
+        // Re-probe now: a link backing off after the refusal retries with the pin cleared.
+        self.link.retry_now();
+        Ok(Reply::new(
+            "camera_certificate_accepted",
+            json!({"success": true, "uuid": id}),
+        ))
+    }
+}
+
+/// On the event worker: the first new file after the shot, preferring a JPEG (RAW+JPEG may
+/// arrive in two events). Polls itself when no file has been reported yet.
+fn wait_for_file(
+    inner: &Inner,
+    session: &Session,
+    files: &async_channel::Receiver<CameraNotice>,
+    cancelled: &AtomicBool,
+) -> Result<String, ApiError> {
+    let deadline = Instant::now() + FILE_WAIT;
+    let mut fallback: Option<(String, Instant)> = None;
+    loop {
+        while let Ok(n) = files.try_recv() {
+            if let CameraNotice::FilesAdded(list) = n {
+                if let Some(jpeg) = list.iter().find(|p| is_jpeg(p)) {
+                    return Ok(jpeg.clone());
+                }
+                if fallback.is_none() {
+                    if let Some(first) = list.first() {
+                        fallback = Some((first.clone(), Instant::now() + JPEG_TWIN_WAIT));
+                    }
+                }
+            }
+        }
+        let now = Instant::now();
+        if let Some((path, until)) = &fallback {
+            if now >= *until || now >= deadline {
+                return Ok(path.clone());
+            }
+        }
+        if now >= deadline || cancelled.load(Ordering::SeqCst) {
+            return Err(ApiError::new(
+                ErrorCode::CameraTimeout,
+                "The camera took the test photo but did not report the file",
+            ));
+        }
+        // Hold while waiting for the first file; only peek while waiting for a JPEG twin.
+        let hold = fallback.is_none();
+        match session.poll_events(hold) {
+            Ok(v) => handle_event_delta(inner, &v),
+            Err(e) if e.code == ErrorCode::CameraBusy => {
+                std::thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => return Err(e),
+        }
+        if !hold {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// On the event worker: downloads `path` to `<dir>/<id>` (via a hidden partial file), with
+/// `test_photo_download_progress` events.
+fn download_to(
+    inner: &Inner,
+    session: &Session,
+    path: &str,
+    dir: &Path,
+    id: &str,
+) -> Result<u64, ApiError> {
+    let tmp = dir.join(format!(".{id}.part"));
+    let store_err = |e: std::io::Error| ApiError::system(format!("Cannot store the photo: {e}"));
+    let mut f = std::fs::File::create(&tmp).map_err(store_err)?;
+    let mut last_step = -1i64;
+    let mut progress = |got: u64, total: Option<u64>| {
+        // At most ~20 events per download.
+        let step = match total {
+            Some(t) if t > 0 => (got * 20 / t) as i64,
+            _ => (got / (256 * 1024)) as i64,
+        };
+        if step != last_step {
+            last_step = step;
+            let percent = total.map(|t| (got * 100).checked_div(t).unwrap_or(100));
+            inner.publisher.event(Event::new(
+                Channel::Camera,
+                EventFamily::Event,
+                "test_photo_download_progress",
+                json!({"photoId": id, "bytesReceived": got,
+                       "totalBytes": total, "percent": percent}),
+            ));
+        }
+    };
+    let result = session.download(path, &mut f, &mut progress).and_then(|n| {
+        f.flush().and_then(|_| f.sync_all()).map_err(store_err)?;
+        std::fs::rename(&tmp, dir.join(id)).map_err(store_err)?;
+        Ok(n)
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn is_jpeg(p: &str) -> bool {
+    let l = p.to_ascii_lowercase();
+    l.ends_with(".jpg") || l.ends_with(".jpeg")
+}
+
+/// Keeps `[A-Za-z0-9._-]` only.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .collect()
+}
+
+/// (id, size, modified), newest first; skips partial downloads.
+fn list_photos(dir: &Path) -> Vec<(String, u64, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Ok(m) = e.metadata() {
+                if m.is_file() {
+                    out.push((name, m.len(), m.modified().ok()));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| b.2.cmp(&a.2).then(b.0.cmp(&a.0)));
+    out
+}
+
+fn prune(dir: &Path, keep: usize) {
+    for (id, _, _) in list_photos(dir).into_iter().skip(keep) {
+        let _ = std::fs::remove_file(dir.join(id));
+    }
+}
+
+impl Service for CameraService {
+    fn name(&self) -> &'static str {
+        "camera"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        _origin: Origin,
+        cmd: &'a Command,
+    ) -> Option<BoxFuture<'a, CommandResult>> {
+        let inner = &self.inner;
+        Some(match cmd {
+            Command::GetCameraStatus => {
+                let block = inner.status.get("camera");
+                Box::pin(async move { Ok(Reply::new("camera_status", block)) })
+            }
+            Command::TakePhoto(t) => Box::pin(self.take_photo(t.af.unwrap_or(false))),
+            Command::GetCameraSettings => Box::pin(async move {
+                let v = inner.on_control(|s| s.settings()).await?;
+                Ok(Reply::new("camera_settings", v))
+            }),
+            Command::SetCameraSetting(s) => {
+                Box::pin(self.set_setting(s.setting.clone(), s.value.clone()))
+            }
+            Command::GetCameraBattery => Box::pin(async move {
+                let v = inner.on_control(|s| s.battery()).await?;
+                Ok(Reply::new("camera_battery", json!({ "battery": v })))
+            }),
+            Command::GetCameraStorage => Box::pin(self.storage()),
+            Command::GetCameraDatetime => Box::pin(self.datetime()),
+            Command::TakeTestPhoto => Box::pin(self.take_test_photo()),
+            Command::ListTestPhotos => Box::pin(async move { self.list_test_photos() }),
+            Command::DeleteTestPhoto(r) => Box::pin(async move { self.delete_test_photo(&r.id) }),
+            Command::GetTestPhotoFile(r) => Box::pin(async move { self.test_photo_file(&r.id) }),
+            Command::AcceptCameraCertificate(a) => {
+                Box::pin(async move { self.accept_certificate(a.uuid.as_deref()) })
+            }
+            _ => return None,
+        })
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        self.link.shutdown();
+        Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_cannot_escape_the_folder() {
+        assert_eq!(sanitize("../../etc/passwd"), "....etcpasswd");
+        assert_eq!(
+            sanitize("20260101T000000_IMG_0001.JPG"),
+            "20260101T000000_IMG_0001.JPG"
+        );
+    }
+
+    #[test]
+    fn prune_keeps_the_newest() {
+        let dir = std::env::temp_dir().join(format!("skylapse-tp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for i in 0..5 {
+            std::fs::write(dir.join(format!("p{i}.JPG")), b"x").unwrap();
+        }
+        std::fs::write(dir.join(".p9.JPG.part"), b"x").unwrap();
+        prune(&dir, 3);
+        assert_eq!(list_photos(&dir).len(), 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,362 @@
+//! The session journal: `<data_dir>/sessions/<id>.journal`, one JSON object per line, each line
+//! fsynced before the next shot. A power cut loses at most the shot in flight; a torn last line
+//! (cut mid-write) is ignored on replay and cut off before the journal is appended to again.
+//!
+//! Lines: `{"t":"session",…header}` first, then `shot` / `files` / `resume` lines, and `end`
+//! when the session finished. A journal without `end` is an interrupted session (resumable); a
+//! journal with `end` is a finished session not yet saved as a report or discarded.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use super::schedule::OptionsWire;
+use super::session::{EndKind, JournalEntry, ShotRecord};
+
+pub const JOURNAL_VERSION: u32 = 1;
+/// A journal larger than this is not read whole (a day of 0.2 s shots is ~80 MB).
+const MAX_JOURNAL_BYTES: u64 = 256 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Header {
+    pub v: u32,
+    pub id: String,
+    pub title: String,
+    pub options: OptionsWire,
+    /// When the session was created (Unix ms).
+    pub created_wall_ms: i64,
+    /// Wall label of slot 0; resume maps the grid back through it.
+    pub origin_wall_ms: i64,
+    #[serde(default)]
+    pub stop_at_wall_ms: Option<i64>,
+    #[serde(default)]
+    pub tz_offset_secs: i32,
+    /// Camera id (UDN/serial) if known at start.
+    #[serde(default)]
+    pub camera: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResumeLine {
+    pub wall_ms: i64,
+    pub first_slot: u64,
+}
+
+/// A journal replayed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionLog {
+    pub header: Header,
+    pub shots: Vec<ShotRecord>,
+    pub resumes: Vec<ResumeLine>,
+    pub end: Option<(EndKind, Option<String>, i64)>,
+    /// Lines that did not parse (a torn last line, or damage).
+    pub bad_lines: usize,
+    pub path: PathBuf,
+}
+
+impl SessionLog {
+    pub fn finished(&self) -> bool {
+        self.end.is_some()
+    }
+
+    /// Wall time of the last thing that happened (end, last reply, or creation).
+    pub fn last_wall_ms(&self) -> i64 {
+        if let Some((_, _, w)) = &self.end {
+            return *w;
+        }
+        self.shots
+            .iter()
+            .filter_map(|s| s.replied_ms.or(Some(s.scheduled_ms)))
+            .fold(self.header.created_wall_ms as f64, f64::max) as i64
+    }
+}
+
+/// An open journal being appended to.
+pub struct Journal {
+    file: File,
+    path: PathBuf,
+}
+
+pub fn sessions_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("sessions")
+}
+
+pub fn journal_path(data_dir: &Path, id: &str) -> PathBuf {
+    sessions_dir(data_dir).join(format!("{id}.journal"))
+}
+
+impl Journal {
+    /// Creates the journal with its header line, fsyncs it and its directory.
+    pub fn create(data_dir: &Path, header: &Header) -> io::Result<Journal> {
+        let dir = sessions_dir(data_dir);
+        fs::create_dir_all(&dir)?;
+        let path = journal_path(data_dir, &header.id);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)?;
+        let mut j = Journal { file, path };
+        let mut line = serde_json::to_value(header).map_err(io::Error::other)?;
+        line["t"] = Value::from("session");
+        j.write_line(&line)?;
+        File::open(&dir)?.sync_all()?;
+        Ok(j)
+    }
+
+    /// Opens an existing journal to continue it, cutting off a torn last line first.
+    pub fn reopen(path: &Path) -> io::Result<Journal> {
+        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        let len = file.metadata()?.len();
+        if len > 0 {
+            // Find the last newline; anything after it is a torn line.
+            let tail = len.min(1 << 20);
+            file.seek(SeekFrom::Start(len - tail))?;
+            let mut buf = Vec::with_capacity(tail as usize);
+            file.read_to_end(&mut buf)?;
+            let keep = match buf.iter().rposition(|b| *b == b'\n') {
+                Some(i) => len - tail + i as u64 + 1,
+                None => 0,
+            };
+            if keep < len {
+                log::warn!(
+                    "journal {}: cutting a torn last line ({} bytes)",
+                    path.display(),
+                    len - keep
+                );
+                file.set_len(keep)?;
+                file.sync_all()?;
+            }
+        }
+        file.seek(SeekFrom::End(0))?;
+        Ok(Journal {
+            file,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn append(&mut self, entry: &JournalEntry) -> io::Result<()> {
+        let v = serde_json::to_value(entry).map_err(io::Error::other)?;
+        self.write_line(&v)
+    }
+
+    pub fn append_resume(&mut self, r: &ResumeLine) -> io::Result<()> {
+        let mut v = serde_json::to_value(r).map_err(io::Error::other)?;
+        v["t"] = Value::from("resume");
+        self.write_line(&v)
+    }
+
+    /// One `write` of the whole line, then fdatasync: the line is durable before we go on.
+    fn write_line(&mut self, v: &Value) -> io::Result<()> {
+        let mut line = serde_json::to_vec(v).map_err(io::Error::other)?;
+        line.push(b'\n');
+        self.file.write_all(&line)?;
+        self.file.sync_data()
+    }
+}
+
+/// Replays a journal. Bad lines are counted and skipped; a journal without a readable header
+/// is an error.
+pub fn read(path: &Path) -> Result<SessionLog, String> {
+    let meta = fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > MAX_JOURNAL_BYTES {
+        return Err(format!("{}: journal too large", path.display()));
+    }
+    let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut lines = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+    let header: Header = lines
+        .next()
+        .and_then(|l| serde_json::from_slice::<Value>(l).ok())
+        .filter(|v| v.get("t").and_then(Value::as_str) == Some("session"))
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(|| format!("{}: no session header", path.display()))?;
+    let mut log = SessionLog {
+        header,
+        shots: Vec::new(),
+        resumes: Vec::new(),
+        end: None,
+        bad_lines: 0,
+        path: path.to_path_buf(),
+    };
+    for line in lines {
+        let Ok(v) = serde_json::from_slice::<Value>(line) else {
+            log.bad_lines += 1;
+            continue;
+        };
+        if v.get("t").and_then(Value::as_str) == Some("resume") {
+            match serde_json::from_value::<ResumeLine>(v) {
+                Ok(r) => {
+                    // A resume after an end line means the end was not final.
+                    log.end = None;
+                    log.resumes.push(r)
+                }
+                Err(_) => log.bad_lines += 1,
+            }
+            continue;
+        }
+        match serde_json::from_value::<JournalEntry>(v) {
+            Ok(JournalEntry::Shot(s)) => log.shots.push(s),
+            Ok(JournalEntry::Files { slot, files }) => {
+                if let Some(s) = log.shots.iter_mut().rev().find(|s| s.slot == slot) {
+                    s.files.extend(files);
+                }
+            }
+            Ok(JournalEntry::End {
+                state,
+                reason,
+                wall_ms,
+            }) => log.end = Some((state, reason, wall_ms)),
+            Err(_) => log.bad_lines += 1,
+        }
+    }
+    if log.bad_lines > 0 {
+        log::warn!(
+            "journal {}: skipped {} unreadable line(s)",
+            path.display(),
+            log.bad_lines
+        );
+    }
+    Ok(log)
+}
+
+/// Every journal in `<data_dir>/sessions`, newest first; unreadable ones are logged and
+/// skipped.
+pub fn find_all(data_dir: &Path) -> Vec<SessionLog> {
+    let Ok(entries) = fs::read_dir(sessions_dir(data_dir)) else {
+        return Vec::new();
+    };
+    let mut logs: Vec<SessionLog> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("journal"))
+        .filter_map(|p| match read(&p) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::warn!("skipping session journal: {e}");
+                None
+            }
+        })
+        .collect();
+    logs.sort_by_key(|l| std::cmp::Reverse(l.header.created_wall_ms));
+    logs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intervalometer::schedule::{OverrunPolicy, SessionOptions, StopCondition};
+    use std::time::Duration;
+
+    pub(crate) fn tmpdir(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("skylapse-journal-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn header(id: &str) -> Header {
+        Header {
+            v: JOURNAL_VERSION,
+            id: id.into(),
+            title: "Night".into(),
+            options: SessionOptions {
+                interval: Duration::from_secs(5),
+                stop: StopCondition::Unlimited,
+                overrun: OverrunPolicy::NextSlot,
+                bulb: None,
+                af: false,
+                exposure: None,
+            }
+            .to_wire(),
+            created_wall_ms: 1000,
+            origin_wall_ms: 1300,
+            stop_at_wall_ms: None,
+            tz_offset_secs: 0,
+            camera: Some("cam".into()),
+        }
+    }
+
+    fn shot(slot: u64) -> ShotRecord {
+        ShotRecord {
+            slot,
+            shot: slot + 1,
+            scheduled_ms: 1300.0 + slot as f64 * 5000.0,
+            sent_ms: Some(1300.5 + slot as f64 * 5000.0),
+            replied_ms: Some(1400.0 + slot as f64 * 5000.0),
+            error_ms: Some(0.5),
+            duration_ms: Some(99.5),
+            ok: true,
+            error: None,
+            late: false,
+            skipped_before: 0,
+            files: vec![],
+        }
+    }
+
+    #[test]
+    fn torn_last_line_is_skipped_on_read_and_cut_on_reopen() {
+        let dir = tmpdir("torn");
+        let mut j = Journal::create(&dir, &header("a")).unwrap();
+        j.append(&JournalEntry::Shot(shot(0))).unwrap();
+        j.append(&JournalEntry::Files {
+            slot: 0,
+            files: vec!["IMG_1.CR3".into()],
+        })
+        .unwrap();
+        j.append(&JournalEntry::Shot(shot(1))).unwrap();
+        let path = j.path().to_path_buf();
+        drop(j);
+        // Power cut in the middle of the third shot's line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(br#"{"t":"shot","slot":2,"sho"#).unwrap();
+        drop(f);
+        let log = read(&path).unwrap();
+        assert_eq!(log.shots.len(), 2);
+        assert_eq!(log.shots[0].files, ["IMG_1.CR3"]);
+        assert_eq!(log.bad_lines, 1);
+        assert!(!log.finished());
+        let mut j = Journal::reopen(&path).unwrap();
+        j.append(&JournalEntry::Shot(shot(3))).unwrap();
+        let log = read(&path).unwrap();
+        assert_eq!(log.bad_lines, 0);
+        let slots: Vec<u64> = log.shots.iter().map(|s| s.slot).collect();
+        assert_eq!(slots, [0, 1, 3]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn garbage_journals_are_skipped_when_listing() {
+        let dir = tmpdir("garbage");
+        Journal::create(&dir, &header("good")).unwrap();
+        fs::write(sessions_dir(&dir).join("bad.journal"), b"\x00\xffnot json").unwrap();
+        fs::write(sessions_dir(&dir).join("empty.journal"), b"").unwrap();
+        let all = find_all(&dir);
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].header.id, "good");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn end_line_marks_finished_and_resume_reopens() {
+        let dir = tmpdir("end");
+        let mut j = Journal::create(&dir, &header("e")).unwrap();
+        j.append(&JournalEntry::End {
+            state: EndKind::Stopped,
+            reason: None,
+            wall_ms: 9000,
+        })
+        .unwrap();
+        let log = read(j.path()).unwrap();
+        assert_eq!(log.end, Some((EndKind::Stopped, None, 9000)));
+        assert_eq!(log.last_wall_ms(), 9000);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

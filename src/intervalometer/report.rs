@@ -1,0 +1,650 @@
+//! Session reports: `<data_dir>/reports/<id>.json`, written atomically; CSV export of the
+//! shots; an SVG chart of per-shot timing error and shot duration (hand-written SVG).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::protocol::{ApiError, ErrorCode};
+use crate::util::{atomic_write, iso8601_millis};
+
+use super::journal::SessionLog;
+use super::schedule::OptionsWire;
+use super::session::{percentile_index, ShotRecord};
+
+pub const REPORT_VERSION: u32 = 1;
+/// Reports larger than this are not read (a foreign file, not ours).
+const MAX_REPORT_BYTES: u64 = 128 * 1024 * 1024;
+const MAX_TITLE: usize = 200;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Results {
+    pub shots_taken: u64,
+    pub shots_successful: u64,
+    pub shots_failed: u64,
+    pub shots_skipped: u64,
+    pub overtime_shots: u64,
+    pub success_rate: Option<f64>,
+    pub max_overtime_seconds: f64,
+    pub total_overtime_seconds: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Mean of |send time − due time| over shots that were sent.
+    pub mean_error_ms: Option<f64>,
+    pub p99_error_ms: Option<f64>,
+    pub max_error_ms: Option<f64>,
+    /// Error of the last on-grid shot minus the first's: what accumulated over the session.
+    pub drift_ms: Option<f64>,
+    pub mean_duration_ms: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShotError {
+    pub shot: u64,
+    pub slot: u64,
+    pub time: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub version: u32,
+    pub id: String,
+    /// Same as `id` (seed 000 clients read `sessionId`).
+    pub session_id: String,
+    pub title: String,
+    pub start_time: String,
+    pub end_time: String,
+    pub saved_at: String,
+    /// completed | stopped | error | interrupted (power lost, saved without resuming).
+    pub status: String,
+    #[serde(default)]
+    pub end_reason: Option<String>,
+    pub options: OptionsWire,
+    #[serde(default)]
+    pub camera: Option<Value>,
+    pub results: Results,
+    pub errors: Vec<ShotError>,
+    pub summary: Summary,
+    pub shots: Vec<ShotRecord>,
+}
+
+/// Whether `id` is safe as a file name: `[A-Za-z0-9_-]{1,100}`.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 100
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+pub fn check_id(id: &str) -> Result<(), ApiError> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "Invalid id: use letters, digits, '-' and '_' only",
+        ))
+    }
+}
+
+pub fn clean_title(title: &str) -> Result<String, ApiError> {
+    let t: String = title.chars().filter(|c| !c.is_control()).collect();
+    let t = t.trim();
+    if t.is_empty() {
+        return Err(ApiError::invalid("Title must not be empty"));
+    }
+    Ok(t.chars().take(MAX_TITLE).collect())
+}
+
+fn label(ms: f64) -> String {
+    iso8601_millis(ms.round() as i64)
+}
+
+impl Report {
+    /// Builds a report from a replayed journal.
+    pub fn from_log(log: &SessionLog, title: Option<&str>, saved_wall_ms: i64) -> Report {
+        let h = &log.header;
+        let shots = log.shots.clone();
+        let interval_s = h.options.interval;
+        let mut results = Results {
+            shots_taken: shots.len() as u64,
+            shots_successful: shots.iter().filter(|s| s.ok).count() as u64,
+            shots_failed: shots.iter().filter(|s| !s.ok).count() as u64,
+            shots_skipped: shots.iter().map(|s| s.skipped_before).sum(),
+            overtime_shots: 0,
+            success_rate: None,
+            max_overtime_seconds: 0.0,
+            total_overtime_seconds: 0.0,
+        };
+        if results.shots_taken > 0 {
+            results.success_rate =
+                Some(results.shots_successful as f64 / results.shots_taken as f64);
+        }
+        for d in shots.iter().filter_map(|s| s.duration_ms) {
+            let over = d / 1000.0 - interval_s;
+            if over > 0.0 {
+                results.overtime_shots += 1;
+                results.total_overtime_seconds += over;
+                results.max_overtime_seconds = results.max_overtime_seconds.max(over);
+            }
+        }
+        let errors = shots
+            .iter()
+            .filter_map(|s| {
+                s.error.as_ref().map(|m| ShotError {
+                    shot: s.shot,
+                    slot: s.slot,
+                    time: label(s.sent_ms.unwrap_or(s.scheduled_ms)),
+                    message: m.clone(),
+                })
+            })
+            .collect();
+        let (status, end_reason, end_ms) = match &log.end {
+            Some((kind, reason, wall)) => (kind.as_str().to_string(), reason.clone(), *wall),
+            None => (
+                "interrupted".to_string(),
+                Some("the service stopped during the session (power loss or crash)".into()),
+                log.last_wall_ms(),
+            ),
+        };
+        Report {
+            version: REPORT_VERSION,
+            id: h.id.clone(),
+            session_id: h.id.clone(),
+            title: title.map(str::to_string).unwrap_or_else(|| h.title.clone()),
+            start_time: label(h.origin_wall_ms as f64),
+            end_time: label(end_ms as f64),
+            saved_at: iso8601_millis(saved_wall_ms),
+            status,
+            end_reason,
+            options: h.options.clone(),
+            camera: h.camera.as_ref().map(|id| serde_json::json!({ "id": id })),
+            results,
+            errors,
+            summary: summarize(&shots),
+            shots,
+        }
+    }
+
+    /// The entry in `timelapse_reports` (no per-shot data).
+    pub fn list_entry(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "sessionId": self.id,
+            "title": self.title,
+            "startTime": self.start_time,
+            "endTime": self.end_time,
+            "savedAt": self.saved_at,
+            "status": self.status,
+            "results": self.results,
+            "summary": self.summary,
+        })
+    }
+}
+
+pub fn summarize(shots: &[ShotRecord]) -> Summary {
+    let mut errs: Vec<f64> = shots
+        .iter()
+        .filter_map(|s| s.error_ms)
+        .map(f64::abs)
+        .collect();
+    errs.sort_by(f64::total_cmp);
+    let grid: Vec<f64> = shots
+        .iter()
+        .filter(|s| !s.late)
+        .filter_map(|s| s.error_ms)
+        .collect();
+    let durations: Vec<f64> = shots.iter().filter_map(|s| s.duration_ms).collect();
+    Summary {
+        mean_error_ms: (!errs.is_empty()).then(|| errs.iter().sum::<f64>() / errs.len() as f64),
+        p99_error_ms: (!errs.is_empty()).then(|| errs[percentile_index(errs.len(), 0.99)]),
+        max_error_ms: errs.last().copied(),
+        drift_ms: match (grid.first(), grid.last()) {
+            (Some(a), Some(b)) if grid.len() > 1 => Some(b - a),
+            _ => None,
+        },
+        mean_duration_ms: (!durations.is_empty())
+            .then(|| durations.iter().sum::<f64>() / durations.len() as f64),
+    }
+}
+
+/// The reports folder.
+#[derive(Debug, Clone)]
+pub struct ReportStore {
+    dir: PathBuf,
+}
+
+impl ReportStore {
+    pub fn new(data_dir: &Path) -> ReportStore {
+        ReportStore {
+            dir: data_dir.join("reports"),
+        }
+    }
+
+    fn path(&self, id: &str) -> Result<PathBuf, ApiError> {
+        check_id(id)?;
+        Ok(self.dir.join(format!("{id}.json")))
+    }
+
+    pub fn save(&self, report: &Report) -> Result<(), ApiError> {
+        let path = self.path(&report.id)?;
+        fs::create_dir_all(&self.dir)
+            .map_err(|e| ApiError::system(format!("Cannot create the reports folder: {e}")))?;
+        let bytes = serde_json::to_vec_pretty(report)
+            .map_err(|e| ApiError::system(format!("Cannot encode the report: {e}")))?;
+        atomic_write(&path, &bytes)
+            .map_err(|e| ApiError::system(format!("Cannot write the report: {e}")))
+    }
+
+    pub fn get(&self, id: &str) -> Result<Report, ApiError> {
+        let path = self.path(id)?;
+        read_report(&path).map_err(|e| match e {
+            ReadError::Missing => {
+                ApiError::new(ErrorCode::SessionNotFound, format!("Report {id} not found"))
+            }
+            ReadError::Bad(m) => ApiError::system(format!("Report {id} is unreadable: {m}")),
+        })
+    }
+
+    pub fn exists(&self, id: &str) -> bool {
+        self.path(id).map(|p| p.exists()).unwrap_or(false)
+    }
+
+    /// Every readable report, newest first. Torn or foreign files are skipped with a log line.
+    pub fn list(&self) -> Vec<Report> {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut out: Vec<Report> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
+            .filter_map(|p| match read_report(&p) {
+                Ok(r) if p.file_stem().and_then(|s| s.to_str()) == Some(r.id.as_str()) => Some(r),
+                Ok(_) => {
+                    log::warn!(
+                        "skipping report {}: id does not match file name",
+                        p.display()
+                    );
+                    None
+                }
+                Err(ReadError::Missing) => None,
+                Err(ReadError::Bad(m)) => {
+                    log::warn!("skipping report {}: {m}", p.display());
+                    None
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| b.start_time.cmp(&a.start_time));
+        out
+    }
+
+    pub fn rename(&self, id: &str, title: &str) -> Result<Report, ApiError> {
+        let mut r = self.get(id)?;
+        r.title = clean_title(title)?;
+        self.save(&r)?;
+        Ok(r)
+    }
+
+    pub fn delete(&self, id: &str) -> Result<(), ApiError> {
+        let path = self.path(id)?;
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::new(
+                ErrorCode::SessionNotFound,
+                format!("Report {id} not found"),
+            )),
+            Err(e) => Err(ApiError::system(format!("Cannot delete report {id}: {e}"))),
+        }
+    }
+}
+
+enum ReadError {
+    Missing,
+    Bad(String),
+}
+
+fn read_report(path: &Path) -> Result<Report, ReadError> {
+    let meta = fs::metadata(path).map_err(|_| ReadError::Missing)?;
+    if !meta.is_file() || meta.len() > MAX_REPORT_BYTES {
+        return Err(ReadError::Bad("not a report file".into()));
+    }
+    let bytes = fs::read(path).map_err(|e| ReadError::Bad(e.to_string()))?;
+    serde_json::from_slice(&bytes).map_err(|e| ReadError::Bad(format!("not a report: {e}")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// CSV
+
+fn csv_field(out: &mut String, s: &str) {
+    // Quote everything that could break a row; neutralise spreadsheet formulas.
+    let formula = s.starts_with(['=', '+', '-', '@']) && s.parse::<f64>().is_err();
+    if formula || s.contains([',', '"', '\n', '\r']) {
+        out.push('"');
+        if formula {
+            out.push('\'');
+        }
+        out.push_str(&s.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(s);
+    }
+}
+
+fn opt_num(v: Option<f64>) -> String {
+    v.map(|x| format!("{x:.3}")).unwrap_or_default()
+}
+
+pub fn to_csv(r: &Report) -> String {
+    let mut out = String::from(
+        "shot,slot,scheduled,sent,replied,timing_error_ms,duration_ms,result,error,skipped_before,late,files\n",
+    );
+    for s in &r.shots {
+        let cells = [
+            s.shot.to_string(),
+            s.slot.to_string(),
+            label(s.scheduled_ms),
+            s.sent_ms.map(label).unwrap_or_default(),
+            s.replied_ms.map(label).unwrap_or_default(),
+            opt_num(s.error_ms),
+            opt_num(s.duration_ms),
+            if s.ok { "ok" } else { "failed" }.to_string(),
+            s.error.clone().unwrap_or_default(),
+            s.skipped_before.to_string(),
+            s.late.to_string(),
+            s.files.join(" "),
+        ];
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            csv_field(&mut out, c);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// SVG
+
+fn xml_escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&apos;"),
+            c if c.is_control() => {}
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+type SeriesFn = Box<dyn Fn(&ShotRecord) -> Option<f64>>;
+
+/// Two stacked panels over shot number: timing error (ms) and shot duration (ms). Failed
+/// shots are marked in red on the x axis. At most ~2000 points per series (evenly thinned).
+pub fn to_svg(r: &Report) -> String {
+    const W: f64 = 800.0;
+    const PANEL_H: f64 = 180.0;
+    const LEFT: f64 = 60.0;
+    const RIGHT: f64 = 20.0;
+    const TOP: f64 = 40.0;
+    const GAP: f64 = 50.0;
+    let h = TOP + 2.0 * PANEL_H + GAP + 40.0;
+    let n = r.shots.len().max(1) as f64;
+    let step = (r.shots.len() / 2000).max(1);
+    let x = |i: usize| LEFT + (W - LEFT - RIGHT) * (i as f64 + 0.5) / n;
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = write!(
+        svg,
+        r##"<rect width="100%" height="100%" fill="#fff"/><text x="{LEFT}" y="20" font-size="14">{} — {} shots, mean error {} ms, p99 {} ms</text>"##,
+        xml_escape(&r.title),
+        r.shots.len(),
+        opt_num(r.summary.mean_error_ms),
+        opt_num(r.summary.p99_error_ms),
+    );
+    let panels: [(&str, &str, SeriesFn); 2] = [
+        ("Timing error (ms)", "#1f77b4", Box::new(|s| s.error_ms)),
+        ("Shot duration (ms)", "#2ca02c", Box::new(|s| s.duration_ms)),
+    ];
+    for (p, (name, color, value)) in panels.iter().enumerate() {
+        let top = TOP + p as f64 * (PANEL_H + GAP);
+        let vals: Vec<(usize, f64)> = r
+            .shots
+            .iter()
+            .enumerate()
+            .step_by(step)
+            .filter_map(|(i, s)| value(s).map(|v| (i, v)))
+            .collect();
+        let (mut lo, mut hi) = vals.iter().fold((0.0f64, 0.0f64), |(lo, hi), (_, v)| {
+            (lo.min(*v), hi.max(*v))
+        });
+        if hi - lo < 1e-9 {
+            hi = lo + 1.0;
+        }
+        let pad = (hi - lo) * 0.05;
+        lo -= if lo < 0.0 { pad } else { 0.0 };
+        hi += pad;
+        let y = |v: f64| top + PANEL_H - (v - lo) / (hi - lo) * PANEL_H;
+        let _ = write!(
+            svg,
+            r##"<text x="{LEFT}" y="{}">{name}</text><rect x="{LEFT}" y="{top}" width="{}" height="{PANEL_H}" fill="none" stroke="#888"/>"##,
+            top - 6.0,
+            W - LEFT - RIGHT
+        );
+        for v in [lo, 0.0, hi] {
+            if v < lo || v > hi {
+                continue;
+            }
+            let _ = write!(
+                svg,
+                r##"<text x="{}" y="{:.1}" text-anchor="end">{v:.2}</text><line x1="{LEFT}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+                LEFT - 4.0,
+                y(v) + 4.0,
+                W - RIGHT,
+                y(v),
+                y(v)
+            );
+        }
+        if !vals.is_empty() {
+            svg.push_str(r#"<polyline fill="none" stroke-width="1" stroke=""#);
+            svg.push_str(color);
+            svg.push_str(r#"" points=""#);
+            for (i, v) in &vals {
+                let _ = write!(svg, "{:.1},{:.1} ", x(*i), y(*v));
+            }
+            svg.push_str(r#""/>"#);
+        }
+        for (i, s) in r.shots.iter().enumerate().filter(|(_, s)| !s.ok) {
+            let _ = write!(
+                svg,
+                r##"<circle cx="{:.1}" cy="{:.1}" r="2" fill="#d62728"><title>shot {} failed</title></circle>"##,
+                x(i),
+                top + PANEL_H,
+                s.shot
+            );
+        }
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">shot number (1 – {})</text></svg>"#,
+        (W + LEFT) / 2.0,
+        h - 10.0,
+        r.shots.len()
+    );
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intervalometer::journal::{Header, JOURNAL_VERSION};
+    use crate::intervalometer::schedule::{OverrunPolicy, SessionOptions, StopCondition};
+    use crate::intervalometer::session::EndKind;
+    use std::time::Duration;
+
+    fn log(n: u64) -> SessionLog {
+        let shots = (0..n)
+            .map(|i| ShotRecord {
+                slot: i,
+                shot: i + 1,
+                scheduled_ms: 1_000_000.0 + i as f64 * 1000.0,
+                sent_ms: (i != 2).then_some(1_000_000.0 + i as f64 * 1000.0 + 0.2 * i as f64),
+                replied_ms: (i != 2).then_some(1_000_100.0 + i as f64 * 1000.0),
+                error_ms: (i != 2).then_some(0.2 * i as f64),
+                duration_ms: (i != 2).then_some(if i == 3 { 1500.0 } else { 100.0 }),
+                ok: i != 2,
+                error: (i == 2).then(|| "camera offline: busy, \"503\"".to_string()),
+                late: false,
+                skipped_before: u64::from(i == 4),
+                files: if i == 0 {
+                    vec!["IMG_1.CR3".into(), "IMG_1.JPG".into()]
+                } else {
+                    vec![]
+                },
+            })
+            .collect();
+        SessionLog {
+            header: Header {
+                v: JOURNAL_VERSION,
+                id: "20220101-230000-ab12".into(),
+                title: "Stars <&> \"night\"".into(),
+                options: SessionOptions {
+                    interval: Duration::from_secs(1),
+                    stop: StopCondition::AfterShots(5),
+                    overrun: OverrunPolicy::NextSlot,
+                    bulb: None,
+                    af: false,
+                    exposure: None,
+                }
+                .to_wire(),
+                created_wall_ms: 999_000,
+                origin_wall_ms: 1_000_000,
+                stop_at_wall_ms: None,
+                tz_offset_secs: 0,
+                camera: None,
+            },
+            shots,
+            resumes: vec![],
+            end: Some((EndKind::Completed, None, 1_005_000)),
+            bad_lines: 0,
+            path: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn report_counts_and_summary() {
+        let r = Report::from_log(&log(5), None, 2_000_000);
+        assert_eq!(r.results.shots_taken, 5);
+        assert_eq!(r.results.shots_failed, 1);
+        assert_eq!(r.results.shots_skipped, 1);
+        assert_eq!(r.results.overtime_shots, 1);
+        assert_eq!(r.errors.len(), 1);
+        assert_eq!(r.status, "completed");
+        let s = &r.summary;
+        assert!((s.max_error_ms.unwrap() - 0.8).abs() < 1e-9);
+        assert!((s.mean_error_ms.unwrap() - 0.4).abs() < 1e-9);
+        assert!((s.drift_ms.unwrap() - 0.8).abs() < 1e-9);
+        let mut unfinished = log(3);
+        unfinished.end = None;
+        assert_eq!(
+            Report::from_log(&unfinished, Some("x"), 0).status,
+            "interrupted"
+        );
+    }
+
+    #[test]
+    fn csv_has_one_row_per_shot_and_quotes_errors() {
+        let csv = to_csv(&Report::from_log(&log(5), None, 0));
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 6);
+        assert!(lines[0].starts_with("shot,slot,scheduled"));
+        assert!(
+            lines[1].starts_with("1,0,1970-01-01T00:16:40.000Z,"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[1].ends_with(",ok,,0,false,IMG_1.CR3 IMG_1.JPG"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[3].contains(r#",failed,"camera offline: busy, ""503""",0,"#),
+            "{}",
+            lines[3]
+        );
+    }
+
+    #[test]
+    fn svg_is_well_formed_and_escapes_the_title() {
+        let svg = to_svg(&Report::from_log(&log(5), None, 0));
+        assert!(svg.starts_with("<svg ") && svg.ends_with("</svg>"));
+        assert!(svg.contains("Stars &lt;&amp;&gt; &quot;night&quot;"));
+        assert!(!svg.contains("<&>"));
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("shot 3 failed"));
+        // An empty report still renders.
+        let empty = to_svg(&Report::from_log(&log(0), None, 0));
+        assert!(empty.ends_with("</svg>"));
+    }
+
+    #[test]
+    fn store_skips_garbage_and_rejects_traversal() {
+        let dir = std::env::temp_dir().join(format!("skylapse-reports-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let store = ReportStore::new(&dir);
+        let r = Report::from_log(&log(5), None, 0);
+        store.save(&r).unwrap();
+        fs::write(
+            dir.join("reports/torn.json"),
+            br#"{"version":1,"id":"torn","tit"#,
+        )
+        .unwrap();
+        fs::write(dir.join("reports/foreign.json"), br#"{"hello":"world"}"#).unwrap();
+        fs::write(dir.join("reports/notes.txt"), b"hi").unwrap();
+        let list = store.list();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].id, r.id);
+        assert_eq!(
+            store.rename(&r.id, "  New\n title ").unwrap().title,
+            "New title"
+        );
+        assert_eq!(store.get(&r.id).unwrap().title, "New title");
+        for bad in ["../etc/passwd", "a/b", "", "a.json", "..", "x y"] {
+            assert_eq!(
+                store.get(bad).unwrap_err().code,
+                ErrorCode::InvalidParameter,
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            store.get("nope").unwrap_err().code,
+            ErrorCode::SessionNotFound
+        );
+        store.delete(&r.id).unwrap();
+        assert_eq!(
+            store.delete(&r.id).unwrap_err().code,
+            ErrorCode::SessionNotFound
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

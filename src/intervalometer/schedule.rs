@@ -1,0 +1,359 @@
+//! Session options: interval, stop conditions, overrun policy, bulb; interval validation and
+//! the wall-clock arithmetic for "HH:MM" stop/start times. Pure functions, no clock reads.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+use crate::protocol::{ApiError, StartIntervalometer};
+
+/// Exposures longer than this need bulb mode (`shutterbutton/manual`).
+pub const BULB_THRESHOLD_SECS: f64 = 30.0;
+/// Time the camera needs after an exposure to write the file before it accepts the next shot.
+pub const CAMERA_WRITE_MARGIN_SECS: f64 = 1.0;
+/// Shortest interval accepted at all.
+pub const MIN_INTERVAL_SECS: f64 = 0.1;
+/// Longest interval accepted (one day).
+pub const MAX_INTERVAL_SECS: f64 = 86_400.0;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCondition {
+    Unlimited,
+    /// Stop after this many shots were attempted (successful or failed; skipped slots do not
+    /// count).
+    AfterShots(u32),
+    /// Stop at the next occurrence of this local time ("HH:MM" in the configured zone).
+    At {
+        hour: u8,
+        minute: u8,
+    },
+    /// Stop once this much time has passed since the first slot.
+    Duration(Duration),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverrunPolicy {
+    /// Skip every missed slot; shoot at the next slot still ahead (default).
+    NextSlot,
+    /// Shoot once right away for the missed slots, then back on the grid.
+    ImmediatelyOnce,
+}
+
+/// What a session does, parsed and checked once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionOptions {
+    pub interval: Duration,
+    pub stop: StopCondition,
+    pub overrun: OverrunPolicy,
+    /// Bulb exposure held on the monotonic clock (exposures over 30 s).
+    pub bulb: Option<Duration>,
+    pub af: bool,
+    /// Exposure the user announced (seconds), for validation and the report only.
+    pub exposure: Option<f64>,
+}
+
+/// The wire/journal form of [`SessionOptions`] (PROTOCOL.md `options`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OptionsWire {
+    pub interval: f64,
+    pub stop_condition: String,
+    #[serde(default)]
+    pub total_shots: Option<u32>,
+    #[serde(default)]
+    pub stop_time: Option<String>,
+    #[serde(default)]
+    pub duration: Option<f64>,
+    #[serde(default)]
+    pub overrun_policy: Option<String>,
+    #[serde(default)]
+    pub bulb: Option<f64>,
+    #[serde(default)]
+    pub af: bool,
+    #[serde(default)]
+    pub exposure: Option<f64>,
+}
+
+impl SessionOptions {
+    /// Parses a start request. Old clients that omit `stopCondition` get it inferred from the
+    /// fields they sent (shots → stop-after, stopTime → stop-at, duration → duration).
+    pub fn from_request(r: &StartIntervalometer) -> Result<SessionOptions, ApiError> {
+        let wire = OptionsWire {
+            interval: r.interval,
+            stop_condition: match &r.stop_condition {
+                Some(s) => s.clone(),
+                None if r.shots.is_some() => "stop-after".into(),
+                None if r.stop_time.is_some() => "stop-at".into(),
+                None if r.duration.is_some() => "duration".into(),
+                None => "unlimited".into(),
+            },
+            total_shots: r.shots,
+            stop_time: r.stop_time.clone(),
+            duration: r.duration,
+            overrun_policy: r.overrun_policy.clone(),
+            bulb: r.bulb,
+            af: r.af.unwrap_or(false),
+            exposure: r.exposure.or(r.bulb),
+        };
+        SessionOptions::from_wire(&wire)
+    }
+
+    pub fn from_wire(w: &OptionsWire) -> Result<SessionOptions, ApiError> {
+        let interval = secs("interval", w.interval, MIN_INTERVAL_SECS, MAX_INTERVAL_SECS)?;
+        let stop = match w.stop_condition.as_str() {
+            "unlimited" => StopCondition::Unlimited,
+            "stop-after" | "shots" => match w.total_shots {
+                Some(n) if n > 0 => StopCondition::AfterShots(n),
+                _ => return Err(ApiError::invalid("stop-after needs shots ≥ 1")),
+            },
+            "stop-at" | "time" => {
+                let t = w
+                    .stop_time
+                    .as_deref()
+                    .ok_or_else(|| ApiError::invalid("stop-at needs stopTime \"HH:MM\""))?;
+                let (hour, minute) = parse_hhmm(t)
+                    .ok_or_else(|| ApiError::invalid("stopTime must be \"HH:MM\" (00:00–23:59)"))?;
+                StopCondition::At { hour, minute }
+            }
+            "duration" => {
+                let d = w
+                    .duration
+                    .ok_or_else(|| ApiError::invalid("duration stop needs duration (seconds)"))?;
+                StopCondition::Duration(secs("duration", d, 1.0, 30.0 * 86_400.0)?)
+            }
+            other => {
+                let shown: String = other.chars().filter(|c| !c.is_control()).take(32).collect();
+                return Err(ApiError::invalid(format!(
+                    "Unknown stopCondition \"{shown}\" (unlimited, stop-after, stop-at, duration)"
+                )));
+            }
+        };
+        let overrun = match w.overrun_policy.as_deref() {
+            None | Some("next-slot") => OverrunPolicy::NextSlot,
+            Some("immediately-once") => OverrunPolicy::ImmediatelyOnce,
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "overrunPolicy must be \"next-slot\" or \"immediately-once\"",
+                ))
+            }
+        };
+        let bulb = match w.bulb {
+            None => None,
+            Some(b) => Some(secs("bulb", b, 0.1, 3600.0)?),
+        };
+        if let Some(b) = bulb {
+            if b >= interval {
+                return Err(ApiError::invalid(format!(
+                    "bulb exposure {:.1} s does not fit in the {:.1} s interval",
+                    b.as_secs_f64(),
+                    interval.as_secs_f64()
+                )));
+            }
+        }
+        if let Some(e) = w.exposure {
+            if !e.is_finite() || e < 0.0 {
+                return Err(ApiError::invalid(
+                    "exposure must be a positive number of seconds",
+                ));
+            }
+        }
+        Ok(SessionOptions {
+            interval,
+            stop,
+            overrun,
+            bulb,
+            af: w.af,
+            exposure: w.exposure,
+        })
+    }
+
+    pub fn to_wire(&self) -> OptionsWire {
+        let (stop_condition, total_shots, stop_time, duration) = match self.stop {
+            StopCondition::Unlimited => ("unlimited", None, None, None),
+            StopCondition::AfterShots(n) => ("stop-after", Some(n), None, None),
+            StopCondition::At { hour, minute } => (
+                "stop-at",
+                None,
+                Some(format!("{hour:02}:{minute:02}")),
+                None,
+            ),
+            StopCondition::Duration(d) => ("duration", None, None, Some(d.as_secs_f64())),
+        };
+        OptionsWire {
+            interval: self.interval.as_secs_f64(),
+            stop_condition: stop_condition.into(),
+            total_shots,
+            stop_time,
+            duration,
+            overrun_policy: Some(
+                match self.overrun {
+                    OverrunPolicy::NextSlot => "next-slot",
+                    OverrunPolicy::ImmediatelyOnce => "immediately-once",
+                }
+                .into(),
+            ),
+            bulb: self.bulb.map(|b| b.as_secs_f64()),
+            af: self.af,
+            exposure: self.exposure,
+        }
+    }
+}
+
+fn secs(field: &str, v: f64, min: f64, max: f64) -> Result<Duration, ApiError> {
+    if !v.is_finite() || v < min || v > max {
+        return Err(ApiError::invalid(format!(
+            "{field} must be between {min} and {max} seconds"
+        )));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// "HH:MM" → (hour, minute).
+pub fn parse_hhmm(s: &str) -> Option<(u8, u8)> {
+    let (h, m) = s.trim().split_once(':')?;
+    if h.is_empty() || h.len() > 2 || m.len() != 2 {
+        return None;
+    }
+    let h: u8 = h.parse().ok()?;
+    let m: u8 = m.parse().ok()?;
+    (h < 24 && m < 60).then_some((h, m))
+}
+
+/// The next wall instant (Unix ms) strictly after `wall_ms` whose local time in the zone
+/// `tz_offset_secs` (east of UTC) is hour:minute. A stop time equal to "now" means tomorrow.
+pub fn next_occurrence(wall_ms: i64, tz_offset_secs: i32, hour: u8, minute: u8) -> i64 {
+    const DAY: i64 = 86_400_000;
+    let local = wall_ms + i64::from(tz_offset_secs) * 1000;
+    let midnight = local.div_euclid(DAY) * DAY;
+    let mut target = midnight + (i64::from(hour) * 3600 + i64::from(minute) * 60) * 1000;
+    if target <= local {
+        target += DAY;
+    }
+    target - i64::from(tz_offset_secs) * 1000
+}
+
+/// `startAt`: ISO-8601 (absolute) or "HH:MM" (next occurrence). Returns Unix ms.
+pub fn parse_start_at(s: &str, wall_ms: i64, tz_offset_secs: i32) -> Result<i64, ApiError> {
+    if let Some((h, m)) = parse_hhmm(s) {
+        return Ok(next_occurrence(wall_ms, tz_offset_secs, h, m));
+    }
+    let at = crate::util::parse_iso8601(s)
+        .ok_or_else(|| ApiError::invalid("startAt must be ISO-8601 or \"HH:MM\""))?;
+    if at > wall_ms + 7 * 86_400_000 {
+        return Err(ApiError::invalid("startAt is more than a week ahead"));
+    }
+    Ok(at)
+}
+
+/// The answer to `validate_interval`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IntervalValidation {
+    pub valid: bool,
+    pub warnings: Vec<String>,
+    /// Seconds: exposure + camera write time.
+    pub minimum_interval: f64,
+    /// Whether the exposure needs bulb mode.
+    pub bulb: bool,
+}
+
+/// Checks that `interval` leaves room for `exposure` plus the camera's write time.
+pub fn validate_interval(interval: f64, exposure: Option<f64>) -> IntervalValidation {
+    let mut warnings = Vec::new();
+    let exposure = exposure.filter(|e| e.is_finite() && *e >= 0.0);
+    let minimum = (exposure.unwrap_or(0.0) + CAMERA_WRITE_MARGIN_SECS).max(MIN_INTERVAL_SECS);
+    let mut valid = true;
+    if !interval.is_finite() || interval < MIN_INTERVAL_SECS {
+        valid = false;
+        warnings.push(format!("Interval must be at least {MIN_INTERVAL_SECS} s"));
+    } else if interval > MAX_INTERVAL_SECS {
+        valid = false;
+        warnings.push("Interval must be at most 24 hours".into());
+    } else if let Some(e) = exposure {
+        if interval < minimum {
+            valid = false;
+            warnings.push(format!(
+                "Interval {interval} s is shorter than the exposure ({e} s) plus {CAMERA_WRITE_MARGIN_SECS} s for the camera to write the file; the minimum is {minimum} s"
+            ));
+        } else if interval < minimum + CAMERA_WRITE_MARGIN_SECS {
+            warnings.push(format!(
+                "Interval {interval} s leaves under {CAMERA_WRITE_MARGIN_SECS} s of headroom after the exposure; slow cards or noise reduction will make shots skip"
+            ));
+        }
+    } else if interval < CAMERA_WRITE_MARGIN_SECS {
+        warnings.push(format!(
+            "Intervals under {CAMERA_WRITE_MARGIN_SECS} s only work with fast shutter speeds and a camera that keeps up; late shots skip their slot"
+        ));
+    }
+    let bulb = exposure.is_some_and(|e| e > BULB_THRESHOLD_SECS);
+    if bulb {
+        warnings.push(format!(
+            "Exposures over {BULB_THRESHOLD_SECS} s use bulb mode: set the camera to B and pass bulb"
+        ));
+    }
+    IntervalValidation {
+        valid,
+        warnings,
+        minimum_interval: minimum,
+        bulb,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_occurrence_crosses_midnight_and_respects_zone() {
+        // 2022-01-01T23:00:00Z, UTC: "01:00" is tomorrow 01:00Z.
+        let t = 1_641_078_000_000;
+        assert_eq!(next_occurrence(t, 0, 1, 0), t + 2 * 3_600_000);
+        // Same instant seen from UTC+2 (local 01:00 on Jan 2): "01:00" is a day later.
+        assert_eq!(next_occurrence(t, 7200, 1, 0), t + 24 * 3_600_000);
+        // UTC−5 (local 18:00): "19:30" is 90 min away.
+        assert_eq!(next_occurrence(t, -5 * 3600, 19, 30), t + 90 * 60_000);
+    }
+
+    #[test]
+    fn hhmm_parsing() {
+        assert_eq!(parse_hhmm("06:05"), Some((6, 5)));
+        assert_eq!(parse_hhmm("6:05"), Some((6, 5)));
+        for bad in ["24:00", "12:60", "12", "ab:cd", "1:5", ""] {
+            assert_eq!(parse_hhmm(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn validation_names_the_minimum() {
+        let v = validate_interval(2.0, Some(1.5));
+        assert!(!v.valid);
+        assert_eq!(v.minimum_interval, 2.5);
+        assert!(
+            v.warnings[0].contains("minimum is 2.5 s"),
+            "{:?}",
+            v.warnings
+        );
+        let v = validate_interval(10.0, Some(1.0));
+        assert!(v.valid && v.warnings.is_empty());
+        let v = validate_interval(60.0, Some(40.0));
+        assert!(v.valid && v.bulb);
+        assert!(!validate_interval(f64::NAN, None).valid);
+        assert!(!validate_interval(0.01, None).valid);
+    }
+
+    #[test]
+    fn options_round_trip_and_infer_stop_condition() {
+        let req: StartIntervalometer =
+            serde_json::from_value(serde_json::json!({"interval": 5, "totalShots": 10})).unwrap();
+        let o = SessionOptions::from_request(&req).unwrap();
+        assert_eq!(o.stop, StopCondition::AfterShots(10));
+        assert_eq!(SessionOptions::from_wire(&o.to_wire()).unwrap(), o);
+        let req: StartIntervalometer = serde_json::from_value(
+            serde_json::json!({"interval": 5, "stopCondition": "stop-at", "stopTime": "25:00"}),
+        )
+        .unwrap();
+        assert!(SessionOptions::from_request(&req).is_err());
+        let req: StartIntervalometer =
+            serde_json::from_value(serde_json::json!({"interval": 40, "bulb": 45})).unwrap();
+        assert!(SessionOptions::from_request(&req).is_err());
+    }
+}

@@ -1,0 +1,725 @@
+//! [`IntervalometerService`]: the coordinator's handle on sessions and reports.
+//!
+//! Behaviour choices (documented for clients):
+//! * Starting needs a connected camera ("Camera not available", CAMERA_OFFLINE) unless the
+//!   start is scheduled (`startAt`): the camera may come up before then. Once running, a lost
+//!   camera never stops the session: missed slots are recorded as failed and shooting resumes
+//!   on reconnect. Resume after a restart also needs the camera.
+//! * Starting a new session while an unsaved one exists saves the old one as a report first
+//!   (`report_saved`), so nothing is lost silently.
+//! * Stop answers once the machine has taken the stop (state `stopping` while a shot, e.g. a
+//!   bulb exposure, is still in flight; `stopped` otherwise).
+//! * A finished or interrupted session stays "unsaved" (its journal) until saved or discarded.
+//!   It is offered to each client on connect (`timelapse_event/unsaved_session_found` and its
+//!   alias) and sits in the `intervalometer` status block as `unsavedSession` (so `welcome`
+//!   carries it too).
+
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use crate::app::{ClientId, Origin, Publisher, Service, StatusBoard};
+use crate::backoff::Rng;
+use crate::camera::CameraControl;
+use crate::clock::{BoxFuture, SharedClock};
+use crate::config::Config;
+use crate::protocol::{
+    ApiError, Body, Channel, Command, CommandResult, ErrorCode, Event, EventFamily, Reply,
+    StartIntervalometer,
+};
+use crate::util::{civil_from_days, iso8601_millis, unix_millis};
+
+use super::driver::{Control, Driver, Exit, Flags};
+use super::journal::{self, Header, Journal, ResumeLine, SessionLog, JOURNAL_VERSION};
+use super::report::{check_id, clean_title, to_csv, to_svg, Report, ReportStore};
+use super::schedule::{parse_start_at, validate_interval, SessionOptions, StopCondition};
+use super::session::{Session, Start, DEFAULT_LEAD};
+
+/// Runs a task (smol's global executor in production; a test executor in tests).
+pub type Spawner = Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>;
+
+struct Active {
+    id: String,
+    control: async_channel::Sender<Control>,
+    done: async_channel::Receiver<()>,
+}
+
+/// A session whose journal is still in `sessions/`.
+#[derive(Debug, Clone)]
+struct Unsaved {
+    id: String,
+    info: Value,
+    resumable: bool,
+}
+
+pub struct IntervalometerService {
+    data_dir: PathBuf,
+    clock: SharedClock,
+    status: StatusBoard,
+    publisher: Publisher,
+    camera: Arc<dyn CameraControl>,
+    spawner: Spawner,
+    reports: ReportStore,
+    flags: Arc<Flags>,
+    /// Fixed UTC offset (seconds east) from time sync; `None` = the system's local zone.
+    utc_offset: Arc<Mutex<Option<i32>>>,
+    active: Mutex<Option<Active>>,
+    unsaved: Mutex<Vec<Unsaved>>,
+    /// Serialises commands that change sessions or their files.
+    ops: async_lock::Mutex<()>,
+    lead: Duration,
+    me: Weak<IntervalometerService>,
+}
+
+impl IntervalometerService {
+    /// Scans `<data_dir>/sessions` for unsaved sessions and returns the service. Sessions run
+    /// on smol's global executor.
+    pub fn start(
+        config: Arc<Config>,
+        clock: SharedClock,
+        status: StatusBoard,
+        publisher: Publisher,
+        camera: Arc<dyn CameraControl>,
+    ) -> Arc<Self> {
+        let spawner: Spawner = Arc::new(|f| smol::spawn(f).detach());
+        Self::start_with(config, clock, status, publisher, camera, spawner)
+    }
+
+    /// As [`Self::start`], with the executor chosen by the caller.
+    pub fn start_with(
+        config: Arc<Config>,
+        clock: SharedClock,
+        status: StatusBoard,
+        publisher: Publisher,
+        camera: Arc<dyn CameraControl>,
+        spawner: Spawner,
+    ) -> Arc<Self> {
+        let svc = Arc::new_cyclic(|me| IntervalometerService {
+            data_dir: config.data_dir.clone(),
+            reports: ReportStore::new(&config.data_dir),
+            clock,
+            status,
+            publisher,
+            camera,
+            spawner,
+            flags: Arc::new(Flags::default()),
+            utc_offset: Arc::new(Mutex::new(None)),
+            active: Mutex::new(None),
+            unsaved: Mutex::new(Vec::new()),
+            ops: async_lock::Mutex::new(()),
+            lead: DEFAULT_LEAD,
+            me: me.clone(),
+        });
+        svc.rescan_unsaved();
+        for u in lock(&svc.unsaved).iter() {
+            log::info!(
+                "found unsaved session {} ({})",
+                u.id,
+                if u.resumable {
+                    "interrupted"
+                } else {
+                    "finished"
+                }
+            );
+        }
+        svc.publish_idle_block();
+        svc
+    }
+
+    /// A session is scheduled or running (Wi-Fi changes are refused meanwhile).
+    pub fn session_running(&self) -> bool {
+        self.flags.running.load(Ordering::SeqCst)
+    }
+
+    /// A shot is handed to the camera or awaiting its reply (never step the clock now).
+    pub fn shot_in_flight(&self) -> bool {
+        self.flags.shot_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Time sync stepped the wall clock: the running session re-evaluates `stop-at`.
+    pub fn wall_clock_stepped(&self) {
+        if let Some(a) = lock(&self.active).as_ref() {
+            let _ = a.control.try_send(Control::WallStepped);
+        }
+    }
+
+    /// Sets the zone "HH:MM" stop times are read in (seconds east of UTC); `None` = system.
+    pub fn set_utc_offset(&self, secs: Option<i32>) {
+        *lock(&self.utc_offset) = secs;
+    }
+
+    fn tz_fn(&self) -> Arc<dyn Fn(SystemTime) -> i32 + Send + Sync> {
+        let o = self.utc_offset.clone();
+        Arc::new(move |t| lock(&o).unwrap_or_else(|| local_utc_offset_secs(t)))
+    }
+
+    fn tz_now(&self) -> i32 {
+        (self.tz_fn())(self.clock.wall())
+    }
+
+    fn event(&self, family: EventFamily, kind: &'static str, data: &Value) {
+        self.publisher
+            .event(Event::new(Channel::Intervalometer, family, kind, data));
+    }
+
+    fn rescan_unsaved(&self) {
+        let active = lock(&self.active)
+            .as_ref()
+            .filter(|_| self.session_running())
+            .map(|a| a.id.clone());
+        let list: Vec<Unsaved> = journal::find_all(&self.data_dir)
+            .into_iter()
+            .filter(|l| Some(&l.header.id) != active.as_ref())
+            .map(|l| Unsaved {
+                id: l.header.id.clone(),
+                info: unsaved_info(&l),
+                resumable: !l.finished(),
+            })
+            .collect();
+        *lock(&self.unsaved) = list;
+    }
+
+    fn unsaved_json(&self) -> Value {
+        lock(&self.unsaved)
+            .first()
+            .map(|u| u.info.clone())
+            .unwrap_or(Value::Null)
+    }
+
+    /// Status block when no session runs: the last session's block (if any) plus the unsaved
+    /// session, or null.
+    fn publish_idle_block(&self) {
+        if lock(&self.active).is_some() {
+            return;
+        }
+        let unsaved = self.unsaved_json();
+        let mut block = self.status.get("intervalometer");
+        if block.is_null() && unsaved.is_null() {
+            return;
+        }
+        if !block.is_object() {
+            block = json!({"state": "idle", "running": false});
+        }
+        block["unsavedSession"] = unsaved;
+        self.status.set("intervalometer", block);
+    }
+
+    fn new_id(&self) -> String {
+        let ms = unix_millis(self.clock.wall());
+        let secs = ms.div_euclid(1000);
+        let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+        let sod = secs.rem_euclid(86_400);
+        let r = Rng::from_entropy().next_u64() & 0xffff;
+        format!(
+            "{y:04}{m:02}{d:02}-{:02}{:02}{:02}-{r:04x}",
+            sod / 3600,
+            (sod / 60) % 60,
+            sod % 60
+        )
+    }
+
+    fn spawn_driver(&self, session: Session, journal: Journal) -> Active {
+        let (ctl_tx, ctl_rx) = async_channel::bounded(8);
+        let (done_tx, done_rx) = async_channel::bounded(1);
+        let id = session.id.clone();
+        self.flags.running.store(true, Ordering::SeqCst);
+        let driver = Driver {
+            session,
+            journal,
+            clock: self.clock.clone(),
+            camera: self.camera.clone(),
+            publisher: self.publisher.clone(),
+            status: self.status.clone(),
+            flags: self.flags.clone(),
+            control: ctl_rx,
+            notices: self.camera.subscribe(),
+            tz_offset: self.tz_fn(),
+        };
+        let me = self.me.clone();
+        let sid = id.clone();
+        (self.spawner)(Box::pin(async move {
+            let exit = driver.run().await;
+            log::info!("session {sid} ended: {exit:?}");
+            if let Some(svc) = me.upgrade() {
+                svc.session_finished(&sid, exit);
+            }
+            drop(done_tx);
+        }));
+        Active {
+            id,
+            control: ctl_tx,
+            done: done_rx,
+        }
+    }
+
+    fn session_finished(&self, id: &str, _exit: Exit) {
+        {
+            let mut a = lock(&self.active);
+            if a.as_ref().is_some_and(|a| a.id == id) {
+                *a = None;
+            }
+        }
+        self.rescan_unsaved();
+        self.publish_idle_block();
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Commands
+
+    async fn start_session(&self, req: &StartIntervalometer) -> CommandResult {
+        let _g = self.ops.lock().await;
+        if self.session_running() {
+            return Err(ApiError::new(
+                ErrorCode::ValidationFailed,
+                "A session is already running; stop it first",
+            ));
+        }
+        let opts = SessionOptions::from_request(req)?;
+        let check = validate_interval(opts.interval.as_secs_f64(), opts.exposure);
+        if !check.valid {
+            return Err(
+                ApiError::new(ErrorCode::ValidationFailed, check.warnings.join("; "))
+                    .with_details(json!(check)),
+            );
+        }
+        let now = self.clock.now();
+        let wall_ms = unix_millis(self.clock.wall());
+        let tz = self.tz_now();
+        let title = match &req.title {
+            Some(t) if !t.trim().is_empty() => clean_title(t)?,
+            _ => default_title(wall_ms + i64::from(tz) * 1000),
+        };
+        let start_at = match &req.start_at {
+            Some(s) => Some(parse_start_at(s, wall_ms, tz)?),
+            None => None,
+        };
+        if start_at.is_none() && !self.camera.is_connected() {
+            return Err(ApiError::new(
+                ErrorCode::CameraOffline,
+                "Camera not available",
+            ));
+        }
+        // Don't lose an earlier session: save it as a report before starting over.
+        let previous: Vec<String> = lock(&self.unsaved).iter().map(|u| u.id.clone()).collect();
+        for id in previous {
+            if let Err(e) = self.save_report(&id, None) {
+                log::warn!("could not save unsaved session {id} before a new start: {e}");
+            }
+        }
+        // First slot a lead time ahead (or at startAt) so the camera link can warm up.
+        let delay_ms = start_at
+            .map(|at| (at - wall_ms).max(0))
+            .unwrap_or(0)
+            .max(self.lead.as_millis() as i64);
+        let base = now + Duration::from_millis(delay_ms as u64);
+        let origin_wall_ms = wall_ms + delay_ms;
+        let id = self.new_id();
+        let mut session = Session::new(
+            id.clone(),
+            title.clone(),
+            opts.clone(),
+            Start {
+                now,
+                wall_ms,
+                tz_offset_secs: tz,
+                base,
+                first_slot: 0,
+                origin_wall_ms,
+                stop_at_wall_ms: None,
+                camera_connected: self.camera.is_connected(),
+                lead: self.lead,
+            },
+            &[],
+        );
+        let header = Header {
+            v: JOURNAL_VERSION,
+            id: id.clone(),
+            title: title.clone(),
+            options: opts.to_wire(),
+            created_wall_ms: wall_ms,
+            origin_wall_ms,
+            stop_at_wall_ms: session.stop_at_wall_ms(),
+            tz_offset_secs: tz,
+            camera: None,
+        };
+        let journal = Journal::create(&self.data_dir, &header)
+            .map_err(|e| ApiError::system(format!("Cannot create the session journal: {e}")))?;
+        // Let the machine take its first step before the driver takes it over.
+        session.handle(now, super::session::Input::Tick);
+        let status = session.status_json(now);
+        let active = self.spawn_driver(session, journal);
+        *lock(&self.active) = Some(active);
+        let data = json!({
+            "sessionId": id,
+            "title": title,
+            "interval": opts.interval.as_secs_f64(),
+            "options": opts.to_wire(),
+            "startTime": iso8601_millis(origin_wall_ms),
+        });
+        self.event(EventFamily::Timelapse, "session_started", &data);
+        self.event(EventFamily::Timelapse, "sessionStarted", &data);
+        self.event(EventFamily::Event, "intervalometer_started", &data);
+        Ok(Reply::new(
+            "intervalometer_start",
+            json!({"success": true, "sessionId": id, "title": title, "status": status, "message": "Intervalometer started"}),
+        ))
+    }
+
+    async fn stop_session(&self) -> CommandResult {
+        let control = lock(&self.active)
+            .as_ref()
+            .filter(|_| self.session_running())
+            .map(|a| a.control.clone());
+        let Some(control) = control else {
+            return Err(ApiError::new(
+                ErrorCode::SessionNotFound,
+                "No active session",
+            ));
+        };
+        let (tx, rx) = async_channel::bounded(1);
+        if control.send(Control::Stop(tx)).await.is_err() {
+            return Err(ApiError::new(
+                ErrorCode::SessionNotFound,
+                "No active session",
+            ));
+        }
+        let status = rx.recv().await.unwrap_or(Value::Null);
+        Ok(Reply::new(
+            "intervalometer_stop",
+            json!({"success": true, "status": status, "message": "Intervalometer stopped"}),
+        ))
+    }
+
+    fn unsaved_log(&self, id: &str) -> Result<SessionLog, ApiError> {
+        check_id(id)?;
+        // The driver clears `running` once the journal is complete (before it announces the
+        // end), so a client that saves on `session_completed` is not refused.
+        if self.session_running() && lock(&self.active).as_ref().is_some_and(|a| a.id == id) {
+            return Err(ApiError::new(
+                ErrorCode::ValidationFailed,
+                "The session is still running; stop it first",
+            ));
+        }
+        let path = journal::journal_path(&self.data_dir, id);
+        if !path.exists() {
+            return Err(ApiError::new(
+                ErrorCode::SessionNotFound,
+                format!("No unsaved session {id}"),
+            ));
+        }
+        journal::read(&path).map_err(ApiError::system)
+    }
+
+    /// Journal → report → atomic write → journal removed. Emits report_saved.
+    fn save_report(&self, id: &str, title: Option<&str>) -> Result<Report, ApiError> {
+        let log = self.unsaved_log(id)?;
+        let title = title.map(clean_title).transpose()?;
+        let report = Report::from_log(&log, title.as_deref(), unix_millis(self.clock.wall()));
+        self.reports.save(&report)?;
+        if let Err(e) = std::fs::remove_file(&log.path) {
+            log::warn!("report {id} saved but its journal could not be removed: {e}");
+        }
+        self.rescan_unsaved();
+        self.publish_idle_block();
+        let data = json!({"reportId": id, "id": id, "sessionId": id, "title": report.title, "report": report.list_entry()});
+        self.event(EventFamily::Timelapse, "report_saved", &data);
+        self.event(EventFamily::Timelapse, "reportSaved", &data);
+        Ok(report)
+    }
+
+    async fn save_session(&self, id: &str, title: Option<&str>) -> CommandResult {
+        let _g = self.ops.lock().await;
+        let report = self.save_report(id, title)?;
+        Ok(Reply::new(
+            "session_saved",
+            json!({"success": true, "sessionId": id, "reportId": id, "report": report.list_entry()}),
+        ))
+    }
+
+    async fn discard_session(&self, id: &str) -> CommandResult {
+        let _g = self.ops.lock().await;
+        let log = self.unsaved_log(id)?;
+        std::fs::remove_file(&log.path)
+            .map_err(|e| ApiError::system(format!("Cannot remove the session journal: {e}")))?;
+        self.rescan_unsaved();
+        self.publish_idle_block();
+        let data = json!({"sessionId": id});
+        self.event(EventFamily::Timelapse, "session_discarded", &data);
+        self.event(EventFamily::Timelapse, "sessionDiscarded", &data);
+        Ok(Reply::new(
+            "session_discarded",
+            json!({"success": true, "sessionId": id}),
+        ))
+    }
+
+    async fn resume_session(&self, id: &str) -> CommandResult {
+        let _g = self.ops.lock().await;
+        if self.session_running() {
+            return Err(ApiError::new(
+                ErrorCode::ValidationFailed,
+                "A session is already running",
+            ));
+        }
+        let log = self.unsaved_log(id)?;
+        if log.finished() {
+            return Err(ApiError::new(
+                ErrorCode::ValidationFailed,
+                "This session finished; it can be saved or discarded, not resumed",
+            ));
+        }
+        if !self.camera.is_connected() {
+            return Err(ApiError::new(
+                ErrorCode::CameraOffline,
+                "Camera not available",
+            ));
+        }
+        let opts = SessionOptions::from_wire(&log.header.options)?;
+        let now = self.clock.now();
+        let wall_ms = unix_millis(self.clock.wall());
+        let tz = self.tz_now();
+        // The monotonic origin died with the process: map the grid back through wall time.
+        let interval_ms = opts.interval.as_secs_f64() * 1000.0;
+        let since_origin =
+            (wall_ms - log.header.origin_wall_ms) as f64 + self.lead.as_millis() as f64;
+        let mut first_slot = (since_origin / interval_ms).ceil().max(0.0) as u64;
+        if let Some(last) = log.shots.last() {
+            first_slot = first_slot.max(last.slot + 1);
+        }
+        let slot_wall = log.header.origin_wall_ms as f64 + first_slot as f64 * interval_ms;
+        let base = now + Duration::from_secs_f64(((slot_wall - wall_ms as f64) / 1000.0).max(0.0));
+        let mut journal = Journal::reopen(&log.path)
+            .map_err(|e| ApiError::system(format!("Cannot reopen the session journal: {e}")))?;
+        journal
+            .append_resume(&ResumeLine {
+                wall_ms,
+                first_slot,
+            })
+            .map_err(|e| ApiError::system(format!("Cannot write the session journal: {e}")))?;
+        let mut session = Session::new(
+            id.to_string(),
+            log.header.title.clone(),
+            opts.clone(),
+            Start {
+                now,
+                wall_ms,
+                tz_offset_secs: tz,
+                base,
+                first_slot,
+                origin_wall_ms: log.header.origin_wall_ms,
+                stop_at_wall_ms: log.header.stop_at_wall_ms,
+                camera_connected: true,
+                lead: self.lead,
+            },
+            &log.shots,
+        );
+        let skipped = first_slot - log.shots.last().map(|s| s.slot + 1).unwrap_or(0);
+        session.handle(now, super::session::Input::Tick);
+        let status = session.status_json(now);
+        let active = self.spawn_driver(session, journal);
+        *lock(&self.active) = Some(active);
+        self.rescan_unsaved();
+        let data = json!({
+            "sessionId": id,
+            "title": log.header.title,
+            "interval": opts.interval.as_secs_f64(),
+            "options": log.header.options,
+            "shotsBefore": log.shots.len(),
+            "slotsSkippedWhileDown": skipped,
+        });
+        self.event(EventFamily::Timelapse, "session_recovered", &data);
+        self.event(EventFamily::Event, "intervalometer_started", &data);
+        Ok(Reply::new(
+            "session_resumed",
+            json!({"success": true, "sessionId": id, "title": log.header.title, "status": status}),
+        ))
+    }
+
+    fn intervalometer_status(&self) -> CommandResult {
+        let mut block = self.status.get("intervalometer");
+        if block.is_null() {
+            block = json!({"state": "idle", "running": false, "unsavedSession": Value::Null});
+        }
+        Ok(Reply::new("intervalometer_status", block))
+    }
+
+    async fn update_title(&self, id: &str, title: &str) -> CommandResult {
+        let _g = self.ops.lock().await;
+        let r = self.reports.rename(id, title)?;
+        let data = json!({"reportId": id, "id": id, "title": r.title});
+        self.event(EventFamily::Timelapse, "report_updated", &data);
+        Ok(Reply::new(
+            "report_title_updated",
+            json!({"success": true, "id": id, "reportId": id, "title": r.title, "report": r.list_entry()}),
+        ))
+    }
+
+    async fn delete_report(&self, id: &str) -> CommandResult {
+        let _g = self.ops.lock().await;
+        self.reports.delete(id)?;
+        let data = json!({"reportId": id, "id": id});
+        self.event(EventFamily::Timelapse, "report_deleted", &data);
+        Ok(Reply::new(
+            "report_deleted",
+            json!({"success": true, "id": id, "reportId": id}),
+        ))
+    }
+
+    async fn run(&self, cmd: &Command) -> CommandResult {
+        match cmd {
+            Command::ValidateInterval(v) => Ok(Reply::new(
+                "interval_validation",
+                validate_interval(v.interval, v.exposure),
+            )),
+            Command::StartIntervalometer(req) => self.start_session(req).await,
+            Command::StopIntervalometer => self.stop_session().await,
+            Command::GetIntervalometerStatus => self.intervalometer_status(),
+            Command::GetUnsavedSession => Ok(Reply::new(
+                "unsaved_session",
+                json!({"unsavedSession": self.unsaved_json()}),
+            )),
+            Command::SaveSessionAsReport(r) => {
+                self.save_session(&r.session_id, r.title.as_deref()).await
+            }
+            Command::DiscardSession(r) => self.discard_session(&r.session_id).await,
+            Command::ResumeSession(r) => self.resume_session(&r.session_id).await,
+            Command::GetTimelapseReports => {
+                let reports: Vec<Value> =
+                    self.reports.list().iter().map(Report::list_entry).collect();
+                Ok(Reply::new("timelapse_reports", json!({"reports": reports})))
+            }
+            Command::GetTimelapseReport(r) => Ok(Reply::new(
+                "timelapse_report",
+                json!({"report": self.reports.get(&r.id)?}),
+            )),
+            Command::UpdateReportTitle(u) => {
+                let id = u.id.as_deref().or(u.session_id.as_deref()).ok_or_else(|| {
+                    ApiError::new(ErrorCode::MissingParameter, "Missing id or sessionId")
+                })?;
+                self.update_title(id, &u.title).await
+            }
+            Command::DeleteTimelapseReport(r) => self.delete_report(&r.id).await,
+            Command::GetReportCsv(r) => {
+                let csv = to_csv(&self.reports.get(&r.id)?);
+                let data = json!({"id": r.id, "contentType": "text/csv", "content": csv});
+                Ok(Reply::new("report_csv", data).with_body(Body::Bytes {
+                    content_type: "text/csv; charset=utf-8",
+                    bytes: csv.into_bytes(),
+                }))
+            }
+            Command::GetReportChart(r) => {
+                let svg = to_svg(&self.reports.get(&r.id)?);
+                let data = json!({"id": r.id, "contentType": "image/svg+xml", "content": svg});
+                Ok(Reply::new("report_chart", data).with_body(Body::Bytes {
+                    content_type: "image/svg+xml",
+                    bytes: svg.into_bytes(),
+                }))
+            }
+            _ => Err(ApiError::unavailable("not an intervalometer command")),
+        }
+    }
+}
+
+impl Service for IntervalometerService {
+    fn name(&self) -> &'static str {
+        "intervalometer"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        _origin: Origin,
+        cmd: &'a Command,
+    ) -> Option<BoxFuture<'a, CommandResult>> {
+        use Command::*;
+        match cmd {
+            ValidateInterval(_)
+            | StartIntervalometer(_)
+            | StopIntervalometer
+            | GetIntervalometerStatus
+            | GetUnsavedSession
+            | SaveSessionAsReport(_)
+            | DiscardSession(_)
+            | ResumeSession(_)
+            | GetTimelapseReports
+            | GetTimelapseReport(_)
+            | UpdateReportTitle(_)
+            | DeleteTimelapseReport(_)
+            | GetReportCsv(_)
+            | GetReportChart(_) => Some(Box::pin(self.run(cmd))),
+            _ => None,
+        }
+    }
+
+    fn client_connected(&self, client: ClientId) {
+        let info = self.unsaved_json();
+        if info.is_null() {
+            return;
+        }
+        let wall = self.clock.wall();
+        for kind in ["unsaved_session_found", "unsavedSessionFound"] {
+            let ev = Event::new(Channel::Intervalometer, EventFamily::Timelapse, kind, &info);
+            self.publisher.to_client(client, ev.to_frame(wall));
+        }
+    }
+
+    fn shutdown(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let active = lock(&self.active)
+                .as_ref()
+                .map(|a| (a.control.clone(), a.done.clone()));
+            if let Some((control, done)) = active {
+                let _ = control.send(Control::Shutdown).await;
+                // The driver finishes the shot in flight; the caller bounds how long we wait.
+                let _ = done.recv().await;
+            }
+        })
+    }
+}
+
+fn unsaved_info(l: &SessionLog) -> Value {
+    let ok = l.shots.iter().filter(|s| s.ok).count();
+    let stop = SessionOptions::from_wire(&l.header.options)
+        .map(|o| o.stop)
+        .ok();
+    let mut actions = vec!["save", "discard"];
+    if !l.finished() {
+        actions.push("resume");
+    }
+    json!({
+        "sessionId": l.header.id,
+        "title": l.header.title,
+        "startTime": iso8601_millis(l.header.origin_wall_ms),
+        "endTime": iso8601_millis(l.last_wall_ms()),
+        "status": l.end.as_ref().map(|e| e.0.as_str()).unwrap_or("interrupted"),
+        "interrupted": !l.finished(),
+        "canResume": !l.finished() && !matches!(stop, Some(StopCondition::AfterShots(n)) if l.shots.len() as u64 >= u64::from(n)),
+        "options": l.header.options,
+        "shotsTaken": l.shots.len(),
+        "shotsSuccessful": ok,
+        "shotsFailed": l.shots.len() - ok,
+        "actions": actions,
+    })
+}
+
+fn default_title(local_ms: i64) -> String {
+    let iso = iso8601_millis(local_ms);
+    format!("Timelapse {} {}", &iso[..10], &iso[11..16])
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The system's UTC offset at `t` (seconds east), from the C library's zone data.
+pub fn local_utc_offset_secs(t: SystemTime) -> i32 {
+    let secs = unix_millis(t).div_euclid(1000) as libc::time_t;
+    // SAFETY: localtime_r writes only into `tm`, which we own; a null result means failure.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&secs, &mut tm).is_null() {
+            return 0;
+        }
+        tm.tm_gmtoff as i32
+    }
+}

@@ -1,0 +1,1526 @@
+//! The session machine: which shot is due when, what to do when one overruns, when to stop.
+//! Sans-IO: time comes in with every input, shots go out as actions; it never reads a clock.
+//!
+//! ```text
+//!   Scheduled{start} ──start reached──▶ Running{in_flight: None}
+//!        │                               │   ▲  lead time before due(n):
+//!        │ Stop                          │   │  Shoot{n,due} ─▶ Running{in_flight: Some(n)}
+//!        ▼                               │   └──────────── ShotDone ◀──┘
+//!     Ended(Stopped)                     │
+//!                 Stop while in flight ──┼──▶ Stopping{in_flight} ──ShotDone──▶ Ended(Stopped)
+//!                 stop condition met ────┼──▶ Ended(Completed)
+//!                 Fail ──────────────────┴──▶ Ended(Error)
+//! ```
+//!
+//! Timing rules (DESIGN.md): slot n is due at `base + (n − base_n) × interval` on the monotonic
+//! clock (`base_n` is 0 for a new session and the first slot after a restart for a resumed
+//! one); never `previous + interval`. A shot that overruns skips the slots it missed (counted
+//! in `shotsSkipped`); with `immediately-once` the most recent missed slot is shot right away,
+//! once. While the camera is away, every slot that comes due is recorded as failed with the
+//! reason; shooting resumes on the grid when it is back. The wall clock only labels and
+//! decides `stop-at`: each [`Input::WallClock`] re-anchors the labels and re-evaluates the stop
+//! time; the grid never moves.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::camera::{ShotOutcome, ShotRequest};
+use crate::util::iso8601_millis;
+
+use super::schedule::{next_occurrence, OverrunPolicy, SessionOptions, StopCondition};
+
+/// How far ahead of its due time a shot is handed to the camera driver (it keeps the link
+/// quiet and warm, then waits precisely).
+pub const DEFAULT_LEAD: Duration = Duration::from_millis(300);
+/// A shot with no reply this long after its due time (plus the bulb hold) is given up as
+/// failed, so a hung camera request can never stall the schedule.
+pub const SHOT_REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Timer wake-up slack: a slot handled this late is still on time (capped at interval / 4).
+const LATE_GRACE: Duration = Duration::from_millis(20);
+/// Failure-rate warning: window of recent shots and the share that must fail.
+const FAILURE_WINDOW: u32 = 10;
+const FAILURE_WARN_COUNT: u32 = 5;
+/// Recent timing errors kept for the live p99.
+const RECENT_ERRORS: usize = 1024;
+/// Shots waiting for their file names; older ones give up.
+const PENDING_FILES: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndKind {
+    Completed,
+    Stopped,
+    Error,
+}
+
+impl EndKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndKind::Completed => "completed",
+            EndKind::Stopped => "stopped",
+            EndKind::Error => "error",
+        }
+    }
+}
+
+/// One slot's outcome, as journaled and reported. Wall times are Unix ms labels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShotRecord {
+    /// Slot index on the grid (0 = first slot).
+    pub slot: u64,
+    /// 1-based number of the shot attempt.
+    pub shot: u64,
+    /// The slot's scheduled wall time.
+    pub scheduled_ms: f64,
+    /// When the request was sent / the camera replied (absent if nothing was sent).
+    #[serde(default)]
+    pub sent_ms: Option<f64>,
+    #[serde(default)]
+    pub replied_ms: Option<f64>,
+    /// Send time minus the requested time, ms (positive = late).
+    #[serde(default)]
+    pub error_ms: Option<f64>,
+    /// Reply time minus send time, ms.
+    #[serde(default)]
+    pub duration_ms: Option<f64>,
+    pub ok: bool,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Shot off the grid by the `immediately-once` overrun policy.
+    #[serde(default)]
+    pub late: bool,
+    /// Slots skipped right before this one.
+    #[serde(default)]
+    pub skipped_before: u64,
+    #[serde(default)]
+    pub files: Vec<String>,
+}
+
+/// What the machine asks its driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Hand this shot to the camera now; it fires at `due`.
+    Shoot {
+        slot: u64,
+        due: Instant,
+        req: ShotRequest,
+    },
+    /// Append to the journal (fsync).
+    Journal(JournalEntry),
+    /// Give up on the shot in flight (drop its future): no reply within the timeout.
+    AbandonShot { slot: u64 },
+    /// Tell clients.
+    Notify(Notice),
+}
+
+/// Journal lines the machine produces (the header and resume lines come from the service).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t", rename_all = "camelCase")]
+pub enum JournalEntry {
+    Shot(ShotRecord),
+    #[serde(rename_all = "camelCase")]
+    Files {
+        slot: u64,
+        files: Vec<String>,
+    },
+    #[serde(rename_all = "camelCase")]
+    End {
+        state: EndKind,
+        #[serde(default)]
+        reason: Option<String>,
+        wall_ms: i64,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// Scheduled start reached.
+    Running,
+    Shot(ShotRecord),
+    Overtime {
+        shot: u64,
+        interval_s: f64,
+        duration_s: f64,
+        overtime_s: f64,
+    },
+    FailureRateHigh {
+        failed: u32,
+        window: u32,
+        last_error: String,
+    },
+    Ended {
+        kind: EndKind,
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A deadline from `poll_timeout` passed (or the driver woke for another reason).
+    Tick,
+    ShotDone {
+        slot: u64,
+        outcome: ShotOutcome,
+    },
+    CameraLost {
+        reason: String,
+    },
+    CameraConnected,
+    FilesAdded(Vec<String>),
+    /// The wall clock as read now (after a step, or periodically): re-anchors labels and
+    /// re-evaluates `stop-at`.
+    WallClock {
+        wall_ms: i64,
+        tz_offset_secs: i32,
+    },
+    Stop,
+    Fail {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct InFlight {
+    slot: u64,
+    due: Instant,
+    late: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Scheduled,
+    Running {
+        in_flight: Option<InFlight>,
+    },
+    Stopping {
+        in_flight: InFlight,
+    },
+    Ended {
+        kind: EndKind,
+        reason: Option<String>,
+    },
+}
+
+/// Where a session starts on the grid and on the wall.
+#[derive(Debug, Clone)]
+pub struct Start {
+    pub now: Instant,
+    pub wall_ms: i64,
+    pub tz_offset_secs: i32,
+    /// Monotonic instant of slot `first_slot`.
+    pub base: Instant,
+    pub first_slot: u64,
+    /// Wall label of slot 0 (the session's origin; kept across restarts).
+    pub origin_wall_ms: i64,
+    /// Resolved `stop-at` target (Unix ms), kept across restarts so a restart or a clock step
+    /// never pushes it to the next day.
+    pub stop_at_wall_ms: Option<i64>,
+    pub camera_connected: bool,
+    pub lead: Duration,
+}
+
+/// Counters shown in the status block.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    pub shots_taken: u64,
+    pub shots_successful: u64,
+    pub shots_failed: u64,
+    pub shots_skipped: u64,
+    pub overtime_shots: u64,
+    pub total_overtime_s: f64,
+    pub max_overtime_s: f64,
+    pub last_duration_s: Option<f64>,
+    pub sum_duration_s: f64,
+    pub timed_shots: u64,
+    pub sum_abs_error_ms: f64,
+    pub max_abs_error_ms: f64,
+    recent_errors: VecDeque<f32>,
+}
+
+impl Stats {
+    fn record(&mut self, r: &ShotRecord, interval_s: f64) {
+        self.shots_taken += 1;
+        self.shots_skipped += r.skipped_before;
+        if r.ok {
+            self.shots_successful += 1;
+        } else {
+            self.shots_failed += 1;
+        }
+        if let Some(d) = r.duration_ms {
+            let d = d / 1000.0;
+            self.last_duration_s = Some(d);
+            self.sum_duration_s += d;
+            if d > interval_s {
+                self.overtime_shots += 1;
+                self.total_overtime_s += d - interval_s;
+                self.max_overtime_s = self.max_overtime_s.max(d - interval_s);
+            }
+        }
+        if let Some(e) = r.error_ms {
+            let e = e.abs();
+            self.timed_shots += 1;
+            self.sum_abs_error_ms += e;
+            self.max_abs_error_ms = self.max_abs_error_ms.max(e);
+            if self.recent_errors.len() == RECENT_ERRORS {
+                self.recent_errors.pop_front();
+            }
+            self.recent_errors.push_back(e as f32);
+        }
+    }
+
+    pub fn mean_error_ms(&self) -> Option<f64> {
+        (self.timed_shots > 0).then(|| self.sum_abs_error_ms / self.timed_shots as f64)
+    }
+
+    /// p99 of |error| over the most recent shots (the report has the exact figure).
+    pub fn p99_error_ms(&self) -> Option<f64> {
+        let mut v: Vec<f32> = self.recent_errors.iter().copied().collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f32::total_cmp);
+        Some(f64::from(v[percentile_index(v.len(), 0.99)]))
+    }
+}
+
+/// Nearest-rank percentile index into a sorted slice of `len` > 0 values.
+pub fn percentile_index(len: usize, p: f64) -> usize {
+    ((len as f64 * p).ceil() as usize).clamp(1, len) - 1
+}
+
+pub struct Session {
+    pub id: String,
+    pub title: String,
+    opts: SessionOptions,
+    state: State,
+    base: Instant,
+    base_slot: u64,
+    lead: Duration,
+    next_slot: u64,
+    /// Skipped slots waiting to be attributed to the next recorded shot.
+    skipped_pending: u64,
+    /// `immediately-once`: a late shot is allowed after an on-grid shot only.
+    late_allowed: bool,
+    wall_anchor: (Instant, i64),
+    tz_offset_secs: i32,
+    origin_wall_ms: i64,
+    stop_at_wall_ms: Option<i64>,
+    /// Monotonic end of a duration / stop-at session (no slot at or after it is shot).
+    end_deadline: Option<Instant>,
+    connected: bool,
+    lost_reason: String,
+    stats: Stats,
+    /// Outcomes of the last shots, newest in bit 0 (1 = failed).
+    recent_failures: u32,
+    recent_count: u32,
+    warned: bool,
+    pending_files: VecDeque<u64>,
+    /// Slot and stem of the last named file (RAW+JPEG pairs share a stem).
+    last_named: Option<(u64, String)>,
+    actions: VecDeque<Action>,
+}
+
+impl Session {
+    /// A new or resumed session. `prior` holds shots journaled before a restart.
+    pub fn new(
+        id: String,
+        title: String,
+        opts: SessionOptions,
+        start: Start,
+        prior: &[ShotRecord],
+    ) -> Session {
+        let mut stats = Stats::default();
+        let interval_s = opts.interval.as_secs_f64();
+        for r in prior {
+            stats.record(r, interval_s);
+        }
+        let stop_at_wall_ms = match opts.stop {
+            StopCondition::At { hour, minute } => {
+                Some(start.stop_at_wall_ms.unwrap_or_else(|| {
+                    next_occurrence(start.wall_ms, start.tz_offset_secs, hour, minute)
+                }))
+            }
+            _ => None,
+        };
+        let resumed_skips = prior
+            .last()
+            .map(|r| start.first_slot.saturating_sub(r.slot + 1))
+            .unwrap_or(0);
+        let mut s = Session {
+            id,
+            title,
+            opts,
+            state: State::Scheduled,
+            base: start.base,
+            base_slot: start.first_slot,
+            lead: start.lead,
+            next_slot: start.first_slot,
+            skipped_pending: resumed_skips,
+            late_allowed: true,
+            wall_anchor: (start.now, start.wall_ms),
+            tz_offset_secs: start.tz_offset_secs,
+            origin_wall_ms: start.origin_wall_ms,
+            stop_at_wall_ms,
+            end_deadline: None,
+            connected: start.camera_connected,
+            lost_reason: "camera not connected".into(),
+            stats,
+            recent_failures: 0,
+            recent_count: 0,
+            warned: false,
+            pending_files: VecDeque::new(),
+            last_named: None,
+            actions: VecDeque::new(),
+        };
+        s.compute_end_deadline();
+        s
+    }
+
+    pub fn options(&self) -> &SessionOptions {
+        &self.opts
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn origin_wall_ms(&self) -> i64 {
+        self.origin_wall_ms
+    }
+
+    pub fn stop_at_wall_ms(&self) -> Option<i64> {
+        self.stop_at_wall_ms
+    }
+
+    /// Monotonic due time of a slot.
+    pub fn due(&self, slot: u64) -> Instant {
+        let k = slot.saturating_sub(self.base_slot);
+        self.base + mul(self.opts.interval, k)
+    }
+
+    pub fn is_ended(&self) -> bool {
+        matches!(self.state, State::Ended { .. })
+    }
+
+    pub fn ended(&self) -> Option<EndKind> {
+        match self.state {
+            State::Ended { kind, .. } => Some(kind),
+            _ => None,
+        }
+    }
+
+    pub fn shot_in_flight(&self) -> bool {
+        matches!(
+            self.state,
+            State::Running { in_flight: Some(_) } | State::Stopping { .. }
+        )
+    }
+
+    pub fn state_name(&self) -> &'static str {
+        match &self.state {
+            State::Scheduled => "scheduled",
+            State::Running { .. } => "running",
+            State::Stopping { .. } => "stopping",
+            State::Ended { kind, .. } => kind.as_str(),
+        }
+    }
+
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::Scheduled => Some(
+                self.due(self.next_slot)
+                    .checked_sub(self.lead)
+                    .unwrap_or(self.base),
+            ),
+            State::Running { in_flight: None } => {
+                let due = self.due(self.next_slot);
+                let fire = if self.connected {
+                    due.checked_sub(self.lead).unwrap_or(due)
+                } else {
+                    due
+                };
+                Some(match self.end_deadline {
+                    Some(end) => fire.min(end),
+                    None => fire,
+                })
+            }
+            // Waiting for the camera's reply (the stop deadline is checked when it arrives),
+            // with a watchdog against a request that never returns.
+            State::Running { in_flight: Some(f) } | State::Stopping { in_flight: f } => {
+                Some(self.reply_deadline(f))
+            }
+            State::Ended { .. } => None,
+        }
+    }
+
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        match (&self.state, input) {
+            (State::Ended { .. }, _) => {}
+            (_, Input::Fail { reason }) => self.end(now, EndKind::Error, Some(reason)),
+            (_, Input::CameraLost { reason }) => {
+                self.connected = false;
+                self.lost_reason = format!("camera offline: {reason}");
+            }
+            (_, Input::CameraConnected) => self.connected = true,
+            (_, Input::FilesAdded(names)) => self.name_files(names),
+            (
+                _,
+                Input::WallClock {
+                    wall_ms,
+                    tz_offset_secs,
+                },
+            ) => {
+                self.wall_anchor = (now, wall_ms);
+                self.tz_offset_secs = tz_offset_secs;
+                self.compute_end_deadline();
+                self.tick(now);
+            }
+            (State::Scheduled, Input::Stop) => self.end(now, EndKind::Stopped, None),
+            (State::Running { in_flight: None }, Input::Stop) => {
+                self.end(now, EndKind::Stopped, None)
+            }
+            (State::Running { in_flight: Some(f) }, Input::Stop) => {
+                self.state = State::Stopping { in_flight: *f };
+            }
+            (State::Stopping { .. }, Input::Stop) => {}
+            (
+                State::Running { in_flight: Some(f) } | State::Stopping { in_flight: f },
+                Input::Tick,
+            ) => {
+                let f = *f;
+                if now >= self.reply_deadline(&f) {
+                    let stopping = matches!(self.state, State::Stopping { .. });
+                    self.state = State::Running { in_flight: None };
+                    self.actions.push_back(Action::AbandonShot { slot: f.slot });
+                    let reason = format!(
+                        "no reply from the camera within {} s",
+                        SHOT_REPLY_TIMEOUT.as_secs()
+                    );
+                    let record = self.record(f.slot, None, f.late, Err(reason));
+                    self.after_shot(now, record);
+                    if stopping {
+                        self.end(now, EndKind::Stopped, None);
+                    } else {
+                        self.tick(now);
+                    }
+                }
+            }
+            (State::Scheduled | State::Running { in_flight: None }, Input::Tick) => self.tick(now),
+            (
+                State::Running { in_flight: Some(f) } | State::Stopping { in_flight: f },
+                Input::ShotDone { slot, outcome },
+            ) if f.slot == slot => {
+                let f = *f;
+                let stopping = matches!(self.state, State::Stopping { .. });
+                self.state = State::Running { in_flight: None };
+                self.shot_done(now, f, outcome, !stopping);
+                if stopping {
+                    self.end(now, EndKind::Stopped, None);
+                } else {
+                    self.tick(now);
+                }
+            }
+            // A reply for a shot we are not waiting for (cannot happen with one driver).
+            (_, Input::ShotDone { .. }) => {}
+        }
+    }
+
+    fn reply_deadline(&self, f: &InFlight) -> Instant {
+        f.due + self.opts.bulb.unwrap_or_default() + SHOT_REPLY_TIMEOUT
+    }
+
+    /// Does whatever is due at `now` while no shot is in flight.
+    fn tick(&mut self, now: Instant) {
+        if let State::Scheduled = self.state {
+            if now + self.lead < self.due(self.next_slot) {
+                return;
+            }
+            self.state = State::Running { in_flight: None };
+            self.actions.push_back(Action::Notify(Notice::Running));
+        }
+        if !matches!(self.state, State::Running { in_flight: None }) {
+            return;
+        }
+        // Missed slots (woken late, or back from a long reply) are skipped, never burst.
+        let first_ahead = self.first_slot_not_before(now);
+        if first_ahead > self.next_slot {
+            let missed = first_ahead - self.next_slot;
+            self.skipped_pending += missed;
+            self.next_slot = first_ahead;
+        }
+        if self.stop_reached(now) {
+            self.end(now, EndKind::Completed, None);
+            return;
+        }
+        let slot = self.next_slot;
+        let due = self.due(slot);
+        if !self.connected {
+            if now >= due {
+                self.next_slot += 1;
+                let record = self.record(slot, None, false, Err(self.lost_reason.clone()));
+                self.after_shot(now, record);
+            }
+            return;
+        }
+        if now + self.lead >= due {
+            self.shoot(slot, due, false);
+        }
+    }
+
+    /// How late a slot may be handled and still count as on time: timers wake a little after
+    /// their deadline, and a slot they are late for must be shot (or failed), not skipped.
+    fn late_grace(&self) -> Duration {
+        LATE_GRACE.min(self.opts.interval / 4)
+    }
+
+    /// First slot at or after `next_slot` whose due time is not past (beyond the grace).
+    fn first_slot_not_before(&self, now: Instant) -> u64 {
+        let due = self.due(self.next_slot) + self.late_grace();
+        if now <= due {
+            return self.next_slot;
+        }
+        let behind = now - due;
+        let iv = self.opts.interval.as_nanos().max(1);
+        let k = behind.as_nanos().div_ceil(iv);
+        self.next_slot + u64::try_from(k).unwrap_or(u64::MAX / 2)
+    }
+
+    fn shoot(&mut self, slot: u64, due: Instant, late: bool) {
+        self.state = State::Running {
+            in_flight: Some(InFlight { slot, due, late }),
+        };
+        self.next_slot = slot + 1;
+        self.actions.push_back(Action::Shoot {
+            slot,
+            due,
+            req: ShotRequest {
+                af: self.opts.af,
+                bulb: self.opts.bulb,
+            },
+        });
+    }
+
+    fn shot_done(&mut self, now: Instant, f: InFlight, outcome: ShotOutcome, may_shoot: bool) {
+        let record = self.record(
+            f.slot,
+            Some((&outcome, f.due)),
+            f.late,
+            outcome.result.clone().map_err(|e| e.message),
+        );
+        if record.ok {
+            if self.pending_files.len() == PENDING_FILES {
+                self.pending_files.pop_front();
+            }
+            self.pending_files.push_back(f.slot);
+        }
+        let interval_s = self.opts.interval.as_secs_f64();
+        if let Some(d) = record.duration_ms.map(|d| d / 1000.0) {
+            if d > interval_s {
+                self.actions.push_back(Action::Notify(Notice::Overtime {
+                    shot: record.shot,
+                    interval_s,
+                    duration_s: d,
+                    overtime_s: d - interval_s,
+                }));
+            }
+        }
+        self.late_allowed = !f.late;
+        self.after_shot(now, record);
+        // Overrun: the policy decides between skipping and one late shot.
+        if may_shoot
+            && self.opts.overrun == OverrunPolicy::ImmediatelyOnce
+            && self.late_allowed
+            && !self.is_ended()
+            && !self.stop_reached(now)
+            && self.connected
+        {
+            let first_ahead = self.first_slot_not_before(now);
+            if first_ahead > self.next_slot {
+                let late_slot = first_ahead - 1;
+                self.skipped_pending += late_slot - self.next_slot;
+                self.shoot(late_slot, now, true);
+            }
+        }
+    }
+
+    fn record(
+        &mut self,
+        slot: u64,
+        timing: Option<(&ShotOutcome, Instant)>,
+        late: bool,
+        result: Result<(), String>,
+    ) -> ShotRecord {
+        let scheduled_ms = self.wall_ms_of(self.due(slot));
+        let (sent_ms, replied_ms, error_ms, duration_ms) = match timing {
+            Some((o, requested)) => (
+                Some(self.wall_ms_of(o.sent_at)),
+                Some(self.wall_ms_of(o.replied_at)),
+                Some(signed_ms(o.sent_at, requested)),
+                Some(signed_ms(o.replied_at, o.sent_at)),
+            ),
+            None => (None, None, None, None),
+        };
+        let skipped_before = std::mem::take(&mut self.skipped_pending);
+        ShotRecord {
+            slot,
+            shot: self.stats.shots_taken + 1,
+            scheduled_ms,
+            sent_ms,
+            replied_ms,
+            error_ms,
+            duration_ms,
+            ok: result.is_ok(),
+            error: result.err(),
+            late,
+            skipped_before,
+            files: Vec::new(),
+        }
+    }
+
+    fn after_shot(&mut self, now: Instant, record: ShotRecord) {
+        self.stats.record(&record, self.opts.interval.as_secs_f64());
+        self.recent_failures = (self.recent_failures << 1) | u32::from(!record.ok);
+        self.recent_count = (self.recent_count + 1).min(FAILURE_WINDOW);
+        let mask = (1u32 << FAILURE_WINDOW) - 1;
+        let failed = (self.recent_failures & mask).count_ones();
+        if !self.warned && self.recent_count >= FAILURE_WINDOW / 2 && failed >= FAILURE_WARN_COUNT {
+            self.warned = true;
+            self.actions
+                .push_back(Action::Notify(Notice::FailureRateHigh {
+                    failed,
+                    window: self.recent_count,
+                    last_error: record.error.clone().unwrap_or_default(),
+                }));
+        } else if self.warned && failed <= 1 {
+            // Re-arm once the camera has recovered.
+            self.warned = false;
+        }
+        self.actions
+            .push_back(Action::Journal(JournalEntry::Shot(record.clone())));
+        self.actions.push_back(Action::Notify(Notice::Shot(record)));
+        if let StopCondition::AfterShots(n) = self.opts.stop {
+            if self.stats.shots_taken >= u64::from(n) {
+                self.end(now, EndKind::Completed, None);
+            }
+        }
+    }
+
+    fn stop_reached(&self, now: Instant) -> bool {
+        if let StopCondition::AfterShots(n) = self.opts.stop {
+            if self.stats.shots_taken >= u64::from(n) {
+                return true;
+            }
+        }
+        match self.end_deadline {
+            // No slot at or past the end is shot.
+            Some(end) => now >= end || self.due(self.next_slot) >= end,
+            None => false,
+        }
+    }
+
+    fn compute_end_deadline(&mut self) {
+        let end_wall = match self.opts.stop {
+            StopCondition::Duration(d) => {
+                Some(self.origin_wall_ms.saturating_add(d.as_millis() as i64))
+            }
+            StopCondition::At { .. } => self.stop_at_wall_ms,
+            _ => None,
+        };
+        if let StopCondition::Duration(d) = self.opts.stop {
+            // Duration is measured on the grid, not the wall: slot 0 + d.
+            if self.base_slot == 0 {
+                self.end_deadline = Some(self.base + d);
+                return;
+            }
+        }
+        self.end_deadline = end_wall.map(|w| {
+            let (anchor, anchor_wall) = self.wall_anchor;
+            let from_anchor = w - anchor_wall;
+            if from_anchor >= 0 {
+                anchor + Duration::from_millis(from_anchor as u64)
+            } else {
+                anchor
+                    .checked_sub(Duration::from_millis(from_anchor.unsigned_abs()))
+                    .unwrap_or(anchor)
+            }
+        });
+    }
+
+    fn end(&mut self, now: Instant, kind: EndKind, reason: Option<String>) {
+        if self.is_ended() {
+            return;
+        }
+        self.state = State::Ended {
+            kind,
+            reason: reason.clone(),
+        };
+        self.actions.push_back(Action::Journal(JournalEntry::End {
+            state: kind,
+            reason: reason.clone(),
+            wall_ms: self.wall_ms_of(now).round() as i64,
+        }));
+        self.actions
+            .push_back(Action::Notify(Notice::Ended { kind, reason }));
+    }
+
+    /// Assigns file names from event polling to shots, oldest first. RAW+JPEG of one shot
+    /// share a stem and go to the same shot.
+    fn name_files(&mut self, names: Vec<String>) {
+        let mut named: Vec<(u64, Vec<String>)> = Vec::new();
+        for name in names {
+            let stem = name
+                .rsplit('/')
+                .next()
+                .unwrap_or(&name)
+                .rsplit_once('.')
+                .map(|(s, _)| s.to_string())
+                .unwrap_or_else(|| name.clone());
+            let slot = match &self.last_named {
+                Some((slot, s)) if *s == stem => Some(*slot),
+                _ => self.pending_files.pop_front(),
+            };
+            let Some(slot) = slot else {
+                continue; // a file we did not shoot (a test photo taken by hand)
+            };
+            self.last_named = Some((slot, stem));
+            match named.iter_mut().find(|(s, _)| *s == slot) {
+                Some((_, files)) => files.push(name),
+                None => named.push((slot, vec![name])),
+            }
+        }
+        for (slot, files) in named {
+            self.actions
+                .push_back(Action::Journal(JournalEntry::Files { slot, files }));
+        }
+    }
+
+    /// Wall label (Unix ms, fractional) of a monotonic instant.
+    pub fn wall_ms_of(&self, t: Instant) -> f64 {
+        let (anchor, wall) = self.wall_anchor;
+        wall as f64 + signed_ms(t, anchor)
+    }
+
+    /// The `intervalometer` status block (PROTOCOL.md "Session status").
+    pub fn status_json(&self, _now: Instant) -> Value {
+        let s = &self.stats;
+        let interval = self.opts.interval.as_secs_f64();
+        let next = match self.state {
+            State::Scheduled | State::Running { .. } => Some(self.due(self.next_slot)),
+            _ => None,
+        };
+        let remaining = match self.opts.stop {
+            StopCondition::AfterShots(n) => Some(u64::from(n).saturating_sub(s.shots_taken)),
+            _ => None,
+        };
+        let end_ms = match (self.opts.stop, self.end_deadline) {
+            (_, Some(end)) => Some(self.wall_ms_of(end)),
+            (StopCondition::AfterShots(n), _) => next.map(|t| {
+                self.wall_ms_of(t)
+                    + (u64::from(n).saturating_sub(s.shots_taken + 1)) as f64 * interval * 1000.0
+            }),
+            _ => None,
+        };
+        let wire = self.opts.to_wire();
+        let ended = match &self.state {
+            State::Ended { reason, .. } => reason.clone(),
+            _ => None,
+        };
+        let label = |ms: f64| iso8601_millis(ms.round() as i64);
+        json!({
+            "sessionId": self.id,
+            "title": self.title,
+            "state": self.state_name(),
+            "running": matches!(self.state, State::Running { .. } | State::Stopping { .. } | State::Scheduled),
+            "cameraConnected": self.connected,
+            "options": {
+                "interval": interval,
+                "stopCondition": wire.stop_condition,
+                "totalShots": wire.total_shots,
+                "stopTime": wire.stop_time,
+                "duration": wire.duration,
+                "overrunPolicy": wire.overrun_policy,
+                "bulb": wire.bulb,
+            },
+            "stats": {
+                "startTime": label(self.origin_wall_ms as f64),
+                "shotsTaken": s.shots_taken,
+                "shotsSuccessful": s.shots_successful,
+                "shotsFailed": s.shots_failed,
+                "shotsSkipped": s.shots_skipped + self.skipped_pending,
+                "currentShot": s.shots_taken,
+                "nextShotTime": next.map(|t| label(self.wall_ms_of(t))),
+                "overtimeShots": s.overtime_shots,
+                "totalOvertimeSeconds": s.total_overtime_s,
+                "maxOvertimeSeconds": s.max_overtime_s,
+                "lastShotDuration": s.last_duration_s,
+                "timing": {
+                    "meanErrorMs": s.mean_error_ms(),
+                    "p99ErrorMs": s.p99_error_ms(),
+                    "maxErrorMs": (s.timed_shots > 0).then_some(s.max_abs_error_ms),
+                },
+            },
+            "remainingShots": remaining,
+            "estimatedEndTime": end_ms.map(label),
+            "successRate": (s.shots_taken > 0).then(|| s.shots_successful as f64 / s.shots_taken as f64),
+            "averageShotDuration": (s.timed_shots > 0).then(|| s.sum_duration_s / s.timed_shots as f64),
+            "endReason": ended,
+        })
+    }
+}
+
+fn mul(d: Duration, k: u64) -> Duration {
+    let nanos = d.as_nanos().saturating_mul(u128::from(k));
+    Duration::new(
+        u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX / 4),
+        (nanos % 1_000_000_000) as u32,
+    )
+}
+
+/// `a − b` in milliseconds, signed.
+pub fn signed_ms(a: Instant, b: Instant) -> f64 {
+    if a >= b {
+        (a - b).as_secs_f64() * 1000.0
+    } else {
+        -((b - a).as_secs_f64() * 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::intervalometer::schedule::SessionOptions;
+    use crate::protocol::{ApiError, ErrorCode};
+
+    const T0_WALL: i64 = 1_641_078_000_000; // 2022-01-01T23:00:00Z
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn opts(interval_ms: u64, stop: StopCondition, overrun: OverrunPolicy) -> SessionOptions {
+        SessionOptions {
+            interval: ms(interval_ms),
+            stop,
+            overrun,
+            bulb: None,
+            af: false,
+            exposure: None,
+        }
+    }
+
+    fn session(t0: Instant, o: SessionOptions) -> Session {
+        Session::new(
+            "s1".into(),
+            "test".into(),
+            o,
+            Start {
+                now: t0,
+                wall_ms: T0_WALL,
+                tz_offset_secs: 0,
+                base: t0 + ms(1000),
+                first_slot: 0,
+                origin_wall_ms: T0_WALL + 1000,
+                stop_at_wall_ms: None,
+                camera_connected: true,
+                lead: DEFAULT_LEAD,
+            },
+            &[],
+        )
+    }
+
+    fn drain(s: &mut Session) -> Vec<Action> {
+        std::iter::from_fn(|| s.poll_action()).collect()
+    }
+
+    fn shoots(actions: &[Action]) -> Vec<(u64, Instant)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Shoot { slot, due, .. } => Some((*slot, *due)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn ended(actions: &[Action]) -> Option<EndKind> {
+        actions.iter().find_map(|a| match a {
+            Action::Notify(Notice::Ended { kind, .. }) => Some(*kind),
+            _ => None,
+        })
+    }
+
+    fn ok(sent: Instant, replied: Instant) -> ShotOutcome {
+        ShotOutcome {
+            sent_at: sent,
+            replied_at: replied,
+            result: Ok(()),
+        }
+    }
+
+    /// Runs the machine with a camera that sends exactly on time and replies after
+    /// `reply(slot)`; returns the shots it fired (slot, due) until it ends or `until`.
+    fn run(
+        s: &mut Session,
+        t0: Instant,
+        until: Instant,
+        reply: impl Fn(u64) -> Duration,
+    ) -> (Vec<(u64, Instant)>, Vec<Action>) {
+        let mut fired = Vec::new();
+        let mut all = Vec::new();
+        let mut now = t0;
+        s.handle(now, Input::Tick);
+        loop {
+            let actions = drain(s);
+            let shots = shoots(&actions);
+            all.extend(actions);
+            if let Some(&(slot, due)) = shots.first() {
+                fired.push((slot, due));
+                let sent = due.max(now);
+                now = sent + reply(slot);
+                s.handle(
+                    now,
+                    Input::ShotDone {
+                        slot,
+                        outcome: ok(sent, now),
+                    },
+                );
+                continue;
+            }
+            match s.poll_timeout() {
+                Some(t) if t <= until => {
+                    now = now.max(t);
+                    s.handle(now, Input::Tick);
+                }
+                _ => break,
+            }
+        }
+        (fired, all)
+    }
+
+    #[test]
+    fn shots_fall_on_the_grid_and_are_handed_over_a_lead_time_early() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(2000, StopCondition::AfterShots(5), OverrunPolicy::NextSlot),
+        );
+        assert_eq!(s.poll_timeout(), Some(t0 + ms(700)));
+        s.handle(t0 + ms(699), Input::Tick);
+        assert!(shoots(&drain(&mut s)).is_empty());
+        let (fired, all) = run(&mut s, t0, t0 + ms(60_000), |_| ms(150));
+        let want: Vec<_> = (0..5).map(|n| (n, t0 + ms(1000 + 2000 * n))).collect();
+        assert_eq!(fired, want);
+        assert_eq!(ended(&all), Some(EndKind::Completed));
+        assert_eq!(s.stats().shots_taken, 5);
+        assert_eq!(s.stats().shots_skipped, 0);
+    }
+
+    #[test]
+    fn due_times_never_accumulate_reply_latency() {
+        // Regression: `previous + interval` scheduling drifts by the reply time every shot.
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(
+                1000,
+                StopCondition::AfterShots(100),
+                OverrunPolicy::NextSlot,
+            ),
+        );
+        let (fired, _) = run(&mut s, t0, t0 + ms(1_000_000), |_| ms(333));
+        assert_eq!(fired.len(), 100);
+        assert_eq!(fired[99].1, t0 + ms(1000 + 99 * 1000));
+    }
+
+    #[test]
+    fn overrun_skips_missed_slots_without_a_burst() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(1000, StopCondition::AfterShots(4), OverrunPolicy::NextSlot),
+        );
+        // Shot 1 (slot 1) takes 2.5 s: slots 2 and 3 are missed; next is slot 4.
+        let (fired, all) = run(&mut s, t0, t0 + ms(60_000), |slot| {
+            if slot == 1 {
+                ms(2500)
+            } else {
+                ms(100)
+            }
+        });
+        let slots: Vec<u64> = fired.iter().map(|f| f.0).collect();
+        assert_eq!(slots, [0, 1, 4, 5]);
+        assert_eq!(fired[2].1, t0 + ms(1000 + 4000));
+        assert_eq!(s.stats().shots_skipped, 2);
+        let overtime = all
+            .iter()
+            .any(|a| matches!(a, Action::Notify(Notice::Overtime { shot: 2, .. })));
+        assert!(overtime, "the 2.5 s shot in a 1 s interval is overtime");
+        let rec = all.iter().find_map(|a| match a {
+            Action::Journal(JournalEntry::Shot(r)) if r.slot == 4 => Some(r.clone()),
+            _ => None,
+        });
+        assert_eq!(rec.unwrap().skipped_before, 2);
+    }
+
+    #[test]
+    fn immediately_once_fires_one_late_shot_then_returns_to_the_grid() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(
+                1000,
+                StopCondition::AfterShots(5),
+                OverrunPolicy::ImmediatelyOnce,
+            ),
+        );
+        let (fired, _) = run(&mut s, t0, t0 + ms(60_000), |slot| {
+            if slot == 1 {
+                ms(2500)
+            } else {
+                ms(100)
+            }
+        });
+        // Slot 1 ends at t0+4.5 s; slot 3 (due 4.0 s) is shot late at once, slot 2 skipped;
+        // then slot 4 on the grid (due 5 s).
+        let slots: Vec<u64> = fired.iter().map(|f| f.0).collect();
+        assert_eq!(slots, [0, 1, 3, 4, 5]);
+        assert_eq!(fired[2].1, t0 + ms(1000 + 1000 + 2500));
+        assert_eq!(fired[3].1, t0 + ms(5000));
+        assert_eq!(s.stats().shots_skipped, 1);
+    }
+
+    #[test]
+    fn immediately_once_never_chains_late_shots() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(
+                1000,
+                StopCondition::AfterShots(4),
+                OverrunPolicy::ImmediatelyOnce,
+            ),
+        );
+        // Every shot takes 2.5 s: a late shot is followed by a grid shot, never another late one.
+        let (fired, all) = run(&mut s, t0, t0 + ms(60_000), |_| ms(2500));
+        let late: Vec<bool> = all
+            .iter()
+            .filter_map(|a| match a {
+                Action::Journal(JournalEntry::Shot(r)) => Some(r.late),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(late, [false, true, false, true]);
+        assert_eq!(fired.len(), 4);
+    }
+
+    #[test]
+    fn duration_stop_excludes_the_slot_at_the_end() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(
+                1000,
+                StopCondition::Duration(ms(5000)),
+                OverrunPolicy::NextSlot,
+            ),
+        );
+        let (fired, all) = run(&mut s, t0, t0 + ms(60_000), |_| ms(100));
+        assert_eq!(fired.len(), 5); // slots at 0..4 s; slot 5 s is the end
+        assert_eq!(ended(&all), Some(EndKind::Completed));
+    }
+
+    #[test]
+    fn stop_at_crosses_midnight() {
+        // Start 23:00:00Z, stop "00:00": an hour of 10-minute slots from 23:00:01.
+        let t0 = Instant::now();
+        let o = opts(
+            600_000,
+            StopCondition::At { hour: 0, minute: 0 },
+            OverrunPolicy::NextSlot,
+        );
+        let mut s = session(t0, o);
+        assert_eq!(s.stop_at_wall_ms(), Some(T0_WALL + 3_600_000));
+        let (fired, all) = run(&mut s, t0, t0 + ms(10_000_000), |_| ms(100));
+        assert_eq!(fired.len(), 6); // 23:00:01, 23:10:01 … 23:50:01
+        assert_eq!(ended(&all), Some(EndKind::Completed));
+    }
+
+    #[test]
+    fn stop_at_is_re_evaluated_when_the_wall_clock_steps_but_the_grid_stays() {
+        let t0 = Instant::now();
+        let o = opts(
+            600_000,
+            StopCondition::At { hour: 0, minute: 0 },
+            OverrunPolicy::NextSlot,
+        );
+        let mut s = session(t0, o);
+        let (fired, _) = run(&mut s, t0, t0 + ms(1_300_000), |_| ms(100));
+        assert_eq!(fired.len(), 3);
+        // Time sync: the wall clock was 30 min slow. Now it reads 23:51:40 at mono 1_300 s.
+        let now = t0 + ms(1_300_000);
+        s.handle(
+            now,
+            Input::WallClock {
+                wall_ms: T0_WALL + 1_300_000 + 1_800_000,
+                tz_offset_secs: 0,
+            },
+        );
+        // Midnight is now 500 s away on the monotonic clock: slot 3 (1_801 s) is past it.
+        let (more, all) = run(&mut s, now, now + ms(10_000_000), |_| ms(100));
+        assert!(more.is_empty(), "{more:?}");
+        assert_eq!(ended(&all), Some(EndKind::Completed));
+        // A step the other way (clock was fast) lets the session run longer, on the same grid.
+        let mut s = session(
+            t0,
+            opts(
+                600_000,
+                StopCondition::At { hour: 0, minute: 0 },
+                OverrunPolicy::NextSlot,
+            ),
+        );
+        run(&mut s, t0, t0 + ms(1_300_000), |_| ms(100));
+        s.handle(
+            now,
+            Input::WallClock {
+                wall_ms: T0_WALL + 1_300_000 - 1_800_000,
+                tz_offset_secs: 0,
+            },
+        );
+        let (more, _) = run(&mut s, now, now + ms(100_000_000), |_| ms(100));
+        let dues: Vec<Instant> = more.iter().map(|f| f.1).collect();
+        assert_eq!(
+            dues.len(),
+            6,
+            "slots 3..8 fit before the corrected midnight"
+        );
+        assert_eq!(dues[0], t0 + ms(1000 + 3 * 600_000));
+    }
+
+    #[test]
+    fn stop_input_during_a_shot_waits_for_the_reply() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(1000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
+        );
+        s.handle(t0 + ms(700), Input::Tick);
+        assert_eq!(shoots(&drain(&mut s)).len(), 1);
+        s.handle(t0 + ms(1000), Input::Stop);
+        assert_eq!(s.state_name(), "stopping");
+        assert!(s.shot_in_flight());
+        s.handle(
+            t0 + ms(1100),
+            Input::ShotDone {
+                slot: 0,
+                outcome: ok(t0 + ms(1000), t0 + ms(1100)),
+            },
+        );
+        let a = drain(&mut s);
+        assert_eq!(ended(&a), Some(EndKind::Stopped));
+        assert_eq!(s.stats().shots_successful, 1);
+        assert!(a
+            .iter()
+            .any(|x| matches!(x, Action::Journal(JournalEntry::End { .. }))));
+    }
+
+    #[test]
+    fn bulb_shots_carry_the_exposure_and_are_due_on_the_grid() {
+        let t0 = Instant::now();
+        let mut o = opts(
+            60_000,
+            StopCondition::AfterShots(2),
+            OverrunPolicy::NextSlot,
+        );
+        o.bulb = Some(ms(45_000));
+        let mut s = session(t0, o);
+        s.handle(t0 + ms(700), Input::Tick);
+        let a = drain(&mut s);
+        assert!(
+            matches!(
+                a.as_slice(),
+                [Action::Notify(Notice::Running), Action::Shoot { slot: 0, req: ShotRequest { bulb: Some(b), af: false }, .. }] if *b == ms(45_000)
+            ),
+            "{a:?}"
+        );
+        // The release reply comes 45.2 s after the press; not overtime in a 60 s interval.
+        s.handle(
+            t0 + ms(46_200),
+            Input::ShotDone {
+                slot: 0,
+                outcome: ok(t0 + ms(1000), t0 + ms(46_200)),
+            },
+        );
+        let a = drain(&mut s);
+        assert!(!a
+            .iter()
+            .any(|x| matches!(x, Action::Notify(Notice::Overtime { .. }))));
+        assert_eq!(s.poll_timeout(), Some(t0 + ms(61_000) - DEFAULT_LEAD));
+    }
+
+    #[test]
+    fn camera_lost_marks_slots_failed_and_resumes_on_the_grid() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(1000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
+        );
+        let (fired, _) = run(&mut s, t0, t0 + ms(1800), |_| ms(100));
+        assert_eq!(fired.len(), 2);
+        s.handle(
+            t0 + ms(2300),
+            Input::CameraLost {
+                reason: "health check timed out".into(),
+            },
+        );
+        // Offline: no Shoot, the timer waits for the due time itself.
+        assert_eq!(s.poll_timeout(), Some(t0 + ms(3000)));
+        let mut failed = Vec::new();
+        for k in 3..6 {
+            s.handle(t0 + ms(k * 1000), Input::Tick);
+            for a in drain(&mut s) {
+                assert!(!matches!(a, Action::Shoot { .. }));
+                if let Action::Journal(JournalEntry::Shot(r)) = a {
+                    failed.push(r);
+                }
+            }
+        }
+        assert_eq!(failed.len(), 3);
+        assert!(
+            failed
+                .iter()
+                .all(|r| !r.ok
+                    && r.error.as_deref() == Some("camera offline: health check timed out"))
+        );
+        // A high failure rate is announced, once; the session keeps running.
+        s.handle(t0 + ms(6000), Input::Tick);
+        s.handle(t0 + ms(7000), Input::Tick);
+        let a = drain(&mut s);
+        assert!(
+            a.iter()
+                .any(|x| matches!(x, Action::Notify(Notice::FailureRateHigh { failed: 5, .. }))),
+            "{a:?}"
+        );
+        assert_eq!(s.state_name(), "running");
+        s.handle(t0 + ms(7500), Input::CameraConnected);
+        assert_eq!(s.poll_timeout(), Some(t0 + ms(8000) - DEFAULT_LEAD));
+        s.handle(t0 + ms(7700), Input::Tick);
+        assert_eq!(shoots(&drain(&mut s)), [(7, t0 + ms(8000))]);
+        assert_eq!(s.stats().shots_failed, 5);
+    }
+
+    #[test]
+    fn failed_shot_replies_are_recorded_with_the_camera_error() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(1000, StopCondition::AfterShots(1), OverrunPolicy::NextSlot),
+        );
+        s.handle(t0 + ms(700), Input::Tick);
+        drain(&mut s);
+        let outcome = ShotOutcome {
+            sent_at: t0 + ms(1001),
+            replied_at: t0 + ms(1050),
+            result: Err(ApiError::new(ErrorCode::CameraBusy, "Device busy")),
+        };
+        s.handle(t0 + ms(1050), Input::ShotDone { slot: 0, outcome });
+        let a = drain(&mut s);
+        let r = a
+            .iter()
+            .find_map(|x| match x {
+                Action::Notify(Notice::Shot(r)) => Some(r.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(!r.ok);
+        assert_eq!(r.error.as_deref(), Some("Device busy"));
+        assert!((r.error_ms.unwrap() - 1.0).abs() < 1e-6);
+        assert_eq!(ended(&a), Some(EndKind::Completed));
+    }
+
+    #[test]
+    fn file_names_arrive_later_and_pair_raw_with_jpeg() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(1000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
+        );
+        run(&mut s, t0, t0 + ms(2800), |_| ms(100));
+        s.handle(
+            t0 + ms(2900),
+            Input::FilesAdded(vec![
+                "/ccapi/ver110/contents/card1/100CANON/IMG_0001.CR3".into(),
+                "/ccapi/ver110/contents/card1/100CANON/IMG_0001.JPG".into(),
+                "/ccapi/ver110/contents/card1/100CANON/IMG_0002.CR3".into(),
+            ]),
+        );
+        let files: Vec<(u64, usize)> = drain(&mut s)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Journal(JournalEntry::Files { slot, files }) => Some((slot, files.len())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(files, [(0, 2), (1, 1)]);
+    }
+
+    #[test]
+    fn resume_continues_on_the_original_grid_and_counts_downtime_as_skipped() {
+        // Session origin (slot 0) at wall T; 3 shots journaled; power lost; back at T+10.5 s.
+        let interval = ms(1000);
+        let prior: Vec<ShotRecord> = (0..3)
+            .map(|n| ShotRecord {
+                slot: n,
+                shot: n + 1,
+                scheduled_ms: (T0_WALL + n as i64 * 1000) as f64,
+                sent_ms: None,
+                replied_ms: None,
+                error_ms: Some(0.5),
+                duration_ms: Some(100.0),
+                ok: true,
+                error: None,
+                late: false,
+                skipped_before: 0,
+                files: vec![],
+            })
+            .collect();
+        let now = Instant::now();
+        let wall_now = T0_WALL + 10_500;
+        let first_slot = 11u64; // first slot whose wall time is ahead: T+11 s
+        let base = now + ms(500);
+        let mut s = Session::new(
+            "s1".into(),
+            "t".into(),
+            opts(
+                interval.as_millis() as u64,
+                StopCondition::AfterShots(6),
+                OverrunPolicy::NextSlot,
+            ),
+            Start {
+                now,
+                wall_ms: wall_now,
+                tz_offset_secs: 0,
+                base,
+                first_slot,
+                origin_wall_ms: T0_WALL,
+                stop_at_wall_ms: None,
+                camera_connected: true,
+                lead: DEFAULT_LEAD,
+            },
+            &prior,
+        );
+        assert_eq!(s.stats().shots_taken, 3);
+        let (fired, all) = run(&mut s, now, now + ms(60_000), |_| ms(100));
+        let slots: Vec<u64> = fired.iter().map(|f| f.0).collect();
+        assert_eq!(
+            slots,
+            [11, 12, 13],
+            "stop-after 6 counts the 3 shots before the restart"
+        );
+        assert_eq!(fired[1].1, base + interval);
+        assert_eq!(
+            s.stats().shots_skipped,
+            8,
+            "slots 3..=10 were lost while down"
+        );
+        assert_eq!(ended(&all), Some(EndKind::Completed));
+        let first = all
+            .iter()
+            .find_map(|a| match a {
+                Action::Journal(JournalEntry::Shot(r)) => Some(r.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(first.scheduled_ms, (T0_WALL + 11_000) as f64);
+    }
+
+    #[test]
+    fn a_shot_that_never_returns_is_given_up_and_the_grid_goes_on() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(10_000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
+        );
+        s.handle(t0 + ms(700), Input::Tick);
+        assert_eq!(shoots(&drain(&mut s)).len(), 1);
+        assert_eq!(s.poll_timeout(), Some(t0 + ms(1000) + SHOT_REPLY_TIMEOUT));
+        s.handle(t0 + ms(31_000), Input::Tick);
+        let a = drain(&mut s);
+        assert!(a.contains(&Action::AbandonShot { slot: 0 }), "{a:?}");
+        assert_eq!(s.stats().shots_failed, 1);
+        // Slots 1 and 2 (11 s, 21 s) passed meanwhile; slot 3 (31 s) is handed over now.
+        assert_eq!(shoots(&a), [(3, t0 + ms(31_000))]);
+        assert_eq!(
+            s.stats().shots_skipped,
+            0,
+            "skips are attributed to the next record"
+        );
+        // A late reply for the abandoned shot is ignored.
+        s.handle(
+            t0 + ms(31_100),
+            Input::ShotDone {
+                slot: 0,
+                outcome: ok(t0, t0),
+            },
+        );
+        assert!(s.shot_in_flight());
+    }
+
+    #[test]
+    fn timers_waking_a_little_late_neither_skip_nor_drop_a_slot() {
+        // Regression: a timer that fired 0.3 ms after the due time made the machine count the
+        // slot as missed, so a camera that went dark produced skips instead of failed shots and
+        // a stop-after session never ended.
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(500, StopCondition::AfterShots(3), OverrunPolicy::NextSlot),
+        );
+        s.handle(
+            t0,
+            Input::CameraLost {
+                reason: "gone".into(),
+            },
+        );
+        for k in 0..3u64 {
+            s.handle(
+                t0 + ms(1000 + 500 * k) + Duration::from_micros(300),
+                Input::Tick,
+            );
+        }
+        let a = drain(&mut s);
+        let failed = a
+            .iter()
+            .filter(|x| matches!(x, Action::Journal(JournalEntry::Shot(r)) if !r.ok))
+            .count();
+        assert_eq!(failed, 3);
+        assert_eq!(ended(&a), Some(EndKind::Completed));
+        assert_eq!(s.stats().shots_skipped, 0);
+        // Connected: a tick 5 ms past the due time (lead time lost to a stall) still shoots it.
+        let mut s = session(
+            t0,
+            opts(1000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
+        );
+        s.handle(t0 + ms(1005), Input::Tick);
+        assert_eq!(shoots(&drain(&mut s)), [(0, t0 + ms(1000))]);
+    }
+
+    #[test]
+    fn scheduled_start_can_be_stopped_before_it_begins() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(1000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
+        );
+        assert_eq!(s.state_name(), "scheduled");
+        s.handle(t0 + ms(100), Input::Stop);
+        assert_eq!(ended(&drain(&mut s)), Some(EndKind::Stopped));
+        assert_eq!(s.poll_timeout(), None);
+    }
+}
