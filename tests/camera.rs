@@ -55,6 +55,7 @@ fn start_driver(
     trust: Arc<Trust>,
     timeouts: Timeouts,
 ) -> Rig {
+    let _ = env_logger::builder().is_test(true).try_init();
     let (publisher, outbound) = Publisher::channel();
     let status = StatusBoard::new(publisher.clone());
     let opts = DriverOptions {
@@ -87,7 +88,6 @@ fn rig(name: &str, cfg: SimConfig) -> Rig {
 }
 
 fn rig_with(name: &str, cfg: SimConfig, max_connections: Option<usize>) -> Rig {
-    let _ = env_logger::builder().is_test(true).try_init();
     let sim = SimHandle::start(cfg).expect("simulator starts");
     // The R50 breaks with more than a couple of sockets: make exceeding 2 fail loudly.
     sim.set_max_connections(max_connections);
@@ -526,6 +526,8 @@ fn changed_certificate_is_refused_until_accepted() {
     first.link.shutdown();
     let mut first = first;
     let sim = first.sim.take().unwrap();
+    // Keep the data dir (and its pin file) for the second run.
+    first.dir = PathBuf::new();
     drop(first);
     // Next run (a restart) meets the new certificate.
     let r = start_driver(

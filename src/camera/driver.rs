@@ -293,9 +293,11 @@ impl Inner {
 
     fn tell_link(&self, msg: DriverMsg) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if self.to_link.try_send(msg).is_err() {
+        if let Err(e) = self.to_link.try_send(msg) {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            log::warn!("camera link task is behind; dropped an input");
+            if e.is_full() {
+                log::warn!("camera link task is behind; dropped an input");
+            }
         }
     }
 
