@@ -707,6 +707,17 @@ impl EventFamily {
 pub struct Reply {
     pub kind: &'static str,
     pub data: Value,
+    /// A non-JSON body for REST (CSV, SVG, a photo). WebSocket clients get `data` instead.
+    pub body: Option<Body>,
+}
+
+/// A non-JSON REST body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Bytes {
+        content_type: &'static str,
+        bytes: Vec<u8>,
+    },
 }
 
 impl Reply {
@@ -714,6 +725,15 @@ impl Reply {
         Reply {
             kind,
             data: serde_json::to_value(data).unwrap_or(Value::Null),
+            body: None,
+        }
+    }
+
+    /// A reply whose REST form is `body`; `data` is what a WebSocket client gets.
+    pub fn with_body(kind: &'static str, data: impl Serialize, body: Body) -> Self {
+        Reply {
+            body: Some(body),
+            ..Reply::new(kind, data)
         }
     }
 }

@@ -16,7 +16,7 @@ use skylapse::camera::{
 };
 use skylapse::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use skylapse::protocol::{
-    AcceptCertificate, ApiError, Command, CommandResult, ErrorCode, IdRef, SetCameraSetting,
+    AcceptCertificate, ApiError, Body, Command, CommandResult, ErrorCode, IdRef, SetCameraSetting,
     TakePhoto,
 };
 use skylapse::sim::{FaultAction, FaultMatch, OfflineMode, Profile, SimConfig, SimHandle};
@@ -290,10 +290,19 @@ fn test_photo_is_downloaded_with_progress_then_listed_served_and_deleted() {
         let file = r
             .run(Command::GetTestPhotoFile(IdRef { id: id.clone() }))
             .await
-            .unwrap()
-            .data;
-        assert_eq!(file["contentType"], "image/jpeg");
-        assert_eq!(file["size"], bytes.len());
+            .unwrap();
+        assert_eq!(file.data["contentType"], "image/jpeg");
+        assert_eq!(file.data["size"], bytes.len());
+        match file.body {
+            Some(Body::Bytes {
+                content_type,
+                bytes: served,
+            }) => {
+                assert_eq!(content_type, "image/jpeg");
+                assert_eq!(served, bytes);
+            }
+            other => panic!("no body: {other:?}"),
+        }
         let traversal = IdRef {
             id: "../camera-pins.json".into(),
         };

@@ -13,7 +13,7 @@
 //! ureq is blocking, so camera I/O runs on two dedicated threads, one per allowed socket; the
 //! link task only decides. A shot (`CameraControl::shoot_at`, called ~300 ms ahead) goes to
 //! the front of the control queue; the worker warms the connection if it sat idle, sleeps to
-//! ~1 ms before `due` on the monotonic clock, yields/spins the rest, and sends. Event polling
+//! ~2 ms before `due` on the monotonic clock, yields/spins the rest, and sends. Event polling
 //! never blocks shots: it has its own socket and reports `CameraNotice::FilesAdded`.
 
 use std::collections::VecDeque;
@@ -507,7 +507,9 @@ impl Inner {
     }
 }
 
-/// Sleeps to ~1 ms before `due`, then yields/spins to it (monotonic clock).
+/// Sleeps to ~2 ms before `due`, then yields/spins to it (monotonic clock). The margin
+/// absorbs the scheduler's wake-up lateness on a loaded Pi; the spin costs ~2 ms of CPU per
+/// shot.
 fn wait_until(due: Instant) {
     loop {
         let now = Instant::now();
@@ -515,8 +517,8 @@ fn wait_until(due: Instant) {
             return;
         }
         let left = due - now;
-        if left > Duration::from_millis(2) {
-            std::thread::sleep(left - Duration::from_millis(1));
+        if left > Duration::from_millis(3) {
+            std::thread::sleep(left - Duration::from_millis(2));
         } else if left > Duration::from_micros(200) {
             std::thread::yield_now();
         } else {

@@ -19,7 +19,7 @@ use super::{CameraNotice, ShotRequest};
 use crate::app::{Origin, Service};
 use crate::clock::BoxFuture;
 use crate::protocol::{
-    ApiError, Channel, Command, CommandResult, ErrorCode, Event, EventFamily, Reply,
+    ApiError, Body, Channel, Command, CommandResult, ErrorCode, Event, EventFamily, Reply,
 };
 use crate::util::iso8601;
 
@@ -200,19 +200,24 @@ impl CameraService {
         ))
     }
 
-    /// The file's location for the web layer to stream (no Body type in the protocol yet).
+    /// The photo's bytes as the REST body (`GET /api/camera/photos/test/:id/file`); WebSocket
+    /// clients get the metadata.
     fn test_photo_file(&self, id: &str) -> CommandResult {
         let p = self.photo_path(id)?;
-        let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        let bytes = std::fs::read(&p)
+            .map_err(|e| ApiError::system(format!("Cannot read the test photo: {e}")))?;
         let content_type = if is_jpeg(id) {
             "image/jpeg"
         } else {
             "application/octet-stream"
         };
-        Ok(Reply::new(
+        Ok(Reply::with_body(
             "test_photo_file",
-            json!({"id": id, "path": p.to_string_lossy(), "contentType": content_type,
-                   "size": size}),
+            json!({"id": id, "contentType": content_type, "size": bytes.len()}),
+            Body::Bytes {
+                content_type,
+                bytes,
+            },
         ))
     }
 
