@@ -461,6 +461,9 @@ impl Inner {
             let _ = session.get("deviceinformation");
         }
         let timeout = self.timeouts.call;
+        // Real-time priority for the shot window only (best effort: needs CAP_SYS_NICE, which
+        // the service has on the Pi; elsewhere it silently stays a normal thread).
+        let _rt = RealtimeWindow::enter();
         let outcome = match req.bulb {
             None => {
                 let url = session.shutter_url();
@@ -504,6 +507,43 @@ impl Inner {
         *lock(&self.last_control) = Some(Instant::now());
         self.report(&outcome.result);
         outcome
+    }
+}
+
+/// While alive, the calling thread runs SCHED_FIFO (if permitted), so a busy CPU cannot
+/// delay the press by a scheduler time slice; the previous policy returns on drop.
+struct RealtimeWindow {
+    previous: Option<(libc::c_int, libc::sched_param)>,
+}
+
+impl RealtimeWindow {
+    fn enter() -> RealtimeWindow {
+        // SAFETY: plain syscalls on the calling thread (pid 0) with owned, initialised params.
+        unsafe {
+            let policy = libc::sched_getscheduler(0);
+            let mut old: libc::sched_param = std::mem::zeroed();
+            if policy < 0 || libc::sched_getparam(0, &mut old) != 0 {
+                return RealtimeWindow { previous: None };
+            }
+            let rt = libc::sched_param { sched_priority: 10 };
+            if libc::sched_setscheduler(0, libc::SCHED_FIFO, &rt) != 0 {
+                return RealtimeWindow { previous: None };
+            }
+            RealtimeWindow {
+                previous: Some((policy, old)),
+            }
+        }
+    }
+}
+
+impl Drop for RealtimeWindow {
+    fn drop(&mut self) {
+        if let Some((policy, param)) = self.previous {
+            // SAFETY: restores the policy read in `enter` on the same thread.
+            unsafe {
+                libc::sched_setscheduler(0, policy, &param);
+            }
+        }
     }
 }
 
