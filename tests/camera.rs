@@ -16,7 +16,7 @@ use skylapse::camera::{
 };
 use skylapse::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use skylapse::protocol::{
-    AcceptCertificate, ApiError, Command, CommandResult, ErrorCode, IdRef, SetCameraSetting,
+    AcceptCertificate, ApiError, Body, Command, CommandResult, ErrorCode, IdRef, SetCameraSetting,
     TakePhoto,
 };
 use skylapse::sim::{FaultAction, FaultMatch, OfflineMode, Profile, SimConfig, SimHandle};
@@ -55,6 +55,7 @@ fn start_driver(
     trust: Arc<Trust>,
     timeouts: Timeouts,
 ) -> Rig {
+    let _ = env_logger::builder().is_test(true).try_init();
     let (publisher, outbound) = Publisher::channel();
     let status = StatusBoard::new(publisher.clone());
     let opts = DriverOptions {
@@ -87,7 +88,6 @@ fn rig(name: &str, cfg: SimConfig) -> Rig {
 }
 
 fn rig_with(name: &str, cfg: SimConfig, max_connections: Option<usize>) -> Rig {
-    let _ = env_logger::builder().is_test(true).try_init();
     let sim = SimHandle::start(cfg).expect("simulator starts");
     // The R50 breaks with more than a couple of sockets: make exceeding 2 fail loudly.
     sim.set_max_connections(max_connections);
@@ -290,10 +290,19 @@ fn test_photo_is_downloaded_with_progress_then_listed_served_and_deleted() {
         let file = r
             .run(Command::GetTestPhotoFile(IdRef { id: id.clone() }))
             .await
-            .unwrap()
-            .data;
-        assert_eq!(file["contentType"], "image/jpeg");
-        assert_eq!(file["size"], bytes.len());
+            .unwrap();
+        assert_eq!(file.data["contentType"], "image/jpeg");
+        assert_eq!(file.data["size"], bytes.len());
+        match file.body {
+            Some(Body::Bytes {
+                content_type,
+                bytes: served,
+            }) => {
+                assert_eq!(content_type, "image/jpeg");
+                assert_eq!(served, bytes);
+            }
+            other => panic!("no body: {other:?}"),
+        }
         let traversal = IdRef {
             id: "../camera-pins.json".into(),
         };
@@ -526,6 +535,8 @@ fn changed_certificate_is_refused_until_accepted() {
     first.link.shutdown();
     let mut first = first;
     let sim = first.sim.take().unwrap();
+    // Keep the data dir (and its pin file) for the second run.
+    first.dir = PathBuf::new();
     drop(first);
     // Next run (a restart) meets the new certificate.
     let r = start_driver(

@@ -13,7 +13,7 @@
 //! ureq is blocking, so camera I/O runs on two dedicated threads, one per allowed socket; the
 //! link task only decides. A shot (`CameraControl::shoot_at`, called ~300 ms ahead) goes to
 //! the front of the control queue; the worker warms the connection if it sat idle, sleeps to
-//! ~1 ms before `due` on the monotonic clock, yields/spins the rest, and sends. Event polling
+//! ~2 ms before `due` on the monotonic clock, yields/spins the rest, and sends. Event polling
 //! never blocks shots: it has its own socket and reports `CameraNotice::FilesAdded`.
 
 use std::collections::VecDeque;
@@ -293,9 +293,11 @@ impl Inner {
 
     fn tell_link(&self, msg: DriverMsg) {
         self.in_flight.fetch_add(1, Ordering::SeqCst);
-        if self.to_link.try_send(msg).is_err() {
+        if let Err(e) = self.to_link.try_send(msg) {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            log::warn!("camera link task is behind; dropped an input");
+            if e.is_full() {
+                log::warn!("camera link task is behind; dropped an input");
+            }
         }
     }
 
@@ -459,6 +461,9 @@ impl Inner {
             let _ = session.get("deviceinformation");
         }
         let timeout = self.timeouts.call;
+        // Real-time priority for the shot window only (best effort: needs CAP_SYS_NICE, which
+        // the service has on the Pi; elsewhere it silently stays a normal thread).
+        let _rt = RealtimeWindow::enter();
         let outcome = match req.bulb {
             None => {
                 let url = session.shutter_url();
@@ -505,7 +510,46 @@ impl Inner {
     }
 }
 
-/// Sleeps to ~1 ms before `due`, then yields/spins to it (monotonic clock).
+/// While alive, the calling thread runs SCHED_FIFO (if permitted), so a busy CPU cannot
+/// delay the press by a scheduler time slice; the previous policy returns on drop.
+struct RealtimeWindow {
+    previous: Option<(libc::c_int, libc::sched_param)>,
+}
+
+impl RealtimeWindow {
+    fn enter() -> RealtimeWindow {
+        // SAFETY: plain syscalls on the calling thread (pid 0) with owned, initialised params.
+        unsafe {
+            let policy = libc::sched_getscheduler(0);
+            let mut old: libc::sched_param = std::mem::zeroed();
+            if policy < 0 || libc::sched_getparam(0, &mut old) != 0 {
+                return RealtimeWindow { previous: None };
+            }
+            let rt = libc::sched_param { sched_priority: 10 };
+            if libc::sched_setscheduler(0, libc::SCHED_FIFO, &rt) != 0 {
+                return RealtimeWindow { previous: None };
+            }
+            RealtimeWindow {
+                previous: Some((policy, old)),
+            }
+        }
+    }
+}
+
+impl Drop for RealtimeWindow {
+    fn drop(&mut self) {
+        if let Some((policy, param)) = self.previous {
+            // SAFETY: restores the policy read in `enter` on the same thread.
+            unsafe {
+                libc::sched_setscheduler(0, policy, &param);
+            }
+        }
+    }
+}
+
+/// Sleeps to ~2 ms before `due`, then yields/spins to it (monotonic clock). The margin
+/// absorbs the scheduler's wake-up lateness on a loaded Pi; the spin costs ~2 ms of CPU per
+/// shot.
 fn wait_until(due: Instant) {
     loop {
         let now = Instant::now();
@@ -513,8 +557,8 @@ fn wait_until(due: Instant) {
             return;
         }
         let left = due - now;
-        if left > Duration::from_millis(2) {
-            std::thread::sleep(left - Duration::from_millis(1));
+        if left > Duration::from_millis(3) {
+            std::thread::sleep(left - Duration::from_millis(2));
         } else if left > Duration::from_micros(200) {
             std::thread::yield_now();
         } else {

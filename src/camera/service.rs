@@ -19,7 +19,7 @@ use super::{CameraNotice, ShotRequest};
 use crate::app::{Origin, Service};
 use crate::clock::BoxFuture;
 use crate::protocol::{
-    ApiError, Channel, Command, CommandResult, ErrorCode, Event, EventFamily, Reply,
+    ApiError, Body, Channel, Command, CommandResult, ErrorCode, Event, EventFamily, Reply,
 };
 use crate::util::iso8601;
 
@@ -200,20 +200,21 @@ impl CameraService {
         ))
     }
 
-    /// The file's location for the web layer to stream (no Body type in the protocol yet).
+    /// The photo's bytes as the REST body (`GET /api/camera/photos/test/:id/file`); WebSocket
+    /// clients get the metadata.
     fn test_photo_file(&self, id: &str) -> CommandResult {
-        let p = self.photo_path(id)?;
-        let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        let path = self.photo_path(id)?;
+        let size = std::fs::metadata(&path)
+            .map_err(|e| ApiError::system(format!("Cannot read the test photo: {e}")))?
+            .len();
         let content_type = if is_jpeg(id) {
             "image/jpeg"
         } else {
             "application/octet-stream"
         };
-        Ok(Reply::new(
-            "test_photo_file",
-            json!({"id": id, "path": p.to_string_lossy(), "contentType": content_type,
-                   "size": size}),
-        ))
+        let data = json!({"id": id, "contentType": content_type, "size": size});
+        // Streamed from disk by the HTTP layer: a 30 MB RAW never sits in memory.
+        Ok(Reply::new("test_photo_file", data).with_body(Body::File { content_type, path }))
     }
 
     fn accept_certificate(&self, uuid: Option<&str>) -> CommandResult {

@@ -230,7 +230,17 @@ impl Trust {
                 }
             },
         };
-        let removed = lock(&self.pins).remove(&id).is_some();
+        // The same camera is pinned under each of its ids (UDN, serial): clear them all.
+        let removed = {
+            let mut pins = lock(&self.pins);
+            match pins.remove(&id) {
+                Some(old) => {
+                    pins.retain(|_, fp| *fp != old);
+                    true
+                }
+                None => false,
+            }
+        };
         {
             let mut last = lock(&self.last_rejection);
             if last.as_ref().map(|r| r.id == id).unwrap_or(false) {
@@ -515,7 +525,9 @@ mod tests {
         assert_eq!(e.code, ErrorCode::CertificateChanged);
         assert!(e.message.contains("accept the new certificate"), "{e}");
         assert_eq!(trust.accept(None).unwrap(), "uuid:1");
-        trust.check_and_pin(&["uuid:1"], b).unwrap();
+        // Regression: the serial alias kept the old pin, so the re-pin was refused again.
+        assert_eq!(trust.pinned("serial:9"), None);
+        trust.check_and_pin(&["uuid:1", "serial:9"], b).unwrap();
         assert_eq!(trust.pinned("uuid:1"), Some(b));
         // Insecure mode checks nothing.
         assert!(Trust::ephemeral(true).check_and_pin(&["uuid:1"], a).is_ok());
