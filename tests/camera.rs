@@ -294,12 +294,9 @@ fn test_photo_is_downloaded_with_progress_then_listed_served_and_deleted() {
         assert_eq!(file.data["contentType"], "image/jpeg");
         assert_eq!(file.data["size"], bytes.len());
         match file.body {
-            Some(Body::Bytes {
-                content_type,
-                bytes: served,
-            }) => {
+            Some(Body::File { content_type, path }) => {
                 assert_eq!(content_type, "image/jpeg");
-                assert_eq!(served, bytes);
+                assert_eq!(std::fs::read(path).unwrap(), bytes);
             }
             other => panic!("no body: {other:?}"),
         }
