@@ -12,6 +12,7 @@ use futures_lite::StreamExt;
 use skylapse::app::{App, Outbound, Publisher};
 use skylapse::clock::{SharedClock, SystemClock};
 use skylapse::config::{Config, Invocation, USAGE};
+use skylapse::services;
 use skylapse::systemd;
 use skylapse::web::{Server, VERSION};
 
@@ -22,16 +23,8 @@ const SERVICE_SHUTDOWN_LIMIT: Duration = Duration::from_secs(5);
 
 type Executor = Arc<smol::Executor<'static>>;
 
-// ============================================================================================
-// Services. This is where the camera, discovery, intervalometer, Wi-Fi, time sync and power
-// parts are created and registered with the coordinator (`app.add_service`), and where their
-// driver tasks are spawned on `ex`. A command no registered service claims is answered with
-// SERVICE_UNAVAILABLE by `App::execute`.
-// ============================================================================================
-fn register_services(app: &mut App, ex: &Executor) -> Result<(), String> {
-    let _ = (app, ex);
-    Ok(())
-}
+// Services: camera, discovery, intervalometer, Wi-Fi, time sync and power are created and
+// wired in `skylapse::services` (shared with the end-to-end tests).
 
 fn main() -> ExitCode {
     let config = match Config::from_process() {
@@ -61,13 +54,18 @@ fn main() -> ExitCode {
     let clock: SharedClock = Arc::new(SystemClock);
     let mut app = App::new(config.clone(), clock, publisher);
     let ex: Executor = Arc::new(smol::Executor::new());
-    if let Err(e) = register_services(&mut app, &ex) {
-        eprintln!("skylapse: {e}");
-        return ExitCode::from(1);
-    }
+    let running = match services::start(&mut app, services::Options::default()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("skylapse: {e}");
+            return ExitCode::from(1);
+        }
+    };
     let app = Arc::new(app);
     // One thread: the executor runs inside block_on on the main thread.
-    smol::block_on(ex.run(serve(ex.clone(), app, outbound)))
+    let code = smol::block_on(ex.run(serve(ex.clone(), app, outbound)));
+    running.stop();
+    code
 }
 
 async fn serve(
