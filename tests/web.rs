@@ -14,10 +14,10 @@ use futures_lite::future::{block_on, or};
 use futures_lite::StreamExt;
 use serde_json::{json, Value};
 
-use skylapse::app::{App, ClientId, Outbound, Publisher};
-use skylapse::clock::{ManualClock, SharedClock, SystemClock};
+use skylapse::app::{App, ClientId, Outbound, Publisher, Service};
+use skylapse::clock::{BoxFuture, ManualClock, SharedClock, SystemClock};
 use skylapse::config::Config;
-use skylapse::protocol::{Channel, Event, EventFamily, Secret};
+use skylapse::protocol::{Channel, Command, CommandResult, Event, EventFamily, Reply, Secret};
 use skylapse::web::Server;
 
 /// A bound on how long a test waits for something that should happen at once.
@@ -45,10 +45,23 @@ impl TestServer {
         Self::start(config, Arc::new(SystemClock), None)
     }
 
-    fn start(mut config: Config, clock: SharedClock, manual: Option<ManualClock>) -> TestServer {
+    fn start(config: Config, clock: SharedClock, manual: Option<ManualClock>) -> TestServer {
+        Self::start_with(config, clock, manual, Vec::new())
+    }
+
+    fn start_with(
+        mut config: Config,
+        clock: SharedClock,
+        manual: Option<ManualClock>,
+        services: Vec<Arc<dyn Service>>,
+    ) -> TestServer {
         config.listen = "127.0.0.1:0".parse().unwrap();
         let (publisher, outbound) = Publisher::channel();
-        let app = Arc::new(App::new(Arc::new(config), clock, publisher.clone()));
+        let mut app = App::new(Arc::new(config), clock, publisher.clone());
+        for service in services {
+            app.add_service(service);
+        }
+        let app = Arc::new(app);
         let ex = Arc::new(smol::Executor::new());
         let (stop, stop_rx) = async_channel::bounded::<()>(1);
         let thread = {
@@ -978,4 +991,96 @@ fn shutdown_sends_1001_to_clients() {
             .1;
         assert_eq!(code, 1001);
     });
+}
+
+/// A camera stand-in whose take_photo waits until the test releases it.
+struct SlowPhoto {
+    started: async_channel::Sender<()>,
+    release: async_channel::Receiver<()>,
+    done: async_channel::Sender<()>,
+}
+
+impl Service for SlowPhoto {
+    fn name(&self) -> &'static str {
+        "slow-photo"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        _origin: skylapse::app::Origin,
+        cmd: &'a Command,
+    ) -> Option<BoxFuture<'a, CommandResult>> {
+        if !matches!(cmd, Command::TakePhoto(_)) {
+            return None;
+        }
+        Some(Box::pin(async move {
+            let _ = self.started.send(()).await;
+            let _ = self.release.recv().await;
+            let _ = self.done.send(()).await;
+            Ok(Reply::new("photo_taken", json!({"success": true})))
+        }))
+    }
+}
+
+#[test]
+fn commands_reach_services_and_a_leaving_client_does_not_cancel_them() {
+    let (started_tx, started) = async_channel::unbounded();
+    let (release, release_rx) = async_channel::unbounded();
+    let (done_tx, done) = async_channel::unbounded();
+    let service = Arc::new(SlowPhoto {
+        started: started_tx,
+        release: release_rx,
+        done: done_tx,
+    });
+    let clock = ManualClock::new(SystemTime::now());
+    let s = TestServer::start_with(
+        Config::default(),
+        Arc::new(clock.clone()),
+        Some(clock),
+        vec![service],
+    );
+    block_on(async {
+        // Over WebSocket: the reply carries the id.
+        let (mut ws, _) = connect_welcomed(&s).await;
+        send(&mut ws, json!({"type": "take_photo", "id": "t1"})).await;
+        within("the service to start", started.recv())
+            .await
+            .unwrap();
+        release.send(()).await.unwrap();
+        let r = recv(&mut ws).await;
+        assert_eq!(
+            (r["type"].as_str(), r["id"].as_str()),
+            (Some("photo_taken"), Some("t1"))
+        );
+        assert_eq!(r["data"]["success"], true);
+        within("completion", done.recv()).await.unwrap();
+
+        // The client leaves while its photo is in progress: the photo still completes.
+        send(&mut ws, json!({"type": "take_photo"})).await;
+        within("the service to start", started.recv())
+            .await
+            .unwrap();
+        drop(ws);
+        release.send(()).await.unwrap();
+        within("the orphaned command to finish", done.recv())
+            .await
+            .unwrap();
+    });
+    // Over REST, the same service answers.
+    let t = std::thread::spawn({
+        let release = release.clone();
+        let started = started.clone();
+        move || {
+            block_on(started.recv()).unwrap();
+            block_on(release.send(())).unwrap();
+        }
+    });
+    let (st, _, body) = http(
+        s.addr,
+        "POST /api/camera/photo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{\"af\":true}",
+    );
+    t.join().unwrap();
+    assert_eq!(st, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["success"], true);
 }

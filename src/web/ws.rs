@@ -440,9 +440,15 @@ fn handle_text(
 }
 
 /// Runs commands one after another, in the order they arrived.
-async fn runner(web: &Web, slot: &ClientSlot, cmd_rx: &async_channel::Receiver<Pending>) -> End {
+async fn runner(
+    web: &Arc<Web>,
+    slot: &ClientSlot,
+    cmd_rx: &async_channel::Receiver<Pending>,
+) -> End {
     while let Ok(p) = cmd_rx.recv().await {
-        let result = web.execute(Origin::WebSocket(slot.id), &p.cmd).await;
+        let result = web
+            .execute_detached(Origin::WebSocket(slot.id), p.cmd)
+            .await;
         push_result(web, slot, &result, p.id.as_ref(), p.ack);
     }
     pending().await
