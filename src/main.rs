@@ -49,6 +49,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(dir) = &config.static_dir {
+        if !dir.is_dir() {
+            eprintln!(
+                "skylapse: --static-dir {} is not a directory",
+                dir.display()
+            );
+            return ExitCode::from(2);
+        }
+    }
     let filter = config
         .log
         .clone()

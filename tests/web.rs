@@ -1084,3 +1084,71 @@ fn commands_reach_services_and_a_leaving_client_does_not_cancel_them() {
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["success"], true);
 }
+
+#[test]
+fn websocket_ping_every_interval_and_silent_clients_are_dropped() {
+    let s = TestServer::manual(Config::default());
+    // A raw client that never answers pings.
+    let mut tcp = raw_upgrade(s.addr, b"");
+    assert!(read_http_head(&mut tcp).starts_with("HTTP/1.1 101"));
+    let (_, welcome) = read_frame(&mut tcp);
+    assert!(String::from_utf8_lossy(&welcome).contains("welcome"));
+    s.clock().advance(Duration::from_secs(30));
+    loop {
+        let (op, _) = read_frame(&mut tcp);
+        if op == 0x9 {
+            break; // WebSocket ping
+        }
+    }
+    // 60 s after its last frame, the silent client is dropped.
+    s.clock().advance(Duration::from_secs(31));
+    let mut buf = [0u8; 4096];
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue, // status updates queued before the drop
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("silent client not dropped: {e}"),
+        }
+    }
+}
+
+#[test]
+fn the_binary_notifies_systemd_ready_and_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = std::env::temp_dir().join(format!("skylapse-sd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock_path = dir.join("notify");
+    let _ = std::fs::remove_file(&sock_path);
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_skylapse"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "200000")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("listening on http://127.0.0.1:"), "{line}");
+    let mut buf = [0u8; 64];
+    let mut seen = Vec::new();
+    while !(seen.iter().any(|m| m == "READY=1")
+        && seen.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2)
+    {
+        let n = sock.recv(&mut buf).expect("notifications arrive");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    // SIGTERM: clean exit.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

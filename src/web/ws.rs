@@ -491,7 +491,9 @@ async fn heartbeat(web: &Web, slot: &ClientSlot) -> End {
     let clock = &web.app.clock;
     let limits = web.hub.limits();
     let interval = limits.ping_interval.max(Duration::from_millis(100));
-    let mut next_ping = clock.now() + interval;
+    // From the registration instant (before the welcome was queued), not from this task's
+    // first poll, so the schedule does not depend on when the executor gets here.
+    let mut next_ping = slot.connected_at + interval;
     loop {
         let silent_at = slot.last_seen() + limits.silence_timeout;
         clock.sleep_until(next_ping.min(silent_at)).await;
