@@ -545,6 +545,19 @@ fn foreign_origin_is_refused_before_the_upgrade() {
                 .is_ok()
         );
     });
+    // The same rule guards REST changes (cross-site "simple" POSTs need no preflight).
+    let (st, _, body) = http(
+        s.addr,
+        "POST /api/intervalometer/stop HTTP/1.1\r\nHost: x\r\nOrigin: http://evil.example\r\n\r\n",
+    );
+    assert_eq!(st, 403);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "PERMISSION_DENIED");
+    let (st, _, _) = http(
+        s.addr,
+        "POST /api/intervalometer/stop HTTP/1.1\r\nHost: x\r\nOrigin: http://x\r\n\r\n",
+    );
+    assert_eq!(st, 503, "same-origin POST reaches the command layer");
 }
 
 #[test]

@@ -469,6 +469,15 @@ async fn route(web: &Arc<Web>, req: &Request) -> Response {
         if !web.token_ok(req.bearer_token().as_deref()) {
             return unauthorized(web);
         }
+        // A foreign page can send "simple" cross-site POSTs without a preflight; refuse
+        // changes from browser origins that could not open the WebSocket either.
+        if !get && !ws::origin_allowed(web, req) {
+            return Response::error(
+                web,
+                403,
+                &ApiError::new(ErrorCode::PermissionDenied, "Origin not allowed"),
+            );
+        }
         return rest::handle(web, req).await;
     }
     if !get {
