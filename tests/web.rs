@@ -1165,3 +1165,18 @@ fn the_binary_notifies_systemd_ready_and_watchdog() {
     assert!(status.success(), "{status:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body() {
+    let s = TestServer::manual(Config::default());
+    let mut tcp = TcpStream::connect(s.addr).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    tcp.write_all(
+        b"POST /api/discovery/connect HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    assert!(read_http_head(&mut tcp).starts_with("HTTP/1.1 100"));
+    tcp.write_all(b"{}").unwrap();
+    let head = read_http_head(&mut tcp);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+}

@@ -388,6 +388,13 @@ async fn read_body(
             .closing(),
         ));
     }
+    if len > buf.len() && req.header_has("expect", "100-continue") {
+        // curl and others wait for this before sending a body.
+        let mut w = stream;
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .map_err(|_| Failure::Drop)?;
+    }
     let deadline = web.app.clock.now() + limits.head_timeout;
     while buf.len() < len {
         let old = buf.len();
