@@ -683,15 +683,16 @@ fn a_message_sent_with_the_upgrade_is_handled() {
 #[test]
 fn a_reader_that_never_reads_delays_nobody_and_is_dropped_when_stuck() {
     let s = TestServer::manual(Config::default());
-    // The stuck client: upgrades, then never reads a byte.
+    // The stuck client: upgrades, then never reads a byte (its receive window stays small:
+    // the kernel grows it only for a reader).
     let mut stuck = raw_upgrade(s.addr, b"");
     let _live = block_on(async {
         let (mut ws, w) = connect_welcomed(&s).await;
         let me = client_id(&w);
-        let pad = "x".repeat(32 * 1024);
+        let pad = "x".repeat(64 * 1024);
         let started = Instant::now();
-        // 15 × 20 events of 32 KiB (~10 MB): far more than the stuck socket can buffer.
-        for batch in 0..15u64 {
+        // 20 × 20 events of 64 KiB (~26 MB): far more than the stuck socket can buffer.
+        for batch in 0..20u64 {
             for i in 0..20u64 {
                 s.publisher.event(Event::new(
                     Channel::Camera,
@@ -706,7 +707,7 @@ fn a_reader_that_never_reads_delays_nobody_and_is_dropped_when_stuck() {
             }
         }
         eprintln!(
-            "300 broadcasts of 32 KiB to the live client took {:?}",
+            "400 broadcasts of 64 KiB to the live client took {:?}",
             started.elapsed()
         );
 
@@ -726,17 +727,18 @@ fn a_reader_that_never_reads_delays_nobody_and_is_dropped_when_stuck() {
     });
     // Its socket reaches end of stream once the buffered bytes are read.
     let mut sink = vec![0u8; 1 << 16];
+    let mut total = 0usize;
     let t0 = Instant::now();
     loop {
         match stuck.read(&mut sink) {
             Ok(0) => break,
-            Ok(_) => {}
+            Ok(n) => total += n,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
             Err(e) => panic!("stuck client never disconnected: {e}"),
         }
         assert!(
             t0.elapsed() < PATIENCE * 2,
-            "stuck client never disconnected"
+            "stuck client never disconnected {total}"
         );
     }
     let (st, _, body) = http(
