@@ -14,10 +14,10 @@ use futures_lite::future::{block_on, or};
 use futures_lite::StreamExt;
 use serde_json::{json, Value};
 
-use skylapse::app::{App, ClientId, Outbound, Publisher};
-use skylapse::clock::{ManualClock, SharedClock, SystemClock};
+use skylapse::app::{App, ClientId, Outbound, Publisher, Service};
+use skylapse::clock::{BoxFuture, ManualClock, SharedClock, SystemClock};
 use skylapse::config::Config;
-use skylapse::protocol::{Channel, Event, EventFamily, Secret};
+use skylapse::protocol::{Channel, Command, CommandResult, Event, EventFamily, Reply, Secret};
 use skylapse::web::Server;
 
 /// A bound on how long a test waits for something that should happen at once.
@@ -45,10 +45,23 @@ impl TestServer {
         Self::start(config, Arc::new(SystemClock), None)
     }
 
-    fn start(mut config: Config, clock: SharedClock, manual: Option<ManualClock>) -> TestServer {
+    fn start(config: Config, clock: SharedClock, manual: Option<ManualClock>) -> TestServer {
+        Self::start_with(config, clock, manual, Vec::new())
+    }
+
+    fn start_with(
+        mut config: Config,
+        clock: SharedClock,
+        manual: Option<ManualClock>,
+        services: Vec<Arc<dyn Service>>,
+    ) -> TestServer {
         config.listen = "127.0.0.1:0".parse().unwrap();
         let (publisher, outbound) = Publisher::channel();
-        let app = Arc::new(App::new(Arc::new(config), clock, publisher.clone()));
+        let mut app = App::new(Arc::new(config), clock, publisher.clone());
+        for service in services {
+            app.add_service(service);
+        }
+        let app = Arc::new(app);
         let ex = Arc::new(smol::Executor::new());
         let (stop, stop_rx) = async_channel::bounded::<()>(1);
         let thread = {
@@ -532,6 +545,19 @@ fn foreign_origin_is_refused_before_the_upgrade() {
                 .is_ok()
         );
     });
+    // The same rule guards REST changes (cross-site "simple" POSTs need no preflight).
+    let (st, _, body) = http(
+        s.addr,
+        "POST /api/intervalometer/stop HTTP/1.1\r\nHost: x\r\nOrigin: http://evil.example\r\n\r\n",
+    );
+    assert_eq!(st, 403);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "PERMISSION_DENIED");
+    let (st, _, _) = http(
+        s.addr,
+        "POST /api/intervalometer/stop HTTP/1.1\r\nHost: x\r\nOrigin: http://x\r\n\r\n",
+    );
+    assert_eq!(st, 503, "same-origin POST reaches the command layer");
 }
 
 #[test]
@@ -657,15 +683,16 @@ fn a_message_sent_with_the_upgrade_is_handled() {
 #[test]
 fn a_reader_that_never_reads_delays_nobody_and_is_dropped_when_stuck() {
     let s = TestServer::manual(Config::default());
-    // The stuck client: upgrades, then never reads a byte.
+    // The stuck client: upgrades, then never reads a byte (its receive window stays small:
+    // the kernel grows it only for a reader).
     let mut stuck = raw_upgrade(s.addr, b"");
     let _live = block_on(async {
         let (mut ws, w) = connect_welcomed(&s).await;
         let me = client_id(&w);
-        let pad = "x".repeat(32 * 1024);
+        let pad = "x".repeat(64 * 1024);
         let started = Instant::now();
-        // 15 × 20 events of 32 KiB (~10 MB): far more than the stuck socket can buffer.
-        for batch in 0..15u64 {
+        // 20 × 20 events of 64 KiB (~26 MB): far more than the stuck socket can buffer.
+        for batch in 0..20u64 {
             for i in 0..20u64 {
                 s.publisher.event(Event::new(
                     Channel::Camera,
@@ -680,7 +707,7 @@ fn a_reader_that_never_reads_delays_nobody_and_is_dropped_when_stuck() {
             }
         }
         eprintln!(
-            "300 broadcasts of 32 KiB to the live client took {:?}",
+            "400 broadcasts of 64 KiB to the live client took {:?}",
             started.elapsed()
         );
 
@@ -700,17 +727,18 @@ fn a_reader_that_never_reads_delays_nobody_and_is_dropped_when_stuck() {
     });
     // Its socket reaches end of stream once the buffered bytes are read.
     let mut sink = vec![0u8; 1 << 16];
+    let mut total = 0usize;
     let t0 = Instant::now();
     loop {
         match stuck.read(&mut sink) {
             Ok(0) => break,
-            Ok(_) => {}
+            Ok(n) => total += n,
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
             Err(e) => panic!("stuck client never disconnected: {e}"),
         }
         assert!(
             t0.elapsed() < PATIENCE * 2,
-            "stuck client never disconnected"
+            "stuck client never disconnected {total}"
         );
     }
     let (st, _, body) = http(
@@ -978,4 +1006,179 @@ fn shutdown_sends_1001_to_clients() {
             .1;
         assert_eq!(code, 1001);
     });
+}
+
+/// A camera stand-in whose take_photo waits until the test releases it.
+struct SlowPhoto {
+    started: async_channel::Sender<()>,
+    release: async_channel::Receiver<()>,
+    done: async_channel::Sender<()>,
+}
+
+impl Service for SlowPhoto {
+    fn name(&self) -> &'static str {
+        "slow-photo"
+    }
+
+    fn handle<'a>(
+        &'a self,
+        _origin: skylapse::app::Origin,
+        cmd: &'a Command,
+    ) -> Option<BoxFuture<'a, CommandResult>> {
+        if !matches!(cmd, Command::TakePhoto(_)) {
+            return None;
+        }
+        Some(Box::pin(async move {
+            let _ = self.started.send(()).await;
+            let _ = self.release.recv().await;
+            let _ = self.done.send(()).await;
+            Ok(Reply::new("photo_taken", json!({"success": true})))
+        }))
+    }
+}
+
+#[test]
+fn commands_reach_services_and_a_leaving_client_does_not_cancel_them() {
+    let (started_tx, started) = async_channel::unbounded();
+    let (release, release_rx) = async_channel::unbounded();
+    let (done_tx, done) = async_channel::unbounded();
+    let service = Arc::new(SlowPhoto {
+        started: started_tx,
+        release: release_rx,
+        done: done_tx,
+    });
+    let clock = ManualClock::new(SystemTime::now());
+    let s = TestServer::start_with(
+        Config::default(),
+        Arc::new(clock.clone()),
+        Some(clock),
+        vec![service],
+    );
+    block_on(async {
+        // Over WebSocket: the reply carries the id.
+        let (mut ws, _) = connect_welcomed(&s).await;
+        send(&mut ws, json!({"type": "take_photo", "id": "t1"})).await;
+        within("the service to start", started.recv())
+            .await
+            .unwrap();
+        release.send(()).await.unwrap();
+        let r = recv(&mut ws).await;
+        assert_eq!(
+            (r["type"].as_str(), r["id"].as_str()),
+            (Some("photo_taken"), Some("t1"))
+        );
+        assert_eq!(r["data"]["success"], true);
+        within("completion", done.recv()).await.unwrap();
+
+        // The client leaves while its photo is in progress: the photo still completes.
+        send(&mut ws, json!({"type": "take_photo"})).await;
+        within("the service to start", started.recv())
+            .await
+            .unwrap();
+        drop(ws);
+        release.send(()).await.unwrap();
+        within("the orphaned command to finish", done.recv())
+            .await
+            .unwrap();
+    });
+    // Over REST, the same service answers.
+    let t = std::thread::spawn({
+        let release = release.clone();
+        let started = started.clone();
+        move || {
+            block_on(started.recv()).unwrap();
+            block_on(release.send(())).unwrap();
+        }
+    });
+    let (st, _, body) = http(
+        s.addr,
+        "POST /api/camera/photo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{\"af\":true}",
+    );
+    t.join().unwrap();
+    assert_eq!(st, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["success"], true);
+}
+
+#[test]
+fn websocket_ping_every_interval_and_silent_clients_are_dropped() {
+    let s = TestServer::manual(Config::default());
+    // A raw client that never answers pings.
+    let mut tcp = raw_upgrade(s.addr, b"");
+    assert!(read_http_head(&mut tcp).starts_with("HTTP/1.1 101"));
+    let (_, welcome) = read_frame(&mut tcp);
+    assert!(String::from_utf8_lossy(&welcome).contains("welcome"));
+    s.clock().advance(Duration::from_secs(30));
+    loop {
+        let (op, _) = read_frame(&mut tcp);
+        if op == 0x9 {
+            break; // WebSocket ping
+        }
+    }
+    // 60 s after its last frame, the silent client is dropped.
+    s.clock().advance(Duration::from_secs(31));
+    let mut buf = [0u8; 4096];
+    loop {
+        match tcp.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue, // status updates queued before the drop
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("silent client not dropped: {e}"),
+        }
+    }
+}
+
+#[test]
+fn the_binary_notifies_systemd_ready_and_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let dir = std::env::temp_dir().join(format!("skylapse-sd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock_path = dir.join("notify");
+    let _ = std::fs::remove_file(&sock_path);
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_skylapse"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "200000")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(line.starts_with("listening on http://127.0.0.1:"), "{line}");
+    let mut buf = [0u8; 64];
+    let mut seen = Vec::new();
+    while !(seen.iter().any(|m| m == "READY=1")
+        && seen.iter().filter(|m| *m == "WATCHDOG=1").count() >= 2)
+    {
+        let n = sock.recv(&mut buf).expect("notifications arrive");
+        seen.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    // SIGTERM: clean exit.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn expect_100_continue_is_answered_before_the_body() {
+    let s = TestServer::manual(Config::default());
+    let mut tcp = TcpStream::connect(s.addr).unwrap();
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    tcp.write_all(
+        b"POST /api/discovery/connect HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .unwrap();
+    assert!(read_http_head(&mut tcp).starts_with("HTTP/1.1 100"));
+    tcp.write_all(b"{}").unwrap();
+    let head = read_http_head(&mut tcp);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
 }

@@ -388,6 +388,13 @@ async fn read_body(
             .closing(),
         ));
     }
+    if len > buf.len() && req.header_has("expect", "100-continue") {
+        // curl and others wait for this before sending a body.
+        let mut w = stream;
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+            .await
+            .map_err(|_| Failure::Drop)?;
+    }
     let deadline = web.app.clock.now() + limits.head_timeout;
     while buf.len() < len {
         let old = buf.len();
@@ -468,6 +475,15 @@ async fn route(web: &Arc<Web>, req: &Request) -> Response {
     if req.path.starts_with("/api/") || req.path == "/api" {
         if !web.token_ok(req.bearer_token().as_deref()) {
             return unauthorized(web);
+        }
+        // A foreign page can send "simple" cross-site POSTs without a preflight; refuse
+        // changes from browser origins that could not open the WebSocket either.
+        if !get && !ws::origin_allowed(web, req) {
+            return Response::error(
+                web,
+                403,
+                &ApiError::new(ErrorCode::PermissionDenied, "Origin not allowed"),
+            );
         }
         return rest::handle(web, req).await;
     }

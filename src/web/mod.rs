@@ -44,16 +44,34 @@ pub struct Web {
     /// Monotonic start time (on the app clock), for `/health` uptime.
     pub started: Instant,
     connections: AtomicUsize,
+    ex: Arc<smol::Executor<'static>>,
 }
 
 impl Web {
-    pub fn new(app: Arc<App>, hub: Arc<Hub>) -> Arc<Web> {
+    pub fn new(app: Arc<App>, hub: Arc<Hub>, ex: Arc<smol::Executor<'static>>) -> Arc<Web> {
         Arc::new(Web {
             started: app.clock.now(),
             app,
             hub,
             connections: AtomicUsize::new(0),
+            ex,
         })
+    }
+
+    /// Runs a command in its own task: a client that disconnects meanwhile does not cancel
+    /// the work (closing a client never stops a session or the camera).
+    pub async fn execute_detached(self: &Arc<Self>, origin: Origin, cmd: Command) -> CommandResult {
+        let (tx, rx) = async_channel::bounded(1);
+        let web = self.clone();
+        self.ex
+            .spawn(async move {
+                let result = web.execute(origin, &cmd).await;
+                let _ = tx.send(result).await;
+            })
+            .detach();
+        rx.recv()
+            .await
+            .unwrap_or_else(|_| Err(ApiError::system("The command was interrupted")))
     }
 
     /// The one command layer behind REST and WebSocket.
@@ -112,7 +130,7 @@ impl Server {
     ) -> std::io::Result<Server> {
         let addr = listener.get_ref().local_addr()?;
         let hub = Hub::new(app.clone());
-        let web = Web::new(app, hub.clone());
+        let web = Web::new(app, hub.clone(), ex.clone());
         let hub_task = ex.spawn(hub.run(outbound));
         let (stop, stop_rx) = async_channel::bounded(1);
         let accept = ex.spawn(accept_loop(ex.clone(), listener, web.clone(), stop_rx));

@@ -440,9 +440,15 @@ fn handle_text(
 }
 
 /// Runs commands one after another, in the order they arrived.
-async fn runner(web: &Web, slot: &ClientSlot, cmd_rx: &async_channel::Receiver<Pending>) -> End {
+async fn runner(
+    web: &Arc<Web>,
+    slot: &ClientSlot,
+    cmd_rx: &async_channel::Receiver<Pending>,
+) -> End {
     while let Ok(p) = cmd_rx.recv().await {
-        let result = web.execute(Origin::WebSocket(slot.id), &p.cmd).await;
+        let result = web
+            .execute_detached(Origin::WebSocket(slot.id), p.cmd)
+            .await;
         push_result(web, slot, &result, p.id.as_ref(), p.ack);
     }
     pending().await
@@ -485,7 +491,9 @@ async fn heartbeat(web: &Web, slot: &ClientSlot) -> End {
     let clock = &web.app.clock;
     let limits = web.hub.limits();
     let interval = limits.ping_interval.max(Duration::from_millis(100));
-    let mut next_ping = clock.now() + interval;
+    // From the registration instant (before the welcome was queued), not from this task's
+    // first poll, so the schedule does not depend on when the executor gets here.
+    let mut next_ping = slot.connected_at + interval;
     loop {
         let silent_at = slot.last_seen() + limits.silence_timeout;
         clock.sleep_until(next_ping.min(silent_at)).await;
