@@ -76,6 +76,9 @@ pub struct Options {
     pub power_root: Option<PathBuf>,
     /// Never step the system clock (always true in `--demo`).
     pub no_clock_setting: bool,
+    /// What steps the wall clock (tests: a `ManualClockSetter` on the App's `ManualClock`).
+    /// Overrides the choice above.
+    pub clock_setter: Option<Arc<dyn SystemTimeSetter>>,
 }
 
 /// Creates and registers every service on `app`.
@@ -206,7 +209,9 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         }));
     }
 
-    let setter: Arc<dyn SystemTimeSetter> = if config.demo || options.no_clock_setting {
+    let setter: Arc<dyn SystemTimeSetter> = if let Some(s) = &options.clock_setter {
+        s.clone()
+    } else if config.demo || options.no_clock_setting {
         Arc::new(DenyClockSetter)
     } else {
         Arc::new(LibcClockSetter)
