@@ -55,6 +55,14 @@ const NETNS_MARK: &str = "SKYLAPSE_E2E_IN_NETNS";
 /// process inside a private network namespace.
 fn here_or_in_netns(test: &str) -> bool {
     if std::env::var_os(NETNS_MARK).is_some() {
+        // Inside: loopback is the only interface there is.
+        let dev = std::fs::read_to_string("/proc/self/net/dev").expect("/proc/self/net/dev");
+        let ifaces: Vec<&str> = dev
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next().map(str::trim))
+            .collect();
+        assert_eq!(ifaces, ["lo"], "not in a loopback-only namespace");
         return true;
     }
     let probe = Command::new("unshare")
@@ -577,7 +585,7 @@ fn kill_9_twenty_times_loses_at_most_the_shot_in_flight() {
             .collect();
         block_on(async {
             // 2. Every new client is offered the interrupted session, not only the first.
-            if let Some(newest) = unsaved.iter().find(|j| !j.ended) {
+            if unsaved.iter().any(|j| !j.ended) {
                 for _ in 0..2 {
                     let (w, e) = offer_seen_by_new_client(svc.addr, true).await;
                     assert!(
@@ -587,7 +595,6 @@ fn kill_9_twenty_times_loses_at_most_the_shot_in_flight() {
                     assert!(e.is_some(), "round {round}: no unsaved_session_found event");
                     assert_eq!(w, e);
                     assert!(unsaved.iter().any(|j| Some(&j.id) == w.as_ref()));
-                    let _ = newest;
                 }
                 offers_checked += 1;
             }
@@ -679,14 +686,23 @@ fn kill_9_twenty_times_loses_at_most_the_shot_in_flight() {
         "{KILLS} kills in {:.1} s; actions {actions:?}; offers checked on {offers_checked} restarts",
         t0.elapsed().as_secs_f64()
     );
+    let leftovers = std::fs::read_dir(data.join("reports"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+                .count()
+        })
+        .unwrap_or(0);
     println!(
-        "journals {} ({} shots, {} ok, {torn} torn tails), reports {} ({report_all} shots, {report_ok} ok), \
-         discarded ok {discarded_ok}; camera saw {} shutter presses",
+        "journals {} ({} shots, {} ok, {torn} torn tails), reports {} ({report_all} shots, {report_ok} ok, \
+         {leftovers} temp files left), discarded ok {discarded_ok}; camera took {} presses \
+         ({} in flight at a kill)",
         journals.len(),
         journal_all,
         journal_ok,
         reports.len(),
-        posts.len()
+        posts.len(),
+        posts.len().saturating_sub(recorded_ok)
     );
     assert!(
         recorded_ok <= posts.len(),
@@ -799,7 +815,7 @@ fn sigterm_mid_session_exits_cleanly_and_leaves_it_resumable() {
     let sim = SimProcess::start(&dir.join("sim.log"));
     let log = dir.join("skylapse.log");
     let mut svc = Skylapse::start(&data, &sim.camera_url(), &log);
-    let (id, photos, close, took) = block_on(async {
+    let (id, photos, close, term) = block_on(async {
         let (mut ws, _) = client_with_camera(svc.addr).await;
         let mut other = ws_connect(svc.addr).await;
         ws_send(
@@ -829,15 +845,17 @@ fn sigterm_mid_session_exits_cleanly_and_leaves_it_resumable() {
             };
             closes.push(code);
         }
-        (id, photos, closes, t.elapsed())
+        (id, photos, closes, t)
     });
+    let closed = term.elapsed();
     let status = wait_exit(&mut svc.child, Duration::from_secs(10));
-    let exited = Instant::now();
-    println!("close frames after {took:?}: {close:?}; exit {status:?}");
+    let exited = term.elapsed();
+    println!("close frames {closed:?} after SIGTERM: {close:?}; exit {status:?} after {exited:?}");
     assert_eq!(close, [Some(CloseCode::Away), Some(CloseCode::Away)]);
     let status = status.expect("skylapse did not exit within 10 s of SIGTERM");
     assert!(status.success(), "exit status {status:?}");
-    let _ = exited;
+    // Clients get 2 s to take their close frames, services 5 s to flush: a generous bound.
+    assert!(exited < Duration::from_secs(7), "exit took {exited:?}");
 
     // The journal ends on a whole line, without an end line: the session is resumable. The
     // orderly shutdown finished the shot in flight, so it holds every shot the camera took.
@@ -1072,7 +1090,7 @@ fn a_clock_step_waits_for_the_shot_keeps_the_grid_and_moves_stop_at() {
     for (n, p) in presses.iter().enumerate() {
         let grid = first + Duration::from_secs(2 * n as u64);
         let err = if *p > grid { *p - grid } else { grid - *p };
-        assert!(err < Duration::from_millis(50), "press {n} is {err:?} off");
+        assert!(err < Duration::from_millis(100), "press {n} is {err:?} off");
     }
     let after_step = presses.iter().filter(|p| **p > stepped_at).count();
     assert!(after_step >= 2, "{after_step} presses after the step");
