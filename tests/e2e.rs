@@ -512,6 +512,8 @@ fn check_journal(path: &Path) -> JournalCheck {
     let header: Value = serde_json::from_str(it.next().expect("header line"))
         .unwrap_or_else(|e| panic!("{}: header: {e}", path.display()));
     assert_eq!(header["t"], "session", "{}", path.display());
+    let origin = header["originWallMs"].as_f64().expect("originWallMs");
+    let interval_ms = header["options"]["interval"].as_f64().expect("interval") * 1000.0;
     let mut c = JournalCheck {
         id: header["id"].as_str().expect("id").to_string(),
         slots: Vec::new(),
@@ -525,7 +527,16 @@ fn check_journal(path: &Path) -> JournalCheck {
             .unwrap_or_else(|e| panic!("{}: line {line:?}: {e}", path.display()));
         match v["t"].as_str() {
             Some("shot") => {
-                c.slots.push(v["slot"].as_u64().expect("slot"));
+                let slot = v["slot"].as_u64().expect("slot");
+                // Every slot, before and after any resume, sits on the session's one grid.
+                let grid = origin + slot as f64 * interval_ms;
+                let label = v["scheduledMs"].as_f64().expect("scheduledMs");
+                assert!(
+                    (label - grid).abs() < 20.0,
+                    "{}: slot {slot} labelled {label}, grid {grid}",
+                    path.display()
+                );
+                c.slots.push(slot);
                 if v["ok"] == true {
                     c.ok_shots += 1;
                 }
