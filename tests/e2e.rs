@@ -9,6 +9,7 @@
 //! discovery off, so in a private namespace nothing can leave loopback. Without `unshare` they
 //! run in place and say so.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -584,8 +585,8 @@ fn kill_9_twenty_times_loses_at_most_the_shot_in_flight() {
     let sim = SimProcess::start(&dir.join("sim.log"));
     let log = dir.join("skylapse.log");
     let mut rng = Rng::new(KILL_SEED);
-    // Ok shots of sessions the test discarded (their journals are gone).
-    let mut discarded_ok = 0usize;
+    // Ok shots of sessions the test discarded (their journals are gone), by id.
+    let mut discarded: BTreeMap<String, usize> = BTreeMap::new();
     let mut actions = Vec::new();
     let mut offers_checked = 0;
     for round in 0..KILLS {
@@ -594,6 +595,9 @@ fn kill_9_twenty_times_loses_at_most_the_shot_in_flight() {
             .iter()
             .map(|p| check_journal(p))
             .collect();
+        // Some rounds kill the service while it carries out the command itself (a save's
+        // report write and journal removal, a discard, a resume, a start).
+        let mid_command = rng.next_f64() < 0.25;
         block_on(async {
             // 2. Every new client is offered the interrupted session, not only the first.
             if unsaved.iter().any(|j| !j.ended) {
@@ -619,25 +623,33 @@ fn kill_9_twenty_times_loses_at_most_the_shot_in_flight() {
                 Some(_) if roll < 0.8 => "discard+start",
                 _ => "start",
             };
-            actions.push(action);
+            actions.push(if mid_command {
+                format!("{action} (killed mid-command)")
+            } else {
+                action.to_string()
+            });
             if let Some(id) = &id {
                 let path = data.join("sessions").join(format!("{id}.journal"));
-                match action {
-                    "resume" => {
-                        ws_send(&mut ws, "resume_session", json!({"sessionId": id}), 10).await;
-                        let r = ws_reply(&mut ws, 10).await;
-                        assert_eq!(r["data"]["success"], true, "{r}");
+                let before = check_journal(&path);
+                let (kind, n) = match action {
+                    "resume" => ("resume_session", 10),
+                    "save+start" => ("save_session_as_report", 11),
+                    "discard+start" => ("discard_session", 12),
+                    _ => ("", 0),
+                };
+                if n == 12 {
+                    discarded.insert(id.clone(), before.ok_shots);
+                }
+                if n != 0 {
+                    ws_send(&mut ws, kind, json!({"sessionId": id}), n).await;
+                    if mid_command {
+                        return;
                     }
+                    let r = ws_reply(&mut ws, n).await;
+                    assert_eq!(r["data"]["success"], true, "{r}");
+                }
+                match action {
                     "save+start" => {
-                        let before = check_journal(&path);
-                        ws_send(
-                            &mut ws,
-                            "save_session_as_report",
-                            json!({"sessionId": id}),
-                            11,
-                        )
-                        .await;
-                        ws_reply(&mut ws, 11).await;
                         let (rid, ok, all) =
                             check_report(&data.join("reports").join(format!("{id}.json")));
                         assert_eq!(&rid, id);
@@ -645,10 +657,7 @@ fn kill_9_twenty_times_loses_at_most_the_shot_in_flight() {
                         assert!(!path.exists(), "journal left behind after save");
                     }
                     "discard+start" => {
-                        discarded_ok += check_journal(&path).ok_shots;
-                        ws_send(&mut ws, "discard_session", json!({"sessionId": id}), 12).await;
-                        ws_reply(&mut ws, 12).await;
-                        assert!(!path.exists(), "journal left behind after discard");
+                        assert!(!path.exists(), "journal left behind after discard")
                     }
                     _ => {}
                 }
@@ -662,12 +671,20 @@ fn kill_9_twenty_times_loses_at_most_the_shot_in_flight() {
                     13,
                 )
                 .await;
+                if mid_command {
+                    return;
+                }
                 let r = ws_reply(&mut ws, 13).await;
                 assert_eq!(r["data"]["success"], true, "{r}");
             }
         });
-        // The seeded random moment: anywhere from the first lead time to a few shots in.
-        let wait = Duration::from_millis(rng.next_u64() % 1500);
+        // The seeded random moment: within the command, or anywhere from the first lead time
+        // to a few shots in.
+        let wait = if mid_command {
+            Duration::from_micros(rng.next_u64() % 20_000)
+        } else {
+            Duration::from_millis(rng.next_u64() % 1500)
+        };
         std::thread::sleep(wait);
         svc.kill9();
     }
@@ -685,7 +702,30 @@ fn kill_9_twenty_times_loses_at_most_the_shot_in_flight() {
     let journal_all: usize = journals.iter().map(|j| j.slots.len()).sum();
     let report_ok: usize = reports.iter().map(|r| r.1).sum();
     let report_all: usize = reports.iter().map(|r| r.2).sum();
-    let recorded_ok = journal_ok + report_ok + discarded_ok;
+    // Per session: a kill between a save's report write and its journal removal leaves both
+    // (the journal holds at least what the report does); a kill inside a discard may leave
+    // the journal.
+    let mut per_session: BTreeMap<String, usize> = BTreeMap::new();
+    for j in &journals {
+        per_session.insert(j.id.clone(), j.ok_shots);
+    }
+    for (id, ok, _) in &reports {
+        let e = per_session.entry(id.clone()).or_insert(0);
+        assert!(
+            journals.iter().all(|j| &j.id != id || j.ok_shots >= *ok),
+            "report {id} holds more than its journal"
+        );
+        *e = (*e).max(*ok);
+    }
+    for (id, ok) in &discarded {
+        per_session.entry(id.clone()).or_insert(*ok);
+    }
+    let both = reports
+        .iter()
+        .filter(|r| journals.iter().any(|j| j.id == r.0))
+        .count();
+    let recorded_ok: usize = per_session.values().sum();
+    let discarded_ok: usize = discarded.values().sum();
     // A press the camera took answers 200 (0: the service died before the answer went out).
     let posts: Vec<Value> = sim
         .shutter_posts()
@@ -706,7 +746,7 @@ fn kill_9_twenty_times_loses_at_most_the_shot_in_flight() {
         .unwrap_or(0);
     println!(
         "journals {} ({} shots, {} ok, {torn} torn tails), reports {} ({report_all} shots, {report_ok} ok, \
-         {leftovers} temp files left), discarded ok {discarded_ok}; camera took {} presses \
+         {leftovers} temp files left, {both} also still a journal), discarded ok {discarded_ok}; camera took {} presses \
          ({} in flight at a kill)",
         journals.len(),
         journal_all,
