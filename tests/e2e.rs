@@ -971,172 +971,234 @@ impl SystemTimeSetter for GateWitness {
     }
 }
 
-/// 2026-11-21T22:59:52Z: the Pi's idea of the time, an hour behind the phone.
-const PI_WALL0: i64 = 1_795_301_992_000;
 const HOUR_MS: i64 = 3_600_000;
 
-#[test]
-fn a_clock_step_waits_for_the_shot_keeps_the_grid_and_moves_stop_at() {
-    let dir = tmpdir("timesync");
-    let sim = SimHandle::start(SimConfig {
-        https_addr: None,
-        ssdp_addr: None,
-        ..SimConfig::default()
-    })
-    .expect("simulator");
-    let clock = ManualClock::new(from_unix_millis(PI_WALL0));
-    let witness = Arc::new(GateWitness {
-        inner: ManualClockSetter(clock.clone()),
-        ivt: OnceLock::new(),
-        steps: Mutex::new(Vec::new()),
-    });
-    let config = Config {
-        data_dir: dir.join("data"),
-        camera: Some(format!("http://{}", sim.http_addr().unwrap())),
-        ..Config::default()
-    };
-    let (publisher, hub) = Publisher::channel();
-    let mut app = App::new(Arc::new(config), Arc::new(clock.clone()), publisher);
-    let running = services::start(
-        &mut app,
-        services::Options {
-            no_discovery: true,
-            wifi: Some(WifiOptions {
-                bus_address: Some("unix:path=/nonexistent/skylapse-e2e".into()),
-                ..WifiOptions::default()
-            }),
-            power_root: Some(dir.join("no-sysfs")),
-            clock_setter: Some(witness.clone()),
-            ..services::Options::default()
-        },
-    )
-    .expect("services start");
-    let ivt = running.intervalometer.clone();
-    let _ = witness.ivt.set(ivt.clone());
-    ivt.set_utc_offset(Some(0));
+/// The whole service graph (`services::start`) in this process on a ManualClock, against the
+/// in-process simulator over HTTP. Virtual time follows real time in 2 ms steps ([`Graph::pace`]):
+/// the camera driver times the press on the real monotonic clock, so the two must agree; the
+/// wall clock is the test's (and time sync's, through the witness).
+struct Graph {
+    dir: PathBuf,
+    sim: SimHandle,
+    clock: ManualClock,
+    app: App,
+    running: Option<services::Running>,
+    ivt: Arc<IntervalometerService>,
+    witness: Arc<GateWitness>,
+    hub: async_channel::Receiver<Outbound>,
+    events: Vec<(Instant, Value)>,
+    guard: Instant,
+}
 
-    // Virtual time follows real time in 2 ms steps: the camera driver times the press on the
-    // real monotonic clock, so the two must agree. The test owns the wall clock.
-    let pace = || {
-        let (real, virt) = (Instant::now(), clock.now());
+impl Graph {
+    fn start(name: &str, pi_wall0: i64) -> Graph {
+        let dir = tmpdir(name);
+        let sim = SimHandle::start(SimConfig {
+            https_addr: None,
+            ssdp_addr: None,
+            ..SimConfig::default()
+        })
+        .expect("simulator");
+        let clock = ManualClock::new(from_unix_millis(pi_wall0));
+        let witness = Arc::new(GateWitness {
+            inner: ManualClockSetter(clock.clone()),
+            ivt: OnceLock::new(),
+            steps: Mutex::new(Vec::new()),
+        });
+        let config = Config {
+            data_dir: dir.join("data"),
+            camera: Some(format!("http://{}", sim.http_addr().unwrap())),
+            ..Config::default()
+        };
+        let (publisher, hub) = Publisher::channel();
+        let mut app = App::new(Arc::new(config), Arc::new(clock.clone()), publisher);
+        let running = services::start(
+            &mut app,
+            services::Options {
+                no_discovery: true,
+                wifi: Some(WifiOptions {
+                    bus_address: Some("unix:path=/nonexistent/skylapse-e2e".into()),
+                    ..WifiOptions::default()
+                }),
+                power_root: Some(dir.join("no-sysfs")),
+                clock_setter: Some(witness.clone()),
+                ..services::Options::default()
+            },
+        )
+        .expect("services start");
+        let ivt = running.intervalometer.clone();
+        let _ = witness.ivt.set(ivt.clone());
+        ivt.set_utc_offset(Some(0));
+        let mut g = Graph {
+            dir,
+            sim,
+            clock,
+            app,
+            running: Some(running),
+            ivt,
+            witness,
+            hub,
+            events: Vec::new(),
+            guard: Instant::now() + Duration::from_secs(40),
+        };
+        g.wait_for("the camera", |g| {
+            g.app.status.get("camera")["connected"] == true
+        });
+        g
+    }
+
+    fn pace(&self) {
+        let (real, virt) = (Instant::now(), self.clock.now());
         if real > virt {
-            clock.advance(real - virt);
+            self.clock.advance(real - virt);
         }
-    };
-    let mut events: Vec<(Instant, Value)> = Vec::new();
-    let drain = |events: &mut Vec<(Instant, Value)>| {
-        while let Ok(m) = hub.try_recv() {
+    }
+
+    /// Collects events and frames to clients (with the virtual instant they were seen).
+    fn drain(&mut self) {
+        while let Ok(m) = self.hub.try_recv() {
+            let now = self.clock.now();
             match m {
-                Outbound::Event(e) => {
-                    events.push((clock.now(), json!({"type": e.event_type, "data": e.data})))
-                }
-                Outbound::ToClient(_, f) => events.push((clock.now(), f)),
+                Outbound::Event(e) => self
+                    .events
+                    .push((now, json!({"type": e.event_type, "data": e.data}))),
+                Outbound::ToClient(_, f) => self.events.push((now, f)),
                 Outbound::StatusChanged => {}
             }
         }
-    };
-    let guard = Instant::now() + Duration::from_secs(30);
-    let tick = |what: &str| {
-        assert!(Instant::now() < guard, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(2));
-    };
-    while app.status.get("camera")["connected"] != true {
-        pace();
-        tick("the camera");
     }
+
+    fn seen(&self, kind: &str) -> Option<&(Instant, Value)> {
+        self.events.iter().find(|e| e.1["type"] == kind)
+    }
+
+    /// Paces the clock until `cond` holds (bounded by the test's guard).
+    fn wait_for(&mut self, what: &str, cond: impl Fn(&Graph) -> bool) {
+        loop {
+            self.pace();
+            self.drain();
+            if cond(self) {
+                return;
+            }
+            assert!(Instant::now() < self.guard, "gave up waiting for {what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn execute(&self, origin: Origin, kind: &str, data: Value) -> Result<Value, ApiError> {
+        let cmd = Cmd::parse(kind, data).expect("a valid command");
+        block_on(self.app.execute(origin, &cmd)).map(|r| r.data)
+    }
+
+    /// A phone connects and answers its time-sync-request `ahead_ms` ahead of the Pi.
+    fn phone_answers(&mut self, client: u64, ahead_ms: i64) {
+        self.app.client_connected(ClientId(client));
+        self.drain();
+        let req = self
+            .events
+            .iter()
+            .rev()
+            .find(|e| e.1["type"] == "time-sync-request")
+            .expect("a time-sync-request on connect")
+            .1["data"]
+            .clone();
+        let r = self.execute(
+            Origin::WebSocket(ClientId(client)),
+            "time-sync-response",
+            json!({
+                "requestId": req["requestId"],
+                "clientTime": unix_millis(self.clock.wall()) + ahead_ms,
+                "serverTime": req["serverTime"],
+            }),
+        );
+        assert!(r.is_ok(), "{r:?}");
+    }
+
+    fn presses(&self) -> Vec<Instant> {
+        self.sim
+            .requests()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path == SHUTTER_PATH)
+            .map(|r| r.head_at)
+            .collect()
+    }
+
+    fn journal_shots(&self, sid: &str) -> Vec<Value> {
+        let journal = self
+            .dir
+            .join("data/sessions")
+            .join(format!("{sid}.journal"));
+        std::fs::read_to_string(journal)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["t"] == "shot")
+            .collect()
+    }
+
+    fn stop(mut self) {
+        block_on(self.app.shutdown());
+        if let Some(r) = self.running.take() {
+            r.stop();
+        }
+        self.sim.shutdown();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// 2026-11-21T22:59:52Z: the Pi's idea of the time, an hour behind the phone.
+const PI_WALL0: i64 = 1_795_301_992_000;
+
+#[test]
+fn a_clock_step_waits_for_the_shot_keeps_the_grid_and_moves_stop_at() {
+    let mut g = Graph::start("timesync", PI_WALL0);
 
     // A session at 2 s that stops at 00:00 local (UTC): an hour and 8 s away on the Pi's clock.
-    let start = block_on(
-        app.execute(
+    let start = g
+        .execute(
             Origin::Rest,
-            &Cmd::parse(
-                "start_intervalometer",
-                json!({"interval": 2.0, "stopCondition": "stop-at", "stopTime": "00:00"}),
-            )
-            .expect("a valid command"),
-        ),
-    )
-    .expect("session starts");
-    let sid = start.data["sessionId"].as_str().unwrap().to_string();
-    let started = clock.now();
+            "start_intervalometer",
+            json!({"interval": 2.0, "stopCondition": "stop-at", "stopTime": "00:00"}),
+        )
+        .expect("session starts");
+    let sid = start["sessionId"].as_str().unwrap().to_string();
+    let started = g.clock.now();
 
     // The phone connects while the second shot is in flight and answers an hour ahead.
-    loop {
-        pace();
-        drain(&mut events);
-        let photos = events
-            .iter()
-            .filter(|e| e.1["type"] == "photo_taken")
-            .count();
-        if photos >= 1 && ivt.shot_in_flight() {
-            break;
-        }
-        tick("the second shot");
-    }
-    app.client_connected(ClientId(1));
-    drain(&mut events);
-    let req = events
-        .iter()
-        .rev()
-        .find(|e| e.1["type"] == "time-sync-request")
-        .expect("a time-sync-request on connect")
-        .1["data"]
-        .clone();
-    let answered = clock.now();
-    let reply = block_on(
-        app.execute(
-            Origin::WebSocket(ClientId(1)),
-            &Cmd::parse(
-                "time-sync-response",
-                json!({
-                    "requestId": req["requestId"],
-                    "clientTime": unix_millis(clock.wall()) + HOUR_MS,
-                    "serverTime": req["serverTime"],
-                }),
-            )
-            .expect("a valid command"),
-        ),
-    );
-    assert!(reply.is_ok(), "{reply:?}");
+    g.wait_for("the second shot in flight", |g| {
+        g.seen("photo_taken").is_some() && g.ivt.shot_in_flight()
+    });
+    let answered = g.clock.now();
+    g.phone_answers(1, HOUR_MS);
     assert!(
-        ivt.shot_in_flight(),
+        g.ivt.shot_in_flight(),
         "the shot ended before the answer: retry"
     );
-    assert_eq!(app.status.get("timesync")["pi"]["stepPending"], true);
-    assert!(witness.steps.lock().unwrap().is_empty(), "stepped mid-shot");
-    let offset = unix_millis(clock.wall()) - PI_WALL0;
+    assert_eq!(g.app.status.get("timesync")["pi"]["stepPending"], true);
+    assert!(
+        g.witness.steps.lock().unwrap().is_empty(),
+        "stepped mid-shot"
+    );
+    let offset = unix_millis(g.clock.wall()) - PI_WALL0;
     assert!(offset < 60_000, "wall moved: {offset}");
 
     // The step follows once the shot is done; the session then ends at 00:00 on the new clock.
-    loop {
-        pace();
-        drain(&mut events);
-        if events.iter().any(|e| e.1["type"] == "session_completed") {
-            break;
-        }
-        tick("the session to complete at the stepped 00:00");
-    }
-    let ended = clock.now();
-    let steps = witness.steps.lock().unwrap().clone();
+    g.wait_for("the session to complete at the stepped 00:00", |g| {
+        g.seen("session_completed").is_some()
+    });
+    let ended = g.clock.now();
+    let steps = g.witness.steps.lock().unwrap().clone();
     assert_eq!(steps.len(), 1, "{steps:?}");
     let (stepped_at, in_flight) = steps[0];
     assert!(!in_flight, "the clock was stepped during a shot");
     assert!(stepped_at > answered);
-    let sync = events
-        .iter()
-        .find(|e| e.1["type"] == "pi-sync")
-        .expect("pi-sync");
+    let sync = g.seen("pi-sync").expect("pi-sync");
     let off = sync.1["data"]["offset"].as_i64().unwrap();
     assert!((off - HOUR_MS).abs() < 1000, "{sync:?}");
 
     // The grid did not move: the camera saw press n at first + n × 2 s (real monotonic time),
     // before and after the step.
-    let presses: Vec<Instant> = sim
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST" && r.path == SHUTTER_PATH)
-        .map(|r| r.head_at)
-        .collect();
+    let presses = g.presses();
     let first = presses[0];
     for (n, p) in presses.iter().enumerate() {
         let grid = first + Duration::from_secs(2 * n as u64);
@@ -1149,14 +1211,8 @@ fn a_clock_step_waits_for_the_shot_keeps_the_grid_and_moves_stop_at() {
     // stop-at was re-evaluated on the stepped clock: 00:00 is 8 s after the Pi's start plus
     // the hour; no slot at or after it was shot, and the session ended within a slot of it.
     let stop_wall = PI_WALL0 + HOUR_MS + 8_000;
-    let end_wall = unix_millis(clock.wall()) - (clock.now() - ended).as_millis() as i64;
-    let journal = dir.join("data/sessions").join(format!("{sid}.journal"));
-    let shots: Vec<Value> = std::fs::read_to_string(&journal)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["t"] == "shot")
-        .collect();
+    let end_wall = unix_millis(g.clock.wall()) - (g.clock.now() - ended).as_millis() as i64;
+    let shots = g.journal_shots(&sid);
     assert_eq!(shots.len(), presses.len());
     let slots: Vec<u64> = shots.iter().map(|s| s["slot"].as_u64().unwrap()).collect();
     assert_eq!(slots, (0..shots.len() as u64).collect::<Vec<_>>());
@@ -1173,8 +1229,50 @@ fn a_clock_step_waits_for_the_shot_keeps_the_grid_and_moves_stop_at() {
         stepped_at - started,
         ended - started
     );
-    block_on(app.shutdown());
-    running.stop();
-    sim.shutdown();
-    let _ = std::fs::remove_dir_all(&dir);
+    g.stop();
+}
+
+/// Pins a gap: `IntervalometerService::wall_clock_stepped` (documented as called by time sync
+/// after a step) was not wired, so a session learnt of a step only at its next timer wake-up,
+/// up to an interval later. A step that puts `stop-at` in the past must end the session then,
+/// not at the next slot.
+#[test]
+fn a_step_past_stop_at_ends_the_session_at_once() {
+    // 22:59:58 on the Pi: stop at 00:00 is an hour and 2 s away.
+    let pi_wall0 = 1_795_301_998_000;
+    let mut g = Graph::start("steppast", pi_wall0);
+    let start = g
+        .execute(
+            Origin::Rest,
+            "start_intervalometer",
+            json!({"interval": 20.0, "stopCondition": "stop-at", "stopTime": "00:00"}),
+        )
+        .expect("session starts");
+    let sid = start["sessionId"].as_str().unwrap().to_string();
+    g.wait_for("the first shot", |g| {
+        g.seen("photo_taken").is_some() && !g.ivt.shot_in_flight()
+    });
+    // Let the shot's file name arrive (it wakes the session too), so that nothing but the
+    // step itself could tell the session before its next slot.
+    let quiet = g.seen("photo_taken").unwrap().0 + Duration::from_millis(1500);
+    g.wait_for("a quiet moment", |g| g.clock.now() >= quiet);
+    // Between shots the step is made at once; the phone is an hour and 10 s ahead, so 00:00
+    // is now behind.
+    g.phone_answers(1, HOUR_MS + 10_000);
+    let steps = g.witness.steps.lock().unwrap().clone();
+    assert_eq!(steps.len(), 1, "no step: {steps:?}");
+    let stepped_at = steps[0].0;
+    g.wait_for("the session to end", |g| {
+        g.seen("session_completed").is_some()
+    });
+    let (ended, _) = *g.seen("session_completed").unwrap();
+    let late = ended - stepped_at;
+    println!("ended {late:?} after the step");
+    assert!(
+        late < Duration::from_secs(2),
+        "the session ended {late:?} after the step (its next slot), not at the step"
+    );
+    assert_eq!(g.journal_shots(&sid).len(), 1);
+    assert_eq!(g.presses().len(), 1);
+    g.stop();
 }
