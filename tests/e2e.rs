@@ -161,26 +161,42 @@ fn clean_env(cmd: &mut Command) {
     }
 }
 
-/// `camera-sim` with CCAPI over plain HTTP and its control plane.
+/// `camera-sim` with CCAPI over HTTP or HTTPS, and its control plane.
 struct SimProcess {
     child: Child,
     _stdin: std::process::ChildStdin,
-    http: SocketAddr,
+    camera: SocketAddr,
+    https: bool,
     control: SocketAddr,
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Scheme {
+    Http,
+    /// The service connects with `--camera-insecure` (the simulator's certificate is its own).
+    Https,
+}
+
 impl SimProcess {
-    fn start(log: &Path) -> SimProcess {
+    fn start(log: &Path, scheme: Scheme) -> SimProcess {
         let mut cmd = Command::new(CAMERA_SIM);
         clean_env(&mut cmd);
-        let mut child = cmd
-            .args([
-                "--no-https",
-                "--http",
+        let https = scheme == Scheme::Https;
+        let listeners = if https {
+            [
+                "--no-http",
+                "--https",
                 "127.0.0.1:0",
-                "--no-ssdp",
                 "--advertise",
-                "http",
+                "https",
+            ]
+        } else {
+            ["--no-https", "--http", "127.0.0.1:0", "--advertise", "http"]
+        };
+        let mut child = cmd
+            .args(listeners)
+            .args([
+                "--no-ssdp",
                 "--control",
                 "127.0.0.1:0",
                 "--seed",
@@ -194,12 +210,13 @@ impl SimProcess {
             .spawn()
             .expect("start camera-sim");
         let lines = line_reader(child.stdout.take().expect("sim stdout"));
-        let http_addr = wait_line(&lines, "camera-sim", "http ");
+        let camera = wait_line(&lines, "camera-sim", if https { "https " } else { "http " });
         let control = wait_line(&lines, "camera-sim", "control ");
         let sim = SimProcess {
             _stdin: child.stdin.take().expect("sim stdin"),
             child,
-            http: http_addr.parse().expect("sim http address"),
+            camera: camera.parse().expect("sim camera address"),
+            https,
             control: control.parse().expect("sim control address"),
         };
         // By default a write takes ~0.4 s and the release is refused ("Device busy") for 0.4 s
@@ -211,7 +228,8 @@ impl SimProcess {
     }
 
     fn camera_url(&self) -> String {
-        format!("http://{}", self.http)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.camera)
     }
 
     /// Shutter presses the simulator received, in order (any answer).
@@ -254,6 +272,7 @@ impl Skylapse {
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(["--camera", camera])
+            .args(camera.starts_with("https:").then_some("--camera-insecure"))
             .env("RUST_LOG", "info")
             // No system bus: Wi-Fi reports itself unavailable instead of talking to the host.
             .env(
@@ -582,7 +601,7 @@ fn kill_9_twenty_times_loses_at_most_the_shot_in_flight() {
     let t0 = Instant::now();
     let dir = tmpdir("kill9");
     let data = dir.join("data");
-    let sim = SimProcess::start(&dir.join("sim.log"));
+    let sim = SimProcess::start(&dir.join("sim.log"), Scheme::Http);
     let log = dir.join("skylapse.log");
     let mut rng = Rng::new(KILL_SEED);
     // Ok shots of sessions the test discarded (their journals are gone), by id.
@@ -790,7 +809,7 @@ fn after_a_kill_every_new_client_is_offered_the_session() {
     }
     let dir = tmpdir("offer");
     let data = dir.join("data");
-    let sim = SimProcess::start(&dir.join("sim.log"));
+    let sim = SimProcess::start(&dir.join("sim.log"), Scheme::Https);
     let log = dir.join("skylapse.log");
     let mut svc = Skylapse::start(&data, &sim.camera_url(), &log);
     let id = block_on(async {
@@ -863,7 +882,7 @@ fn sigterm_mid_session_exits_cleanly_and_leaves_it_resumable() {
     }
     let dir = tmpdir("sigterm");
     let data = dir.join("data");
-    let sim = SimProcess::start(&dir.join("sim.log"));
+    let sim = SimProcess::start(&dir.join("sim.log"), Scheme::Https);
     let log = dir.join("skylapse.log");
     let mut svc = Skylapse::start(&data, &sim.camera_url(), &log);
     let (id, photos, close, term) = block_on(async {
