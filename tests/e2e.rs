@@ -1,13 +1,22 @@
 //! End to end: the real `skylapse` and `camera-sim` binaries as separate processes talking over
-//! loopback (kill -9 recovery, recovery offered to every client, SIGTERM), and the in-process
-//! service graph (`services::start`) on a `ManualClock` whose wall time time sync steps while a
-//! session runs.
+//! loopback, and the in-process service graph (`services::start`) on a `ManualClock`.
+//!
+//! * `kill_9_twenty_times_…`: a 0.25 s unlimited session, SIGKILL at 20 seeded random moments
+//!   (a quarter of them inside a save / discard / resume / start), restart on the same data dir,
+//!   resume / save / discard / start anew; every journal and report parses, every slot sits on
+//!   its session's grid, and the shots they hold match the simulator's shutter log within one
+//!   shot in flight per kill. Each restart also checks that two new clients are both offered the
+//!   interrupted session.
+//! * `after_a_kill_every_new_client_…`: the offer reaches every client (welcome + event).
+//! * `sigterm_mid_session_…`: exit 0, close 1001, clean journal, resumable on restart.
+//! * `a_clock_step_…` / `a_step_past_stop_at_…`: time sync steps the wall clock an hour while a
+//!   session runs: never during a shot, the grid stays, stop-at is re-evaluated at once.
 //!
 //! The process tests re-run themselves inside a new user + network namespace (`unshare -rn`,
-//! only loopback, brought up by the test) when the machine allows it: the service's SSDP search
+//! loopback only, brought up by the test) when the machine allows it: the service's SSDP search
 //! goes to 239.255.255.250 on every non-loopback interface and there is no switch to turn
-//! discovery off, so in a private namespace nothing can leave loopback. Without `unshare` they
-//! run in place and say so.
+//! discovery off in the binary, so in a private namespace nothing can leave loopback. Without
+//! `unshare` they run in place and say so.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
