@@ -969,6 +969,9 @@ fn sigterm_mid_session_exits_cleanly_and_leaves_it_resumable() {
             photo["data"]["slot"].as_u64().unwrap() > last,
             "{photo} after slot {last}"
         );
+        // Running again, it is no longer offered to new clients.
+        let (w, e) = offer_seen_by_new_client(svc.addr, false).await;
+        assert_eq!((w, e), (None, None));
         svc.sigterm();
     });
     let mut svc = svc;
