@@ -215,8 +215,10 @@ impl App {
         }
     }
 
+    /// Shuts the services down in reverse order of registration: users before what they
+    /// use (the intervalometer finishes its shot before the camera link goes down).
     pub async fn shutdown(&self) {
-        for s in &self.services {
+        for s in self.services.iter().rev() {
             s.shutdown().await;
         }
     }

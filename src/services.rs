@@ -7,6 +7,7 @@
 //!        ▲   └──────CameraNotice───▶ discovery (link up/down), time sync (camera connected)
 //!        └──CameraProber (link handle)── discovery (SSDP targets, alive nudges, connect_to_ip)
 //!   intervalometer ──session_running──▶ Wi-Fi policy;  ──shot_in_flight──▶ clock-step gate
+//!   time sync (clock stepped) ──wall_clock_stepped──▶ intervalometer (stop-at re-evaluated)
 //!   Wi-Fi ──AddressesChanged──▶ camera link retry + discovery search
 //!   status board (camera battery, storage, session) ──▶ power estimate of shots/time left
 //! ```
@@ -76,6 +77,9 @@ pub struct Options {
     pub power_root: Option<PathBuf>,
     /// Never step the system clock (always true in `--demo`).
     pub no_clock_setting: bool,
+    /// What steps the wall clock (tests: a `ManualClockSetter` on the App's `ManualClock`).
+    /// Overrides the choice above.
+    pub clock_setter: Option<Arc<dyn SystemTimeSetter>>,
 }
 
 /// Creates and registers every service on `app`.
@@ -206,11 +210,18 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         }));
     }
 
-    let setter: Arc<dyn SystemTimeSetter> = if config.demo || options.no_clock_setting {
+    let setter: Arc<dyn SystemTimeSetter> = if let Some(s) = &options.clock_setter {
+        s.clone()
+    } else if config.demo || options.no_clock_setting {
         Arc::new(DenyClockSetter)
     } else {
         Arc::new(LibcClockSetter)
     };
+    // A step re-evaluates a running session's stop-at at once, not at its next slot.
+    let setter: Arc<dyn SystemTimeSetter> = Arc::new(TellSessionOfSteps {
+        setter,
+        intervalometer: intervalometer.clone(),
+    });
     let in_flight = intervalometer.clone();
     let timesync = TimeSyncService::start(
         TimeSyncConfig::default(),
@@ -254,6 +265,20 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         power,
         _tasks: tasks,
     })
+}
+
+/// Steps the clock, then tells the intervalometer (time sync knows nothing of sessions).
+struct TellSessionOfSteps {
+    setter: Arc<dyn SystemTimeSetter>,
+    intervalometer: Arc<IntervalometerService>,
+}
+
+impl SystemTimeSetter for TellSessionOfSteps {
+    fn set(&self, t: std::time::SystemTime) -> Result<(), ApiError> {
+        self.setter.set(t)?;
+        self.intervalometer.wall_clock_stepped();
+        Ok(())
+    }
 }
 
 /// Discovery steers the camera link through this.

@@ -90,6 +90,16 @@ impl Driver {
         loop {
             while let Some(action) = self.session.poll_action() {
                 match action {
+                    Action::Shoot { slot, .. } if shutting_down => {
+                        // The process is going down: finish the shot in flight, start no new
+                        // one (at intervals shorter than the lead time the next shot is handed
+                        // over as soon as one ends, so shutdown would never get its turn). The
+                        // slot is not journaled: a resume counts it as skipped.
+                        log::info!(
+                            "session {}: shutting down; slot {slot} not shot",
+                            self.session.id
+                        );
+                    }
                     Action::Shoot { slot, due, req } => {
                         self.flags.shot_in_flight.store(true, Ordering::SeqCst);
                         shot = Some((slot, self.camera.shoot_at(due, req)));
