@@ -22,6 +22,9 @@ pub struct Config {
     pub log: Option<String>,
     /// Start the camera simulator in-process and connect to it (`--demo`).
     pub demo: bool,
+    /// Do not search for cameras by SSDP (`--no-discovery`): no multicast leaves the Pi;
+    /// the camera is reached by `--camera` or `connect_to_ip` only.
+    pub no_discovery: bool,
     /// Turn off camera certificate verification (`--camera-insecure`).
     pub camera_insecure: bool,
     /// Connect to this camera address at start (`--camera`, "ip[:port]" or a URL).
@@ -79,6 +82,7 @@ impl Default for Config {
             allow_origins: Vec::new(),
             log: None,
             demo: false,
+            no_discovery: false,
             camera_insecure: false,
             camera: None,
             limits: Limits::default(),
@@ -126,9 +130,10 @@ Options (each also from an environment variable; precedence: file < env < flags)
   --demo                 run the camera simulator in-process and connect to it [SKYLAPSE_DEMO]
   --camera ADDR          connect to this camera at start, ip[:port] or URL [SKYLAPSE_CAMERA]
   --camera-insecure      do not verify the camera's certificate [SKYLAPSE_CAMERA_INSECURE]
+  --no-discovery         do not search for cameras by SSDP (no multicast) [SKYLAPSE_NO_DISCOVERY]
   --config FILE          JSON file with the same settings [SKYLAPSE_CONFIG]
                          keys: listen, dataDir, staticDir, token, allowOrigins, log, demo,
-                         camera, cameraInsecure
+                         camera, cameraInsecure, noDiscovery
   -h, --help             print this help
   -V, --version          print the version
 ";
@@ -210,6 +215,9 @@ impl Config {
             "camera-insecure" => {
                 self.camera_insecure = value.map_or(Ok(true), |v| parse_bool(source, v))?
             }
+            "no-discovery" => {
+                self.no_discovery = value.map_or(Ok(true), |v| parse_bool(source, v))?
+            }
             _ => return Err(ConfigError(format!("unknown option {source}"))),
         }
         Ok(())
@@ -235,6 +243,7 @@ impl Config {
                 "demo" => "demo",
                 "camera" => "camera",
                 "cameraInsecure" | "camera_insecure" => "camera-insecure",
+                "noDiscovery" | "no_discovery" => "no-discovery",
                 _ => {
                     return Err(ConfigError(format!(
                         "config file {path}: unknown key {key:?}"
@@ -288,7 +297,7 @@ impl Config {
             "camera",
             "config",
         ];
-        const BOOL_FLAGS: [&str; 2] = ["demo", "camera-insecure"];
+        const BOOL_FLAGS: [&str; 3] = ["demo", "camera-insecure", "no-discovery"];
         let mut flags: Vec<(String, Option<String>)> = Vec::new();
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -350,6 +359,7 @@ impl Config {
             ("SKYLAPSE_DEMO", "demo"),
             ("SKYLAPSE_CAMERA", "camera"),
             ("SKYLAPSE_CAMERA_INSECURE", "camera-insecure"),
+            ("SKYLAPSE_NO_DISCOVERY", "no-discovery"),
         ];
         for (var, name) in vars {
             if let Some(v) = env(var) {
@@ -461,6 +471,7 @@ mod tests {
                 "--allow-origin=https://B.example/",
                 "--camera-insecure",
                 "--demo=false",
+                "--no-discovery",
                 "--listen",
                 "9000",
             ],
@@ -475,6 +486,7 @@ mod tests {
             ]
         );
         assert!(c.camera_insecure);
+        assert!(c.no_discovery);
         assert!(!c.demo);
         assert_eq!(c.listen, "0.0.0.0:9000".parse().unwrap());
     }

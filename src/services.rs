@@ -130,7 +130,7 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
 
     let mut tasks = Vec::new();
 
-    let discovery = if options.no_discovery {
+    let discovery = if options.no_discovery || config.no_discovery {
         None
     } else {
         let discovery_config = match (&options.discovery, &sim) {

@@ -40,7 +40,7 @@ fn spawn() -> Service {
     let bin =
         std::env::var("SKYLAPSE_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_skylapse").into());
     let mut child = Command::new(bin)
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["--no-discovery", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())

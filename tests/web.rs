@@ -1138,7 +1138,7 @@ fn the_binary_notifies_systemd_ready_and_watchdog() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_skylapse"))
-        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["--no-discovery", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&dir)
         .env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", "200000")
