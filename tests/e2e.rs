@@ -278,7 +278,7 @@ impl Skylapse {
             .open(log)
             .expect("service log");
         let mut child = cmd
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--no-discovery", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(["--camera", camera])
             .args(camera.starts_with("https:").then_some("--camera-insecure"))
