@@ -168,19 +168,20 @@
     });
   }
   // Runs a command for a button: busy while waiting, error toast next to it.
-  // Shutter commands retry a busy camera (it stays busy ~0.5 s after a shot; CCAPI says retry).
-  const RETRY_BUSY = ["take_photo", "take_test_photo"];
+  // Camera commands retry a busy camera (it stays busy ~0.5 s after a shot; CCAPI says retry).
+  const RETRY_BUSY = ["take_photo", "take_test_photo", "set_camera_setting"];
+  async function cmdRetry(type, data, timeoutMs) {
+    for (let wait = 500; ; wait *= 2) {
+      try { return await cmd(type, data, timeoutMs); } catch (e) {
+        if (!(e && e.code === "CAMERA_BUSY" && RETRY_BUSY.includes(type) && wait <= 2000)) throw e;
+        await new Promise((res) => setTimeout(res, wait));
+      }
+    }
+  }
   async function act(btn, type, data, okText, timeoutMs) {
     if (btn) { btn.disabled = true; btn.classList.add("busy"); }
     try {
-      let r, wait = 500;
-      for (;;) {
-        try { r = await cmd(type, data, timeoutMs); break; } catch (e) {
-          if (!(e && e.code === "CAMERA_BUSY" && RETRY_BUSY.includes(type) && wait <= 2000)) throw e;
-          await new Promise((res) => setTimeout(res, wait));
-          wait *= 2;
-        }
-      }
+      const r = await cmdRetry(type, data, timeoutMs);
       if (okText) toast(btn, "ok", typeof okText === "function" ? okText(r) : okText);
       return r || {};
     } catch (e) {
@@ -289,10 +290,11 @@
 
   // Settings: a select for every list ability, a number for ranges, read-only otherwise.
   const MAIN_SETTINGS = ["shootingmodedial", "iso", "tv", "av", "wb", "colortemperature", "drive", "afoperation"];
+  const LABELS = { shootingmodedial: "Mode", iso: "ISO", tv: "Shutter", av: "Aperture", wb: "White balance", colortemperature: "Colour temp (K)", drive: "Drive", afoperation: "Focus" };
   let settings = null;
   $("load-settings").onclick = async (ev) => {
     const r = await act(ev.currentTarget, "get_camera_settings", {});
-    if (r) { settings = r; renderSettings(); }
+    if (r) { settings = r; renderSettings(); ev.target.textContent = "Reload settings"; }
   };
   function renderSettings() {
     const main = $("settings"), more = $("settings-more");
@@ -327,7 +329,7 @@
       const before = s.value;
       input.disabled = true;
       try {
-        await cmd("set_camera_setting", { setting: name, value: value });
+        await cmdRetry("set_camera_setting", { setting: name, value: value });
         s.value = value;
         toast(input, "ok", name + " = " + value);
       } catch (e) {
@@ -336,7 +338,7 @@
         toast(input, "err", name + ": " + m, d);
       } finally { input.disabled = false; }
     });
-    return el("label", null, name, input);
+    return el("label", null, LABELS[name] || name, input);
   }
   // Shutter speed as Canon writes it ("1/125", "0\"5", "30\"") in seconds, for validation.
   function tvSeconds() {
@@ -380,10 +382,10 @@
     const s = S.intervalometer;
     const card = $("session-card");
     const u = s && s.unsavedSession;
-    renderUnsaved(u || (s ? null : undefined));
+    renderUnsaved(s && "unsavedSession" in s ? u || null : undefined);
     document.body.dataset.session = s ? s.state : "none";
     const live = s && (s.state === "running" || s.state === "stopping");
-    card.hidden = !s || (!live && !!u);
+    card.hidden = !s || !s.sessionId || s.state === "idle" || (!live && !!u);
     $("tl-form").hidden = !!live;
     $("rec").hidden = !live;
     if (!s) { clearInterval(countdown); countdown = 0; return; }
@@ -436,7 +438,9 @@
     const left = isNaN(next) ? null : (next - serverNow()) / 1000;
     $("s-next").textContent = !live ? "–" : left === null ? "…" : left > 0 ? fmtDur(Math.ceil(left)) : "now";
     const endLeft = s && s.estimatedEndTime ? (Date.parse(s.estimatedEndTime) - serverNow()) / 1000 : null;
-    $("s-left").textContent = live ? (s.remainingShots != null ? s.remainingShots + " shots" : endLeft !== null ? fmtDur(endLeft) : "∞") : "–";
+    const byShots = s && s.remainingShots != null;
+    $("s-left").textContent = live ? (byShots ? s.remainingShots : endLeft !== null ? fmtDur(endLeft) : "∞") : "–";
+    $("s-left-label").textContent = byShots ? "shots left" : "time left";
     if (live) $("rec").textContent = "● " + (st.shotsTaken || 0) + ((s.options || {}).totalShots ? "/" + s.options.totalShots : "") + " · next " + $("s-next").textContent;
   }
   $("stop").onclick = (ev) => act(ev.currentTarget, "stop_intervalometer", {}, "Stopping…");
@@ -465,18 +469,18 @@
   $("u-save").onclick = async (ev) => {
     if (!unsaved) return;
     const title = $("u-title").value.trim();
-    const r = await act(ev.currentTarget, "save_session_as_report", Object.assign({ sessionId: unsaved.sessionId }, title ? { title: title } : {}), "Report saved");
-    if (r) { renderUnsaved(null); if (S.intervalometer) S.intervalometer.unsavedSession = null; seen.iv = null; renderSession(); loadReports(); }
+    const r = await act(ev.currentTarget, "save_session_as_report", Object.assign({ sessionId: unsaved.sessionId }, title ? { title: title } : {}));
+    if (r) { toast($("start"), "ok", "Report saved: " + (title || "untitled")); renderUnsaved(null); if (S.intervalometer) S.intervalometer.unsavedSession = null; seen.iv = null; renderSession(); loadReports(); }
   };
   $("u-discard").onclick = async (ev) => {
     if (!unsaved || !(await confirmSheet("Discard this session? Its timing data will be lost.", "Discard"))) return;
-    const r = await act(ev.currentTarget, "discard_session", { sessionId: unsaved.sessionId }, "Session discarded");
-    if (r) renderUnsaved(null);
+    const r = await act(ev.currentTarget, "discard_session", { sessionId: unsaved.sessionId });
+    if (r) { toast($("start"), "ok", "Session discarded"); renderUnsaved(null); }
   };
   $("u-resume").onclick = async (ev) => {
     if (!unsaved) return;
-    const r = await act(ev.currentTarget, "resume_session", { sessionId: unsaved.sessionId }, "Session resumed");
-    if (r) renderUnsaved(null);
+    const r = await act(ev.currentTarget, "resume_session", { sessionId: unsaved.sessionId });
+    if (r) { toast($("stop"), "ok", "Session resumed"); renderUnsaved(null); }
   };
 
   // Form
@@ -529,6 +533,9 @@
     box.append(el("p", { class: r.valid ? "ok" : "err" }, r.valid ? "✓ Interval OK" + (num(r.minimumInterval) ? " (minimum " + r.minimumInterval + " s)" : "") : "✕ Interval too short" + (num(r.minimumInterval) ? ": minimum " + r.minimumInterval + " s" : "")));
     for (const w of r.warnings || []) box.append(el("p", { class: "warn" }, "⚠ " + w));
     lastValid = !!r.valid;
+    // The photographer decides: an invalid interval turns the button into "Start anyway".
+    $("start").textContent = r.valid ? "Start timelapse" : "Start anyway";
+    $("start").className = "big " + (r.valid ? "primary" : "danger");
     return r.valid;
   }
   form.addEventListener("input", onFormChange);
@@ -541,10 +548,11 @@
     if (d.stopCondition === "duration" && !(d.duration > 0)) { toast(btn, "err", "Enter a duration"); return; }
     if (d.stopCondition === "stop-at" && !d.stopTime) { toast(btn, "err", "Enter a stop time"); return; }
     clearTimeout(validateTimer);
+    const sawInvalid = lastValid === false;
     btn.disabled = true;
     const ok = await validate(d);
     btn.disabled = false;
-    if (ok === false) { toast(btn, "err", "Fix the interval first"); return; }
+    if (ok === false && !sawInvalid) { toast(btn, "err", "Check the interval; tap again to start anyway"); return; }
     const r = await act(btn, d.title ? "start_intervalometer_with_title" : "start_intervalometer", d, "Timelapse started");
     if (r && r.status) status({ intervalometer: r.status });
   };
@@ -694,7 +702,8 @@
     const a = i.ap0 || Object.values(i).find((x) => "clients" in x) || {};
     const un = $("net-unavailable");
     un.hidden = n.available !== false;
-    un.textContent = "SERVICE_UNAVAILABLE — Wi-Fi cannot be managed: " + (n.error || "NetworkManager is not running");
+    un.textContent = "";
+    un.append(el("b", null, "Wi-Fi control unavailable"), " (SERVICE_UNAVAILABLE)", el("small", null, n.error || "NetworkManager is not running"));
     $("wifi-disconnect").disabled = n.available === false || !w.connected;
     kv($("wifi-kv"), [
       ["Status", w.connected ? "connected" : w.active ? "on, not connected" : "off", w.connected ? "ok" : ""],
@@ -808,6 +817,7 @@
       if (b.dataset.tab === name) b.setAttribute("aria-current", "page"); else b.removeAttribute("aria-current");
     }
     try { localStorage.setItem("skylapse.tab", name); } catch (_) {}
+    if (location.hash !== "#" + name) history.replaceState(null, "", "#" + name);
     if (name === "reports" && ws) loadReports();
     if (name === "timelapse") onFormChange();
     scrollTo(0, 0);
@@ -824,7 +834,8 @@
 
   let saved = null;
   try { saved = localStorage.getItem("skylapse.tab"); } catch (_) {}
-  showTab(saved || "camera");
+  showTab(location.hash.slice(1) || saved || "camera");
+  addEventListener("hashchange", () => { if (location.hash.slice(1) !== currentTab) showTab(location.hash.slice(1)); });
   // The camera's "next retry" line counts down between status updates.
   setInterval(() => { if (S.camera && S.camera.state !== "connected" && S.camera.nextRetryAt) renderCamera(); }, 1000);
   window.skylapse = { state: S, cmd: cmd }; // for debugging from the console and for tests

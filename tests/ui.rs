@@ -545,6 +545,7 @@ async fn scenario(
         15_000,
     )
     .await?;
+    cdp.screenshot("save-dialog").await;
     cdp.fill("#u-title", "Field test 3 shots").await?;
     cdp.tap("#u-save").await?;
     cdp.wait_for(
@@ -571,6 +572,47 @@ async fn scenario(
     .await?;
     cdp.screenshot("report").await;
 
+    // Settings: load them into selects, change ISO; the camera's answer shows as a toast.
+    cdp.tap("nav button[data-tab='camera']").await?;
+    cdp.tap("#load-settings").await?;
+    cdp.wait_for(
+        "settings loaded",
+        "document.querySelector('select[data-setting=iso]')",
+        10_000,
+    )
+    .await?;
+    cdp.eval(
+        "(() => { const s = document.querySelector('select[data-setting=iso]'); s.value = '400'; s.dispatchEvent(new Event('change')); })()",
+    )
+    .await?;
+    cdp.wait_for(
+        "iso set",
+        "[...document.querySelectorAll('#settings-card .toast.ok')].some(t => t.textContent.includes('iso = 400'))",
+        10_000,
+    )
+    .await?;
+    cdp.screenshot("settings").await;
+    // With the camera's settings loaded, validation counts its 1/125 s exposure plus the
+    // server's 1 s write margin: 1 s is too short, and the button offers to start anyway.
+    cdp.tap("nav button[data-tab='timelapse']").await?;
+    cdp.wait_for(
+        "interval judged too short",
+        "document.querySelector('#f-validation .err') && document.querySelector('#start').textContent === 'Start anyway'",
+        10_000,
+    )
+    .await?;
+
+    // Network: the "Wi-Fi control unavailable" notice shows exactly when the server says
+    // NetworkManager is absent (either way, depending on the machine).
+    cdp.tap("nav button[data-tab='network']").await?;
+    cdp.wait_for(
+        "network notice matches network.available",
+        "window.skylapse.state.network && (window.skylapse.state.network.available === false) === !document.querySelector('#net-unavailable').hidden",
+        5_000,
+    )
+    .await?;
+    cdp.screenshot("network").await;
+
     // Red night mode, remembered across a reload.
     cdp.tap("#night").await?;
     cdp.wait_for(
@@ -593,7 +635,25 @@ async fn scenario(
         return Err(format!("browser reported problems: {problems:#?}"));
     }
 
-    // The server goes away: the page says so, then reconnects when it is back on the same port.
+    // An unlimited session is running when the server dies (power cut: SIGKILL). The page says
+    // it is offline, reconnects when the server is back on the same port, and offers to
+    // resume the interrupted session; resumed, stopped from the UI, then discarded.
+    cdp.tap("nav button[data-tab='timelapse']").await?;
+    cdp.tap("#f-stop input[value='unlimited'] + span").await?;
+    cdp.fill("#f-title", "Power cut").await?;
+    cdp.wait_for(
+        "interval validated",
+        "document.querySelector('#f-validation .ok')",
+        10_000,
+    )
+    .await?;
+    cdp.tap("#start").await?;
+    cdp.wait_for(
+        "unlimited session shooting",
+        "document.body.dataset.session === 'running' && parseInt(document.querySelector('#s-shots').textContent) >= 1",
+        10_000,
+    )
+    .await?;
     drop(server.take());
     cdp.wait_for(
         "offline shown",
@@ -608,6 +668,41 @@ async fn scenario(
         "reconnected",
         "document.body.dataset.link === 'live' && document.body.dataset.camera === 'connected'",
         20_000,
+    )
+    .await?;
+    cdp.wait_for(
+        "interrupted session offered",
+        "!document.querySelector('#unsaved-card').hidden && document.querySelector('#u-head').textContent.includes('Interrupted') && !document.querySelector('#u-resume').hidden",
+        10_000,
+    )
+    .await?;
+    cdp.screenshot("interrupted").await;
+    cdp.tap("#u-resume").await?;
+    cdp.wait_for(
+        "resumed",
+        "document.body.dataset.session === 'running' && !document.querySelector('#stop').hidden",
+        10_000,
+    )
+    .await?;
+    cdp.tap("#stop").await?;
+    cdp.wait_for(
+        "stopped, save offered",
+        "!document.querySelector('#unsaved-card').hidden && document.querySelector('#u-title').value === 'Power cut'",
+        10_000,
+    )
+    .await?;
+    cdp.tap("#u-discard").await?;
+    cdp.wait_for(
+        "confirm sheet",
+        "!document.querySelector('#sheet').hidden",
+        5_000,
+    )
+    .await?;
+    cdp.tap("#sheet-yes").await?;
+    cdp.wait_for(
+        "discarded",
+        "document.querySelector('#unsaved-card').hidden && document.querySelector('#tl-form').textContent.includes('Session discarded')",
+        10_000,
     )
     .await?;
     // Failed reconnect attempts are logged by the browser itself; nothing else may be.
