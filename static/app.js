@@ -31,6 +31,7 @@
   function fmtMs(ms) {
     if (!num(ms)) return "–";
     const a = Math.abs(ms);
+    if (a < 0.0005) return "0 ms";
     if (a >= 1000) return (ms / 1000).toFixed(2) + " s";
     return (a >= 100 ? ms.toFixed(0) : a >= 10 ? ms.toFixed(1) : a >= 1 ? ms.toFixed(2) : ms.toFixed(3)) + " ms";
   }
@@ -378,13 +379,15 @@
 
   // ---------- timelapse ----------
   let countdown = 0;
+  // "scheduled": started or resumed, waiting for its first slot.
+  const isLive = (s) => !!s && (s.running === true || ["running", "scheduled", "stopping"].includes(s.state));
   function renderSession() {
     const s = S.intervalometer;
     const card = $("session-card");
     const u = s && s.unsavedSession;
     renderUnsaved(s && "unsavedSession" in s ? u || null : undefined);
     document.body.dataset.session = s ? s.state : "none";
-    const live = s && (s.state === "running" || s.state === "stopping");
+    const live = isLive(s);
     card.hidden = !s || !s.sessionId || s.state === "idle" || (!live && !!u);
     $("tl-form").hidden = !!live;
     $("rec").hidden = !live;
@@ -393,7 +396,7 @@
     $("s-title").textContent = s.title || "Session";
     const pill = $("s-state");
     pill.textContent = s.state;
-    pill.className = "pill " + (s.state === "running" ? "ok" : s.state === "error" ? "bad" : s.state === "stopping" ? "warn" : "");
+    pill.className = "pill " + (s.state === "running" ? "ok" : s.state === "error" ? "bad" : live ? "warn" : "");
     $("s-shots").textContent = (st.shotsTaken || 0) + (o.totalShots ? "/" + o.totalShots : "");
     const end = Date.parse(s.estimatedEndTime), start = Date.parse(st.startTime);
     let pct = null, label = "";
@@ -432,7 +435,7 @@
   // The next-shot countdown is computed here from nextShotTime, so it needs no server traffic.
   function tick() {
     const s = S.intervalometer;
-    const live = s && (s.state === "running" || s.state === "stopping");
+    const live = isLive(s);
     const st = (s && s.stats) || {};
     const next = Date.parse(st.nextShotTime);
     const left = isNaN(next) ? null : (next - serverNow()) / 1000;
@@ -513,8 +516,20 @@
     $("f-estimate").textContent = shots !== null && num(shots) ? "≈ " + shots + " shots over " + fmtDur(secs) + (num(d.interval) && d.interval > 0 ? " · a 24 fps clip of " + fmtDur(shots / 24) : "") : "";
   }
   let validateTimer = 0, validSeq = 0, lastValid = null;
+  const FORM_FIELDS = ["f-interval", "f-shots", "f-stoptime", "f-hours", "f-minutes", "f-title", "f-bulb"];
+  function restoreForm() {
+    let v = null;
+    try { v = JSON.parse(localStorage.getItem("skylapse.form") || "null"); } catch (_) {}
+    if (!v) return;
+    for (const f of FORM_FIELDS) if (typeof v[f] === "string") $(f).value = v[f];
+    const r = form.querySelector('input[name="stop"][value="' + CSS.escape(v.stop || "") + '"]');
+    if (r) r.checked = true;
+  }
   function onFormChange() {
     for (const n of form.querySelectorAll("[data-stop]")) n.hidden = n.dataset.stop !== stopCond();
+    const keep = { stop: stopCond() };
+    for (const f of FORM_FIELDS) keep[f] = $(f).value;
+    try { localStorage.setItem("skylapse.form", JSON.stringify(keep)); } catch (_) {}
     const d = formData();
     formEstimate(d);
     clearTimeout(validateTimer);
@@ -637,15 +652,19 @@
     if (reportId && !reports.some((x) => x.id === reportId)) closeReport();
   }
   $("reports-refresh").onclick = (ev) => loadReports(ev.currentTarget);
+  let openSeq = 0;
   async function openReport(id) {
+    const my = ++openSeq;
     let r;
     try { r = await cmd("get_timelapse_report", { id: id }); } catch (e) { toastErr($("reports-refresh"), e); return; }
+    if (my !== openSeq) return; // a later open superseded this one
     const rep = r.report || r;
+    const same = reportId === id;
     reportId = id;
     $("report-card").hidden = false;
     $("reports-card").hidden = true;
     $("r-title").textContent = rep.title || id;
-    $("r-newtitle").value = rep.title || "";
+    if (!same || document.activeElement !== $("r-newtitle")) $("r-newtitle").value = rep.title || "";
     const res = rep.results || {}, sum = rep.summary || {}, o = rep.options || {};
     kv($("r-kv"), [
       ["Status", rep.status + (rep.endReason ? " · " + rep.endReason : "")],
@@ -666,7 +685,7 @@
     $("r-chart").src = api(base + "/chart.svg?v=" + encodeURIComponent(rep.savedAt || "") + encodeURIComponent(rep.title || ""));
     $("r-csv").href = api(base + "/csv");
     $("r-csv").setAttribute("download", (rep.title || id).replace(/[^\w.-]+/g, "_") + ".csv");
-    $("report-card").scrollIntoView({ block: "start" });
+    if (!same) $("report-card").scrollIntoView({ block: "start" });
   }
   function closeReport() { reportId = null; $("report-card").hidden = true; $("reports-card").hidden = false; }
   $("r-close").onclick = closeReport;
@@ -832,6 +851,7 @@
   $("night").setAttribute("aria-pressed", String(document.documentElement.classList.contains("red")));
   $("rec").onclick = () => showTab("timelapse");
 
+  restoreForm();
   let saved = null;
   try { saved = localStorage.getItem("skylapse.tab"); } catch (_) {}
   showTab(location.hash.slice(1) || saved || "camera");

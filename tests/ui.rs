@@ -318,6 +318,8 @@ impl Cdp {
                 const hit = document.elementFromPoint(x, y);
                 if (!hit || !(e === hit || e.contains(hit))) throw new Error({selector:?} + " is covered by " + (hit && hit.outerHTML.slice(0, 80)));
                 if (e.disabled) throw new Error({selector:?} + " is disabled");
+                window.__clicked = null;
+                document.addEventListener("click", (c) => {{ window.__clicked = c.target; }}, {{capture: true, once: true}});
                 return [x, y];
             }})()"#
         );
@@ -329,6 +331,16 @@ impl Cdp {
                 json!({"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}),
             )
             .await?;
+        }
+        // The click must have reached the element (nothing moved it in between).
+        let landed = self
+            .eval(&format!(
+                r#"(() => {{ const e = document.querySelector({selector:?}), c = window.__clicked;
+                    return c ? (e === c || (e && e.contains(c)) ? "ok" : c.outerHTML.slice(0, 120)) : "no click"; }})()"#
+            ))
+            .await?;
+        if landed != "ok" {
+            return Err(format!("tap on {selector} missed: {landed}"));
         }
         Ok(())
     }
@@ -457,10 +469,15 @@ fn ui_drives_the_real_server_in_a_browser() {
                 .eval("document.body ? document.body.innerText.slice(0, 3000) : ''")
                 .await
                 .unwrap_or_default();
+            let toasts = cdp
+                .eval("JSON.stringify([...document.querySelectorAll('.toast')].map(t => t.textContent))")
+                .await
+                .unwrap_or_default();
             panic!(
-                "{e}\nscreenshot: {}\nserver log: {}\npage text:\n{}\nbrowser problems: {:?}",
+                "{e}\nscreenshot: {}\nserver log: {}\ntoasts: {}\npage text:\n{}\nbrowser problems: {:?}",
                 shot.display(),
                 log.display(),
+                toasts.as_str().unwrap_or(""),
                 text.as_str().unwrap_or(""),
                 cdp.problems()
             );
@@ -475,9 +492,12 @@ async fn scenario(
     log: &Path,
     server: &mut Option<Proc>,
 ) -> Result<(), String> {
+    let t0 = std::time::Instant::now();
+    let step = |name: &str| eprintln!("[{:>6.2} s] {name}", t0.elapsed().as_secs_f64());
     let base = format!("http://{addr}/");
     cdp.page("Page.navigate", json!({"url": base})).await?;
 
+    step("load");
     // Loads, connects over WebSocket, shows the simulated camera.
     cdp.wait_for("live link", "document.body.dataset.link === 'live'", 10_000)
         .await?;
@@ -489,6 +509,7 @@ async fn scenario(
     .await?;
     cdp.screenshot("camera").await;
 
+    step("test photo");
     // Test photo: download progress, then the preview block with the file name.
     cdp.tap("#test-photo").await?;
     cdp.wait_for(
@@ -498,6 +519,7 @@ async fn scenario(
     )
     .await?;
 
+    step("take photo");
     // Take photo: the reply shows as an ok toast in the camera card.
     cdp.tap("#take-photo").await?;
     cdp.wait_for(
@@ -507,6 +529,7 @@ async fn scenario(
     )
     .await?;
 
+    step("error toast");
     // A server error shows as a toast next to the action: connect to a closed port.
     let port = closed_port();
     cdp.fill("#connect-ip", "127.0.0.1").await?;
@@ -519,6 +542,7 @@ async fn scenario(
     )
     .await?;
 
+    step("timelapse");
     // Timelapse: 3 shots at 1 s from the form, validated first.
     cdp.tap("nav button[data-tab='timelapse']").await?;
     cdp.fill("#f-interval", "1").await?;
@@ -555,6 +579,7 @@ async fn scenario(
     )
     .await?;
 
+    step("reports");
     // Reports: the saved report is listed; its details load the chart image.
     cdp.tap("nav button[data-tab='reports']").await?;
     cdp.wait_for(
@@ -572,6 +597,7 @@ async fn scenario(
     .await?;
     cdp.screenshot("report").await;
 
+    step("settings");
     // Settings: load them into selects, change ISO; the camera's answer shows as a toast.
     cdp.tap("nav button[data-tab='camera']").await?;
     cdp.tap("#load-settings").await?;
@@ -592,6 +618,7 @@ async fn scenario(
     )
     .await?;
     cdp.screenshot("settings").await;
+    step("validation with exposure");
     // With the camera's settings loaded, validation counts its 1/125 s exposure plus the
     // server's 1 s write margin: 1 s is too short, and the button offers to start anyway.
     cdp.tap("nav button[data-tab='timelapse']").await?;
@@ -602,6 +629,7 @@ async fn scenario(
     )
     .await?;
 
+    step("network");
     // Network: the "Wi-Fi control unavailable" notice shows exactly when the server says
     // NetworkManager is absent (either way, depending on the machine).
     cdp.tap("nav button[data-tab='network']").await?;
@@ -613,6 +641,7 @@ async fn scenario(
     .await?;
     cdp.screenshot("network").await;
 
+    step("red mode");
     // Red night mode, remembered across a reload.
     cdp.tap("#night").await?;
     cdp.wait_for(
@@ -621,6 +650,16 @@ async fn scenario(
         5_000,
     )
     .await?;
+    cdp.screenshot("network-red").await;
+    cdp.tap("nav button[data-tab='reports']").await?;
+    cdp.wait_for(
+        "chart still shown",
+        "!document.querySelector('#report-card').hidden && document.querySelector('#r-chart').naturalWidth > 0",
+        5_000,
+    )
+    .await?;
+    cdp.eval("document.querySelector('#r-chart').scrollIntoView({block: 'center'})")
+        .await?;
     cdp.screenshot("report-red").await;
     cdp.page("Page.reload", json!({})).await?;
     cdp.wait_for(
@@ -635,11 +674,19 @@ async fn scenario(
         return Err(format!("browser reported problems: {problems:#?}"));
     }
 
+    step("power cut");
     // An unlimited session is running when the server dies (power cut: SIGKILL). The page says
     // it is offline, reconnects when the server is back on the same port, and offers to
     // resume the interrupted session; resumed, stopped from the UI, then discarded.
     cdp.tap("nav button[data-tab='timelapse']").await?;
     cdp.tap("#f-stop input[value='unlimited'] + span").await?;
+    // The form kept its values across the reload (1 s interval).
+    cdp.wait_for(
+        "form remembered",
+        "document.querySelector('#f-interval').value === '1'",
+        5_000,
+    )
+    .await?;
     cdp.fill("#f-title", "Power cut").await?;
     cdp.wait_for(
         "interval validated",
@@ -662,6 +709,7 @@ async fn scenario(
     )
     .await?;
     cdp.screenshot("offline").await;
+    step("restart");
     let (again, _) = start_server(&addr.to_string(), data, log);
     *server = Some(again);
     cdp.wait_for(
@@ -677,6 +725,7 @@ async fn scenario(
     )
     .await?;
     cdp.screenshot("interrupted").await;
+    step("resume");
     cdp.tap("#u-resume").await?;
     cdp.wait_for(
         "resumed",
@@ -684,6 +733,7 @@ async fn scenario(
         10_000,
     )
     .await?;
+    step("stop");
     cdp.tap("#stop").await?;
     cdp.wait_for(
         "stopped, save offered",
@@ -691,7 +741,47 @@ async fn scenario(
         10_000,
     )
     .await?;
+    step("discard");
     cdp.tap("#u-discard").await?;
+    cdp.wait_for(
+        "confirm sheet",
+        "!document.querySelector('#sheet').hidden",
+        5_000,
+    )
+    .await?;
+    step("confirm");
+    cdp.tap("#sheet-yes").await?;
+    cdp.wait_for(
+        "discarded",
+        "document.querySelector('#unsaved-card').hidden && document.querySelector('#tl-form').textContent.includes('Session discarded')",
+        10_000,
+    )
+    .await?;
+    // Rename the report, then delete it through the confirmation sheet.
+    step("rename + delete");
+    cdp.tap("nav button[data-tab='reports']").await?;
+    cdp.wait_for(
+        "report listed",
+        "document.querySelector('#reports li[data-report]')",
+        5_000,
+    )
+    .await?;
+    cdp.tap("#reports li[data-report]").await?;
+    cdp.wait_for(
+        "report open",
+        "!document.querySelector('#report-card').hidden && document.querySelector('#r-newtitle').value === 'Field test 3 shots'",
+        5_000,
+    )
+    .await?;
+    cdp.fill("#r-newtitle", "Renamed run").await?;
+    cdp.tap("#r-rename button").await?;
+    cdp.wait_for(
+        "renamed",
+        "document.querySelector('#r-title').textContent === 'Renamed run'",
+        10_000,
+    )
+    .await?;
+    cdp.tap("#r-delete").await?;
     cdp.wait_for(
         "confirm sheet",
         "!document.querySelector('#sheet').hidden",
@@ -700,11 +790,13 @@ async fn scenario(
     .await?;
     cdp.tap("#sheet-yes").await?;
     cdp.wait_for(
-        "discarded",
-        "document.querySelector('#unsaved-card').hidden && document.querySelector('#tl-form').textContent.includes('Session discarded')",
+        "deleted",
+        "document.querySelector('#report-card').hidden && document.querySelector('#reports').textContent.includes('No saved reports')",
         10_000,
     )
     .await?;
+
+    step("done");
     // Failed reconnect attempts are logged by the browser itself; nothing else may be.
     let problems: Vec<String> = cdp
         .problems()
