@@ -236,7 +236,7 @@
     if (changed("iv", S.intervalometer)) renderSession();
     if (changed("net", S.network)) renderNetwork();
     if (changed("time", S.timesync)) renderTime();
-    if (changed("power", [S.power, S.intervalometer && S.intervalometer.running])) renderPower();
+    if (changed("power", [S.power, S.intervalometer && S.intervalometer.running])) { renderPower(); sessionWarnings(); }
     renderAbout();
   }
 
@@ -418,11 +418,23 @@
       ["Camera", s.cameraConnected === false ? "disconnected" : undefined, "err"],
       ["Ended", s.endReason || undefined],
     ]);
+    sessionWarnings();
     $("stop").hidden = !live;
     $("stop").disabled = s.state === "stopping";
     if (live && !countdown) countdown = setInterval(tick, 250);
     if (!live) { clearInterval(countdown); countdown = 0; }
     tick();
+  }
+  // Power warnings and the battery/card estimate, where the photographer watches the session.
+  function sessionWarnings() {
+    const s = S.intervalometer, p = S.power || {}, est = p.estimate, ul = $("s-warnings");
+    ul.textContent = "";
+    if (!isLive(s)) return;
+    for (const w of p.warnings || []) ul.append(el("li", { class: w.severity }, "⚠ " + (w.message || w.kind)));
+    if (est && num(est.shotsLeft)) {
+      const short = s.remainingShots != null && est.shotsLeft < s.remainingShots;
+      ul.append(el("li", { class: short ? "error" : "dim" }, (short ? "⚠ " : "") + "The " + (est.limitedBy || "battery") + " lasts about " + est.shotsLeft + " more shots" + (num(est.timeLeftSeconds) ? " (" + fmtDur(est.timeLeftSeconds) + ")" : "")));
+    }
   }
   function stopText(o) {
     switch (o.stopCondition) {
@@ -446,7 +458,11 @@
     $("s-left-label").textContent = byShots ? "shots left" : "time left";
     if (live) $("rec").textContent = "● " + (st.shotsTaken || 0) + ((s.options || {}).totalShots ? "/" + s.options.totalShots : "") + " · next " + $("s-next").textContent;
   }
-  $("stop").onclick = (ev) => act(ev.currentTarget, "stop_intervalometer", {}, "Stopping…");
+  // A gloved mis-tap must not end a night's session: confirm first.
+  $("stop").onclick = async (ev) => {
+    const btn = ev.currentTarget;
+    if (await confirmSheet("Stop the timelapse now?", "Stop")) act(btn, "stop_intervalometer", {}, "Stopping…");
+  };
 
   // Unsaved / interrupted session. `undefined` = leave as is, `null` = none.
   let unsaved = null;

@@ -735,6 +735,9 @@ async fn scenario(
     .await?;
     step("stop");
     cdp.tap("#stop").await?;
+    cdp.wait_for("stop confirmation", "!document.querySelector('#sheet').hidden", 5_000)
+        .await?;
+    cdp.tap("#sheet-yes").await?;
     cdp.wait_for(
         "stopped, save offered",
         "!document.querySelector('#unsaved-card').hidden && document.querySelector('#u-title').value === 'Power cut'",
