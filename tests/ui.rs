@@ -735,8 +735,12 @@ async fn scenario(
     .await?;
     step("stop");
     cdp.tap("#stop").await?;
-    cdp.wait_for("stop confirmation", "!document.querySelector('#sheet').hidden", 5_000)
-        .await?;
+    cdp.wait_for(
+        "stop confirmation",
+        "!document.querySelector('#sheet').hidden",
+        5_000,
+    )
+    .await?;
     cdp.tap("#sheet-yes").await?;
     cdp.wait_for(
         "stopped, save offered",
