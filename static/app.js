@@ -258,7 +258,7 @@
         b.level === "low" || b.level === "exhausted" || (num(b.level) && b.level < 20) ? "warn" : ""],
       ["Card", s ? (s.mounted === false ? "no card" : fmtMB(s.freeMB) + " free of " + fmtMB(s.totalMB)) : "–", s && s.percentUsed > 90 ? "warn" : ""],
       ["Temperature", S.temperature || "–", S.temperature && S.temperature !== "normal" ? "warn" : ""],
-      ["Next retry", retry !== null && st !== "connected" ? "in " + fmtDur(retry) : undefined],
+      ["Next retry", retry !== null && st !== "connected" ? (retry > 0 ? "in " + fmtDur(retry) : "now") : undefined],
     ]);
     const e = c.lastError;
     $("cam-error").hidden = !e || st === "connected";
