@@ -586,6 +586,7 @@
     if (ok === false && !sawInvalid) { toast(btn, "err", "Check the interval; tap again to start anyway"); return; }
     const r = await act(btn, d.title ? "start_intervalometer_with_title" : "start_intervalometer", d, "Timelapse started");
     if (r && r.status) status({ intervalometer: r.status });
+    if (r) { $("f-title").value = ""; onFormChange(); } // the next session gets its own title
   };
 
   // ---------- events ----------
