@@ -450,13 +450,20 @@ pub fn to_svg(r: &Report) -> String {
             top - 6.0,
             W - LEFT - RIGHT
         );
+        // Enough decimals that the axis of a sub-millisecond error chart is not all "0.00".
+        let decimals = match hi - lo {
+            r if r >= 10.0 => 1,
+            r if r >= 0.1 => 2,
+            r if r >= 0.001 => 4,
+            _ => 6,
+        };
         for v in [lo, 0.0, hi] {
             if v < lo || v > hi {
                 continue;
             }
             let _ = write!(
                 svg,
-                r##"<text x="{}" y="{:.1}" text-anchor="end">{v:.2}</text><line x1="{LEFT}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/>"##,
+                r##"<text x="{}" y="{:.1}" text-anchor="end">{v:.decimals$}</text><line x1="{LEFT}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="#ddd"/>"##,
                 LEFT - 4.0,
                 y(v) + 4.0,
                 W - RIGHT,
