@@ -78,7 +78,8 @@ impl Product {
         };
         let running = services::start(&mut app, options).expect("services start");
         let app = Arc::new(app);
-        // One thread runs the web executor, like `main`.
+        // One thread runs the web executor inside `smol::block_on` (which also drives the
+        // async-io reactor when idle), like `main`.
         let ex = Arc::new(smol::Executor::new());
         let (stop, stop_rx) = async_channel::bounded::<()>(1);
         let thread = {
@@ -86,7 +87,7 @@ impl Product {
             std::thread::Builder::new()
                 .name("bench-web".into())
                 .spawn(move || {
-                    let _ = block_on(ex.run(stop_rx.recv()));
+                    let _ = smol::block_on(ex.run(stop_rx.recv()));
                 })
                 .unwrap()
         };
