@@ -12,6 +12,12 @@
 //!
 //! cargo test --release --test bench_e2e -- --ignored --nocapture --test-threads 1
 //!
+//! Reading the figures: the simulator's receive time includes its own wake-up (its thread and
+//! the async-io reactor it shares with the service, on the same CPUs). The service's own
+//! send-vs-due (printed too) stays in microseconds; on a loaded machine the tail of the
+//! receive-time error is the receiving side's scheduling (`perf sched latency` shows it as
+//! camera-sim / async-io wake-up delay), not the shot path.
+//!
 //! BENCH_SHOTS / BENCH_INTERVAL_MS override 300 shots at 200 ms. BENCH_SIM_RT=1 runs the
 //! simulator's thread SCHED_FIFO (if permitted), so that on a loaded machine the stand-in
 //! camera, which on the field is a device with its own CPU, is not the one that is late.
