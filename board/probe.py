@@ -13,6 +13,8 @@ line, e.g. "target/ship/camera-sim --long-poll-ms 30000": its `access_url` line 
 `camera.connected: true`. CMD can be a qemu-user command line: the figures are then those of
 the emulator process that runs the guest binary. Context switches are summed over every thread
 (/proc/PID/task/*/status, voluntary + nonvoluntary) and also listed per thread, busiest first.
+A thread that starts and exits inside the window is not seen (skylapse samples power on a
+short-lived thread every 30 s: a few switches per sample, ~0.1/s, missing from the sum).
 The simulator process is not counted in the service's figures (its own are printed apart).
 Used by board/ci-cross.sh and board/footprint.sh. Exit status 0 only when every check passed.
 """
