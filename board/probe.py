@@ -2,19 +2,28 @@
 """Start a skylapse binary, check it and measure it from the outside (standard library only).
 
   probe.py smoke     [--timeout S] -- CMD ...   start, 200 from /health, open /ws, read welcome
-  probe.py footprint [--seconds N] -- CMD ...   the above, then idle RSS and context switches/s
+  probe.py footprint [--seconds N] [--camera] [--sim SIMCMD] -- CMD ...
+                                                 the above, then idle RSS and context switches/s
                                                  with one WebSocket client connected
 
-CMD may use {port} and {datadir}; they are replaced by a free loopback port and a fresh
-temporary directory. CMD can be a qemu-user command line: the figures are then those of the
-emulator process that runs the guest binary. Used by board/ci-cross.sh and board/footprint.sh.
-Exit status 0 only when every check passed.
+CMD may use {port}, {datadir} and {camera}; they are replaced by a free loopback port, a fresh
+temporary directory and the CCAPI URL of the camera simulator started with --sim (a command
+line, e.g. "target/ship/camera-sim --long-poll-ms 30000": its `access_url` line is read). With
+--camera (implied by --sim) the idle window starts only once the WebSocket client has seen
+`camera.connected: true`. CMD can be a qemu-user command line: the figures are then those of
+the emulator process that runs the guest binary. Context switches are summed over every thread
+(/proc/PID/task/*/status, voluntary + nonvoluntary) and also listed per thread, busiest first.
+A thread that starts and exits inside the window is not seen (skylapse samples power on a
+short-lived thread every 30 s: a few switches per sample, ~0.1/s, missing from the sum).
+The simulator process is not counted in the service's figures (its own are printed apart).
+Used by board/ci-cross.sh and board/footprint.sh. Exit status 0 only when every check passed.
 """
 
 import argparse
 import base64
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -153,10 +162,29 @@ class WsClient:
         threading.Thread(target=run, daemon=True).start()
 
 
-def start(cmd_template):
+def start_sim(sim_cmd, timeout):
+    """Starts the camera simulator process; returns (proc, CCAPI access URL)."""
+    proc = subprocess.Popen(shlex.split(sim_cmd), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"FAIL: the camera simulator exited ({proc.wait()}) before "
+                             "printing its address")
+        if line.startswith("access_url"):
+            url = line.split(None, 1)[1].strip()
+            # Keep draining its stdout so it never blocks on a full pipe.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            return proc, url
+    raise SystemExit("FAIL: the camera simulator printed no access_url")
+
+
+def start(cmd_template, camera=""):
     port = free_port()
     datadir = tempfile.mkdtemp(prefix="skylapse-probe-")
-    cmd = [a.replace("{port}", str(port)).replace("{datadir}", datadir) for a in cmd_template]
+    cmd = [a.replace("{port}", str(port)).replace("{datadir}", datadir)
+           .replace("{camera}", camera) for a in cmd_template]
     env = dict(os.environ)
     env.setdefault("RUST_LOG", "warn")
     t0 = time.monotonic()
@@ -167,6 +195,8 @@ def start(cmd_template):
 
 
 def stop(proc):
+    if proc is None:
+        return
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -174,7 +204,8 @@ def stop(proc):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    shutil.rmtree(proc.datadir, ignore_errors=True)
+    if getattr(proc, "datadir", None):
+        shutil.rmtree(proc.datadir, ignore_errors=True)
 
 
 def smoke(proc, port, timeout):
@@ -192,7 +223,7 @@ def smoke(proc, port, timeout):
     data = msg.get("data", msg)
     print(f"ok: /health 200 after {secs * 1000:.0f} ms ({body[:80].decode(errors='replace')}); "
           f"welcome in {welcome_ms:.1f} ms (version {data.get('version')!r})")
-    return secs, ws
+    return secs, ws, msg
 
 
 def proc_tree(pid):
@@ -211,18 +242,72 @@ def proc_tree(pid):
     return pids
 
 
-def ctx_switches(pids):
-    total = 0
+def task_switches(pids):
+    """{(pid, tid): (thread name, voluntary + nonvoluntary context switches)}"""
+    out = {}
     for pid in pids:
         try:
-            for task in os.listdir(f"/proc/{pid}/task"):
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                n, name = 0, "?"
                 with open(f"/proc/{pid}/task/{task}/status") as f:
                     for line in f:
-                        if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
-                            total += int(line.split()[1])
-        except OSError:
-            pass
-    return total
+                        if line.startswith("Name:"):
+                            name = line.split(None, 1)[1].strip()
+                        elif line.startswith(("voluntary_ctxt_switches",
+                                              "nonvoluntary_ctxt_switches")):
+                            n += int(line.split()[1])
+                out[(pid, int(task))] = (name, n)
+            except OSError:
+                pass
+    return out
+
+
+def ctx_switches(pids):
+    return sum(n for _, n in task_switches(pids).values())
+
+
+def per_task_report(before, after, secs, label):
+    """Per-thread context switches/s over the window, busiest first (threads that came or
+    went during the window are counted from 0 / up to their last reading)."""
+    rows = []
+    for key, (name, n1) in after.items():
+        n0 = before.get(key, (name, 0))[1]
+        rows.append(((n1 - n0) / secs, name, key[1]))
+    for key, (name, n0) in before.items():
+        if key not in after:
+            rows.append((0.0, name + " (exited)", key[1]))
+    rows.sort(reverse=True)
+    print(f"{label}per thread (context switches/s): " + ", ".join(
+        f"{name}[{tid}] {rate:.2f}" for rate, name, tid in rows))
+
+
+def wait_camera_connected(ws, welcome, timeout):
+    """True once the client has seen camera.connected (welcome or a status_update)."""
+    def connected(msg):
+        data = msg.get("data", msg)
+        cam = data.get("camera") or msg.get("camera") or {}
+        return isinstance(cam, dict) and cam.get("connected") is True
+    if connected(welcome):
+        return True
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        msgs = ws.messages[seen:]
+        seen += len(msgs)
+        for text in msgs:
+            try:
+                if connected(json.loads(text)):
+                    return True
+            except ValueError:
+                pass
+        if ws.closed:
+            return False
+        time.sleep(0.05)  # polling a list filled by the reader thread
+    return False
 
 
 def rss_kib(pids):
@@ -245,6 +330,13 @@ def main():
     ap.add_argument("--seconds", type=float, default=60.0, help="idle window (footprint)")
     ap.add_argument("--settle", type=float, default=5.0, help="seconds before the window")
     ap.add_argument("--label", default="", help="prefix for the figures")
+    ap.add_argument("--camera", action="store_true",
+                    help="wait for camera.connected before the window (fail if it never is)")
+    ap.add_argument("--sim", default=None,
+                    help="camera simulator command line, started first; {camera} in CMD "
+                         "becomes its CCAPI URL")
+    ap.add_argument("--per-thread", action="store_true",
+                    help="also list context switches per thread")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args = ap.parse_args(argv[:split])
@@ -252,31 +344,53 @@ def main():
     if not cmd:
         ap.error("missing command after --")
 
-    proc, port = start(cmd)
+    sim, camera = None, ""
+    proc = None
     try:
-        secs, ws = smoke(proc, port, args.timeout)
+        if args.sim:
+            sim, camera = start_sim(args.sim, args.timeout)
+            args.camera = True
+        proc, port = start(cmd, camera)
+        secs, ws, welcome = smoke(proc, port, args.timeout)
         if args.mode == "smoke":
             return 0
         ws.keep_reading()
+        cam_note = ""
+        if args.camera:
+            if not wait_camera_connected(ws, welcome, args.timeout):
+                raise SystemExit(f"FAIL: camera not connected within {args.timeout} s")
+            cam_note = (f" and a connected camera (connected {time.monotonic() - proc.t0:.2f} s "
+                        f"after start)")
         time.sleep(args.settle)
         pids = proc_tree(proc.pid)
-        c0, t0 = ctx_switches(pids), time.monotonic()
+        sim_pids = proc_tree(sim.pid) if sim else []
+        b0, s0, t0 = task_switches(pids), ctx_switches(sim_pids), time.monotonic()
         time.sleep(args.seconds)
         pids = proc_tree(proc.pid)
-        c1, t1 = ctx_switches(pids), time.monotonic()
+        b1, s1, t1 = task_switches(pids), ctx_switches(sim_pids), time.monotonic()
         rss = rss_kib(pids)
         if proc.poll() is not None:
             raise SystemExit(f"FAIL: the service exited ({proc.returncode}) during the window")
         if ws.closed:
             raise SystemExit(f"FAIL: the WebSocket closed during the window: {ws.closed}")
+        c0 = sum(n for _, n in b0.values())
+        c1 = sum(n for _, n in b1.values())
         label = f"{args.label}: " if args.label else ""
         print(f"{label}start to /health 200: {secs * 1000:.1f} ms")
-        print(f"{label}idle RSS with one WebSocket client: {rss / 1024:.2f} MiB ({rss} KiB)")
+        print(f"{label}idle RSS with one WebSocket client{cam_note}: {rss / 1024:.2f} MiB "
+              f"({rss} KiB)")
         print(f"{label}idle context switches: {(c1 - c0) / (t1 - t0):.2f}/s over {t1 - t0:.0f} s "
-              f"({c1 - c0} switches, {len(ws.messages)} messages received)")
+              f"({c1 - c0} switches in {len(b1)} threads, {len(ws.messages)} messages "
+              f"received)")
+        if args.per_thread:
+            per_task_report(b0, b1, t1 - t0, label)
+        if sim:
+            print(f"{label}(camera simulator process, not counted above: "
+                  f"{(s1 - s0) / (t1 - t0):.2f} switches/s)")
         return 0
     finally:
         stop(proc)
+        stop(sim)
 
 
 if __name__ == "__main__":

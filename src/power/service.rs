@@ -3,6 +3,7 @@
 //! when they start and when they clear.
 
 use serde_json::{json, Value};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -104,6 +105,26 @@ impl PowerService {
     }
 }
 
+/// Samples on a short-lived thread of its own (sysfs reads, maybe `vcgencmd`: not on the
+/// executor). Not `smol::unblock`: a thread of its pool (blocking 1.7) never exits once
+/// started and wakes every 500 ms while idle: 2 wake-ups/s forever for one read per 30 s.
+async fn sample_off_thread(root: PathBuf, cmd: Arc<dyn ThrottleCommand>) -> PowerSample {
+    let (tx, rx) = async_channel::bounded(1);
+    let (r, c) = (root.clone(), cmd.clone());
+    let spawned = std::thread::Builder::new()
+        .name("power-sample".into())
+        .spawn(move || {
+            let _ = tx.try_send(sample(&r, c.as_ref()));
+        });
+    if spawned.is_ok() {
+        if let Ok(s) = rx.recv().await {
+            return s;
+        }
+    }
+    // No thread to be had (resource limits): read here; sysfs reads are short.
+    sample(&root, cmd.as_ref())
+}
+
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -112,7 +133,7 @@ impl Inner {
     async fn sample_and_apply(&self) -> Value {
         let root = self.cfg.root.clone();
         let cmd = self.cmd.clone();
-        let s = smol::unblock(move || sample(&root, cmd.as_ref())).await;
+        let s = sample_off_thread(root, cmd).await;
         for p in &s.problems {
             log::debug!("power: {p}");
         }

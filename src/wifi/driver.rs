@@ -280,13 +280,7 @@ impl Driver {
     // Bus and NM presence
 
     async fn connect_bus(&mut self) {
-        let conn = match &self.opts.bus_address {
-            Some(addr) => match zbus::connection::Builder::address(addr.as_str()) {
-                Ok(b) => b.build().await,
-                Err(e) => Err(e),
-            },
-            None => zbus::Connection::system().await,
-        };
+        let conn = open_bus(self.opts.bus_address.as_deref()).await;
         let conn = match conn {
             Ok(c) => c,
             Err(e) => {
@@ -1377,6 +1371,70 @@ pub(crate) fn parse_leases(text: &str, now: std::time::SystemTime) -> Vec<Value>
                 .then(|| json!({"mac": mac, "ip": ip.to_string(), "hostname": host}))
         })
         .collect()
+}
+
+/// Connects to the bus at `address` (default: the system bus). A `unix:path=` socket is
+/// opened here: zbus would open it through `blocking::unblock`, and a thread of that pool
+/// (blocking 1.7) never exits once started; it wakes every 500 ms for the rest of the
+/// process, 2 wake-ups/s on an idle Pi. Other transports are left to zbus.
+async fn open_bus(address: Option<&str>) -> zbus::Result<zbus::Connection> {
+    let system;
+    let addr = match address {
+        Some(a) => a,
+        None => {
+            system = std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
+                .unwrap_or_else(|_| "unix:path=/var/run/dbus/system_bus_socket".into());
+            system.as_str()
+        }
+    };
+    if let Some(path) = unix_socket_path(addr) {
+        let stream = std::os::unix::net::UnixStream::connect(path)?;
+        return zbus::connection::Builder::async_io_unix_stream(stream)
+            .build()
+            .await;
+    }
+    match address {
+        Some(a) => zbus::connection::Builder::address(a)?.build().await,
+        None => zbus::Connection::system().await,
+    }
+}
+
+/// The socket path of a plain `unix:path=…` D-Bus address (first of a `;` list; a `guid` key
+/// is allowed), or `None` for anything else (escaped values, abstract sockets, TCP…).
+fn unix_socket_path(address: &str) -> Option<&str> {
+    let first = address.split(';').next()?.trim();
+    let keys = first.strip_prefix("unix:")?;
+    let mut path = None;
+    for kv in keys.split(',') {
+        match kv.split_once('=')? {
+            ("path", p) if !p.is_empty() && !p.contains('%') => path = Some(p),
+            ("guid", _) => {}
+            _ => return None,
+        }
+    }
+    path
+}
+
+#[cfg(test)]
+mod bus_address_tests {
+    use super::unix_socket_path;
+
+    #[test]
+    fn plain_unix_paths_only() {
+        assert_eq!(
+            unix_socket_path("unix:path=/run/dbus/system_bus_socket"),
+            Some("/run/dbus/system_bus_socket")
+        );
+        assert_eq!(
+            unix_socket_path("unix:path=/tmp/b,guid=0123;tcp:host=x,port=1"),
+            Some("/tmp/b")
+        );
+        assert_eq!(unix_socket_path("unix:abstract=/tmp/dbus-x"), None);
+        assert_eq!(unix_socket_path("unix:path=/tmp/a%20b"), None);
+        assert_eq!(unix_socket_path("tcp:host=127.0.0.1,port=1"), None);
+        assert_eq!(unix_socket_path("unix:path="), None);
+        assert_eq!(unix_socket_path(""), None);
+    }
 }
 
 #[cfg(test)]
