@@ -37,6 +37,7 @@ pub mod discovery;
 pub mod intervalometer;
 pub mod power;
 pub mod protocol;
+pub mod rt;
 pub mod services;
 pub mod sim;
 pub mod systemd;

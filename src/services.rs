@@ -199,7 +199,7 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         let notices = wifi.notices();
         let link = camera_link.clone();
         let discovery = discovery.clone();
-        tasks.push(smol::spawn(async move {
+        tasks.push(crate::rt::spawn(async move {
             while let Ok(notice) = notices.recv().await {
                 let WifiNotice::AddressesChanged { .. } = notice;
                 link.retry_now();
@@ -248,7 +248,7 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         power_config,
     );
     app.add_service(power.clone());
-    tasks.push(smol::spawn(feed_power_estimate(
+    tasks.push(crate::rt::spawn(feed_power_estimate(
         app.status.clone(),
         power.clone(),
         app.clock.clone(),

@@ -261,7 +261,7 @@ impl Shared {
             Action::Search => self.send_search().await,
             Action::FetchDescription(url) => {
                 let me = self.clone();
-                smol::spawn(async move {
+                crate::rt::spawn(async move {
                     let result = me.fetch(&url).await;
                     if let Err(e) = &result {
                         log::debug!("discovery: description {url}: {e}");

@@ -33,10 +33,10 @@ impl DiscoveryService {
         prober: Arc<dyn CameraProber>,
     ) -> io::Result<Arc<DiscoveryService>> {
         let (shared, sockets) = Shared::new(config, clock, publisher, status, prober)?;
-        let mut tasks = vec![smol::spawn(driver::run(shared.clone(), sockets))];
+        let mut tasks = vec![crate::rt::spawn(driver::run(shared.clone(), sockets))];
         if let Some(url) = shared.last_camera() {
             let s = shared.clone();
-            tasks.push(smol::spawn(async move {
+            tasks.push(crate::rt::spawn(async move {
                 match probe(&s, &url).await {
                     Ok(info) => {
                         log::info!("discovery: remembered camera answers at {url}");
@@ -71,7 +71,7 @@ impl DiscoveryService {
     /// Spawns a task that feeds every notice from `notices` to [`Self::camera_notice`].
     pub fn follow_camera(self: &Arc<Self>, notices: async_channel::Receiver<CameraNotice>) {
         let me = Arc::downgrade(self);
-        let task = smol::spawn(async move {
+        let task = crate::rt::spawn(async move {
             while let Ok(n) = notices.recv().await {
                 let Some(me) = me.upgrade() else { return };
                 me.camera_notice(&n).await;

@@ -83,7 +83,7 @@ impl IntervalometerService {
         publisher: Publisher,
         camera: Arc<dyn CameraControl>,
     ) -> Arc<Self> {
-        let spawner: Spawner = Arc::new(|f| smol::spawn(f).detach());
+        let spawner: Spawner = Arc::new(|f| crate::rt::spawn(f).detach());
         Self::start_with(config, clock, status, publisher, camera, spawner)
     }
 

@@ -83,7 +83,7 @@ impl PowerService {
         let first = inner.clock.now();
         let s = sample(&inner.cfg.root, inner.cmd.as_ref());
         inner.apply(first, s);
-        smol::spawn(drive(inner.clone(), stopped, first)).detach();
+        crate::rt::spawn(drive(inner.clone(), stopped, first)).detach();
         Arc::new(PowerService { inner })
     }
 

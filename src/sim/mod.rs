@@ -856,7 +856,7 @@ impl SimHandle {
         let thread = std::thread::Builder::new()
             .name("camera-sim".into())
             .spawn(move || {
-                smol::block_on(thread_exec.run(async move {
+                futures_lite::future::block_on(thread_exec.run(async move {
                     let _ = stop_rx.recv().await;
                 }));
             })?;

@@ -86,14 +86,14 @@ impl TimeSyncService {
             wake,
         });
         inner.publish_status();
-        smol::spawn(drive(inner.clone(), woken)).detach();
+        crate::rt::spawn(drive(inner.clone(), woken)).detach();
         if let Some(cam) = camera {
             let notices = cam.subscribe();
             let listener = inner.clone();
             if cam.is_connected() {
                 listener.feed(Input::CameraConnected).ok();
             }
-            smol::spawn(async move {
+            crate::rt::spawn(async move {
                 while let Ok(n) = notices.recv().await {
                     match n {
                         CameraNotice::Connected { .. } => {
@@ -193,7 +193,7 @@ impl Inner {
             }
             Action::ReadCamera => {
                 let me = self.clone();
-                smol::spawn(async move {
+                crate::rt::spawn(async move {
                     let r = match &me.camera {
                         Some(cam) => {
                             let t0 = me.clock.now();
@@ -211,7 +211,7 @@ impl Inner {
             }
             Action::WriteCamera => {
                 let me = self.clone();
-                smol::spawn(async move {
+                crate::rt::spawn(async move {
                     let r = match &me.camera {
                         Some(cam) => {
                             let t = me.clock.wall();

@@ -324,7 +324,7 @@ impl Driver {
             .await?;
 
         let tx = self.signals_tx.clone();
-        let nm_task = smol::spawn(async move {
+        let nm_task = crate::rt::spawn(async move {
             while let Some(msg) = nm_signals.next().await {
                 let Ok(msg) = msg else { continue };
                 if let Some(s) = translate(&msg) {
@@ -340,7 +340,7 @@ impl Driver {
                 .await;
         });
         let tx = self.signals_tx.clone();
-        let owner_task = smol::spawn(async move {
+        let owner_task = crate::rt::spawn(async move {
             while let Some(sig) = owners.next().await {
                 let present = sig.args().map(|a| a.new_owner().is_some()).unwrap_or(false);
                 if tx.send(Signal::NmOwner(present)).await.is_err() {

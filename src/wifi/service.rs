@@ -43,7 +43,7 @@ impl WifiService {
         let (tx, rx) = async_channel::bounded(16);
         let notices = Notices::default();
         let driver = Driver::new(options, clock, status.clone(), publisher, notices.clone());
-        let task = smol::spawn(driver.run(rx));
+        let task = crate::rt::spawn(driver.run(rx));
         Arc::new(WifiService {
             requests: tx,
             session_running,
