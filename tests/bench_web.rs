@@ -139,10 +139,17 @@ fn web_figures() {
                 .await
                 .unwrap();
             loop {
-                match ws.next().await.unwrap().unwrap() {
-                    Message::Text(t) if t.as_str().contains("\"pong\"") => break,
-                    Message::Text(t) if t.as_str().contains("\"error\"") => panic!("{t}"),
-                    _ => {}
+                // A status_update may arrive in between (its blocks may hold an "error" field).
+                if let Message::Text(t) = ws.next().await.unwrap().unwrap() {
+                    match t.as_str() {
+                        t if t.starts_with("{\"type\":\"pong\"")
+                            || t.contains("\"type\":\"pong\"") =>
+                        {
+                            break
+                        }
+                        t if t.contains("\"type\":\"error\"") => panic!("{t}"),
+                        _ => {}
+                    }
                 }
             }
             rtts.push(t0.elapsed());
