@@ -893,7 +893,7 @@ impl CameraDriver {
         };
         let task = LinkTask {
             inner: inner.clone(),
-            machine: LinkMachine::new(opts.backoff, rng),
+            machine: LinkMachine::new(opts.backoff, rng).with_health_grid(clock.tick_anchor()),
             rx,
             probe_gen: 0,
         };
