@@ -79,7 +79,8 @@ impl PowerService {
             stop,
         });
         // The first sample is taken here, so the block is there before any client asks; the
-        // task then samples on a fixed grid (start + n × interval).
+        // task then samples on the clock's tick grid (anchor + n × interval, the first one
+        // 0.5…1.5 intervals in), where the hub's status_update falls too (issue 5).
         let first = inner.clock.now();
         let s = sample(&inner.cfg.root, inner.cmd.as_ref());
         inner.apply(first, s);
@@ -234,7 +235,8 @@ pub fn block(
 
 async fn drive(inner: Arc<Inner>, stopped: async_channel::Receiver<()>, first: Instant) {
     let interval = inner.cfg.sample_interval.max(Duration::from_secs(1));
-    let mut next = first + interval;
+    let anchor = inner.clock.tick_anchor();
+    let mut next = crate::clock::next_tick(anchor, interval, first + interval / 2);
     loop {
         let sleep = async {
             inner.clock.sleep_until(next).await;
@@ -252,7 +254,7 @@ async fn drive(inner: Arc<Inner>, stopped: async_channel::Receiver<()>, first: I
         next += interval;
         let now = inner.clock.now();
         if next < now {
-            next = now + interval;
+            next = crate::clock::next_tick(anchor, interval, now);
         }
     }
 }
