@@ -52,7 +52,13 @@ impl Clock for SystemClock {
     }
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            async_io::Timer::at(deadline).await;
+            // Decided at the first poll, on the thread that polls.
+            match crate::rt::LocalSleep::on_this_thread(deadline) {
+                Some(sleep) => sleep.await,
+                None => {
+                    async_io::Timer::at(deadline).await;
+                }
+            }
         })
     }
     fn tick_anchor(&self) -> Instant {

@@ -909,7 +909,7 @@ impl CameraDriver {
             spawn("camera-events", Box::new(move || event_worker(i)));
             spawn(
                 "camera-link",
-                Box::new(move || futures_lite::future::block_on(task.run())),
+                Box::new(move || crate::rt::block_on(task.run())),
             );
         }
         inner.publish_block();
