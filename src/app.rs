@@ -126,6 +126,13 @@ impl StatusBoard {
         }
     }
 
+    /// Replaces one block without waking the hub: for a value that only moved in fields a
+    /// client can wait for until the next periodic `status_update` (a sample's time, uptime).
+    pub fn set_quietly(&self, block: &str, value: Value) {
+        let mut b = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
+        b.insert(block.to_string(), value);
+    }
+
     pub fn get(&self, block: &str) -> Value {
         let b = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
         b.get(block).cloned().unwrap_or(Value::Null)

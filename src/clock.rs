@@ -20,6 +20,21 @@ pub trait Clock: Send + Sync + 'static {
     fn wall(&self) -> SystemTime;
     /// Resolves once `now() >= deadline`.
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()>;
+    /// The instant periodic work is aligned to (see [`next_tick`]), the same for every caller
+    /// of one clock: tasks with the same period then fire on the same instants, and one
+    /// wake-up of the reactor thread serves them all (issue 5).
+    fn tick_anchor(&self) -> Instant;
+}
+
+/// The first `anchor + k × period` (k ≥ 0) strictly after `after`.
+pub fn next_tick(anchor: Instant, period: Duration, after: Instant) -> Instant {
+    if after < anchor {
+        return anchor;
+    }
+    let period = period.max(Duration::from_millis(1));
+    let k = (after - anchor).as_nanos() / period.as_nanos() + 1;
+    let offset = u64::try_from(k * period.as_nanos()).unwrap_or(u64::MAX);
+    anchor + Duration::from_nanos(offset)
 }
 
 pub type SharedClock = Arc<dyn Clock>;
@@ -37,8 +52,18 @@ impl Clock for SystemClock {
     }
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
         Box::pin(async move {
-            async_io::Timer::at(deadline).await;
+            // Decided at the first poll, on the thread that polls.
+            match crate::rt::LocalSleep::on_this_thread(deadline) {
+                Some(sleep) => sleep.await,
+                None => {
+                    async_io::Timer::at(deadline).await;
+                }
+            }
         })
+    }
+    fn tick_anchor(&self) -> Instant {
+        static ANCHOR: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *ANCHOR.get_or_init(Instant::now)
     }
 }
 
@@ -51,6 +76,7 @@ pub struct ManualClock {
 }
 
 struct ManualState {
+    start: Instant,
     now: Instant,
     wall: SystemTime,
     waiters: Vec<(Instant, Waker)>,
@@ -59,9 +85,11 @@ struct ManualState {
 impl ManualClock {
     /// Starts at the real `Instant::now()` and the given wall time.
     pub fn new(wall: SystemTime) -> Self {
+        let start = Instant::now();
         ManualClock {
             inner: Arc::new(Mutex::new(ManualState {
-                now: Instant::now(),
+                start,
+                now: start,
                 wall,
                 waiters: Vec::new(),
             })),
@@ -110,6 +138,9 @@ impl Clock for ManualClock {
     fn wall(&self) -> SystemTime {
         self.lock().wall
     }
+    fn tick_anchor(&self) -> Instant {
+        self.lock().start
+    }
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
         let inner = self.inner.clone();
         Box::pin(ManualSleep { inner, deadline })
@@ -137,6 +168,16 @@ impl Future for ManualSleep {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_tick_is_the_first_grid_point_strictly_after() {
+        let a = Instant::now();
+        let p = Duration::from_secs(10);
+        assert_eq!(next_tick(a, p, a), a + p);
+        assert_eq!(next_tick(a, p, a + Duration::from_millis(9_999)), a + p);
+        assert_eq!(next_tick(a, p, a + p), a + 2 * p);
+        assert_eq!(next_tick(a, p, a + Duration::from_secs(25)), a + 3 * p);
+    }
 
     #[test]
     fn manual_sleep_wakes_only_when_advanced_past_deadline() {

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
-use ureq::unversioned::resolver::DefaultResolver;
-use ureq::unversioned::transport::{Connector, TcpConnector};
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{Connector, NextTimeout, TcpConnector};
 use ureq::Agent;
 
 use super::tls::{client_config, PinningConnector, PinningVerifier, Trust};
@@ -943,13 +943,73 @@ fn make_agent(verifier: Arc<PinningVerifier>, t: Timeouts) -> Result<Agent, ApiE
     Ok(Agent::with_parts(
         config,
         connector,
-        DefaultResolver::default(),
+        IpLiteralResolver::default(),
     ))
+}
+
+/// Answers IP-literal hosts (what SSDP and `--camera` give) without a lookup; names go to
+/// ureq's resolver. With a timeout set, ureq's resolver hands *every* lookup, even of
+/// "192.168.1.2", to a new thread: one thread and one extra wake-up per camera call (issue 5).
+#[derive(Debug, Default)]
+struct IpLiteralResolver(DefaultResolver);
+
+impl IpLiteralResolver {
+    fn literal(uri: &ureq::http::Uri) -> Option<std::net::SocketAddr> {
+        let authority = uri.authority()?;
+        let host = authority.host();
+        let host = host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host);
+        let ip: std::net::IpAddr = host.parse().ok()?;
+        let port = authority.port_u16().or(match uri.scheme_str()? {
+            "https" => Some(443),
+            "http" => Some(80),
+            _ => None,
+        })?;
+        Some(std::net::SocketAddr::new(ip, port))
+    }
+}
+
+impl Resolver for IpLiteralResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        match Self::literal(uri) {
+            Some(addr) => {
+                let mut v = self.empty();
+                v.push(addr);
+                Ok(v)
+            }
+            None => self.0.resolve(uri, config, timeout),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_literal_hosts_resolve_without_a_lookup() {
+        let at = |u: &str| IpLiteralResolver::literal(&u.parse().unwrap());
+        assert_eq!(
+            at("https://192.168.1.2:443/ccapi"),
+            Some("192.168.1.2:443".parse().unwrap())
+        );
+        assert_eq!(
+            at("http://127.0.0.1/x"),
+            Some("127.0.0.1:80".parse().unwrap())
+        );
+        assert_eq!(
+            at("https://[::1]:8443/"),
+            Some("[::1]:8443".parse().unwrap())
+        );
+        assert_eq!(at("https://camera.local/ccapi"), None);
+    }
 
     #[test]
     fn catalog_parses_path_and_url_styles_and_prefers_the_newest() {

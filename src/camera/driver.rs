@@ -893,7 +893,7 @@ impl CameraDriver {
         };
         let task = LinkTask {
             inner: inner.clone(),
-            machine: LinkMachine::new(opts.backoff, rng),
+            machine: LinkMachine::new(opts.backoff, rng).with_health_grid(clock.tick_anchor()),
             rx,
             probe_gen: 0,
         };
@@ -909,7 +909,7 @@ impl CameraDriver {
             spawn("camera-events", Box::new(move || event_worker(i)));
             spawn(
                 "camera-link",
-                Box::new(move || futures_lite::future::block_on(task.run())),
+                Box::new(move || crate::rt::block_on(task.run())),
             );
         }
         inner.publish_block();

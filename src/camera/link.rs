@@ -136,6 +136,9 @@ pub struct LinkMachine {
     actions: Vec<Action>,
     /// For the status block: the last failure reason.
     last_error: Option<String>,
+    /// When set, health checks fall on `anchor + k × HEALTH_INTERVAL` (see
+    /// [`LinkMachine::with_health_grid`]).
+    health_grid: Option<Instant>,
 }
 
 impl LinkMachine {
@@ -149,6 +152,26 @@ impl LinkMachine {
             reserved: Vec::new(),
             actions: Vec::new(),
             last_error: None,
+            health_grid: None,
+        }
+    }
+
+    /// Puts health checks on the grid `anchor + k × HEALTH_INTERVAL` (the clock's tick
+    /// anchor), where the hub's 10 s status_update falls too: one wake-up serves both (issue
+    /// 5). Each check is then scheduled 5…15 s after the last answer or operation, 10 s apart
+    /// while idle, and never drifts by the check's own duration.
+    pub fn with_health_grid(mut self, anchor: Instant) -> Self {
+        self.health_grid = Some(anchor);
+        self
+    }
+
+    /// When the next health check is due, counted from `now` (an answer, an operation).
+    fn health_after(&self, now: Instant) -> Instant {
+        match self.health_grid {
+            None => now + HEALTH_INTERVAL,
+            Some(anchor) => {
+                crate::clock::next_tick(anchor, HEALTH_INTERVAL, now + HEALTH_INTERVAL / 2)
+            }
         }
     }
 
@@ -198,6 +221,7 @@ impl LinkMachine {
     }
 
     pub fn handle(&mut self, now: Instant, input: Input) {
+        let health_at = self.health_after(now);
         self.reserved.retain(|due| *due + QUIET_AFTER > now);
         let before = self.state.name();
         match (&mut self.state, input) {
@@ -243,7 +267,7 @@ impl LinkMachine {
             ) => {
                 *misses = 0;
                 *health_in_flight = false;
-                *next_health = now + HEALTH_INTERVAL;
+                *next_health = health_at;
                 self.last_error = None;
             }
             (
@@ -256,7 +280,7 @@ impl LinkMachine {
             ) => {
                 *misses += 1;
                 *health_in_flight = false;
-                *next_health = now + HEALTH_INTERVAL;
+                *next_health = health_at;
                 let lost = *misses >= MAX_MISSES;
                 self.last_error = Some(reason.clone());
                 if lost {
@@ -274,7 +298,7 @@ impl LinkMachine {
             ) => {
                 // The camera just answered: the next check can wait a full interval.
                 *misses = 0;
-                *next_health = now + HEALTH_INTERVAL;
+                *next_health = health_at;
             }
             (_, Input::OperationOk) => {}
             (State::Connected { .. }, Input::ConnectionLost { reason }) => self.lose(now, reason),
@@ -365,7 +389,7 @@ impl LinkMachine {
         self.attempt = 0;
         self.last_error = None;
         self.state = State::Connected {
-            next_health: now + HEALTH_INTERVAL,
+            next_health: self.health_after(now),
             misses: 0,
             health_in_flight: false,
         };
@@ -417,6 +441,35 @@ mod tests {
 
     fn s(n: u64) -> Duration {
         Duration::from_secs(n)
+    }
+
+    #[test]
+    fn health_checks_on_a_grid_stay_on_it_whatever_the_answer_takes() {
+        // Regression (issue 5): checks were scheduled 10 s after each *answer*, so they
+        // drifted by the check's duration and never shared a wake-up with the hub's tick.
+        let anchor = Instant::now();
+        let ms = Duration::from_millis;
+        let mut m = exact().with_health_grid(anchor);
+        m.handle(anchor + ms(180), Input::SetTarget(target()));
+        m.handle(
+            anchor + ms(190),
+            Input::ProbeOk {
+                id: "uuid:cam".into(),
+            },
+        );
+        drain(&mut m);
+        // First check on the grid, 5…15 s after connecting.
+        assert_eq!(m.poll_timeout(), Some(anchor + s(10)));
+        for k in 1..4u32 {
+            let slot = anchor + s(10) * k;
+            m.handle_timeout(slot + ms(1));
+            assert_eq!(drain(&mut m), [Action::HealthCheck]);
+            m.handle(slot + ms(40), Input::HealthOk);
+            assert_eq!(m.poll_timeout(), Some(slot + s(10)));
+        }
+        // An operation defers the next check to the grid point 5…15 s later.
+        m.handle(anchor + s(46), Input::OperationOk);
+        assert_eq!(m.poll_timeout(), Some(anchor + s(60)));
     }
 
     #[test]

@@ -79,7 +79,8 @@ impl PowerService {
             stop,
         });
         // The first sample is taken here, so the block is there before any client asks; the
-        // task then samples on a fixed grid (start + n × interval).
+        // task then samples on the clock's tick grid (anchor + n × interval, the first one
+        // 0.5…1.5 intervals in), where the hub's status_update falls too (issue 5).
         let first = inner.clock.now();
         let s = sample(&inner.cfg.root, inner.cmd.as_ref());
         inner.apply(first, s);
@@ -166,9 +167,31 @@ impl Inner {
                 }),
             ));
         }
-        self.status.set("power", block.clone());
+        // Readings move with every sample (uptime, sample time, temperature, charge): they
+        // ride the hub's periodic status_update. Only what a client must see at once (a
+        // warning, a recommendation, throttling) costs an extra one (issue 5: wake-ups).
+        if needs_prompt_update(&self.status.get("power"), &block) {
+            self.status.set("power", block.clone());
+        } else {
+            self.status.set_quietly("power", block.clone());
+        }
         block
     }
+}
+
+/// Fields of the `power` block a client must see as soon as they change.
+const PROMPT_FIELDS: [&str; 5] = [
+    "warnings",
+    "recommendations",
+    "throttled",
+    "isRaspberryPi",
+    "model",
+];
+
+/// True when the new block differs from the published one in a [`PROMPT_FIELDS`] field (or
+/// there was none yet).
+fn needs_prompt_update(old: &Value, new: &Value) -> bool {
+    old.is_null() || PROMPT_FIELDS.iter().any(|k| old.get(k) != new.get(k))
 }
 
 /// The `power` status block.
@@ -212,7 +235,8 @@ pub fn block(
 
 async fn drive(inner: Arc<Inner>, stopped: async_channel::Receiver<()>, first: Instant) {
     let interval = inner.cfg.sample_interval.max(Duration::from_secs(1));
-    let mut next = first + interval;
+    let anchor = inner.clock.tick_anchor();
+    let mut next = crate::clock::next_tick(anchor, interval, first + interval / 2);
     loop {
         let sleep = async {
             inner.clock.sleep_until(next).await;
@@ -230,7 +254,7 @@ async fn drive(inner: Arc<Inner>, stopped: async_channel::Receiver<()>, first: I
         next += interval;
         let now = inner.clock.now();
         if next < now {
-            next = now + interval;
+            next = crate::clock::next_tick(anchor, interval, now);
         }
     }
 }
@@ -268,5 +292,29 @@ impl Service for PowerService {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         self.inner.stop.close();
         Box::pin(async {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_prompt_fields_wake_the_hub() {
+        let base = json!({"uptime": 1, "lastSample": "a", "thermal": {"temperature": 50.1},
+            "warnings": [], "recommendations": [], "throttled": null,
+            "isRaspberryPi": true, "model": "Pi"});
+        assert!(needs_prompt_update(&Value::Null, &base));
+        let mut readings = base.clone();
+        readings["uptime"] = json!(31);
+        readings["lastSample"] = json!("b");
+        readings["thermal"]["temperature"] = json!(50.3);
+        assert!(!needs_prompt_update(&base, &readings));
+        let mut warned = readings.clone();
+        warned["warnings"] = json!([{"kind": "thermal"}]);
+        assert!(needs_prompt_update(&readings, &warned));
+        let mut throttled = readings.clone();
+        throttled["throttled"] = json!({"underVoltage": true});
+        assert!(needs_prompt_update(&readings, &throttled));
     }
 }

@@ -141,10 +141,17 @@ pub struct StatusSchedule {
 
 impl StatusSchedule {
     pub fn new(now: Instant, interval: Duration) -> Self {
+        Self::anchored(now, now, interval)
+    }
+
+    /// Periodic updates on the grid `anchor + k × interval` (the clock's
+    /// [`tick_anchor`](crate::clock::Clock::tick_anchor)), so they share wake-ups with the
+    /// other periodic work of the same period (the camera's health checks).
+    pub fn anchored(anchor: Instant, now: Instant, interval: Duration) -> Self {
         let interval = interval.max(Duration::from_millis(100));
         StatusSchedule {
             interval,
-            next_periodic: now + interval,
+            next_periodic: crate::clock::next_tick(anchor, interval, now),
             pending: None,
         }
     }
@@ -293,13 +300,18 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// The status period starts now (on the app's clock).
+    /// The status period runs on the app clock's tick grid.
     pub fn new(app: Arc<App>) -> Arc<Hub> {
         let limits = app.config.limits.clone();
         let now = app.clock.now();
+        let anchor = app.clock.tick_anchor();
         let (left_tx, left_rx) = async_channel::bounded(1);
         Arc::new(Hub {
-            schedule: Mutex::new(StatusSchedule::new(now, limits.status_interval)),
+            schedule: Mutex::new(StatusSchedule::anchored(
+                anchor,
+                now,
+                limits.status_interval,
+            )),
             app,
             limits,
             clients: Mutex::new(BTreeMap::new()),

@@ -492,8 +492,14 @@ async fn heartbeat(web: &Web, slot: &ClientSlot) -> End {
     let limits = web.hub.limits();
     let interval = limits.ping_interval.max(Duration::from_millis(100));
     // From the registration instant (before the welcome was queued), not from this task's
-    // first poll, so the schedule does not depend on when the executor gets here.
-    let mut next_ping = slot.connected_at + interval;
+    // first poll, so the schedule does not depend on when the executor gets here; on the
+    // clock's tick grid (the first ping 0.5…1.5 intervals in), so a ping shares its wake-up
+    // with the hub's status_update instead of costing one of its own (issue 5).
+    let mut next_ping = crate::clock::next_tick(
+        clock.tick_anchor(),
+        interval,
+        slot.connected_at + interval / 2,
+    );
     loop {
         let silent_at = slot.last_seen() + limits.silence_timeout;
         clock.sleep_until(next_ping.min(silent_at)).await;
