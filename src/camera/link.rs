@@ -418,6 +418,20 @@ impl LinkMachine {
 mod tests {
     use super::*;
 
+    /// A link connected to the test camera at `t0`, its actions drained.
+    fn connected_at(t0: Instant) -> LinkMachine {
+        let mut m = exact();
+        m.handle(t0, Input::SetTarget(target()));
+        m.handle(
+            t0,
+            Input::ProbeOk {
+                id: "uuid:cam".into(),
+            },
+        );
+        drain(&mut m);
+        m
+    }
+
     fn exact() -> LinkMachine {
         LinkMachine::new(
             Backoff {
@@ -514,15 +528,7 @@ mod tests {
     #[test]
     fn three_misses_lose_the_link_and_backoff_doubles_to_the_cap() {
         let t0 = Instant::now();
-        let mut m = exact();
-        m.handle(t0, Input::SetTarget(target()));
-        m.handle(
-            t0,
-            Input::ProbeOk {
-                id: "uuid:cam".into(),
-            },
-        );
-        drain(&mut m);
+        let mut m = connected_at(t0);
         let mut now = t0;
         for miss in 1..=3u64 {
             now = m.poll_timeout().unwrap();
@@ -631,15 +637,7 @@ mod tests {
     #[test]
     fn address_change_retargets_immediately() {
         let t0 = Instant::now();
-        let mut m = exact();
-        m.handle(t0, Input::SetTarget(target()));
-        m.handle(
-            t0,
-            Input::ProbeOk {
-                id: "uuid:cam".into(),
-            },
-        );
-        drain(&mut m);
+        let mut m = connected_at(t0);
         // The same target again is a no-op...
         m.handle(t0 + s(1), Input::SetTarget(target()));
         assert_eq!(drain(&mut m), []);
@@ -669,15 +667,7 @@ mod tests {
     #[test]
     fn health_check_waits_out_a_reserved_shot() {
         let t0 = Instant::now();
-        let mut m = exact();
-        m.handle(t0, Input::SetTarget(target()));
-        m.handle(
-            t0,
-            Input::ProbeOk {
-                id: "uuid:cam".into(),
-            },
-        );
-        drain(&mut m);
+        let mut m = connected_at(t0);
         // Shot reserved 300 ms ahead of 10.1 s: the check due at 10 s would be in flight at
         // the shot, so it moves to 10.1 s + QUIET_AFTER.
         let due = t0 + Duration::from_millis(10_100);
