@@ -84,15 +84,7 @@ fn run(label: &str, https: bool) {
         for n in 0..SHOTS {
             let due = start + INTERVAL * n as u32;
             async_io::Timer::at(due - AHEAD).await;
-            let o = control
-                .shoot_at(
-                    due,
-                    ShotRequest {
-                        af: false,
-                        bulb: None,
-                    },
-                )
-                .await;
+            let o = control.shoot_at(due, ShotRequest::timed(false)).await;
             if let Err(e) = &o.result {
                 if failures == 0 {
                     println!("first failure: shot {n}: {e}");

@@ -463,13 +463,7 @@ fn take_camera_down(
 ) -> Instant {
     p.sim().set_offline(OfflineMode::Refuse);
     let cam = p.running().camera.clone();
-    let shot = block_on(cam.shoot_at(
-        Instant::now(),
-        skylapse::camera::ShotRequest {
-            af: false,
-            bulb: None,
-        },
-    ));
+    let shot = block_on(cam.shoot_at(Instant::now(), skylapse::camera::ShotRequest::timed(false)));
     assert!(
         shot.result.is_err(),
         "a shot on an offline camera succeeded"

@@ -54,9 +54,14 @@ impl CameraControl for StampingCamera {
                 sent_at,
                 replied_at: Instant::now(),
                 result: Ok(()),
+                maybe_taken: false,
             }
         })
     }
+    fn settings(&self) -> skylapse::camera::CameraSettings {
+        Default::default()
+    }
+
     fn is_connected(&self) -> bool {
         true
     }

@@ -606,6 +606,7 @@ fn bulb_exposure_is_held_and_always_released() {
                 ShotRequest {
                     af: false,
                     bulb: Some(hold),
+                    exposure: None,
                 },
             ),
         )

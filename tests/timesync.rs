@@ -46,6 +46,10 @@ impl CameraControl for FakeCamera {
     ) -> BoxFuture<'static, ShotOutcome> {
         unimplemented!("time sync never shoots")
     }
+    fn settings(&self) -> skylapse::camera::CameraSettings {
+        Default::default()
+    }
+
     fn is_connected(&self) -> bool {
         false
     }

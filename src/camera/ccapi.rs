@@ -43,6 +43,48 @@ impl Default for Timeouts {
     }
 }
 
+/// Time the camera may spend on autofocus before it exposes (dark scenes hunt for seconds).
+pub const AF_ALLOWANCE: Duration = Duration::from_secs(5);
+/// Longest timed exposure a Canon body offers (longer ones are bulb).
+pub const MAX_TIMED_EXPOSURE: Duration = Duration::from_secs(30);
+
+/// Seconds of a CCAPI shutter speed: `"1/125"`, `"0\"5"` (0.5 s), `"3\"2"` (3.2 s),
+/// `"30\""`. `None` for `"bulb"`, empty or anything not understood. (The simulator parses
+/// these on its own on purpose: one misreading of the spec should not hide in both.)
+pub fn tv_seconds(tv: &str) -> Option<f64> {
+    let tv = tv.trim();
+    let secs = if let Some((num, den)) = tv.split_once('/') {
+        let num: f64 = num.trim().parse().ok()?;
+        let den: f64 = den.trim().parse().ok()?;
+        if den <= 0.0 {
+            return None;
+        }
+        num / den
+    } else if let Some((whole, frac)) = tv.split_once('"') {
+        let whole: u32 = whole.trim().parse().ok()?;
+        let frac = frac.trim();
+        if frac.is_empty() {
+            f64::from(whole)
+        } else {
+            if !frac.bytes().all(|b| b.is_ascii_digit()) || frac.len() > 3 {
+                return None;
+            }
+            format!("{whole}.{frac}").parse().ok()?
+        }
+    } else {
+        return None;
+    };
+    (secs.is_finite() && secs > 0.0 && secs <= 3600.0).then_some(secs)
+}
+
+/// How long to wait for the reply to a one-shot press: the camera answers when the exposure
+/// is over, after AF, and with long-exposure noise reduction only after a dark frame as long
+/// again. `exposure` unknown → the longest timed exposure, so a night shot is never cut off.
+pub fn shutter_timeout(call: Duration, exposure: Option<Duration>, af: bool) -> Duration {
+    let exposure = exposure.unwrap_or(MAX_TIMED_EXPOSURE);
+    call + exposure * 2 + if af { AF_ALLOWANCE } else { Duration::ZERO }
+}
+
 /// Largest JSON body accepted from the camera (the first event poll is the biggest).
 const MAX_JSON: u64 = 2 * 1024 * 1024;
 /// Largest file accepted as a test photo.
@@ -141,6 +183,34 @@ pub fn transport_error(e: &ureq::Error, trust: Option<&Trust>) -> ApiError {
             ErrorCode::NetworkError,
             format!("Camera link error: {text}"),
         ),
+    }
+}
+
+/// A failed press, and whether the camera may have taken the picture anyway.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PressError {
+    pub error: ApiError,
+    /// The request may have reached the camera and only the answer is missing.
+    pub maybe_taken: bool,
+}
+
+/// Whether a transport failure may have happened after the request reached the camera: a
+/// timeout, or a connection cut while waiting for the answer. A refused or unreachable
+/// connection never carried the request.
+pub fn reply_lost(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind as K;
+    match e {
+        ureq::Error::Timeout(_) => true,
+        ureq::Error::Io(io) => matches!(
+            io.kind(),
+            K::TimedOut
+                | K::WouldBlock
+                | K::ConnectionReset
+                | K::ConnectionAborted
+                | K::BrokenPipe
+                | K::UnexpectedEof
+        ),
+        _ => false,
     }
 }
 
@@ -767,8 +837,9 @@ impl Session {
         self.resolve("shooting/control/shutterbutton")
     }
 
-    /// Presses the shutter: `sent` is called with the instant the request goes to the socket.
-    pub fn press(&self, url: &str, af: bool, timeout: Duration) -> Result<Instant, ApiError> {
+    /// Presses the shutter; `Ok` carries the instant the request went to the socket. The
+    /// camera answers after the exposure, so `timeout` must cover it ([`shutter_timeout`]).
+    pub fn press(&self, url: &str, af: bool, timeout: Duration) -> Result<Instant, PressError> {
         let body = if af {
             r#"{"af":true}"#
         } else {
@@ -783,16 +854,23 @@ impl Session {
             .build()
             .header("Content-Type", "application/json")
             .send(body.as_bytes());
-        let mut resp = r.map_err(|e| transport_error(&e, Some(&self.trust)))?;
+        let lost = |e: ureq::Error| PressError {
+            maybe_taken: reply_lost(&e),
+            error: transport_error(&e, Some(&self.trust)),
+        };
+        let mut resp = r.map_err(lost)?;
         let status = resp.status().as_u16();
         let body = resp
             .body_mut()
             .with_config()
             .limit(MAX_JSON)
             .read_to_vec()
-            .map_err(|e| transport_error(&e, Some(&self.trust)))?;
+            .map_err(lost)?;
         if !(200..300).contains(&status) {
-            return Err(photo_error(status_error(status, &body)));
+            return Err(PressError {
+                error: photo_error(status_error(status, &body)),
+                maybe_taken: false,
+            });
         }
         Ok(sent)
     }
@@ -1075,6 +1153,35 @@ mod tests {
     }
 
     #[test]
+    fn tv_seconds_reads_every_ccapi_form() {
+        assert_eq!(tv_seconds("1/125"), Some(1.0 / 125.0));
+        assert_eq!(tv_seconds("1/4000"), Some(1.0 / 4000.0));
+        assert_eq!(tv_seconds("0\"5"), Some(0.5));
+        assert_eq!(tv_seconds("3\"2"), Some(3.2));
+        assert_eq!(tv_seconds("20\""), Some(20.0));
+        assert_eq!(tv_seconds("30\""), Some(30.0));
+        for bad in ["bulb", "", "1/0", "x/2", "\"", "1\"xx", "-1/2", "1/-2", "5"] {
+            assert_eq!(tv_seconds(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn shutter_timeout_follows_the_exposure() {
+        // Regression (issue 14 B1): the press had a fixed 10 s timeout, so every exposure of
+        // 10 s or longer was counted as failed although the camera wrote the file.
+        let call = Duration::from_secs(10);
+        let t20 = shutter_timeout(call, Some(Duration::from_secs(20)), false);
+        assert!(t20 >= Duration::from_secs(20) + call, "{t20:?}");
+        let t30 = shutter_timeout(call, Some(Duration::from_secs(30)), true);
+        assert!(t30 >= Duration::from_secs(30) * 2 + AF_ALLOWANCE, "{t30:?}");
+        // Unknown Tv: assume the longest timed exposure.
+        assert_eq!(
+            shutter_timeout(call, None, false),
+            shutter_timeout(call, Some(MAX_TIMED_EXPOSURE), false)
+        );
+    }
+
+    #[test]
     fn added_contents_accepts_urls_and_paths() {
         let v = json!({"addedcontents": [
             "http://192.168.1.2:8080/ccapi/ver100/contents/sd/100CANON/IMG_0041.CR3",
@@ -1163,7 +1270,10 @@ mod session_tests {
         assert_eq!(s.battery().unwrap()["level"], "half");
         // 503 Device busy → CAMERA_BUSY.
         let url_sh = s.shutter_url().unwrap();
-        let e = s.press(&url_sh, false, Duration::from_secs(2)).unwrap_err();
+        let e = s
+            .press(&url_sh, false, Duration::from_secs(2))
+            .unwrap_err()
+            .error;
         assert_eq!(e.code, ErrorCode::CameraBusy);
 
         // The "same camera" (same serial) with another certificate.

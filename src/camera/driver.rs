@@ -24,11 +24,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
-use super::ccapi::{added_contents, storage_summary, Session, Timeouts};
+use super::ccapi::{
+    added_contents, shutter_timeout, storage_summary, Session, Timeouts, AF_ALLOWANCE,
+};
 use super::link::{Action, Input, LinkMachine, Target};
 use super::service::CameraService;
 use super::tls::Trust;
-use super::{CameraControl, CameraDateTime, CameraNotice, ShotOutcome, ShotRequest};
+use super::{
+    CameraControl, CameraDateTime, CameraNotice, CameraSettings, ShotOutcome, ShotRequest,
+};
 use crate::app::{Publisher, StatusBoard};
 use crate::backoff::{Backoff, Rng};
 use crate::clock::{BoxFuture, SharedClock};
@@ -260,6 +264,8 @@ pub(crate) struct Inner {
     to_link: async_channel::Sender<DriverMsg>,
     subscribers: Mutex<Vec<async_channel::Sender<CameraNotice>>>,
     battery: Mutex<Value>,
+    /// Main shooting settings as last reported (event polling, reads, our own changes).
+    settings: Mutex<CameraSettings>,
     link_view: Mutex<LinkView>,
     last_control: Mutex<Option<Instant>>,
     health_count: AtomicU64,
@@ -418,6 +424,7 @@ impl Inner {
             "model": model,
             "uuid": uuid,
             "battery": lock(&self.battery).clone(),
+            "settings": lock(&self.settings).clone(),
             "lastError": view.last_error,
             "state": view.state,
             "nextRetryAt": view.next_retry_at,
@@ -426,6 +433,18 @@ impl Inner {
 
     pub(crate) fn publish_block(&self) {
         self.status.set("camera", self.camera_block());
+    }
+
+    /// Takes settings from a settings read or an event-polling delta; republishes on change.
+    pub(crate) fn note_settings(&self, v: &Value) {
+        let changed = lock(&self.settings).update_from(v);
+        if changed {
+            self.publish_block();
+        }
+    }
+
+    pub(crate) fn settings(&self) -> CameraSettings {
+        lock(&self.settings).clone()
     }
 
     fn set_battery(&self, v: Value) {
@@ -444,13 +463,7 @@ impl Inner {
         let now = Instant::now();
         let session = match self.session() {
             Ok(s) => s,
-            Err(e) => {
-                return ShotOutcome {
-                    sent_at: now,
-                    replied_at: now,
-                    result: Err(e),
-                }
-            }
+            Err(e) => return ShotOutcome::not_sent(now, e),
         };
         // Keep the socket warm: a connection idle for long may have been closed by the
         // camera; find out now rather than pay a handshake at `due`.
@@ -460,7 +473,12 @@ impl Inner {
         if idle && due > now + Duration::from_millis(30) {
             let _ = session.get("deviceinformation");
         }
-        let timeout = self.timeouts.call;
+        // The camera answers a press only after the exposure: wait for the longer of what
+        // the caller expects and what the camera's Tv says (unknown: the longest timed one).
+        let exposure = match (req.exposure, self.settings().exposure_time()) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         // Real-time priority for the shot window only (best effort: needs CAP_SYS_NICE, which
         // the service has on the Pi; elsewhere it silently stays a normal thread).
         let _rt = RealtimeWindow::enter();
@@ -468,39 +486,46 @@ impl Inner {
             None => {
                 let url = session.shutter_url();
                 wait_until(due);
+                let timeout = shutter_timeout(self.timeouts.call, exposure, req.af);
                 match url {
                     Ok(url) => match session.press(&url, req.af, timeout) {
                         Ok(sent) => ShotOutcome {
                             sent_at: sent,
                             replied_at: Instant::now(),
                             result: Ok(()),
+                            maybe_taken: false,
                         },
                         Err(e) => ShotOutcome {
                             sent_at: due.max(now),
                             replied_at: Instant::now(),
-                            result: Err(e),
+                            result: Err(e.error),
+                            maybe_taken: e.maybe_taken,
                         },
                     },
-                    Err(e) => ShotOutcome {
-                        sent_at: Instant::now(),
-                        replied_at: Instant::now(),
-                        result: Err(e),
-                    },
+                    Err(e) => ShotOutcome::not_sent(Instant::now(), e),
                 }
             }
             Some(hold) => {
                 wait_until(due);
                 let sent_at = Instant::now();
-                let pressed = session.manual("full_press", req.af, timeout);
+                let timeout = self.timeouts.call;
+                let pressed = session.manual(
+                    "full_press",
+                    req.af,
+                    timeout + if req.af { AF_ALLOWANCE } else { Duration::ZERO },
+                );
                 if pressed.is_ok() {
                     wait_until(sent_at + hold);
                 }
                 // Always release, even after a failed press: a stuck button blocks the camera.
-                let released = session.manual("release", false, timeout);
+                // The release may be answered after noise reduction (a dark frame as long).
+                let released = session.manual("release", false, timeout + hold);
+                let maybe_taken = pressed.is_ok() && released.is_err();
                 ShotOutcome {
                     sent_at,
                     replied_at: Instant::now(),
                     result: pressed.and(released),
+                    maybe_taken,
                 }
             }
         };
@@ -626,6 +651,7 @@ pub(crate) fn handle_event_delta(inner: &Inner, v: &Value) {
     if !files.is_empty() {
         inner.notify(CameraNotice::FilesAdded(files));
     }
+    inner.note_settings(v);
     if let Some(b) = v.get("battery").filter(|b| b.is_object()) {
         inner.set_battery(b.clone());
     }
@@ -877,6 +903,7 @@ impl CameraDriver {
             to_link: tx,
             subscribers: Mutex::new(Vec::new()),
             battery: Mutex::new(Value::Null),
+            settings: Mutex::new(CameraSettings::default()),
             link_view: Mutex::new(LinkView {
                 state: "disconnected",
                 ..LinkView::default()
@@ -1036,6 +1063,10 @@ impl CameraControl for CameraHandle {
         self.inner.is_connected()
     }
 
+    fn settings(&self) -> CameraSettings {
+        self.inner.settings()
+    }
+
     fn subscribe(&self) -> async_channel::Receiver<CameraNotice> {
         self.inner.subscribe()
     }
@@ -1060,14 +1091,7 @@ pub(crate) fn shoot_at(
     due: Instant,
     req: ShotRequest,
 ) -> BoxFuture<'static, ShotOutcome> {
-    let failed = |e: ApiError| {
-        let now = Instant::now();
-        ShotOutcome {
-            sent_at: now,
-            replied_at: now,
-            result: Err(e),
-        }
-    };
+    let failed = |e: ApiError| ShotOutcome::not_sent(Instant::now(), e);
     if let Err(e) = inner.session() {
         let o = failed(e);
         return Box::pin(async move { o });
@@ -1224,15 +1248,7 @@ mod driver_tests {
             assert!(control.is_connected());
             // A shot at an exact instant is sent no earlier than due.
             let due = Instant::now() + Duration::from_millis(300);
-            let o = control
-                .shoot_at(
-                    due,
-                    ShotRequest {
-                        af: false,
-                        bulb: None,
-                    },
-                )
-                .await;
+            let o = control.shoot_at(due, ShotRequest::timed(false)).await;
             assert!(o.sent_at >= due && o.replied_at >= o.sent_at);
         }));
         link.shutdown();

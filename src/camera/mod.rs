@@ -17,6 +17,21 @@ pub struct ShotRequest {
     pub af: bool,
     /// Bulb: `manual full_press`, hold this long on the monotonic clock, `release`.
     pub bulb: Option<Duration>,
+    /// The exposure the caller expects for a timed shot (a session's declared or measured
+    /// Tv). The camera answers the press only when the exposure is over, so the driver waits
+    /// for the longer of this and the camera's current Tv before it gives up on the reply.
+    pub exposure: Option<Duration>,
+}
+
+impl ShotRequest {
+    /// A timed shot (not bulb) with no expected exposure: the driver uses the camera's Tv.
+    pub fn timed(af: bool) -> ShotRequest {
+        ShotRequest {
+            af,
+            bulb: None,
+            exposure: None,
+        }
+    }
 }
 
 /// What happened to one exposure, with the driver's monotonic timestamps.
@@ -27,6 +42,102 @@ pub struct ShotOutcome {
     /// When the camera's reply was fully read (for bulb: the release reply).
     pub replied_at: Instant,
     pub result: Result<(), ApiError>,
+    /// The press went out but no answer came back (reply timed out or the connection was
+    /// cut): the camera may well have taken the picture. If event polling then reports a
+    /// file for it, the shot counts as taken (late reply).
+    pub maybe_taken: bool,
+}
+
+impl ShotOutcome {
+    /// A shot that failed before anything reached the camera.
+    pub fn not_sent(at: Instant, error: ApiError) -> ShotOutcome {
+        ShotOutcome {
+            sent_at: at,
+            replied_at: at,
+            result: Err(error),
+            maybe_taken: false,
+        }
+    }
+}
+
+/// The camera's main shooting settings as last reported (event polling, a settings read, or
+/// our own change), raw CCAPI values. Part of the `camera` status block, so every client
+/// knows them without asking, and the source of the Tv a shot's reply timeout follows.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CameraSettings {
+    /// `shootingmodedial` (or `shootingmode` on bodies without a dial): m, av, tv, p, bulb…
+    pub mode: Option<String>,
+    pub tv: Option<String>,
+    pub av: Option<String>,
+    pub iso: Option<String>,
+    pub wb: Option<String>,
+    /// Exposure compensation.
+    pub exposure: Option<String>,
+    pub drive: Option<String>,
+    pub afoperation: Option<String>,
+}
+
+impl CameraSettings {
+    /// The settings keys tracked, as CCAPI names them.
+    pub const KEYS: [&'static str; 9] = [
+        "shootingmodedial",
+        "shootingmode",
+        "tv",
+        "av",
+        "iso",
+        "wb",
+        "exposure",
+        "drive",
+        "afoperation",
+    ];
+
+    /// Takes `{"value": …}` of one CCAPI setting; returns whether anything changed. Values
+    /// that are not strings (or empty: unavailable in this mode) clear the field.
+    pub fn update(&mut self, key: &str, setting: &serde_json::Value) -> bool {
+        let value = setting
+            .get("value")
+            .and_then(serde_json::Value::as_str)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.chars().take(32).collect::<String>());
+        let field = match key {
+            "shootingmodedial" => &mut self.mode,
+            // Bodies without a mode dial report the mode here; a dial wins when both exist.
+            "shootingmode" if self.mode.is_none() => &mut self.mode,
+            "tv" => &mut self.tv,
+            "av" => &mut self.av,
+            "iso" => &mut self.iso,
+            "wb" => &mut self.wb,
+            "exposure" => &mut self.exposure,
+            "drive" => &mut self.drive,
+            "afoperation" => &mut self.afoperation,
+            _ => return false,
+        };
+        if *field == value {
+            return false;
+        }
+        *field = value;
+        true
+    }
+
+    /// Takes every tracked key present in a settings object or an event-polling delta.
+    pub fn update_from(&mut self, v: &serde_json::Value) -> bool {
+        let mut changed = false;
+        for key in Self::KEYS {
+            if let Some(s) = v.get(key).filter(|s| s.is_object()) {
+                changed |= self.update(key, s);
+            }
+        }
+        changed
+    }
+
+    /// The timed exposure the current Tv gives, if known (`None` for bulb or unknown).
+    pub fn exposure_time(&self) -> Option<Duration> {
+        self.tv
+            .as_deref()
+            .and_then(ccapi::tv_seconds)
+            .map(Duration::from_secs_f64)
+    }
 }
 
 /// Camera clock as CCAPI reports it (`functions/datetime`).
@@ -59,6 +170,9 @@ pub trait CameraControl: Send + Sync {
 
     /// Whether the link is up right now.
     fn is_connected(&self) -> bool;
+
+    /// The camera's shooting settings as last reported (empty until the camera told us).
+    fn settings(&self) -> CameraSettings;
 
     /// A bounded stream of notices; a slow reader loses notices rather than blocking the driver.
     fn subscribe(&self) -> async_channel::Receiver<CameraNotice>;

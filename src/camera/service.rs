@@ -51,7 +51,7 @@ impl CameraService {
     }
 
     async fn take_photo(&self, af: bool) -> CommandResult {
-        let outcome = shoot_at(&self.inner, Instant::now(), ShotRequest { af, bulb: None }).await;
+        let outcome = shoot_at(&self.inner, Instant::now(), ShotRequest::timed(af)).await;
         let now = iso8601(self.inner.clock.wall());
         match outcome.result {
             Ok(()) => {
@@ -77,6 +77,8 @@ impl CameraService {
             .await
             .map_err(|e| e.with_operation("set_camera_setting"))?;
         let value = echo.get("value").cloned().unwrap_or(Value::Null);
+        self.inner
+            .note_settings(&json!({ name.as_str(): {"value": value.clone()} }));
         let data = json!({"setting": name, "value": value});
         self.event("camera_setting_changed", data.clone());
         Ok(Reply::new(
@@ -138,15 +140,7 @@ impl CameraService {
             })
         };
         // Autofocus off: test shots check framing/exposure of a manually focused night scene.
-        let outcome = shoot_at(
-            &self.inner,
-            Instant::now(),
-            ShotRequest {
-                af: false,
-                bulb: None,
-            },
-        )
-        .await;
+        let outcome = shoot_at(&self.inner, Instant::now(), ShotRequest::timed(false)).await;
         if let Err(e) = outcome.result {
             cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
             return Err(e.with_operation("take_test_photo"));
@@ -236,7 +230,12 @@ fn wait_for_file(
     files: &async_channel::Receiver<CameraNotice>,
     cancelled: &AtomicBool,
 ) -> Result<String, ApiError> {
-    let deadline = Instant::now() + FILE_WAIT;
+    // The file appears only after the exposure (and a noise-reduction dark frame as long).
+    let exposure = inner
+        .settings()
+        .exposure_time()
+        .unwrap_or(super::ccapi::MAX_TIMED_EXPOSURE);
+    let deadline = Instant::now() + FILE_WAIT + exposure * 2;
     let mut fallback: Option<(String, Instant)> = None;
     loop {
         while let Ok(n) = files.try_recv() {
@@ -377,6 +376,7 @@ impl Service for CameraService {
             Command::TakePhoto(t) => Box::pin(self.take_photo(t.af.unwrap_or(false))),
             Command::GetCameraSettings => Box::pin(async move {
                 let v = inner.on_control(|s| s.settings()).await?;
+                inner.note_settings(&v);
                 Ok(Reply::new("camera_settings", v))
             }),
             Command::SetCameraSetting(s) => {

@@ -274,6 +274,21 @@ impl Driver {
                 self.event(EventFamily::Event, "photo_taken", &data);
                 self.event(EventFamily::Event, "intervalometer_photo", &data);
             }
+            Notice::Taken(r) => {
+                // A shot first recorded as failed (reply lost) whose file then appeared.
+                let data = json!({
+                    "sessionId": id,
+                    "shotNumber": r.shot,
+                    "slot": r.slot,
+                    "success": true,
+                    "replyLost": true,
+                    "message": format!(
+                        "Shot {} was taken after all: its reply was lost but the camera saved the file",
+                        r.shot
+                    ),
+                });
+                self.event(EventFamily::Timelapse, "shot_recovered", &data);
+            }
             Notice::Overtime {
                 shot,
                 interval_s,

@@ -208,6 +208,13 @@ pub fn read(path: &Path) -> Result<SessionLog, String> {
                     s.files.extend(files);
                 }
             }
+            Ok(JournalEntry::Taken { slot }) => {
+                if let Some(s) = log.shots.iter_mut().rev().find(|s| s.slot == slot) {
+                    s.ok = true;
+                    s.error = None;
+                    s.reply_lost = true;
+                }
+            }
             Ok(JournalEntry::End {
                 state,
                 reason,
@@ -298,6 +305,7 @@ mod tests {
             late: false,
             skipped_before: 0,
             files: vec![],
+            reply_lost: false,
         }
     }
 

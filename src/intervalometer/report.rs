@@ -527,6 +527,7 @@ mod tests {
                 } else {
                     vec![]
                 },
+                reply_lost: false,
             })
             .collect();
         SessionLog {

@@ -8,8 +8,12 @@ use crate::protocol::{ApiError, StartIntervalometer};
 
 /// Exposures longer than this need bulb mode (`shutterbutton/manual`).
 pub const BULB_THRESHOLD_SECS: f64 = 30.0;
-/// Time the camera needs after an exposure to write the file before it accepts the next shot.
+/// Time the camera needs after an exposure to write the file before it accepts the next shot
+/// (recommended headroom; less works with small JPEGs and fast cards, with warnings).
 pub const CAMERA_WRITE_MARGIN_SECS: f64 = 1.0;
+/// Gap after the exposure below which the next press always lands in the camera's write
+/// window and is refused: an interval shorter than exposure + this is invalid.
+pub const MIN_GAP_SECS: f64 = 0.2;
 /// Shortest interval accepted at all.
 pub const MIN_INTERVAL_SECS: f64 = 0.1;
 /// Longest interval accepted (one day).
@@ -47,7 +51,8 @@ pub struct SessionOptions {
     /// Bulb exposure held on the monotonic clock (exposures over 30 s).
     pub bulb: Option<Duration>,
     pub af: bool,
-    /// Exposure the user announced (seconds), for validation and the report only.
+    /// Exposure of each shot (seconds): announced by the client, else the camera's Tv at
+    /// start. Validates the interval and tells how long a shot's reply may take.
     pub exposure: Option<f64>,
 }
 
@@ -250,17 +255,30 @@ pub fn parse_start_at(s: &str, wall_ms: i64, tz_offset_secs: i32) -> Result<i64,
 pub struct IntervalValidation {
     pub valid: bool,
     pub warnings: Vec<String>,
-    /// Seconds: exposure + camera write time.
+    /// Seconds: the shortest interval accepted (exposure + a minimal gap).
     pub minimum_interval: f64,
+    /// Seconds: exposure + the camera's usual write time; shorter intervals get a warning.
+    pub recommended_interval: f64,
     /// Whether the exposure needs bulb mode.
     pub bulb: bool,
 }
 
-/// Checks that `interval` leaves room for `exposure` plus the camera's write time.
+/// Checks that `interval` leaves room for `exposure` plus the camera's write time: shorter
+/// than the exposure plus [`MIN_GAP_SECS`] is invalid (every press would be refused as busy),
+/// shorter than exposure + [`CAMERA_WRITE_MARGIN_SECS`] is accepted with a warning.
 pub fn validate_interval(interval: f64, exposure: Option<f64>) -> IntervalValidation {
     let mut warnings = Vec::new();
     let exposure = exposure.filter(|e| e.is_finite() && *e >= 0.0);
-    let minimum = (exposure.unwrap_or(0.0) + CAMERA_WRITE_MARGIN_SECS).max(MIN_INTERVAL_SECS);
+    let e = exposure.unwrap_or(0.0);
+    let minimum = round_ms(
+        e + if exposure.is_some() {
+            MIN_GAP_SECS
+        } else {
+            0.0
+        },
+    )
+    .max(MIN_INTERVAL_SECS);
+    let recommended = round_ms(e + CAMERA_WRITE_MARGIN_SECS).max(MIN_INTERVAL_SECS);
     let mut valid = true;
     if !interval.is_finite() || interval < MIN_INTERVAL_SECS {
         valid = false;
@@ -272,11 +290,13 @@ pub fn validate_interval(interval: f64, exposure: Option<f64>) -> IntervalValida
         if interval < minimum {
             valid = false;
             warnings.push(format!(
-                "Interval {interval} s is shorter than the exposure ({e} s) plus {CAMERA_WRITE_MARGIN_SECS} s for the camera to write the file; the minimum is {minimum} s"
+                "Interval {interval} s is too short for the {} exposure: the camera is still exposing or writing when the next shot is due; the minimum is {minimum} s ({recommended} s recommended)",
+                exposure_label(e)
             ));
-        } else if interval < minimum + CAMERA_WRITE_MARGIN_SECS {
+        } else if interval < recommended {
             warnings.push(format!(
-                "Interval {interval} s leaves under {CAMERA_WRITE_MARGIN_SECS} s of headroom after the exposure; slow cards or noise reduction will make shots skip"
+                "Interval {interval} s leaves under {CAMERA_WRITE_MARGIN_SECS} s after the {} exposure for the camera to write the file; slow cards, RAW files or noise reduction will make shots skip ({recommended} s recommended)",
+                exposure_label(e)
             ));
         }
     } else if interval < CAMERA_WRITE_MARGIN_SECS {
@@ -294,7 +314,24 @@ pub fn validate_interval(interval: f64, exposure: Option<f64>) -> IntervalValida
         valid,
         warnings,
         minimum_interval: minimum,
+        recommended_interval: recommended,
         bulb,
+    }
+}
+
+fn round_ms(secs: f64) -> f64 {
+    (secs * 1000.0).round() / 1000.0
+}
+
+/// An exposure as photographers write it: `20"`, `0.5"`, `1/125`.
+pub fn exposure_label(secs: f64) -> String {
+    if secs >= 0.3 {
+        let s = format!("{secs:.1}");
+        format!("{}\"", s.trim_end_matches(".0"))
+    } else if secs > 0.0 {
+        format!("1/{}", (1.0 / secs).round())
+    } else {
+        "0\"".into()
     }
 }
 
@@ -324,14 +361,35 @@ mod tests {
 
     #[test]
     fn validation_names_the_minimum() {
-        let v = validate_interval(2.0, Some(1.5));
+        let v = validate_interval(1.6, Some(1.5));
         assert!(!v.valid);
-        assert_eq!(v.minimum_interval, 2.5);
+        assert_eq!(v.minimum_interval, 1.7);
+        assert_eq!(v.recommended_interval, 2.5);
         assert!(
-            v.warnings[0].contains("minimum is 2.5 s"),
+            v.warnings[0].contains("minimum is 1.7 s"),
             "{:?}",
             v.warnings
         );
+        // Enough to finish, not to write comfortably: accepted with a warning.
+        let v = validate_interval(2.0, Some(1.5));
+        assert!(v.valid);
+        assert!(
+            v.warnings[0].contains("2.5 s recommended"),
+            "{:?}",
+            v.warnings
+        );
+        // Issue 14 B3: a 10 s interval at 20" is refused.
+        let v = validate_interval(10.0, Some(20.0));
+        assert!(
+            !v.valid && v.warnings[0].contains("20\""),
+            "{:?}",
+            v.warnings
+        );
+        // Short exposures: fast intervals stay possible.
+        assert!(validate_interval(0.25, Some(1.0 / 125.0)).valid);
+        assert_eq!(exposure_label(1.0 / 125.0), "1/125");
+        assert_eq!(exposure_label(0.5), "0.5\"");
+        assert_eq!(exposure_label(30.0), "30\"");
         let v = validate_interval(10.0, Some(1.0));
         assert!(v.valid && v.warnings.is_empty());
         let v = validate_interval(60.0, Some(40.0));

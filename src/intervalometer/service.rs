@@ -276,7 +276,16 @@ impl IntervalometerService {
                 "A session is already running; stop it first",
             ));
         }
-        let opts = SessionOptions::from_request(req)?;
+        let mut opts = SessionOptions::from_request(req)?;
+        // The interval is checked against the camera's current Tv when the client did not
+        // announce an exposure (a 10 s interval at 20" cannot work, whatever the client knew).
+        if opts.exposure.is_none() && opts.bulb.is_none() {
+            opts.exposure = self
+                .camera
+                .settings()
+                .exposure_time()
+                .map(|d| d.as_secs_f64());
+        }
         let check = validate_interval(opts.interval.as_secs_f64(), opts.exposure);
         if !check.valid {
             return Err(
@@ -568,10 +577,15 @@ impl IntervalometerService {
 
     async fn run(&self, cmd: &Command) -> CommandResult {
         match cmd {
-            Command::ValidateInterval(v) => Ok(Reply::new(
-                "interval_validation",
-                validate_interval(v.interval, v.exposure),
-            )),
+            Command::ValidateInterval(v) => {
+                // No exposure given: the camera's current Tv.
+                let tv = self.camera.settings().exposure_time();
+                let exposure = v.exposure.or(tv.map(|d| d.as_secs_f64()));
+                Ok(Reply::new(
+                    "interval_validation",
+                    validate_interval(v.interval, exposure),
+                ))
+            }
             Command::StartIntervalometer(req) => self.start_session(req).await,
             Command::StopIntervalometer => self.stop_session().await,
             Command::GetIntervalometerStatus => self.intervalometer_status(),

@@ -10,6 +10,9 @@
 //!                 Stop while in flight ──┼──▶ Stopping{in_flight} ──ShotDone──▶ Ended(Stopped)
 //!                 stop condition met ────┼──▶ Ended(Completed)
 //!                 Fail ──────────────────┴──▶ Ended(Error)
+//!
+//!   Stopped/Completed with a shot whose reply was lost ──▶ Finishing{until}
+//!        ──its file appears, or until (FILE_GRACE)──▶ Ended
 //! ```
 //!
 //! Timing rules (DESIGN.md): slot n is due at `base + (n − base_n) × interval` on the monotonic
@@ -46,6 +49,9 @@ const FAILURE_WARN_COUNT: u32 = 5;
 const RECENT_ERRORS: usize = 1024;
 /// Shots waiting for their file names; older ones give up.
 const PENDING_FILES: usize = 64;
+/// How long a session that ended with a lost reply waits for that shot's file (the camera
+/// writes it within a second or two of the exposure's end).
+pub const FILE_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -97,6 +103,10 @@ pub struct ShotRecord {
     pub skipped_before: u64,
     #[serde(default)]
     pub files: Vec<String>,
+    /// The camera's answer to the press was lost or came too late, but the camera reported
+    /// the file: the shot was taken (counted ok; `error` is cleared).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reply_lost: bool,
 }
 
 /// What the machine asks its driver to do.
@@ -126,6 +136,12 @@ pub enum JournalEntry {
         slot: u64,
         files: Vec<String>,
     },
+    /// A shot journaled as failed whose file the camera then reported: it was taken and
+    /// only its reply was lost. Replay turns that record into a successful one.
+    #[serde(rename_all = "camelCase")]
+    Taken {
+        slot: u64,
+    },
     #[serde(rename_all = "camelCase")]
     End {
         state: EndKind,
@@ -140,6 +156,8 @@ pub enum Notice {
     /// Scheduled start reached.
     Running,
     Shot(ShotRecord),
+    /// A shot recorded as failed turned out to be taken (its file appeared).
+    Taken(ShotRecord),
     Overtime {
         shot: u64,
         interval_s: f64,
@@ -182,6 +200,14 @@ pub enum Input {
     },
 }
 
+/// A shot waiting for its file name.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Pending {
+    slot: u64,
+    /// Recorded as failed with a lost reply: its file, if any, proves it was taken.
+    uncertain: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct InFlight {
     slot: u64,
@@ -197,6 +223,12 @@ enum State {
     },
     Stopping {
         in_flight: InFlight,
+    },
+    /// The session is over but a shot whose reply was lost may still report its file.
+    Finishing {
+        kind: EndKind,
+        reason: Option<String>,
+        until: Instant,
     },
     Ended {
         kind: EndKind,
@@ -317,7 +349,14 @@ pub struct Session {
     recent_failures: u32,
     recent_count: u32,
     warned: bool,
-    pending_files: VecDeque<u64>,
+    /// Shots waiting for their file names, oldest first.
+    pending_files: VecDeque<Pending>,
+    /// Files reported while a shot was in flight and no earlier shot awaited a name: they
+    /// belong to the shot in flight (its reply is late or lost).
+    early_files: Vec<String>,
+    /// Failed shots that may have been taken (reply lost): their record, until their file
+    /// appears or a later shot succeeds.
+    uncertain: VecDeque<ShotRecord>,
     /// Slot and stem of the last named file (RAW+JPEG pairs share a stem).
     last_named: Option<(u64, String)>,
     actions: VecDeque<Action>,
@@ -372,6 +411,8 @@ impl Session {
             recent_count: 0,
             warned: false,
             pending_files: VecDeque::new(),
+            early_files: Vec::new(),
+            uncertain: VecDeque::new(),
             last_named: None,
             actions: VecDeque::new(),
         };
@@ -423,7 +464,7 @@ impl Session {
         match &self.state {
             State::Scheduled => "scheduled",
             State::Running { .. } => "running",
-            State::Stopping { .. } => "stopping",
+            State::Stopping { .. } | State::Finishing { .. } => "stopping",
             State::Ended { kind, .. } => kind.as_str(),
         }
     }
@@ -456,6 +497,7 @@ impl Session {
             State::Running { in_flight: Some(f) } | State::Stopping { in_flight: f } => {
                 Some(self.reply_deadline(f))
             }
+            State::Finishing { until, .. } => Some(*until),
             State::Ended { .. } => None,
         }
     }
@@ -463,6 +505,15 @@ impl Session {
     pub fn handle(&mut self, now: Instant, input: Input) {
         match (&self.state, input) {
             (State::Ended { .. }, _) => {}
+            (State::Finishing { .. }, Input::FilesAdded(names)) => {
+                self.name_files(names);
+                if self.uncertain.is_empty() {
+                    self.finish(now);
+                }
+            }
+            (State::Finishing { until, .. }, Input::Tick) if now >= *until => self.finish(now),
+            (State::Finishing { .. }, Input::Stop | Input::Fail { .. }) => self.finish(now),
+            (State::Finishing { .. }, _) => {}
             (_, Input::Fail { reason }) => self.end(now, EndKind::Error, Some(reason)),
             (_, Input::CameraLost { reason }) => {
                 self.connected = false;
@@ -532,8 +583,21 @@ impl Session {
         }
     }
 
+    /// When a shot with no reply is given up: the camera answers after the exposure (twice
+    /// that with long-exposure noise reduction) and AF, so the watchdog follows them.
     fn reply_deadline(&self, f: &InFlight) -> Instant {
-        f.due + self.opts.bulb.unwrap_or_default() + SHOT_REPLY_TIMEOUT
+        let exposure = self.exposure_hint();
+        f.due + crate::camera::ccapi::shutter_timeout(SHOT_REPLY_TIMEOUT, exposure, self.opts.af)
+    }
+
+    /// The exposure each shot takes: bulb hold, else the announced (or camera-read) Tv.
+    fn exposure_hint(&self) -> Option<Duration> {
+        self.opts.bulb.or_else(|| {
+            self.opts
+                .exposure
+                .filter(|e| e.is_finite() && *e > 0.0 && *e <= 3600.0)
+                .map(Duration::from_secs_f64)
+        })
     }
 
     /// Does whatever is due at `now` while no shot is in flight.
@@ -603,22 +667,34 @@ impl Session {
             req: ShotRequest {
                 af: self.opts.af,
                 bulb: self.opts.bulb,
+                exposure: self.exposure_hint().filter(|_| self.opts.bulb.is_none()),
             },
         });
     }
 
     fn shot_done(&mut self, now: Instant, f: InFlight, outcome: ShotOutcome, may_shoot: bool) {
-        let record = self.record(
-            f.slot,
-            Some((&outcome, f.due)),
-            f.late,
-            outcome.result.clone().map_err(|e| e.message),
-        );
+        let early = std::mem::take(&mut self.early_files);
+        // A lost reply with the file already reported: the shot was taken.
+        let reply_lost = outcome.result.is_err() && outcome.maybe_taken && !early.is_empty();
+        let result = if reply_lost {
+            Ok(())
+        } else {
+            outcome.result.clone().map_err(|e| e.message)
+        };
+        let mut record = self.record(f.slot, Some((&outcome, f.due)), f.late, result);
+        record.reply_lost = reply_lost;
         if record.ok {
-            if self.pending_files.len() == PENDING_FILES {
-                self.pending_files.pop_front();
+            // The camera refuses a press while it writes, so any earlier press it took has
+            // reported its file by now: shots still uncertain were not taken.
+            self.uncertain.clear();
+            self.pending_files.retain(|p| !p.uncertain);
+            self.await_files(f.slot, false);
+        } else if outcome.maybe_taken {
+            self.await_files(f.slot, true);
+            if self.uncertain.len() == PENDING_FILES {
+                self.uncertain.pop_front();
             }
-            self.pending_files.push_back(f.slot);
+            self.uncertain.push_back(record.clone());
         }
         let interval_s = self.opts.interval.as_secs_f64();
         if let Some(d) = record.duration_ms.map(|d| d / 1000.0) {
@@ -632,12 +708,18 @@ impl Session {
             }
         }
         self.late_allowed = !f.late;
+        let ok = record.ok;
         self.after_shot(now, record);
+        // Files that came before the reply: nothing older was waiting when they arrived, so
+        // they are this slot's (dropped if the shot failed outright).
+        if ok && !early.is_empty() {
+            self.name_files(early);
+        }
         // Overrun: the policy decides between skipping and one late shot.
         if may_shoot
             && self.opts.overrun == OverrunPolicy::ImmediatelyOnce
             && self.late_allowed
-            && !self.is_ended()
+            && !matches!(self.state, State::Ended { .. } | State::Finishing { .. })
             && !self.stop_reached(now)
             && self.connected
         {
@@ -681,6 +763,7 @@ impl Session {
             late,
             skipped_before,
             files: Vec::new(),
+            reply_lost: false,
         }
     }
 
@@ -754,9 +837,30 @@ impl Session {
     }
 
     fn end(&mut self, now: Instant, kind: EndKind, reason: Option<String>) {
-        if self.is_ended() {
+        if matches!(self.state, State::Ended { .. } | State::Finishing { .. }) {
             return;
         }
+        if kind != EndKind::Error && !self.uncertain.is_empty() {
+            // A shot's reply was lost: give its file a moment to show up before the end
+            // (and the report) are written.
+            self.state = State::Finishing {
+                kind,
+                reason,
+                until: now + FILE_GRACE,
+            };
+            return;
+        }
+        self.write_end(now, kind, reason);
+    }
+
+    fn finish(&mut self, now: Instant) {
+        if let State::Finishing { kind, reason, .. } = &self.state {
+            let (kind, reason) = (*kind, reason.clone());
+            self.write_end(now, kind, reason);
+        }
+    }
+
+    fn write_end(&mut self, now: Instant, kind: EndKind, reason: Option<String>) {
         self.state = State::Ended {
             kind,
             reason: reason.clone(),
@@ -770,8 +874,17 @@ impl Session {
             .push_back(Action::Notify(Notice::Ended { kind, reason }));
     }
 
+    fn await_files(&mut self, slot: u64, uncertain: bool) {
+        if self.pending_files.len() == PENDING_FILES {
+            self.pending_files.pop_front();
+        }
+        self.pending_files.push_back(Pending { slot, uncertain });
+    }
+
     /// Assigns file names from event polling to shots, oldest first. RAW+JPEG of one shot
-    /// share a stem and go to the same shot.
+    /// share a stem and go to the same shot. A file for a shot whose reply was lost makes it
+    /// count as taken; files arriving while a shot is in flight with no older shot waiting
+    /// are kept for that shot.
     fn name_files(&mut self, names: Vec<String>) {
         let mut named: Vec<(u64, Vec<String>)> = Vec::new();
         for name in names {
@@ -784,7 +897,19 @@ impl Session {
                 .unwrap_or_else(|| name.clone());
             let slot = match &self.last_named {
                 Some((slot, s)) if *s == stem => Some(*slot),
-                _ => self.pending_files.pop_front(),
+                _ => match self.pending_files.pop_front() {
+                    Some(p) => {
+                        if p.uncertain {
+                            self.taken_after_all(p.slot);
+                        }
+                        Some(p.slot)
+                    }
+                    None if self.shot_in_flight() => {
+                        self.early_files.push(name);
+                        continue;
+                    }
+                    None => None,
+                },
             };
             let Some(slot) = slot else {
                 continue; // a file we did not shoot (a test photo taken by hand)
@@ -799,6 +924,25 @@ impl Session {
             self.actions
                 .push_back(Action::Journal(JournalEntry::Files { slot, files }));
         }
+    }
+
+    /// A failed shot's file appeared: it was taken, only the reply was lost.
+    fn taken_after_all(&mut self, slot: u64) {
+        let Some(i) = self.uncertain.iter().position(|r| r.slot == slot) else {
+            return;
+        };
+        let Some(mut record) = self.uncertain.remove(i) else {
+            return;
+        };
+        self.stats.shots_failed = self.stats.shots_failed.saturating_sub(1);
+        self.stats.shots_successful += 1;
+        record.ok = true;
+        record.error = None;
+        record.reply_lost = true;
+        self.actions
+            .push_back(Action::Journal(JournalEntry::Taken { slot }));
+        self.actions
+            .push_back(Action::Notify(Notice::Taken(record)));
     }
 
     /// Wall label (Unix ms, fractional) of a monotonic instant.
@@ -837,7 +981,7 @@ impl Session {
             "sessionId": self.id,
             "title": self.title,
             "state": self.state_name(),
-            "running": matches!(self.state, State::Running { .. } | State::Stopping { .. } | State::Scheduled),
+            "running": matches!(self.state, State::Running { .. } | State::Stopping { .. } | State::Finishing { .. } | State::Scheduled),
             "cameraConnected": self.connected,
             "options": {
                 "interval": interval,
@@ -961,6 +1105,7 @@ mod tests {
             sent_at: sent,
             replied_at: replied,
             result: Ok(()),
+            maybe_taken: false,
         }
     }
 
@@ -1245,7 +1390,7 @@ mod tests {
         assert!(
             matches!(
                 a.as_slice(),
-                [Action::Notify(Notice::Running), Action::Shoot { slot: 0, req: ShotRequest { bulb: Some(b), af: false }, .. }] if *b == ms(45_000)
+                [Action::Notify(Notice::Running), Action::Shoot { slot: 0, req: ShotRequest { bulb: Some(b), af: false, .. }, .. }] if *b == ms(45_000)
             ),
             "{a:?}"
         );
@@ -1328,6 +1473,7 @@ mod tests {
             sent_at: t0 + ms(1001),
             replied_at: t0 + ms(1050),
             result: Err(ApiError::new(ErrorCode::CameraBusy, "Device busy")),
+            maybe_taken: false,
         };
         s.handle(t0 + ms(1050), Input::ShotDone { slot: 0, outcome });
         let a = drain(&mut s);
@@ -1370,6 +1516,198 @@ mod tests {
         assert_eq!(files, [(0, 2), (1, 1)]);
     }
 
+    fn lost_reply(sent: Instant, replied: Instant) -> ShotOutcome {
+        ShotOutcome {
+            sent_at: sent,
+            replied_at: replied,
+            result: Err(ApiError::new(
+                ErrorCode::CameraTimeout,
+                "Camera did not answer in time",
+            )),
+            maybe_taken: true,
+        }
+    }
+
+    fn img(n: u32) -> String {
+        format!("/ccapi/ver110/contents/card1/100CANON/IMG_{n:04}.JPG")
+    }
+
+    /// Hands slot `slot` its outcome at `at` after the machine asked to shoot it.
+    fn shoot_and_answer(s: &mut Session, now: Instant, outcome: ShotOutcome) -> Vec<Action> {
+        s.handle(now, Input::Tick);
+        let a = drain(s);
+        let (slot, _) = *shoots(&a).first().expect("a shot is due");
+        s.handle(outcome.replied_at, Input::ShotDone { slot, outcome });
+        drain(s)
+    }
+
+    #[test]
+    fn a_lost_reply_whose_file_then_appears_counts_as_taken() {
+        // Regression (issue 14 B1): a shot whose reply timed out but whose file the camera
+        // then reported was still recorded as failed, so the report undercounted the card.
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(30_000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
+        );
+        let due = t0 + ms(1000);
+        let a = shoot_and_answer(&mut s, due - ms(300), lost_reply(due, due + ms(25_000)));
+        let failed = a
+            .iter()
+            .find_map(|a| match a {
+                Action::Journal(JournalEntry::Shot(r)) => Some(r.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(!failed.ok);
+        assert_eq!(s.stats().shots_failed, 1);
+        s.handle(due + ms(26_000), Input::FilesAdded(vec![img(7)]));
+        let a = drain(&mut s);
+        assert!(
+            a.contains(&Action::Journal(JournalEntry::Taken { slot: 0 })),
+            "{a:?}"
+        );
+        assert!(a.contains(&Action::Journal(JournalEntry::Files {
+            slot: 0,
+            files: vec![img(7)]
+        })));
+        let taken = a
+            .iter()
+            .find_map(|a| match a {
+                Action::Notify(Notice::Taken(r)) => Some(r.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(taken.ok && taken.reply_lost && taken.error.is_none());
+        assert_eq!(s.stats().shots_failed, 0);
+        assert_eq!(s.stats().shots_successful, 1);
+        assert_eq!(s.stats().shots_taken, 1);
+    }
+
+    #[test]
+    fn files_reported_before_a_lost_reply_make_the_shot_taken() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(30_000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
+        );
+        let due = t0 + ms(1000);
+        s.handle(due - ms(300), Input::Tick);
+        assert_eq!(shoots(&drain(&mut s)).len(), 1);
+        // The file shows up while the press is still waiting for its answer...
+        s.handle(due + ms(21_000), Input::FilesAdded(vec![img(1)]));
+        assert!(drain(&mut s).is_empty());
+        // ...which never comes.
+        let o = lost_reply(due, due + ms(40_000));
+        s.handle(
+            o.replied_at,
+            Input::ShotDone {
+                slot: 0,
+                outcome: o,
+            },
+        );
+        let a = drain(&mut s);
+        let r = a
+            .iter()
+            .find_map(|a| match a {
+                Action::Journal(JournalEntry::Shot(r)) => Some(r.clone()),
+                _ => None,
+            })
+            .unwrap();
+        assert!(r.ok && r.reply_lost, "{r:?}");
+        assert!(a.contains(&Action::Journal(JournalEntry::Files {
+            slot: 0,
+            files: vec![img(1)]
+        })));
+        assert_eq!(s.stats().shots_successful, 1);
+    }
+
+    #[test]
+    fn a_shot_that_was_not_taken_never_claims_a_later_shots_file() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(5_000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
+        );
+        // Slot 0: reply lost and no file (the press never reached the camera).
+        let d0 = t0 + ms(1000);
+        shoot_and_answer(&mut s, d0 - ms(300), lost_reply(d0, d0 + ms(2000)));
+        // Slot 1: fine; its file arrives after its reply.
+        let d1 = d0 + ms(5000);
+        shoot_and_answer(&mut s, d1 - ms(300), ok(d1, d1 + ms(100)));
+        s.handle(d1 + ms(400), Input::FilesAdded(vec![img(2)]));
+        let a = drain(&mut s);
+        assert_eq!(
+            a,
+            vec![Action::Journal(JournalEntry::Files {
+                slot: 1,
+                files: vec![img(2)]
+            })]
+        );
+        assert_eq!(s.stats().shots_failed, 1);
+        assert_eq!(s.stats().shots_successful, 1);
+    }
+
+    #[test]
+    fn a_session_ending_on_a_lost_reply_waits_for_that_shots_file() {
+        let t0 = Instant::now();
+        let mut s = session(
+            t0,
+            opts(2_000, StopCondition::AfterShots(1), OverrunPolicy::NextSlot),
+        );
+        let due = t0 + ms(1000);
+        let a = shoot_and_answer(&mut s, due - ms(300), lost_reply(due, due + ms(500)));
+        assert_eq!(ended(&a), None, "the end waits for the file: {a:?}");
+        assert_eq!(s.state_name(), "stopping");
+        assert_eq!(s.poll_timeout(), Some(due + ms(500) + FILE_GRACE));
+        s.handle(due + ms(900), Input::FilesAdded(vec![img(1)]));
+        let a = drain(&mut s);
+        assert!(a.contains(&Action::Journal(JournalEntry::Taken { slot: 0 })));
+        assert_eq!(ended(&a), Some(EndKind::Completed));
+        assert_eq!(s.stats().shots_successful, 1);
+
+        // No file at all: the session ends after the grace, the shot stays failed.
+        let mut s = session(
+            t0,
+            opts(2_000, StopCondition::AfterShots(1), OverrunPolicy::NextSlot),
+        );
+        shoot_and_answer(&mut s, due - ms(300), lost_reply(due, due + ms(500)));
+        s.handle(due + ms(500) + FILE_GRACE, Input::Tick);
+        assert_eq!(ended(&drain(&mut s)), Some(EndKind::Completed));
+        assert_eq!(s.stats().shots_failed, 1);
+    }
+
+    #[test]
+    fn a_long_exposure_is_not_given_up_before_the_camera_can_answer() {
+        // A 30" exposure is answered after ~30 s (60 s with noise reduction): the watchdog
+        // must not abandon it at the plain reply timeout.
+        let t0 = Instant::now();
+        let mut o = opts(40_000, StopCondition::Unlimited, OverrunPolicy::NextSlot);
+        o.exposure = Some(30.0);
+        let mut s = session(t0, o);
+        let due = t0 + ms(1000);
+        s.handle(due - ms(300), Input::Tick);
+        let a = drain(&mut s);
+        let req = a
+            .iter()
+            .find_map(|a| match a {
+                Action::Shoot { req, .. } => Some(*req),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(req.exposure, Some(ms(30_000)));
+        let deadline = s.poll_timeout().unwrap();
+        assert!(
+            deadline >= due + ms(60_000) + SHOT_REPLY_TIMEOUT,
+            "{:?}",
+            deadline - due
+        );
+        s.handle(due + ms(61_000), Input::Tick);
+        assert!(!drain(&mut s)
+            .iter()
+            .any(|a| matches!(a, Action::AbandonShot { .. })));
+    }
+
     #[test]
     fn resume_continues_on_the_original_grid_and_counts_downtime_as_skipped() {
         // Session origin (slot 0) at wall T; 3 shots journaled; power lost; back at T+10.5 s.
@@ -1388,6 +1726,7 @@ mod tests {
                 late: false,
                 skipped_before: 0,
                 files: vec![],
+                reply_lost: false,
             })
             .collect();
         let now = Instant::now();
@@ -1443,14 +1782,17 @@ mod tests {
     #[test]
     fn a_shot_that_never_returns_is_given_up_and_the_grid_goes_on() {
         let t0 = Instant::now();
-        let mut s = session(
-            t0,
-            opts(10_000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
-        );
+        // A 1 ms exposure: the watchdog is the reply timeout plus twice that.
+        let mut o = opts(10_000, StopCondition::Unlimited, OverrunPolicy::NextSlot);
+        o.exposure = Some(0.001);
+        let mut s = session(t0, o);
         s.handle(t0 + ms(700), Input::Tick);
         assert_eq!(shoots(&drain(&mut s)).len(), 1);
-        assert_eq!(s.poll_timeout(), Some(t0 + ms(1000) + SHOT_REPLY_TIMEOUT));
-        s.handle(t0 + ms(31_000), Input::Tick);
+        let deadline = t0 + ms(1000) + SHOT_REPLY_TIMEOUT + ms(2);
+        assert_eq!(s.poll_timeout(), Some(deadline));
+        s.handle(deadline - ms(1), Input::Tick);
+        assert!(drain(&mut s).is_empty());
+        s.handle(deadline, Input::Tick);
         let a = drain(&mut s);
         assert!(a.contains(&Action::AbandonShot { slot: 0 }), "{a:?}");
         assert_eq!(s.stats().shots_failed, 1);

@@ -59,6 +59,9 @@ pub enum Action {
     Hang,
     /// Send the response head and this many body bytes, then RST (ECONNRESET mid-download).
     TruncateBody(usize),
+    /// Do the work (a shutter press takes the picture) but lose the answer: RST instead of
+    /// the reply, as a Wi-Fi drop during a long exposure does.
+    LoseReply,
 }
 
 impl Action {
@@ -185,12 +188,13 @@ pub fn action_json(a: &Action) -> Value {
         Action::Reset => json!({"kind": "reset"}),
         Action::Hang => json!({"kind": "hang"}),
         Action::TruncateBody(n) => json!({"kind": "truncate", "bytes": n}),
+        Action::LoseReply => json!({"kind": "lose_reply"}),
     }
 }
 
 /// Parses the control-plane form of an action:
 /// `{"latency_ms":N}` | `{"status":503,"message":"Device busy"}` |
-/// `{"kind":"reset"|"hang"}` | `{"kind":"truncate","bytes":N}`.
+/// `{"kind":"reset"|"hang"|"lose_reply"}` | `{"kind":"truncate","bytes":N}`.
 pub fn parse_action(v: &Value) -> Option<Action> {
     if let Some(ms) = v.get("latency_ms").and_then(Value::as_u64) {
         return Some(Action::Latency(Duration::from_millis(ms)));
@@ -209,6 +213,7 @@ pub fn parse_action(v: &Value) -> Option<Action> {
     match v.get("kind").and_then(Value::as_str)? {
         "reset" => Some(Action::Reset),
         "hang" => Some(Action::Hang),
+        "lose_reply" => Some(Action::LoseReply),
         "truncate" => Some(Action::TruncateBody(
             v.get("bytes").and_then(Value::as_u64).unwrap_or(0) as usize,
         )),

@@ -154,6 +154,7 @@ async fn serve(
         if !decision.latency.is_zero() {
             shared.sleep(decision.latency).await;
         }
+        let lose_reply = decision.terminal == Some(FaultAction::LoseReply);
         let (forced, truncate) = match decision.terminal {
             Some(FaultAction::Reset) => {
                 stream.reset();
@@ -168,7 +169,7 @@ async fn serve(
                 (Some(Response::error(status, &message)), None)
             }
             Some(FaultAction::TruncateBody(n)) => (None, Some(n)),
-            Some(FaultAction::Latency(_)) | None => (None, None),
+            Some(FaultAction::Latency(_) | FaultAction::LoseReply) | None => (None, None),
         };
         let resp = match forced {
             Some(r) => r,
@@ -201,6 +202,12 @@ async fn serve(
                 }
             }
         };
+        if lose_reply {
+            // The handler ran (the camera did the work); the answer never arrives.
+            shared.log.set_status(seq, resp.status);
+            stream.reset();
+            return;
+        }
         let head_only = req.method.eq_ignore_ascii_case("HEAD");
         let keep_alive = req.keep_alive;
         let bytes = resp.head_bytes(keep_alive, head_only);
