@@ -61,6 +61,7 @@ pub mod protocol;
 pub mod rt;
 pub mod services;
 pub mod sim;
+pub mod sun;
 pub mod systemd;
 pub mod timesync;
 pub mod util;
