@@ -38,7 +38,7 @@ OUT="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
 cd "$REPO_DIR"
 
 # The simulator always runs natively (it stands for the camera, not for the Pi).
-cargo build --quiet --locked --profile ship --bin camera-sim
+cargo build --quiet --locked --profile ship -p skylapse-sim --bin camera-sim
 SIM_CMD="$OUT/ship/camera-sim --long-poll-ms 30000 --short-poll-ms 30000"
 
 probe() { # label probe-args... -- command...

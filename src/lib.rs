@@ -48,6 +48,10 @@
 //!   are made), so each service owns its block and the coordinator needs no knowledge of them.
 //! * **Commands are routed to the first [`app::Service`] that claims them**; the wiring of
 //!   services and their seams is in [`services`], shared by `main` and the end-to-end tests.
+//! * **The camera simulator is a peer crate** (`sim/`, `skylapse-sim`): it shares no code with
+//!   the product (its own clock, RNG and date arithmetic, its own reading of CCAPI's formats),
+//!   and the product depends on it only behind the `demo` feature (on by default, so `--demo`
+//!   works out of the box). Tests use it as a dev-dependency.
 
 pub mod app;
 pub mod backoff;
@@ -60,7 +64,6 @@ pub mod power;
 pub mod protocol;
 pub mod rt;
 pub mod services;
-pub mod sim;
 pub mod sun;
 pub mod systemd;
 pub mod timesync;

@@ -74,7 +74,7 @@ fn main() -> ExitCode {
     // Every task runs on the main thread. It only parks (rt::block_on, with its own timers), so
     // async-io's own "async-io" thread is the one that waits in epoll and wakes us. With
     // async_io::block_on both threads take turns at the reactor and the helper thread polls
-    // with a backoff after every event: about 4× the idle wake-ups (tests/bench_web.rs).
+    // with a backoff after every event: about 4× the idle wake-ups (tests/bench/web.rs).
     let code = skylapse::rt::block_on(ex.run(serve(ex.clone(), app, outbound)));
     running.stop();
     code

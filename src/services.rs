@@ -31,14 +31,16 @@ use crate::discovery::{CameraProber, DiscoveryConfig, DiscoveryService, ProbeInf
 use crate::intervalometer::IntervalometerService;
 use crate::power::{EstimateInputs, PowerConfig, PowerService};
 use crate::protocol::ApiError;
-use crate::sim::{SimConfig, SimHandle};
 use crate::timesync::systime::{DenyClockSetter, LibcClockSetter, SystemTimeSetter};
 use crate::timesync::{TimeSyncConfig, TimeSyncService};
 use crate::wifi::{WifiNotice, WifiOptions, WifiService};
+#[cfg(feature = "demo")]
+use skylapse_sim::{SimConfig, SimHandle};
 
 /// What keeps running after [`start`]: handles the process needs until it exits.
 pub struct Running {
     /// The in-process camera simulator (`--demo`).
+    #[cfg(feature = "demo")]
     pub sim: Option<SimHandle>,
     pub camera_link: CameraLinkHandle,
     pub camera: Arc<dyn CameraControl>,
@@ -55,6 +57,7 @@ impl Running {
     /// `App::shutdown`).
     pub fn stop(self) {
         self.camera_link.shutdown();
+        #[cfg(feature = "demo")]
         if let Some(sim) = self.sim {
             sim.shutdown();
         }
@@ -65,6 +68,7 @@ impl Running {
 #[derive(Clone, Default)]
 pub struct Options {
     /// Simulator settings for `--demo` (default: loopback, R50, periodic NOTIFY).
+    #[cfg(feature = "demo")]
     pub sim: Option<SimConfig>,
     /// Discovery settings (default: production multicast; loopback to the sim in demo).
     pub discovery: Option<DiscoveryConfig>,
@@ -94,6 +98,11 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
     let clock = app.clock.clone();
 
     // The camera simulator (demo) comes first: the link and discovery aim at it.
+    #[cfg(not(feature = "demo"))]
+    if config.demo {
+        return Err("--demo needs the built-in camera simulator, and this build has none (built without the `demo` feature)".into());
+    }
+    #[cfg(feature = "demo")]
     let sim = if config.demo {
         let sim_config = options.sim.clone().unwrap_or_else(|| SimConfig {
             notify_interval: Some(Duration::from_secs(60)),
@@ -133,10 +142,17 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
     let discovery = if options.no_discovery || config.no_discovery {
         None
     } else {
-        let discovery_config = match (&options.discovery, &sim) {
+        // In demo, SSDP stays on loopback and talks to the simulator only.
+        #[cfg(feature = "demo")]
+        let demo_ssdp: Option<Vec<std::net::SocketAddr>> = sim
+            .as_ref()
+            .map(|sim| sim.ssdp_addr().into_iter().collect());
+        #[cfg(not(feature = "demo"))]
+        let demo_ssdp: Option<Vec<std::net::SocketAddr>> = None;
+        let discovery_config = match (&options.discovery, demo_ssdp) {
             (Some(d), _) => d.clone(),
-            (None, Some(sim)) => {
-                let mut d = DiscoveryConfig::loopback(sim.ssdp_addr().into_iter().collect());
+            (None, Some(ssdp)) => {
+                let mut d = DiscoveryConfig::loopback(ssdp);
                 d.data_dir = Some(config.data_dir.clone());
                 d
             }
@@ -152,6 +168,7 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         ) {
             Ok(d) => {
                 d.follow_camera(camera.subscribe());
+                #[cfg(feature = "demo")]
                 if let (Some(sim), Some(addr)) = (&sim, d.notify_addr()) {
                     sim.set_notify_targets(vec![addr]);
                 }
@@ -255,6 +272,7 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
     )));
 
     Ok(Running {
+        #[cfg(feature = "demo")]
         sim,
         camera_link,
         camera,

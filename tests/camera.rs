@@ -19,7 +19,7 @@ use skylapse::protocol::{
     AcceptCertificate, ApiError, Body, Command, CommandResult, ErrorCode, IdRef, SetCameraSetting,
     TakePhoto,
 };
-use skylapse::sim::{FaultAction, FaultMatch, OfflineMode, Profile, SimConfig, SimHandle};
+use skylapse_sim::{FaultAction, FaultMatch, OfflineMode, Profile, SimConfig, SimHandle};
 
 struct Rig {
     sim: Option<SimHandle>,

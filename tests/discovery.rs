@@ -727,11 +727,11 @@ fn the_driver_searches_on_the_machine_schedule_in_virtual_time() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Against the camera simulator (src/sim): its SSDP unicast socket, NOTIFYs and description.
+// Against the camera simulator (the sim crate): its SSDP unicast socket, NOTIFYs and description.
 
 mod against_the_simulator {
     use super::*;
-    use skylapse::sim::{DescriptionMode, SimConfig, SimHandle};
+    use skylapse_sim::{DescriptionMode, SimConfig, SimHandle};
 
     /// A simulator with its own identity (the seed picks serial, MAC and UDN).
     fn sim(seed: u64) -> SimHandle {
@@ -841,7 +841,7 @@ mod against_the_simulator {
 /// Benchmark: time from a NOTIFY alive of the (offline) primary leaving a loopback socket to
 /// discovery telling the camera link to reconnect (`CameraProber::ssdp_alive`). This is
 /// discovery's share of the "reconnected within 1 s of its SSDP alive" budget.
-/// `cargo test --release --test discovery -- --ignored --nocapture bench_`
+/// `cargo test --release --test main -- --ignored --nocapture discovery::`
 #[test]
 #[ignore]
 fn bench_ssdp_alive_to_link_nudge() {

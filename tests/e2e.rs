@@ -1,5 +1,6 @@
-//! End to end: the real `skylapse` and `camera-sim` binaries as separate processes talking over
-//! loopback, and the in-process service graph (`services::start`) on a `ManualClock`.
+//! End to end: the real `skylapse` binary as a separate process talking over loopback to the
+//! camera simulator (in the test process, so a kill of the service leaves the camera up), and
+//! the in-process service graph (`services::start`) on a `ManualClock`.
 //!
 //! * `kill_9_twenty_times_…`: a 0.25 s unlimited session, SIGKILL at 20 seeded random moments
 //!   (a quarter of them inside a save / discard / resume / start), restart on the same data dir,
@@ -41,14 +42,13 @@ use skylapse::config::Config;
 use skylapse::intervalometer::IntervalometerService;
 use skylapse::protocol::{ApiError, Command as Cmd};
 use skylapse::services;
-use skylapse::sim::{SimConfig, SimHandle};
 use skylapse::timesync::systime::SystemTimeSetter;
 use skylapse::timesync::ManualClockSetter;
 use skylapse::util::{from_unix_millis, unix_millis};
 use skylapse::wifi::WifiOptions;
+use skylapse_sim::{SimConfig, SimHandle};
 
 const SKYLAPSE: &str = env!("CARGO_BIN_EXE_skylapse");
-const CAMERA_SIM: &str = env!("CARGO_BIN_EXE_camera-sim");
 /// Bound on anything that should happen promptly (a process start, a reply, an event).
 const PATIENCE: Duration = Duration::from_secs(10);
 const SHUTTER_PATH: &str = "/ccapi/ver100/shooting/control/shutterbutton";
@@ -58,6 +58,11 @@ const INTERVAL_S: f64 = 0.25;
 
 // ---------------------------------------------------------------------------------------------
 // Network namespace
+
+/// This module's path inside the test binary (`e2e`): test names are `e2e::<fn>`.
+fn module_name() -> &'static str {
+    module_path!().split_once("::").map_or("", |(_, m)| m)
+}
 
 const NETNS_MARK: &str = "SKYLAPSE_E2E_IN_NETNS";
 
@@ -91,7 +96,12 @@ fn here_or_in_netns(test: &str) -> bool {
     let out = Command::new("unshare")
         .args(["-rn", "sh", "-c", "ip link set lo up && exec \"$@\"", "sh"])
         .arg(exe)
-        .args([test, "--exact", "--test-threads=1", "--nocapture"])
+        .args([
+            format!("{}::{test}", module_name()).as_str(),
+            "--exact",
+            "--test-threads=1",
+            "--nocapture",
+        ])
         .env(NETNS_MARK, "1")
         .stdin(Stdio::null())
         .output()
@@ -170,13 +180,12 @@ fn clean_env(cmd: &mut Command) {
     }
 }
 
-/// `camera-sim` with CCAPI over HTTP or HTTPS, and its control plane.
+/// The camera simulator with CCAPI over HTTP or HTTPS, in this test process: killing the
+/// service's process leaves the camera running, as in the field.
 struct SimProcess {
-    child: Child,
-    _stdin: std::process::ChildStdin,
+    sim: SimHandle,
     camera: SocketAddr,
     https: bool,
-    control: SocketAddr,
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -187,53 +196,33 @@ enum Scheme {
 }
 
 impl SimProcess {
-    fn start(log: &Path, scheme: Scheme) -> SimProcess {
-        let mut cmd = Command::new(CAMERA_SIM);
-        clean_env(&mut cmd);
+    fn start(_log: &Path, scheme: Scheme) -> SimProcess {
         let https = scheme == Scheme::Https;
-        let listeners = if https {
-            [
-                "--no-http",
-                "--https",
-                "127.0.0.1:0",
-                "--advertise",
-                "https",
-            ]
+        let lo = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let sim = SimHandle::start(SimConfig {
+            https_addr: if https { lo } else { None },
+            http_addr: if https { None } else { lo },
+            advertise: if https {
+                skylapse_sim::Scheme::Https
+            } else {
+                skylapse_sim::Scheme::Http
+            },
+            ssdp_addr: None,
+            seed: 7,
+            ..SimConfig::default()
+        })
+        .expect("simulator starts");
+        let camera = if https {
+            sim.https_addr()
         } else {
-            ["--no-https", "--http", "127.0.0.1:0", "--advertise", "http"]
-        };
-        let mut child = cmd
-            .args(listeners)
-            .args([
-                "--no-ssdp",
-                "--control",
-                "127.0.0.1:0",
-                "--seed",
-                "7",
-                // Exit with the test, whatever happens to it.
-                "--stdin-exit",
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).expect("sim log"))
-            .spawn()
-            .expect("start camera-sim");
-        let lines = line_reader(child.stdout.take().expect("sim stdout"));
-        let camera = wait_line(&lines, "camera-sim", if https { "https " } else { "http " });
-        let control = wait_line(&lines, "camera-sim", "control ");
-        let sim = SimProcess {
-            _stdin: child.stdin.take().expect("sim stdin"),
-            child,
-            camera: camera.parse().expect("sim camera address"),
-            https,
-            control: control.parse().expect("sim control address"),
-        };
+            sim.http_addr()
+        }
+        .expect("camera address");
         // By default a write takes ~0.4 s and the release is refused ("Device busy") for 0.4 s
         // after it: too slow for a 0.25 s interval.
-        let fast = json!({"write_bytes_per_sec": 1_000_000_000u64, "cooldown_ms": 20});
-        let (status, body) = http(sim.control, "PATCH", "/_sim/state", Some(&fast));
-        assert_eq!(status, 200, "{body}");
-        sim
+        sim.patch_state(&json!({"write_bytes_per_sec": 1_000_000_000u64, "cooldown_ms": 20}))
+            .expect("fast card");
+        SimProcess { sim, camera, https }
     }
 
     fn camera_url(&self) -> String {
@@ -243,22 +232,12 @@ impl SimProcess {
 
     /// Shutter presses the simulator received, in order (any answer).
     fn shutter_posts(&self) -> Vec<Value> {
-        let (status, body) = http(self.control, "GET", "/_sim/requests", None);
-        assert_eq!(status, 200);
-        body["requests"]
-            .as_array()
-            .expect("request list")
+        self.sim
+            .requests()
             .iter()
-            .filter(|r| r["method"] == "POST" && r["path"] == SHUTTER_PATH)
-            .cloned()
+            .filter(|r| r.method == "POST" && r.path == SHUTTER_PATH)
+            .map(|r| json!({"method": r.method, "path": r.path, "status": r.status}))
             .collect()
-    }
-}
-
-impl Drop for SimProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -850,7 +850,7 @@ mod with_simulator {
     use skylapse::camera::tls::Trust;
     use skylapse::camera::{CameraDriver, CameraLinkHandle, CameraService, DriverOptions};
     use skylapse::clock::SystemClock;
-    use skylapse::sim::{FaultAction, FaultMatch, OfflineMode, SimConfig, SimHandle};
+    use skylapse_sim::{FaultAction, FaultMatch, OfflineMode, SimConfig, SimHandle};
     use std::future::Future;
 
     struct SimRig {
@@ -1077,7 +1077,7 @@ mod with_simulator {
     }
 
     /// The figures of issue 14: 20" × 3 and 30" × 3 at full length (about 3 minutes).
-    /// `cargo test --release --test intervalometer -- --ignored night_` (CI runs it).
+    /// `cargo test --test main -- --ignored intervalometer::with_simulator::night_` (CI runs it).
     #[test]
     #[ignore = "real-time night exposures: about 3 minutes"]
     fn night_20s_and_30s_exposures_are_all_taken() {

@@ -299,7 +299,12 @@ fn local_zone_follows_libc_in_both_hemispheres() {
         let out = std::process::Command::new(&exe)
             .args([
                 "--exact",
-                "local_zone_follows_libc_in_both_hemispheres",
+                concat!(
+                    module_path!(),
+                    "::local_zone_follows_libc_in_both_hemispheres"
+                )
+                .split_once("::")
+                .map_or("", |(_, name)| name),
                 "--test-threads=1",
             ])
             .env("TZ", tz)

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
-use skylapse::clock::ManualClock;
-use skylapse::sim::{
+use skylapse_sim::time::ManualClock;
+use skylapse_sim::{
     DescriptionMode, FaultAction, FaultMatch, OfflineMode, Power, Profile, SecondClient, SimClock,
     SimConfig, SimHandle,
 };
@@ -477,7 +477,7 @@ fn datetime_uses_standard_offset_plus_dst_flag() {
     );
     // 17:46:19 PDT = 00:46:19 UTC the next day.
     let (utc, off, dst) = sim.camera_time();
-    let expect = skylapse::util::parse_iso8601("2020-08-30T00:46:19Z").unwrap();
+    let expect = 1_598_748_379_000i64; // 2020-08-30T00:46:19Z
     assert!((utc - expect).abs() < 5_000, "{utc} vs {expect}");
     assert_eq!((off, dst), (-480, true));
     for bad in [
@@ -1248,7 +1248,7 @@ fn read_one(s: &mut BufReader<TcpStream>) -> u16 {
 }
 
 /// Benchmark: client write → simulator "request fully received" stamp, warm keep-alive
-/// connection on loopback. `cargo test --release --test sim -- --ignored --nocapture`
+/// connection on loopback. `cargo test --release -p skylapse-sim --test sim -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn bench_request_receive_latency() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::backoff::Rng;
+use crate::time::Rng;
 
 /// Which requests a rule applies to. Empty fields match everything.
 #[derive(Debug, Clone, Default)]

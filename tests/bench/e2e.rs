@@ -10,7 +10,7 @@
 //! 2. Camera return after an outage (issue 3): simulator offline → online, with and without
 //!    an SSDP NOTIFY alive; time until a WebSocket client sees `camera.connected: true`.
 //!
-//! cargo test --release --test bench_e2e -- --ignored --nocapture --test-threads 1
+//! cargo test --release --test bench -- --ignored --nocapture --test-threads 1 e2e::
 //!
 //! Reading the figures: the simulator's receive time includes its own wake-up (its thread and
 //! the async-io reactor it shares with the service, on the same CPUs). The service's own
@@ -41,8 +41,8 @@ use skylapse::camera::CameraNotice;
 use skylapse::clock::{SharedClock, SystemClock};
 use skylapse::config::Config;
 use skylapse::services::{self, Running};
-use skylapse::sim::{OfflineMode, SimConfig, SimHandle};
 use skylapse::web::Server;
+use skylapse_sim::{OfflineMode, SimConfig, SimHandle};
 
 type Ws = WebSocketStream<Async<TcpStream>>;
 

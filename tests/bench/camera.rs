@@ -1,5 +1,5 @@
 //! Shutter request latency on a warm connection (run:
-//! `cargo test --release --test bench_camera -- --ignored --nocapture`).
+//! `cargo test --release --test bench -- --ignored --nocapture camera::`).
 //!
 //! latency = the simulator's receive time of the complete `shutterbutton` request − `due`, the
 //! instant the service decided to shoot. `shoot_at(due)` is called 300 ms ahead, as the
@@ -15,7 +15,7 @@ use skylapse::camera::ccapi::Timeouts;
 use skylapse::camera::tls::Trust;
 use skylapse::camera::{CameraDriver, CameraNotice, DriverOptions, ShotRequest};
 use skylapse::clock::SystemClock;
-use skylapse::sim::{ShutterReply, SimConfig, SimHandle};
+use skylapse_sim::{ShutterReply, SimConfig, SimHandle};
 
 const SHOTS: usize = 200;
 const INTERVAL: Duration = Duration::from_millis(350);

@@ -8,7 +8,7 @@
 //! simulator's request log, once with the simulator holding event long polls (30 s) and once
 //! answering them at once.
 //!
-//! cargo test --release --test bench_intervalometer -- --ignored --nocapture --test-threads 1
+//! cargo test --release --test bench -- --ignored --nocapture --test-threads 1 intervalometer::
 //! (BENCH_SHOTS / BENCH_INTERVAL_MS override 300 shots at 200 ms; BENCH_SPIN_US=N makes the
 //! stand-in wait like a precise camera driver: timer to `due − N µs`, then spin to `due`.)
 
@@ -209,7 +209,7 @@ fn run_against_simulator(long_poll: Duration, label: &str) {
     use skylapse::camera::ccapi::Timeouts;
     use skylapse::camera::tls::Trust;
     use skylapse::camera::{CameraDriver, DriverOptions};
-    use skylapse::sim::{SimConfig, SimHandle};
+    use skylapse_sim::{SimConfig, SimHandle};
 
     let shots = env_u64("BENCH_SHOTS", 300);
     let interval_ms = env_u64("BENCH_INTERVAL_MS", 200);

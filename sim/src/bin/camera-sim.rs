@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use skylapse::sim::{Profile, Scheme, SimConfig, SimHandle};
+use skylapse_sim::{Profile, Scheme, SimConfig, SimHandle};
 
 const USAGE: &str = "usage: camera-sim [options]
   --profile r50|legacy_ver100|r6m3      camera body (default r50)

@@ -1,9 +1,9 @@
 //! Figures for the web server, measured on the real binary (run with the release profile):
 //!
 //! ```text
-//! cargo test --release --test bench_web -- --ignored --nocapture
-//! BENCH_IDLE_SECS=60 cargo test --release --test bench_web -- --ignored --nocapture
-//! SKYLAPSE_BIN=target/release/skylapse cargo test --test bench_web -- --ignored --nocapture
+//! cargo test --release --test bench -- --ignored --nocapture web::
+//! BENCH_IDLE_SECS=60 cargo test --release --test bench -- --ignored --nocapture web::
+//! SKYLAPSE_BIN=target/release/skylapse cargo test --test bench -- --ignored --nocapture web::
 //! ```
 //!
 //! Prints: start → first 200 from /health, welcome latency after the upgrade, JSON ping→pong
@@ -111,7 +111,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 #[test]
-#[ignore = "benchmark: cargo test --release --test bench_web -- --ignored --nocapture"]
+#[ignore = "benchmark: cargo test --release --test bench -- --ignored --nocapture web::"]
 fn web_figures() {
     let svc = spawn();
     while !health(svc.addr) {}

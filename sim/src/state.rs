@@ -626,7 +626,7 @@ pub fn format_ccapi_datetime(local_ms: i64, offset_min: i32) -> String {
     let secs = local_ms.div_euclid(1000);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
-    let (y, mo, d) = crate::util::civil_from_days(days);
+    let (y, mo, d) = crate::time::civil_from_days(days);
     let sign = if offset_min < 0 { '-' } else { '+' };
     let off = offset_min.unsigned_abs();
     format!(
@@ -682,9 +682,9 @@ pub fn parse_ccapi_datetime(s: &str) -> Option<(i64, i32)> {
     if !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 59 || oh > 14 || om > 59 {
         return None;
     }
-    let days = crate::util::days_from_civil(y, mo, d as u32);
+    let days = crate::time::days_from_civil(y, mo, d as u32);
     // Reject dates like 31 Feb (days_from_civil would roll them over).
-    if crate::util::civil_from_days(days) != (y, mo, d as u32) {
+    if crate::time::civil_from_days(days) != (y, mo, d as u32) {
         return None;
     }
     let local = (days * 86_400 + h * 3600 + mi * 60 + se) * 1000;
@@ -752,7 +752,7 @@ pub struct CameraState {
 
 impl CameraState {
     pub fn new(profile: Profile, seed: u64, now: Instant, utc_ms: i64) -> CameraState {
-        let mut rng = crate::backoff::Rng::new(seed);
+        let mut rng = crate::time::Rng::new(seed);
         let mac_bytes: Vec<u8> = (0..6).map(|_| rng.next_u64() as u8).collect();
         let mac = mac_bytes
             .iter()

@@ -15,7 +15,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use skylapse::sim::{FaultAction, FaultMatch, SimConfig, SimHandle};
+//! use skylapse_sim::{FaultAction, FaultMatch, SimConfig, SimHandle};
 //!
 //! let sim = SimHandle::start(SimConfig::default())?; // loopback, ephemeral ports, R50
 //! let base = sim.access_url().unwrap(); // https://127.0.0.1:<port>/ccapi (as in X_accessURL)
@@ -56,6 +56,7 @@ mod server;
 mod shooting;
 pub mod ssdp;
 pub mod state;
+pub mod time;
 mod tls;
 
 use std::collections::VecDeque;
@@ -72,7 +73,8 @@ use std::time::{Duration, Instant};
 use async_io::Async;
 use smol::{Executor, Task};
 
-use crate::clock::{ManualClock, SharedClock, SystemClock};
+use crate::time::{ManualClock, RealTime, SharedTime};
+pub use time::SimTime;
 
 use events::EventsState;
 pub use faults::{Action as FaultAction, Match as FaultMatch};
@@ -88,6 +90,9 @@ pub enum SimClock {
     System,
     /// Virtual time: advance it from the test (or `POST /_sim/clock {"advance_ms":…}`).
     Manual(ManualClock),
+    /// Someone else's clock (a test running the product and the simulator on one virtual
+    /// clock passes the product's through an adapter).
+    Shared(SharedTime),
 }
 
 /// When `shutterbutton` answers (CCAPI.md §1.6: unknown on real bodies, so a knob).
@@ -427,7 +432,7 @@ pub(crate) struct Inner {
     /// Bumped by reboot/power-off: capture tasks of an older boot are abandoned.
     pub boot_epoch: u64,
     pub af_fail_probability: f64,
-    pub rng: crate::backoff::Rng,
+    pub rng: crate::time::Rng,
     /// `shutterbutton` (one-shot) while tv is bulb: 503 `Mode not supported` (true) or a
     /// zero-length exposure (false).
     pub bulb_oneshot_rejected: bool,
@@ -457,7 +462,7 @@ pub(crate) struct Shared {
     pub state_cv: Condvar,
     pub log: RequestLog,
     pub tls: Mutex<tls::TlsMaterial>,
-    pub clock: SharedClock,
+    pub clock: SharedTime,
     pub manual_clock: Option<ManualClock>,
     pub udn: String,
     pub profile: Profile,
@@ -783,12 +788,13 @@ pub struct SimHandle {
 impl SimHandle {
     /// Binds every listener, starts the simulator thread and sends an SSDP alive.
     pub fn start(cfg: SimConfig) -> io::Result<SimHandle> {
-        let (clock, manual): (SharedClock, Option<ManualClock>) = match &cfg.clock {
-            SimClock::System => (Arc::new(SystemClock), None),
+        let (clock, manual): (SharedTime, Option<ManualClock>) = match &cfg.clock {
+            SimClock::System => (Arc::new(RealTime), None),
             SimClock::Manual(m) => (Arc::new(m.clone()), Some(m.clone())),
+            SimClock::Shared(c) => (c.clone(), None),
         };
         let now = clock.now();
-        let utc_ms = crate::util::unix_millis(clock.wall());
+        let utc_ms = crate::time::unix_millis(clock.wall());
         let mut cam = state::CameraState::new(cfg.profile, cfg.seed, now, utc_ms);
         cam.clock.std_offset_min = cfg.tz_offset_min;
         cam.clock.dst = cfg.dst;
@@ -815,7 +821,7 @@ impl SimHandle {
                 second_client: None,
                 boot_epoch: 0,
                 af_fail_probability: 0.0,
-                rng: crate::backoff::Rng::new(cfg.seed.wrapping_mul(31).wrapping_add(7)),
+                rng: crate::time::Rng::new(cfg.seed.wrapping_mul(31).wrapping_add(7)),
                 bulb_oneshot_rejected: true,
                 bandwidth: None,
                 taken_in_preparation: 0,

@@ -534,7 +534,7 @@ fn parse_range(h: &str, len: usize) -> Option<(usize, usize)> {
 
 fn exif_datetime(local_ms: i64) -> String {
     let secs = local_ms.div_euclid(1000);
-    let (y, mo, d) = crate::util::civil_from_days(secs.div_euclid(86_400));
+    let (y, mo, d) = crate::time::civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);
     format!(
         "{y:04}:{mo:02}:{d:02} {:02}:{:02}:{:02}",
