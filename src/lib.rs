@@ -53,18 +53,23 @@
 //!   and the product depends on it only behind the `demo` feature (on by default, so `--demo`
 //!   works out of the box). Tests use it as a dev-dependency.
 
+#![deny(unsafe_code)]
+
 pub mod app;
 pub mod backoff;
 pub mod camera;
 pub mod clock;
 pub mod config;
 pub mod discovery;
+pub mod driver;
 pub mod intervalometer;
+pub mod machine;
 pub mod power;
 pub mod protocol;
 pub mod rt;
 pub mod services;
 pub mod sun;
+pub mod sys;
 pub mod systemd;
 pub mod timesync;
 pub mod util;

@@ -63,7 +63,7 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-struct ThreadWaker(std::thread::Thread);
+pub(crate) struct ThreadWaker(pub(crate) std::thread::Thread);
 
 impl Wake for ThreadWaker {
     fn wake(self: Arc<Self>) {
