@@ -3,6 +3,7 @@
 //! Machines never read the clock; drivers pass `now` in. Drivers read it through this trait so
 //! tests can run them on [`ManualClock`], faster than real time, and step the wall clock the way
 //! time sync does, without touching the monotonic schedule.
+#![allow(clippy::disallowed_methods)] // the real clock: the one place that reads it
 
 use std::future::Future;
 use std::pin::Pin;

@@ -36,11 +36,21 @@ pub trait Executor<M: Machine>: Send {
 
     /// One message from the inbox. Most feed the machine (`m.handle_input(now, input)`);
     /// a command that needs an answer may call the machine's own methods and reply.
-    fn on_message(&mut self, m: &mut M, now: Now, msg: Self::Msg) -> impl Future<Output = Flow> + Send;
+    fn on_message(
+        &mut self,
+        m: &mut M,
+        now: Now,
+        msg: Self::Msg,
+    ) -> impl Future<Output = Flow> + Send;
 
     /// Performs one action. Results that come back at once may be fed to `m` here; slow ones
     /// are sent to the inbox when they are ready.
-    fn perform(&mut self, m: &mut M, now: Now, action: M::Action) -> impl Future<Output = ()> + Send;
+    fn perform(
+        &mut self,
+        m: &mut M,
+        now: Now,
+        action: M::Action,
+    ) -> impl Future<Output = ()> + Send;
 
     /// Every action is done and the driver is about to sleep: publish, answer, or stop.
     fn settled(&mut self, _m: &mut M, _now: Now) -> impl Future<Output = Flow> + Send {

@@ -23,9 +23,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::app::App;
-use crate::camera::{CameraLinkHandle, DriverOptions};
 use crate::camera::tls::Trust;
 use crate::camera::CameraControl;
+use crate::camera::{CameraLinkHandle, DriverOptions};
 use crate::discovery::{CameraProber, DiscoveryConfig, DiscoveryService};
 use crate::intervalometer::IntervalometerService;
 use crate::power::{EstimateInputs, PowerConfig, PowerService};

@@ -41,7 +41,9 @@ pub fn off_thread<T: Send + 'static>(
                 return v;
             }
         }
-        let f = lock(&f).take().expect("the thread did not start, so f is still here");
+        let f = lock(&f)
+            .take()
+            .expect("the thread did not start, so f is still here");
         f()
     })
 }
@@ -75,7 +77,10 @@ pub fn set_realtime_clock(since_epoch: std::time::Duration) -> io::Result<()> {
             .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
         tv_nsec: since_epoch.subsec_nanos().into(),
     };
-    Ok(rustix::time::clock_settime(rustix::time::ClockId::Realtime, ts)?)
+    Ok(rustix::time::clock_settime(
+        rustix::time::ClockId::Realtime,
+        ts,
+    )?)
 }
 
 /// The C library's local zone at `secs` since the epoch (honours `TZ` and /etc/localtime):

@@ -408,9 +408,10 @@ fn hung_connection_times_out_without_hanging_the_service() {
     });
 }
 
-/// Steps virtual time to the next deadline anyone waits on (at most 1 s) until a notice
-/// arrives. Requests on the wire run on real sockets: each step first gives them a short
-/// real-time grace to land (they are answered or refused within it on loopback).
+/// Steps virtual time to the next deadline anyone waits on until a notice arrives. Requests
+/// on the wire run on real sockets with real-time timeouts: each step first gives them a
+/// grace longer than the rig's call timeout (0.5 s) to land, so no answer is overtaken by
+/// virtual time.
 async fn step_until_notice(
     r: &Rig,
     clock: &ManualClock,
@@ -419,7 +420,7 @@ async fn step_until_notice(
     let start = clock.now();
     loop {
         let grace = futures_lite::future::or(async { Some(r.notices.recv().await) }, async {
-            async_io::Timer::after(Duration::from_millis(30)).await;
+            async_io::Timer::after(Duration::from_millis(700)).await;
             None
         });
         match grace.await {
@@ -430,8 +431,10 @@ async fn step_until_notice(
         assert!(clock.now() - start <= limit, "no notice within {limit:?}");
         let step = clock
             .next_wakeup()
-            .map_or(Duration::from_secs(1), |d| d.saturating_duration_since(clock.now()))
-            .clamp(Duration::from_millis(1), Duration::from_secs(1));
+            .map_or(Duration::from_secs(1), |d| {
+                d.saturating_duration_since(clock.now())
+            })
+            .clamp(Duration::from_millis(1), Duration::from_secs(10));
         clock.advance(step);
     }
 }
@@ -459,8 +462,12 @@ fn offline_camera_is_lost_then_reconnected_within_one_backoff_step() {
         r.sim().set_offline(OfflineMode::Blackhole);
         let (n, after) = step_until_notice(&r, &clock, Duration::from_secs(60)).await;
         assert!(matches!(n, CameraNotice::Lost { .. }), "{n:?}");
-        // Three health checks 10 s apart time out.
-        assert_eq!(after, Duration::from_secs(30));
+        // Three health checks on the 10 s grid time out (the first 5…15 s after the last
+        // answer).
+        assert!(
+            after >= Duration::from_secs(25) && after <= Duration::from_secs(35),
+            "{after:?}"
+        );
         let block = r.status.get("camera");
         assert_eq!(block["state"], "backoff");
         assert!(block["nextRetryAt"].is_string(), "{block}");
@@ -471,10 +478,9 @@ fn offline_camera_is_lost_then_reconnected_within_one_backoff_step() {
         r.sim().set_online().unwrap();
         let (n, after) = step_until_notice(&r, &clock, Duration::from_secs(30)).await;
         assert!(matches!(n, CameraNotice::Connected { .. }), "{n:?}");
-        assert_eq!(
-            after,
-            Duration::from_secs(5),
-            "the first retry, one backoff step"
+        assert!(
+            after >= Duration::from_secs(5) && after < Duration::from_secs(10),
+            "the first retry, one backoff step: {after:?}"
         );
         r.run(Command::TakePhoto(TakePhoto::default()))
             .await
@@ -590,7 +596,10 @@ fn connect_to_ip_replies_once_connected_and_a_photo_follows_at_once() {
         .await
         .unwrap();
         assert_eq!(ok.kind, "connect_to_ip_result");
-        assert_eq!(ok.data["baseUrl"], format!("https://127.0.0.1:{port}/ccapi"));
+        assert_eq!(
+            ok.data["baseUrl"],
+            format!("https://127.0.0.1:{port}/ccapi")
+        );
         assert_eq!(ok.data["modelName"], "Canon EOS R50");
         assert_eq!(ok.data["uuid"], r.sim().serial_number());
         // No waiting: the link is up when the reply comes.
@@ -631,12 +640,21 @@ fn connect_to_ip_to_nothing_says_why_and_leaves_the_link_alone() {
         .await
         .unwrap_err();
         assert_eq!(e.code, ErrorCode::ConnectionFailed, "{e}");
-        assert!(e.message.starts_with("Failed to connect to camera at"), "{e}");
-        let attempts = e.details.as_ref().unwrap()["attempts"].as_array().unwrap().clone();
+        assert!(
+            e.message.starts_with("Failed to connect to camera at"),
+            "{e}"
+        );
+        let attempts = e.details.as_ref().unwrap()["attempts"]
+            .as_array()
+            .unwrap()
+            .clone();
         assert_eq!(attempts.len(), 2, "{attempts:?}");
-        // The old camera is targeted again and comes back.
-        r.expect_connected().await;
-        r.run(Command::TakePhoto(TakePhoto::default())).await.unwrap();
+        // The link was never touched: still connected, a photo works.
+        assert!(r.control.is_connected());
+        assert_eq!(r.link.state(), "connected");
+        r.run(Command::TakePhoto(TakePhoto::default()))
+            .await
+            .unwrap();
         // Not an IP literal: refused at the edge.
         let e = r
             .run(Command::ConnectToIp(skylapse::protocol::ConnectToIp {

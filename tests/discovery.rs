@@ -203,7 +203,6 @@ impl CameraProber for FakeProber {
     }
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Harness
 
@@ -393,7 +392,10 @@ fn manual_camera_from_the_link_is_registered_and_remembered_across_restarts() {
         // A restart asks the link to try the remembered address.
         Service::shutdown(&*h.service).await;
         let mut h2 = start(config);
-        assert_eq!(h2.call(|c| matches!(c, Call::Connect(_))).await, Call::Connect(url));
+        assert_eq!(
+            h2.call(|c| matches!(c, Call::Connect(_))).await,
+            Call::Connect(url)
+        );
         let _ = std::fs::remove_dir_all(&dir);
     });
 }

@@ -448,10 +448,10 @@ fn closed_port() -> u16 {
 #[test]
 fn ui_drives_the_real_server_in_a_browser() {
     let Some(chromium) = chromium_path() else {
-        if std::env::var("SKYLAPSE_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("Chromium is required (SKYLAPSE_REQUIRE_PEERS=1) but was not found; set CHROMIUM=/path");
-        }
-        eprintln!("SKIPPED: no Chromium found (set CHROMIUM=/path/to/chromium to run the UI test)");
+        crate::peer_missing(
+            "ui",
+            "no Chromium found (set CHROMIUM=/path/to/chromium to run the UI test)",
+        );
         return;
     };
     let data = tmp_dir("data");

@@ -111,9 +111,9 @@ fn have_dbus_daemon() -> bool {
 fn prerequisites(test: &str) -> Option<String> {
     let py = python();
     if py.is_none() || !have_dbus_daemon() {
-        eprintln!(
-            "SKIPPED {test}: needs python3-dbusmock and dbus-daemon \
-             (apt-get install -y python3-dbusmock dbus)"
+        crate::peer_missing(
+            test,
+            "needs python3-dbusmock and dbus-daemon (apt-get install -y python3-dbusmock dbus)",
         );
         return None;
     }

@@ -457,7 +457,9 @@ pub fn parse_canon_datetime(raw: &str, dst: bool) -> Option<SystemTime> {
 
 /// The Pi's zone at `time` per the C library: (standard offset in seconds east, DST in force).
 pub fn local_zone(time: SystemTime) -> (i32, bool) {
-    let Some((gmtoff, dst, _)) = crate::sys::localtime(crate::util::unix_millis(time).div_euclid(1000)) else {
+    let Some((gmtoff, dst, _)) =
+        crate::sys::localtime(crate::util::unix_millis(time).div_euclid(1000))
+    else {
         return (0, false);
     };
     // tm_gmtoff includes DST; Canon wants the standard offset. (A 1 h DST shift is assumed;
@@ -600,9 +602,7 @@ impl Session {
         let body = json!({"action": "release", "af": false});
         for _ in 0..5 {
             match self.call("POST", &url, &body, self.timeouts.call) {
-                Err(e) if e.code == ErrorCode::CameraBusy => {
-                    self.pause(Duration::from_millis(200))
-                }
+                Err(e) if e.code == ErrorCode::CameraBusy => self.pause(Duration::from_millis(200)),
                 Err(e) => {
                     log::debug!("release at connect: {e}");
                     return;

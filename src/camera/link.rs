@@ -414,7 +414,6 @@ impl LinkMachine {
     }
 }
 
-
 impl crate::machine::Machine for LinkMachine {
     type Input = Input;
     type Action = Action;

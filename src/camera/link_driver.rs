@@ -4,10 +4,10 @@
 //! link is up or the address failed.
 //!
 //! ```text
-//!   LinkMsg::Connect{urls, reply} ─▶ SetTarget(url₁) ─▶ Action::Probe ─▶ control worker
-//!                                                          │ Session::connect (one TLS connect)
-//!   reply(Ok(info)) ◀─ settled: connected ◀─ Action::Connected ◀─ ProbeOk ◀─ ProbeDone
-//!   (or url₂ …, and after the last: the old target back, reply(Err(attempts)))
+//!   LinkMsg::Connect{urls, reply} ─▶ probe url₁ on the control worker (the link untouched)
+//!        │ Session::connect: the one TLS connect          ▼ fails: url₂ …; after the last,
+//!        ▼                                                  reply(Err(attempts)), link as it was
+//!   ManualProbeDone(session) ─▶ Input::Adopt ─▶ Action::Connected ─▶ settled: reply(Ok(info))
 //! ```
 
 use std::collections::VecDeque;
@@ -31,6 +31,11 @@ pub(crate) enum LinkMsg {
         result: Result<Box<Session>, ApiError>,
     },
     HealthDone(Result<(), ApiError>),
+    /// A manual connection's probe answered.
+    ManualProbeDone {
+        gen: u64,
+        result: Result<Box<Session>, ApiError>,
+    },
     /// Connect to the first of `urls` that answers; reply once connected or all failed.
     Connect {
         urls: Vec<String>,
@@ -48,14 +53,16 @@ struct Pending {
     rest: VecDeque<String>,
     attempts: Vec<serde_json::Value>,
     reply: async_channel::Sender<Result<CameraInfo, ApiError>>,
-    /// The target before, put back if every address fails.
-    previous: Option<Target>,
+    /// The probe succeeded and the link adopted its session.
+    adopted: bool,
     persist: bool,
 }
 
 pub(crate) struct LinkExec {
     pub cam: Arc<Shared>,
     pub probe_gen: u64,
+    /// Generation of the manual connection's probe (a superseded one's answer is dropped).
+    manual_gen: u64,
     pending: Option<Pending>,
     /// The address a manual connection made the target: its `Connected` notice says so.
     manual_url: Option<String>,
@@ -66,78 +73,88 @@ impl LinkExec {
         LinkExec {
             cam,
             probe_gen: 0,
+            manual_gen: 0,
             pending: None,
             manual_url: None,
         }
     }
 
-    fn start_connect(&mut self, m: &mut LinkMachine, now: Now, mut p: Pending) {
-        let url = p.url.clone();
-        if m.is_connected() && m.target().is_some_and(|t| t.url == url) {
-            // Already there: nothing to probe.
-            match self.cam.info() {
-                Some(info) => {
-                    let _ = p.reply.try_send(Ok(info));
-                    return;
-                }
-                None => p.previous = None,
-            }
-        }
-        self.manual_url = Some(url.clone());
-        self.pending = Some(p);
-        m.handle_input(now, Input::SetTarget(Target { url, id: None }));
-    }
-
-    /// Answers a manual connection once the link decided.
-    fn settle_pending(&mut self, m: &mut LinkMachine, now: Now) {
+    /// Probes the pending connection's current address on the control worker, without
+    /// touching the link: a failed manual connection leaves a working link alone.
+    fn probe_pending(&mut self, m: &mut LinkMachine, now: Now) {
         let Some(p) = self.pending.as_mut() else {
             return;
         };
-        let on_target = m.target().is_some_and(|t| t.url == p.url);
-        if !on_target {
-            // Re-targeted by someone else (discovery) meanwhile.
-            let p = self.pending.take().expect("checked");
-            let _ = p.reply.try_send(Err(ApiError::new(
-                ErrorCode::ConnectionFailed,
-                "Superseded: the camera link was pointed elsewhere",
-            )));
+        self.manual_gen += 1;
+        let gen = self.manual_gen;
+        let url = p.url.clone();
+        let cam = self.cam.clone();
+        let pushed = self.cam.control.spawn(move || {
+            let result = Session::connect(
+                &url,
+                None,
+                cam.trust.clone(),
+                cam.timeouts,
+                cam.clock.clone(),
+            )
+            .map(Box::new);
+            cam.tell_link(LinkMsg::ManualProbeDone { gen, result });
+        });
+        if let Err(e) = pushed {
+            self.manual_failed(m, now, e.message);
+        }
+    }
+
+    /// The current address failed: the next one, or the answer with every reason.
+    fn manual_failed(&mut self, m: &mut LinkMachine, now: Now, reason: String) {
+        let Some(p) = self.pending.as_mut() else {
             return;
-        }
-        if m.is_connected() {
-            let p = self.pending.take().expect("checked");
-            let r = self.cam.info().ok_or_else(|| {
-                ApiError::new(ErrorCode::CameraOffline, "Camera link has no session")
-            });
-            let _ = p.reply.try_send(r);
-            return;
-        }
-        if m.next_retry_at().is_none() {
-            return; // still probing
-        }
-        // The probe failed: next address, or give up and put the old target back.
-        p.attempts.push(json!({
-            "url": p.url,
-            "error": m.last_error().unwrap_or("no answer"),
-        }));
+        };
+        p.attempts.push(json!({"url": p.url, "error": reason}));
         if let Some(next) = p.rest.pop_front() {
-            p.url = next.clone();
-            self.manual_url = Some(next.clone());
-            m.handle_input(now, Input::SetTarget(Target { url: next, id: None }));
+            p.url = next;
+            self.probe_pending(m, now);
             return;
         }
         let p = self.pending.take().expect("checked");
-        if !p.persist {
-            self.manual_url = None;
-            match p.previous {
-                Some(t) => m.handle_input(now, Input::SetTarget(t)),
-                None => m.handle_input(now, Input::ClearTarget),
-            }
+        if p.persist {
+            // `--camera`: keep trying that address with the link's backoff.
+            self.manual_url = Some(p.url.clone());
+            m.handle_input(
+                now,
+                Input::SetTarget(Target {
+                    url: p.url,
+                    id: None,
+                }),
+            );
         }
         let _ = p.reply.try_send(Err(ApiError::new(
             ErrorCode::ConnectionFailed,
             "Failed to connect to the camera",
         )
         .with_details(json!({ "attempts": p.attempts }))));
+    }
+
+    /// Answers an adopted manual connection once the link is up.
+    fn settle_pending(&mut self, m: &mut LinkMachine) {
+        let Some(p) = self.pending.as_ref() else {
+            return;
+        };
+        if !p.adopted {
+            return; // its probe is on the control worker
+        }
+        let p = self.pending.take().expect("checked");
+        let r = if m.is_connected() && m.target().is_some_and(|t| t.url == p.url) {
+            self.cam.info().ok_or_else(|| {
+                ApiError::new(ErrorCode::CameraOffline, "Camera link has no session")
+            })
+        } else {
+            Err(ApiError::new(
+                ErrorCode::ConnectionFailed,
+                "The camera link was pointed elsewhere meanwhile",
+            ))
+        };
+        let _ = p.reply.try_send(r);
     }
 
     fn update_view(&self, m: &LinkMachine) {
@@ -207,17 +224,46 @@ impl Executor<LinkMachine> for LinkExec {
                         "Superseded by a new connection request",
                     )));
                 }
-                let previous = m.target().cloned();
-                let p = Pending {
+                let here = m.is_connected()
+                    && m.target()
+                        .is_some_and(|t| t.url == url || rest.contains(&t.url));
+                if let (true, Some(info)) = (here, self.cam.info()) {
+                    // Already connected there: no probe (a third socket would upset a body).
+                    let _ = reply.try_send(Ok(info));
+                    return Flow::Continue;
+                }
+                self.pending = Some(Pending {
                     url,
                     rest,
                     attempts: Vec::new(),
                     reply,
-                    previous,
+                    adopted: false,
                     persist,
-                };
-                self.start_connect(m, now, p);
+                });
+                self.probe_pending(m, now);
             }
+            LinkMsg::ManualProbeDone { gen, result } if gen == self.manual_gen => match result {
+                Ok(session) => {
+                    // One TLS connect: the link takes this session as it is.
+                    let target = Target {
+                        url: session.base_url.clone(),
+                        id: Some(session.id.clone()),
+                    };
+                    self.probe_gen += 1; // an older link probe's answer is stale now
+                    self.cam.lock().session = Some(Arc::new(*session));
+                    self.manual_url = Some(target.url.clone());
+                    if let Some(p) = self.pending.as_mut() {
+                        p.url = target.url.clone();
+                        p.adopted = true;
+                    }
+                    m.handle_input(now, Input::Adopt(target));
+                }
+                Err(e) => {
+                    log::info!("manual camera connection: {e}");
+                    self.manual_failed(m, now, e.message);
+                }
+            },
+            LinkMsg::ManualProbeDone { .. } => {}
             LinkMsg::Shutdown => return Flow::Stop,
         }
         Flow::Continue
@@ -230,15 +276,14 @@ impl Executor<LinkMachine> for LinkExec {
                 let gen = self.probe_gen;
                 let cam = self.cam.clone();
                 let pushed = self.cam.control.spawn(move || {
-                    let result =
-                        Session::connect(
+                    let result = Session::connect(
                         &target.url,
                         target.id.as_deref(),
                         cam.trust.clone(),
                         cam.timeouts,
                         cam.clock.clone(),
                     )
-                            .map(Box::new);
+                    .map(Box::new);
                     if let Err(e) = &result {
                         log::info!("camera probe {}: {e}", target.url);
                     }
@@ -266,7 +311,8 @@ impl Executor<LinkMachine> for LinkExec {
                 self.update_view(m);
                 let info = self.cam.info();
                 let manual = self.manual_url.is_some();
-                self.cam.notify(CameraNotice::Connected { id, info, manual });
+                self.cam
+                    .notify(CameraNotice::Connected { id, info, manual });
                 // Fresh status right away (battery, storage, temperature).
                 self.cam.lock().health_count = 0;
                 let cam = self.cam.clone();
@@ -288,9 +334,8 @@ impl Executor<LinkMachine> for LinkExec {
         }
     }
 
-    async fn settled(&mut self, m: &mut LinkMachine, now: Now) -> Flow {
-        self.settle_pending(m, now);
-        // Settling may have re-targeted: its actions run on the next turn.
+    async fn settled(&mut self, m: &mut LinkMachine, _now: Now) -> Flow {
+        self.settle_pending(m);
         self.update_view(m);
         Flow::Continue
     }

@@ -321,14 +321,14 @@ pub fn start(
         test_shot: async_lock::Mutex::new(()),
     });
     cam.lock().view.state = "disconnected";
-    cam.control.start(clock.clone(), || worker::Idle::Until(None));
+    cam.control
+        .start(clock.clone(), || worker::Idle::Until(None));
     cam.events.start(clock.clone(), cam.event_idle());
     let rng = match opts.rng_seed {
         Some(s) => crate::backoff::Rng::new(s),
         None => crate::backoff::Rng::from_entropy(),
     };
-    let machine =
-        link::LinkMachine::new(opts.backoff, rng).with_health_grid(clock.tick_anchor());
+    let machine = link::LinkMachine::new(opts.backoff, rng).with_health_grid(clock.tick_anchor());
     let exec = link_driver::LinkExec::new(cam.clone());
     let c = cam.clone();
     let spawned = std::thread::Builder::new()

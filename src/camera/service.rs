@@ -513,8 +513,14 @@ mod tests {
                 "http://192.168.4.2:8080/ccapi"
             ]
         );
-        assert_eq!(candidates(ip, Some(8080))[0], "http://192.168.4.2:8080/ccapi");
-        assert_eq!(candidates(ip, Some(4443))[0], "https://192.168.4.2:4443/ccapi");
+        assert_eq!(
+            candidates(ip, Some(8080))[0],
+            "http://192.168.4.2:8080/ccapi"
+        );
+        assert_eq!(
+            candidates(ip, Some(4443))[0],
+            "https://192.168.4.2:4443/ccapi"
+        );
         let v6: std::net::IpAddr = "::1".parse().unwrap();
         assert_eq!(candidates(v6, Some(443))[0], "https://[::1]:443/ccapi");
     }

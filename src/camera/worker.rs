@@ -188,11 +188,15 @@ mod tests {
         let a = w2.submit(None, move || lock(&o).push(100)).unwrap();
         let o = order.clone();
         let b = w2
-            .submit(Some(t0 + Duration::from_secs(2)), move || lock(&o).push(202))
+            .submit(Some(t0 + Duration::from_secs(2)), move || {
+                lock(&o).push(202)
+            })
             .unwrap();
         let o = order.clone();
         let c = w2
-            .submit(Some(t0 + Duration::from_secs(1)), move || lock(&o).push(201))
+            .submit(Some(t0 + Duration::from_secs(1)), move || {
+                lock(&o).push(201)
+            })
             .unwrap();
         let clock = ManualClock::new(SystemTime::UNIX_EPOCH);
         w2.start(Arc::new(clock), || Idle::Until(None));

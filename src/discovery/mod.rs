@@ -20,7 +20,6 @@ pub use driver::DiscoveryConfig;
 pub use registry::ProbeInfo;
 pub use service::DiscoveryService;
 
-
 /// What discovery needs from the camera side.
 pub trait CameraProber: Send + Sync + 'static {
     /// Point the camera link at this camera. `id` is its UDN (without `uuid:`) or the id the

@@ -892,7 +892,6 @@ impl Discovery {
     }
 }
 
-
 impl crate::machine::Machine for Discovery {
     type Input = Input;
     type Action = Action;
@@ -1296,10 +1295,8 @@ mod tests {
             ["camera_connected", "primary_camera_changed"]
         );
         let id = "manual-10.0.0.7:443".to_string();
-        assert!(acts.contains(&Action::Target {
-            base_url: url.clone(),
-            id: id.clone()
-        }));
+        // The link is already there (it told us): discovery does not re-target it.
+        assert!(!acts.iter().any(|a| matches!(a, Action::Target { .. })));
         assert!(acts.contains(&Action::Remember { base_url: url, id }));
         // The link coming up for it adds no second camera_connected.
         m.handle(

@@ -1036,7 +1036,6 @@ pub fn signed_ms(a: Instant, b: Instant) -> f64 {
     }
 }
 
-
 impl crate::machine::Machine for Session {
     type Input = Input;
     type Action = Action;

@@ -962,7 +962,6 @@ fn sane(ms: i64, field: &str) -> Result<(), ApiError> {
     }
 }
 
-
 /// Inputs that answer a command (a client's report, a manual sync) go through
 /// [`TimeSyncMachine::handle`], which returns the rejection for the reply; the driver feeds
 /// everything else through this contract.

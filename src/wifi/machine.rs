@@ -424,7 +424,6 @@ impl WifiMachine {
     }
 }
 
-
 impl crate::machine::Machine for WifiMachine {
     type Input = Input;
     type Action = Action;

@@ -208,7 +208,7 @@ fn run_against_simulator(long_poll: Duration, label: &str) {
     use skylapse::backoff::Backoff;
     use skylapse::camera::ccapi::Timeouts;
     use skylapse::camera::tls::Trust;
-    use skylapse::camera::{DriverOptions};
+    use skylapse::camera::DriverOptions;
     use skylapse_sim::{SimConfig, SimHandle};
 
     let shots = env_u64("BENCH_SHOTS", 300);
