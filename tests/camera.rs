@@ -54,7 +54,7 @@ fn start_driver(
     trust: Arc<Trust>,
     timeouts: Timeouts,
 ) -> Rig {
-    let _ = env_logger::builder().is_test(true).try_init();
+    crate::logs::init();
     let (publisher, outbound) = Publisher::channel();
     let status = StatusBoard::new(publisher.clone());
     let opts = DriverOptions {

@@ -876,7 +876,7 @@ mod with_simulator {
     }
 
     fn sim_rig(name: &str) -> SimRig {
-        let _ = env_logger::builder().is_test(true).try_init();
+        crate::logs::init();
         // A fast card and a short post-write cooldown, so 0.5 s slots fit (the default R50
         // timing needs ~1 s per shot and answers "Device busy" sooner).
         let mut cfg = SimConfig::default();

@@ -21,6 +21,7 @@ mod camera;
 mod discovery;
 mod e2e;
 mod intervalometer;
+mod logs;
 mod power;
 mod timesync;
 mod ui;

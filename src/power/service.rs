@@ -136,6 +136,16 @@ impl Inner {
             st.last = Some((at, s));
             (changes, block)
         };
+        // The status block first, then the events: a client (or test) that reacts to a
+        // warning and reads the block sees the warning in it.
+        // Readings move with every sample (uptime, sample time, temperature, charge): they
+        // ride the hub's periodic status_update. Only what a client must see at once (a
+        // warning, a recommendation, throttling) costs an extra one (issue 5: wake-ups).
+        if needs_prompt_update(&self.status.get("power"), &block) {
+            self.status.set("power", block.clone());
+        } else {
+            self.status.set_quietly("power", block.clone());
+        }
         for c in changes {
             let (kind, w) = match c {
                 Change::Started(w) => ("power_warning", w),
@@ -151,14 +161,6 @@ impl Inner {
                     "message": w.recommendation(),
                 }),
             ));
-        }
-        // Readings move with every sample (uptime, sample time, temperature, charge): they
-        // ride the hub's periodic status_update. Only what a client must see at once (a
-        // warning, a recommendation, throttling) costs an extra one (issue 5: wake-ups).
-        if needs_prompt_update(&self.status.get("power"), &block) {
-            self.status.set("power", block.clone());
-        } else {
-            self.status.set_quietly("power", block.clone());
         }
         block
     }
