@@ -620,14 +620,17 @@ async fn scenario(
     cdp.screenshot("settings").await;
     step("validation with exposure");
     // With the camera's settings loaded, validation counts its 1/125 s exposure plus the
-    // server's 1 s write margin: 1 s is too short, and the button offers to start anyway.
+    // shortest gap the camera needs (0.2 s): 0.15 s is too short, and the button offers to
+    // start anyway.
     cdp.tap("nav button[data-tab='timelapse']").await?;
+    cdp.fill("#f-interval", "0.15").await?;
     cdp.wait_for(
         "interval judged too short",
         "document.querySelector('#f-validation .err') && document.querySelector('#start').textContent === 'Start anyway'",
         10_000,
     )
     .await?;
+    cdp.fill("#f-interval", "1").await?;
 
     step("network");
     // Network: the "Wi-Fi control unavailable" notice shows exactly when the server says
