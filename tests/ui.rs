@@ -620,7 +620,8 @@ async fn scenario(
     cdp.screenshot("settings").await;
     step("validation with exposure");
     // With the camera's settings loaded, validation counts its 1/125 s exposure plus the
-    // server's minimal gap: 0.15 s is too short, and the button offers to start anyway.
+    // shortest gap the camera needs (0.2 s): 0.15 s is too short, and the button offers to
+    // start anyway.
     cdp.tap("nav button[data-tab='timelapse']").await?;
     cdp.fill("#f-interval", "0.15").await?;
     cdp.wait_for(
