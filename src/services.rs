@@ -5,7 +5,7 @@
 //! ```text
 //!   camera driver ──CameraControl──▶ intervalometer, time sync
 //!        ▲   └──────CameraNotice───▶ discovery (link up/down), time sync (camera connected)
-//!        └──CameraProber (link handle)── discovery (SSDP targets, alive nudges, connect_to_ip)
+//!        └──CameraProber (link handle)── discovery (SSDP targets, alive nudges)
 //!   intervalometer ──session_running──▶ Wi-Fi policy;  ──shot_in_flight──▶ clock-step gate
 //!   time sync (clock stepped) ──wall_clock_stepped──▶ intervalometer (stop-at re-evaluated)
 //!   Wi-Fi ──AddressesChanged──▶ camera link retry + discovery search
@@ -23,11 +23,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::app::App;
-use crate::camera::driver::{CameraDriver, CameraLinkHandle, DriverOptions};
 use crate::camera::tls::Trust;
 use crate::camera::CameraControl;
-use crate::clock::BoxFuture;
-use crate::discovery::{CameraProber, DiscoveryConfig, DiscoveryService, ProbeInfo};
+use crate::camera::{CameraLinkHandle, DriverOptions};
+use crate::discovery::{CameraProber, DiscoveryConfig, DiscoveryService};
 use crate::intervalometer::IntervalometerService;
 use crate::power::{CardMeter, EstimateInputs, PowerConfig, PowerService};
 use crate::protocol::ApiError;
@@ -134,12 +133,14 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         // The simulator makes a new certificate at every start: a saved pin would refuse it.
         camera_options.trust = Trust::ephemeral(false);
     }
-    let (camera_service, camera, camera_link) = CameraDriver::start_with(
+    let started = crate::camera::start(
         camera_options,
         clock.clone(),
         app.status.clone(),
         app.publisher.clone(),
     );
+    let (camera, camera_link) = (started.control, started.link);
+    let camera_service = started.service;
     app.add_service(camera_service.clone());
 
     let mut tasks = Vec::new();
@@ -312,24 +313,16 @@ impl SystemTimeSetter for TellSessionOfSteps {
 struct LinkProber(CameraLinkHandle);
 
 impl CameraProber for LinkProber {
-    fn probe(&self, base_url: &str) -> BoxFuture<'static, Result<ProbeInfo, ApiError>> {
-        let probe = self.0.probe(base_url);
-        Box::pin(async move {
-            let info = probe.await?;
-            Ok(ProbeInfo {
-                id: Some(info.id),
-                model_name: Some(info.model),
-                serial_number: Some(info.serial),
-            })
-        })
-    }
-
     fn target(&self, base_url: &str, id: Option<&str>) {
         self.0.set_target(base_url, id);
     }
 
     fn ssdp_alive(&self, id: &str) {
         self.0.ssdp_alive(id);
+    }
+
+    fn connect(&self, base_url: &str) {
+        drop(self.0.connect(vec![base_url.to_string()]));
     }
 }
 

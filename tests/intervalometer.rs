@@ -72,7 +72,11 @@ impl FakeCamera {
     fn set_connected(&self, up: bool) {
         self.st().connected = up;
         let _ = self.tx.try_send(if up {
-            CameraNotice::Connected { id: "fake".into() }
+            CameraNotice::Connected {
+                id: "fake".into(),
+                info: None,
+                manual: false,
+            }
         } else {
             CameraNotice::Lost {
                 reason: "link down".into(),
@@ -848,7 +852,7 @@ mod with_simulator {
     use skylapse::backoff::Backoff;
     use skylapse::camera::ccapi::Timeouts;
     use skylapse::camera::tls::Trust;
-    use skylapse::camera::{CameraDriver, CameraLinkHandle, CameraService, DriverOptions};
+    use skylapse::camera::{CameraLinkHandle, CameraService, DriverOptions};
     use skylapse::clock::SystemClock;
     use skylapse_sim::{FaultAction, FaultMatch, OfflineMode, SimConfig, SimHandle};
     use std::future::Future;
@@ -881,7 +885,7 @@ mod with_simulator {
     }
 
     fn sim_rig_with(name: &str, cfg: SimConfig) -> SimRig {
-        let _ = env_logger::builder().is_test(true).try_init();
+        crate::logs::init();
         let sim = SimHandle::start(cfg).expect("simulator starts");
         sim.set_max_connections(Some(2));
         let dir = tmpdir(name);
@@ -906,8 +910,11 @@ mod with_simulator {
             rng_seed: Some(0),
             initial_target: None,
         };
-        let (camera, control, link) =
-            CameraDriver::start_with(opts, clock.clone(), status.clone(), publisher.clone());
+        let skylapse::camera::Camera {
+            service: camera,
+            control,
+            link,
+        } = skylapse::camera::start(opts, clock.clone(), status.clone(), publisher.clone());
         let notices = control.subscribe();
         link.set_target(&sim.access_url().expect("access URL"), Some(&sim.udn()));
         futures_lite::future::block_on(within(10, async {

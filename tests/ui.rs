@@ -448,10 +448,10 @@ fn closed_port() -> u16 {
 #[test]
 fn ui_drives_the_real_server_in_a_browser() {
     let Some(chromium) = chromium_path() else {
-        if std::env::var("SKYLAPSE_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("Chromium is required (SKYLAPSE_REQUIRE_PEERS=1) but was not found; set CHROMIUM=/path");
-        }
-        eprintln!("SKIPPED: no Chromium found (set CHROMIUM=/path/to/chromium to run the UI test)");
+        crate::peer_missing(
+            "ui",
+            "no Chromium found (set CHROMIUM=/path/to/chromium to run the UI test)",
+        );
         return;
     };
     let data = tmp_dir("data");
@@ -620,14 +620,16 @@ async fn scenario(
     cdp.screenshot("settings").await;
     step("validation with exposure");
     // With the camera's settings loaded, validation counts its 1/125 s exposure plus the
-    // server's 1 s write margin: 1 s is too short, and the button offers to start anyway.
+    // server's minimal gap: 0.15 s is too short, and the button offers to start anyway.
     cdp.tap("nav button[data-tab='timelapse']").await?;
+    cdp.fill("#f-interval", "0.15").await?;
     cdp.wait_for(
         "interval judged too short",
         "document.querySelector('#f-validation .err') && document.querySelector('#start').textContent === 'Start anyway'",
         10_000,
     )
     .await?;
+    cdp.fill("#f-interval", "1").await?;
 
     step("network");
     // Network: the "Wi-Fi control unavailable" notice shows exactly when the server says

@@ -21,12 +21,14 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::ccapi::{storage_summary, Session};
-use super::driver::{handle_event_delta, shoot_at, CameraLinkHandle, Inner};
-use super::{CameraNotice, ShotRequest};
+use super::shared::Shared as Inner;
+use super::shot::shoot_at;
+use super::{CameraLinkHandle, CameraNotice, ShotRequest};
 use crate::app::{Origin, Service};
 use crate::clock::BoxFuture;
 use crate::protocol::{
-    ApiError, Body, Channel, Command, CommandResult, ErrorCode, Event, EventFamily, Reply,
+    ApiError, Body, Channel, Command, CommandResult, ConnectToIp, ErrorCode, Event, EventFamily,
+    Reply,
 };
 use crate::util::iso8601;
 
@@ -99,7 +101,7 @@ impl CameraService {
             .with_details(json!({"reason": "session_running"}))
             .with_operation("take_photo"));
         }
-        let outcome = shoot_at(&self.inner, Instant::now(), ShotRequest::timed(af)).await;
+        let outcome = shoot_at(&self.inner, self.inner.clock.now(), ShotRequest::timed(af)).await;
         let now = iso8601(self.inner.clock.wall());
         match outcome.result {
             Ok(()) => {
@@ -376,6 +378,34 @@ impl CameraService {
         Ok(Reply::new("test_photo_file", data).with_body(Body::File { content_type, path }))
     }
 
+    /// `connect_to_ip {ip, port?}`: a camera-link operation (works without discovery). One
+    /// probe per candidate address; the reply comes once the link is connected, so a photo
+    /// may follow at once, or with every address's failure.
+    async fn connect_to_ip(&self, req: &ConnectToIp) -> CommandResult {
+        let ip = parse_ip(&req.ip)?;
+        let urls = candidates(ip, req.port.map(|p| p.0));
+        match self.link.connect(urls).await {
+            Ok(info) => Ok(Reply::new(
+                "connect_to_ip_result",
+                json!({
+                    "success": true,
+                    "ip": info.ip,
+                    "port": info.port,
+                    "baseUrl": info.url,
+                    "uuid": info.id,
+                    "modelName": info.model,
+                }),
+            )),
+            Err(e) if e.code == ErrorCode::ConnectionFailed => Err(ApiError::new(
+                ErrorCode::ConnectionFailed,
+                format!("Failed to connect to camera at {}", req.ip.trim()),
+            )
+            .with_operation("connect_to_ip")
+            .with_details(e.details.unwrap_or(Value::Null))),
+            Err(e) => Err(e.with_operation("connect_to_ip")),
+        }
+    }
+
     fn accept_certificate(&self, uuid: Option<&str>) -> CommandResult {
         let id = self.inner.trust.accept(uuid)?;
         // Re-probe now: a link backing off after the refusal retries with the pin cleared.
@@ -400,7 +430,9 @@ fn wait_for_file(
         .settings()
         .exposure_time()
         .unwrap_or(super::ccapi::MAX_TIMED_EXPOSURE);
-    let deadline = Instant::now() + FILE_WAIT + exposure * 2;
+    let clock = inner.clock.as_ref();
+    let pause = |d: Duration| clock.precise_wait_until(clock.now() + d);
+    let deadline = clock.now() + FILE_WAIT + exposure * 2;
     let mut fallback: Option<(String, Instant)> = None;
     loop {
         while let Ok(n) = files.try_recv() {
@@ -410,12 +442,12 @@ fn wait_for_file(
                 }
                 if fallback.is_none() {
                     if let Some(first) = list.first() {
-                        fallback = Some((first.clone(), Instant::now() + JPEG_TWIN_WAIT));
+                        fallback = Some((first.clone(), clock.now() + JPEG_TWIN_WAIT));
                     }
                 }
             }
         }
-        let now = Instant::now();
+        let now = clock.now();
         if let Some((path, until)) = &fallback {
             if now >= *until || now >= deadline {
                 return Ok(path.clone());
@@ -430,14 +462,12 @@ fn wait_for_file(
         // Hold while waiting for the first file; only peek while waiting for a JPEG twin.
         let hold = fallback.is_none();
         match session.poll_events(hold) {
-            Ok(v) => handle_event_delta(inner, &v),
-            Err(e) if e.code == ErrorCode::CameraBusy => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
+            Ok(v) => inner.handle_event_delta(&v),
+            Err(e) if e.code == ErrorCode::CameraBusy => pause(Duration::from_millis(100)),
             Err(e) => return Err(e),
         }
         if !hold {
-            std::thread::sleep(Duration::from_millis(100));
+            pause(Duration::from_millis(100));
         }
     }
 }
@@ -543,6 +573,43 @@ fn prune_frames(dir: &Path, keep: usize) {
     }
 }
 
+/// An IPv4 or IPv6 literal (IPv6 may come in brackets); nothing else.
+fn parse_ip(raw: &str) -> Result<std::net::IpAddr, ApiError> {
+    let s = raw.trim();
+    let s = s
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(s);
+    let bad = || {
+        ApiError::invalid("ip must be an IPv4 or IPv6 address")
+            .with_operation("connect_to_ip")
+            .with_details(json!({"field": "ip"}))
+    };
+    let ip: std::net::IpAddr = s.parse().map_err(|_| bad())?;
+    let unusable = ip.is_unspecified()
+        || ip.is_multicast()
+        || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+    if unusable {
+        return Err(bad());
+    }
+    Ok(ip)
+}
+
+/// Base URLs to try: the given port (HTTPS first, except 8080 which is CCAPI's HTTP port),
+/// or HTTPS 443 then HTTP 8080.
+fn candidates(ip: std::net::IpAddr, port: Option<u16>) -> Vec<String> {
+    let host = match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    let url = |scheme: &str, port: u16| format!("{scheme}://{host}:{port}/ccapi");
+    match port {
+        None => vec![url("https", 443), url("http", 8080)],
+        Some(8080) => vec![url("http", 8080), url("https", 8080)],
+        Some(p) => vec![url("https", p), url("http", p)],
+    }
+}
+
 fn is_jpeg(p: &str) -> bool {
     let l = p.to_ascii_lowercase();
     l.ends_with(".jpg") || l.ends_with(".jpeg")
@@ -616,6 +683,7 @@ impl Service for CameraService {
             Command::ListTestPhotos => Box::pin(async move { self.list_test_photos() }),
             Command::DeleteTestPhoto(r) => Box::pin(async move { self.delete_test_photo(&r.id) }),
             Command::GetTestPhotoFile(r) => Box::pin(async move { self.test_photo_file(&r.id) }),
+            Command::ConnectToIp(req) => Box::pin(self.connect_to_ip(req)),
             Command::AcceptCameraCertificate(a) => {
                 Box::pin(async move { self.accept_certificate(a.uuid.as_deref()) })
             }
@@ -632,6 +700,49 @@ impl Service for CameraService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ip_literals_are_accepted() {
+        for ok in ["192.168.4.2", " 10.0.0.1 ", "::1", "[fe80::1]", "127.0.0.3"] {
+            assert!(parse_ip(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "camera.local",
+            "192.168.4",
+            "192.168.4.2:443",
+            "0.0.0.0",
+            "255.255.255.255",
+            "239.255.255.250",
+            "http://192.168.4.2",
+            "1.2.3.4; rm -rf /",
+        ] {
+            let e = parse_ip(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidParameter, "{bad}");
+        }
+    }
+
+    #[test]
+    fn candidate_order_follows_the_port() {
+        let ip: std::net::IpAddr = "192.168.4.2".parse().unwrap();
+        assert_eq!(
+            candidates(ip, None),
+            [
+                "https://192.168.4.2:443/ccapi",
+                "http://192.168.4.2:8080/ccapi"
+            ]
+        );
+        assert_eq!(
+            candidates(ip, Some(8080))[0],
+            "http://192.168.4.2:8080/ccapi"
+        );
+        assert_eq!(
+            candidates(ip, Some(4443))[0],
+            "https://192.168.4.2:4443/ccapi"
+        );
+        let v6: std::net::IpAddr = "::1".parse().unwrap();
+        assert_eq!(candidates(v6, Some(443))[0], "https://[::1]:443/ccapi");
+    }
 
     #[test]
     fn ids_cannot_escape_the_folder() {

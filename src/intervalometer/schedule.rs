@@ -436,7 +436,7 @@ mod tests {
 
     #[test]
     fn test_shot_fits_the_gap_after_the_frame_or_the_next_one() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let tv = Duration::from_millis(8);
         // 3 s frames at 1/125: the frame at t0 is written by ~1.008 s; the test needs
         // 1.508 s and must end by 2.7 s: it fires at 1.008 s.
@@ -471,7 +471,7 @@ mod tests {
 
     #[test]
     fn test_shot_is_refused_when_no_gap_can_hold_it() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         // 2 s frames: 2 − 1.008 − 0.3 = 0.69 s of room < 1.508 s.
         let e = plan_test_shot(t0, &grid(t0, 2000), Duration::from_millis(8)).unwrap_err();
         assert!(e.contains("every 2 s") && e.contains("1/125"), "{e}");

@@ -753,19 +753,9 @@ fn default_title(local_ms: i64) -> String {
     format!("Timelapse {} {}", &iso[..10], &iso[11..16])
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sys::lock;
 
 /// The system's UTC offset at `t` (seconds east), from the C library's zone data.
 pub fn local_utc_offset_secs(t: SystemTime) -> i32 {
-    let secs = unix_millis(t).div_euclid(1000) as libc::time_t;
-    // SAFETY: localtime_r writes only into `tm`, which we own; a null result means failure.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&secs, &mut tm).is_null() {
-            return 0;
-        }
-        tm.tm_gmtoff as i32
-    }
+    crate::sys::localtime(unix_millis(t).div_euclid(1000)).map_or(0, |(off, _, _)| off)
 }

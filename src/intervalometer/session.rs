@@ -1111,6 +1111,23 @@ pub fn signed_ms(a: Instant, b: Instant) -> f64 {
     }
 }
 
+impl crate::machine::Machine for Session {
+    type Input = Input;
+    type Action = Action;
+    fn handle_input(&mut self, now: crate::machine::Now, input: Input) {
+        self.handle(now.mono, input)
+    }
+    fn handle_timeout(&mut self, now: crate::machine::Now) {
+        self.handle(now.mono, Input::Tick)
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        Session::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Session::poll_timeout(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1226,7 +1243,7 @@ mod tests {
 
     #[test]
     fn shots_fall_on_the_grid_and_are_handed_over_a_lead_time_early() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(2000, StopCondition::AfterShots(5), OverrunPolicy::NextSlot),
@@ -1245,7 +1262,7 @@ mod tests {
     #[test]
     fn due_times_never_accumulate_reply_latency() {
         // Regression: `previous + interval` scheduling drifts by the reply time every shot.
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(
@@ -1261,7 +1278,7 @@ mod tests {
 
     #[test]
     fn overrun_skips_missed_slots_without_a_burst() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(1000, StopCondition::AfterShots(4), OverrunPolicy::NextSlot),
@@ -1291,7 +1308,7 @@ mod tests {
 
     #[test]
     fn immediately_once_fires_one_late_shot_then_returns_to_the_grid() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(
@@ -1318,7 +1335,7 @@ mod tests {
 
     #[test]
     fn immediately_once_never_chains_late_shots() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(
@@ -1342,7 +1359,7 @@ mod tests {
 
     #[test]
     fn duration_stop_excludes_the_slot_at_the_end() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(
@@ -1359,7 +1376,7 @@ mod tests {
     #[test]
     fn stop_at_crosses_midnight() {
         // Start 23:00:00Z, stop "00:00": an hour of 10-minute slots from 23:00:01.
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let o = opts(
             600_000,
             StopCondition::At { hour: 0, minute: 0 },
@@ -1374,7 +1391,7 @@ mod tests {
 
     #[test]
     fn stop_at_is_re_evaluated_when_the_wall_clock_steps_but_the_grid_stays() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let o = opts(
             600_000,
             StopCondition::At { hour: 0, minute: 0 },
@@ -1425,7 +1442,7 @@ mod tests {
 
     #[test]
     fn stop_input_during_a_shot_waits_for_the_reply() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(1000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
@@ -1452,7 +1469,7 @@ mod tests {
 
     #[test]
     fn bulb_shots_carry_the_exposure_and_are_due_on_the_grid() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut o = opts(
             60_000,
             StopCondition::AfterShots(2),
@@ -1486,7 +1503,7 @@ mod tests {
 
     #[test]
     fn camera_lost_marks_slots_failed_and_resumes_on_the_grid() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(1000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
@@ -1554,7 +1571,7 @@ mod tests {
 
     #[test]
     fn grid_view_tells_a_test_shot_where_the_frames_are() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(3000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
@@ -1595,7 +1612,7 @@ mod tests {
 
     #[test]
     fn failed_shot_replies_are_recorded_with_the_camera_error() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(1000, StopCondition::AfterShots(1), OverrunPolicy::NextSlot),
@@ -1625,7 +1642,7 @@ mod tests {
 
     #[test]
     fn file_names_arrive_later_and_pair_raw_with_jpeg() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(1000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
@@ -1678,7 +1695,7 @@ mod tests {
     fn a_lost_reply_whose_file_then_appears_counts_as_taken() {
         // Regression (issue 14 B1): a shot whose reply timed out but whose file the camera
         // then reported was still recorded as failed, so the report undercounted the card.
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(30_000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
@@ -1719,7 +1736,7 @@ mod tests {
 
     #[test]
     fn files_reported_before_a_lost_reply_make_the_shot_taken() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(30_000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
@@ -1757,7 +1774,7 @@ mod tests {
 
     #[test]
     fn a_shot_that_was_not_taken_never_claims_a_later_shots_file() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(5_000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
@@ -1783,7 +1800,7 @@ mod tests {
 
     #[test]
     fn a_session_ending_on_a_lost_reply_waits_for_that_shots_file() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(2_000, StopCondition::AfterShots(1), OverrunPolicy::NextSlot),
@@ -1814,7 +1831,7 @@ mod tests {
     fn a_long_exposure_is_not_given_up_before_the_camera_can_answer() {
         // A 30" exposure is answered after ~30 s (60 s with noise reduction): the watchdog
         // must not abandon it at the plain reply timeout.
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut o = opts(40_000, StopCondition::Unlimited, OverrunPolicy::NextSlot);
         o.exposure = Some(30.0);
         let mut s = session(t0, o);
@@ -1862,7 +1879,7 @@ mod tests {
                 reply_lost: false,
             })
             .collect();
-        let now = Instant::now();
+        let now = crate::clock::test_t0();
         let wall_now = T0_WALL + 10_500;
         let first_slot = 11u64; // first slot whose wall time is ahead: T+11 s
         let base = now + ms(500);
@@ -1914,7 +1931,7 @@ mod tests {
 
     #[test]
     fn a_shot_that_never_returns_is_given_up_and_the_grid_goes_on() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         // A 1 ms exposure: the watchdog is the reply timeout plus twice that.
         let mut o = opts(10_000, StopCondition::Unlimited, OverrunPolicy::NextSlot);
         o.exposure = Some(0.001);
@@ -1952,7 +1969,7 @@ mod tests {
         // Regression: a timer that fired 0.3 ms after the due time made the machine count the
         // slot as missed, so a camera that went dark produced skips instead of failed shots and
         // a stop-after session never ended.
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(500, StopCondition::AfterShots(3), OverrunPolicy::NextSlot),
@@ -1988,7 +2005,7 @@ mod tests {
 
     #[test]
     fn scheduled_start_can_be_stopped_before_it_begins() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(1000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
