@@ -1,14 +1,21 @@
 //! The camera's commands (PROTOCOL.md): status, photo, settings, battery, storage, clock,
 //! test photos, certificate acceptance.
 //!
-//! Test photos: shoot, wait for the new file from event polling, download it on the event
+//! Test photos: shoot, wait for the new file from event polling, download the camera's
+//! display-size image (`?kind=display`, the original where the body has none) on the event
 //! worker's socket with `test_photo_download_progress` events, keep it in
 //! `<data_dir>/test-photos/`. Ids are the stored file names (checked: no path separators).
+//!
+//! A running timelapse comes first ([`SessionGate`]): `take_photo` is refused while it runs;
+//! a test photo is fired in the next gap between frames that holds its exposure, the write
+//! and a download margin (`test_photo_scheduled` tells when), or refused with the reason.
+//! While a session runs, every few frames the last frame's thumbnail is fetched for the
+//! monitor (`session_frame` events; stored as `frame_*` next to the test photos).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -31,15 +38,47 @@ const FILE_WAIT: Duration = Duration::from_secs(15);
 const JPEG_TWIN_WAIT: Duration = Duration::from_millis(1500);
 /// Test photos kept at most; older ones are deleted first.
 const MAX_TEST_PHOTOS: usize = 50;
+/// Session frame thumbnails kept (the monitor shows the newest).
+const MAX_FRAME_PREVIEWS: usize = 3;
+/// At most one frame thumbnail per this long (they cost the camera a download each).
+const FRAME_PREVIEW_EVERY: Duration = Duration::from_secs(15);
+/// How many times a test shot re-plans its gap before it gives up.
+const TEST_SHOT_REPLANS: usize = 4;
+/// A planned test shot is handed to the camera this long before it fires.
+const TEST_SHOT_LEAD: Duration = Duration::from_millis(300);
+
+/// What the camera's commands need to know of a running timelapse (the intervalometer
+/// implements it; wired in `services`).
+pub trait SessionGate: Send + Sync {
+    /// A session is scheduled or running.
+    fn session_running(&self) -> bool;
+    /// When a test shot exposing `exposure` can fire between frames: `None` when no session
+    /// runs, `Err` with a plain reason when no gap can hold it.
+    fn plan_test_shot(&self, now: Instant, exposure: Duration) -> Option<Result<Instant, String>>;
+}
 
 pub struct CameraService {
     inner: Arc<Inner>,
     link: CameraLinkHandle,
+    gate: OnceLock<Arc<dyn SessionGate>>,
 }
 
 impl CameraService {
     pub(crate) fn new(inner: Arc<Inner>, link: CameraLinkHandle) -> Self {
-        CameraService { inner, link }
+        CameraService {
+            inner,
+            link,
+            gate: OnceLock::new(),
+        }
+    }
+
+    /// Connects the running-session checks (once; later calls are ignored).
+    pub fn set_session_gate(&self, gate: Arc<dyn SessionGate>) {
+        let _ = self.gate.set(gate);
+    }
+
+    fn session_running(&self) -> bool {
+        self.gate.get().is_some_and(|g| g.session_running())
     }
 
     fn test_dir(&self) -> PathBuf {
@@ -53,6 +92,15 @@ impl CameraService {
     }
 
     async fn take_photo(&self, af: bool) -> CommandResult {
+        if self.session_running() {
+            // Issue 14 B4: a photo taken by hand lands in a frame's write window.
+            return Err(ApiError::new(
+                ErrorCode::ValidationFailed,
+                "A timelapse is running: Take photo is off so it cannot cost a frame. Use Test photo, which waits for a gap between frames",
+            )
+            .with_details(json!({"reason": "session_running"}))
+            .with_operation("take_photo"));
+        }
         let outcome = shoot_at(&self.inner, self.inner.clock.now(), ShotRequest::timed(af)).await;
         let now = iso8601(self.inner.clock.wall());
         match outcome.result {
@@ -115,6 +163,50 @@ impl CameraService {
         ))
     }
 
+    /// When a test shot may fire: now, or in the next gap of a running session that holds it
+    /// (`test_photo_scheduled` tells clients when), or refused with the session's reason.
+    async fn test_shot_time(&self) -> Result<Instant, ApiError> {
+        let Some(gate) = self.gate.get() else {
+            return Ok(self.inner.clock.now());
+        };
+        // Unknown Tv (bulb, or not reported yet): plan for the longest timed exposure.
+        let exposure = self
+            .inner
+            .settings()
+            .exposure_time()
+            .unwrap_or(super::ccapi::MAX_TIMED_EXPOSURE);
+        let mut announced = false;
+        for _ in 0..TEST_SHOT_REPLANS {
+            let now = self.inner.clock.now();
+            let at = match gate.plan_test_shot(now, exposure) {
+                None => return Ok(now),
+                Some(Err(reason)) => {
+                    return Err(ApiError::new(ErrorCode::ValidationFailed, reason)
+                        .with_details(json!({"reason": "no_gap"})))
+                }
+                Some(Ok(at)) => at,
+            };
+            if at <= now + TEST_SHOT_LEAD {
+                return Ok(at.max(now));
+            }
+            if !announced {
+                announced = true;
+                let wait = at - now;
+                let wall = self.inner.clock.wall() + wait;
+                self.event(
+                    "test_photo_scheduled",
+                    json!({"at": iso8601(wall), "inSeconds": (wait.as_secs_f64() * 10.0).round() / 10.0}),
+                );
+            }
+            // Plan again just before: the session may have moved (a late reply, a stop).
+            self.inner.clock.sleep_until(at - TEST_SHOT_LEAD).await;
+        }
+        Err(ApiError::new(
+            ErrorCode::CameraBusy,
+            "The timelapse keeps the camera busy; no gap opened for the test photo. Try again",
+        ))
+    }
+
     /// Shoot, wait for the new file, download it. The waiting and the download run as one job
     /// on the event worker, queued before the shutter is pressed: the worker's own poll (or
     /// this job's) reports the file, and the download starts at once instead of queueing
@@ -122,6 +214,12 @@ impl CameraService {
     async fn take_test_photo(&self) -> CommandResult {
         let _one_at_a_time = self.inner.test_shot.lock().await;
         self.inner.session()?;
+        let fire_at = self
+            .test_shot_time()
+            .await
+            .map_err(|e| e.with_operation("take_test_photo"))?;
+        self.inner.session()?;
+        // Subscribed only now: files of frames shot while waiting are not this photo's.
         let files = self.inner.subscribe();
         let dir = self.test_dir();
         std::fs::create_dir_all(&dir)
@@ -129,6 +227,7 @@ impl CameraService {
         let wall = self.inner.clock.wall();
         let stamp = iso8601(wall).replace([':', '-'], "").replace('.', "");
         let stamp = stamp[..15.min(stamp.len())].to_string();
+        let settings = self.inner.settings();
         let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let job = {
             let inner = self.inner.clone();
@@ -136,23 +235,17 @@ impl CameraService {
             self.inner.on_events(move |s| {
                 let path = wait_for_file(&inner, s, &files, &cancelled)?;
                 let name = path.rsplit('/').next().unwrap_or("photo").to_string();
-                let id = sanitize(&format!("{stamp}_{name}"));
-                let size = download_to(&inner, s, &path, &dir, &id)?;
-                Ok((path, name, id, size))
+                let (id, size, preview) = download_preview(&inner, s, &path, &dir, &stamp, &name)?;
+                Ok((path, name, id, size, preview))
             })
         };
         // Autofocus off: test shots check framing/exposure of a manually focused night scene.
-        let outcome = shoot_at(
-            &self.inner,
-            self.inner.clock.now(),
-            ShotRequest::timed(false),
-        )
-        .await;
+        let outcome = shoot_at(&self.inner, fire_at, ShotRequest::timed(false)).await;
         if let Err(e) = outcome.result {
             cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
             return Err(e.with_operation("take_test_photo"));
         }
-        let (camera_path, name, id, size) =
+        let (camera_path, name, id, size, preview) =
             job.await.map_err(|e| e.with_operation("take_test_photo"))?;
         prune(&dir, MAX_TEST_PHOTOS);
         Ok(Reply::new(
@@ -165,13 +258,80 @@ impl CameraService {
                 "size": size,
                 "url": format!("/api/camera/photos/test/{id}/file"),
                 "timestamp": iso8601(wall),
+                // What the stored file is: the camera's display-size image or the original.
+                "preview": preview,
+                // The settings it was shot with (raw CCAPI values, as in the camera block).
+                "settings": settings,
             }),
         ))
+    }
+
+    /// While a session runs: every few frames, the newest frame's thumbnail for the monitor
+    /// (`session_frame {id, url, fileName}`). Runs until the camera driver goes away.
+    pub fn follow_session_frames(self: &Arc<Self>) -> smol::Task<()> {
+        let me = self.clone();
+        let notices = self.inner.subscribe();
+        crate::rt::spawn(async move {
+            let busy = Arc::new(AtomicBool::new(false));
+            let mut last: Option<Instant> = None;
+            while let Ok(n) = notices.recv().await {
+                let CameraNotice::FilesAdded(list) = n else {
+                    continue;
+                };
+                let now = me.inner.clock.now();
+                if !me.session_running()
+                    || busy.load(Ordering::SeqCst)
+                    || last.is_some_and(|t| now < t + FRAME_PREVIEW_EVERY)
+                {
+                    continue;
+                }
+                let Some(path) = list.iter().find(|p| is_jpeg(p)).or(list.first()).cloned() else {
+                    continue;
+                };
+                last = Some(now);
+                busy.store(true, Ordering::SeqCst);
+                let (inner, busy) = (me.inner.clone(), busy.clone());
+                let dir = me.test_dir();
+                let job = me.inner.on_events(move |s| {
+                    let name = path.rsplit('/').next().unwrap_or("frame").to_string();
+                    let stem = name.rsplit_once('.').map_or(name.as_str(), |(a, _)| a);
+                    let id = sanitize(&format!("frame_{stem}.JPG"));
+                    std::fs::create_dir_all(&dir).map_err(|e| {
+                        ApiError::system(format!("Cannot create the preview folder: {e}"))
+                    })?;
+                    let size = fetch_to(s, &format!("{path}?kind=thumbnail"), &dir, &id)?;
+                    Ok((id, name, size))
+                });
+                let publisher = me.inner.publisher.clone();
+                let wall = me.inner.clock.wall();
+                let dir = me.test_dir();
+                crate::rt::spawn(async move {
+                    match job.await {
+                        Ok((id, name, size)) => {
+                            prune_frames(&dir, MAX_FRAME_PREVIEWS);
+                            publisher.event(Event::new(
+                                Channel::Camera,
+                                EventFamily::Event,
+                                "session_frame",
+                                json!({"id": id, "fileName": name, "size": size,
+                                       "url": format!("/api/camera/photos/test/{id}/file"),
+                                       "timestamp": iso8601(wall)}),
+                            ));
+                        }
+                        Err(e) => log::debug!("frame preview skipped: {e}"),
+                    }
+                    busy.store(false, Ordering::SeqCst);
+                    drop(inner);
+                })
+                .detach();
+            }
+        })
     }
 
     fn list_test_photos(&self) -> CommandResult {
         let photos: Vec<Value> = list_photos(&self.test_dir())
             .into_iter()
+            .filter(|(id, _, _)| !id.starts_with("frame_"))
             .map(|(id, size, modified)| {
                 json!({"id": id, "size": size, "timestamp": modified.map(iso8601),
                        "url": format!("/api/camera/photos/test/{id}/file")})
@@ -352,6 +512,65 @@ fn download_to(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The camera's display-size image of `path` (a JPEG of ~1080 px short side, also for RAW
+/// files) as `<stamp>_<stem>.JPG`; the original where the body offers no display image.
+/// Returns (id, size, "display" | "original").
+fn download_preview(
+    inner: &Inner,
+    session: &Session,
+    path: &str,
+    dir: &Path,
+    stamp: &str,
+    name: &str,
+) -> Result<(String, u64, &'static str), ApiError> {
+    let stem = name.rsplit_once('.').map_or(name, |(a, _)| a);
+    let display_id = sanitize(&format!("{stamp}_{stem}.JPG"));
+    match download_to(
+        inner,
+        session,
+        &format!("{path}?kind=display"),
+        dir,
+        &display_id,
+    ) {
+        Ok(size) => Ok((display_id, size, "display")),
+        Err(e) if e.code == ErrorCode::CameraOffline => Err(e),
+        Err(e) => {
+            log::debug!("no display image for {path} ({e}); downloading the original");
+            let id = sanitize(&format!("{stamp}_{name}"));
+            let size = download_to(inner, session, path, dir, &id)?;
+            Ok((id, size, "original"))
+        }
+    }
+}
+
+/// Downloads `path` (with its query) to `<dir>/<id>` through a hidden partial file, no events.
+fn fetch_to(session: &Session, path: &str, dir: &Path, id: &str) -> Result<u64, ApiError> {
+    let tmp = dir.join(format!(".{id}.part"));
+    let store_err = |e: std::io::Error| ApiError::system(format!("Cannot store the preview: {e}"));
+    let mut f = std::fs::File::create(&tmp).map_err(store_err)?;
+    let result = session
+        .download(path, &mut f, &mut |_, _| {})
+        .and_then(|n| {
+            std::fs::rename(&tmp, dir.join(id)).map_err(store_err)?;
+            Ok(n)
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Keeps the newest `keep` frame previews.
+fn prune_frames(dir: &Path, keep: usize) {
+    for (id, _, _) in list_photos(dir)
+        .into_iter()
+        .filter(|(id, _, _)| id.starts_with("frame_"))
+        .skip(keep)
+    {
+        let _ = std::fs::remove_file(dir.join(id));
+    }
 }
 
 /// An IPv4 or IPv6 literal (IPv6 may come in brackets); nothing else.

@@ -138,6 +138,24 @@ impl IntervalometerService {
         self.flags.shot_in_flight.load(Ordering::SeqCst)
     }
 
+    /// When a test shot exposing `test_exposure` can fire without touching a frame of the
+    /// running session (`None`: no session runs; `Err`: no gap can hold it, in plain words).
+    pub fn plan_test_shot(
+        &self,
+        now: std::time::Instant,
+        test_exposure: Duration,
+    ) -> Option<Result<std::time::Instant, String>> {
+        if !self.session_running() {
+            return None;
+        }
+        let grid = *lock(&self.flags.grid);
+        Some(match grid {
+            Some(g) => super::schedule::plan_test_shot(now, &g, test_exposure),
+            // Running but between states (ending): nothing to fit into.
+            None => Err("The timelapse is finishing; try again in a moment".into()),
+        })
+    }
+
     /// Time sync stepped the wall clock: the running session re-evaluates `stop-at`.
     pub fn wall_clock_stepped(&self) {
         if let Some(a) = lock(&self.active).as_ref() {
@@ -744,6 +762,20 @@ impl Service for IntervalometerService {
                 let _ = done.recv().await;
             }
         })
+    }
+}
+
+impl crate::camera::service::SessionGate for IntervalometerService {
+    fn session_running(&self) -> bool {
+        IntervalometerService::session_running(self)
+    }
+
+    fn plan_test_shot(
+        &self,
+        now: std::time::Instant,
+        exposure: Duration,
+    ) -> Option<Result<std::time::Instant, String>> {
+        IntervalometerService::plan_test_shot(self, now, exposure)
     }
 }
 

@@ -208,6 +208,29 @@ struct Pending {
     uncertain: bool,
 }
 
+/// A run of frames that failed in a row (camera lost or not answering), for the "camera not
+/// answering since …" banner. Wall times are Unix ms labels.
+#[derive(Debug, Clone, PartialEq)]
+struct Outage {
+    since_ms: f64,
+    /// The first frame taken again (set when the run ends).
+    until_ms: Option<f64>,
+    missed: u64,
+    reason: String,
+}
+
+impl Outage {
+    fn to_json(&self) -> Value {
+        let label = |ms: f64| iso8601_millis(ms.round() as i64);
+        json!({
+            "since": label(self.since_ms),
+            "until": self.until_ms.map(label),
+            "framesMissed": self.missed,
+            "reason": self.reason,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct InFlight {
     slot: u64,
@@ -359,6 +382,9 @@ pub struct Session {
     uncertain: VecDeque<ShotRecord>,
     /// Slot and stem of the last named file (RAW+JPEG pairs share a stem).
     last_named: Option<(u64, String)>,
+    /// Frames failing in a row right now, and the last such run that ended.
+    outage: Option<Outage>,
+    last_outage: Option<Outage>,
     actions: VecDeque<Action>,
 }
 
@@ -414,6 +440,8 @@ impl Session {
             early_files: Vec::new(),
             uncertain: VecDeque::new(),
             last_named: None,
+            outage: None,
+            last_outage: None,
             actions: VecDeque::new(),
         };
         s.compute_end_deadline();
@@ -518,6 +546,14 @@ impl Session {
             (_, Input::CameraLost { reason }) => {
                 self.connected = false;
                 self.lost_reason = format!("camera offline: {reason}");
+                if self.outage.is_none() {
+                    self.outage = Some(Outage {
+                        since_ms: self.wall_ms_of(now),
+                        until_ms: None,
+                        missed: 0,
+                        reason: self.lost_reason.clone(),
+                    });
+                }
             }
             (_, Input::CameraConnected) => self.connected = true,
             (_, Input::FilesAdded(names)) => self.name_files(names),
@@ -769,6 +805,23 @@ impl Session {
 
     fn after_shot(&mut self, now: Instant, record: ShotRecord) {
         self.stats.record(&record, self.opts.interval.as_secs_f64());
+        if record.ok {
+            if let Some(mut o) = self.outage.take() {
+                o.until_ms = Some(record.scheduled_ms);
+                self.last_outage = Some(o);
+            }
+        } else {
+            let o = self.outage.get_or_insert_with(|| Outage {
+                since_ms: record.scheduled_ms,
+                until_ms: None,
+                missed: 0,
+                reason: String::new(),
+            });
+            o.missed += 1;
+            if let Some(e) = &record.error {
+                o.reason = e.clone();
+            }
+        }
         self.recent_failures = (self.recent_failures << 1) | u32::from(!record.ok);
         self.recent_count = (self.recent_count + 1).min(FAILURE_WINDOW);
         let mask = (1u32 << FAILURE_WINDOW) - 1;
@@ -1015,6 +1068,28 @@ impl Session {
             "successRate": (s.shots_taken > 0).then(|| s.shots_successful as f64 / s.shots_taken as f64),
             "averageShotDuration": (s.timed_shots > 0).then(|| s.sum_duration_s / s.timed_shots as f64),
             "endReason": ended,
+            // Frames failing in a row now (null when the last frame was taken), and the last
+            // such run that ended: what the "camera not answering" banner shows.
+            "outage": self.outage.as_ref().map(Outage::to_json),
+            "lastOutage": self.last_outage.as_ref().map(Outage::to_json),
+        })
+    }
+
+    /// Where the grid stands, for fitting a test shot between frames (`None` once ended).
+    pub fn grid_view(&self) -> Option<super::schedule::GridView> {
+        let in_flight = match self.state {
+            State::Scheduled | State::Running { in_flight: None } => false,
+            State::Running { in_flight: Some(_) } => true,
+            _ => return None,
+        };
+        Some(super::schedule::GridView {
+            next_due: self.due(self.next_slot),
+            previous_due: (self.next_slot > self.base_slot).then(|| self.due(self.next_slot - 1)),
+            interval: self.opts.interval,
+            exposure: self.exposure_hint(),
+            in_flight,
+            awaiting_files: !self.pending_files.is_empty() || !self.early_files.is_empty(),
+            lead: self.lead,
         })
     }
 }
@@ -1475,6 +1550,64 @@ mod tests {
         s.handle(t0 + ms(7700), Input::Tick);
         assert_eq!(shoots(&drain(&mut s)), [(7, t0 + ms(8000))]);
         assert_eq!(s.stats().shots_failed, 5);
+        // The banner's figures: since the loss (2.3 s in), 5 frames missed, still on.
+        let st = s.status_json(t0 + ms(7700));
+        assert_eq!(st["outage"]["framesMissed"], 5, "{st}");
+        assert_eq!(st["outage"]["since"], iso8601_millis(T0_WALL + 2300));
+        assert!(st["lastOutage"].is_null());
+        // The first frame taken again ends it: "camera back", with the span.
+        s.handle(
+            t0 + ms(8050),
+            Input::ShotDone {
+                slot: 7,
+                outcome: ok(t0 + ms(8000), t0 + ms(8050)),
+            },
+        );
+        let st = s.status_json(t0 + ms(8050));
+        assert!(st["outage"].is_null(), "{st}");
+        assert_eq!(st["lastOutage"]["framesMissed"], 5);
+        assert_eq!(st["lastOutage"]["until"], iso8601_millis(T0_WALL + 8000));
+    }
+
+    #[test]
+    fn grid_view_tells_a_test_shot_where_the_frames_are() {
+        let t0 = crate::clock::test_t0();
+        let mut s = session(
+            t0,
+            opts(3000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
+        );
+        s.handle(t0, Input::Tick);
+        let g = s.grid_view().unwrap();
+        assert_eq!(
+            (g.next_due, g.previous_due, g.in_flight),
+            (t0 + ms(1000), None, false)
+        );
+        s.handle(t0 + ms(700), Input::Tick);
+        drain(&mut s);
+        let g = s.grid_view().unwrap();
+        assert_eq!(
+            (g.next_due, g.previous_due, g.in_flight),
+            (t0 + ms(4000), Some(t0 + ms(1000)), true)
+        );
+        s.handle(
+            t0 + ms(1050),
+            Input::ShotDone {
+                slot: 0,
+                outcome: ok(t0 + ms(1000), t0 + ms(1050)),
+            },
+        );
+        // Answered; its file not reported yet.
+        let g = s.grid_view().unwrap();
+        assert!(!g.in_flight && g.awaiting_files);
+        s.handle(
+            t0 + ms(1200),
+            Input::FilesAdded(vec![
+                "/ccapi/ver110/contents/sd/100CANON/IMG_0001.JPG".into()
+            ]),
+        );
+        assert!(!s.grid_view().unwrap().awaiting_files);
+        s.handle(t0 + ms(1300), Input::Stop);
+        assert_eq!(s.grid_view(), None);
     }
 
     #[test]
