@@ -18,6 +18,10 @@ pub struct Config {
     pub token: Option<Secret>,
     /// Extra origins allowed to open the WebSocket (`--allow-origin`, repeatable).
     pub allow_origins: Vec<String>,
+    /// Extra names or addresses accepted in `Host` (`--allow-host`, repeatable; `*` for any).
+    /// The device's own addresses, `localhost`, its host name and `<hostname>.local` always
+    /// are (web::host).
+    pub allow_hosts: Vec<String>,
     /// env_logger filter (`--log`, or RUST_LOG).
     pub log: Option<String>,
     /// Start the camera simulator in-process and connect to it (`--demo`).
@@ -42,7 +46,11 @@ pub struct Limits {
     pub rate_per_sec: u32,
     /// Burst size of the token bucket.
     pub rate_burst: u32,
+    /// Frames waiting for one WebSocket client, at most (a second bound after the bytes).
     pub outbound_queue: usize,
+    /// Bytes waiting for one WebSocket client, at most (one larger frame is let through when
+    /// nothing else is queued, so a big reply is never lost outright).
+    pub outbound_queue_bytes: usize,
     pub ping_interval: Duration,
     pub silence_timeout: Duration,
     pub status_interval: Duration,
@@ -50,6 +58,12 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub head_timeout: Duration,
     pub keepalive_timeout: Duration,
+    /// Open HTTP connections (not yet upgraded), at most; when full, a new connection evicts
+    /// the one idle the longest (web::conns). Clamped to the file descriptor limit at start.
+    pub max_connections: usize,
+    /// Connections one peer address (an IPv6 /64) holds at most; its next one evicts its own
+    /// idlest.
+    pub max_connections_per_peer: usize,
 }
 
 impl Default for Limits {
@@ -60,7 +74,8 @@ impl Default for Limits {
             max_invalid_messages: 10,
             rate_per_sec: 20,
             rate_burst: 40,
-            outbound_queue: 64,
+            outbound_queue: 256,
+            outbound_queue_bytes: 256 * 1024,
             ping_interval: Duration::from_secs(30),
             silence_timeout: Duration::from_secs(60),
             status_interval: Duration::from_secs(10),
@@ -68,6 +83,8 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             head_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            max_connections_per_peer: 32,
         }
     }
 }
@@ -80,6 +97,7 @@ impl Default for Config {
             static_dir: None,
             token: None,
             allow_origins: Vec::new(),
+            allow_hosts: Vec::new(),
             log: None,
             demo: false,
             no_discovery: false,
@@ -126,13 +144,17 @@ Options (each also from an environment variable; precedence: file < env < flags)
   --token TOKEN          require this bearer token for WebSocket and REST [SKYLAPSE_TOKEN]
   --allow-origin ORIGIN  also accept WebSocket upgrades from ORIGIN (repeatable)
                          [SKYLAPSE_ALLOW_ORIGIN, comma-separated]
+  --allow-host NAME      also accept requests whose Host is NAME (a name or address the
+                         Pi is reached by, e.g. a DNS name; * for any) (repeatable)
+                         [SKYLAPSE_ALLOW_HOST, comma-separated]
   --log FILTER           env_logger filter, e.g. debug or skylapse=trace [SKYLAPSE_LOG, RUST_LOG]
   --demo                 run the camera simulator in-process and connect to it [SKYLAPSE_DEMO]
   --camera ADDR          connect to this camera at start, ip[:port] or URL [SKYLAPSE_CAMERA]
   --camera-insecure      do not verify the camera's certificate [SKYLAPSE_CAMERA_INSECURE]
   --no-discovery         do not search for cameras by SSDP (no multicast) [SKYLAPSE_NO_DISCOVERY]
   --config FILE          JSON file with the same settings [SKYLAPSE_CONFIG]
-                         keys: listen, dataDir, staticDir, token, allowOrigins, log, demo,
+                         keys: listen, dataDir, staticDir, token, allowOrigins, allowHosts,
+                         log, demo,
                          camera, cameraInsecure, noDiscovery
   -h, --help             print this help
   -V, --version          print the version
@@ -184,6 +206,19 @@ fn parse_origin(source: &str, v: &str) -> Result<String, ConfigError> {
     }
 }
 
+fn parse_host(source: &str, v: &str) -> Result<String, ConfigError> {
+    let v = v.trim();
+    if v == "*" {
+        return Ok(v.to_string());
+    }
+    crate::web::host::host_part(v).ok_or_else(|| {
+        ConfigError(format!(
+            "{source}: {:?} is not a host name or address like skylapse.lan or 192.168.1.20 (or *)",
+            shown_arg(v)
+        ))
+    })
+}
+
 impl Config {
     /// Applies one setting by its long flag name; `source` names where it came from.
     fn apply(&mut self, name: &str, value: Option<&str>, source: &str) -> Result<(), ConfigError> {
@@ -206,6 +241,14 @@ impl Config {
                     let o = parse_origin(source, o)?;
                     if !self.allow_origins.contains(&o) {
                         self.allow_origins.push(o);
+                    }
+                }
+            }
+            "allow-host" => {
+                for h in need()?.split(',').filter(|s| !s.trim().is_empty()) {
+                    let h = parse_host(source, h)?;
+                    if !self.allow_hosts.contains(&h) {
+                        self.allow_hosts.push(h);
                     }
                 }
             }
@@ -239,6 +282,7 @@ impl Config {
                 "staticDir" | "static_dir" => "static-dir",
                 "token" => "token",
                 "allowOrigins" | "allow_origins" | "allowOrigin" => "allow-origin",
+                "allowHosts" | "allow_hosts" | "allowHost" => "allow-host",
                 "log" => "log",
                 "demo" => "demo",
                 "camera" => "camera",
@@ -287,12 +331,13 @@ impl Config {
         read_file: &dyn Fn(&str) -> std::io::Result<String>,
     ) -> Result<Invocation, ConfigError> {
         // Pass 1: split flags into (name, value) and find --config / --help / --version.
-        const VALUE_FLAGS: [&str; 8] = [
+        const VALUE_FLAGS: [&str; 9] = [
             "listen",
             "data-dir",
             "static-dir",
             "token",
             "allow-origin",
+            "allow-host",
             "log",
             "camera",
             "config",
@@ -355,6 +400,7 @@ impl Config {
             ("SKYLAPSE_STATIC_DIR", "static-dir"),
             ("SKYLAPSE_TOKEN", "token"),
             ("SKYLAPSE_ALLOW_ORIGIN", "allow-origin"),
+            ("SKYLAPSE_ALLOW_HOST", "allow-host"),
             ("SKYLAPSE_LOG", "log"),
             ("SKYLAPSE_DEMO", "demo"),
             ("SKYLAPSE_CAMERA", "camera"),
@@ -369,6 +415,7 @@ impl Config {
 
         // Flags. Repeated --allow-origin accumulate; flags replace what env gave.
         let mut origins_from_flags = false;
+        let mut hosts_from_flags = false;
         for (name, value) in &flags {
             if name == "config" {
                 continue;
@@ -376,6 +423,10 @@ impl Config {
             if name == "allow-origin" && !origins_from_flags {
                 config.allow_origins.clear();
                 origins_from_flags = true;
+            }
+            if name == "allow-host" && !hosts_from_flags {
+                config.allow_hosts.clear();
+                hosts_from_flags = true;
             }
             config.apply(name, value.as_deref(), &format!("--{name}"))?;
         }
