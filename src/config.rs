@@ -1,7 +1,8 @@
 //! Configuration: defaults, then an optional JSON file, then environment, then flags.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::protocol::Secret;
@@ -325,11 +326,36 @@ impl Config {
 
     /// Parses the command line (without the program name) and the environment (`env` looks a
     /// variable up), reading the config file with `read_file`. Tests pass closures.
+    ///
+    /// An argument or variable that is not UTF-8 is an error, never "unset": a token with one
+    /// Latin-1 byte must not silently turn authentication off.
     pub fn parse(
-        args: &[String],
-        env: &dyn Fn(&str) -> Option<String>,
+        args: &[OsString],
+        env: &dyn Fn(&str) -> Option<OsString>,
         read_file: &dyn Fn(&str) -> std::io::Result<String>,
     ) -> Result<Invocation, ConfigError> {
+        let args: Vec<String> = args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                a.clone().into_string().map_err(|_| {
+                    ConfigError(format!(
+                        "argument {} is not valid UTF-8 (check its encoding)",
+                        i + 1
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let env = |var: &str| -> Result<Option<String>, ConfigError> {
+            match env(var) {
+                None => Ok(None),
+                Some(v) => v.into_string().map(Some).map_err(|_| {
+                    ConfigError(format!(
+                        "{var} is not valid UTF-8 (check its encoding; it is not ignored)"
+                    ))
+                }),
+            }
+        };
         // Pass 1: split flags into (name, value) and find --config / --help / --version.
         const VALUE_FLAGS: [&str; 9] = [
             "listen",
@@ -385,8 +411,11 @@ impl Config {
             .iter()
             .rev()
             .find(|(n, _)| n == "config")
-            .and_then(|(_, v)| v.clone())
-            .or_else(|| env("SKYLAPSE_CONFIG"));
+            .and_then(|(_, v)| v.clone());
+        let config_file = match config_file {
+            Some(f) => Some(f),
+            None => env("SKYLAPSE_CONFIG")?,
+        };
         if let Some(path) = config_file {
             let text =
                 read_file(&path).map_err(|e| ConfigError(format!("config file {path}: {e}")))?;
@@ -408,7 +437,7 @@ impl Config {
             ("SKYLAPSE_NO_DISCOVERY", "no-discovery"),
         ];
         for (var, name) in vars {
-            if let Some(v) = env(var) {
+            if let Some(v) = env(var)? {
                 config.apply(name, Some(&v), var)?;
             }
         }
@@ -430,19 +459,114 @@ impl Config {
             }
             config.apply(name, value.as_deref(), &format!("--{name}"))?;
         }
+        // RUST_LOG is the filter when nothing above set one.
+        if config.log.is_none() {
+            if let Some(v) = env("RUST_LOG")? {
+                config.log = Some(v);
+            }
+        }
         Ok(Invocation::Run(Box::new(config)))
     }
 
     /// [`Config::parse`] on the real process arguments, environment and file system.
     pub fn from_process() -> Result<Invocation, ConfigError> {
-        let args: Vec<String> = std::env::args_os()
-            .skip(1)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        Config::parse(&args, &|k| std::env::var(k).ok(), &|p| {
-            std::fs::read_to_string(p)
+        let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+        Config::parse(&args, &|k| std::env::var_os(k), &|p| {
+            read_capped(Path::new(p), MAX_CONFIG_BYTES)
         })
     }
+}
+
+/// A config file larger than this is refused (`--config /dev/zero` must not eat the memory).
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+
+/// Reads a UTF-8 text file of at most `max` bytes; larger (or endless) is an error.
+pub fn read_capped(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    if f.metadata()?.is_dir() {
+        return Err(std::io::Error::other("is a directory"));
+    }
+    let mut bytes = Vec::new();
+    f.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other(format!(
+            "larger than {} KiB; not a config file",
+            max / 1024
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not valid UTF-8"))
+}
+
+/// Free space below which the data folder is reported as nearly full at start.
+const LOW_SPACE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// What is wrong with the data folder for recording sessions and saving reports, checked at
+/// start so a read-only or full card is known before a night is lost: `None` when a file can be
+/// created, written, synced and removed in it and in its `sessions` and `reports` folders.
+pub fn data_dir_problems(dir: &Path) -> Vec<String> {
+    use std::io::Write;
+    let mut problems = Vec::new();
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        problems.push(format!(
+            "data folder {} cannot be created ({e}): sessions will not be recorded and \
+             reports not saved",
+            dir.display()
+        ));
+        return problems;
+    }
+    let probe = |d: &Path| -> std::io::Result<()> {
+        if !d.exists() {
+            return Ok(());
+        }
+        let p = d.join(format!(".write-test-{}", std::process::id()));
+        let r = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .and_then(|mut f| {
+                f.write_all(b"x")?;
+                f.sync_all()
+            });
+        let _ = std::fs::remove_file(&p);
+        r
+    };
+    for (d, what) in [
+        (dir.to_path_buf(), "data folder"),
+        (dir.join("sessions"), "sessions folder"),
+        (dir.join("reports"), "reports folder"),
+    ] {
+        if let Err(e) = probe(&d) {
+            problems.push(format!(
+                "{what} {} is not writable ({e}): sessions will not be recorded and reports \
+                 not saved until it is",
+                d.display()
+            ));
+        }
+    }
+    if let Some(free) = free_bytes(dir) {
+        if free < LOW_SPACE_BYTES {
+            problems.push(format!(
+                "data folder {} has only {} KiB free: a session's records may not fit",
+                dir.display(),
+                free / 1024
+            ));
+        }
+    }
+    problems
+}
+
+/// Bytes available to an unprivileged writer on the file system holding `dir`.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes only into `st`, which we own; `c` is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    #[allow(clippy::useless_conversion)] // the field types differ between targets
+    Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 
 /// An argument as it may appear in an error message: short and printable (it could be a
@@ -462,10 +586,10 @@ mod tests {
         env: &[(&str, &str)],
         files: &[(&str, &str)],
     ) -> Result<Invocation, ConfigError> {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let env: HashMap<String, String> = env
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let env: HashMap<String, OsString> = env
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
             .collect();
         let files: HashMap<String, String> = files
             .iter()
@@ -574,5 +698,71 @@ mod tests {
         let c = run(&["--token", "s3cret-value"], &[], &[]);
         assert!(!format!("{c:?}").contains("s3cret-value"));
         assert_eq!(c.token.unwrap().expose(), "s3cret-value");
+    }
+
+    #[test]
+    fn a_non_utf8_environment_value_or_argument_is_an_error_not_unset() {
+        // Regression (issue 9, item 6): a token with one Latin-1 byte was treated as unset,
+        // which meant no authentication, silently.
+        use std::os::unix::ffi::OsStringExt;
+        let latin1 = OsString::from_vec(b"caf\xe9-secret".to_vec());
+        let env = |k: &str| (k == "SKYLAPSE_TOKEN").then(|| latin1.clone());
+        let e = Config::parse(&[], &env, &|_| Ok(String::new())).unwrap_err();
+        assert!(
+            e.0.contains("SKYLAPSE_TOKEN") && e.0.contains("UTF-8"),
+            "{e}"
+        );
+        assert!(!e.0.contains("secret"), "the value is never echoed: {e}");
+        let args = [OsString::from("--token"), latin1.clone()];
+        let e = Config::parse(&args, &|_| None, &|_| Ok(String::new())).unwrap_err();
+        assert!(e.0.contains("argument 2") && e.0.contains("UTF-8"), "{e}");
+        let rust_log = |k: &str| (k == "RUST_LOG").then(|| latin1.clone());
+        assert!(Config::parse(&[], &rust_log, &|_| Ok(String::new())).is_err());
+        // RUST_LOG is the filter when nothing else sets one.
+        let c = run(&[], &[("RUST_LOG", "debug")], &[]);
+        assert_eq!(c.log.as_deref(), Some("debug"));
+        let c = run(&["--log", "warn"], &[("RUST_LOG", "debug")], &[]);
+        assert_eq!(c.log.as_deref(), Some("warn"));
+    }
+
+    #[test]
+    fn an_endless_or_huge_config_file_is_refused_with_a_clear_error() {
+        // Regression (issue 9, item 6): `--config /dev/zero` grew to 1.8 GB with no error.
+        let e = read_capped(Path::new("/dev/zero"), MAX_CONFIG_BYTES).unwrap_err();
+        assert!(e.to_string().contains("larger than 64 KiB"), "{e}");
+        let args = [OsString::from("--config"), OsString::from("/dev/zero")];
+        let e = Config::parse(&args, &|_| None, &|p| {
+            read_capped(Path::new(p), MAX_CONFIG_BYTES)
+        })
+        .unwrap_err();
+        assert!(
+            e.0.contains("/dev/zero") && e.0.contains("larger than"),
+            "{e}"
+        );
+        let dir = std::env::temp_dir();
+        assert!(read_capped(&dir, MAX_CONFIG_BYTES).is_err());
+        let f = dir.join(format!("skylapse-cfg-{}.json", std::process::id()));
+        std::fs::write(&f, b"{\"demo\":true}").unwrap();
+        assert_eq!(
+            read_capped(&f, MAX_CONFIG_BYTES).unwrap(),
+            "{\"demo\":true}"
+        );
+        std::fs::write(&f, b"{\"log\":\"\xff\"}").unwrap();
+        assert!(read_capped(&f, MAX_CONFIG_BYTES).is_err());
+        let _ = std::fs::remove_file(&f);
+    }
+
+    #[test]
+    fn a_data_dir_that_cannot_be_created_is_reported() {
+        // (A read-only mount is tested on the binary in tests/storage.rs.)
+        let dir = std::env::temp_dir().join(format!("skylapse-dd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sessions")).unwrap();
+        assert_eq!(data_dir_problems(&dir), Vec::<String>::new());
+        let file = dir.join("plain");
+        std::fs::write(&file, b"").unwrap();
+        let problems = data_dir_problems(&file.join("data"));
+        assert!(problems[0].contains("cannot be created"), "{problems:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

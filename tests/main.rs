@@ -12,6 +12,7 @@ mod discovery;
 mod e2e;
 mod intervalometer;
 mod power;
+mod storage;
 mod timesync;
 mod ui;
 mod web;
