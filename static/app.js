@@ -202,7 +202,7 @@
     layout();
   }
   // The header's height, so an opened card scrolls to just below it.
-  function layout() { requestAnimationFrame(() => document.documentElement.style.setProperty("--hdr", $("hdr").offsetHeight + "px")); }
+  function layout() { document.documentElement.style.setProperty("--hdr", $("hdr").offsetHeight + "px"); }
 
   // ---------- connection: an application-level ping, honest about stale data ----------
   function wsUrl() {
@@ -643,7 +643,9 @@
     const s = S.intervalometer;
     const card = $("session-card");
     const u = s && s.unsavedSession;
-    renderUnsaved(s && "unsavedSession" in s ? u || null : undefined);
+    // A session that just ended (saved at its end) keeps its card until the user acts on it.
+    const keepEnded = !u && unsaved && unsaved.saved;
+    renderUnsaved(s && "unsavedSession" in s && !keepEnded ? u || null : undefined);
     document.body.dataset.session = s ? s.state : "none";
     const live = isLive(s);
     card.hidden = !s || !s.sessionId || s.state === "idle" || (!live && !!u);
@@ -768,14 +770,16 @@
     const ok = u.shotsSuccessful != null ? u.shotsSuccessful : u.shotsTaken;
     const line = $("u-line");
     line.textContent = "";
-    line.append(el("span", { class: u.interrupted ? "sev-warn" : "" }, (u.interrupted ? "Interrupted: " : "✓ Finished: ") + (u.title || "") + " · " + count(ok) + " taken" + (u.shotsFailed ? " · " + count(u.shotsFailed) + " failed" : "")), el("span", { class: "dim" }, "Save ▸"));
+    line.append(el("span", { class: u.interrupted ? "sev-warn" : "" }, (u.interrupted ? "Interrupted: " : "✓ Finished: ") + (u.title || "") + " · " + count(ok) + " taken" + (u.shotsFailed ? " · " + count(u.shotsFailed) + " failed" : "")), el("span", { class: "dim" }, u.saved ? "Saved ▸" : "Save ▸"));
     if (fresh) {
       const open = !!u.interrupted;
       $("u-body").hidden = !open;
       line.setAttribute("aria-expanded", String(open));
       $("u-title").value = u.title || "";
     }
-    $("u-head").textContent = u.interrupted ? "Interrupted session" : "Save this session?";
+    // Reports are saved when a session ends: the card then names it, keeps it or discards it.
+    $("u-head").textContent = u.saved ? "Saved as a report" : u.interrupted ? "Interrupted session" : "Save this session?";
+    $("u-save").textContent = u.saved ? "Keep" : "Save report";
     kv($("u-kv"), [
       ["Status", u.status],
       ["Frames", count(ok) + " taken" + (u.shotsFailed ? ", " + count(u.shotsFailed) + " failed" : "")],
@@ -793,11 +797,13 @@
   $("u-save").onclick = async (ev) => {
     if (!unsaved) return;
     const title = $("u-title").value.trim();
-    const r = await act(ev.currentTarget, "save_session_as_report", Object.assign({ sessionId: unsaved.sessionId }, title ? { title: title } : {}));
-    if (r) { life("Report saved: " + (title || "untitled"), "ok"); renderUnsaved(null); if (S.intervalometer) S.intervalometer.unsavedSession = null; seen.iv = null; renderSession(); if (currentTab === "reports") loadReports(); }
+    const r = unsaved.saved
+      ? await act(ev.currentTarget, "update_report_title", { sessionId: unsaved.sessionId, title: title || unsaved.title })
+      : await act(ev.currentTarget, "save_session_as_report", Object.assign({ sessionId: unsaved.sessionId }, title ? { title: title } : {}));
+    if (r) { life("Report saved: " + (title || unsaved.title || "untitled"), "ok"); renderUnsaved(null); if (S.intervalometer) S.intervalometer.unsavedSession = null; seen.iv = null; renderSession(); if (currentTab === "reports") loadReports(); }
   };
   $("u-discard").onclick = async (ev) => {
-    if (!unsaved || !(await confirmSheet("Discard this session? Its timing data will be lost.", "Discard"))) return;
+    if (!unsaved || !(await confirmSheet(unsaved.saved ? "Discard this session? Its report will be deleted." : "Discard this session? Its timing data will be lost.", "Discard"))) return;
     const r = await act(ev.currentTarget, "discard_session", { sessionId: unsaved.sessionId });
     if (r) { life("Session discarded", "ok"); renderUnsaved(null); }
   };
@@ -1001,7 +1007,18 @@
         break;
     }
   }
+  // The end of a session (saved as a report at once): offer to name it, keep it or discard it.
+  function sessionEnded(d) {
+    if (!d.reportId) return;
+    const st = d.stats || {};
+    renderUnsaved({
+      sessionId: d.sessionId, title: d.title, status: d.status && d.status.state || "", saved: true,
+      shotsTaken: st.shotsTaken, shotsSuccessful: st.shotsSuccessful, shotsFailed: st.shotsFailed,
+      startTime: st.startTime, endTime: st.endTime, actions: ["discard"],
+    });
+  }
   function onTimelapseEvent(type, d) {
+    if (type === "session_completed" || type === "session_stopped" || type === "session_error") sessionEnded(d);
     const st = d.stats || {};
     const tally = () => (st.shotsSuccessful || 0) + " taken" + (st.shotsFailed ? ", " + st.shotsFailed + " failed" : "") + (st.shotsSkipped ? ", " + st.shotsSkipped + " skipped" : "");
     switch (type) {
@@ -1019,7 +1036,7 @@
         }
         break;
       case "session_discarded": case "report_saved":
-        if (unsaved && unsaved.sessionId === d.sessionId) renderUnsaved(null);
+        if (unsaved && unsaved.sessionId === d.sessionId && !(type === "report_saved" && unsaved.saved)) renderUnsaved(null);
         if (type === "report_saved" && currentTab === "reports") loadReports();
         break;
       case "report_updated": case "report_deleted":
@@ -1085,7 +1102,7 @@
     const base = "/api/timelapse/reports/" + encodeURIComponent(id);
     $("r-csv").href = api(base + "/csv");
     $("r-csv").setAttribute("download", (rep.title || id).replace(/[^\w.-]+/g, "_") + ".csv");
-    if (!same) { layout(); requestAnimationFrame(() => $("report-card").scrollIntoView({ block: "start" })); }
+    if (!same) { layout(); $("report-card").scrollIntoView({ block: "start" }); }
   }
   function closeReport() { reportId = null; openRep = null; $("report-card").hidden = true; $("reports-card").hidden = false; }
   $("r-close").onclick = closeReport;

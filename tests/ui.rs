@@ -23,6 +23,8 @@ use futures_lite::StreamExt;
 use serde_json::{json, Value};
 
 /// How long one CDP call may take.
+/// How a tap that reached another element than the one aimed at is reported.
+const TAP_MISSED: &str = "tap missed";
 const CALL_PATIENCE: Duration = Duration::from_secs(20);
 
 /// A child process killed (and reaped) on drop.
@@ -324,6 +326,25 @@ impl Cdp {
 
     /// A real tap: scrolls the element into view, checks nothing covers it, presses the mouse.
     async fn tap(&self, selector: &str) -> Result<(), String> {
+        // A late toast or status line can move the page between aiming and clicking. A click
+        // that landed on something inert (not a control) did nothing: aim again, a few times.
+        for _ in 0..3 {
+            match self.tap_once(selector).await {
+                // Covered while aiming: nothing was clicked yet.
+                Err(e) if e.contains(" is covered by ") => {}
+                Err(e)
+                    if e.starts_with(TAP_MISSED)
+                        && !["<button", "<input", "<select", "<a "]
+                            .iter()
+                            .any(|c| e.contains(c)) => {}
+                other => return other,
+            }
+            Timer::after(Duration::from_millis(150)).await;
+        }
+        self.tap_once(selector).await
+    }
+
+    async fn tap_once(&self, selector: &str) -> Result<(), String> {
         let expr = format!(
             r#"(() => {{
                 const e = document.querySelector({selector:?});
@@ -356,7 +377,7 @@ impl Cdp {
             ))
             .await?;
         if landed != "ok" {
-            return Err(format!("tap on {selector} missed: {landed}"));
+            return Err(format!("{TAP_MISSED} {selector}: {landed}"));
         }
         Ok(())
     }

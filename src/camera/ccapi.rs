@@ -316,7 +316,9 @@ fn version_num(v: &str) -> u32 {
 // ---------------------------------------------------------------------------------------------
 // Parsed answers
 
-#[derive(Debug, Clone, PartialEq, Default)]
+/// CCAPI `deviceinformation`, with CCAPI's field names (reports carry it as `cameraInfo`, as
+/// the original service's do).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct DeviceInfo {
     pub manufacturer: String,
     pub productname: String,

@@ -84,8 +84,8 @@ impl ShotOutcome {
 /// The camera's main shooting settings as last reported (event polling, a settings read, or
 /// our own change), raw CCAPI values. Part of the `camera` status block, so every client
 /// knows them without asking, and the source of the Tv a shot's reply timeout follows.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct CameraSettings {
     /// `shootingmodedial` (or `shootingmode` on bodies without a dial): m, av, tv, p, bulb…
     pub mode: Option<String>,
@@ -199,6 +199,12 @@ pub trait CameraControl: Send + Sync {
 
     /// The camera's shooting settings as last reported (empty until the camera told us).
     fn settings(&self) -> CameraSettings;
+
+    /// Who the connected camera is (`deviceinformation`), for reports; `None` when no camera
+    /// is connected or the implementation does not know.
+    fn identity(&self) -> Option<ccapi::DeviceInfo> {
+        None
+    }
 
     /// A bounded stream of notices; a slow reader loses notices rather than blocking the driver.
     fn subscribe(&self) -> async_channel::Receiver<CameraNotice>;

@@ -254,6 +254,7 @@ impl IntervalometerService {
             control: ctl_rx,
             notices: self.camera.subscribe(),
             tz_offset: self.tz_fn(),
+            on_end: self.on_end_hook(),
         };
         let me = self.me.clone();
         let sid = id.clone();
@@ -269,6 +270,34 @@ impl IntervalometerService {
             id,
             control: ctl_tx,
             done: done_rx,
+        }
+    }
+
+    /// The driver's session-end hook: the report is saved at once (see [`Self::auto_save`]).
+    fn on_end_hook(&self) -> super::driver::OnEnd {
+        let me = self.me.clone();
+        Arc::new(move |id: String| {
+            let me = me.clone();
+            Box::pin(async move {
+                let svc = me.upgrade()?;
+                svc.auto_save(&id).await
+            })
+        })
+    }
+
+    /// Saves a session that has just ended as a report (the original does so on complete,
+    /// stop and error). If it cannot be saved (full card…), the journal stays and the session
+    /// is offered as unsaved, with its completion data, like an interrupted one.
+    async fn auto_save(&self, id: &str) -> Option<String> {
+        let _g = self.ops.lock().await;
+        match self.save_report(id, None) {
+            Ok(r) => Some(r.id),
+            Err(e) => {
+                log::error!("session {id} ended but its report could not be saved: {e}");
+                self.rescan_unsaved();
+                self.publish_idle_block();
+                None
+            }
         }
     }
 
@@ -343,6 +372,7 @@ impl IntervalometerService {
         let base = now + Duration::from_millis(delay_ms as u64);
         let origin_wall_ms = wall_ms + delay_ms;
         let id = self.new_id();
+        let identity = self.camera.identity();
         let mut session = Session::new(
             id.clone(),
             title.clone(),
@@ -369,7 +399,12 @@ impl IntervalometerService {
             origin_wall_ms,
             stop_at_wall_ms: session.stop_at_wall_ms(),
             tz_offset_secs: tz,
-            camera: None,
+            camera: identity
+                .as_ref()
+                .map(|i| i.serialnumber.clone())
+                .filter(|s| !s.is_empty()),
+            camera_info: identity,
+            camera_settings: Some(self.camera.settings()).filter(|s| *s != Default::default()),
         };
         let journal = Journal::create(&self.data_dir, &header)
             .map_err(|e| ApiError::system(format!("Cannot create the session journal: {e}")))?;
@@ -458,18 +493,40 @@ impl IntervalometerService {
 
     async fn save_session(&self, id: &str, title: Option<&str>) -> CommandResult {
         let _g = self.ops.lock().await;
-        let report = self.save_report(id, title)?;
+        // Saved at its end already (clients of the original still press Save): rename only.
+        let report = if !self.journal_exists(id) && self.reports.exists(id) {
+            match title {
+                Some(t) => self.reports.rename(id, t)?,
+                None => self.reports.get(id)?,
+            }
+        } else {
+            self.save_report(id, title)?
+        };
         Ok(Reply::new(
             "session_saved",
             json!({"success": true, "sessionId": id, "reportId": id, "report": report.list_entry()}),
         ))
     }
 
+    fn journal_exists(&self, id: &str) -> bool {
+        check_id(id).is_ok() && journal::journal_path(&self.data_dir, id).exists()
+    }
+
     async fn discard_session(&self, id: &str) -> CommandResult {
         let _g = self.ops.lock().await;
-        let log = self.unsaved_log(id)?;
-        std::fs::remove_file(&log.path)
-            .map_err(|e| ApiError::system(format!("Cannot remove the session journal: {e}")))?;
+        if !self.journal_exists(id) && self.reports.exists(id) {
+            // The session ended and was saved at once: discarding it deletes that report.
+            self.reports.delete(id)?;
+            self.event(
+                EventFamily::Timelapse,
+                "report_deleted",
+                &json!({"reportId": id, "id": id}),
+            );
+        } else {
+            let log = self.unsaved_log(id)?;
+            std::fs::remove_file(&log.path)
+                .map_err(|e| ApiError::system(format!("Cannot remove the session journal: {e}")))?;
+        }
         self.rescan_unsaved();
         self.publish_idle_block();
         let data = json!({"sessionId": id});
@@ -617,8 +674,7 @@ impl IntervalometerService {
             Command::DiscardSession(r) => self.discard_session(&r.session_id).await,
             Command::ResumeSession(r) => self.resume_session(&r.session_id).await,
             Command::GetTimelapseReports => {
-                let reports: Vec<Value> =
-                    self.reports.list().iter().map(Report::list_entry).collect();
+                let reports: Vec<_> = self.reports.list().iter().map(Report::list_entry).collect();
                 Ok(Reply::new("timelapse_reports", json!({"reports": reports})))
             }
             Command::GetTimelapseReport(r) => Ok(Reply::new(
@@ -732,11 +788,18 @@ fn unsaved_info(l: &SessionLog) -> Value {
     if !l.finished() {
         actions.push("resume");
     }
+    let (kind, error) = match &l.end {
+        Some((k, r, _)) => (Some(*k), r.as_deref()),
+        None => (None, None),
+    };
+    let reason = super::report::end_sentence(kind, &l.header.options.stop_condition, error);
+    let start = iso8601_millis(l.header.origin_wall_ms);
+    let end = iso8601_millis(l.last_wall_ms());
     json!({
         "sessionId": l.header.id,
         "title": l.header.title,
-        "startTime": iso8601_millis(l.header.origin_wall_ms),
-        "endTime": iso8601_millis(l.last_wall_ms()),
+        "startTime": start,
+        "endTime": end,
         "status": l.end.as_ref().map(|e| e.0.as_str()).unwrap_or("interrupted"),
         "interrupted": !l.finished(),
         "canResume": !l.finished() && !matches!(stop, Some(StopCondition::AfterShots(n)) if l.shots.len() as u64 >= u64::from(n)),
@@ -745,6 +808,20 @@ fn unsaved_info(l: &SessionLog) -> Value {
         "shotsSuccessful": ok,
         "shotsFailed": l.shots.len() - ok,
         "actions": actions,
+        "reason": reason,
+        // The original's recovery record.
+        "completionData": {
+            "reason": reason,
+            "completedAt": end,
+            "options": l.header.options,
+            "stats": {
+                "startTime": start,
+                "endTime": end,
+                "shotsTaken": l.shots.len(),
+                "shotsSuccessful": ok,
+                "shotsFailed": l.shots.len() - ok,
+            },
+        },
     })
 }
 
