@@ -740,12 +740,14 @@
     const lastFired = isNaN(next) || !num(o.interval) ? NaN : next - o.interval * 1000;
     let text = "–", label = "next frame";
     if (live && s.state === "scheduled" && !isNaN(next)) { text = mmss(Math.max(0, (next - now) / 1000)); label = "until the first frame"; }
-    else if (live && num(exposure) && exposure >= 1 && st.shotsTaken > 0 && now >= lastFired && now < lastFired + exposure * 1000) {
-      text = "Exposing… " + Math.ceil((lastFired + exposure * 1000 - now) / 1000) + " s"; label = "";
-    } else if (live) text = isNaN(next) ? "…" : next - now > 0 ? mmss(Math.ceil((next - now) / 1000)) : "now";
+    // The frame before `next` has been fired once its slot is not before the session's start.
+    let exposing = null;
+    if (live && num(exposure) && exposure >= 1 && lastFired >= Date.parse(st.startTime) - 1 && now >= lastFired && now < lastFired + exposure * 1000) exposing = Math.ceil((lastFired + exposure * 1000 - now) / 1000);
+    if (exposing !== null) { text = "Exposing… " + exposing + " s"; label = ""; }
+    else if (live && s.state !== "scheduled") text = isNaN(next) ? "…" : next - now > 0 ? mmss(Math.ceil((next - now) / 1000)) : "now";
     $("s-next").textContent = text;
     $("s-next-label").textContent = label;
-    if (live) $("rec").textContent = "● " + count(st.shotsSuccessful || 0) + (st.shotsFailed ? " ✕" + count(st.shotsFailed) : "") + " · " + text;
+    if (live) $("rec").textContent = "● " + count(st.shotsSuccessful || 0) + (st.shotsFailed ? " ✕" + count(st.shotsFailed) : "") + " · " + (exposing !== null ? "exp. " + exposing + " s" : text);
     if (S.camera && !camOk()) renderBanner();
     if (S.camera && S.camera.state !== "connected" && S.camera.nextRetryAt) renderCamera();
   }
@@ -1133,26 +1135,36 @@
     for (const s of shots) if (s.ok && num(s.errorMs)) path += (path ? "L" : "M") + x(s.scheduledMs).toFixed(1) + " " + y(Math.abs(s.errorMs)).toFixed(1);
     if (path) add("path", { d: path, fill: "none", stroke: "currentColor", "stroke-width": "1.5" });
     for (const s of shots) if (!s.ok) add("path", { d: "M" + (x(s.scheduledMs) - 4) + " " + (H - B - 8) + "l8 8m0 -8l-8 8", stroke: "currentColor", "stroke-width": "2" });
-    for (const [t, anchor] of [[t0, "start"], [(t0 + t1) / 2, "middle"], [t1, "end"]]) add("text", { x: x(t), y: H - 12, "text-anchor": anchor }, hhmm(t));
+    const label = t1 - t0 < 600000 ? clock : hhmm;
+    for (const [t, anchor] of [[t0, "start"], [(t0 + t1) / 2, "middle"], [t1, "end"]]) add("text", { x: x(t), y: H - 12, "text-anchor": anchor }, label(t));
     box.append(svg);
   }
   function niceCeil(v) { if (v <= 0) return 1; const p = Math.pow(10, Math.floor(Math.log10(v))); for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p; return 10 * p; }
-  // Runs of failed or skipped frames: when, why, which frames, where the sequence jumps.
+  // Runs of failed or skipped frames (one entry when they touch): when, why, which frames,
+  // where the sequence of files jumps.
   function gaps(rep) {
     const shots = rep.shots || [], out = [];
     const iv = ((rep.options || {}).interval || 0) * 1000;
     const file = (s) => s && s.files && s.files.length ? s.files[0].split("/").pop().replace(/\.[^.]+$/, "") : null;
+    const push = (g) => {
+      const prev = out[out.length - 1];
+      if (prev && g.from <= prev.to + 1) {
+        prev.to = Math.max(prev.to, g.to);
+        prev.failed += g.failed; prev.skipped += g.skipped;
+        prev.first = prev.first || g.first; prev.last = g.last || prev.last;
+        prev.after = g.after;
+        if (!prev.reason) prev.reason = g.reason;
+      } else out.push(g);
+    };
     let i = 0;
     while (i < shots.length) {
       const s = shots[i];
-      if (s.skippedBefore > 0) {
-        out.push({ from: s.scheduledMs - s.skippedBefore * iv, to: s.scheduledMs, reason: "frames skipped (the one before ran long)", first: null, last: null, skipped: s.skippedBefore, before: file(shots[i - 1]), after: file(s) });
-      }
+      if (s.skippedBefore > 0) push({ from: s.scheduledMs - s.skippedBefore * iv, to: s.scheduledMs, reason: "", failed: 0, skipped: s.skippedBefore, first: null, last: null, before: file(shots[i - 1]), after: file(s) });
       if (s.ok) { i++; continue; }
       let j = i;
       while (j + 1 < shots.length && !shots[j + 1].ok) j++;
       const next = shots[j + 1];
-      out.push({ from: s.scheduledMs, to: next ? next.scheduledMs : shots[j].scheduledMs + iv, reason: plain(s.error) || "failed", first: s.shot, last: shots[j].shot, before: file(shots[i - 1]), after: file(next) });
+      push({ from: s.scheduledMs, to: next ? next.scheduledMs : shots[j].scheduledMs + iv, reason: plain(s.error) || "failed", failed: j - i + 1, skipped: 0, first: s.shot, last: shots[j].shot, before: file(shots[i - 1]), after: file(next) });
       i = j + 1;
     }
     return out;
@@ -1161,11 +1173,13 @@
     const ul = $("r-gaps");
     ul.textContent = "";
     const list = gaps(rep);
-    if (!list.length) { ul.append(el("li", { class: "sev-ok" }, "No gaps: every frame was taken on time.")); return; }
+    if (!list.length) { ul.append(el("li", { class: "sev-ok" }, "No gaps: every frame was taken on its slot.")); return; }
     for (const g of list) {
-      const frames = g.first ? "frames " + g.first + (g.last !== g.first ? "–" + g.last : "") : g.skipped + " skipped";
+      const what = [];
+      if (g.failed) what.push((g.first === g.last ? "frame " + g.first : "frames " + g.first + "–" + g.last) + " failed");
+      if (g.skipped) what.push(g.skipped + " skipped");
       const jump = g.before && g.after ? " · the sequence jumps between " + g.before + " and " + g.after : g.after ? " · resumes at " + g.after : "";
-      ul.append(el("li", { class: "sev-warn" }, clock(g.from) + "–" + clock(g.to) + " " + g.reason + " · " + frames + jump));
+      ul.append(el("li", { class: "sev-warn" }, clock(g.from) + "–" + clock(g.to) + " " + (g.reason || "no time to shoot on the grid") + " · " + what.join(", ") + jump));
     }
   }
   $("r-rename").onsubmit = async (ev) => {

@@ -905,6 +905,22 @@ async fn scenario(
         5_000,
     )
     .await?;
+    // The dimmer: one veil over everything, three steps.
+    cdp.tap("#dim").await?;
+    cdp.wait_for(
+        "dimmed",
+        "document.documentElement.dataset.dim === '1' && getComputedStyle(document.querySelector('#dimmer')).opacity === '0.35'",
+        5_000,
+    )
+    .await?;
+    cdp.tap("#dim").await?;
+    cdp.tap("#dim").await?;
+    cdp.wait_for(
+        "undimmed",
+        "document.documentElement.dataset.dim === '0'",
+        5_000,
+    )
+    .await?;
     let fill = cdp
         .eval("getComputedStyle(document.querySelector('#stop')).backgroundColor + ' ' + getComputedStyle(document.querySelector('#start')).backgroundColor")
         .await?;
@@ -990,11 +1006,14 @@ async fn scenario(
             const t = document.querySelector('#r-title').getBoundingClientRect(), h = document.querySelector('#hdr').getBoundingClientRect();
             const big = [...c.querySelectorAll('text')].every((e) => parseFloat(getComputedStyle(e).fontSize) >= 14);
             return t.top >= h.bottom - 1 && t.bottom <= innerHeight && big && c.getBoundingClientRect().width <= document.querySelector('#r-chart').clientWidth + 1
-                && /–\\d\\d:\\d\\d:\\d\\d .* · frames? \\d+/.test(document.querySelector('#r-gaps').textContent) && !document.querySelector('#r-back').hidden; })()",
+                && /\\d\\d:\\d\\d:\\d\\d–\\d\\d:\\d\\d:\\d\\d .* · frames? \\d+(–\\d+)? failed/.test(document.querySelector('#r-gaps').textContent) && !document.querySelector('#r-back').hidden; })()",
         10_000,
     )
     .await?;
     cdp.screenshot("report-red").await;
+    cdp.eval("document.querySelector('#r-chart').scrollIntoView({block: 'start'})")
+        .await?;
+    cdp.screenshot("report-chart-red").await;
 
     step("320 px");
     // The smallest phones: nothing sticks out or is cut off, on any tab.
@@ -1086,6 +1105,22 @@ async fn scenario(
         "resumed",
         "document.body.dataset.session === 'running' && !document.querySelector('#stop').hidden",
         10_000,
+    )
+    .await?;
+    // The monitor of a running session at 320 px: nothing cut off either.
+    cdp.page(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 320, "height": 640, "deviceScaleFactor": 2, "mobile": true}),
+    )
+    .await?;
+    let bad = cdp.eval(CLIPPING).await?;
+    cdp.screenshot("320-monitor").await;
+    if bad != "[]" {
+        return Err(format!("at 320 px on the monitor: {bad}"));
+    }
+    cdp.page(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
     )
     .await?;
     step("stale link");
