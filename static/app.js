@@ -410,6 +410,7 @@
     strip.classList.toggle("bad", !!S.camera && !ok);
     $("st-exp").textContent = !S.camera ? "–" : !ok && !st.tv ? "Camera not responding"
       : [word("mode", st.mode), word("tv", st.tv), word("av", st.av), word("iso", st.iso)].join(" · ") + (ok ? "" : " (not responding)");
+    strip.querySelector(".st-more").hidden = !S.camera;
     $("st-batt").textContent = "▮ " + battText(c.battery);
     $("st-card").textContent = cardText();
   }

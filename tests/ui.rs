@@ -1043,12 +1043,79 @@ async fn scenario(
         return Err(format!("browser reported problems: {problems:#?}"));
     }
 
+    step("long exposure countdown");
+    // A 2" exposure: the monitor counts it down ("Exposing… 2 s") instead of "now".
+    sim(
+        control,
+        "PATCH",
+        "/_sim/state",
+        json!({"settings": {"tv": "2\""}}),
+    )?;
+    cdp.tap("nav button[data-tab='timelapse']").await?;
+    cdp.wait_for(
+        "2\" in the strip",
+        "document.querySelector('#st-exp').textContent.includes('2\"')",
+        10_000,
+    )
+    .await?;
+    cdp.fill("#f-interval", "0:04").await?;
+    cdp.tap("#f-stop input[value='stop-after'] + span").await?;
+    cdp.fill("#f-shots", "2").await?;
+    cdp.fill("#f-title", "Stars").await?;
+    cdp.wait_for(
+        "4 s fits 2\"",
+        "document.querySelector('#f-validation .sev-ok') && !document.querySelector('#start').disabled",
+        10_000,
+    )
+    .await?;
+    cdp.tap("#start").await?;
+    cdp.wait_for(
+        "exposing countdown",
+        "/^Exposing… [12] s$/.test(document.querySelector('#s-next').textContent)",
+        10_000,
+    )
+    .await?;
+    cdp.screenshot("exposing").await;
+    cdp.wait_for(
+        "exposures done",
+        "!document.querySelector('#unsaved-card').hidden && document.querySelector('#u-line').textContent.includes('Stars') && document.querySelector('#u-line').textContent.includes('2 taken')",
+        15_000,
+    )
+    .await?;
+    cdp.tap("#u-line").await?;
+    cdp.tap("#u-discard").await?;
+    cdp.wait_for(
+        "confirm sheet",
+        "!document.querySelector('#sheet').hidden",
+        5_000,
+    )
+    .await?;
+    cdp.tap("#sheet-yes").await?;
+    cdp.wait_for(
+        "discarded",
+        "document.querySelector('#unsaved-card').hidden",
+        10_000,
+    )
+    .await?;
+    sim(
+        control,
+        "PATCH",
+        "/_sim/state",
+        json!({"settings": {"tv": "1/125"}}),
+    )?;
+    cdp.wait_for(
+        "1/125 in the strip",
+        "document.querySelector('#st-exp').textContent.includes('1/125')",
+        10_000,
+    )
+    .await?;
+
     step("power cut");
     // An unlimited session is running when the server dies (power cut: SIGKILL). The page says
     // the Pi is unreachable and keeps shooting, reconnects when the server is back on the same
     // port, and offers to resume the interrupted session; resumed, stopped, then discarded.
-    cdp.tap("nav button[data-tab='timelapse']").await?;
     cdp.fill("#f-interval", "0:01").await?;
+    cdp.tap("#f-stop input[value='unlimited'] + span").await?;
     cdp.fill("#f-title", "Power cut").await?;
     cdp.wait_for(
         "interval validated",
