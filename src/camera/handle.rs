@@ -31,6 +31,10 @@ impl CameraControl for CameraHandle {
         self.cam.settings()
     }
 
+    fn identity(&self) -> Option<super::ccapi::DeviceInfo> {
+        self.cam.session().ok().map(|s| s.info.clone())
+    }
+
     fn subscribe(&self) -> async_channel::Receiver<CameraNotice> {
         self.cam.subscribe()
     }
