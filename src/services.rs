@@ -20,8 +20,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::app::App;
 use crate::camera::driver::{CameraDriver, CameraLinkHandle, DriverOptions};
 use crate::camera::tls::Trust;
@@ -325,7 +323,7 @@ impl CameraProber for LinkProber {
 }
 
 /// Once a minute while a session runs: how many shots and how much time the camera battery
-/// and the card have left, from what the session has used so far.
+/// and the card have left, from what the session has used so far (typed status blocks).
 async fn feed_power_estimate(
     status: crate::app::StatusBoard,
     power: Arc<PowerService>,
@@ -336,25 +334,26 @@ async fn feed_power_estimate(
         clock
             .sleep_until(clock.now() + Duration::from_secs(60))
             .await;
-        let session = status.get("intervalometer");
-        let running = session
-            .get("running")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        if !running {
+        let block = status.intervalometer();
+        let session = block
+            .as_ref()
+            .filter(|b| b.running)
+            .and_then(|b| b.session.as_ref());
+        let Some(session) = session else {
             if baseline.take().is_some() {
                 power.set_session_inputs(None);
             }
             continue;
-        }
-        let id = session["sessionId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let shots = session["stats"]["shotsTaken"].as_u64().unwrap_or(0);
-        let interval = session["options"]["interval"].as_f64().unwrap_or(0.0);
-        let free_mb = status.get("storage")["freeMB"].as_f64();
-        let battery = battery_percent(&status.get("camera")["battery"]);
+        };
+        let id = session.session_id.clone();
+        let shots = session.stats.shots_taken;
+        let interval = session.options.interval;
+        let free_mb = status.storage().map(|s| s.free_mb as f64);
+        let battery = status
+            .camera()
+            .and_then(|c| c.battery)
+            .and_then(|b| b.level)
+            .and_then(|l| battery_percent(&l));
         let Some(free_mb) = free_mb else { continue };
         if baseline.as_ref().map(|b| &b.0) != Some(&id) {
             baseline = Some((id, free_mb, battery, shots));
@@ -384,8 +383,8 @@ async fn feed_power_estimate(
 }
 
 /// CCAPI ver100 battery levels are bands, not percentages: the middle of each band.
-fn battery_percent(battery: &Value) -> Option<f64> {
-    match battery.get("level")?.as_str()? {
+fn battery_percent(level: &str) -> Option<f64> {
+    match level {
         "full" => Some(100.0),
         "high" => Some(70.0),
         "half" => Some(50.0),

@@ -441,7 +441,7 @@
   function stopText(o) {
     switch (o.stopCondition) {
       case "stop-after": return "after " + o.totalShots + " shots";
-      case "stop-at": return "at " + o.stopTime;
+      case "stop-at": return "at " + (o.stopTimeOfDay || (/^\d\d:\d\d$/.test(o.stopTime || "") ? o.stopTime : fmtTime(o.stopTime)));
       case "duration": return "after " + fmtDur(o.duration);
       default: return "never (until stopped)";
     }
@@ -599,6 +599,13 @@
     switch (type) {
       case "photo_taken":
         if (d.sessionId && d.success === false) toast($("stop"), "err", "Shot " + (d.shotNumber || "?") + " failed", d.error && (d.error.message || d.error));
+        // Per-shot progress comes with the shot, not in a status_update.
+        if (d.sessionId && d.stats && S.intervalometer && S.intervalometer.sessionId === d.sessionId) {
+          S.intervalometer.stats = d.stats;
+          if ("remainingShots" in d) S.intervalometer.remainingShots = d.remainingShots;
+          seen.iv = null;
+          renderSession();
+        }
         break;
       case "test_photo_download_progress":
         if (!testPhotoId) testPhotoId = d.photoId;

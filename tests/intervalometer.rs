@@ -280,13 +280,15 @@ impl Rig {
     fn events(&self) -> Vec<(String, Value)> {
         let mut out = vec![];
         while let Ok(m) = self.hub.try_recv() {
-            match m {
-                Outbound::Event(e) => out.push((e.event_type.to_string(), e.data)),
-                Outbound::ToClient(_, frame) => out.push((
-                    format!("to_client:{}", frame["eventType"].as_str().unwrap_or("")),
-                    frame["data"].clone(),
-                )),
-                Outbound::StatusChanged => {}
+            let to_client = matches!(m, Outbound::EventTo(..));
+            for f in m.frames(SystemTime::UNIX_EPOCH) {
+                let name = f["eventType"].as_str().unwrap_or("").to_string();
+                let name = if to_client {
+                    format!("to_client:{name}")
+                } else {
+                    name
+                };
+                out.push((name, f["data"].clone()));
             }
         }
         out
@@ -945,8 +947,8 @@ mod with_simulator {
                 let mut seen = vec![];
                 loop {
                     if let Outbound::Event(e) = self.hub.recv().await.unwrap() {
-                        let done = e.event_type == kind;
-                        seen.push((e.event_type.to_string(), e.data));
+                        let done = e.event_type() == kind;
+                        seen.push((e.event_type().to_string(), e.data));
                         if done {
                             return seen;
                         }
@@ -1168,7 +1170,7 @@ mod with_simulator {
             let mut failures = 0;
             while failures < 3 {
                 if let Outbound::Event(e) = rig.hub.recv().await.unwrap() {
-                    if e.event_type == "photo_taken" && e.data["success"] == false {
+                    if e.event_type() == "photo_taken" && e.data["success"] == false {
                         failures += 1;
                     }
                 }

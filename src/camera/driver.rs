@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::ccapi::{
     added_contents, shutter_timeout, storage_summary, Session, Timeouts, AF_ALLOWANCE,
@@ -37,6 +37,8 @@ use crate::app::{Publisher, StatusBoard};
 use crate::backoff::{Backoff, Rng};
 use crate::clock::{BoxFuture, SharedClock};
 use crate::config::Config;
+use crate::protocol::messages::BatteryEntry;
+use crate::protocol::status::CameraBlock;
 use crate::protocol::{ApiError, ErrorCode};
 use crate::util::iso8601;
 
@@ -95,6 +97,23 @@ pub fn camera_url(addr: &str) -> Option<String> {
     };
     let scheme = if port == 443 { "https" } else { "http" };
     Some(format!("{scheme}://{host}:{port}/ccapi"))
+}
+
+/// One CCAPI battery object (`devicestatus/battery` or a `batterylist` entry), typed. Levels
+/// come as strings ("full", "85"); a number is kept as its text.
+pub fn battery_entry(v: &Value) -> BatteryEntry {
+    let text = |k: &str| match v.get(k) {
+        Some(Value::String(s)) => Some(s.chars().take(32).collect()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    BatteryEntry {
+        position: text("position").unwrap_or_else(|| "camera".into()),
+        name: text("name"),
+        kind: text("kind"),
+        level: text("level"),
+        quality: text("quality"),
+    }
 }
 
 /// Who the camera is, as a probe found it.
@@ -263,7 +282,7 @@ pub(crate) struct Inner {
     events: JobQueue,
     to_link: async_channel::Sender<DriverMsg>,
     subscribers: Mutex<Vec<async_channel::Sender<CameraNotice>>>,
-    battery: Mutex<Value>,
+    battery: Mutex<Option<BatteryEntry>>,
     /// Main shooting settings as last reported (event polling, reads, our own changes).
     settings: Mutex<CameraSettings>,
     link_view: Mutex<LinkView>,
@@ -397,42 +416,35 @@ impl Inner {
         })
     }
 
-    fn camera_block(&self) -> Value {
+    fn camera_block(&self) -> CameraBlock {
         let session = self
             .session
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let view = lock(&self.link_view).clone();
-        let connected = self.is_connected();
-        let (ip, port, model, uuid) = match &session {
-            Some(s) => {
-                let (ip, port) = s.host_port();
-                (
-                    json!(ip),
-                    json!(port),
-                    json!(s.info.productname),
-                    json!(s.id),
-                )
-            }
-            None => (Value::Null, Value::Null, Value::Null, Value::Null),
+        let mut block = CameraBlock {
+            connected: self.is_connected(),
+            battery: lock(&self.battery).clone(),
+            settings: lock(&self.settings).clone(),
+            last_error: view.last_error,
+            state: view.state.to_string(),
+            next_retry_at: view.next_retry_at,
+            ..CameraBlock::default()
         };
-        json!({
-            "connected": connected,
-            "ip": ip,
-            "port": port,
-            "model": model,
-            "uuid": uuid,
-            "battery": lock(&self.battery).clone(),
-            "settings": lock(&self.settings).clone(),
-            "lastError": view.last_error,
-            "state": view.state,
-            "nextRetryAt": view.next_retry_at,
-        })
+        if let Some(s) = &session {
+            let (ip, port) = s.host_port();
+            block.ip = Some(ip);
+            block.port = Some(port);
+            block.model = Some(s.info.productname.clone()).filter(|m| !m.is_empty());
+            block.uuid = Some(s.id.clone());
+            block.serial_number = Some(s.info.serialnumber.clone()).filter(|m| !m.is_empty());
+        }
+        block
     }
 
     pub(crate) fn publish_block(&self) {
-        self.status.set("camera", self.camera_block());
+        self.status.set_camera(Some(self.camera_block()));
     }
 
     /// Takes settings from a settings read or an event-polling delta; republishes on change.
@@ -448,13 +460,7 @@ impl Inner {
     }
 
     fn set_battery(&self, v: Value) {
-        let b = json!({
-            "level": v.get("level").cloned().unwrap_or(Value::Null),
-            "kind": v.get("kind").cloned().unwrap_or(Value::Null),
-            "quality": v.get("quality").cloned().unwrap_or(Value::Null),
-            "name": v.get("name").cloned().unwrap_or(Value::Null),
-        });
-        *lock(&self.battery) = b;
+        *lock(&self.battery) = Some(battery_entry(&v));
         self.publish_block();
     }
 
@@ -656,14 +662,14 @@ pub(crate) fn handle_event_delta(inner: &Inner, v: &Value) {
         inner.set_battery(b.clone());
     }
     if let Some(s) = v.get("storage").filter(|s| s.is_object()) {
-        inner.status.set("storage", storage_summary(s));
+        inner.status.set_storage(storage_summary(s));
     }
     if let Some(t) = v
         .get("temperature")
         .and_then(|t| t.get("status"))
         .and_then(Value::as_str)
     {
-        inner.status.set("temperature", json!(t));
+        inner.status.set_temperature(Some(t.to_string()));
     }
 }
 
@@ -856,10 +862,10 @@ fn health_check(inner: &Inner) -> Result<(), ApiError> {
     let n = inner.health_count.fetch_add(1, Ordering::Relaxed);
     if n % SLOW_STATUS_EVERY == 0 {
         if let Ok(st) = s.storage() {
-            inner.status.set("storage", storage_summary(&st));
+            inner.status.set_storage(storage_summary(&st));
         }
         if let Ok(t) = s.temperature() {
-            inner.status.set("temperature", json!(t));
+            inner.status.set_temperature(Some(t));
         }
     }
     Ok(())
@@ -902,7 +908,7 @@ impl CameraDriver {
             events: JobQueue::default(),
             to_link: tx,
             subscribers: Mutex::new(Vec::new()),
-            battery: Mutex::new(Value::Null),
+            battery: Mutex::new(None),
             settings: Mutex::new(CameraSettings::default()),
             link_view: Mutex::new(LinkView {
                 state: "disconnected",

@@ -199,6 +199,7 @@ pub trait CameraControl: Send + Sync {
 
 pub mod ccapi;
 pub mod driver;
+pub mod exif;
 pub mod link;
 pub mod service;
 pub mod tls;

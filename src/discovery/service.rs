@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use futures_lite::future;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::driver::{self, DiscoveryConfig, Shared};
 use super::registry::{Footprint, Input};
@@ -15,7 +15,11 @@ use super::{CameraProber, ProbeInfo};
 use crate::app::{Origin, Publisher, Service, StatusBoard};
 use crate::camera::CameraNotice;
 use crate::clock::{BoxFuture, SharedClock};
-use crate::protocol::{ApiError, Command, CommandResult, ConnectToIp, ErrorCode, Reply};
+use crate::protocol::messages::{
+    ConnectToIpResult, DiscoveryScanStarted, DiscoveryStatus, LastCameraIp, PrimaryCameraSet,
+};
+use crate::protocol::status::DiscoveryBlock;
+use crate::protocol::{ApiError, Command, CommandResult, ConnectToIp, ErrorCode, Owner, Reply};
 
 pub struct DiscoveryService {
     shared: Arc<Shared>,
@@ -91,6 +95,7 @@ impl DiscoveryService {
         let port = req.port.map(|p| p.0);
         let mut attempts = Vec::new();
         for base in candidates(ip, port) {
+            log::info!("connect_to_ip: trying {}", base);
             match probe(&self.shared, &base).await {
                 Ok(info) => {
                     self.shared
@@ -103,19 +108,19 @@ impl DiscoveryService {
                         .shared
                         .inspect(|m| m.primary().map(|c| c.uuid.clone()))
                         .await;
-                    return Ok(Reply::new(
-                        "connect_to_ip_result",
-                        json!({
-                            "success": true,
-                            "ip": base.host,
-                            "port": base.port,
-                            "baseUrl": base.to_string(),
-                            "uuid": uuid,
-                            "modelName": info.model_name,
-                        }),
-                    ));
+                    return Ok(Reply::of(&ConnectToIpResult {
+                        success: true,
+                        ip: base.host.clone(),
+                        port: base.port,
+                        base_url: base.to_string(),
+                        uuid,
+                        model_name: info.model_name,
+                    }));
                 }
-                Err(e) => attempts.push(json!({"url": base.to_string(), "error": e.message})),
+                Err(e) => {
+                    log::info!("connect_to_ip: {base}: {}", e.message);
+                    attempts.push(json!({"url": base.to_string(), "error": e.message}))
+                }
             }
         }
         Err(ApiError::new(
@@ -131,12 +136,31 @@ impl DiscoveryService {
         self.shared
             .with_machine(|m, _| m.set_primary(uuid))
             .await
-            .map(|()| Reply::new("primary_camera_set", json!({ "uuid": uuid })))
+            .map(|()| {
+                Reply::of(&PrimaryCameraSet {
+                    uuid: uuid.to_string(),
+                })
+            })
     }
 
     /// The `discovery` status block as it is now.
-    pub fn status(&self) -> Value {
-        self.shared.status.get("discovery")
+    pub fn status(&self) -> DiscoveryBlock {
+        self.shared.status.discovery().unwrap_or_default()
+    }
+
+    /// The last camera address that answered (`last-camera.json`).
+    pub fn last_ip(&self) -> LastCameraIp {
+        let url = self.shared.last_camera();
+        LastCameraIp {
+            last_ip: url.as_ref().map(|u| {
+                u.host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string()
+            }),
+            last_port: url.as_ref().map(|u| u.port),
+            base_url: url.map(|u| u.to_string()),
+        }
     }
 
     /// Registry and queue sizes (tests, diagnostics).
@@ -169,6 +193,10 @@ impl Service for DiscoveryService {
         "discovery"
     }
 
+    fn owner(&self) -> Owner {
+        Owner::Discovery
+    }
+
     fn handle<'a>(
         &'a self,
         _origin: Origin,
@@ -178,14 +206,15 @@ impl Service for DiscoveryService {
             Command::ConnectToIp(req) => Box::pin(self.connect_to_ip(req)),
             Command::DiscoveryScan => Box::pin(async move {
                 self.scan().await;
-                Ok(Reply::new(
-                    "discovery_scan_started",
-                    json!({"success": true, "message": "Discovery scan started"}),
-                ))
+                Ok(Reply::of(&DiscoveryScanStarted {
+                    success: true,
+                    message: "Discovery scan started".into(),
+                }))
             }),
             Command::GetDiscoveryStatus => {
-                Box::pin(async move { Ok(Reply::new("discovery_status", self.status())) })
+                Box::pin(async move { Ok(Reply::of(&DiscoveryStatus(self.status()))) })
             }
+            Command::GetLastCameraIp => Box::pin(async move { Ok(Reply::of(&self.last_ip())) }),
             Command::SetPrimaryCamera(r) => Box::pin(self.set_primary(&r.uuid)),
             _ => return None,
         })
@@ -223,8 +252,8 @@ fn parse_ip(raw: &str) -> Result<IpAddr, ApiError> {
     Ok(ip)
 }
 
-/// Base URLs to try: the given port (HTTPS first, except 8080 which is CCAPI's HTTP port),
-/// or HTTPS 443 then HTTP 8080.
+/// Base URLs to try: HTTPS then HTTP on the given port (on any port: a camera, a proxy or
+/// the simulator may serve either), or HTTPS 443 then HTTP 8080.
 fn candidates(ip: IpAddr, port: Option<u16>) -> Vec<HttpUrl> {
     let host = match ip {
         IpAddr::V4(v4) => v4.to_string(),
@@ -233,7 +262,6 @@ fn candidates(ip: IpAddr, port: Option<u16>) -> Vec<HttpUrl> {
     let url = |scheme: &str, port: u16| HttpUrl::parse(&format!("{scheme}://{host}:{port}/ccapi"));
     let list = match port {
         None => vec![url("https", 443), url("http", 8080)],
-        Some(8080) => vec![url("http", 8080), url("https", 8080)],
         Some(p) => vec![url("https", p), url("http", p)],
     };
     list.into_iter().flatten().collect()
@@ -289,9 +317,13 @@ mod tests {
                 "http://192.168.4.2:8080/ccapi"
             ]
         );
+        // HTTPS first on every port, 8080 too (the scheme is not the port's).
         assert_eq!(
-            s(candidates(ip, Some(8080)))[0],
-            "http://192.168.4.2:8080/ccapi"
+            s(candidates(ip, Some(8080))),
+            [
+                "https://192.168.4.2:8080/ccapi",
+                "http://192.168.4.2:8080/ccapi"
+            ]
         );
         assert_eq!(
             s(candidates(ip, Some(4443)))[0],

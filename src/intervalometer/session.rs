@@ -25,11 +25,13 @@
 //! time; the grid never moves.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::camera::{ShotOutcome, ShotRequest};
+use crate::protocol::status::{
+    IntervalometerBlock, SessionBlock, SessionOptionsBlock, SessionStats, TimingStats,
+};
 use crate::util::iso8601_millis;
 
 use super::schedule::{next_occurrence, OverrunPolicy, SessionOptions, StopCondition};
@@ -359,6 +361,8 @@ pub struct Session {
     uncertain: VecDeque<ShotRecord>,
     /// Slot and stem of the last named file (RAW+JPEG pairs share a stem).
     last_named: Option<(u64, String)>,
+    /// Wall label of the end, once ended.
+    ended_wall_ms: Option<f64>,
     actions: VecDeque<Action>,
 }
 
@@ -414,6 +418,7 @@ impl Session {
             early_files: Vec::new(),
             uncertain: VecDeque::new(),
             last_named: None,
+            ended_wall_ms: None,
             actions: VecDeque::new(),
         };
         s.compute_end_deadline();
@@ -865,6 +870,7 @@ impl Session {
             kind,
             reason: reason.clone(),
         };
+        self.ended_wall_ms = Some(self.wall_ms_of(now));
         self.actions.push_back(Action::Journal(JournalEntry::End {
             state: kind,
             reason: reason.clone(),
@@ -951,16 +957,75 @@ impl Session {
         wall as f64 + signed_ms(t, anchor)
     }
 
-    /// The `intervalometer` status block (PROTOCOL.md "Session status").
-    pub fn status_json(&self, _now: Instant) -> Value {
+    /// The session's options as clients see them (`stopTime` as the resolved instant).
+    pub fn options_block(&self) -> SessionOptionsBlock {
+        let wire = self.opts.to_wire();
+        SessionOptionsBlock {
+            interval: wire.interval,
+            stop_condition: wire.stop_condition,
+            total_shots: wire.total_shots,
+            stop_time: self.stop_at_wall_ms.map(iso8601_millis),
+            stop_time_of_day: wire.stop_time,
+            duration: wire.duration,
+            overrun_policy: wire.overrun_policy,
+            bulb: wire.bulb,
+        }
+    }
+
+    /// The session's counters (`stats`).
+    pub fn stats_block(&self) -> SessionStats {
         let s = &self.stats;
-        let interval = self.opts.interval.as_secs_f64();
         let next = match self.state {
             State::Scheduled | State::Running { .. } => Some(self.due(self.next_slot)),
             _ => None,
         };
-        let remaining = match self.opts.stop {
-            StopCondition::AfterShots(n) => Some(u64::from(n).saturating_sub(s.shots_taken)),
+        let label = |ms: f64| iso8601_millis(ms.round() as i64);
+        SessionStats {
+            start_time: label(self.origin_wall_ms as f64),
+            end_time: self.ended_wall_ms.map(label),
+            shots_taken: s.shots_taken,
+            shots_successful: s.shots_successful,
+            shots_failed: s.shots_failed,
+            shots_skipped: s.shots_skipped + self.skipped_pending,
+            current_shot: s.shots_taken,
+            next_shot_time: next.map(|t| label(self.wall_ms_of(t))),
+            overtime_shots: s.overtime_shots,
+            total_overtime_seconds: s.total_overtime_s,
+            max_overtime_seconds: s.max_overtime_s,
+            last_shot_duration: s.last_duration_s,
+            total_shot_duration_seconds: s.sum_duration_s,
+            timing: TimingStats {
+                mean_error_ms: s.mean_error_ms(),
+                p99_error_ms: s.p99_error_ms(),
+                max_error_ms: (s.timed_shots > 0).then_some(s.max_abs_error_ms),
+            },
+        }
+    }
+
+    /// Shots left for a stop-after session.
+    pub fn remaining_shots(&self) -> Option<u64> {
+        match self.opts.stop {
+            StopCondition::AfterShots(n) => {
+                Some(u64::from(n).saturating_sub(self.stats.shots_taken))
+            }
+            _ => None,
+        }
+    }
+
+    /// The reason the machine gave for its end (an error's cause), if any.
+    pub fn end_reason(&self) -> Option<String> {
+        match &self.state {
+            State::Ended { reason, .. } => reason.clone(),
+            _ => None,
+        }
+    }
+
+    /// The `intervalometer` status block (PROTOCOL.md "Session status").
+    pub fn status_block(&self) -> IntervalometerBlock {
+        let s = &self.stats;
+        let interval = self.opts.interval.as_secs_f64();
+        let next = match self.state {
+            State::Scheduled | State::Running { .. } => Some(self.due(self.next_slot)),
             _ => None,
         };
         let end_ms = match (self.opts.stop, self.end_deadline) {
@@ -971,51 +1036,31 @@ impl Session {
             }),
             _ => None,
         };
-        let wire = self.opts.to_wire();
-        let ended = match &self.state {
-            State::Ended { reason, .. } => reason.clone(),
-            _ => None,
-        };
-        let label = |ms: f64| iso8601_millis(ms.round() as i64);
-        json!({
-            "sessionId": self.id,
-            "title": self.title,
-            "state": self.state_name(),
-            "running": matches!(self.state, State::Running { .. } | State::Stopping { .. } | State::Finishing { .. } | State::Scheduled),
-            "cameraConnected": self.connected,
-            "options": {
-                "interval": interval,
-                "stopCondition": wire.stop_condition,
-                "totalShots": wire.total_shots,
-                "stopTime": wire.stop_time,
-                "duration": wire.duration,
-                "overrunPolicy": wire.overrun_policy,
-                "bulb": wire.bulb,
-            },
-            "stats": {
-                "startTime": label(self.origin_wall_ms as f64),
-                "shotsTaken": s.shots_taken,
-                "shotsSuccessful": s.shots_successful,
-                "shotsFailed": s.shots_failed,
-                "shotsSkipped": s.shots_skipped + self.skipped_pending,
-                "currentShot": s.shots_taken,
-                "nextShotTime": next.map(|t| label(self.wall_ms_of(t))),
-                "overtimeShots": s.overtime_shots,
-                "totalOvertimeSeconds": s.total_overtime_s,
-                "maxOvertimeSeconds": s.max_overtime_s,
-                "lastShotDuration": s.last_duration_s,
-                "timing": {
-                    "meanErrorMs": s.mean_error_ms(),
-                    "p99ErrorMs": s.p99_error_ms(),
-                    "maxErrorMs": (s.timed_shots > 0).then_some(s.max_abs_error_ms),
-                },
-            },
-            "remainingShots": remaining,
-            "estimatedEndTime": end_ms.map(label),
-            "successRate": (s.shots_taken > 0).then(|| s.shots_successful as f64 / s.shots_taken as f64),
-            "averageShotDuration": (s.timed_shots > 0).then(|| s.sum_duration_s / s.timed_shots as f64),
-            "endReason": ended,
-        })
+        IntervalometerBlock {
+            state: self.state_name().into(),
+            running: matches!(
+                self.state,
+                State::Running { .. }
+                    | State::Stopping { .. }
+                    | State::Finishing { .. }
+                    | State::Scheduled
+            ),
+            session: Some(SessionBlock {
+                session_id: self.id.clone(),
+                title: self.title.clone(),
+                camera_connected: self.connected,
+                options: self.options_block(),
+                stats: self.stats_block(),
+                remaining_shots: self.remaining_shots(),
+                estimated_end_time: end_ms.map(|ms| iso8601_millis(ms.round() as i64)),
+                success_rate: (s.shots_taken > 0)
+                    .then(|| s.shots_successful as f64 / s.shots_taken as f64),
+                average_shot_duration: (s.timed_shots > 0)
+                    .then(|| s.sum_duration_s / s.timed_shots as f64),
+                end_reason: self.end_reason(),
+            }),
+            unsaved_session: None,
+        }
     }
 }
 

@@ -6,7 +6,6 @@
 //!  WarningTracker: previous set ──diff──▶ Started(w) / Cleared(w)   (edge-triggered events)
 //! ```
 
-use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -35,14 +34,14 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "shotsByBattery": self.shots_by_battery,
-            "shotsByCard": self.shots_by_card,
-            "shotsLeft": self.shots_left,
-            "timeLeftSeconds": self.time_left.map(|d| d.as_secs()),
-            "limitedBy": self.limited_by,
-        })
+    pub fn block(&self) -> crate::protocol::status::EstimateBlock {
+        crate::protocol::status::EstimateBlock {
+            shots_by_battery: self.shots_by_battery,
+            shots_by_card: self.shots_by_card,
+            shots_left: self.shots_left,
+            time_left_seconds: self.time_left.map(|d| d.as_secs()),
+            limited_by: self.limited_by.map(str::to_string),
+        }
     }
 }
 
