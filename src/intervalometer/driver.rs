@@ -22,6 +22,7 @@ use crate::util::{iso8601, unix_millis};
 use super::report::end_sentence;
 
 use super::journal::Journal;
+use super::schedule::GridView;
 use super::session::{Action, EndKind, Input, Notice, Session};
 
 /// A wall clock that moved by more than this against the monotonic one was stepped.
@@ -43,6 +44,9 @@ pub enum Control {
 pub struct Flags {
     pub running: AtomicBool,
     pub shot_in_flight: AtomicBool,
+    /// Where the session's grid stands (test shots are fitted between frames); `None` when
+    /// no session runs.
+    pub grid: std::sync::Mutex<Option<GridView>>,
 }
 
 /// How the driver ended.
@@ -147,6 +151,7 @@ impl Driver {
                 let _ = tx.try_send(block.clone());
             }
             self.status.set_intervalometer(Some(block));
+            *self.flags.grid.lock().unwrap_or_else(|e| e.into_inner()) = self.session.grid_view();
             if shot.is_none() {
                 self.flags.shot_in_flight.store(false, Ordering::SeqCst);
                 if self.session.is_ended() && !report_saved {
@@ -165,6 +170,7 @@ impl Driver {
                     break;
                 }
                 if shutting_down {
+                    *self.flags.grid.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     self.flags.running.store(false, Ordering::SeqCst);
                     return Exit::Interrupted;
                 }

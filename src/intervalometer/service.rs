@@ -144,6 +144,24 @@ impl IntervalometerService {
         self.flags.shot_in_flight.load(Ordering::SeqCst)
     }
 
+    /// When a test shot exposing `test_exposure` can fire without touching a frame of the
+    /// running session (`None`: no session runs; `Err`: no gap can hold it, in plain words).
+    pub fn plan_test_shot(
+        &self,
+        now: std::time::Instant,
+        test_exposure: Duration,
+    ) -> Option<Result<std::time::Instant, String>> {
+        if !self.session_running() {
+            return None;
+        }
+        let grid = *lock(&self.flags.grid);
+        Some(match grid {
+            Some(g) => super::schedule::plan_test_shot(now, &g, test_exposure),
+            // Running but between states (ending): nothing to fit into.
+            None => Err("The timelapse is finishing; try again in a moment".into()),
+        })
+    }
+
     /// Time sync stepped the wall clock: the running session re-evaluates `stop-at`.
     pub fn wall_clock_stepped(&self) {
         if let Some(a) = lock(&self.active).as_ref() {
@@ -769,6 +787,20 @@ impl Service for IntervalometerService {
     }
 }
 
+impl crate::camera::service::SessionGate for IntervalometerService {
+    fn session_running(&self) -> bool {
+        IntervalometerService::session_running(self)
+    }
+
+    fn plan_test_shot(
+        &self,
+        now: std::time::Instant,
+        exposure: Duration,
+    ) -> Option<Result<std::time::Instant, String>> {
+        IntervalometerService::plan_test_shot(self, now, exposure)
+    }
+}
+
 fn unsaved_info(l: &SessionLog) -> UnsavedSession {
     let ok = l.shots.iter().filter(|s| s.ok).count();
     let stop = SessionOptions::from_wire(&l.header.options)
@@ -826,19 +858,9 @@ fn default_title(local_ms: i64) -> String {
     format!("Timelapse {} {}", &iso[..10], &iso[11..16])
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sys::lock;
 
 /// The system's UTC offset at `t` (seconds east), from the C library's zone data.
 pub fn local_utc_offset_secs(t: SystemTime) -> i32 {
-    let secs = unix_millis(t).div_euclid(1000) as libc::time_t;
-    // SAFETY: localtime_r writes only into `tm`, which we own; a null result means failure.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&secs, &mut tm).is_null() {
-            return 0;
-        }
-        tm.tm_gmtoff as i32
-    }
+    crate::sys::localtime(unix_millis(t).div_euclid(1000)).map_or(0, |(off, _, _)| off)
 }

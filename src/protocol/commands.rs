@@ -205,7 +205,8 @@ commands! {
     /// SVG chart of per-shot timing error and duration (`Reply::body`).
     GetReportChart(ReportRef) = "get_report_chart", Intervalometer, Read, m::ReportChart;
 
-    ConnectToIp(ConnectToIp) = "connect_to_ip", Discovery, Write, m::ConnectToIpResult;
+    /// A camera-link operation (works without discovery).
+    ConnectToIp(ConnectToIp) = "connect_to_ip", Camera, Write, m::ConnectToIpResult;
     DiscoveryScan = "discovery_scan", Discovery, Write, m::DiscoveryScanStarted;
     GetDiscoveryStatus = "get_discovery_status", Discovery, Read, m::DiscoveryStatus;
     SetPrimaryCamera(CameraRef) = "set_primary_camera", Discovery, Write, m::PrimaryCameraSet;

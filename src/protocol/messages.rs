@@ -233,6 +233,12 @@ pub struct TestPhotoInfo {
     /// From the press to the file on the Pi.
     pub processing_time_ms: Option<u64>,
     pub exif: Option<ExifSummary>,
+    /// What the stored file is: "display" (the camera's display-size image) or "original".
+    #[serde(default)]
+    pub preview: Option<String>,
+    /// The settings it was shot with (raw CCAPI values, as in the camera block).
+    #[serde(default)]
+    pub settings: Option<crate::camera::CameraSettings>,
 }
 
 /// `take_test_photo`: the new photo.
@@ -752,6 +758,26 @@ pub struct ShotInfo {
     pub remaining_shots: Option<u64>,
 }
 
+/// A test photo waits for the next gap between a session's frames.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestPhotoScheduled {
+    pub at: String,
+    pub in_seconds: f64,
+}
+
+/// The newest frame's thumbnail while a session runs (for the monitor).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionFrame {
+    /// `frame_<stem>.JPG`, served at `url`.
+    pub id: String,
+    pub file_name: String,
+    pub size: u64,
+    pub url: String,
+    pub timestamp: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CameraSettingChanged {
     pub setting: String,
@@ -1022,6 +1048,8 @@ pub struct PowerWarning {
 event_kinds! {
     CameraSettingChanged(CameraSettingChanged) on Camera: [(Event, "camera_setting_changed")];
     TestPhotoProgress(TestPhotoProgress) on Camera: [(Event, "test_photo_download_progress")];
+    TestPhotoScheduled(TestPhotoScheduled) on Camera: [(Event, "test_photo_scheduled")];
+    SessionFrame(SessionFrame) on Camera: [(Event, "session_frame")];
     /// A manual photo or a session's shot (the original's `intervalometer_photo` for the
     /// latter is emitted by [`EventKind::SessionPhoto`]).
     PhotoTaken(PhotoTaken) on Camera: [(Event, "photo_taken")];

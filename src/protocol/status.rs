@@ -289,6 +289,8 @@ pub struct EstimateBlock {
     pub time_left_seconds: Option<u64>,
     /// "battery" or "card".
     pub limited_by: Option<String>,
+    /// Measured bytes per release (free space / this = shots the card holds).
+    pub bytes_per_shot: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -392,6 +394,20 @@ pub struct SessionBlock {
     pub success_rate: Option<f64>,
     pub average_shot_duration: Option<f64>,
     pub end_reason: Option<String>,
+    /// Frames failing in a row now (null when the last frame was taken).
+    pub outage: Option<OutageBlock>,
+    /// The last such run that ended.
+    pub last_outage: Option<OutageBlock>,
+}
+
+/// A run of failing frames (the camera not answering).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OutageBlock {
+    pub since: String,
+    pub until: Option<String>,
+    pub frames_missed: u64,
+    pub reason: String,
 }
 
 /// `intervalometer`: the running (or last) session, and the unsaved one if any.
@@ -429,6 +445,11 @@ impl StatusBlock for IntervalometerBlock {
                 s.estimated_end_time = None;
                 s.success_rate = None;
                 s.average_shot_duration = None;
+                // The count grows with every missed frame (shot events carry it); the outage
+                // starting or ending is what goes out at once.
+                for o in [&mut s.outage, &mut s.last_outage].into_iter().flatten() {
+                    o.frames_missed = 0;
+                }
             }
             b
         };

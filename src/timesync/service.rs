@@ -135,7 +135,7 @@ impl TimeSyncService {
 
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, TimeSyncMachine> {
-        self.machine.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sys::lock(&self.machine)
     }
 
     /// The block, with `piProxyState.state` in the original's vocabulary.

@@ -1175,11 +1175,7 @@ impl Driver {
                         status: a.state.as_str().into(),
                         ip: a.ip.map(|i| i.to_string()),
                         interface: Some(a.iface.clone()),
-                        clients: read_leases(
-                            &self.opts.leases_dir,
-                            &a.iface,
-                            std::time::SystemTime::now(),
-                        ),
+                        clients: read_leases(&self.opts.leases_dir, &a.iface, self.clock.wall()),
                     },
                     None => ApInterface {
                         status: "absent".into(),
