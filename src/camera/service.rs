@@ -31,7 +31,7 @@ use crate::clock::BoxFuture;
 use crate::protocol::messages::ExifSummary;
 use crate::protocol::messages::{
     CameraBattery, CameraDatetime, CameraSettingChanged, CameraSettingSet, CameraSettingsReply,
-    CameraStatus, CameraStorage, CertificateAccepted, ConnectToIpResult, PhotoTaken,
+    CameraStatus, CameraStorage, CertificateAccepted, ConnectToIpResult, LastCameraIp, PhotoTaken,
     PhotoTakenReply, SessionFrame, TestPhoto, TestPhotoDeleted, TestPhotoFile, TestPhotoInfo,
     TestPhotoInfoReply, TestPhotoProgress, TestPhotoScheduled, TestPhotos,
 };
@@ -464,6 +464,42 @@ impl CameraService {
         }
     }
 
+    /// The camera's address now, else the last one discovery remembered.
+    fn last_ip(&self) -> LastCameraIp {
+        if let Some(c) = self.inner.status.camera().filter(|c| c.connected) {
+            if let Some(ip) = c.ip {
+                return LastCameraIp {
+                    base_url: None,
+                    last_ip: Some(ip),
+                    last_port: c.port,
+                };
+            }
+        }
+        let path = self
+            .inner
+            .data_dir
+            .join(crate::discovery::driver::LAST_CAMERA_FILE);
+        let base = std::fs::read(&path)
+            .ok()
+            .filter(|b| b.len() <= 4096)
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v.get("baseUrl")?.as_str().map(str::to_string));
+        let host_port = base.as_deref().and_then(|u| {
+            let rest = u.split_once("://")?.1;
+            let hp = rest.split('/').next()?;
+            let (h, p) = hp.rsplit_once(':')?;
+            Some((
+                h.trim_matches(['[', ']']).to_string(),
+                p.parse::<u16>().ok()?,
+            ))
+        });
+        LastCameraIp {
+            last_ip: host_port.as_ref().map(|(h, _)| h.clone()),
+            last_port: host_port.map(|(_, p)| p),
+            base_url: base,
+        }
+    }
+
     fn accept_certificate(&self, uuid: Option<&str>) -> CommandResult {
         let id = self.inner.trust.accept(uuid)?;
         // Re-probe now: a link backing off after the refusal retries with the pin cleared.
@@ -843,6 +879,7 @@ impl Service for CameraService {
             Command::DeleteTestPhoto(r) => Box::pin(async move { self.delete_test_photo(&r.id) }),
             Command::GetTestPhotoFile(r) => Box::pin(async move { self.test_photo_file(&r.id) }),
             Command::ConnectToIp(req) => Box::pin(self.connect_to_ip(req)),
+            Command::GetLastCameraIp => Box::pin(async move { Ok(Reply::of(&self.last_ip())) }),
             Command::AcceptCameraCertificate(a) => {
                 Box::pin(async move { self.accept_certificate(a.uuid.as_deref()) })
             }

@@ -13,9 +13,7 @@ use super::{CameraProber, ProbeInfo};
 use crate::app::{Origin, Publisher, Service, StatusBoard};
 use crate::camera::CameraNotice;
 use crate::clock::{BoxFuture, SharedClock};
-use crate::protocol::messages::{
-    DiscoveryScanStarted, DiscoveryStatus, LastCameraIp, PrimaryCameraSet,
-};
+use crate::protocol::messages::{DiscoveryScanStarted, DiscoveryStatus, PrimaryCameraSet};
 use crate::protocol::status::DiscoveryBlock;
 use crate::protocol::{Command, CommandResult, Owner, Reply};
 
@@ -105,21 +103,6 @@ impl DiscoveryService {
         self.shared.status.discovery().unwrap_or_default()
     }
 
-    /// The last camera address that answered (`last-camera.json`).
-    pub fn last_ip(&self) -> LastCameraIp {
-        let url = self.shared.last_camera();
-        LastCameraIp {
-            last_ip: url.as_ref().map(|u| {
-                u.host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string()
-            }),
-            last_port: url.as_ref().map(|u| u.port),
-            base_url: url.map(|u| u.to_string()),
-        }
-    }
-
     /// Registry and queue sizes (tests, diagnostics).
     pub async fn footprint(&self) -> Footprint {
         self.shared.inspect(|m| m.footprint()).await
@@ -170,7 +153,6 @@ impl Service for DiscoveryService {
             Command::GetDiscoveryStatus => {
                 Box::pin(async move { Ok(Reply::of(&DiscoveryStatus(self.status()))) })
             }
-            Command::GetLastCameraIp => Box::pin(async move { Ok(Reply::of(&self.last_ip())) }),
             Command::SetPrimaryCamera(r) => Box::pin(self.set_primary(&r.uuid)),
             _ => return None,
         })

@@ -207,10 +207,12 @@ commands! {
 
     /// A camera-link operation (works without discovery).
     ConnectToIp(ConnectToIp) = "connect_to_ip", Camera, Write, m::ConnectToIpResult;
+    /// The camera's address now, else the last one that answered (`last-camera.json`).
+    GetLastCameraIp = "get_last_camera_ip", Camera, Read, m::LastCameraIp;
     DiscoveryScan = "discovery_scan", Discovery, Write, m::DiscoveryScanStarted;
     GetDiscoveryStatus = "get_discovery_status", Discovery, Read, m::DiscoveryStatus;
     SetPrimaryCamera(CameraRef) = "set_primary_camera", Discovery, Write, m::PrimaryCameraSet;
-    GetLastCameraIp = "get_last_camera_ip", Discovery, Read, m::LastCameraIp;
+
 
     GetNetworkStatus = "get_network_status", Wifi, Read, m::NetworkStatus;
     NetworkScan(NetworkScan) = "network_scan", Wifi, Read, m::NetworkScanResult;
