@@ -13,12 +13,17 @@
 //! handle implementing [`Service`]. A command no running service claims gets
 //! SERVICE_UNAVAILABLE with a message naming the missing part, never a fake success.
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::{Arc, Mutex};
 
 use crate::clock::{BoxFuture, SharedClock};
 use crate::config::Config;
-use crate::protocol::{ApiError, Command, CommandResult, Event, Reply};
+use crate::protocol::messages::{NetworkScanResult, Status, SystemStatus, TimeSyncRequest};
+use crate::protocol::status::{
+    CameraBlock, DiscoveryBlock, IntervalometerBlock, NetworkBlock, PowerBlock, StatusBlock,
+    StatusBlocks, StorageBlock, TimesyncBlock,
+};
+use crate::protocol::{ApiError, Command, CommandResult, Event, EventPayload, Owner, Reply};
 
 /// Identifies a WebSocket client for the life of the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,8 +45,31 @@ pub enum Outbound {
     Event(Event),
     /// A status block changed: the hub sends a coalesced `status_update` soon.
     StatusChanged,
-    /// A frame for one client only (time-sync-request, unsaved_session_found on connect).
+    /// An event for one client only (unsaved_session_found on connect).
+    EventTo(ClientId, Event),
+    /// An event for every subscribed client but one (the one a reply already told).
+    EventExcept(ClientId, Event),
+    /// A `time-sync-request` for one client.
+    TimeSyncRequest(ClientId, TimeSyncRequest),
+    /// A raw frame for one client (tests use it as a marker in the hub's FIFO).
     ToClient(ClientId, Value),
+}
+
+impl Outbound {
+    /// The frames this message becomes on the wire (events under each of their names), for
+    /// tests and diagnostics that read the hub's input; the hub itself routes them.
+    pub fn frames(&self, now: std::time::SystemTime) -> Vec<Value> {
+        match self {
+            Outbound::Event(e) | Outbound::EventTo(_, e) | Outbound::EventExcept(_, e) => {
+                e.to_frames(now)
+            }
+            Outbound::TimeSyncRequest(_, r) => {
+                vec![crate::web::hub::time_sync_request_frame(r, now)]
+            }
+            Outbound::ToClient(_, v) => vec![v.clone()],
+            Outbound::StatusChanged => Vec::new(),
+        }
+    }
 }
 
 /// Bounded sender towards the hub. Publishing never blocks a machine's driver: if the hub has
@@ -72,78 +100,101 @@ impl Publisher {
         self.send(Outbound::Event(event));
     }
 
-    pub fn to_client(&self, client: ClientId, frame: Value) {
-        self.send(Outbound::ToClient(client, frame));
+    /// Broadcasts a typed event (under each of its wire names).
+    pub fn publish<T: EventPayload>(&self, payload: &T) {
+        self.event(Event::of(payload));
+    }
+
+    /// Broadcasts a typed event to every client but `client`.
+    pub fn publish_except<T: EventPayload>(&self, client: ClientId, payload: &T) {
+        self.send(Outbound::EventExcept(client, Event::of(payload)));
+    }
+
+    /// Sends a typed event to one client.
+    pub fn publish_to<T: EventPayload>(&self, client: ClientId, payload: &T) {
+        self.send(Outbound::EventTo(client, Event::of(payload)));
     }
 }
 
-/// The names of the status blocks, in the order `welcome`/`status_update` list them.
-pub const STATUS_BLOCKS: [&str; 8] = [
-    "camera",
-    "discovery",
-    "network",
-    "power",
-    "storage",
-    "temperature",
-    "intervalometer",
-    "timesync",
-];
-
-/// The latest snapshot of every status block. Services own their block and replace it whole;
-/// an unchanged value does not wake the hub.
+/// The latest snapshot of every status block, typed. Services own their block and replace it
+/// whole; the hub hears of it only when a client would see a difference
+/// ([`StatusBlock::same_for_clients`]).
 #[derive(Clone)]
 pub struct StatusBoard {
-    blocks: Arc<Mutex<Map<String, Value>>>,
+    blocks: Arc<Mutex<StatusBlocks>>,
     publisher: Publisher,
+}
+
+macro_rules! blocks {
+    ($($set:ident, $get:ident, $field:ident: $t:ty;)*) => {
+        $(
+            /// Replaces the block; wakes the hub if a client would see the change.
+            pub fn $set(&self, value: Option<$t>) {
+                self.replace(|b| &mut b.$field, value);
+            }
+
+            pub fn $get(&self) -> Option<$t> {
+                self.lock().$field.clone()
+            }
+        )*
+    };
 }
 
 impl StatusBoard {
     pub fn new(publisher: Publisher) -> Self {
-        let mut blocks = Map::new();
-        for name in STATUS_BLOCKS {
-            blocks.insert(name.to_string(), Value::Null);
-        }
         StatusBoard {
-            blocks: Arc::new(Mutex::new(blocks)),
+            blocks: Arc::new(Mutex::new(StatusBlocks::default())),
             publisher,
         }
     }
 
-    /// Replaces one block; tells the hub only when the value changed.
-    pub fn set(&self, block: &str, value: Value) {
-        let changed = {
-            let mut b = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
-            match b.get(block) {
-                Some(old) if *old == value => false,
-                _ => {
-                    b.insert(block.to_string(), value);
-                    true
-                }
-            }
+    fn lock(&self) -> std::sync::MutexGuard<'_, StatusBlocks> {
+        self.blocks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn replace<T: StatusBlock>(
+        &self,
+        slot: impl FnOnce(&mut StatusBlocks) -> &mut Option<T>,
+        value: Option<T>,
+    ) {
+        let shown = {
+            let mut b = self.lock();
+            let s = slot(&mut b);
+            let shown = match (&*s, &value) {
+                (Some(old), Some(new)) => !old.same_for_clients(new),
+                (None, None) => false,
+                _ => true,
+            };
+            *s = value;
+            shown
         };
-        if changed {
+        if shown {
             self.publisher.send(Outbound::StatusChanged);
         }
     }
 
-    /// Replaces one block without waking the hub: for a value that only moved in fields a
-    /// client can wait for until the next periodic `status_update` (a sample's time, uptime).
-    pub fn set_quietly(&self, block: &str, value: Value) {
-        let mut b = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
-        b.insert(block.to_string(), value);
-    }
-
-    pub fn get(&self, block: &str) -> Value {
-        let b = self.blocks.lock().unwrap_or_else(|e| e.into_inner());
-        b.get(block).cloned().unwrap_or(Value::Null)
+    blocks! {
+        set_camera, camera, camera: CameraBlock;
+        set_discovery, discovery, discovery: DiscoveryBlock;
+        set_network, network, network: NetworkBlock;
+        set_power, power, power: PowerBlock;
+        set_storage, storage, storage: StorageBlock;
+        set_temperature, temperature, temperature: String;
+        set_intervalometer, intervalometer, intervalometer: IntervalometerBlock;
+        set_timesync, timesync, timesync: TimesyncBlock;
     }
 
     /// All blocks, for `welcome`, `status_update` and `get_status`.
-    pub fn snapshot(&self) -> Map<String, Value> {
-        self.blocks
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+    pub fn snapshot(&self) -> StatusBlocks {
+        self.lock().clone()
+    }
+
+    /// One block as JSON, by name (tests and diagnostics; services use the typed getters).
+    pub fn get(&self, block: &str) -> Value {
+        serde_json::to_value(self.snapshot())
+            .ok()
+            .and_then(|mut v| v.get_mut(block).map(Value::take))
+            .unwrap_or(Value::Null)
     }
 }
 
@@ -152,7 +203,11 @@ pub trait Service: Send + Sync {
     /// Short name for logs.
     fn name(&self) -> &'static str;
 
-    /// Returns `None` when the command is not this service's; otherwise the work to do.
+    /// The commands of this owner (the command table's column) are routed here.
+    fn owner(&self) -> Owner;
+
+    /// The work for a command of this service's owner (`None` only for a command it does not
+    /// know, which the coordinator reports as a bug).
     fn handle<'a>(
         &'a self,
         origin: Origin,
@@ -162,6 +217,9 @@ pub trait Service: Send + Sync {
     /// A WebSocket client connected (time sync asks for its clock; the intervalometer offers an
     /// unsaved session). Must not block.
     fn client_connected(&self, _client: ClientId) {}
+
+    /// Where a WebSocket client connects from (told just before `client_connected`).
+    fn client_address(&self, _client: ClientId, _addr: std::net::SocketAddr) {}
 
     /// A WebSocket client left.
     fn client_disconnected(&self, _client: ClientId) {}
@@ -197,23 +255,60 @@ impl App {
         self.services.push(service);
     }
 
-    /// Runs a command through the first service that claims it.
+    /// Runs a command on the service that owns it (the command table's `owner`).
     pub async fn execute(&self, origin: Origin, cmd: &Command) -> CommandResult {
-        if let Command::GetStatus | Command::GetSystemStatus = cmd {
-            return Ok(Reply::new("status", Value::Object(self.status.snapshot())));
-        }
-        for s in &self.services {
-            if let Some(work) = s.handle(origin, cmd) {
-                return work.await;
+        let spec = cmd.spec();
+        let result = match (spec.owner, cmd) {
+            (_, Command::GetStatus) => Ok(Reply::of(&Status(self.status.snapshot()))),
+            (_, Command::GetSystemStatus) => Ok(Reply::of(&SystemStatus(self.status.snapshot()))),
+            (Owner::Web | Owner::App, _) => Err(ApiError::system(format!(
+                "{} is answered by the web layer",
+                spec.name
+            ))),
+            (owner, _) => match self.services.iter().find(|s| s.owner() == owner) {
+                None => Err(owner.unavailable()),
+                Some(s) => match s.handle(origin, cmd) {
+                    Some(work) => work.await,
+                    None => Err(ApiError::system(format!(
+                        "{} did not answer {}",
+                        s.name(),
+                        spec.name
+                    ))),
+                },
+            },
+        };
+        match result {
+            Ok(reply) => {
+                // The table says what each command answers; a service that answers otherwise
+                // would break clients that wait for that type.
+                debug_assert_eq!(reply.kind, spec.reply, "reply type of {}", spec.name);
+                Ok(reply)
             }
+            // Clients of the original wait for `network_scan_result`: they get an empty one
+            // with the reason, as well as the error.
+            Err(mut e) if matches!(cmd, Command::NetworkScan(_)) && e.reply.is_none() => {
+                e.reply = Some(Box::new(Reply::of(&NetworkScanResult {
+                    networks: Vec::new(),
+                    error: Some(e.message.clone()),
+                })));
+                Err(e)
+            }
+            Err(e) => Err(e),
         }
-        Err(unavailable(cmd))
     }
 
     pub fn client_connected(&self, client: ClientId) {
         for s in &self.services {
             s.client_connected(client);
         }
+    }
+
+    /// A WebSocket client connected from `addr`.
+    pub fn client_connected_from(&self, client: ClientId, addr: std::net::SocketAddr) {
+        for s in &self.services {
+            s.client_address(client, addr);
+        }
+        self.client_connected(client);
     }
 
     pub fn client_disconnected(&self, client: ClientId) {
@@ -231,43 +326,7 @@ impl App {
     }
 }
 
-/// The SERVICE_UNAVAILABLE answer for a command no running service claims.
+/// The SERVICE_UNAVAILABLE answer for a command whose service is not running.
 pub fn unavailable(cmd: &Command) -> ApiError {
-    use Command::*;
-    let part = match cmd {
-        GetCameraStatus
-        | TakePhoto(_)
-        | GetCameraSettings
-        | SetCameraSetting(_)
-        | GetCameraBattery
-        | GetCameraStorage
-        | GetCameraDatetime
-        | TakeTestPhoto
-        | ListTestPhotos
-        | DeleteTestPhoto(_)
-        | AcceptCameraCertificate(_)
-        | ConnectToIp(_) => "Camera control",
-        ValidateInterval(_)
-        | StartIntervalometer(_)
-        | StopIntervalometer
-        | GetIntervalometerStatus
-        | GetUnsavedSession
-        | SaveSessionAsReport(_)
-        | DiscardSession(_)
-        | ResumeSession(_)
-        | GetTimelapseReports
-        | GetTimelapseReport(_)
-        | UpdateReportTitle(_)
-        | DeleteTimelapseReport(_) => "The intervalometer",
-        DiscoveryScan | GetDiscoveryStatus | SetPrimaryCamera(_) => "Camera discovery",
-        GetNetworkStatus | NetworkScan(_) | NetworkConnect(_) | NetworkDisconnect(_)
-        | WifiEnable | WifiDisable(_) | GetWifiCountry | SetWifiCountry(_) => {
-            "Wi-Fi management (NetworkManager)"
-        }
-        TimeSyncResponse(_) | GpsResponse(_) | ManualCameraSync | ManualTimeSync(_)
-        | GetTimeSyncStatus | GetSystemTime => "Time synchronisation",
-        GetPowerStatus => "Power monitoring",
-        _ => "This feature",
-    };
-    ApiError::unavailable(format!("{part} is not available on this skylapse instance"))
+    cmd.owner().unavailable()
 }

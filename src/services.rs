@@ -20,8 +20,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-
 use crate::app::App;
 use crate::camera::tls::Trust;
 use crate::camera::CameraControl;
@@ -378,32 +376,31 @@ async fn feed_power_estimate(
             }
             Some(Ok(_)) | None => {}
         }
-        let storage = status.get("storage");
-        let (Some(free_mb), Some(total_mb)) =
-            (storage["freeMB"].as_f64(), storage["totalMB"].as_u64())
-        else {
+        // The typed blocks of the other services (never JSON read back by key).
+        let Some(storage) = status.storage() else {
             continue;
         };
+        let free_mb = storage.free_mb as f64;
         card.storage(
-            storage["name"].as_str().unwrap_or(""),
-            total_mb,
+            storage.name.as_deref().unwrap_or(""),
+            storage.total_mb,
             free_mb,
-            storage["contentsNumber"].as_u64(),
+            storage.contents_number,
         );
-        let battery = battery_percent(&status.get("camera")["battery"]);
-        let session = status.get("intervalometer");
-        let running = session["running"].as_bool().unwrap_or(false);
-        let interval = if running {
-            session["options"]["interval"].as_f64().unwrap_or(0.0)
-        } else {
-            0.0
-        };
-        if running {
-            let id = session["sessionId"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            let shots = session["stats"]["shotsSuccessful"].as_u64().unwrap_or(0);
+        let battery = status
+            .camera()
+            .and_then(|c| c.battery)
+            .and_then(|b| b.level)
+            .and_then(|l| battery_percent(&l));
+        let block = status.intervalometer();
+        let session = block
+            .as_ref()
+            .filter(|b| b.running)
+            .and_then(|b| b.session.as_ref());
+        let interval = session.map_or(0.0, |s| s.options.interval);
+        if let Some(session) = session {
+            let id = session.session_id.clone();
+            let shots = session.stats.shots_successful;
             match (&battery_base, battery) {
                 (Some((bid, b0, s0)), Some(b)) if *bid == id && *b0 > b && shots > *s0 => {
                     shots_per_percent = Some((shots - s0) as f64 / (b0 - b));
@@ -430,8 +427,8 @@ async fn feed_power_estimate(
 }
 
 /// CCAPI ver100 battery levels are bands, not percentages: the middle of each band.
-fn battery_percent(battery: &Value) -> Option<f64> {
-    match battery.get("level")?.as_str()? {
+fn battery_percent(level: &str) -> Option<f64> {
+    match level {
         "full" => Some(100.0),
         "high" => Some(70.0),
         "half" => Some(50.0),

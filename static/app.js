@@ -725,7 +725,7 @@
   function stopText(o) {
     switch (o.stopCondition) {
       case "stop-after": return "after " + o.totalShots + " frames";
-      case "stop-at": return "at " + o.stopTime;
+      case "stop-at": return "at " + (o.stopTimeOfDay || (/^\d\d:\d\d$/.test(o.stopTime || "") ? o.stopTime : fmtTime(o.stopTime)));
       case "duration": return "after " + fmtDur(o.duration);
       default: return "never (until stopped)";
     }
@@ -985,6 +985,13 @@
     switch (type) {
       case "photo_taken":
         if (d.sessionId && d.success === false) buzz([200, 100, 200]);
+        // Per-shot progress comes with the shot, not in a status_update.
+        if (d.sessionId && d.stats && S.intervalometer && S.intervalometer.sessionId === d.sessionId) {
+          S.intervalometer.stats = d.stats;
+          if ("remainingShots" in d) S.intervalometer.remainingShots = d.remainingShots;
+          seen.iv = null;
+          renderSession();
+        }
         break;
       case "test_photo_scheduled":
         progress($("test-progress"), 0, "between frames: in " + (num(d.inSeconds) ? d.inSeconds.toFixed(1) : "?") + " s");

@@ -155,7 +155,7 @@ impl Rig {
         let mut out = Vec::new();
         while let Ok(m) = self.outbound.try_recv() {
             if let Outbound::Event(e) = m {
-                if e.event_type == kind {
+                if e.event_type() == kind {
                     out.push(e.data);
                 }
             }
@@ -281,19 +281,38 @@ fn test_photo_is_downloaded_with_progress_then_listed_served_and_deleted() {
     futures_lite::future::block_on(async {
         r.connect_http().await;
         let shot = r.run(Command::TakeTestPhoto).await.unwrap().data;
-        let id = shot["id"].as_str().unwrap().to_string();
-        assert!(id.ends_with(".JPG"), "{shot}");
-        let stored = r.dir.join("test-photos").join(&id);
+        // The original's shape: a numeric id, the metadata URL (clients add /file), the
+        // stored name, the camera's path, and the EXIF the simulator wrote into the JPEG.
+        let n = shot["id"].as_u64().expect("a numeric id");
+        let id = n.to_string();
+        let filename = shot["filename"].as_str().unwrap().to_string();
+        assert!(filename.ends_with(".JPG"), "{shot}");
+        assert_eq!(shot["url"], format!("/api/camera/photos/test/{n}"));
+        assert!(
+            shot["cameraPath"].as_str().unwrap().ends_with(".JPG"),
+            "{shot}"
+        );
+        assert!(shot["processingTimeMs"].as_u64().is_some(), "{shot}");
+        assert_eq!(shot["exif"]["Model"], "Canon EOS R50", "{shot}");
+        assert!(shot["exif"]["ISO"].as_u64().is_some(), "{shot}");
+        assert!(shot["exif"]["ExposureTime"].as_f64().is_some(), "{shot}");
+        assert!(shot["exif"]["ShutterSpeed"].is_string(), "{shot}");
+        assert!(shot["exif"]["FNumber"].as_f64().is_some(), "{shot}");
+        assert!(shot["exif"]["ImageWidth"].as_u64().unwrap() > 0, "{shot}");
+        assert!(shot["exif"]["DateTimeOriginal"].is_string(), "{shot}");
+        let stored = r.dir.join("test-photos").join(format!("{n}_{filename}"));
         let bytes = std::fs::read(&stored).unwrap();
         assert_eq!(bytes.len() as u64, shot["size"].as_u64().unwrap());
         assert_eq!(&bytes[..2], &[0xFF, 0xD8], "a JPEG");
         let progress = r.events("test_photo_download_progress");
         assert!(progress.len() >= 2, "{progress:?}");
         assert_eq!(progress.last().unwrap()["percent"], 100);
+        assert_eq!(progress.last().unwrap()["percentage"], 100);
         assert_eq!(progress.last().unwrap()["bytesReceived"], bytes.len());
 
         let list = r.run(Command::ListTestPhotos).await.unwrap().data;
-        assert_eq!(list["photos"][0]["id"], id);
+        assert_eq!(list["photos"][0]["id"], n);
+        assert_eq!(list["photos"][0]["exif"], shot["exif"]);
         let file = r
             .run(Command::GetTestPhotoFile(IdRef { id: id.clone() }))
             .await

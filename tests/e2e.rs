@@ -1068,12 +1068,13 @@ impl Graph {
     fn drain(&mut self) {
         while let Ok(m) = self.hub.try_recv() {
             let now = self.clock.now();
-            match m {
-                Outbound::Event(e) => self
-                    .events
-                    .push((now, json!({"type": e.event_type, "data": e.data}))),
-                Outbound::ToClient(_, f) => self.events.push((now, f)),
-                Outbound::StatusChanged => {}
+            for f in m.frames(SystemTime::UNIX_EPOCH) {
+                // Events by their name (each alias once), other frames as they are.
+                let f = match f.get("eventType") {
+                    Some(name) => json!({"type": name, "data": f["data"]}),
+                    None => f,
+                };
+                self.events.push((now, f));
             }
         }
     }

@@ -284,13 +284,15 @@ impl Rig {
     fn events(&self) -> Vec<(String, Value)> {
         let mut out = vec![];
         while let Ok(m) = self.hub.try_recv() {
-            match m {
-                Outbound::Event(e) => out.push((e.event_type.to_string(), e.data)),
-                Outbound::ToClient(_, frame) => out.push((
-                    format!("to_client:{}", frame["eventType"].as_str().unwrap_or("")),
-                    frame["data"].clone(),
-                )),
-                Outbound::StatusChanged => {}
+            let to_client = matches!(m, Outbound::EventTo(..));
+            for f in m.frames(SystemTime::UNIX_EPOCH) {
+                let name = f["eventType"].as_str().unwrap_or("").to_string();
+                let name = if to_client {
+                    format!("to_client:{name}")
+                } else {
+                    name
+                };
+                out.push((name, f["data"].clone()));
             }
         }
         out
@@ -958,8 +960,8 @@ mod with_simulator {
                 let mut seen = vec![];
                 loop {
                     if let Outbound::Event(e) = self.hub.recv().await.unwrap() {
-                        let done = e.event_type == kind;
-                        seen.push((e.event_type.to_string(), e.data));
+                        let done = e.event_type() == kind;
+                        seen.push((e.event_type().to_string(), e.data));
                         if done {
                             return seen;
                         }
@@ -1145,10 +1147,11 @@ mod with_simulator {
             .unwrap()
             .expect("test photo taken between frames");
         assert_eq!(photo.data["preview"], "display", "{}", photo.data);
-        let stored = rig
-            .dir
-            .join("test-photos")
-            .join(photo.data["id"].as_str().unwrap());
+        let stored = rig.dir.join("test-photos").join(format!(
+            "{}_{}",
+            photo.data["id"].as_u64().expect("a numeric id"),
+            photo.data["filename"].as_str().unwrap()
+        ));
         assert!(stored.is_file(), "{stored:?}");
         // Asked right after a frame, it waited for that frame's write: clients were told when.
         assert!(
@@ -1276,7 +1279,7 @@ mod with_simulator {
             let mut failures = 0;
             while failures < 3 {
                 if let Outbound::Event(e) = rig.hub.recv().await.unwrap() {
-                    if e.event_type == "photo_taken" && e.data["success"] == false {
+                    if e.event_type() == "photo_taken" && e.data["success"] == false {
                         failures += 1;
                     }
                 }

@@ -18,6 +18,7 @@ pub fn peer_missing(test: &str, why: &str) {
 
 mod board;
 mod camera;
+mod compat;
 mod discovery;
 mod e2e;
 mod intervalometer;

@@ -74,7 +74,7 @@ fn pi_zero_2w_under_voltage_throttled_hot_on_a_low_ups_hat() {
     let th = s.throttled.unwrap();
     assert!(th.now().under_voltage && th.now().throttled);
     assert!(th.since_boot().under_voltage && th.since_boot().throttled);
-    let j = th.to_json();
+    let j = serde_json::to_value(th.block()).unwrap();
     assert_eq!(j["raw"], "0x50005");
     assert_eq!(j["current"]["underVoltage"], true);
     assert_eq!(j["sinceBoot"]["armFrequencyCapped"], false);
@@ -301,7 +301,7 @@ fn estimate_takes_whichever_runs_out_first() {
         ..base
     });
     assert_eq!((e.shots_left, e.time_left), (None, None));
-    let j = estimate(&base).to_json();
+    let j = serde_json::to_value(estimate(&base).block()).unwrap();
     assert_eq!(j["shotsLeft"], 2000);
     assert_eq!(j["timeLeftSeconds"], 30_000);
 }
@@ -323,7 +323,7 @@ async fn next_event(rx: &async_channel::Receiver<Outbound>, kind: &str) -> Value
     let wait = async {
         loop {
             if let Outbound::Event(e) = rx.recv().await.expect("hub channel open") {
-                if e.event_type == kind {
+                if e.event_type() == kind {
                     return e.data;
                 }
             }

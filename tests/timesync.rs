@@ -104,16 +104,14 @@ async fn next<T>(
 
 fn event(kind: &'static str) -> impl Fn(&Outbound) -> Option<Value> {
     move |m| match m {
-        Outbound::Event(e) if e.event_type == kind => Some(e.data.clone()),
+        Outbound::Event(e) if e.event_type() == kind => Some(e.data.clone()),
         _ => None,
     }
 }
 
 fn request_to(client: ClientId) -> impl Fn(&Outbound) -> Option<Value> {
     move |m| match m {
-        Outbound::ToClient(c, f) if *c == client && f["type"] == "time-sync-request" => {
-            Some(f["data"].clone())
-        }
+        Outbound::TimeSyncRequest(c, r) if *c == client => serde_json::to_value(r).ok(),
         _ => None,
     }
 }

@@ -17,7 +17,9 @@ use serde_json::{json, Value};
 use skylapse::app::{App, ClientId, Outbound, Publisher, Service};
 use skylapse::clock::{BoxFuture, ManualClock, SharedClock, SystemClock};
 use skylapse::config::Config;
-use skylapse::protocol::{Channel, Command, CommandResult, Event, EventFamily, Reply, Secret};
+use skylapse::protocol::messages::PhotoTakenReply;
+use skylapse::protocol::status::{CameraBlock, PowerBlock, StatusBlocks};
+use skylapse::protocol::{Command, CommandResult, Event, EventKind, Owner, Reply, Secret};
 use skylapse::web::Server;
 
 /// A bound on how long a test waits for something that should happen at once.
@@ -204,10 +206,11 @@ fn client_id(welcome: &Value) -> u64 {
 #[test]
 fn welcome_has_identity_commands_limits_and_status_blocks_twice() {
     let s = TestServer::manual(Config::default());
-    s.app.status.set(
-        "camera",
-        json!({"connected": false, "state": "disconnected"}),
-    );
+    s.app.status.set_camera(Some(CameraBlock {
+        connected: false,
+        state: "disconnected".into(),
+        ..CameraBlock::default()
+    }));
     block_on(async {
         let (_ws, w) = connect_welcomed(&s).await;
         assert!(w["clientId"].is_u64());
@@ -224,7 +227,7 @@ fn welcome_has_identity_commands_limits_and_status_blocks_twice() {
         assert!(cmds.contains(&"take_photo") && cmds.contains(&"time-sync-response"));
         assert_eq!(w["limits"]["maxClients"], 16);
         assert_eq!(w["limits"]["maxFrameBytes"], 65536);
-        for block in skylapse::app::STATUS_BLOCKS {
+        for block in StatusBlocks::NAMES {
             assert!(w.get(block).is_some(), "top-level {block}");
             assert!(w["data"].get(block).is_some(), "data.{block}");
         }
@@ -248,16 +251,16 @@ fn status_update_every_period_on_the_clock_and_soon_after_a_change() {
         assert_eq!(u["type"], "status_update");
         assert!(u["data"].get("camera").is_some() && u.get("intervalometer").is_some());
 
-        // A change is broadcast after the coalescing delay, with the new value.
-        s.app.status.set("power", json!({"uptime": 42}));
-        s.app.status.set("power", json!({"uptime": 43}));
+        // A change a client sees is broadcast after the coalescing delay, with the new value.
+        s.app.status.set_temperature(Some("normal".into()));
+        s.app.status.set_temperature(Some("warning".into()));
         marker(&s, client_id(&w), 1);
         assert_eq!(recv(&mut ws).await["type"], "marker");
         s.clock().advance(Duration::from_millis(200));
         let u = recv(&mut ws).await;
         assert_eq!(u["type"], "status_update");
-        assert_eq!(u["power"]["uptime"], 43);
-        assert_eq!(u["data"]["power"]["uptime"], 43);
+        assert_eq!(u["temperature"], "warning");
+        assert_eq!(u["data"]["temperature"], "warning");
         // Coalesced: the next frame after a marker is the marker, not a second update.
         marker(&s, client_id(&w), 2);
         assert_eq!(recv(&mut ws).await["type"], "marker");
@@ -317,21 +320,13 @@ fn json_ping_pong_echoes_id_and_ack() {
 #[test]
 fn subscriptions_filter_broadcasts() {
     let s = TestServer::manual(Config::default());
-    let camera_event = || {
-        Event::new(
-            Channel::Camera,
-            EventFamily::Discovery,
-            "camera_connected",
-            json!({"ip": "x"}),
-        )
+    let camera_event = || Event {
+        kind: EventKind::CameraSettingChanged,
+        data: json!({"setting": "iso", "value": "100"}),
     };
-    let session_event = || {
-        Event::new(
-            Channel::Intervalometer,
-            EventFamily::Timelapse,
-            "session_started",
-            json!({}),
-        )
+    let session_event = || Event {
+        kind: EventKind::ShotRecovered,
+        data: json!({}),
     };
     block_on(async {
         let (mut ws, w) = connect_welcomed(&s).await;
@@ -341,7 +336,7 @@ fn subscriptions_filter_broadcasts() {
         let e = recv(&mut ws).await;
         assert_eq!(
             (e["type"].as_str(), e["eventType"].as_str()),
-            (Some("timelapse_event"), Some("session_started"))
+            (Some("timelapse_event"), Some("shot_recovered"))
         );
 
         send(
@@ -358,7 +353,7 @@ fn subscriptions_filter_broadcasts() {
         s.publisher.event(session_event());
         s.publisher.event(camera_event());
         marker(&s, me, 1);
-        assert_eq!(recv(&mut ws).await["eventType"], "camera_connected");
+        assert_eq!(recv(&mut ws).await["eventType"], "camera_setting_changed");
         assert_eq!(recv(&mut ws).await["type"], "marker");
 
         // Seed 002 form (channels at top level) and unsubscribe.
@@ -908,12 +903,10 @@ fn a_reader_that_never_reads_delays_nobody_and_is_dropped_when_stuck() {
         // 20 × 20 events of 64 KiB (~26 MB): far more than the stuck socket can buffer.
         for batch in 0..20u64 {
             for i in 0..20u64 {
-                s.publisher.event(Event::new(
-                    Channel::Camera,
-                    EventFamily::Event,
-                    "photo_taken",
-                    json!({"n": batch * 20 + i, "pad": pad}),
-                ));
+                s.publisher.event(Event {
+                    kind: EventKind::PhotoTaken,
+                    data: json!({"n": batch * 20 + i, "pad": pad}),
+                });
             }
             for i in 0..20u64 {
                 let e = recv(&mut ws).await;
@@ -929,12 +922,10 @@ fn a_reader_that_never_reads_delays_nobody_and_is_dropped_when_stuck() {
         // the next broadcast disconnects it.
         s.clock()
             .advance(skylapse::web::hub::STUCK_LIMIT + Duration::from_secs(1));
-        s.publisher.event(Event::new(
-            Channel::Camera,
-            EventFamily::Event,
-            "photo_taken",
-            json!({}),
-        ));
+        s.publisher.event(Event {
+            kind: EventKind::PhotoTaken,
+            data: json!({}),
+        });
         marker(&s, me, 1);
         assert_eq!(recv_type(&mut ws, "marker").await["n"], 1);
         ws
@@ -1213,7 +1204,10 @@ fn rest_errors_use_the_envelope_and_http_status() {
     assert_eq!(header(&head, "allow"), Some("GET, HEAD"));
 
     // The coordinator's own answer (no service needed) comes through REST too.
-    s.app.status.set("power", json!({"uptime": 5}));
+    s.app.status.set_power(Some(PowerBlock {
+        uptime: Some(5),
+        ..PowerBlock::default()
+    }));
     let (st, _, body) = http(
         s.addr,
         "GET /api/system/status HTTP/1.1\r\nHost: localhost\r\n\r\n",
@@ -1249,6 +1243,10 @@ impl Service for SlowPhoto {
         "slow-photo"
     }
 
+    fn owner(&self) -> Owner {
+        Owner::Camera
+    }
+
     fn handle<'a>(
         &'a self,
         _origin: skylapse::app::Origin,
@@ -1261,7 +1259,10 @@ impl Service for SlowPhoto {
             let _ = self.started.send(()).await;
             let _ = self.release.recv().await;
             let _ = self.done.send(()).await;
-            Ok(Reply::new("photo_taken", json!({"success": true})))
+            Ok(Reply::of(&PhotoTakenReply {
+                success: true,
+                timestamp: "2026-01-01T00:00:00.000Z".into(),
+            }))
         }))
     }
 }

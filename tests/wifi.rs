@@ -454,7 +454,7 @@ impl Harness {
     async fn event(&mut self, kind: &str) -> Event {
         let deadline = Instant::now() + GUARD;
         loop {
-            if let Some(i) = self.events.iter().position(|e| e.event_type == kind) {
+            if let Some(i) = self.events.iter().position(|e| e.event_type() == kind) {
                 return self.events.remove(i).expect("present");
             }
             let msg = future::or(async { self.rx.recv().await.ok() }, async {

@@ -347,16 +347,9 @@ impl DeviceInfo {
     }
 }
 
-/// `{"storagelist":[…]}` in either shape → the entries plus the status block summary.
-pub fn storage_summary(v: &Value) -> Value {
-    let list = v
-        .get("storagelist")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let Some(card) = list.first() else {
-        return Value::Null;
-    };
+/// `{"storagelist":[…]}` in either shape → the status block summary of the first card.
+pub fn storage_summary(v: &Value) -> Option<crate::protocol::status::StorageBlock> {
+    let card = v.get("storagelist")?.as_array()?.first()?;
     let max = card.get("maxsize").and_then(Value::as_u64).unwrap_or(0);
     let free = card.get("spacesize").and_then(Value::as_u64).unwrap_or(0);
     let mb = |b: u64| (b as f64 / 1_048_576.0).round() as u64;
@@ -366,14 +359,14 @@ pub fn storage_summary(v: &Value) -> Value {
     } else {
         0.0
     };
-    json!({
-        "mounted": true,
-        "name": card.get("name").cloned().unwrap_or(Value::Null),
-        "totalMB": mb(max),
-        "freeMB": mb(free),
-        "usedMB": mb(used),
-        "percentUsed": percent,
-        "contentsNumber": card.get("contentsnumber").cloned().unwrap_or(Value::Null),
+    Some(crate::protocol::status::StorageBlock {
+        mounted: true,
+        name: card.get("name").and_then(Value::as_str).map(str::to_string),
+        total_mb: mb(max),
+        free_mb: mb(free),
+        used_mb: mb(used),
+        percent_used: percent,
+        contents_number: card.get("contentsnumber").and_then(Value::as_u64),
     })
 }
 
@@ -1223,10 +1216,11 @@ mod tests {
         let v = json!({"storagelist":[{"name":"sd","url":"http://x/ccapi/ver100/contents/sd",
             "maxsize": 4_194_304_000u64, "spacesize": 2_097_152_000u64, "contentsnumber": 42}]});
         let s = storage_summary(&v);
-        assert_eq!(s["totalMB"], 4000);
-        assert_eq!(s["freeMB"], 2000);
-        assert_eq!(s["percentUsed"], 50.0);
-        assert_eq!(storage_summary(&json!({"storagelist": []})), Value::Null);
+        let s = s.unwrap();
+        assert_eq!(s.total_mb, 4000);
+        assert_eq!(s.free_mb, 2000);
+        assert_eq!(s.percent_used, 50.0);
+        assert_eq!(storage_summary(&json!({"storagelist": []})), None);
     }
 
     #[test]

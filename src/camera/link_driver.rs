@@ -88,6 +88,8 @@ impl LinkExec {
         self.manual_gen += 1;
         let gen = self.manual_gen;
         let url = p.url.clone();
+        // The scheme is in the URL: "trying https://…" then "trying http://…".
+        log::info!("camera: trying {url}");
         let cam = self.cam.clone();
         let pushed = self.cam.control.spawn(move || {
             let result = Session::connect(

@@ -248,14 +248,44 @@ impl CameraInfo {
     }
 }
 
-/// `ip`, `ip:port`, or a URL → the CCAPI base URL. Port 443 (or none) means HTTPS; other
-/// ports HTTP (the camera's plain service is on 8080).
-pub fn camera_url(addr: &str) -> Option<String> {
+/// `ip`, `ip:port`, or a URL → the CCAPI base URLs to try, in order. A URL is taken as it
+/// is; an address is tried over HTTPS then HTTP on its port (on any port: the scheme is not
+/// the port's; no port: HTTPS 443 then HTTP 8080, CCAPI's two services).
+pub fn camera_urls(addr: &str) -> Option<Vec<String>> {
     let addr = addr.trim();
     if addr.is_empty() || addr.contains(char::is_whitespace) {
         return None;
     }
     if addr.starts_with("http://") || addr.starts_with("https://") {
+        return camera_url(addr).map(|u| vec![u]);
+    }
+    let (host, port) = match addr.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (h, Some(p.parse::<u16>().ok()?)),
+        _ => (addr, None),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some(match port {
+        Some(p) => vec![
+            format!("https://{host}:{p}/ccapi"),
+            format!("http://{host}:{p}/ccapi"),
+        ],
+        None => vec![
+            format!("https://{host}:443/ccapi"),
+            format!("http://{host}:8080/ccapi"),
+        ],
+    })
+}
+
+/// `ip`, `ip:port`, or a URL → one CCAPI base URL (the first of [`camera_urls`] for an
+/// address: HTTPS).
+pub fn camera_url(addr: &str) -> Option<String> {
+    let addr = addr.trim();
+    if addr.starts_with("http://") || addr.starts_with("https://") {
+        if addr.contains(char::is_whitespace) {
+            return None;
+        }
         let base = addr.trim_end_matches('/');
         return Some(if base.ends_with("/ccapi") {
             base.to_string()
@@ -263,12 +293,7 @@ pub fn camera_url(addr: &str) -> Option<String> {
             format!("{base}/ccapi")
         });
     }
-    let (host, port) = match addr.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => (h, p.parse::<u16>().ok()?),
-        _ => (addr, 443),
-    };
-    let scheme = if port == 443 { "https" } else { "http" };
-    Some(format!("{scheme}://{host}:{port}/ccapi"))
+    camera_urls(addr)?.into_iter().next()
 }
 
 /// Knobs for tests and the demo; `from_config` is production.
@@ -349,9 +374,10 @@ pub fn start(
     cam.publish_block();
     let link = CameraLinkHandle { cam: cam.clone() };
     if let Some(t) = opts.initial_target.as_deref() {
-        match camera_url(t) {
-            // `--camera`: a manual connection, like `connect_to_ip` (nobody awaits it).
-            Some(url) => drop(link.connect_with(vec![url], true)),
+        match camera_urls(t) {
+            // `--camera`: a manual connection, like `connect_to_ip` (nobody awaits it):
+            // HTTPS then HTTP on the given port.
+            Some(urls) => drop(link.connect_with(urls, true)),
             None => log::error!("--camera {t:?} is not an address or URL"),
         }
     }
@@ -365,6 +391,7 @@ pub fn start(
 }
 
 pub mod ccapi;
+pub mod exif;
 mod handle;
 pub mod link;
 mod link_driver;

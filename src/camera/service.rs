@@ -4,7 +4,8 @@
 //! Test photos: shoot, wait for the new file from event polling, download the camera's
 //! display-size image (`?kind=display`, the original where the body has none) on the event
 //! worker's socket with `test_photo_download_progress` events, keep it in
-//! `<data_dir>/test-photos/`. Ids are the stored file names (checked: no path separators).
+//! `<data_dir>/test-photos/` with its metadata (EXIF read from the JPEG). Ids are numbers (the
+//! original's); session frame thumbnails keep their `frame_*` names.
 //!
 //! A running timelapse comes first ([`SessionGate`]): `take_photo` is refused while it runs;
 //! a test photo is fired in the next gap between frames that holds its exposure, the write
@@ -21,14 +22,21 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::ccapi::{storage_summary, Session};
+use super::shared::battery_entry;
 use super::shared::Shared as Inner;
 use super::shot::shoot_at;
 use super::{CameraLinkHandle, CameraNotice, ShotRequest};
 use crate::app::{Origin, Service};
 use crate::clock::BoxFuture;
+use crate::protocol::messages::ExifSummary;
+use crate::protocol::messages::{
+    CameraBattery, CameraDatetime, CameraSettingChanged, CameraSettingSet, CameraSettingsReply,
+    CameraStatus, CameraStorage, CertificateAccepted, ConnectToIpResult, LastCameraIp, PhotoTaken,
+    PhotoTakenReply, SessionFrame, TestPhoto, TestPhotoDeleted, TestPhotoFile, TestPhotoInfo,
+    TestPhotoInfoReply, TestPhotoProgress, TestPhotoScheduled, TestPhotos,
+};
 use crate::protocol::{
-    ApiError, Body, Channel, Command, CommandResult, ConnectToIp, ErrorCode, Event, EventFamily,
-    Reply,
+    ApiError, Body, Command, CommandResult, ConnectToIp, ErrorCode, Owner, Reply,
 };
 use crate::util::iso8601;
 
@@ -85,13 +93,13 @@ impl CameraService {
         self.inner.data_dir.join("test-photos")
     }
 
-    fn event(&self, kind: &'static str, data: Value) {
-        self.inner
-            .publisher
-            .event(Event::new(Channel::Camera, EventFamily::Event, kind, data));
+    fn photos(&self) -> PhotoStore {
+        PhotoStore::new(self.test_dir())
     }
 
-    async fn take_photo(&self, af: bool) -> CommandResult {
+    /// A photo: the reply goes to the caller, the broadcast to every other client (a client
+    /// logs each photo once).
+    async fn take_photo(&self, origin: Origin, af: bool) -> CommandResult {
         if self.session_running() {
             // Issue 14 B4: a photo taken by hand lands in a frame's write window.
             return Err(ApiError::new(
@@ -103,19 +111,22 @@ impl CameraService {
         }
         let outcome = shoot_at(&self.inner, self.inner.clock.now(), ShotRequest::timed(af)).await;
         let now = iso8601(self.inner.clock.wall());
+        let event = PhotoTaken {
+            success: outcome.result.is_ok(),
+            timestamp: now.clone(),
+            error: outcome.result.as_ref().err().map(|e| e.message.clone()),
+            shot: None,
+        };
+        match origin {
+            Origin::WebSocket(client) => self.inner.publisher.publish_except(client, &event),
+            Origin::Rest | Origin::Internal => self.inner.publisher.publish(&event),
+        }
         match outcome.result {
-            Ok(()) => {
-                let data = json!({"success": true, "timestamp": now});
-                self.event("photo_taken", data.clone());
-                Ok(Reply::new("photo_taken", data))
-            }
-            Err(e) => {
-                self.event(
-                    "photo_taken",
-                    json!({"success": false, "timestamp": now, "error": e.message}),
-                );
-                Err(e.with_operation("take_photo"))
-            }
+            Ok(()) => Ok(Reply::of(&PhotoTakenReply {
+                success: true,
+                timestamp: now,
+            })),
+            Err(e) => Err(e.with_operation("take_photo")),
         }
     }
 
@@ -127,40 +138,55 @@ impl CameraService {
             .await
             .map_err(|e| e.with_operation("set_camera_setting"))?;
         let value = echo.get("value").cloned().unwrap_or(Value::Null);
-        self.inner
-            .note_settings(&json!({ name.as_str(): {"value": value.clone()} }));
-        let data = json!({"setting": name, "value": value});
-        self.event("camera_setting_changed", data.clone());
-        Ok(Reply::new(
-            "camera_setting_set",
-            json!({"success": true, "setting": name, "value": value}),
-        ))
+        let mut delta = serde_json::Map::new();
+        let mut v = serde_json::Map::new();
+        v.insert("value".into(), value.clone());
+        delta.insert(name.clone(), Value::Object(v));
+        self.inner.note_settings(&Value::Object(delta));
+        self.inner.publisher.publish(&CameraSettingChanged {
+            setting: name.clone(),
+            value: value.clone(),
+        });
+        Ok(Reply::of(&CameraSettingSet {
+            success: true,
+            setting: name,
+            value,
+        }))
+    }
+
+    async fn battery(&self) -> CommandResult {
+        let v = self.inner.on_control(|s| s.battery()).await?;
+        let entry = (!v.is_null()).then(|| battery_entry(&v));
+        Ok(Reply::of(&CameraBattery {
+            batterylist: entry.iter().cloned().collect(),
+            battery: entry,
+        }))
     }
 
     async fn storage(&self) -> CommandResult {
         let v = self.inner.on_control(|s| s.storage()).await?;
         let summary = storage_summary(&v);
-        self.inner.status.set("storage", summary.clone());
-        Ok(Reply::new(
-            "camera_storage",
-            json!({"storagelist": v.get("storagelist").cloned().unwrap_or(json!([])),
-                   "summary": summary}),
-        ))
+        self.inner.status.set_storage(summary.clone());
+        Ok(Reply::of(&CameraStorage {
+            storagelist: v
+                .get("storagelist")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+            summary,
+        }))
     }
 
     async fn datetime(&self) -> CommandResult {
         let dt = self.inner.on_control(|s| s.datetime()).await?;
         let offset_ms =
             crate::util::unix_millis(dt.time) - crate::util::unix_millis(self.inner.clock.wall());
-        Ok(Reply::new(
-            "camera_datetime",
-            json!({
-                "datetime": dt.raw,
-                "dst": dt.dst,
-                "time": iso8601(dt.time),
-                "offsetMs": offset_ms,
-            }),
-        ))
+        Ok(Reply::of(&CameraDatetime {
+            datetime: dt.raw,
+            dst: dt.dst,
+            time: iso8601(dt.time),
+            offset_ms,
+        }))
     }
 
     /// When a test shot may fire: now, or in the next gap of a running session that holds it
@@ -193,10 +219,10 @@ impl CameraService {
                 announced = true;
                 let wait = at - now;
                 let wall = self.inner.clock.wall() + wait;
-                self.event(
-                    "test_photo_scheduled",
-                    json!({"at": iso8601(wall), "inSeconds": (wait.as_secs_f64() * 10.0).round() / 10.0}),
-                );
+                self.inner.publisher.publish(&TestPhotoScheduled {
+                    at: iso8601(wall),
+                    in_seconds: (wait.as_secs_f64() * 10.0).round() / 10.0,
+                });
             }
             // Plan again just before: the session may have moved (a late reply, a stop).
             self.inner.clock.sleep_until(at - TEST_SHOT_LEAD).await;
@@ -221,22 +247,35 @@ impl CameraService {
         self.inner.session()?;
         // Subscribed only now: files of frames shot while waiting are not this photo's.
         let files = self.inner.subscribe();
-        let dir = self.test_dir();
-        std::fs::create_dir_all(&dir)
+        let store = self.photos();
+        store
+            .create()
             .map_err(|e| ApiError::system(format!("Cannot create the test photo folder: {e}")))?;
+        let started = self.inner.clock.now();
         let wall = self.inner.clock.wall();
-        let stamp = iso8601(wall).replace([':', '-'], "").replace('.', "");
-        let stamp = stamp[..15.min(stamp.len())].to_string();
+        // The original's name: YYYYMMDD_HHMMSS_<camera's name>.
+        let iso = iso8601(wall);
+        let stamp = format!(
+            "{}{}{}_{}{}{}",
+            &iso[0..4],
+            &iso[5..7],
+            &iso[8..10],
+            &iso[11..13],
+            &iso[14..16],
+            &iso[17..19]
+        );
+        let id = store.next_id();
         let settings = self.inner.settings();
         let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let job = {
             let inner = self.inner.clone();
-            let (dir, cancelled) = (dir.clone(), cancelled.clone());
+            let (store, cancelled) = (store.clone(), cancelled.clone());
             self.inner.on_events(move |s| {
                 let path = wait_for_file(&inner, s, &files, &cancelled)?;
                 let name = path.rsplit('/').next().unwrap_or("photo").to_string();
-                let (id, size, preview) = download_preview(&inner, s, &path, &dir, &stamp, &name)?;
-                Ok((path, name, id, size, preview))
+                let (filename, size, preview) =
+                    download_preview(&inner, s, &path, &store, id, &stamp, &name)?;
+                Ok((path, filename, size, preview))
             })
         };
         // Autofocus off: test shots check framing/exposure of a manually focused night scene.
@@ -245,25 +284,38 @@ impl CameraService {
             cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
             return Err(e.with_operation("take_test_photo"));
         }
-        let (camera_path, name, id, size, preview) =
+        let (camera_path, filename, size, preview) =
             job.await.map_err(|e| e.with_operation("take_test_photo"))?;
-        prune(&dir, MAX_TEST_PHOTOS);
-        Ok(Reply::new(
-            "test_photo",
-            json!({
-                "success": true,
-                "id": id,
-                "filename": name,
-                "cameraPath": camera_path,
-                "size": size,
-                "url": format!("/api/camera/photos/test/{id}/file"),
-                "timestamp": iso8601(wall),
-                // What the stored file is: the camera's display-size image or the original.
-                "preview": preview,
-                // The settings it was shot with (raw CCAPI values, as in the camera block).
-                "settings": settings,
-            }),
-        ))
+        let exif = is_jpeg(&filename)
+            .then(|| read_exif(&store.file(id, &filename)))
+            .flatten();
+        let info = TestPhotoInfo {
+            id,
+            url: format!("/api/camera/photos/test/{id}"),
+            file_url: format!("/api/camera/photos/test/{id}/file"),
+            filename,
+            camera_path: Some(camera_path),
+            size,
+            timestamp: Some(iso8601(wall)),
+            processing_time_ms: Some(
+                self.inner
+                    .clock
+                    .now()
+                    .saturating_duration_since(started)
+                    .as_millis() as u64,
+            ),
+            exif,
+            preview: Some(preview.into()),
+            settings: Some(settings),
+        };
+        store
+            .save_info(&info)
+            .map_err(|e| ApiError::system(format!("Cannot store the photo: {e}")))?;
+        store.prune(MAX_TEST_PHOTOS);
+        Ok(Reply::of(&TestPhoto {
+            success: true,
+            photo: info,
+        }))
     }
 
     /// While a session runs: every few frames, the newest frame's thumbnail for the monitor
@@ -309,14 +361,13 @@ impl CameraService {
                     match job.await {
                         Ok((id, name, size)) => {
                             prune_frames(&dir, MAX_FRAME_PREVIEWS);
-                            publisher.event(Event::new(
-                                Channel::Camera,
-                                EventFamily::Event,
-                                "session_frame",
-                                json!({"id": id, "fileName": name, "size": size,
-                                       "url": format!("/api/camera/photos/test/{id}/file"),
-                                       "timestamp": iso8601(wall)}),
-                            ));
+                            publisher.publish(&SessionFrame {
+                                url: format!("/api/camera/photos/test/{id}/file"),
+                                id,
+                                file_name: name,
+                                size,
+                                timestamp: iso8601(wall),
+                            });
                         }
                         Err(e) => log::debug!("frame preview skipped: {e}"),
                     }
@@ -329,53 +380,63 @@ impl CameraService {
     }
 
     fn list_test_photos(&self) -> CommandResult {
-        let photos: Vec<Value> = list_photos(&self.test_dir())
-            .into_iter()
-            .filter(|(id, _, _)| !id.starts_with("frame_"))
-            .map(|(id, size, modified)| {
-                json!({"id": id, "size": size, "timestamp": modified.map(iso8601),
-                       "url": format!("/api/camera/photos/test/{id}/file")})
-            })
-            .collect();
-        Ok(Reply::new("test_photos", json!({ "photos": photos })))
+        Ok(Reply::of(&TestPhotos {
+            photos: self.photos().list(),
+        }))
     }
 
-    fn photo_path(&self, id: &str) -> Result<PathBuf, ApiError> {
-        if id.is_empty() || sanitize(id) != id || id.starts_with('.') {
-            return Err(ApiError::invalid("Invalid test photo id"));
-        }
-        let p = self.test_dir().join(id);
-        if !p.is_file() {
-            return Err(ApiError::not_found(format!("No test photo {id}")));
-        }
-        Ok(p)
+    fn test_photo(&self, id: &str) -> Result<TestPhotoInfo, ApiError> {
+        let id: u64 = id
+            .parse()
+            .map_err(|_| ApiError::invalid("Invalid test photo id: a number"))?;
+        self.photos()
+            .get(id)
+            .ok_or_else(|| ApiError::not_found(format!("No test photo {id}")))
     }
 
     fn delete_test_photo(&self, id: &str) -> CommandResult {
-        let p = self.photo_path(id)?;
-        std::fs::remove_file(&p)
+        let info = self.test_photo(id)?;
+        self.photos()
+            .delete(&info)
             .map_err(|e| ApiError::system(format!("Cannot delete the test photo: {e}")))?;
-        Ok(Reply::new(
-            "test_photo_deleted",
-            json!({"success": true, "id": id}),
-        ))
+        Ok(Reply::of(&TestPhotoDeleted {
+            success: true,
+            message: "Test photo deleted".into(),
+            id: info.id,
+        }))
     }
 
     /// The photo's bytes as the REST body (`GET /api/camera/photos/test/:id/file`); WebSocket
-    /// clients get the metadata.
+    /// clients get the metadata. Session frame thumbnails (`frame_*`) are served too.
     fn test_photo_file(&self, id: &str) -> CommandResult {
-        let path = self.photo_path(id)?;
+        let (path, name, number) = if id.starts_with("frame_") {
+            if sanitize(id) != id {
+                return Err(ApiError::invalid("Invalid test photo id"));
+            }
+            (self.test_dir().join(id), id.to_string(), 0)
+        } else {
+            let info = self.test_photo(id)?;
+            (
+                self.photos().file(info.id, &info.filename),
+                info.filename,
+                info.id,
+            )
+        };
         let size = std::fs::metadata(&path)
-            .map_err(|e| ApiError::system(format!("Cannot read the test photo: {e}")))?
+            .map_err(|_| ApiError::not_found(format!("No test photo {id}")))?
             .len();
-        let content_type = if is_jpeg(id) {
+        let content_type = if is_jpeg(&name) {
             "image/jpeg"
         } else {
             "application/octet-stream"
         };
-        let data = json!({"id": id, "contentType": content_type, "size": size});
+        let data = TestPhotoFile {
+            id: number,
+            content_type: content_type.into(),
+            size,
+        };
         // Streamed from disk by the HTTP layer: a 30 MB RAW never sits in memory.
-        Ok(Reply::new("test_photo_file", data).with_body(Body::File { content_type, path }))
+        Ok(Reply::of(&data).with_body(Body::File { content_type, path }))
     }
 
     /// `connect_to_ip {ip, port?}`: a camera-link operation (works without discovery). One
@@ -385,17 +446,14 @@ impl CameraService {
         let ip = parse_ip(&req.ip)?;
         let urls = candidates(ip, req.port.map(|p| p.0));
         match self.link.connect(urls).await {
-            Ok(info) => Ok(Reply::new(
-                "connect_to_ip_result",
-                json!({
-                    "success": true,
-                    "ip": info.ip,
-                    "port": info.port,
-                    "baseUrl": info.url,
-                    "uuid": info.id,
-                    "modelName": info.model,
-                }),
-            )),
+            Ok(info) => Ok(Reply::of(&ConnectToIpResult {
+                success: true,
+                ip: info.ip,
+                port: info.port,
+                base_url: info.url,
+                uuid: Some(info.id),
+                model_name: Some(info.model),
+            })),
             Err(e) if e.code == ErrorCode::ConnectionFailed => Err(ApiError::new(
                 ErrorCode::ConnectionFailed,
                 format!("Failed to connect to camera at {}", req.ip.trim()),
@@ -406,14 +464,50 @@ impl CameraService {
         }
     }
 
+    /// The camera's address now, else the last one discovery remembered.
+    fn last_ip(&self) -> LastCameraIp {
+        if let Some(c) = self.inner.status.camera().filter(|c| c.connected) {
+            if let Some(ip) = c.ip {
+                return LastCameraIp {
+                    base_url: None,
+                    last_ip: Some(ip),
+                    last_port: c.port,
+                };
+            }
+        }
+        let path = self
+            .inner
+            .data_dir
+            .join(crate::discovery::driver::LAST_CAMERA_FILE);
+        let base = std::fs::read(&path)
+            .ok()
+            .filter(|b| b.len() <= 4096)
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+            .and_then(|v| v.get("baseUrl")?.as_str().map(str::to_string));
+        let host_port = base.as_deref().and_then(|u| {
+            let rest = u.split_once("://")?.1;
+            let hp = rest.split('/').next()?;
+            let (h, p) = hp.rsplit_once(':')?;
+            Some((
+                h.trim_matches(['[', ']']).to_string(),
+                p.parse::<u16>().ok()?,
+            ))
+        });
+        LastCameraIp {
+            last_ip: host_port.as_ref().map(|(h, _)| h.clone()),
+            last_port: host_port.map(|(_, p)| p),
+            base_url: base,
+        }
+    }
+
     fn accept_certificate(&self, uuid: Option<&str>) -> CommandResult {
         let id = self.inner.trust.accept(uuid)?;
         // Re-probe now: a link backing off after the refusal retries with the pin cleared.
         self.link.retry_now();
-        Ok(Reply::new(
-            "camera_certificate_accepted",
-            json!({"success": true, "uuid": id}),
-        ))
+        Ok(Reply::of(&CertificateAccepted {
+            success: true,
+            uuid: id,
+        }))
     }
 }
 
@@ -473,13 +567,14 @@ fn wait_for_file(
 }
 
 /// On the event worker: downloads `path` to `<dir>/<id>` (via a hidden partial file), with
-/// `test_photo_download_progress` events.
+/// `test_photo_download_progress` events for photo number `photo`.
 fn download_to(
     inner: &Inner,
     session: &Session,
     path: &str,
     dir: &Path,
     id: &str,
+    photo: u64,
 ) -> Result<u64, ApiError> {
     let tmp = dir.join(format!(".{id}.part"));
     let store_err = |e: std::io::Error| ApiError::system(format!("Cannot store the photo: {e}"));
@@ -494,13 +589,13 @@ fn download_to(
         if step != last_step {
             last_step = step;
             let percent = total.map(|t| (got * 100).checked_div(t).unwrap_or(100));
-            inner.publisher.event(Event::new(
-                Channel::Camera,
-                EventFamily::Event,
-                "test_photo_download_progress",
-                json!({"photoId": id, "bytesReceived": got,
-                       "totalBytes": total, "percent": percent}),
-            ));
+            inner.publisher.publish(&TestPhotoProgress {
+                photo_id: photo,
+                bytes_received: got,
+                total_bytes: total,
+                percent,
+                percentage: percent,
+            });
         }
     };
     let result = session.download(path, &mut f, &mut progress).and_then(|n| {
@@ -515,32 +610,131 @@ fn download_to(
 }
 
 /// The camera's display-size image of `path` (a JPEG of ~1080 px short side, also for RAW
-/// files) as `<stamp>_<stem>.JPG`; the original where the body offers no display image.
-/// Returns (id, size, "display" | "original").
+/// files) as photo `id` named `<stamp>_<stem>.JPG`; the original where the body offers no
+/// display image. Returns (file name, size, "display" | "original").
 fn download_preview(
     inner: &Inner,
     session: &Session,
     path: &str,
-    dir: &Path,
+    store: &PhotoStore,
+    id: u64,
     stamp: &str,
     name: &str,
 ) -> Result<(String, u64, &'static str), ApiError> {
     let stem = name.rsplit_once('.').map_or(name, |(a, _)| a);
-    let display_id = sanitize(&format!("{stamp}_{stem}.JPG"));
+    let display = sanitize(&format!("{stamp}_{stem}.JPG"));
+    let stored = |filename: &str| format!("{id}_{filename}");
     match download_to(
         inner,
         session,
         &format!("{path}?kind=display"),
-        dir,
-        &display_id,
+        &store.dir,
+        &stored(&display),
+        id,
     ) {
-        Ok(size) => Ok((display_id, size, "display")),
+        Ok(size) => Ok((display, size, "display")),
         Err(e) if e.code == ErrorCode::CameraOffline => Err(e),
         Err(e) => {
             log::debug!("no display image for {path} ({e}); downloading the original");
-            let id = sanitize(&format!("{stamp}_{name}"));
-            let size = download_to(inner, session, path, dir, &id)?;
-            Ok((id, size, "original"))
+            let original = sanitize(&format!("{stamp}_{name}"));
+            let size = download_to(inner, session, path, &store.dir, &stored(&original), id)?;
+            Ok((original, size, "original"))
+        }
+    }
+}
+
+/// The EXIF summary of a stored JPEG (the frame size may sit past the first MiB).
+fn read_exif(path: &Path) -> Option<ExifSummary> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .ok()?
+        .take(super::exif::MAX_SCAN as u64)
+        .read_to_end(&mut head)
+        .ok()?;
+    let mut e = super::exif::parse(&head).ok()?;
+    if e.ImageWidth.is_none() {
+        let size = std::fs::File::open(path)
+            .ok()
+            .and_then(|mut f| super::exif::frame_size_in(&mut f));
+        if let Some((w, h)) = size {
+            e.ImageWidth = Some(w);
+            e.ImageHeight = Some(h);
+        }
+    }
+    Some(e)
+}
+
+/// `<data_dir>/test-photos/`: `<id>_<filename>` and its metadata `<id>.json` (written
+/// atomically, after the file). Ids are numbers, one more than the highest stored.
+#[derive(Clone)]
+struct PhotoStore {
+    dir: PathBuf,
+}
+
+impl PhotoStore {
+    fn new(dir: PathBuf) -> PhotoStore {
+        PhotoStore { dir }
+    }
+
+    fn create(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)
+    }
+
+    fn file(&self, id: u64, filename: &str) -> PathBuf {
+        self.dir.join(format!("{id}_{filename}"))
+    }
+
+    fn info_path(&self, id: u64) -> PathBuf {
+        self.dir.join(format!("{id}.json"))
+    }
+
+    fn ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                n.strip_suffix(".json")?.parse().ok()
+            })
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids
+    }
+
+    fn next_id(&self) -> u64 {
+        self.ids().first().map_or(1, |m| m + 1)
+    }
+
+    fn get(&self, id: u64) -> Option<TestPhotoInfo> {
+        let bytes = std::fs::read(self.info_path(id)).ok()?;
+        let info: TestPhotoInfo = serde_json::from_slice(&bytes).ok()?;
+        (info.id == id && sanitize(&info.filename) == info.filename).then_some(info)
+    }
+
+    /// Newest first; unreadable metadata is skipped.
+    fn list(&self) -> Vec<TestPhotoInfo> {
+        self.ids()
+            .into_iter()
+            .filter_map(|id| self.get(id))
+            .collect()
+    }
+
+    fn save_info(&self, info: &TestPhotoInfo) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(info).map_err(std::io::Error::other)?;
+        crate::util::atomic_write(&self.info_path(info.id), &bytes)
+    }
+
+    fn delete(&self, info: &TestPhotoInfo) -> std::io::Result<()> {
+        std::fs::remove_file(self.info_path(info.id))?;
+        let _ = std::fs::remove_file(self.file(info.id, &info.filename));
+        Ok(())
+    }
+
+    fn prune(&self, keep: usize) {
+        for info in self.list().into_iter().skip(keep) {
+            let _ = self.delete(&info);
         }
     }
 }
@@ -595,8 +789,8 @@ fn parse_ip(raw: &str) -> Result<std::net::IpAddr, ApiError> {
     Ok(ip)
 }
 
-/// Base URLs to try: the given port (HTTPS first, except 8080 which is CCAPI's HTTP port),
-/// or HTTPS 443 then HTTP 8080.
+/// Base URLs to try: HTTPS then HTTP on the given port (on any port: the scheme is not the
+/// port's), or HTTPS 443 then HTTP 8080.
 fn candidates(ip: std::net::IpAddr, port: Option<u16>) -> Vec<String> {
     let host = match ip {
         std::net::IpAddr::V4(v4) => v4.to_string(),
@@ -605,7 +799,6 @@ fn candidates(ip: std::net::IpAddr, port: Option<u16>) -> Vec<String> {
     let url = |scheme: &str, port: u16| format!("{scheme}://{host}:{port}/ccapi");
     match port {
         None => vec![url("https", 443), url("http", 8080)],
-        Some(8080) => vec![url("http", 8080), url("https", 8080)],
         Some(p) => vec![url("https", p), url("http", p)],
     }
 }
@@ -642,48 +835,51 @@ fn list_photos(dir: &Path) -> Vec<(String, u64, Option<std::time::SystemTime>)> 
     out
 }
 
-fn prune(dir: &Path, keep: usize) {
-    for (id, _, _) in list_photos(dir).into_iter().skip(keep) {
-        let _ = std::fs::remove_file(dir.join(id));
-    }
-}
-
 impl Service for CameraService {
     fn name(&self) -> &'static str {
         "camera"
     }
 
+    fn owner(&self) -> Owner {
+        Owner::Camera
+    }
+
     fn handle<'a>(
         &'a self,
-        _origin: Origin,
+        origin: Origin,
         cmd: &'a Command,
     ) -> Option<BoxFuture<'a, CommandResult>> {
         let inner = &self.inner;
         Some(match cmd {
             Command::GetCameraStatus => {
-                let block = inner.status.get("camera");
-                Box::pin(async move { Ok(Reply::new("camera_status", block)) })
+                let block = inner.status.camera().unwrap_or_default();
+                Box::pin(async move { Ok(Reply::of(&CameraStatus(block))) })
             }
-            Command::TakePhoto(t) => Box::pin(self.take_photo(t.af.unwrap_or(false))),
+            Command::TakePhoto(t) => Box::pin(self.take_photo(origin, t.af.unwrap_or(false))),
             Command::GetCameraSettings => Box::pin(async move {
                 let v = inner.on_control(|s| s.settings()).await?;
                 inner.note_settings(&v);
-                Ok(Reply::new("camera_settings", v))
+                let map = match v {
+                    Value::Object(m) => m,
+                    _ => serde_json::Map::new(),
+                };
+                Ok(Reply::of(&CameraSettingsReply(map)))
             }),
             Command::SetCameraSetting(s) => {
                 Box::pin(self.set_setting(s.setting.clone(), s.value.clone()))
             }
-            Command::GetCameraBattery => Box::pin(async move {
-                let v = inner.on_control(|s| s.battery()).await?;
-                Ok(Reply::new("camera_battery", json!({ "battery": v })))
-            }),
+            Command::GetCameraBattery => Box::pin(self.battery()),
             Command::GetCameraStorage => Box::pin(self.storage()),
             Command::GetCameraDatetime => Box::pin(self.datetime()),
             Command::TakeTestPhoto => Box::pin(self.take_test_photo()),
             Command::ListTestPhotos => Box::pin(async move { self.list_test_photos() }),
+            Command::GetTestPhoto(r) => {
+                Box::pin(async move { Ok(Reply::of(&TestPhotoInfoReply(self.test_photo(&r.id)?))) })
+            }
             Command::DeleteTestPhoto(r) => Box::pin(async move { self.delete_test_photo(&r.id) }),
             Command::GetTestPhotoFile(r) => Box::pin(async move { self.test_photo_file(&r.id) }),
             Command::ConnectToIp(req) => Box::pin(self.connect_to_ip(req)),
+            Command::GetLastCameraIp => Box::pin(async move { Ok(Reply::of(&self.last_ip())) }),
             Command::AcceptCameraCertificate(a) => {
                 Box::pin(async move { self.accept_certificate(a.uuid.as_deref()) })
             }
@@ -732,9 +928,13 @@ mod tests {
                 "http://192.168.4.2:8080/ccapi"
             ]
         );
+        // HTTPS first on every port, 8080 too.
         assert_eq!(
-            candidates(ip, Some(8080))[0],
-            "http://192.168.4.2:8080/ccapi"
+            candidates(ip, Some(8080)),
+            [
+                "https://192.168.4.2:8080/ccapi",
+                "http://192.168.4.2:8080/ccapi"
+            ]
         );
         assert_eq!(
             candidates(ip, Some(4443))[0],
@@ -754,16 +954,41 @@ mod tests {
     }
 
     #[test]
-    fn prune_keeps_the_newest() {
+    fn photo_store_numbers_lists_and_prunes_newest_first() {
         let dir = std::env::temp_dir().join(format!("skylapse-tp-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        for i in 0..5 {
-            std::fs::write(dir.join(format!("p{i}.JPG")), b"x").unwrap();
+        let store = PhotoStore::new(dir.clone());
+        store.create().unwrap();
+        assert_eq!(store.next_id(), 1);
+        for _ in 0..5 {
+            let id = store.next_id();
+            let filename = format!("20260101_000000_IMG_{id:04}.JPG");
+            std::fs::write(store.file(id, &filename), b"x").unwrap();
+            store
+                .save_info(&TestPhotoInfo {
+                    id,
+                    url: String::new(),
+                    file_url: String::new(),
+                    filename,
+                    camera_path: None,
+                    size: 1,
+                    timestamp: None,
+                    processing_time_ms: None,
+                    exif: None,
+                    preview: None,
+                    settings: None,
+                })
+                .unwrap();
         }
-        std::fs::write(dir.join(".p9.JPG.part"), b"x").unwrap();
-        prune(&dir, 3);
-        assert_eq!(list_photos(&dir).len(), 3);
+        std::fs::write(dir.join(".9.part"), b"x").unwrap();
+        std::fs::write(dir.join("7.json"), b"not json").unwrap();
+        assert_eq!(store.next_id(), 8);
+        let ids: Vec<u64> = store.list().iter().map(|p| p.id).collect();
+        assert_eq!(ids, [5, 4, 3, 2, 1]);
+        store.prune(3);
+        let ids: Vec<u64> = store.list().iter().map(|p| p.id).collect();
+        assert_eq!(ids, [5, 4, 3]);
+        assert!(!store.file(1, "20260101_000000_IMG_0001.JPG").exists());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

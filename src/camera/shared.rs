@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::ccapi::{added_contents, storage_summary, Session, Timeouts};
 use super::link_driver::LinkMsg;
@@ -17,8 +17,27 @@ use super::worker::{Idle, Worker};
 use super::{CameraInfo, CameraNotice, CameraSettings};
 use crate::app::{Publisher, StatusBoard};
 use crate::clock::{BoxFuture, SharedClock};
+use crate::protocol::messages::BatteryEntry;
+use crate::protocol::status::CameraBlock;
 use crate::protocol::{ApiError, ErrorCode};
 use crate::sys::lock;
+
+/// One CCAPI battery object (`devicestatus/battery` or a `batterylist` entry), typed. Levels
+/// come as strings ("full", "85"); a number is kept as its text.
+pub fn battery_entry(v: &Value) -> BatteryEntry {
+    let text = |k: &str| match v.get(k) {
+        Some(Value::String(s)) => Some(s.chars().take(32).collect()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    BatteryEntry {
+        position: text("position").unwrap_or_else(|| "camera".into()),
+        name: text("name"),
+        kind: text("kind"),
+        level: text("level"),
+        quality: text("quality"),
+    }
+}
 
 /// Notices buffered per subscriber.
 const NOTICE_CAPACITY: usize = 64;
@@ -39,7 +58,7 @@ pub(crate) struct LinkView {
 pub(crate) struct State {
     pub session: Option<Arc<Session>>,
     pub connected: bool,
-    pub battery: Value,
+    pub battery: Option<BatteryEntry>,
     pub settings: CameraSettings,
     pub view: LinkView,
     /// When the control socket last carried a request (a shot warms it if idle longer).
@@ -168,36 +187,30 @@ impl Shared {
         }
     }
 
-    fn camera_block(&self) -> Value {
+    fn camera_block(&self) -> CameraBlock {
         let s = self.lock();
-        let (ip, port, model, uuid) = match &s.session {
-            Some(session) => {
-                let (ip, port) = session.host_port();
-                (
-                    json!(ip),
-                    json!(port),
-                    json!(session.info.productname),
-                    json!(session.id),
-                )
-            }
-            None => (Value::Null, Value::Null, Value::Null, Value::Null),
+        let mut block = CameraBlock {
+            connected: s.connected,
+            battery: s.battery.clone(),
+            settings: s.settings.clone(),
+            last_error: s.view.last_error.clone(),
+            state: s.view.state.to_string(),
+            next_retry_at: s.view.next_retry_at.clone(),
+            ..CameraBlock::default()
         };
-        json!({
-            "connected": s.connected,
-            "ip": ip,
-            "port": port,
-            "model": model,
-            "uuid": uuid,
-            "battery": s.battery.clone(),
-            "settings": s.settings.clone(),
-            "lastError": s.view.last_error,
-            "state": s.view.state,
-            "nextRetryAt": s.view.next_retry_at,
-        })
+        if let Some(session) = &s.session {
+            let (ip, port) = session.host_port();
+            block.ip = Some(ip);
+            block.port = Some(port);
+            block.model = Some(session.info.productname.clone()).filter(|m| !m.is_empty());
+            block.uuid = Some(session.id.clone());
+            block.serial_number = Some(session.info.serialnumber.clone()).filter(|m| !m.is_empty());
+        }
+        block
     }
 
     pub fn publish_block(&self) {
-        self.status.set("camera", self.camera_block());
+        self.status.set_camera(Some(self.camera_block()));
     }
 
     /// Takes settings from a settings read or an event-polling delta; republishes on change.
@@ -213,12 +226,7 @@ impl Shared {
     }
 
     fn set_battery(&self, v: &Value) {
-        let b = json!({
-            "level": v.get("level").cloned().unwrap_or(Value::Null),
-            "kind": v.get("kind").cloned().unwrap_or(Value::Null),
-            "quality": v.get("quality").cloned().unwrap_or(Value::Null),
-            "name": v.get("name").cloned().unwrap_or(Value::Null),
-        });
+        let b = Some(battery_entry(v));
         let changed = {
             let mut s = self.lock();
             let changed = s.battery != b;
@@ -241,14 +249,14 @@ impl Shared {
             self.set_battery(b);
         }
         if let Some(s) = v.get("storage").filter(|s| s.is_object()) {
-            self.status.set("storage", storage_summary(s));
+            self.status.set_storage(storage_summary(s));
         }
         if let Some(t) = v
             .get("temperature")
             .and_then(|t| t.get("status"))
             .and_then(Value::as_str)
         {
-            self.status.set("temperature", json!(t));
+            self.status.set_temperature(Some(t.to_string()));
         }
     }
 
@@ -270,10 +278,10 @@ impl Shared {
         self.set_battery(&battery);
         if n % SLOW_STATUS_EVERY == 0 {
             if let Ok(st) = s.storage() {
-                self.status.set("storage", storage_summary(&st));
+                self.status.set_storage(storage_summary(&st));
             }
             if let Ok(t) = s.temperature() {
-                self.status.set("temperature", json!(t));
+                self.status.set_temperature(Some(t.to_string()));
             }
         }
         Ok(())

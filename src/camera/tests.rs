@@ -27,10 +27,34 @@ fn camera_url_accepts_addresses_and_urls() {
         camera_url("192.168.1.2").as_deref(),
         Some("https://192.168.1.2:443/ccapi")
     );
+    // An address with a port is tried over HTTPS, then HTTP, on that port (issue 10: an
+    // HTTPS camera on 8443 was only ever tried over HTTP).
     assert_eq!(
-        camera_url("192.168.1.2:8080").as_deref(),
-        Some("http://192.168.1.2:8080/ccapi")
+        camera_urls("127.0.0.1:8443").unwrap(),
+        [
+            "https://127.0.0.1:8443/ccapi",
+            "http://127.0.0.1:8443/ccapi"
+        ]
     );
+    assert_eq!(
+        camera_urls("192.168.1.2:8080").unwrap(),
+        [
+            "https://192.168.1.2:8080/ccapi",
+            "http://192.168.1.2:8080/ccapi"
+        ]
+    );
+    assert_eq!(
+        camera_urls("192.168.1.2").unwrap(),
+        [
+            "https://192.168.1.2:443/ccapi",
+            "http://192.168.1.2:8080/ccapi"
+        ]
+    );
+    assert_eq!(
+        camera_urls("http://10.0.0.1:8080").unwrap(),
+        ["http://10.0.0.1:8080/ccapi"]
+    );
+    assert_eq!(camera_urls("1.2.3.4:notaport"), None);
     assert_eq!(
         camera_url("https://10.0.0.1:443/ccapi/").as_deref(),
         Some("https://10.0.0.1:443/ccapi")

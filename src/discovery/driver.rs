@@ -240,7 +240,7 @@ impl Shared {
         }
         let (epoch, epoch_wall) = core.epoch;
         self.status
-            .set("discovery", core.machine.status(epoch, epoch_wall));
+            .set_discovery(Some(core.machine.status(epoch, epoch_wall)));
         while let Some(action) = core.machine.poll_action() {
             self.perform(&mut core, action).await;
         }

@@ -27,12 +27,11 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{json, Map, Value};
-
 use super::description::DeviceDescription;
 use super::ssdp::{Announcement, HttpUrl, SsdpMessage};
 use crate::backoff::{Backoff, Rng};
-use crate::protocol::{ApiError, Channel, Event, EventFamily};
+use crate::protocol::status::{CameraRefBlock, DiscoveredCamera, DiscoveryBlock};
+use crate::protocol::{ApiError, Event};
 use crate::util::iso8601;
 
 /// Registry keys of cameras known only by address start with this (`manual-ip:port`).
@@ -175,26 +174,27 @@ pub enum DiscoveryEvent {
 }
 
 impl DiscoveryEvent {
-    /// The `discovery_event` broadcast of PROTOCOL.md.
+    /// The `discovery_event` broadcast of PROTOCOL.md (and the original's camelCase alias).
     pub fn to_event(&self) -> Event {
-        let (kind, data) = match self {
+        use crate::protocol::messages as m;
+        match self.clone() {
             DiscoveryEvent::CameraDiscovered {
                 uuid,
                 model_name,
                 ip,
                 access_url,
-            } => (
-                "camera_discovered",
-                json!({"uuid": uuid, "modelName": model_name, "ipAddress": ip,
-                       "accessUrl": access_url}),
-            ),
-            DiscoveryEvent::CameraConnected { uuid, ip, port } => (
-                "camera_connected",
-                json!({"uuid": uuid, "ip": ip, "port": port}),
-            ),
-            DiscoveryEvent::CameraOffline { uuid } => ("camera_offline", json!({"uuid": uuid})),
+            } => Event::of(&m::CameraDiscovered {
+                uuid,
+                model_name,
+                ip_address: ip,
+                access_url,
+            }),
+            DiscoveryEvent::CameraConnected { uuid, ip, port } => {
+                Event::of(&m::CameraConnected { uuid, ip, port })
+            }
+            DiscoveryEvent::CameraOffline { uuid } => Event::of(&m::CameraOffline { uuid }),
             DiscoveryEvent::PrimaryCameraChanged { uuid } => {
-                ("primary_camera_changed", json!({"uuid": uuid}))
+                Event::of(&m::PrimaryCameraChanged { uuid })
             }
             DiscoveryEvent::CameraIpChanged {
                 uuid,
@@ -202,20 +202,20 @@ impl DiscoveryEvent {
                 new_ip,
                 old_port,
                 new_port,
-            } => (
-                "camera_ip_changed",
-                json!({"uuid": uuid, "oldIP": old_ip, "newIP": new_ip,
-                       "oldPort": old_port, "newPort": new_port}),
-            ),
-            DiscoveryEvent::PrimaryCameraReconnected { uuid, ip } => (
-                "primary_camera_reconnected",
-                json!({"uuid": uuid, "newIP": ip}),
-            ),
-            DiscoveryEvent::PrimaryCameraDisconnected { uuid } => {
-                ("primary_camera_disconnected", json!({"uuid": uuid}))
+            } => Event::of(&m::CameraIpChanged {
+                uuid,
+                old_ip,
+                new_ip,
+                old_port,
+                new_port,
+            }),
+            DiscoveryEvent::PrimaryCameraReconnected { uuid, ip } => {
+                Event::of(&m::PrimaryCameraReconnected { uuid, new_ip: ip })
             }
-        };
-        Event::new(Channel::Discovery, EventFamily::Discovery, kind, data)
+            DiscoveryEvent::PrimaryCameraDisconnected { uuid } => {
+                Event::of(&m::PrimaryCameraDisconnected { uuid })
+            }
+        }
     }
 }
 
@@ -421,39 +421,47 @@ impl Discovery {
 
     /// The `discovery` status block. Instants become wall times relative to one fixed anchor
     /// (`epoch` ↔ `epoch_wall`), so an unchanged registry renders to an unchanged value.
-    pub fn status(&self, epoch: Instant, epoch_wall: SystemTime) -> Value {
+    pub fn status(&self, epoch: Instant, epoch_wall: SystemTime) -> DiscoveryBlock {
         let wall_of = |t: Instant| iso8601(epoch_wall + t.saturating_duration_since(epoch));
-        let mut cameras = Map::new();
-        for c in self.cameras.values() {
-            cameras.insert(
-                c.uuid.clone(),
-                json!({
-                    "uuid": c.uuid,
-                    "modelName": c.model_name,
-                    "serialNumber": c.serial_number,
-                    "friendlyName": c.friendly_name,
-                    "ipAddress": c.access_url.host,
-                    "port": c.access_url.port,
-                    "accessUrl": c.access_url.to_string(),
-                    "lastSeen": wall_of(c.last_seen),
-                    "online": c.online,
-                    "connected": c.connected,
-                    "isPrimary": self.primary.as_deref() == Some(c.uuid.as_str()),
-                    "source": match c.source { Source::Ssdp => "ssdp", Source::Manual => "manual" },
-                }),
-            );
+        let cameras = self
+            .cameras
+            .values()
+            .map(|c| {
+                (
+                    c.uuid.clone(),
+                    DiscoveredCamera {
+                        uuid: c.uuid.clone(),
+                        model_name: c.model_name.clone(),
+                        serial_number: c.serial_number.clone(),
+                        friendly_name: c.friendly_name.clone(),
+                        ip_address: c.access_url.host.clone(),
+                        port: c.access_url.port,
+                        access_url: c.access_url.to_string(),
+                        last_seen: wall_of(c.last_seen),
+                        online: c.online,
+                        connected: c.connected,
+                        is_primary: self.primary.as_deref() == Some(c.uuid.as_str()),
+                        source: match c.source {
+                            Source::Ssdp => "ssdp",
+                            Source::Manual => "manual",
+                        }
+                        .into(),
+                    },
+                )
+            })
+            .collect();
+        DiscoveryBlock {
+            is_discovering: true,
+            total_cameras: self.cameras.len(),
+            connected_cameras: self.cameras.values().filter(|c| c.connected).count(),
+            primary_camera: self.primary().map(|c| CameraRefBlock {
+                uuid: c.uuid.clone(),
+                model_name: c.model_name.clone(),
+                ip_address: c.access_url.host.clone(),
+            }),
+            cameras,
+            last_search_at: self.last_search_at.map(wall_of),
         }
-        let primary = self.primary().map(
-            |c| json!({"uuid": c.uuid, "modelName": c.model_name, "ipAddress": c.access_url.host}),
-        );
-        json!({
-            "isDiscovering": true,
-            "totalCameras": self.cameras.len(),
-            "connectedCameras": self.cameras.values().filter(|c| c.connected).count(),
-            "primaryCamera": primary,
-            "cameras": cameras,
-            "lastSearchAt": self.last_search_at.map(wall_of),
-        })
     }
 
     // -----------------------------------------------------------------------------------------
@@ -936,7 +944,7 @@ mod tests {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::Event(e) => Some(e.to_event().event_type),
+                Action::Event(e) => Some(e.to_event().event_type()),
                 _ => None,
             })
             .collect()
@@ -1044,7 +1052,7 @@ mod tests {
         let acts = drain(&mut m);
         assert_eq!(events(&acts), ["primary_camera_changed"]);
         assert!(matches!(&acts[1], Action::Target { id, .. } if id == "cam-b"));
-        let s = m.status(t0, SystemTime::UNIX_EPOCH);
+        let s = serde_json::to_value(m.status(t0, SystemTime::UNIX_EPOCH)).unwrap();
         assert_eq!(s["totalCameras"], 2);
         assert_eq!(s["primaryCamera"]["uuid"], "cam-b");
         assert_eq!(s["cameras"]["cam-a"]["ipAddress"], "10.0.0.2");
@@ -1306,6 +1314,6 @@ mod tests {
             },
         );
         assert!(events(&drain(&mut m)).is_empty());
-        assert_eq!(m.status(t0, SystemTime::UNIX_EPOCH)["connectedCameras"], 1);
+        assert_eq!(m.status(t0, SystemTime::UNIX_EPOCH).connected_cameras, 1);
     }
 }

@@ -6,8 +6,6 @@
 use std::io;
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-
 use super::driver::{self, DiscoveryConfig, Shared};
 use super::registry::{Footprint, Input};
 use super::ssdp::HttpUrl;
@@ -15,7 +13,9 @@ use super::{CameraProber, ProbeInfo};
 use crate::app::{Origin, Publisher, Service, StatusBoard};
 use crate::camera::CameraNotice;
 use crate::clock::{BoxFuture, SharedClock};
-use crate::protocol::{Command, CommandResult, Reply};
+use crate::protocol::messages::{DiscoveryScanStarted, DiscoveryStatus, PrimaryCameraSet};
+use crate::protocol::status::DiscoveryBlock;
+use crate::protocol::{Command, CommandResult, Owner, Reply};
 
 pub struct DiscoveryService {
     shared: Arc<Shared>,
@@ -91,12 +91,16 @@ impl DiscoveryService {
         self.shared
             .with_machine(|m, _| m.set_primary(uuid))
             .await
-            .map(|()| Reply::new("primary_camera_set", json!({ "uuid": uuid })))
+            .map(|()| {
+                Reply::of(&PrimaryCameraSet {
+                    uuid: uuid.to_string(),
+                })
+            })
     }
 
     /// The `discovery` status block as it is now.
-    pub fn status(&self) -> Value {
-        self.shared.status.get("discovery")
+    pub fn status(&self) -> DiscoveryBlock {
+        self.shared.status.discovery().unwrap_or_default()
     }
 
     /// Registry and queue sizes (tests, diagnostics).
@@ -129,6 +133,10 @@ impl Service for DiscoveryService {
         "discovery"
     }
 
+    fn owner(&self) -> Owner {
+        Owner::Discovery
+    }
+
     fn handle<'a>(
         &'a self,
         _origin: Origin,
@@ -137,13 +145,13 @@ impl Service for DiscoveryService {
         Some(match cmd {
             Command::DiscoveryScan => Box::pin(async move {
                 self.scan().await;
-                Ok(Reply::new(
-                    "discovery_scan_started",
-                    json!({"success": true, "message": "Discovery scan started"}),
-                ))
+                Ok(Reply::of(&DiscoveryScanStarted {
+                    success: true,
+                    message: "Discovery scan started".into(),
+                }))
             }),
             Command::GetDiscoveryStatus => {
-                Box::pin(async move { Ok(Reply::new("discovery_status", self.status())) })
+                Box::pin(async move { Ok(Reply::of(&DiscoveryStatus(self.status()))) })
             }
             Command::SetPrimaryCamera(r) => Box::pin(self.set_primary(&r.uuid)),
             _ => return None,

@@ -4,7 +4,6 @@
 //! control message. It is the only intervalometer code that reads the clock (via `Clock`).
 
 use futures_lite::{future::poll_fn, StreamExt};
-use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -13,8 +12,14 @@ use std::time::{Instant, SystemTime};
 use crate::app::{Publisher, StatusBoard};
 use crate::camera::{CameraControl, CameraNotice, ShotOutcome};
 use crate::clock::{BoxFuture, SharedClock};
-use crate::protocol::{Channel, Event, EventFamily};
+use crate::protocol::messages::{
+    PhotoOvertime, PhotoTaken, SessionCompleted, SessionEnded, SessionErrorEvent, SessionPhoto,
+    SessionStopped, SessionWarning, ShotFailed, ShotInfo, ShotRecovered,
+};
+use crate::protocol::status::IntervalometerBlock;
 use crate::util::{iso8601, unix_millis};
+
+use super::report::end_sentence;
 
 use super::journal::Journal;
 use super::schedule::GridView;
@@ -26,7 +31,7 @@ const WALL_STEP_MS: i64 = 500;
 /// Messages from the service to a running session.
 pub enum Control {
     /// Stop after the shot in flight; answer with the status block once handled.
-    Stop(async_channel::Sender<Value>),
+    Stop(async_channel::Sender<IntervalometerBlock>),
     /// Time sync stepped the wall clock: re-evaluate `stop-at` now.
     WallStepped,
     /// Orderly shutdown: finish the shot in flight, leave the journal open-ended (resumable).
@@ -92,7 +97,7 @@ impl Driver {
         let mut journal_failed = false;
         let reference = self.clock.now();
         let mut wall_offset = self.wall_offset(reference);
-        let mut stop_replies: Vec<async_channel::Sender<Value>> = Vec::new();
+        let mut stop_replies: Vec<async_channel::Sender<IntervalometerBlock>> = Vec::new();
         // Receivers are !Unpin streams; pin clones of them for polling.
         let mut control = Box::pin(self.control.clone());
         let mut notices = Box::pin(self.notices.clone());
@@ -141,12 +146,11 @@ impl Driver {
             }
             // The status block first, then the events: a client that reacts to an event and
             // reads the status sees at least that much.
-            let now = self.clock.now();
-            let block = self.session.status_json(now);
+            let block = self.session.status_block();
             for tx in stop_replies.drain(..) {
                 let _ = tx.try_send(block.clone());
             }
-            self.status.set("intervalometer", block);
+            self.status.set_intervalometer(Some(block));
             *self.flags.grid.lock().unwrap_or_else(|e| e.into_inner()) = self.session.grid_view();
             if shot.is_none() {
                 self.flags.shot_in_flight.store(false, Ordering::SeqCst);
@@ -252,75 +256,87 @@ impl Driver {
         unix_millis(self.clock.wall()) - mono.as_millis() as i64
     }
 
-    fn event(&self, family: EventFamily, kind: &'static str, data: &Value) {
-        self.publisher
-            .event(Event::new(Channel::Intervalometer, family, kind, data));
-    }
-
     fn warn(&self, message: &str) {
-        let data = json!({
-            "sessionId": self.session.id,
-            "title": self.session.title,
-            "message": message,
-            "fatal": false,
+        self.publisher.publish(&SessionWarning {
+            session_id: self.session.id.clone(),
+            title: self.session.title.clone(),
+            message: message.to_string(),
+            fatal: false,
         });
-        self.event(EventFamily::Timelapse, "session_warning", &data);
-        self.event(EventFamily::Event, "intervalometer_error", &data);
     }
 
     fn notify(&self, n: Notice, report_id: Option<&str>) {
         let id = &self.session.id;
+        let title = &self.session.title;
         match n {
             Notice::Running => {}
             Notice::Shot(r) => {
-                let data = json!({
-                    "success": r.ok,
-                    "sessionId": id,
-                    "shotNumber": r.shot,
-                    "slot": r.slot,
-                    "error": r.error,
-                    "timestamp": iso8601(crate::util::from_unix_millis(
-                        r.sent_ms.unwrap_or(r.scheduled_ms).round() as i64)),
-                    "scheduledTime": crate::util::iso8601_millis(r.scheduled_ms.round() as i64),
-                    "timingErrorMs": r.error_ms,
-                    "durationMs": r.duration_ms,
-                    "skippedBefore": r.skipped_before,
-                    "late": r.late,
-                    "fileName": r.files.first(),
-                });
-                self.event(EventFamily::Event, "photo_taken", &data);
-                self.event(EventFamily::Event, "intervalometer_photo", &data);
+                let stats = self.session.stats_block();
+                let timestamp = iso8601(crate::util::from_unix_millis(
+                    r.sent_ms.unwrap_or(r.scheduled_ms).round() as i64,
+                ));
+                if let Some(error) = &r.error {
+                    // The original's per-shot failure event.
+                    self.publisher.publish(&ShotFailed {
+                        session_id: id.clone(),
+                        title: title.clone(),
+                        shot_number: r.shot,
+                        error: error.clone(),
+                        timestamp: timestamp.clone(),
+                        stats: stats.clone(),
+                    });
+                }
+                self.publisher.publish(&SessionPhoto(PhotoTaken {
+                    success: r.ok,
+                    timestamp,
+                    error: r.error.clone(),
+                    shot: Some(ShotInfo {
+                        session_id: id.clone(),
+                        title: title.clone(),
+                        shot_number: r.shot,
+                        slot: r.slot,
+                        scheduled_time: crate::util::iso8601_millis(r.scheduled_ms.round() as i64),
+                        timing_error_ms: r.error_ms,
+                        duration_ms: r.duration_ms,
+                        duration: r.duration_ms.map(|d| d / 1000.0),
+                        skipped_before: r.skipped_before,
+                        late: r.late,
+                        file_name: r.files.first().cloned(),
+                        stats,
+                        remaining_shots: self.session.remaining_shots(),
+                    }),
+                }));
             }
             Notice::Taken(r) => {
                 // A shot first recorded as failed (reply lost) whose file then appeared.
-                let data = json!({
-                    "sessionId": id,
-                    "shotNumber": r.shot,
-                    "slot": r.slot,
-                    "success": true,
-                    "replyLost": true,
-                    "message": format!(
+                self.publisher.publish(&ShotRecovered {
+                    session_id: id.clone(),
+                    shot_number: r.shot,
+                    slot: r.slot,
+                    success: true,
+                    reply_lost: true,
+                    message: format!(
                         "Shot {} was taken after all: its reply was lost but the camera saved the file",
                         r.shot
                     ),
                 });
-                self.event(EventFamily::Timelapse, "shot_recovered", &data);
             }
             Notice::Overtime {
                 shot,
                 interval_s,
                 duration_s,
                 overtime_s,
-            } => {
-                let data = json!({
-                    "sessionId": id,
-                    "shotNumber": shot,
-                    "interval": interval_s,
-                    "shotDuration": duration_s,
-                    "overtime": overtime_s,
-                });
-                self.event(EventFamily::Timelapse, "photo_overtime", &data);
-            }
+            } => self.publisher.publish(&PhotoOvertime {
+                session_id: id.clone(),
+                title: title.clone(),
+                shot_number: shot,
+                interval: interval_s,
+                shot_duration: duration_s,
+                overtime: overtime_s,
+                message: format!(
+                    "Shot {shot} took {duration_s:.1}s ({overtime_s:.1}s over {interval_s}s interval)"
+                ),
+            }),
             Notice::FailureRateHigh {
                 failed,
                 window,
@@ -329,29 +345,22 @@ impl Driver {
                 "{failed} of the last {window} shots failed (last error: {last_error}); the session keeps its schedule"
             )),
             Notice::Ended { kind, reason } => {
-                let stats = self.session.status_json(self.clock.now());
-                let data = json!({
-                    "sessionId": id,
-                    "title": self.session.title,
-                    "reason": reason,
-                    "stats": stats.get("stats"),
-                    "status": stats,
-                    "reportId": report_id,
-                });
-                let (snake, camel, legacy) = match kind {
-                    EndKind::Completed => (
-                        "session_completed",
-                        "sessionCompleted",
-                        "intervalometer_completed",
-                    ),
-                    EndKind::Stopped => {
-                        ("session_stopped", "sessionStopped", "intervalometer_stopped")
-                    }
-                    EndKind::Error => ("session_error", "sessionError", "intervalometer_error"),
+                let options = self.session.options_block();
+                let ended = SessionEnded {
+                    session_id: id.clone(),
+                    title: title.clone(),
+                    reason: end_sentence(Some(kind), &options.stop_condition, reason.as_deref()),
+                    end_reason: reason,
+                    stats: self.session.stats_block(),
+                    options,
+                    status: self.session.status_block(),
+                    report_id: report_id.map(str::to_string),
                 };
-                self.event(EventFamily::Timelapse, snake, &data);
-                self.event(EventFamily::Timelapse, camel, &data);
-                self.event(EventFamily::Event, legacy, &data);
+                match kind {
+                    EndKind::Completed => self.publisher.publish(&SessionCompleted(ended)),
+                    EndKind::Stopped => self.publisher.publish(&SessionStopped(ended)),
+                    EndKind::Error => self.publisher.publish(&SessionErrorEvent(ended)),
+                }
             }
         }
     }

@@ -14,7 +14,6 @@
 //!   alias) and sits in the `intervalometer` status block as `unsavedSession` (so `welcome`
 //!   carries it too).
 
-use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, Weak};
@@ -25,9 +24,16 @@ use crate::backoff::Rng;
 use crate::camera::CameraControl;
 use crate::clock::{BoxFuture, SharedClock};
 use crate::config::Config;
+use crate::protocol::messages::{
+    CompletionData, CompletionStats, IntervalValidationReply, IntervalometerStart,
+    IntervalometerStatus, IntervalometerStop, ReportChart, ReportCsv, ReportDeleted,
+    ReportDeletedEvent, ReportSaved, ReportTitleUpdated, ReportUpdated, SessionDiscarded,
+    SessionDiscardedEvent, SessionRecovered, SessionResumed, SessionSaved, SessionStarted,
+    TimelapseReport, TimelapseReports, UnsavedSession, UnsavedSessionFound, UnsavedSessionReply,
+};
+use crate::protocol::status::IntervalometerBlock;
 use crate::protocol::{
-    ApiError, Body, Channel, Command, CommandResult, ErrorCode, Event, EventFamily, Reply,
-    StartIntervalometer,
+    ApiError, Body, Command, CommandResult, ErrorCode, Owner, Reply, StartIntervalometer,
 };
 use crate::util::{civil_from_days, iso8601_millis, unix_millis};
 
@@ -50,7 +56,7 @@ struct Active {
 #[derive(Debug, Clone)]
 struct Unsaved {
     id: String,
-    info: Value,
+    info: UnsavedSession,
     resumable: bool,
 }
 
@@ -177,11 +183,6 @@ impl IntervalometerService {
         (self.tz_fn())(self.clock.wall())
     }
 
-    fn event(&self, family: EventFamily, kind: &'static str, data: &Value) {
-        self.publisher
-            .event(Event::new(Channel::Intervalometer, family, kind, data));
-    }
-
     fn rescan_unsaved(&self) {
         let active = lock(&self.active)
             .as_ref()
@@ -199,11 +200,8 @@ impl IntervalometerService {
         *lock(&self.unsaved) = list;
     }
 
-    fn unsaved_json(&self) -> Value {
-        lock(&self.unsaved)
-            .first()
-            .map(|u| u.info.clone())
-            .unwrap_or(Value::Null)
+    fn unsaved_info(&self) -> Option<UnsavedSession> {
+        lock(&self.unsaved).first().map(|u| u.info.clone())
     }
 
     /// Status block when no session runs: the last session's block (if any) plus the unsaved
@@ -212,16 +210,14 @@ impl IntervalometerService {
         if lock(&self.active).is_some() {
             return;
         }
-        let unsaved = self.unsaved_json();
-        let mut block = self.status.get("intervalometer");
-        if block.is_null() && unsaved.is_null() {
+        let unsaved = self.unsaved_info();
+        let block = self.status.intervalometer();
+        if block.is_none() && unsaved.is_none() {
             return;
         }
-        if !block.is_object() {
-            block = json!({"state": "idle", "running": false});
-        }
-        block["unsavedSession"] = unsaved;
-        self.status.set("intervalometer", block);
+        let mut block = block.unwrap_or_else(IntervalometerBlock::idle);
+        block.unsaved_session = unsaved;
+        self.status.set_intervalometer(Some(block));
     }
 
     fn new_id(&self) -> String {
@@ -337,7 +333,7 @@ impl IntervalometerService {
         if !check.valid {
             return Err(
                 ApiError::new(ErrorCode::ValidationFailed, check.warnings.join("; "))
-                    .with_details(json!(check)),
+                    .with_details(serde_json::to_value(&check).unwrap_or_default()),
             );
         }
         let now = self.clock.now();
@@ -410,23 +406,24 @@ impl IntervalometerService {
             .map_err(|e| ApiError::system(format!("Cannot create the session journal: {e}")))?;
         // Let the machine take its first step before the driver takes it over.
         session.handle(now, super::session::Input::Tick);
-        let status = session.status_json(now);
+        let status = session.status_block();
+        let options = session.options_block();
         let active = self.spawn_driver(session, journal);
         *lock(&self.active) = Some(active);
-        let data = json!({
-            "sessionId": id,
-            "title": title,
-            "interval": opts.interval.as_secs_f64(),
-            "options": opts.to_wire(),
-            "startTime": iso8601_millis(origin_wall_ms),
+        self.publisher.publish(&SessionStarted {
+            session_id: id.clone(),
+            title: title.clone(),
+            interval: opts.interval.as_secs_f64(),
+            options,
+            start_time: iso8601_millis(origin_wall_ms),
         });
-        self.event(EventFamily::Timelapse, "session_started", &data);
-        self.event(EventFamily::Timelapse, "sessionStarted", &data);
-        self.event(EventFamily::Event, "intervalometer_started", &data);
-        Ok(Reply::new(
-            "intervalometer_start",
-            json!({"success": true, "sessionId": id, "title": title, "status": status, "message": "Intervalometer started"}),
-        ))
+        Ok(Reply::of(&IntervalometerStart {
+            success: true,
+            session_id: id,
+            title,
+            status,
+            message: "Intervalometer started".into(),
+        }))
     }
 
     async fn stop_session(&self) -> CommandResult {
@@ -447,11 +444,15 @@ impl IntervalometerService {
                 "No active session",
             ));
         }
-        let status = rx.recv().await.unwrap_or(Value::Null);
-        Ok(Reply::new(
-            "intervalometer_stop",
-            json!({"success": true, "status": status, "message": "Intervalometer stopped"}),
-        ))
+        let status = rx
+            .recv()
+            .await
+            .unwrap_or_else(|_| IntervalometerBlock::idle());
+        Ok(Reply::of(&IntervalometerStop {
+            success: true,
+            status,
+            message: "Intervalometer stopped".into(),
+        }))
     }
 
     fn unsaved_log(&self, id: &str) -> Result<SessionLog, ApiError> {
@@ -485,9 +486,13 @@ impl IntervalometerService {
         }
         self.rescan_unsaved();
         self.publish_idle_block();
-        let data = json!({"reportId": id, "id": id, "sessionId": id, "title": report.title, "report": report.list_entry()});
-        self.event(EventFamily::Timelapse, "report_saved", &data);
-        self.event(EventFamily::Timelapse, "reportSaved", &data);
+        self.publisher.publish(&ReportSaved {
+            report_id: id.to_string(),
+            id: id.to_string(),
+            session_id: id.to_string(),
+            title: report.title.clone(),
+            report: report.list_entry(),
+        });
         Ok(report)
     }
 
@@ -502,10 +507,12 @@ impl IntervalometerService {
         } else {
             self.save_report(id, title)?
         };
-        Ok(Reply::new(
-            "session_saved",
-            json!({"success": true, "sessionId": id, "reportId": id, "report": report.list_entry()}),
-        ))
+        Ok(Reply::of(&SessionSaved {
+            success: true,
+            session_id: id.to_string(),
+            report_id: id.to_string(),
+            report: report.list_entry(),
+        }))
     }
 
     fn journal_exists(&self, id: &str) -> bool {
@@ -514,14 +521,14 @@ impl IntervalometerService {
 
     async fn discard_session(&self, id: &str) -> CommandResult {
         let _g = self.ops.lock().await;
-        if !self.journal_exists(id) && self.reports.exists(id) {
+        let report_deleted = !self.journal_exists(id) && self.reports.exists(id);
+        if report_deleted {
             // The session ended and was saved at once: discarding it deletes that report.
             self.reports.delete(id)?;
-            self.event(
-                EventFamily::Timelapse,
-                "report_deleted",
-                &json!({"reportId": id, "id": id}),
-            );
+            self.publisher.publish(&ReportDeletedEvent {
+                report_id: id.to_string(),
+                id: id.to_string(),
+            });
         } else {
             let log = self.unsaved_log(id)?;
             std::fs::remove_file(&log.path)
@@ -529,13 +536,15 @@ impl IntervalometerService {
         }
         self.rescan_unsaved();
         self.publish_idle_block();
-        let data = json!({"sessionId": id});
-        self.event(EventFamily::Timelapse, "session_discarded", &data);
-        self.event(EventFamily::Timelapse, "sessionDiscarded", &data);
-        Ok(Reply::new(
-            "session_discarded",
-            json!({"success": true, "sessionId": id}),
-        ))
+        self.publisher.publish(&SessionDiscardedEvent {
+            session_id: id.to_string(),
+            message: "Session discarded".into(),
+        });
+        Ok(Reply::of(&SessionDiscarded {
+            success: true,
+            session_id: id.to_string(),
+            report_deleted,
+        }))
     }
 
     async fn resume_session(&self, id: &str) -> CommandResult {
@@ -600,54 +609,64 @@ impl IntervalometerService {
         );
         let skipped = first_slot - log.shots.last().map(|s| s.slot + 1).unwrap_or(0);
         session.handle(now, super::session::Input::Tick);
-        let status = session.status_json(now);
+        let status = session.status_block();
+        let options = session.options_block();
         let active = self.spawn_driver(session, journal);
         *lock(&self.active) = Some(active);
         self.rescan_unsaved();
-        let data = json!({
-            "sessionId": id,
-            "title": log.header.title,
-            "interval": opts.interval.as_secs_f64(),
-            "options": log.header.options,
-            "shotsBefore": log.shots.len(),
-            "slotsSkippedWhileDown": skipped,
+        self.publisher.publish(&SessionRecovered {
+            session_id: id.to_string(),
+            title: log.header.title.clone(),
+            interval: opts.interval.as_secs_f64(),
+            options,
+            shots_before: log.shots.len(),
+            slots_skipped_while_down: skipped,
         });
-        self.event(EventFamily::Timelapse, "session_recovered", &data);
-        self.event(EventFamily::Event, "intervalometer_started", &data);
-        Ok(Reply::new(
-            "session_resumed",
-            json!({"success": true, "sessionId": id, "title": log.header.title, "status": status}),
-        ))
+        Ok(Reply::of(&SessionResumed {
+            success: true,
+            session_id: id.to_string(),
+            title: log.header.title,
+            status,
+        }))
     }
 
     fn intervalometer_status(&self) -> CommandResult {
-        let mut block = self.status.get("intervalometer");
-        if block.is_null() {
-            block = json!({"state": "idle", "running": false, "unsavedSession": Value::Null});
-        }
-        Ok(Reply::new("intervalometer_status", block))
+        let block = self
+            .status
+            .intervalometer()
+            .unwrap_or_else(IntervalometerBlock::idle);
+        Ok(Reply::of(&IntervalometerStatus(block)))
     }
 
     async fn update_title(&self, id: &str, title: &str) -> CommandResult {
         let _g = self.ops.lock().await;
         let r = self.reports.rename(id, title)?;
-        let data = json!({"reportId": id, "id": id, "title": r.title});
-        self.event(EventFamily::Timelapse, "report_updated", &data);
-        Ok(Reply::new(
-            "report_title_updated",
-            json!({"success": true, "id": id, "reportId": id, "title": r.title, "report": r.list_entry()}),
-        ))
+        self.publisher.publish(&ReportUpdated {
+            report_id: id.to_string(),
+            id: id.to_string(),
+            title: r.title.clone(),
+        });
+        Ok(Reply::of(&ReportTitleUpdated {
+            success: true,
+            id: id.to_string(),
+            report_id: id.to_string(),
+            title: r.title.clone(),
+            report: r.list_entry(),
+        }))
     }
 
     async fn delete_report(&self, id: &str) -> CommandResult {
         let _g = self.ops.lock().await;
         self.reports.delete(id)?;
-        let data = json!({"reportId": id, "id": id});
-        self.event(EventFamily::Timelapse, "report_deleted", &data);
-        Ok(Reply::new(
-            "report_deleted",
-            json!({"success": true, "id": id, "reportId": id}),
-        ))
+        self.publisher.publish(&ReportDeletedEvent {
+            report_id: id.to_string(),
+            id: id.to_string(),
+        });
+        Ok(Reply::of(&ReportDeleted {
+            success: true,
+            id: id.to_string(),
+            report_id: id.to_string(),
+        }))
     }
 
     async fn run(&self, cmd: &Command) -> CommandResult {
@@ -656,31 +675,27 @@ impl IntervalometerService {
                 // No exposure given: the camera's current Tv.
                 let tv = self.camera.settings().exposure_time();
                 let exposure = v.exposure.or(tv.map(|d| d.as_secs_f64()));
-                Ok(Reply::new(
-                    "interval_validation",
-                    validate_interval(v.interval, exposure),
-                ))
+                Ok(Reply::of(&IntervalValidationReply(validate_interval(
+                    v.interval, exposure,
+                ))))
             }
             Command::StartIntervalometer(req) => self.start_session(req).await,
             Command::StopIntervalometer => self.stop_session().await,
             Command::GetIntervalometerStatus => self.intervalometer_status(),
-            Command::GetUnsavedSession => Ok(Reply::new(
-                "unsaved_session",
-                json!({"unsavedSession": self.unsaved_json()}),
-            )),
+            Command::GetUnsavedSession => Ok(Reply::of(&UnsavedSessionReply {
+                unsaved_session: self.unsaved_info(),
+            })),
             Command::SaveSessionAsReport(r) => {
                 self.save_session(&r.session_id, r.title.as_deref()).await
             }
             Command::DiscardSession(r) => self.discard_session(&r.session_id).await,
             Command::ResumeSession(r) => self.resume_session(&r.session_id).await,
-            Command::GetTimelapseReports => {
-                let reports: Vec<_> = self.reports.list().iter().map(Report::list_entry).collect();
-                Ok(Reply::new("timelapse_reports", json!({"reports": reports})))
-            }
-            Command::GetTimelapseReport(r) => Ok(Reply::new(
-                "timelapse_report",
-                json!({"report": self.reports.get(&r.id)?}),
-            )),
+            Command::GetTimelapseReports => Ok(Reply::of(&TimelapseReports {
+                reports: self.reports.list().iter().map(Report::list_entry).collect(),
+            })),
+            Command::GetTimelapseReport(r) => Ok(Reply::of(&TimelapseReport {
+                report: self.reports.get(&r.id)?,
+            })),
             Command::UpdateReportTitle(u) => {
                 let id = u.id.as_deref().or(u.session_id.as_deref()).ok_or_else(|| {
                     ApiError::new(ErrorCode::MissingParameter, "Missing id or sessionId")
@@ -690,16 +705,24 @@ impl IntervalometerService {
             Command::DeleteTimelapseReport(r) => self.delete_report(&r.id).await,
             Command::GetReportCsv(r) => {
                 let csv = to_csv(&self.reports.get(&r.id)?);
-                let data = json!({"id": r.id, "contentType": "text/csv", "content": csv});
-                Ok(Reply::new("report_csv", data).with_body(Body::Bytes {
+                let data = ReportCsv {
+                    id: r.id.clone(),
+                    content_type: "text/csv".into(),
+                    content: csv.clone(),
+                };
+                Ok(Reply::of(&data).with_body(Body::Bytes {
                     content_type: "text/csv; charset=utf-8",
                     bytes: csv.into_bytes(),
                 }))
             }
             Command::GetReportChart(r) => {
                 let svg = to_svg(&self.reports.get(&r.id)?);
-                let data = json!({"id": r.id, "contentType": "image/svg+xml", "content": svg});
-                Ok(Reply::new("report_chart", data).with_body(Body::Bytes {
+                let data = ReportChart {
+                    id: r.id.clone(),
+                    content_type: "image/svg+xml".into(),
+                    content: svg.clone(),
+                };
+                Ok(Reply::of(&data).with_body(Body::Bytes {
                     content_type: "image/svg+xml",
                     bytes: svg.into_bytes(),
                 }))
@@ -712,6 +735,10 @@ impl IntervalometerService {
 impl Service for IntervalometerService {
     fn name(&self) -> &'static str {
         "intervalometer"
+    }
+
+    fn owner(&self) -> Owner {
+        Owner::Intervalometer
     }
 
     fn handle<'a>(
@@ -740,14 +767,9 @@ impl Service for IntervalometerService {
     }
 
     fn client_connected(&self, client: ClientId) {
-        let info = self.unsaved_json();
-        if info.is_null() {
-            return;
-        }
-        let wall = self.clock.wall();
-        for kind in ["unsaved_session_found", "unsavedSessionFound"] {
-            let ev = Event::new(Channel::Intervalometer, EventFamily::Timelapse, kind, &info);
-            self.publisher.to_client(client, ev.to_frame(wall));
+        if let Some(info) = self.unsaved_info() {
+            self.publisher
+                .publish_to(client, &UnsavedSessionFound(info));
         }
     }
 
@@ -779,14 +801,14 @@ impl crate::camera::service::SessionGate for IntervalometerService {
     }
 }
 
-fn unsaved_info(l: &SessionLog) -> Value {
+fn unsaved_info(l: &SessionLog) -> UnsavedSession {
     let ok = l.shots.iter().filter(|s| s.ok).count();
     let stop = SessionOptions::from_wire(&l.header.options)
         .map(|o| o.stop)
         .ok();
-    let mut actions = vec!["save", "discard"];
+    let mut actions = vec!["save".to_string(), "discard".to_string()];
     if !l.finished() {
-        actions.push("resume");
+        actions.push("resume".into());
     }
     let (kind, error) = match &l.end {
         Some((k, r, _)) => (Some(*k), r.as_deref()),
@@ -795,34 +817,40 @@ fn unsaved_info(l: &SessionLog) -> Value {
     let reason = super::report::end_sentence(kind, &l.header.options.stop_condition, error);
     let start = iso8601_millis(l.header.origin_wall_ms);
     let end = iso8601_millis(l.last_wall_ms());
-    json!({
-        "sessionId": l.header.id,
-        "title": l.header.title,
-        "startTime": start,
-        "endTime": end,
-        "status": l.end.as_ref().map(|e| e.0.as_str()).unwrap_or("interrupted"),
-        "interrupted": !l.finished(),
-        "canResume": !l.finished() && !matches!(stop, Some(StopCondition::AfterShots(n)) if l.shots.len() as u64 >= u64::from(n)),
-        "options": l.header.options,
-        "shotsTaken": l.shots.len(),
-        "shotsSuccessful": ok,
-        "shotsFailed": l.shots.len() - ok,
-        "actions": actions,
-        "reason": reason,
-        // The original's recovery record.
-        "completionData": {
-            "reason": reason,
-            "completedAt": end,
-            "options": l.header.options,
-            "stats": {
-                "startTime": start,
-                "endTime": end,
-                "shotsTaken": l.shots.len(),
-                "shotsSuccessful": ok,
-                "shotsFailed": l.shots.len() - ok,
+    let taken = l.shots.len();
+    UnsavedSession {
+        session_id: l.header.id.clone(),
+        title: l.header.title.clone(),
+        start_time: start.clone(),
+        end_time: end.clone(),
+        status: l
+            .end
+            .as_ref()
+            .map(|e| e.0.as_str())
+            .unwrap_or("interrupted")
+            .into(),
+        interrupted: !l.finished(),
+        can_resume: !l.finished()
+            && !matches!(stop, Some(StopCondition::AfterShots(n)) if taken as u64 >= u64::from(n)),
+        options: l.header.options.clone(),
+        shots_taken: taken,
+        shots_successful: ok,
+        shots_failed: taken - ok,
+        actions,
+        reason: reason.clone(),
+        completion_data: CompletionData {
+            reason,
+            completed_at: end.clone(),
+            options: l.header.options.clone(),
+            stats: CompletionStats {
+                start_time: start,
+                end_time: end,
+                shots_taken: taken,
+                shots_successful: ok,
+                shots_failed: taken - ok,
             },
         },
-    })
+    }
 }
 
 fn default_title(local_ms: i64) -> String {

@@ -25,11 +25,13 @@
 //! time; the grid never moves.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::camera::{ShotOutcome, ShotRequest};
+use crate::protocol::status::{
+    IntervalometerBlock, OutageBlock, SessionBlock, SessionOptionsBlock, SessionStats, TimingStats,
+};
 use crate::util::iso8601_millis;
 
 use super::schedule::{next_occurrence, OverrunPolicy, SessionOptions, StopCondition};
@@ -220,14 +222,14 @@ struct Outage {
 }
 
 impl Outage {
-    fn to_json(&self) -> Value {
+    fn block(&self) -> OutageBlock {
         let label = |ms: f64| iso8601_millis(ms.round() as i64);
-        json!({
-            "since": label(self.since_ms),
-            "until": self.until_ms.map(label),
-            "framesMissed": self.missed,
-            "reason": self.reason,
-        })
+        OutageBlock {
+            since: label(self.since_ms),
+            until: self.until_ms.map(label),
+            frames_missed: self.missed,
+            reason: self.reason.clone(),
+        }
     }
 }
 
@@ -382,6 +384,8 @@ pub struct Session {
     uncertain: VecDeque<ShotRecord>,
     /// Slot and stem of the last named file (RAW+JPEG pairs share a stem).
     last_named: Option<(u64, String)>,
+    /// Wall label of the end, once ended.
+    ended_wall_ms: Option<f64>,
     /// Frames failing in a row right now, and the last such run that ended.
     outage: Option<Outage>,
     last_outage: Option<Outage>,
@@ -440,6 +444,7 @@ impl Session {
             early_files: Vec::new(),
             uncertain: VecDeque::new(),
             last_named: None,
+            ended_wall_ms: None,
             outage: None,
             last_outage: None,
             actions: VecDeque::new(),
@@ -918,6 +923,7 @@ impl Session {
             kind,
             reason: reason.clone(),
         };
+        self.ended_wall_ms = Some(self.wall_ms_of(now));
         self.actions.push_back(Action::Journal(JournalEntry::End {
             state: kind,
             reason: reason.clone(),
@@ -1004,16 +1010,75 @@ impl Session {
         wall as f64 + signed_ms(t, anchor)
     }
 
-    /// The `intervalometer` status block (PROTOCOL.md "Session status").
-    pub fn status_json(&self, _now: Instant) -> Value {
+    /// The session's options as clients see them (`stopTime` as the resolved instant).
+    pub fn options_block(&self) -> SessionOptionsBlock {
+        let wire = self.opts.to_wire();
+        SessionOptionsBlock {
+            interval: wire.interval,
+            stop_condition: wire.stop_condition,
+            total_shots: wire.total_shots,
+            stop_time: self.stop_at_wall_ms.map(iso8601_millis),
+            stop_time_of_day: wire.stop_time,
+            duration: wire.duration,
+            overrun_policy: wire.overrun_policy,
+            bulb: wire.bulb,
+        }
+    }
+
+    /// The session's counters (`stats`).
+    pub fn stats_block(&self) -> SessionStats {
         let s = &self.stats;
-        let interval = self.opts.interval.as_secs_f64();
         let next = match self.state {
             State::Scheduled | State::Running { .. } => Some(self.due(self.next_slot)),
             _ => None,
         };
-        let remaining = match self.opts.stop {
-            StopCondition::AfterShots(n) => Some(u64::from(n).saturating_sub(s.shots_taken)),
+        let label = |ms: f64| iso8601_millis(ms.round() as i64);
+        SessionStats {
+            start_time: label(self.origin_wall_ms as f64),
+            end_time: self.ended_wall_ms.map(label),
+            shots_taken: s.shots_taken,
+            shots_successful: s.shots_successful,
+            shots_failed: s.shots_failed,
+            shots_skipped: s.shots_skipped + self.skipped_pending,
+            current_shot: s.shots_taken,
+            next_shot_time: next.map(|t| label(self.wall_ms_of(t))),
+            overtime_shots: s.overtime_shots,
+            total_overtime_seconds: s.total_overtime_s,
+            max_overtime_seconds: s.max_overtime_s,
+            last_shot_duration: s.last_duration_s,
+            total_shot_duration_seconds: s.sum_duration_s,
+            timing: TimingStats {
+                mean_error_ms: s.mean_error_ms(),
+                p99_error_ms: s.p99_error_ms(),
+                max_error_ms: (s.timed_shots > 0).then_some(s.max_abs_error_ms),
+            },
+        }
+    }
+
+    /// Shots left for a stop-after session.
+    pub fn remaining_shots(&self) -> Option<u64> {
+        match self.opts.stop {
+            StopCondition::AfterShots(n) => {
+                Some(u64::from(n).saturating_sub(self.stats.shots_taken))
+            }
+            _ => None,
+        }
+    }
+
+    /// The reason the machine gave for its end (an error's cause), if any.
+    pub fn end_reason(&self) -> Option<String> {
+        match &self.state {
+            State::Ended { reason, .. } => reason.clone(),
+            _ => None,
+        }
+    }
+
+    /// The `intervalometer` status block (PROTOCOL.md "Session status").
+    pub fn status_block(&self) -> IntervalometerBlock {
+        let s = &self.stats;
+        let interval = self.opts.interval.as_secs_f64();
+        let next = match self.state {
+            State::Scheduled | State::Running { .. } => Some(self.due(self.next_slot)),
             _ => None,
         };
         let end_ms = match (self.opts.stop, self.end_deadline) {
@@ -1024,55 +1089,35 @@ impl Session {
             }),
             _ => None,
         };
-        let wire = self.opts.to_wire();
-        let ended = match &self.state {
-            State::Ended { reason, .. } => reason.clone(),
-            _ => None,
-        };
-        let label = |ms: f64| iso8601_millis(ms.round() as i64);
-        json!({
-            "sessionId": self.id,
-            "title": self.title,
-            "state": self.state_name(),
-            "running": matches!(self.state, State::Running { .. } | State::Stopping { .. } | State::Finishing { .. } | State::Scheduled),
-            "cameraConnected": self.connected,
-            "options": {
-                "interval": interval,
-                "stopCondition": wire.stop_condition,
-                "totalShots": wire.total_shots,
-                "stopTime": wire.stop_time,
-                "duration": wire.duration,
-                "overrunPolicy": wire.overrun_policy,
-                "bulb": wire.bulb,
-            },
-            "stats": {
-                "startTime": label(self.origin_wall_ms as f64),
-                "shotsTaken": s.shots_taken,
-                "shotsSuccessful": s.shots_successful,
-                "shotsFailed": s.shots_failed,
-                "shotsSkipped": s.shots_skipped + self.skipped_pending,
-                "currentShot": s.shots_taken,
-                "nextShotTime": next.map(|t| label(self.wall_ms_of(t))),
-                "overtimeShots": s.overtime_shots,
-                "totalOvertimeSeconds": s.total_overtime_s,
-                "maxOvertimeSeconds": s.max_overtime_s,
-                "lastShotDuration": s.last_duration_s,
-                "timing": {
-                    "meanErrorMs": s.mean_error_ms(),
-                    "p99ErrorMs": s.p99_error_ms(),
-                    "maxErrorMs": (s.timed_shots > 0).then_some(s.max_abs_error_ms),
-                },
-            },
-            "remainingShots": remaining,
-            "estimatedEndTime": end_ms.map(label),
-            "successRate": (s.shots_taken > 0).then(|| s.shots_successful as f64 / s.shots_taken as f64),
-            "averageShotDuration": (s.timed_shots > 0).then(|| s.sum_duration_s / s.timed_shots as f64),
-            "endReason": ended,
-            // Frames failing in a row now (null when the last frame was taken), and the last
-            // such run that ended: what the "camera not answering" banner shows.
-            "outage": self.outage.as_ref().map(Outage::to_json),
-            "lastOutage": self.last_outage.as_ref().map(Outage::to_json),
-        })
+        IntervalometerBlock {
+            state: self.state_name().into(),
+            running: matches!(
+                self.state,
+                State::Running { .. }
+                    | State::Stopping { .. }
+                    | State::Finishing { .. }
+                    | State::Scheduled
+            ),
+            session: Some(SessionBlock {
+                session_id: self.id.clone(),
+                title: self.title.clone(),
+                camera_connected: self.connected,
+                options: self.options_block(),
+                stats: self.stats_block(),
+                remaining_shots: self.remaining_shots(),
+                estimated_end_time: end_ms.map(|ms| iso8601_millis(ms.round() as i64)),
+                success_rate: (s.shots_taken > 0)
+                    .then(|| s.shots_successful as f64 / s.shots_taken as f64),
+                average_shot_duration: (s.timed_shots > 0)
+                    .then(|| s.sum_duration_s / s.timed_shots as f64),
+                end_reason: self.end_reason(),
+                // Frames failing in a row now (null when the last frame was taken), and the
+                // last such run that ended: what the "camera not answering" banner shows.
+                outage: self.outage.as_ref().map(Outage::block),
+                last_outage: self.last_outage.as_ref().map(Outage::block),
+            }),
+            unsaved_session: None,
+        }
     }
 
     /// Where the grid stands, for fitting a test shot between frames (`None` once ended).
@@ -1551,7 +1596,7 @@ mod tests {
         assert_eq!(shoots(&drain(&mut s)), [(7, t0 + ms(8000))]);
         assert_eq!(s.stats().shots_failed, 5);
         // The banner's figures: since the loss (2.3 s in), 5 frames missed, still on.
-        let st = s.status_json(t0 + ms(7700));
+        let st = serde_json::to_value(s.status_block()).unwrap();
         assert_eq!(st["outage"]["framesMissed"], 5, "{st}");
         assert_eq!(st["outage"]["since"], iso8601_millis(T0_WALL + 2300));
         assert!(st["lastOutage"].is_null());
@@ -1563,7 +1608,7 @@ mod tests {
                 outcome: ok(t0 + ms(8000), t0 + ms(8050)),
             },
         );
-        let st = s.status_json(t0 + ms(8050));
+        let st = serde_json::to_value(s.status_block()).unwrap();
         assert!(st["outage"].is_null(), "{st}");
         assert_eq!(st["lastOutage"]["framesMissed"], 5);
         assert_eq!(st["lastOutage"]["until"], iso8601_millis(T0_WALL + 8000));

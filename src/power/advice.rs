@@ -6,7 +6,6 @@
 //!  WarningTracker: previous set ──diff──▶ Started(w) / Cleared(w)   (edge-triggered events)
 //! ```
 
-use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -118,15 +117,15 @@ pub struct Estimate {
 }
 
 impl Estimate {
-    pub fn to_json(&self) -> Value {
-        json!({
-            "shotsByBattery": self.shots_by_battery,
-            "shotsByCard": self.shots_by_card,
-            "shotsLeft": self.shots_left,
-            "timeLeftSeconds": self.time_left.map(|d| d.as_secs()),
-            "limitedBy": self.limited_by,
-            "bytesPerShot": self.bytes_per_shot,
-        })
+    pub fn block(&self) -> crate::protocol::status::EstimateBlock {
+        crate::protocol::status::EstimateBlock {
+            shots_by_battery: self.shots_by_battery,
+            shots_by_card: self.shots_by_card,
+            shots_left: self.shots_left,
+            time_left_seconds: self.time_left.map(|d| d.as_secs()),
+            limited_by: self.limited_by.map(str::to_string),
+            bytes_per_shot: self.bytes_per_shot,
+        }
     }
 }
 
@@ -385,6 +384,6 @@ mod tests {
             interval: Duration::ZERO,
         });
         assert_eq!((e.shots_by_card, e.time_left), (Some(100), None));
-        assert_eq!(e.to_json()["bytesPerShot"], 1_048_576);
+        assert_eq!(e.block().bytes_per_shot, Some(1_048_576));
     }
 }

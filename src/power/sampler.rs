@@ -4,7 +4,6 @@
 //! with garbage in it is noted in `problems` and ignored. Nothing here panics on what the
 //! kernel (or a fixture) says.
 
-use serde_json::{json, Value};
 use std::fs::{self, File};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -87,16 +86,16 @@ impl Supply {
         matches!(self.kind.as_str(), "Battery" | "UPS")
     }
 
-    pub fn to_json(&self) -> Value {
-        json!({
-            "name": self.name,
-            "type": self.kind,
-            "capacity": self.capacity,
-            "status": self.status,
-            "voltage": self.voltage_v,
-            "current": self.current_a,
-            "online": self.online,
-        })
+    pub fn block(&self) -> crate::protocol::status::SupplyBlock {
+        crate::protocol::status::SupplyBlock {
+            name: self.name.clone(),
+            kind: self.kind.clone(),
+            capacity: self.capacity,
+            status: self.status.clone(),
+            voltage: self.voltage_v,
+            current: self.current_a,
+            online: self.online,
+        }
     }
 }
 

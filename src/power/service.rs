@@ -2,7 +2,6 @@
 //! `power` status block (part of `status_update`, not a per-client timer) and announces warnings
 //! when they start and when they clear.
 
-use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +12,11 @@ use super::sampler::{
 };
 use crate::app::{Origin, Publisher, Service, StatusBoard};
 use crate::clock::{BoxFuture, SharedClock};
-use crate::protocol::{Channel, Command, CommandResult, Event, EventFamily, Reply};
+use crate::protocol::messages::{PowerStatus, PowerWarning, PowerWarningCleared};
+use crate::protocol::status::{
+    PowerBattery, PowerBlock, PowerWarningBlock, Thermal, ThrottledBlock,
+};
+use crate::protocol::{Command, CommandResult, Owner, Reply};
 use crate::util::iso8601;
 
 /// `get_power_status` reuses a sample younger than this instead of reading again.
@@ -101,7 +104,7 @@ impl PowerService {
     }
 
     /// Samples now (off the async threads), updates the block and the warnings.
-    pub async fn sample_now(&self) -> Value {
+    pub async fn sample_now(&self) -> PowerBlock {
         self.inner.sample_and_apply().await
     }
 }
@@ -116,7 +119,7 @@ impl Inner {
         crate::sys::lock(&self.state)
     }
 
-    async fn sample_and_apply(&self) -> Value {
+    async fn sample_and_apply(&self) -> PowerBlock {
         let root = self.cfg.root.clone();
         let cmd = self.cmd.clone();
         let s = sample_off_thread(root, cmd).await;
@@ -127,7 +130,7 @@ impl Inner {
     }
 
     /// Records a sample, emits warning edges, publishes the block; returns the block.
-    fn apply(&self, at: Instant, s: PowerSample) -> Value {
+    fn apply(&self, at: Instant, s: PowerSample) -> PowerBlock {
         let (changes, block) = {
             let mut st = self.lock();
             let session = st.session;
@@ -140,45 +143,22 @@ impl Inner {
         // warning and reads the block sees the warning in it.
         // Readings move with every sample (uptime, sample time, temperature, charge): they
         // ride the hub's periodic status_update. Only what a client must see at once (a
-        // warning, a recommendation, throttling) costs an extra one (issue 5: wake-ups).
-        if needs_prompt_update(&self.status.get("power"), &block) {
-            self.status.set("power", block.clone());
-        } else {
-            self.status.set_quietly("power", block.clone());
-        }
+        // warning, a recommendation, throttling) costs an extra one (issue 5: wake-ups);
+        // `PowerBlock::same_for_clients` decides.
+        self.status.set_power(Some(block.clone()));
         for c in changes {
-            let (kind, w) = match c {
-                Change::Started(w) => ("power_warning", w),
-                Change::Cleared(w) => ("power_warning_cleared", w),
+            let warning = |w: &super::advice::Warning| PowerWarning {
+                kind: w.as_str().into(),
+                severity: w.severity().into(),
+                message: w.recommendation().into(),
             };
-            self.publisher.event(Event::new(
-                Channel::Power,
-                EventFamily::Event,
-                kind,
-                json!({
-                    "kind": w.as_str(),
-                    "severity": w.severity(),
-                    "message": w.recommendation(),
-                }),
-            ));
+            match c {
+                Change::Started(w) => self.publisher.publish(&warning(&w)),
+                Change::Cleared(w) => self.publisher.publish(&PowerWarningCleared(warning(&w))),
+            }
         }
         block
     }
-}
-
-/// Fields of the `power` block a client must see as soon as they change.
-const PROMPT_FIELDS: [&str; 5] = [
-    "warnings",
-    "recommendations",
-    "throttled",
-    "isRaspberryPi",
-    "model",
-];
-
-/// True when the new block differs from the published one in a [`PROMPT_FIELDS`] field (or
-/// there was none yet).
-fn needs_prompt_update(old: &Value, new: &Value) -> bool {
-    old.is_null() || PROMPT_FIELDS.iter().any(|k| old.get(k) != new.get(k))
 }
 
 /// The `power` status block.
@@ -187,37 +167,42 @@ pub fn block(
     tracker: &WarningTracker,
     session: Option<&EstimateInputs>,
     wall: std::time::SystemTime,
-) -> Value {
-    let warnings: Vec<Value> = tracker
-        .active()
-        .map(|w| json!({"kind": w.as_str(), "severity": w.severity(), "message": w.recommendation()}))
-        .collect();
-    json!({
-        "isRaspberryPi": s.is_raspberry_pi,
-        "model": s.model,
+) -> PowerBlock {
+    PowerBlock {
+        is_raspberry_pi: s.is_raspberry_pi,
+        model: s.model.clone(),
         // Objects even when empty: the original UI reads `power.thermal.temperature` directly.
-        "battery": s.battery().map_or_else(|| json!({"present": false}), |b| {
-            let mut v = b.to_json();
-            v["present"] = json!(true);
-            v
-        }),
-        "supplies": s.supplies.iter().map(|b| b.to_json()).collect::<Vec<_>>(),
-        "thermal": {
-            "temperature": s.temperature_c.map(|t| (t * 10.0).round() / 10.0),
-            "unit": "C",
+        battery: PowerBattery {
+            present: s.battery().is_some(),
+            supply: s.battery().map(|b| b.block()),
         },
-        "throttled": s.throttled.map(|t| {
-            let mut v = t.to_json();
-            v["source"] = json!(s.throttled_source);
-            v
+        supplies: s.supplies.iter().map(|b| b.block()).collect(),
+        thermal: Thermal {
+            temperature: s.temperature_c.map(|t| (t * 10.0).round() / 10.0),
+            unit: "C".into(),
+        },
+        throttled: s.throttled.map(|t| ThrottledBlock {
+            source: s.throttled_source.map(str::to_string),
+            ..t.block()
         }),
-        // Whole seconds: the block only changes when something a client shows changes.
-        "uptime": s.uptime_secs.map(|u| u.floor() as u64),
-        "recommendations": tracker.recommendations(),
-        "warnings": warnings,
-        "estimate": session.map(|i| estimate(i).to_json()),
-        "lastSample": iso8601(wall),
-    })
+        // Whole seconds.
+        uptime: s.uptime_secs.map(|u| u.floor() as u64),
+        recommendations: tracker
+            .recommendations()
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        warnings: tracker
+            .active()
+            .map(|w| PowerWarningBlock {
+                kind: w.as_str().into(),
+                severity: w.severity().into(),
+                message: w.recommendation().into(),
+            })
+            .collect(),
+        estimate: session.map(|i| estimate(i).block()),
+        last_sample: iso8601(wall),
+    }
 }
 
 async fn drive(inner: Arc<Inner>, stopped: async_channel::Receiver<()>, first: Instant) {
@@ -251,6 +236,10 @@ impl Service for PowerService {
         "power"
     }
 
+    fn owner(&self) -> Owner {
+        Owner::Power
+    }
+
     fn handle<'a>(
         &'a self,
         _origin: Origin,
@@ -266,11 +255,11 @@ impl Service for PowerService {
                         .filter(|(at, _)| now.saturating_duration_since(*at) < FRESH)
                         .map(|_| ())
                 };
-                let block = match cached {
-                    Some(()) => self.inner.status.get("power"),
+                let block = match cached.and_then(|()| self.inner.status.power()) {
+                    Some(b) => b,
                     None => self.inner.sample_and_apply().await,
                 };
-                Ok(Reply::new("power_status", block))
+                Ok(Reply::of(&PowerStatus(block)))
             })),
             _ => None,
         }
@@ -288,20 +277,31 @@ mod tests {
 
     #[test]
     fn only_prompt_fields_wake_the_hub() {
-        let base = json!({"uptime": 1, "lastSample": "a", "thermal": {"temperature": 50.1},
-            "warnings": [], "recommendations": [], "throttled": null,
-            "isRaspberryPi": true, "model": "Pi"});
-        assert!(needs_prompt_update(&Value::Null, &base));
+        use crate::protocol::status::StatusBlock;
+        let base = PowerBlock {
+            uptime: Some(1),
+            last_sample: "a".into(),
+            thermal: Thermal {
+                temperature: Some(50.1),
+                unit: "C".into(),
+            },
+            is_raspberry_pi: true,
+            model: Some("Pi".into()),
+            ..PowerBlock::default()
+        };
         let mut readings = base.clone();
-        readings["uptime"] = json!(31);
-        readings["lastSample"] = json!("b");
-        readings["thermal"]["temperature"] = json!(50.3);
-        assert!(!needs_prompt_update(&base, &readings));
+        readings.uptime = Some(31);
+        readings.last_sample = "b".into();
+        readings.thermal.temperature = Some(50.3);
+        assert!(base.same_for_clients(&readings));
         let mut warned = readings.clone();
-        warned["warnings"] = json!([{"kind": "thermal"}]);
-        assert!(needs_prompt_update(&readings, &warned));
+        warned.warnings.push(PowerWarningBlock {
+            kind: "thermal".into(),
+            ..PowerWarningBlock::default()
+        });
+        assert!(!readings.same_for_clients(&warned));
         let mut throttled = readings.clone();
-        throttled["throttled"] = json!({"underVoltage": true});
-        assert!(needs_prompt_update(&readings, &throttled));
+        throttled.throttled = Some(ThrottledBlock::default());
+        assert!(!readings.same_for_clients(&throttled));
     }
 }

@@ -4,7 +4,7 @@
 //! Bits 0–3 are the state now, bits 16–19 whether it happened since boot:
 //! 0 under-voltage, 1 ARM frequency capped, 2 throttled, 3 soft temperature limit.
 
-use serde_json::{json, Value};
+use crate::protocol::status::{ThrottleFlagsBlock, ThrottledBlock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Throttled(pub u32);
@@ -34,13 +34,13 @@ impl ThrottleFlags {
             || self.soft_temperature_limit
     }
 
-    fn to_json(self) -> Value {
-        json!({
-            "underVoltage": self.under_voltage,
-            "armFrequencyCapped": self.arm_frequency_capped,
-            "throttled": self.throttled,
-            "softTemperatureLimit": self.soft_temperature_limit,
-        })
+    fn block(self) -> ThrottleFlagsBlock {
+        ThrottleFlagsBlock {
+            under_voltage: self.under_voltage,
+            arm_frequency_capped: self.arm_frequency_capped,
+            throttled: self.throttled,
+            soft_temperature_limit: self.soft_temperature_limit,
+        }
     }
 }
 
@@ -67,12 +67,14 @@ impl Throttled {
         ThrottleFlags::from_nibble((self.0 >> 16) & 0xf)
     }
 
-    pub fn to_json(self) -> Value {
-        json!({
-            "raw": format!("0x{:x}", self.0),
-            "current": self.now().to_json(),
-            "sinceBoot": self.since_boot().to_json(),
-        })
+    /// The `power.throttled` block (`source` is set by the caller).
+    pub fn block(self) -> ThrottledBlock {
+        ThrottledBlock {
+            raw: format!("0x{:x}", self.0),
+            current: self.now().block(),
+            since_boot: self.since_boot().block(),
+            source: None,
+        }
     }
 }
 

@@ -23,12 +23,15 @@
 //! stamp requests, to measure offsets and for labels. A wall step therefore never moves a
 //! deadline of this machine (nor the intervalometer's schedule).
 
-use serde_json::{json, Value};
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::app::ClientId;
-use crate::protocol::{ApiError, Channel, Event, EventFamily};
+use crate::protocol::messages::{
+    CameraSync as CameraSyncEvent, PiSync as PiSyncEvent, ReliabilityLost, SyncFailed,
+};
+use crate::protocol::status::{CameraTimeBlock, PiProxyState, PiTimeBlock, TimesyncBlock};
+use crate::protocol::{ApiError, ErrorCode, Event};
 use crate::util::{iso8601, iso8601_millis, unix_millis};
 
 /// Tunables (defaults are the product's).
@@ -295,13 +298,19 @@ pub struct TimeSyncMachine {
     actions: VecDeque<Action>,
 }
 
-fn event(kind: &'static str, data: Value) -> Action {
-    Action::Event(Event::new(
-        Channel::Timesync,
-        EventFamily::Event,
-        kind,
-        data,
-    ))
+fn sync_failed(component: &str, error: impl Into<String>, code: Option<ErrorCode>) -> Action {
+    Action::Event(Event::of(&SyncFailed {
+        component: component.into(),
+        error: error.into(),
+        code,
+    }))
+}
+
+fn reliability_lost(source: &str, reason: impl Into<String>) -> Action {
+    Action::Event(Event::of(&ReliabilityLost {
+        source: source.into(),
+        reason: reason.into(),
+    }))
 }
 
 impl TimeSyncMachine {
@@ -365,6 +374,11 @@ impl TimeSyncMachine {
     }
 
     /// Whether the Pi's time is good enough to hand on (to the camera, to labels).
+    /// When the Pi's time was last set or confirmed (changes with every accepted sample).
+    pub fn last_sync_at(&self) -> Option<Instant> {
+        self.pi.map(|p| p.at)
+    }
+
     pub fn pi_synchronized(&self, now: Instant) -> bool {
         self.pi_reliability(now) >= Reliability::Medium
     }
@@ -518,9 +532,10 @@ impl TimeSyncMachine {
                 if now >= deadline =>
             {
                 self.camera = CameraSync::Idle;
-                self.actions.push_back(event(
-                    "sync-failed",
-                    json!({"component": "camera", "error": "the camera did not answer in time"}),
+                self.actions.push_back(sync_failed(
+                    "camera",
+                    "the camera did not answer in time",
+                    None,
                 ));
             }
             _ => {}
@@ -531,16 +546,13 @@ impl TimeSyncMachine {
             let age = self
                 .pi
                 .map_or(0, |p| now.saturating_duration_since(p.at).as_secs());
-            self.actions.push_back(event(
-                "reliability-lost",
-                json!({
-                    "source": "pi",
-                    "reason": format!(
-                        "no time sync for {} min; the Pi clock may be off by more than {} s",
-                        age / 60,
-                        (Reliability::MEDIUM_MS / 1000.0) as i64
-                    ),
-                }),
+            self.actions.push_back(reliability_lost(
+                "pi",
+                format!(
+                    "no time sync for {} min; the Pi clock may be off by more than {} s",
+                    age / 60,
+                    (Reliability::MEDIUM_MS / 1000.0) as i64
+                ),
             ));
         }
         self.last_level = level;
@@ -599,12 +611,7 @@ impl TimeSyncMachine {
         accuracy: GpsAccuracy,
     ) -> Result<(), ApiError> {
         sane(fix_time_ms, "timestamp")?;
-        let lost = |reason: String| {
-            event(
-                "reliability-lost",
-                json!({"source": "gps", "reason": reason}),
-            )
-        };
+        let lost = |reason: String| reliability_lost("gps", reason);
         let accurate = match accuracy {
             GpsAccuracy::Metres(m) => m.is_finite() && m >= 0.0 && m <= self.cfg.gps_max_accuracy_m,
             GpsAccuracy::High => true,
@@ -665,20 +672,20 @@ impl TimeSyncMachine {
         if s.offset_ms.abs() > self.cfg.step_threshold_ms {
             if level == Reliability::High && !explicit {
                 let current = self.pi.map_or("none", |p| p.source.as_str());
-                self.actions.push_back(event(
-                    "pi-sync",
-                    json!({
-                        "synchronized": true,
-                        "source": current,
-                        "offset": s.offset_ms,
-                        "reliability": level.as_str(),
-                        "stepped": false,
-                        "ignored": format!(
+                self.actions
+                    .push_back(Action::Event(Event::of(&PiSyncEvent {
+                        synchronized: true,
+                        source: current.into(),
+                        offset: s.offset_ms,
+                        reliability: level.as_str().into(),
+                        stepped: false,
+                        uncertainty_ms: None,
+                        ignored: Some(format!(
                             "{} says the Pi is {} ms off, but the Pi's time is already reliable",
-                            s.source.as_str(), s.offset_ms
-                        ),
-                    }),
-                ));
+                            s.source.as_str(),
+                            s.offset_ms
+                        )),
+                    })));
                 return;
             }
             match self.step {
@@ -712,17 +719,16 @@ impl TimeSyncMachine {
             self.record_sync(now, s, u);
         }
         let level = self.pi_reliability(now);
-        self.actions.push_back(event(
-            "pi-sync",
-            json!({
-                "synchronized": level >= Reliability::Medium,
-                "source": s.source.as_str(),
-                "offset": s.offset_ms,
-                "reliability": level.as_str(),
-                "uncertaintyMs": u.round() as i64,
-                "stepped": false,
-            }),
-        ));
+        self.actions
+            .push_back(Action::Event(Event::of(&PiSyncEvent {
+                synchronized: level >= Reliability::Medium,
+                source: s.source.as_str().into(),
+                offset: s.offset_ms,
+                reliability: level.as_str().into(),
+                stepped: false,
+                uncertainty_ms: Some(u.round() as i64),
+                ignored: None,
+            })));
     }
 
     fn record_sync(&mut self, now: Instant, s: Sample, u: f64) {
@@ -761,17 +767,16 @@ impl TimeSyncMachine {
                 }
                 self.record_sync(now, sample, sample.uncertainty_ms);
                 let level = self.pi_reliability(now);
-                self.actions.push_back(event(
-                    "pi-sync",
-                    json!({
-                        "synchronized": level >= Reliability::Medium,
-                        "source": sample.source.as_str(),
-                        "offset": sample.offset_ms,
-                        "reliability": level.as_str(),
-                        "uncertaintyMs": sample.uncertainty_ms.round() as i64,
-                        "stepped": true,
-                    }),
-                ));
+                self.actions
+                    .push_back(Action::Event(Event::of(&PiSyncEvent {
+                        synchronized: level >= Reliability::Medium,
+                        source: sample.source.as_str().into(),
+                        offset: sample.offset_ms,
+                        reliability: level.as_str().into(),
+                        stepped: true,
+                        uncertainty_ms: Some(sample.uncertainty_ms.round() as i64),
+                        ignored: None,
+                    })));
                 // The camera was set from the old time (or never): bring it along.
                 if self.camera_connected && self.pi_synchronized(now) {
                     self.start_camera_sync(now, false);
@@ -780,15 +785,13 @@ impl TimeSyncMachine {
             StepOutcome::Deferred => {
                 if now.saturating_duration_since(since) >= self.cfg.step_max_deferral {
                     self.step = PiStep::Idle;
-                    self.actions.push_back(event(
-                        "sync-failed",
-                        json!({
-                            "component": "pi",
-                            "error": format!(
-                                "clock step abandoned: a shot was in flight for {} s",
-                                self.cfg.step_max_deferral.as_secs()
-                            ),
-                        }),
+                    self.actions.push_back(sync_failed(
+                        "pi",
+                        format!(
+                            "clock step abandoned: a shot was in flight for {} s",
+                            self.cfg.step_max_deferral.as_secs()
+                        ),
+                        None,
                     ));
                 } else {
                     self.step = PiStep::Due {
@@ -800,21 +803,14 @@ impl TimeSyncMachine {
             }
             StepOutcome::Failed(e) => {
                 self.step = PiStep::Idle;
-                self.actions.push_back(event(
-                    "sync-failed",
-                    json!({"component": "pi", "error": e.message, "code": e.code}),
-                ));
+                self.actions
+                    .push_back(sync_failed("pi", e.message, Some(e.code)));
             }
         }
     }
 
     fn start_camera_sync(&mut self, now: Instant, manual: bool) {
-        let fail = |error: &str| {
-            event(
-                "sync-failed",
-                json!({"component": "camera", "error": error}),
-            )
-        };
+        let fail = |error: &str| sync_failed("camera", error, None);
         if !matches!(self.camera, CameraSync::Idle) {
             return; // one at a time; the running one answers
         }
@@ -846,10 +842,8 @@ impl TimeSyncMachine {
         match r {
             Err(e) => {
                 self.camera = CameraSync::Idle;
-                self.actions.push_back(event(
-                    "sync-failed",
-                    json!({"component": "camera", "error": e.message}),
-                ));
+                self.actions
+                    .push_back(sync_failed("camera", e.message, None));
             }
             Ok(cam) => {
                 let offset_ms = unix_millis(cam) - unix_millis(wall);
@@ -863,16 +857,14 @@ impl TimeSyncMachine {
                 } else {
                     self.camera = CameraSync::Idle;
                     self.camera_synced = Some(CameraSynced { wall, offset_ms });
-                    self.actions.push_back(event(
-                        "camera-sync",
-                        json!({
-                            "success": true,
-                            "previousTime": iso8601(cam),
-                            "newTime": iso8601(cam),
-                            "offset": offset_ms,
-                            "changed": false,
-                        }),
-                    ));
+                    self.actions
+                        .push_back(Action::Event(Event::of(&CameraSyncEvent {
+                            success: true,
+                            previous_time: iso8601(cam),
+                            new_time: iso8601(cam),
+                            offset: offset_ms,
+                            changed: false,
+                        })));
                 }
             }
         }
@@ -889,28 +881,25 @@ impl TimeSyncMachine {
         };
         self.camera = CameraSync::Idle;
         match r {
-            Err(e) => self.actions.push_back(event(
-                "sync-failed",
-                json!({"component": "camera", "error": e.message}),
-            )),
+            Err(e) => self
+                .actions
+                .push_back(sync_failed("camera", e.message, None)),
             Ok(()) => {
                 self.camera_synced = Some(CameraSynced { wall, offset_ms: 0 });
-                self.actions.push_back(event(
-                    "camera-sync",
-                    json!({
-                        "success": true,
-                        "previousTime": iso8601(previous),
-                        "newTime": iso8601(wall),
-                        "offset": offset_ms,
-                        "changed": true,
-                    }),
-                ));
+                self.actions
+                    .push_back(Action::Event(Event::of(&CameraSyncEvent {
+                        success: true,
+                        previous_time: iso8601(previous),
+                        new_time: iso8601(wall),
+                        offset: offset_ms,
+                        changed: true,
+                    })));
             }
         }
     }
 
     /// The `timesync` status block at `now` (`wall` for the labels).
-    pub fn status(&self, now: Instant, wall: SystemTime) -> Value {
+    pub fn status(&self, now: Instant, wall: SystemTime) -> TimesyncBlock {
         let level = self.pi_reliability(now);
         let age = self
             .pi
@@ -920,35 +909,38 @@ impl TimeSyncMachine {
             let ago_ms = now.saturating_duration_since(p.at).as_millis() as i64;
             iso8601_millis(unix_millis(wall) - ago_ms)
         });
-        let pi_state = match (&self.pi, level) {
+        let sync_state = match (&self.pi, level) {
             (None, _) => "none",
             (Some(_), Reliability::High | Reliability::Medium) => "synchronized",
             (Some(_), _) => "stale",
         };
-        json!({
-            "pi": {
-                "isSynchronized": level >= Reliability::Medium,
-                "reliability": level.as_str(),
-                "lastSyncTime": last_sync,
-                "source": self.pi.map(|p| p.source.as_str()),
-                "offsetMs": self.pi.map(|p| p.offset_ms),
-                "uncertaintyMs": self.pi_uncertainty_ms(now).map(|u| u.round() as i64),
-                "stepPending": !matches!(self.step, PiStep::Idle),
+        TimesyncBlock {
+            pi: PiTimeBlock {
+                is_synchronized: level >= Reliability::Medium,
+                reliability: level.as_str().into(),
+                last_sync_time: last_sync,
+                source: self.pi.map(|p| p.source.as_str().into()),
+                offset_ms: self.pi.map(|p| p.offset_ms),
+                uncertainty_ms: self.pi_uncertainty_ms(now).map(|u| u.round() as i64),
+                step_pending: !matches!(self.step, PiStep::Idle),
             },
-            "camera": {
-                "connected": self.camera_connected,
-                "isSynchronized": self.camera_synced.is_some(),
-                "lastSyncTime": self.camera_synced.map(|c| iso8601(c.wall)),
-                "offsetMs": self.camera_synced.map(|c| c.offset_ms),
+            camera: CameraTimeBlock {
+                connected: self.camera_connected,
+                is_synchronized: self.camera_synced.is_some(),
+                last_sync_time: self.camera_synced.map(|c| iso8601(c.wall)),
+                offset_ms: self.camera_synced.map(|c| c.offset_ms),
             },
-            "piProxyState": {
-                "state": pi_state,
-                "valid": level >= Reliability::Medium,
-                "ageSeconds": age,
+            // `state` in the original's vocabulary is filled in by the service, which knows
+            // through which interface the syncing client came.
+            pi_proxy_state: PiProxyState {
+                state: "none".into(),
+                valid: level >= Reliability::Medium,
+                age_seconds: age,
+                sync_state: sync_state.into(),
             },
-            "connectedClients": self.clients.len(),
-            "clientTimezone": self.timezone_label,
-        })
+            connected_clients: self.clients.len(),
+            client_timezone: self.timezone_label.clone(),
+        }
     }
 }
 
@@ -1057,11 +1049,11 @@ mod tests {
         }
     }
 
-    fn events(actions: &[Action]) -> Vec<(&'static str, Value)> {
+    fn events(actions: &[Action]) -> Vec<(&'static str, serde_json::Value)> {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::Event(e) => Some((e.event_type, e.data.clone())),
+                Action::Event(e) => Some((e.event_type(), e.data.clone())),
                 _ => None,
             })
             .collect()
@@ -1168,7 +1160,7 @@ mod tests {
             let a = r.feed(t, Input::Tick).unwrap();
             assert_eq!(step_of(&a), Some(60_000), "retry at {t}");
         }
-        assert!(r.m.status(r.at(t), from_unix_millis(W0))["pi"]["stepPending"] == false);
+        assert!(!r.m.status(r.at(t), from_unix_millis(W0)).pi.step_pending);
     }
 
     #[test]
@@ -1278,7 +1270,7 @@ mod tests {
         r.feed(630_001, Input::Tick).unwrap();
         assert_eq!(r.m.poll_timeout(), None);
         assert_eq!(
-            r.m.status(r.at(0), from_unix_millis(W0))["connectedClients"],
+            r.m.status(r.at(0), from_unix_millis(W0)).connected_clients,
             0
         );
     }
@@ -1364,7 +1356,7 @@ mod tests {
         assert_eq!(ev[0].1["previousTime"], iso8601_millis(W0 - 2_700));
         assert_eq!(ev[0].1["newTime"], iso8601_millis(W0 + 400));
         let st = r.m.status(r.at(400), from_unix_millis(W0 + 400));
-        assert_eq!(st["camera"]["isSynchronized"], true);
+        assert!(st.camera.is_synchronized);
         // A refused write and a silent camera both end in sync-failed.
         r.feed(500, Input::CameraSyncRequested { manual: true })
             .unwrap();

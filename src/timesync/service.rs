@@ -5,16 +5,21 @@
 //! machine's next deadline; camera reads and writes run as short tasks that feed their result
 //! back. The clock step itself is one syscall, made inline behind the shot gate.
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::sync::{Arc, Mutex};
 
 use super::machine::{Action, GpsAccuracy, Input, StepOutcome, TimeSyncConfig, TimeSyncMachine};
 use super::systime::SystemTimeSetter;
 use super::zone::{LocalZone, Zone};
-use crate::app::{ClientId, Origin, Publisher, Service, StatusBoard};
+use crate::app::{ClientId, Origin, Outbound, Publisher, Service, StatusBoard};
 use crate::camera::{CameraControl, CameraNotice};
 use crate::clock::{BoxFuture, SharedClock};
-use crate::protocol::{ApiError, Command, CommandResult, Reply};
+use crate::protocol::messages::{
+    CameraSyncStarted, GpsResult, ManualTimeSyncResult, SystemTimeReply, TimeSyncRequest,
+    TimeSyncResult, TimeSyncStatus, TimeSyncStatusCompat,
+};
+use crate::protocol::status::{NetInterface, TimesyncBlock};
+use crate::protocol::{ApiError, Command, CommandResult, Owner, Reply};
 use crate::util::{iso8601, parse_iso8601, unix_millis};
 
 /// "Is a shot in flight right now?" — the clock is never stepped while it says yes.
@@ -31,6 +36,10 @@ struct Inner {
     zone: Arc<dyn Zone>,
     /// Tells the driver the next deadline may have changed (capacity 1: wake-ups coalesce).
     wake: async_channel::Sender<()>,
+    /// Where each WebSocket client connects from (for `piProxyState.state`).
+    addrs: Mutex<std::collections::HashMap<ClientId, std::net::IpAddr>>,
+    /// The interface the last accepted sync came through ("ap0", "wlan0").
+    proxy_iface: Mutex<Option<String>>,
 }
 
 pub struct TimeSyncService {
@@ -84,6 +93,8 @@ impl TimeSyncService {
             shot_in_flight,
             zone,
             wake,
+            addrs: Mutex::new(std::collections::HashMap::new()),
+            proxy_iface: Mutex::new(None),
         });
         inner.publish_status();
         crate::rt::spawn(drive(inner.clone(), woken)).detach();
@@ -117,9 +128,8 @@ impl TimeSyncService {
     }
 
     /// The `timesync` block as of now.
-    pub fn status(&self) -> Value {
-        let i = &self.inner;
-        i.lock().status(i.clock.now(), i.clock.wall())
+    pub fn status(&self) -> TimesyncBlock {
+        self.inner.block()
     }
 }
 
@@ -128,9 +138,61 @@ impl Inner {
         crate::sys::lock(&self.machine)
     }
 
+    /// The block, with `piProxyState.state` in the original's vocabulary.
+    fn block(&self) -> TimesyncBlock {
+        let mut b = self.lock().status(self.clock.now(), self.clock.wall());
+        let iface = lock(&self.proxy_iface).clone();
+        b.pi_proxy_state.state = match iface {
+            Some(i) if b.pi_proxy_state.valid => format!("{i}-device"),
+            _ => "none".into(),
+        };
+        b
+    }
+
     fn publish_status(&self) {
-        let v = self.lock().status(self.clock.now(), self.clock.wall());
-        self.status.set("timesync", v);
+        self.status.set_timesync(Some(self.block()));
+    }
+
+    /// The interface a client reaches the Pi through: the access point's when its address is
+    /// in the AP's /24, else the client (Wi-Fi) interface.
+    fn iface_of(&self, client: Option<ClientId>) -> String {
+        let network = self.status.network();
+        let (mut ap, mut sta, mut ap_ip) = ("ap0".to_string(), "wlan0".to_string(), None);
+        for (name, i) in network.iter().flat_map(|n| n.interfaces.iter()) {
+            match i {
+                NetInterface::Ap(a) => {
+                    ap = name.clone();
+                    ap_ip =
+                        a.ip.as_deref()
+                            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
+                }
+                NetInterface::Client(_) => sta = name.clone(),
+            }
+        }
+        let addr = client.and_then(|c| lock(&self.addrs).get(&c).copied());
+        match (addr, ap_ip) {
+            (Some(std::net::IpAddr::V4(a)), Some(std::net::IpAddr::V4(b)))
+                if a.octets()[..3] == b.octets()[..3] =>
+            {
+                ap
+            }
+            _ => sta,
+        }
+    }
+
+    /// Feeds a sample from `client`; when it set the Pi's time, remembers its interface.
+    fn feed_sample(
+        self: &Arc<Self>,
+        client: Option<ClientId>,
+        input: Input,
+    ) -> Result<(), ApiError> {
+        let before = self.lock().last_sync_at();
+        self.feed(input)?;
+        if self.lock().last_sync_at() != before {
+            *lock(&self.proxy_iface) = Some(self.iface_of(client));
+            self.publish_status();
+        }
+        Ok(())
     }
 
     /// Feeds one input, performs the resulting actions (feeding back the ones that answer at
@@ -164,14 +226,13 @@ impl Inner {
                 request_id,
                 server_time_ms,
             } => {
-                self.publisher.to_client(
+                self.publisher.send(Outbound::TimeSyncRequest(
                     client,
-                    json!({
-                        "type": "time-sync-request",
-                        "data": {"requestId": request_id, "serverTime": server_time_ms},
-                        "timestamp": iso8601(self.clock.wall()),
-                    }),
-                );
+                    TimeSyncRequest {
+                        request_id,
+                        server_time: server_time_ms,
+                    },
+                ));
                 None
             }
             Action::StepClock { offset_ms } => {
@@ -232,22 +293,28 @@ impl Inner {
         }
     }
 
-    fn system_time(&self) -> Value {
+    fn system_time(&self) -> SystemTimeReply {
         let now = self.clock.now();
         let wall = self.clock.wall();
         let z = self.zone.at(wall);
         let m = self.lock();
-        json!({
-            "time": iso8601(wall),
-            "unixMs": unix_millis(wall),
-            "timezone": self.zone.name(wall),
-            "utcOffsetSeconds": z.utc_offset_secs,
-            "standardOffsetSeconds": z.std_offset_secs,
-            "dst": z.dst,
-            "reliability": m.pi_reliability(now).as_str(),
-            "isSynchronized": m.pi_synchronized(now),
-        })
+        SystemTimeReply {
+            current_time: iso8601(wall),
+            time: iso8601(wall),
+            timestamp: unix_millis(wall),
+            unix_ms: unix_millis(wall),
+            timezone: self.zone.name(wall),
+            utc_offset_seconds: z.utc_offset_secs,
+            standard_offset_seconds: z.std_offset_secs,
+            dst: z.dst,
+            reliability: m.pi_reliability(now).as_str().into(),
+            is_synchronized: m.pi_synchronized(now),
+        }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 async fn drive(inner: Arc<Inner>, woken: async_channel::Receiver<()>) {
@@ -341,6 +408,14 @@ impl Service for TimeSyncService {
         "timesync"
     }
 
+    fn owner(&self) -> Owner {
+        Owner::Timesync
+    }
+
+    fn client_address(&self, client: ClientId, addr: std::net::SocketAddr) {
+        lock(&self.inner.addrs).insert(client, addr.ip());
+    }
+
     fn handle<'a>(
         &'a self,
         origin: Origin,
@@ -359,21 +434,27 @@ impl Service for TimeSyncService {
                 if let Some(tz) = timezone_label(&r.timezone)? {
                     inner.lock().set_timezone_label(Some(tz));
                 }
-                inner.feed(Input::Response {
+                inner.feed_sample(
                     client,
-                    request_id: request_id(&r.request_id),
-                    client_time_ms,
-                })?;
-                Ok(Reply::new("time_sync_result", json!({"accepted": true})))
+                    Input::Response {
+                        client,
+                        request_id: request_id(&r.request_id),
+                        client_time_ms,
+                    },
+                )?;
+                Ok(Reply::of(&TimeSyncResult { accepted: true }))
             })(),
             Command::GpsResponse(g) => (|| {
                 let fix_time_ms = parse_time_value(&g.timestamp, "timestamp")?;
-                inner.feed(Input::Gps {
+                inner.feed_sample(
                     client,
-                    fix_time_ms,
-                    accuracy: gps_accuracy(&g.accuracy),
-                })?;
-                Ok(Reply::new("gps_result", json!({"received": true})))
+                    Input::Gps {
+                        client,
+                        fix_time_ms,
+                        accuracy: gps_accuracy(&g.accuracy),
+                    },
+                )?;
+                Ok(Reply::of(&GpsResult { received: true }))
             })(),
             Command::ManualTimeSync(m) => (|| {
                 let client_time_ms = parse_time_value(&m.client_time, "clientTime")?;
@@ -381,23 +462,35 @@ impl Service for TimeSyncService {
                 if tz.is_some() {
                     inner.lock().set_timezone_label(tz.clone());
                 }
-                inner.feed(Input::Manual { client_time_ms })?;
-                Ok(Reply::new(
-                    "manual_time_sync",
-                    json!({
-                        "accepted": true,
-                        "timezone": tz,
-                        // Changing the system zone (timedatectl) is out of scope: the zone is
-                        // kept as a label only.
-                        "timezoneApplied": false,
-                    }),
-                ))
+                inner.feed_sample(client, Input::Manual { client_time_ms })?;
+                Ok(Reply::of(&ManualTimeSyncResult {
+                    success: true,
+                    accepted: true,
+                    timezone: tz,
+                    // Changing the system zone (timedatectl) is out of scope: the zone is
+                    // kept as a label only.
+                    timezone_applied: false,
+                    current_time: iso8601(inner.clock.wall()),
+                }))
             })(),
             Command::ManualCameraSync => inner
                 .feed(Input::CameraSyncRequested { manual: true })
-                .map(|()| Reply::new("camera_sync_started", json!({"started": true}))),
-            Command::GetTimeSyncStatus => Ok(Reply::new("time_sync_status", self.status())),
-            Command::GetSystemTime => Ok(Reply::new("system_time", inner.system_time())),
+                .map(|()| Reply::of(&CameraSyncStarted { started: true })),
+            Command::GetTimeSyncStatus => {
+                let block = self.status();
+                let status = TimeSyncStatusCompat {
+                    pi_reliable: block.pi.is_synchronized,
+                    last_pi_sync: block.pi.last_sync_time.clone(),
+                    last_camera_sync: block.camera.last_sync_time.clone(),
+                    sync_source: block.pi.source.clone(),
+                };
+                Ok(Reply::of(&TimeSyncStatus {
+                    block,
+                    success: true,
+                    status,
+                }))
+            }
+            Command::GetSystemTime => Ok(Reply::of(&inner.system_time())),
             _ => return None,
         };
         Some(Box::pin(async move { result }))
@@ -408,6 +501,7 @@ impl Service for TimeSyncService {
     }
 
     fn client_disconnected(&self, client: ClientId) {
+        lock(&self.inner.addrs).remove(&client);
         self.inner.feed(Input::ClientDisconnected(client)).ok();
     }
 
@@ -420,6 +514,7 @@ impl Service for TimeSyncService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn times_come_as_millis_or_iso_and_nothing_else() {

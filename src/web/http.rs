@@ -640,7 +640,7 @@ pub fn unauthorized(web: &Web) -> Response {
     .header("WWW-Authenticate", "Bearer")
 }
 
-pub fn method_not_allowed(web: &Web, allow: &'static str) -> Response {
+pub fn method_not_allowed(web: &Web, allow: &str) -> Response {
     Response::error(
         web,
         405,

@@ -20,11 +20,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_tungstenite::tungstenite::Utf8Bytes;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::conns::{PeerKey, Refusal, Refusals};
 use crate::app::{App, ClientId, Outbound};
 use crate::config::Limits;
+use crate::protocol::messages::{TimeSyncRequest, WsClient, WsConnections};
 use crate::protocol::{Channel, Event};
 use crate::util::iso8601;
 
@@ -576,12 +577,15 @@ impl Hub {
         }
     }
 
-    /// The status blocks, once under `data` and once at top level.
+    /// The status blocks, serialized once, under `data` and at top level.
     pub fn status_frame(&self, kind: &str, extra: Map<String, Value>) -> Value {
-        let blocks = self.app.status.snapshot();
+        let blocks = match serde_json::to_value(self.app.status.snapshot()) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
         let mut data = extra;
-        for (k, v) in &blocks {
-            data.insert(k.clone(), v.clone());
+        for (k, v) in blocks {
+            data.insert(k, v);
         }
         let mut frame = data.clone();
         frame.insert("type".into(), Value::from(kind));
@@ -608,17 +612,41 @@ impl Hub {
             Outbound::StatusChanged => {
                 lock(&self.schedule).on_change(self.app.clock.now());
             }
-            Outbound::ToClient(id, value) => {
-                if !self.send_to(id, Frame::Text(value.to_string().into())) {
-                    log::debug!("frame for client {} not delivered", id.0);
+            Outbound::EventTo(id, ev) => {
+                for frame in ev.to_frames(self.app.clock.wall()) {
+                    self.send_value(id, &frame);
                 }
             }
+            Outbound::EventExcept(id, ev) => {
+                let now = self.app.clock.now();
+                for frame in ev.to_frames(self.app.clock.wall()) {
+                    let frame = Frame::Text(frame.to_string().into());
+                    for slot in self.slots() {
+                        if slot.id != id && slot.subscribed(ev.channel()) {
+                            slot.push(now, frame.clone());
+                        }
+                    }
+                }
+            }
+            Outbound::TimeSyncRequest(id, req) => {
+                let frame = time_sync_request_frame(&req, self.app.clock.wall());
+                self.send_value(id, &frame);
+            }
+            Outbound::ToClient(id, value) => self.send_value(id, &value),
         }
     }
 
+    fn send_value(&self, id: ClientId, frame: &Value) {
+        if !self.send_to(id, Frame::Text(frame.to_string().into())) {
+            log::debug!("frame for client {} not delivered", id.0);
+        }
+    }
+
+    /// One frame per wire name of the event, to the subscribers of its channel.
     pub fn broadcast_event(&self, ev: &Event) {
-        let text = ev.to_frame(self.app.clock.wall()).to_string();
-        self.broadcast(ev.channel, Frame::Text(text.into()));
+        for frame in ev.to_frames(self.app.clock.wall()) {
+            self.broadcast(ev.channel(), Frame::Text(frame.to_string().into()));
+        }
     }
 
     /// The hub's task: fan out what services publish and send status updates on schedule.
@@ -692,33 +720,46 @@ impl Hub {
     }
 
     /// `GET /api/ws/connections`: who is connected, since when, last heard from.
-    pub fn connections(&self) -> Value {
+    pub fn connections(&self) -> WsConnections {
         let now = self.app.clock.now();
         let wall = self.app.clock.wall();
-        let clients: Vec<Value> = self
+        let clients: Vec<WsClient> = self
             .slots()
             .iter()
             .map(|s| {
                 let last = s.last_seen();
                 let ago = now.saturating_duration_since(last);
-                json!({
-                    "id": s.id.0,
-                    "address": s.addr.to_string(),
-                    "connectedAt": iso8601(s.connected_wall),
-                    "uptime": now.saturating_duration_since(s.connected_at).as_secs_f64(),
-                    "lastHeartbeat": iso8601(wall.checked_sub(ago).unwrap_or(wall)),
-                    "lastHeartbeatAgo": ago.as_secs_f64(),
-                    "subscriptions": s.subscriptions(),
-                    "queued": s.queued(),
-                })
+                WsClient {
+                    id: s.id.0,
+                    address: s.addr.to_string(),
+                    connected_at: iso8601(s.connected_wall),
+                    uptime: now.saturating_duration_since(s.connected_at).as_secs_f64(),
+                    last_heartbeat: iso8601(wall.checked_sub(ago).unwrap_or(wall)),
+                    last_heartbeat_ago: ago.as_secs_f64(),
+                    subscriptions: s.subscriptions().iter().map(|c| c.to_string()).collect(),
+                    queued: s.queued(),
+                }
             })
             .collect();
-        json!({
-            "count": clients.len(),
-            "maxClients": self.limits.max_clients,
-            "clients": clients,
-        })
+        WsConnections {
+            count: clients.len(),
+            max_clients: self.limits.max_clients,
+            clients,
+        }
     }
+}
+
+/// `time-sync-request`: the payload in `data` (seed 000) and `requestId` at top level too
+/// (what the original sends and its clients read).
+pub fn time_sync_request_frame(req: &TimeSyncRequest, now: SystemTime) -> Value {
+    let data = serde_json::to_value(req).unwrap_or(Value::Null);
+    let mut frame = Map::new();
+    frame.insert("type".into(), Value::from("time-sync-request"));
+    frame.insert("requestId".into(), Value::from(req.request_id.clone()));
+    frame.insert("serverTime".into(), Value::from(req.server_time));
+    frame.insert("data".into(), data);
+    frame.insert("timestamp".into(), Value::from(iso8601(now)));
+    Value::Object(frame)
 }
 
 #[cfg(test)]

@@ -33,11 +33,10 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use async_io::Async;
-use serde_json::json;
-
 use crate::app::{App, Origin, Outbound};
+use crate::protocol::messages::Pong;
 use crate::protocol::{ApiError, Command, CommandResult, Reply};
+use async_io::Async;
 pub use conns::{Refusal, Refusals};
 
 pub use hub::Hub;
@@ -120,11 +119,10 @@ impl Web {
     /// The one command layer behind REST and WebSocket.
     pub async fn execute(&self, origin: Origin, cmd: &Command) -> CommandResult {
         match cmd {
-            Command::Ping => Ok(Reply::new(
-                "pong",
-                json!({"timestamp": crate::util::iso8601(self.app.clock.wall())}),
-            )),
-            Command::GetWsConnections => Ok(Reply::new("ws_connections", self.hub.connections())),
+            Command::Ping => Ok(Reply::of(&Pong {
+                timestamp: crate::util::iso8601(self.app.clock.wall()),
+            })),
+            Command::GetWsConnections => Ok(Reply::of(&self.hub.connections())),
             Command::Subscribe(_) | Command::Unsubscribe(_) if origin == Origin::Rest => Err(
                 ApiError::invalid("Subscriptions exist only on a WebSocket connection"),
             ),

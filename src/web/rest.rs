@@ -8,13 +8,14 @@ use serde_json::{Map, Value};
 use super::http::{method_not_allowed, percent_decode, Payload, Request, Response};
 use super::Web;
 use crate::app::Origin;
+use crate::protocol::routes::ROUTES;
 use crate::protocol::{ApiError, Body, Command, ErrorCode};
 
 /// Why a request did not become a command.
 #[derive(Debug)]
 pub enum RouteError {
     NotFound,
-    MethodNotAllowed(&'static str),
+    MethodNotAllowed(String),
     Bad(ApiError),
 }
 
@@ -49,7 +50,20 @@ fn segment(s: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::invalid("Malformed path parameter"))
 }
 
-/// Maps method + path (below `/api/`) + body to a command.
+/// A query value typed: `true`/`false`, numbers, else the string.
+fn query_value(v: &str) -> Value {
+    match v {
+        "true" => Value::Bool(true),
+        "false" => Value::Bool(false),
+        _ => v
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::from(v)),
+    }
+}
+
+/// Maps method + path (below `/api/`) + body to a command, by the route table
+/// ([`crate::protocol::routes::ROUTES`]).
 pub fn route(req: &Request) -> Result<Command, RouteError> {
     let path = req
         .path
@@ -57,124 +71,53 @@ pub fn route(req: &Request) -> Result<Command, RouteError> {
         .ok_or(RouteError::NotFound)?
         .trim_end_matches('/');
     let segs: Vec<&str> = path.split('/').collect();
-    let m = req.method.as_str();
-    let m = if m == "HEAD" { "GET" } else { m };
-    let body = || body_object(req);
-    let parse = |name: &str, data: Map<String, Value>| -> Result<Command, RouteError> {
-        Ok(Command::parse(name, Value::Object(data))?)
+    let method = match req.method.as_str() {
+        "HEAD" => "GET",
+        m => m,
     };
-    let with = |name: &str, key: &str, value: &str| -> Result<Command, RouteError> {
-        let mut data = body()?;
-        data.insert(key.into(), Value::from(segment(value)?));
-        parse(name, data)
-    };
-    let empty = Map::new;
-
-    use RouteError::MethodNotAllowed as Nope;
-    match (segs.as_slice(), m) {
-        (["status"], "GET") => parse("get_status", empty()),
-        (["camera", "status"], "GET") => parse("get_camera_status", empty()),
-        (["camera", "settings"], "GET") => parse("get_camera_settings", empty()),
-        (["camera", "settings", name], "PUT" | "POST") => {
-            with("set_camera_setting", "setting", name)
-        }
-        (["camera", "battery"], "GET") => parse("get_camera_battery", empty()),
-        (["camera", "storage"], "GET") => parse("get_camera_storage", empty()),
-        (["camera", "datetime"], "GET") => parse("get_camera_datetime", empty()),
-        (["camera", "photo"], "POST") => parse("take_photo", body()?),
-        (["camera", "photos", "test"], "POST") => parse("take_test_photo", empty()),
-        (["camera", "photos", "test"], "GET") => parse("list_test_photos", empty()),
-        (["camera", "photos", "test", id, "file"], "GET") => with("get_test_photo_file", "id", id),
-        (["camera", "photos", "test", id], "DELETE") => with("delete_test_photo", "id", id),
-        (["camera", "certificate", "accept"], "POST") => {
-            parse("accept_camera_certificate", body()?)
-        }
-        (["intervalometer", "start"], "POST") => parse("start_intervalometer", body()?),
-        (["intervalometer", "stop"], "POST") => parse("stop_intervalometer", empty()),
-        (["intervalometer", "status"], "GET") => parse("get_intervalometer_status", empty()),
-        (["intervalometer", "validate"], "POST") => parse("validate_interval", body()?),
-        (["timelapse", "reports"], "GET") => parse("get_timelapse_reports", empty()),
-        (["timelapse", "reports", id], "GET") => with("get_timelapse_report", "id", id),
-        (["timelapse", "reports", id], "DELETE") => with("delete_timelapse_report", "id", id),
-        (["timelapse", "reports", id, "title"], "PUT" | "POST") => {
-            with("update_report_title", "id", id)
-        }
-        (["timelapse", "reports", id, "csv"], "GET") => with("get_report_csv", "id", id),
-        (["timelapse", "reports", id, "chart.svg"], "GET") => with("get_report_chart", "id", id),
-        (["timelapse", "sessions", id, "save"], "POST") => {
-            with("save_session_as_report", "sessionId", id)
-        }
-        (["timelapse", "sessions", id, "discard"], "POST") => {
-            with("discard_session", "sessionId", id)
-        }
-        (["timelapse", "sessions", id, "resume"], "POST") => {
-            with("resume_session", "sessionId", id)
-        }
-        (["timelapse", "unsaved-session"], "GET") => parse("get_unsaved_session", empty()),
-        (["discovery", "status"] | ["discovery", "cameras"], "GET") => {
-            parse("get_discovery_status", empty())
-        }
-        (["discovery", "scan"], "POST") => parse("discovery_scan", empty()),
-        (["discovery", "connect"], "POST") => parse("connect_to_ip", body()?),
-        (["discovery", "primary", uuid], "POST") => with("set_primary_camera", "uuid", uuid),
-        (["network", "status"], "GET") => parse("get_network_status", empty()),
-        (["network", "wifi", "scan"], "GET") => {
-            let mut data = empty();
-            if let Some(r) = req.query_param("refresh") {
-                data.insert("refresh".into(), Value::from(r == "true" || r == "1"));
+    let mut allowed: Vec<&'static str> = Vec::new();
+    for r in ROUTES {
+        let Some(params) = r.bind(&segs) else {
+            continue;
+        };
+        if r.method != method {
+            if !allowed.contains(&r.method) {
+                allowed.push(r.method);
             }
-            parse("network_scan", data)
+            continue;
         }
-        (["network", "wifi", "connect"], "POST") => parse("network_connect", body()?),
-        (["network", "wifi", "disconnect"], "POST") => parse("network_disconnect", body()?),
-        (["network", "wifi", "country"], "GET") => parse("get_wifi_country", empty()),
-        (["network", "wifi", "country"], "POST" | "PUT") => parse("set_wifi_country", body()?),
-        (["network", "wifi", "enable"], "POST") => parse("wifi_enable", empty()),
-        (["network", "wifi", "disable"], "POST") => parse("wifi_disable", body()?),
-        (["system", "status"], "GET") => parse("get_system_status", empty()),
-        (["system", "power"], "GET") => parse("get_power_status", empty()),
-        (["system", "time"], "GET") => parse("get_system_time", empty()),
-        (["system", "time"], "POST") => parse("manual-time-sync", body()?),
-        (["timesync", "status"], "GET") => parse("get-time-sync-status", empty()),
-        (["timesync", "camera"], "POST") => parse("manual_camera_sync", empty()),
-        (["ws", "connections"], "GET") => parse("get_ws_connections", empty()),
-
-        // Known paths, wrong method.
-        (["status"], _)
-        | (["camera", "status" | "settings" | "battery" | "storage" | "datetime"], _)
-        | (["intervalometer", "status"], _)
-        | (["timelapse", "reports" | "unsaved-session"], _)
-        | (["timelapse", "reports", _, "csv" | "chart.svg"], _)
-        | (["camera", "photos", "test", _, "file"], _)
-        | (["discovery", "status" | "cameras"], _)
-        | (["network", "status"], _)
-        | (["network", "wifi", "scan"], _)
-        | (["system", "status" | "power"], _)
-        | (["timesync", "status"], _)
-        | (["ws", "connections"], _) => Err(Nope("GET, HEAD")),
-        (["camera", "photos", "test"], _) | (["system", "time"], _) => Err(Nope("GET, POST")),
-        (["network", "wifi", "country"], _) => Err(Nope("GET, POST, PUT")),
-        (["timelapse", "reports", _], _) | (["camera", "photos", "test", _], _) => {
-            Err(Nope("GET, DELETE"))
+        let mut data = if r.body {
+            body_object(req)?
+        } else {
+            Map::new()
+        };
+        for q in r.query {
+            if let Some(v) = req.query_param(q) {
+                data.insert((*q).to_string(), query_value(&v));
+            }
         }
-        (["camera", "settings", _], _) | (["timelapse", "reports", _, "title"], _) => {
-            Err(Nope("PUT, POST"))
+        for (name, value) in params {
+            data.insert(name.to_string(), Value::from(segment(value)?));
         }
-        (["camera", "photo" | "certificate", ..], _)
-        | (["intervalometer", "start" | "stop" | "validate"], _)
-        | (["timelapse", "sessions", _, "save" | "discard" | "resume"], _)
-        | (["discovery", "scan" | "connect" | "primary", ..], _)
-        | (["network", "wifi", "connect" | "disconnect" | "enable" | "disable"], _)
-        | (["timesync", "camera"], _) => Err(Nope("POST")),
-        _ => Err(RouteError::NotFound),
+        return Ok(Command::parse(r.command, Value::Object(data))?);
     }
+    if allowed.is_empty() {
+        return Err(RouteError::NotFound);
+    }
+    if allowed.contains(&"GET") {
+        allowed.insert(
+            allowed.iter().position(|m| *m == "GET").unwrap_or(0) + 1,
+            "HEAD",
+        );
+    }
+    Err(RouteError::MethodNotAllowed(allowed.join(", ")))
 }
 
 pub async fn handle(web: &Web, req: &Request) -> Response {
     let cmd = match route(req) {
         Ok(c) => c,
         Err(RouteError::NotFound) => return Response::not_found(web),
-        Err(RouteError::MethodNotAllowed(allow)) => return method_not_allowed(web, allow),
+        Err(RouteError::MethodNotAllowed(allow)) => return method_not_allowed(web, &allow),
         Err(RouteError::Bad(e)) => return Response::api_error(web, &e),
     };
     match web.execute(Origin::Rest, &cmd).await {

@@ -39,9 +39,10 @@ use super::hub::{ClientSlot, Frame, Kill, RegisterError};
 use super::{Web, VERSION};
 use crate::app::{ClientId, Origin};
 use crate::config::Limits;
+use crate::protocol::messages::{Pong, Subscribed, Unsubscribed};
 use crate::protocol::{
-    ack_frame, error_frame, parse_envelope, reply_frame, ApiError, Channel, Command, ErrorCode,
-    Reply, COMMAND_NAMES,
+    ack_frame, command_names, error_frame, parse_envelope, reply_frame, ApiError, Channel, Command,
+    ErrorCode, Reply,
 };
 use crate::util::iso8601;
 
@@ -169,10 +170,7 @@ fn welcome(web: &Web, id: ClientId) -> Frame {
         Value::from(iso8601(web.app.clock.wall())),
     );
     extra.insert("version".into(), Value::from(VERSION));
-    extra.insert(
-        "availableCommands".into(),
-        Value::from(COMMAND_NAMES.to_vec()),
-    );
+    extra.insert("availableCommands".into(), Value::from(command_names()));
     extra.insert("limits".into(), limits_json(web.hub.limits()));
     Frame::Text(web.hub.status_frame("welcome", extra).to_string().into())
 }
@@ -259,7 +257,7 @@ pub async fn run(
         web: web.clone(),
         id,
     };
-    web.app.client_connected(id);
+    web.app.client_connected_from(id, peer);
 
     let (cmd_tx, cmd_rx) = async_channel::bounded::<Pending>(COMMAND_QUEUE);
     let end = or(
@@ -317,7 +315,12 @@ fn push_result(
     let wall = web.app.clock.wall();
     match result {
         Ok(reply) => push_json(web, slot, &reply_frame(reply, id, wall)),
-        Err(e) => push_json(web, slot, &error_frame(e, id, wall)),
+        Err(e) => {
+            if let Some(reply) = &e.reply {
+                push_json(web, slot, &reply_frame(reply, id, wall));
+            }
+            push_json(web, slot, &error_frame(e, id, wall))
+        }
     }
     if ack {
         push_json(web, slot, &ack_frame(result, id, wall));
@@ -414,7 +417,9 @@ fn handle_text(
     };
     match cmd {
         Command::Ping => {
-            let reply = Reply::new("pong", json!({"timestamp": iso8601(wall)}));
+            let reply = Reply::of(&Pong {
+                timestamp: iso8601(wall),
+            });
             push_result(web, slot, &Ok(reply), id, env.ack);
             false
         }
@@ -436,18 +441,22 @@ fn handle_text(
                     }
                 }
             }
-            let kind = if matches!(cmd, Command::Subscribe(_)) {
+            let names: Vec<String> = channels.iter().map(|c| c.as_str().to_string()).collect();
+            let reply = if matches!(cmd, Command::Subscribe(_)) {
                 slot.subscribe(&channels);
-                "subscribed"
+                let subscriptions = own(slot.subscriptions());
+                Reply::of(&Subscribed {
+                    channels: names.clone(),
+                    subscriptions,
+                })
             } else {
                 slot.unsubscribe(&channels);
-                "unsubscribed"
+                let subscriptions = own(slot.subscriptions());
+                Reply::of(&Unsubscribed {
+                    channels: names.clone(),
+                    subscriptions,
+                })
             };
-            let names: Vec<&str> = channels.iter().map(|c| c.as_str()).collect();
-            let reply = Reply::new(
-                kind,
-                json!({"channels": names, "subscriptions": slot.subscriptions()}),
-            );
             let mut frame = reply_frame(&reply, id, wall);
             frame["channels"] = json!(names);
             push_json(web, slot, &frame);
@@ -472,6 +481,10 @@ fn handle_text(
             false
         }
     }
+}
+
+fn own(v: Vec<&str>) -> Vec<String> {
+    v.into_iter().map(str::to_string).collect()
 }
 
 /// Runs commands one after another, in the order they arrived.

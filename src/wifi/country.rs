@@ -27,6 +27,56 @@ pub trait Regulatory: Send + Sync {
     fn set<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<(), String>>;
 }
 
+/// Countries offered in the UI (`GET /api/network/wifi/countries`): ISO 3166 code and name.
+/// Any valid two-letter code is accepted by `set_wifi_country`; this is the list to pick from.
+pub const COUNTRIES: &[(&str, &str)] = &[
+    ("AR", "Argentina"),
+    ("AT", "Austria"),
+    ("AU", "Australia"),
+    ("BE", "Belgium"),
+    ("BR", "Brazil"),
+    ("CA", "Canada"),
+    ("CH", "Switzerland"),
+    ("CL", "Chile"),
+    ("CN", "China"),
+    ("CZ", "Czechia"),
+    ("DE", "Germany"),
+    ("DK", "Denmark"),
+    ("EE", "Estonia"),
+    ("ES", "Spain"),
+    ("FI", "Finland"),
+    ("FR", "France"),
+    ("GB", "United Kingdom"),
+    ("GR", "Greece"),
+    ("HR", "Croatia"),
+    ("HU", "Hungary"),
+    ("IE", "Ireland"),
+    ("IL", "Israel"),
+    ("IN", "India"),
+    ("IS", "Iceland"),
+    ("IT", "Italy"),
+    ("JP", "Japan"),
+    ("KR", "South Korea"),
+    ("LT", "Lithuania"),
+    ("LU", "Luxembourg"),
+    ("LV", "Latvia"),
+    ("MX", "Mexico"),
+    ("NL", "Netherlands"),
+    ("NO", "Norway"),
+    ("NZ", "New Zealand"),
+    ("PL", "Poland"),
+    ("PT", "Portugal"),
+    ("RO", "Romania"),
+    ("SE", "Sweden"),
+    ("SG", "Singapore"),
+    ("SI", "Slovenia"),
+    ("SK", "Slovakia"),
+    ("TR", "Türkiye"),
+    ("TW", "Taiwan"),
+    ("US", "United States"),
+    ("ZA", "South Africa"),
+];
+
 /// Two ASCII letters (any case) or "00" → upper-case code.
 pub fn validate_country(input: &str) -> Result<String, ApiError> {
     let code = input.trim().to_ascii_uppercase();

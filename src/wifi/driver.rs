@@ -20,12 +20,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
-use serde_json::{json, Value};
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value as ZValue};
 
 use crate::app::{Publisher, StatusBoard};
 use crate::clock::SharedClock;
-use crate::protocol::{ApiError, Channel, ErrorCode, Event, EventFamily, Reply, Secret};
+use crate::protocol::messages::{
+    NetworkConnectResult, NetworkDisconnectResult, NetworkScanResult, NetworkStatus, SavedNetwork,
+    SavedNetworks, WifiConnected, WifiConnectionFailed, WifiConnectionStarted, WifiCountryReply,
+    WifiCountrySet, WifiDisableResult, WifiEnableResult, WifiNetwork,
+};
+use crate::protocol::status::{
+    ApClient, ApInterface, ClientInterface, NetInterface, NetworkBlock, WifiCountryBlock,
+};
+use crate::protocol::{ApiError, ErrorCode, Reply, Secret};
 use crate::wifi::country::{ap_channel_warning, Regulatory};
 use crate::wifi::machine::{Action, ConnectState, Input, Timing, WifiEvent, WifiMachine};
 use crate::wifi::nm::{self, DeviceState, DeviceStateReason};
@@ -122,6 +129,10 @@ pub enum Request {
         reply: Reply1,
     },
     GetCountry {
+        reply: Reply1,
+    },
+    /// The saved Wi-Fi profiles.
+    Saved {
         reply: Reply1,
     },
     SetCountry {
@@ -447,8 +458,8 @@ impl Driver {
         match r {
             Request::Status { reply } => {
                 self.republish().await;
-                let block = self.status.get("network");
-                answer(reply, Ok(Reply::new("network_status", block)));
+                let block = self.status.network().unwrap_or_default();
+                answer(reply, Ok(Reply::of(&NetworkStatus(block))));
             }
             Request::Scan { refresh, reply } => {
                 if let Err(e) = self.conn() {
@@ -496,15 +507,24 @@ impl Driver {
                 let r = self.set_radio(enabled).await;
                 answer(reply, r);
             }
+            Request::Saved { reply } => {
+                let r = match self.conn() {
+                    Ok(conn) => Ok(Reply::of(&SavedNetworks {
+                        networks: self.saved_networks(&conn).await,
+                    })),
+                    Err(e) => Err(e),
+                };
+                answer(reply, r);
+            }
             Request::GetCountry { reply } => {
                 let r = match self.opts.regulatory.get().await {
                     Ok(c) => {
                         self.country = Some(c.code.clone());
                         self.republish().await;
-                        Ok(Reply::new(
-                            "wifi_country",
-                            json!({"country": c.code, "source": c.source}),
-                        ))
+                        Ok(Reply::of(&WifiCountryReply {
+                            country: Some(c.code),
+                            source: Some(c.source.to_string()),
+                        }))
                     }
                     Err(e) => Err(ApiError::system(format!(
                         "cannot read the Wi-Fi country: {e}"
@@ -573,10 +593,11 @@ impl Driver {
         let result = match self.machine.connect_state() {
             ConnectState::Connected { ssid } => {
                 let (ip, _) = self.addresses;
-                Ok(Reply::new(
-                    "network_connect_result",
-                    json!({"success": true, "ssid": ssid, "ip": ip.map(|i| i.to_string())}),
-                ))
+                Ok(Reply::of(&NetworkConnectResult {
+                    success: true,
+                    ssid: ssid.clone(),
+                    ip: ip.map(|i| i.to_string()),
+                }))
             }
             ConnectState::Failed { ssid, error } => Err(ApiError::new(
                 ErrorCode::ConnectionFailed,
@@ -591,31 +612,24 @@ impl Driver {
     }
 
     fn emit(&self, e: WifiEvent) {
-        let (kind, data) = match e {
+        match e {
             WifiEvent::ConnectionStarted { ssid } => {
-                ("wifi_connection_started", json!({"ssid": ssid}))
+                self.publisher.publish(&WifiConnectionStarted { ssid })
             }
             WifiEvent::Connected { ssid, ip, signal } => {
                 log::info!("Wi-Fi: connected to {ssid:?} as {ip}");
-                (
-                    "wifi_connected",
-                    json!({"ssid": ssid, "ip": ip.to_string(), "signal": signal}),
-                )
+                self.publisher.publish(&WifiConnected {
+                    ssid,
+                    ip: ip.to_string(),
+                    signal,
+                })
             }
             WifiEvent::ConnectionFailed { ssid, error } => {
                 log::warn!("Wi-Fi: connecting to {ssid:?} failed: {error}");
-                (
-                    "wifi_connection_failed",
-                    json!({"ssid": ssid, "error": error}),
-                )
+                self.publisher
+                    .publish(&WifiConnectionFailed { ssid, error })
             }
-        };
-        self.publisher.event(Event::new(
-            Channel::Network,
-            EventFamily::Network,
-            kind,
-            data,
-        ));
+        }
     }
 
     /// Starts activation; returns the new active connection path or a secret-free error.
@@ -717,10 +731,10 @@ impl Driver {
             .map_err(dbus_error)?;
         let active = dev.active_connection().await.map_err(dbus_error)?;
         if active.as_str() == "/" {
-            return Ok(Reply::new(
-                "network_disconnect_result",
-                json!({"success": true, "wasConnected": false}),
-            ));
+            return Ok(Reply::of(&NetworkDisconnectResult {
+                success: true,
+                was_connected: false,
+            }));
         }
         let manager = nm::NetworkManagerProxy::new(&conn)
             .await
@@ -730,10 +744,10 @@ impl Driver {
             .await
             .map_err(dbus_error)?;
         log::info!("Wi-Fi: disconnected {}", self.opts.client_iface);
-        Ok(Reply::new(
-            "network_disconnect_result",
-            json!({"success": true, "wasConnected": true}),
-        ))
+        Ok(Reply::of(&NetworkDisconnectResult {
+            success: true,
+            was_connected: true,
+        }))
     }
 
     async fn set_radio(&mut self, enabled: bool) -> Result<Reply, ApiError> {
@@ -757,15 +771,17 @@ impl Driver {
             "Wi-Fi radio {}",
             if enabled { "enabled" } else { "disabled" }
         );
-        let kind = if enabled {
-            "wifi_enable_result"
+        Ok(if enabled {
+            Reply::of(&WifiEnableResult {
+                success: true,
+                enabled,
+            })
         } else {
-            "wifi_disable_result"
-        };
-        Ok(Reply::new(
-            kind,
-            json!({"success": true, "enabled": enabled}),
-        ))
+            Reply::of(&WifiDisableResult {
+                success: true,
+                enabled,
+            })
+        })
     }
 
     async fn set_country(&mut self, code: String) -> Result<Reply, ApiError> {
@@ -791,10 +807,12 @@ impl Driver {
             Err(_) => None,
         };
         log::info!("Wi-Fi country set to {now}");
-        Ok(Reply::new(
-            "wifi_country_set",
-            json!({"success": true, "country": now, "persistent": false, "apChannelWarning": warning}),
-        ))
+        Ok(Reply::of(&WifiCountrySet {
+            success: true,
+            country: now,
+            persistent: false,
+            ap_channel_warning: warning,
+        }))
     }
 
     async fn request_scan(&self) -> Input {
@@ -874,6 +892,37 @@ impl Driver {
         None
     }
 
+    /// Wi-Fi profiles NetworkManager keeps (`connection.id`, SSID, UUID).
+    async fn saved_networks(&self, conn: &zbus::Connection) -> Vec<SavedNetwork> {
+        let Ok(settings) = nm::SettingsProxy::new(conn).await else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for path in settings.list_connections().await.unwrap_or_default() {
+            let Ok(c) = nm::uncached::<nm::ConnectionProxy>(conn, &path).await else {
+                continue;
+            };
+            let Ok(s) = c.get_settings().await else {
+                continue;
+            };
+            let Some(ssid) = s
+                .get("802-11-wireless")
+                .and_then(|w| w.get("ssid"))
+                .and_then(bytes_of)
+            else {
+                continue;
+            };
+            let field = |k: &str| s.get("connection").and_then(|c| c.get(k)).and_then(str_of);
+            let ssid = String::from_utf8_lossy(&ssid).into_owned();
+            out.push(SavedNetwork {
+                name: field("id").unwrap_or_else(|| ssid.clone()),
+                ssid,
+                uuid: field("uuid").unwrap_or_default(),
+            });
+        }
+        out
+    }
+
     async fn known_ssids(&self, conn: &zbus::Connection) -> Vec<Vec<u8>> {
         let Ok(settings) = nm::SettingsProxy::new(conn).await else {
             return Vec::new();
@@ -937,10 +986,10 @@ impl Driver {
         let known = self.known_ssids(conn).await;
         let aps = self.access_points(conn, &device).await;
         let networks = dedupe_networks(aps.into_iter().map(|(_, ap)| ap).collect(), &known);
-        Ok(Reply::new(
-            "network_scan_result",
-            json!({ "networks": networks }),
-        ))
+        Ok(Reply::of(&NetworkScanResult {
+            networks,
+            error: None,
+        }))
     }
 
     /// The client interface's first IPv4 address and the signal of its network.
@@ -1073,62 +1122,78 @@ impl Driver {
     /// Builds and stores the `network` block (from `snap`, or "unavailable" when None).
     fn publish_status(&self, snap: Option<Snapshot>) {
         let available = self.nm_present && self.bus.is_some();
-        let country = json!({"country": self.country});
+        let wifi_country = WifiCountryBlock {
+            country: self.country.clone(),
+        };
+        let mut interfaces = std::collections::BTreeMap::new();
         let block = match snap.filter(|_| available) {
-            None => json!({
-                "available": false,
-                "error": format!("NetworkManager is not reachable on the system D-Bus: {}", self.unavailable),
-                "interfaces": {
-                    self.opts.client_iface.as_str(): {"active": false, "network": null, "ip": null, "signal": null, "connected": false},
-                    self.opts.ap_iface.as_str(): {"active": false, "ssid": null, "status": "unknown", "clients": []},
-                },
-                "wifiCountry": country,
-            }),
+            None => {
+                interfaces.insert(
+                    self.opts.client_iface.clone(),
+                    NetInterface::Client(ClientInterface::default()),
+                );
+                interfaces.insert(
+                    self.opts.ap_iface.clone(),
+                    NetInterface::Ap(ApInterface {
+                        status: "unknown".into(),
+                        ..ApInterface::default()
+                    }),
+                );
+                NetworkBlock {
+                    available: false,
+                    error: Some(format!(
+                        "NetworkManager is not reachable on the system D-Bus: {}",
+                        self.unavailable
+                    )),
+                    wireless_enabled: None,
+                    interfaces,
+                    wifi_country,
+                }
+            }
             Some(s) => {
                 let client = match &s.client {
                     Some(c) => {
                         let connected = c.state == DeviceState::Activated;
-                        json!({
-                            "active": connected,
-                            "connected": connected,
-                            "network": if connected { json!(c.ssid) } else { Value::Null },
-                            "ip": c.ip.map(|i| i.to_string()),
-                            "signal": c.signal,
-                            "state": c.state.as_str(),
-                        })
+                        ClientInterface {
+                            active: connected,
+                            connected,
+                            network: if connected { c.ssid.clone() } else { None },
+                            ip: c.ip.map(|i| i.to_string()),
+                            signal: c.signal,
+                            state: Some(c.state.as_str().into()),
+                        }
                     }
-                    None => {
-                        json!({"active": false, "network": null, "ip": null, "signal": null, "connected": false, "state": "absent"})
-                    }
+                    None => ClientInterface {
+                        state: Some("absent".into()),
+                        ..ClientInterface::default()
+                    },
                 };
                 let ap = match &s.ap {
-                    Some(a) => {
-                        let up = a.state == DeviceState::Activated;
-                        json!({
-                            "active": up,
-                            "ssid": a.ssid,
-                            "status": a.state.as_str(),
-                            "ip": a.ip.map(|i| i.to_string()),
-                            "interface": a.iface,
-                            "clients": read_leases(&self.opts.leases_dir, &a.iface, self.clock.wall()),
-                        })
-                    }
-                    None => {
-                        json!({"active": false, "ssid": null, "status": "absent", "clients": []})
-                    }
-                };
-                json!({
-                    "available": true,
-                    "wirelessEnabled": s.radio,
-                    "interfaces": {
-                        self.opts.client_iface.as_str(): client,
-                        self.opts.ap_iface.as_str(): ap,
+                    Some(a) => ApInterface {
+                        active: a.state == DeviceState::Activated,
+                        ssid: a.ssid.clone(),
+                        status: a.state.as_str().into(),
+                        ip: a.ip.map(|i| i.to_string()),
+                        interface: Some(a.iface.clone()),
+                        clients: read_leases(&self.opts.leases_dir, &a.iface, self.clock.wall()),
                     },
-                    "wifiCountry": country,
-                })
+                    None => ApInterface {
+                        status: "absent".into(),
+                        ..ApInterface::default()
+                    },
+                };
+                interfaces.insert(self.opts.client_iface.clone(), NetInterface::Client(client));
+                interfaces.insert(self.opts.ap_iface.clone(), NetInterface::Ap(ap));
+                NetworkBlock {
+                    available: true,
+                    error: None,
+                    wireless_enabled: s.radio,
+                    interfaces,
+                    wifi_country,
+                }
             }
         };
-        self.status.set("network", block);
+        self.status.set_network(Some(block));
     }
 }
 
@@ -1245,7 +1310,7 @@ async fn read_ap(conn: &zbus::Connection, path: &OwnedObjectPath) -> Option<ApIn
 
 /// One entry per SSID, the strongest kept; hidden (empty or all-zero) SSIDs skipped; strongest
 /// first.
-pub(crate) fn dedupe_networks(aps: Vec<ApInfo>, known: &[Vec<u8>]) -> Vec<Value> {
+pub(crate) fn dedupe_networks(aps: Vec<ApInfo>, known: &[Vec<u8>]) -> Vec<WifiNetwork> {
     let mut best: Vec<ApInfo> = Vec::new();
     for ap in aps {
         if ap.ssid.is_empty() || ap.ssid.iter().all(|b| *b == 0) {
@@ -1259,15 +1324,13 @@ pub(crate) fn dedupe_networks(aps: Vec<ApInfo>, known: &[Vec<u8>]) -> Vec<Value>
     }
     best.sort_by(|a, b| b.strength.cmp(&a.strength).then(a.ssid.cmp(&b.ssid)));
     best.into_iter()
-        .map(|ap| {
-            json!({
-                "ssid": String::from_utf8_lossy(&ap.ssid),
-                "signal": ap.strength,
-                "security": ap.security,
-                "frequency": ap.frequency,
-                "channel": nm::channel_of(ap.frequency),
-                "known": known.contains(&ap.ssid),
-            })
+        .map(|ap| WifiNetwork {
+            ssid: String::from_utf8_lossy(&ap.ssid).into_owned(),
+            signal: ap.strength,
+            security: ap.security.into(),
+            frequency: ap.frequency,
+            channel: nm::channel_of(ap.frequency),
+            known: known.contains(&ap.ssid),
         })
         .collect()
 }
@@ -1345,7 +1408,7 @@ pub(crate) fn read_leases(
     dir: &std::path::Path,
     iface: &str,
     now: std::time::SystemTime,
-) -> Vec<Value> {
+) -> Vec<ApClient> {
     let path = dir.join(format!("dnsmasq-{iface}.leases"));
     let Ok(text) = std::fs::read_to_string(path) else {
         return Vec::new();
@@ -1353,7 +1416,7 @@ pub(crate) fn read_leases(
     parse_leases(&text, now)
 }
 
-pub(crate) fn parse_leases(text: &str, now: std::time::SystemTime) -> Vec<Value> {
+pub(crate) fn parse_leases(text: &str, now: std::time::SystemTime) -> Vec<ApClient> {
     let now = now
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -1367,8 +1430,11 @@ pub(crate) fn parse_leases(text: &str, now: std::time::SystemTime) -> Vec<Value>
             let ip: Ipv4Addr = f.next()?.parse().ok()?;
             let host = f.next().filter(|h| *h != "*");
             // expiry 0 means an infinite lease.
-            (expiry == 0 || expiry > now)
-                .then(|| json!({"mac": mac, "ip": ip.to_string(), "hostname": host}))
+            (expiry == 0 || expiry > now).then(|| ApClient {
+                mac: mac.to_string(),
+                ip: ip.to_string(),
+                hostname: host.map(str::to_string),
+            })
         })
         .collect()
 }
@@ -1463,12 +1529,12 @@ mod tests {
             &[b"Cafe".to_vec()],
         );
         assert_eq!(list.len(), 2);
-        assert_eq!(list[0]["ssid"], "Home");
-        assert_eq!(list[0]["signal"], 70);
-        assert_eq!(list[0]["known"], false);
-        assert_eq!(list[0]["channel"], 6);
-        assert_eq!(list[1]["ssid"], "Cafe");
-        assert_eq!(list[1]["known"], true);
+        assert_eq!(list[0].ssid, "Home");
+        assert_eq!(list[0].signal, 70);
+        assert!(!list[0].known);
+        assert_eq!(list[0].channel, Some(6));
+        assert_eq!(list[1].ssid, "Cafe");
+        assert!(list[1].known);
     }
 
     #[test]
@@ -1480,8 +1546,8 @@ mod tests {
                     0 22:22:22:22:22:22 192.168.4.9 * *\n";
         let clients = parse_leases(text, now);
         assert_eq!(clients.len(), 2);
-        assert_eq!(clients[0]["hostname"], "phone");
-        assert_eq!(clients[1]["hostname"], Value::Null);
+        assert_eq!(clients[0].hostname.as_deref(), Some("phone"));
+        assert_eq!(clients[1].hostname, None);
     }
 
     #[test]

@@ -14,8 +14,10 @@ use serde_json::json;
 
 use crate::app::{ClientId, Origin, Publisher, Service, StatusBoard};
 use crate::clock::{BoxFuture, SharedClock};
-use crate::protocol::{ApiError, Command, CommandResult, ErrorCode, Reply, Secret};
-use crate::wifi::country::validate_country;
+use crate::protocol::messages::{Country, NetworkStatus, WifiCountries, WifiEnabled};
+use crate::protocol::status::NetworkBlock;
+use crate::protocol::{ApiError, Command, CommandResult, ErrorCode, Owner, Reply, Secret};
+use crate::wifi::country::{validate_country, COUNTRIES};
 use crate::wifi::driver::{Driver, Notices, Request, WifiNotice, WifiOptions};
 
 /// Tells whether a timelapse session is running (supplied by the coordinator).
@@ -68,6 +70,17 @@ impl WifiService {
         rx.recv().await.map_err(|_| stopped())?
     }
 
+    /// SERVICE_UNAVAILABLE naming why NetworkManager cannot be used.
+    fn unavailable(&self, block: &NetworkBlock) -> ApiError {
+        let why = block
+            .error
+            .clone()
+            .unwrap_or_else(|| "NetworkManager does not report the Wi-Fi radio".into());
+        ApiError::unavailable(format!(
+            "Wi-Fi management (NetworkManager) is not available: {why}"
+        ))
+    }
+
     fn guard(&self, what: &str, force: bool) -> Result<(), ApiError> {
         change_allowed(what, (self.session_running)(), force)
     }
@@ -77,8 +90,44 @@ impl WifiService {
             Command::GetNetworkStatus => match self.ask(|reply| Request::Status { reply }).await {
                 Ok(r) => Ok(r),
                 // The driver is gone: the last block is still the truth we have.
-                Err(_) => Ok(Reply::new("network_status", self.status.get("network"))),
+                Err(_) => Ok(Reply::of(&NetworkStatus(
+                    self.status.network().unwrap_or_default(),
+                ))),
             },
+            Command::GetWifiEnabled => {
+                let block = self.status.network().unwrap_or_default();
+                match (block.available, block.wireless_enabled) {
+                    (true, Some(enabled)) => Ok(Reply::of(&WifiEnabled { enabled })),
+                    _ => Err(self.unavailable(&block)),
+                }
+            }
+            Command::GetSavedNetworks => self.ask(|reply| Request::Saved { reply }).await,
+            Command::GetWifiCountries => Ok(Reply::of(&WifiCountries {
+                countries: COUNTRIES
+                    .iter()
+                    .map(|(code, name)| Country {
+                        code: code.to_string(),
+                        name: name.to_string(),
+                    })
+                    .collect(),
+            })),
+            Command::ConfigureAccessPoint(c) => {
+                validate_ssid(&c.ssid)?;
+                if let Some(pw) = &c.passphrase {
+                    validate_psk(pw)?;
+                }
+                let block = self.status.network().unwrap_or_default();
+                if !block.available {
+                    return Err(self.unavailable(&block));
+                }
+                // Honest refusal: the access point's profile is set up by the SD image
+                // (board/); changing it at run time is not implemented yet.
+                Err(ApiError::unavailable(
+                    "Configuring the access point is not supported by skylapse yet: its \
+                     profile comes from the SD image (board/)",
+                )
+                .with_operation("configure_access_point"))
+            }
             Command::NetworkScan(s) => {
                 let refresh = s.refresh;
                 self.ask(|reply| Request::Scan { refresh, reply }).await
@@ -132,19 +181,16 @@ impl Service for WifiService {
         "wifi"
     }
 
+    fn owner(&self) -> Owner {
+        Owner::Wifi
+    }
+
     fn handle<'a>(
         &'a self,
         _origin: Origin,
         cmd: &'a Command,
     ) -> Option<BoxFuture<'a, CommandResult>> {
-        use Command::*;
-        match cmd {
-            GetNetworkStatus | NetworkScan(_) | NetworkConnect(_) | NetworkDisconnect(_)
-            | WifiEnable | WifiDisable(_) | GetWifiCountry | SetWifiCountry(_) => {
-                Some(Box::pin(self.execute(cmd)))
-            }
-            _ => None,
-        }
+        Some(Box::pin(self.execute(cmd)))
     }
 
     fn client_connected(&self, _client: ClientId) {}

@@ -101,7 +101,7 @@ fn bench_intervalometer_timing() {
         let mut n = 0u64;
         while let Ok(m) = hub.recv_blocking() {
             if let skylapse::app::Outbound::Event(e) = m {
-                let _ = serde_json::to_string(&e.to_frame(SystemTime::now()));
+                let _ = serde_json::to_string(&e.to_frames(SystemTime::now()));
             }
             n += 1;
         }
@@ -261,12 +261,14 @@ fn run_against_simulator(long_poll: Duration, label: &str) {
         while let Ok(m) = hub.recv_blocking() {
             match m {
                 Outbound::Event(e) => {
-                    let _ = serde_json::to_string(&e.to_frame(SystemTime::now()));
+                    let _ = serde_json::to_string(&e.to_frames(SystemTime::now()));
                 }
                 Outbound::StatusChanged => {
                     let _ = serde_json::to_string(&snap.snapshot());
                 }
-                Outbound::ToClient(..) => {}
+                other => {
+                    let _ = serde_json::to_string(&other.frames(SystemTime::now()));
+                }
             }
         }
     });
