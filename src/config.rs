@@ -544,7 +544,7 @@ pub fn data_dir_problems(dir: &Path) -> Vec<String> {
             ));
         }
     }
-    if let Some(free) = free_bytes(dir) {
+    if let Some(free) = crate::sys::free_bytes(dir) {
         if free < LOW_SPACE_BYTES {
             problems.push(format!(
                 "data folder {} has only {} KiB free: a session's records may not fit",
@@ -554,19 +554,6 @@ pub fn data_dir_problems(dir: &Path) -> Vec<String> {
         }
     }
     problems
-}
-
-/// Bytes available to an unprivileged writer on the file system holding `dir`.
-pub fn free_bytes(dir: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
-    // SAFETY: statvfs writes only into `st`, which we own; `c` is a valid C string.
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    #[allow(clippy::useless_conversion)] // the field types differ between targets
-    Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
 }
 
 /// An argument as it may appear in an error message: short and printable (it could be a

@@ -1461,7 +1461,7 @@ fn a_foreign_host_is_refused_for_pages_rest_and_websocket() {
         );
         assert_eq!(st, 200, "{host}");
     }
-    if let Some(name) = skylapse::web::host::hostname() {
+    if let Some(name) = skylapse::sys::hostname() {
         let (st, _, _) = http(
             s.addr,
             &format!("GET /health HTTP/1.1\r\nHost: {name}.local:{port}\r\n\r\n"),

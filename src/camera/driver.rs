@@ -1067,6 +1067,10 @@ impl CameraControl for CameraHandle {
         self.inner.settings()
     }
 
+    fn identity(&self) -> Option<super::ccapi::DeviceInfo> {
+        self.inner.session().ok().map(|s| s.info.clone())
+    }
+
     fn subscribe(&self) -> async_channel::Receiver<CameraNotice> {
         self.inner.subscribe()
     }

@@ -482,7 +482,7 @@ mod tests {
 
     #[test]
     fn full_table_evicts_the_idlest_and_admits_the_newest() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut t: ConnTable<u64> = ConnTable::new(3, 3, t0);
         let a = t.admit(ip("10.0.0.2"), t0);
         let b = t.admit(ip("10.0.0.3"), t0 + ms(1));
@@ -509,7 +509,7 @@ mod tests {
 
     #[test]
     fn silent_and_parked_connections_go_before_busy_ones() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut t: ConnTable<()> = ConnTable::new(2, 2, t0);
         let busy = t.admit(ip("10.0.0.2"), t0);
         busy.state.mark(Phase::Busy, t0);
@@ -526,7 +526,7 @@ mod tests {
 
     #[test]
     fn a_peer_at_its_cap_evicts_its_own_connections_only() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut t: ConnTable<()> = ConnTable::new(10, 2, t0);
         let owner = t.admit(ip("192.168.4.2"), t0);
         let x1 = t.admit(ip("192.168.4.66"), t0 + ms(1));
@@ -551,7 +551,7 @@ mod tests {
 
     #[test]
     fn attach_after_remove_gives_the_handle_back() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut t: ConnTable<u8> = ConnTable::new(2, 2, t0);
         let a = t.admit(ip("10.0.0.2"), t0);
         assert_eq!(t.remove(a.id), None);
@@ -560,7 +560,7 @@ mod tests {
 
     #[test]
     fn log_limiter_logs_the_first_then_one_summary_per_window() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let s10 = Duration::from_secs(10);
         let mut l = LogLimiter::new("connections evicted", s10, 2);
         assert!(l.note(t0));

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_tungstenite::tungstenite::Utf8Bytes;
@@ -293,9 +293,7 @@ pub struct ClientSignals {
     pub room: async_channel::Receiver<()>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sys::lock;
 
 const ALL_CHANNELS: u8 = 0x7f;
 
@@ -672,7 +670,8 @@ impl Hub {
 
     /// Waits until every client has left, or `timeout` (real time) passed.
     pub async fn wait_empty(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        // Real time on purpose: a bound on shutdown, which a stopped ManualClock must not hold.
+        let mut deadline = async_io::Timer::after(timeout);
         while self.client_count() > 0 {
             let left = self.left_rx.recv();
             let timed_out = futures_lite::future::or(
@@ -681,7 +680,7 @@ impl Hub {
                     false
                 },
                 async {
-                    async_io::Timer::at(deadline).await;
+                    (&mut deadline).await;
                     true
                 },
             )
@@ -732,7 +731,7 @@ mod tests {
 
     #[test]
     fn newer_status_replaces_queued_status() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut q = OutQueue::new(4, 1 << 20);
         q.push(t0, Frame::Status("s1".into()));
         q.push(t0, text("e1"));
@@ -744,7 +743,7 @@ mod tests {
 
     #[test]
     fn full_queue_drops_status_first_then_marks_stuck() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut q = OutQueue::new(3, 1 << 20);
         q.push(t0, Frame::Status("s".into()));
         q.push(t0, text("a"));
@@ -762,7 +761,7 @@ mod tests {
 
     #[test]
     fn a_writer_that_takes_nothing_is_stuck_even_while_frames_fit() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut q = OutQueue::new(100, 1 << 20);
         assert_eq!(q.push(t0, text("a")), Pushed::Queued);
         assert_eq!(q.push(t0 + STUCK_LIMIT / 2, text("b")), Pushed::Queued);
@@ -783,7 +782,7 @@ mod tests {
 
     #[test]
     fn close_always_fits_and_ends_the_queue() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut q = OutQueue::new(2, 1 << 20);
         q.push(t0, text("a"));
         q.push(t0, text("b"));
@@ -796,7 +795,7 @@ mod tests {
     fn queue_is_bounded_in_bytes_counting_the_frame_in_flight() {
         // Regression (issue 9, item 4): queues were bounded in frames, so clients that never
         // read, each asking for a 2.7 MB report, pushed RSS to ~200 MB.
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let big = |n: usize| Frame::Text("x".repeat(n).into());
         let mut q = OutQueue::new(1000, 10_000);
         // One frame larger than the whole budget gets in when nothing else is there...
@@ -819,7 +818,7 @@ mod tests {
 
     #[test]
     fn eviction_takes_the_busiest_address_then_the_longest_silent() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let s = Duration::from_secs;
         let owner = PeerKey::of("192.168.4.2".parse().unwrap());
         let hog = PeerKey::of("192.168.4.66".parse().unwrap());
@@ -843,7 +842,7 @@ mod tests {
 
     #[test]
     fn status_schedule_period_and_coalescing() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let s10 = Duration::from_secs(10);
         let mut s = StatusSchedule::new(t0, s10);
         assert_eq!(s.poll_timeout(), t0 + s10);

@@ -30,7 +30,7 @@ pub mod rest;
 pub mod ws;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_io::Async;
@@ -38,6 +38,7 @@ use serde_json::json;
 
 use crate::app::{App, Origin, Outbound};
 use crate::protocol::{ApiError, Command, CommandResult, Reply};
+use crate::sys::lock;
 pub use conns::{Refusal, Refusals};
 
 pub use hub::Hub;
@@ -47,10 +48,6 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("SKYLAPSE
 
 /// Refusals and evictions are logged in full once per this period, then summed up.
 pub const LOG_SUMMARY_EVERY: Duration = Duration::from_secs(10);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// What every connection shares.
 pub struct Web {
@@ -149,31 +146,10 @@ pub const FD_RESERVE: usize = 96;
 
 /// Raises the soft `RLIMIT_NOFILE` towards `want` (up to the hard limit) and returns how many
 /// HTTP connections fit: `max_connections`, or fewer if descriptors are short.
-// rlim_t is 64 bits here but 32 on 32-bit glibc targets (armv7): the conversions are needed.
-#[allow(clippy::useless_conversion)]
 pub fn fit_connections_to_fd_limit(max_connections: usize, max_clients: usize) -> usize {
     let want = (max_connections + max_clients + FD_RESERVE) as u64;
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit read and write only the struct we pass.
-    let soft = unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return max_connections;
-        }
-        if u64::from(lim.rlim_cur) < want {
-            let raised = libc::rlimit {
-                rlim_cur: libc::rlim_t::try_from(want)
-                    .unwrap_or(libc::rlim_t::MAX)
-                    .min(lim.rlim_max),
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim.rlim_cur = raised.rlim_cur;
-            }
-        }
-        u64::from(lim.rlim_cur)
+    let Some(soft) = crate::sys::raise_nofile(want) else {
+        return max_connections;
     };
     let room = soft.saturating_sub((max_clients + FD_RESERVE) as u64) as usize;
     max_connections.min(room).max(16)
