@@ -211,6 +211,18 @@ pub fn raise_nofile(want: u64) -> Option<u64> {
     Some(u64::from(lim.rlim_cur))
 }
 
+/// (device, inode) of standard error, to tell whether it is the journal's stream
+/// (`$JOURNAL_STREAM`, systemd.exec(5)).
+#[allow(clippy::useless_conversion)] // the field types differ between targets
+pub fn stderr_identity() -> Option<(u64, u64)> {
+    // SAFETY: fstat writes only into `st`, which we own; fd 2 is only inspected.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(2, &mut st) } != 0 {
+        return None;
+    }
+    Some((u64::from(st.st_dev), u64::from(st.st_ino)))
+}
+
 /// Bytes available to an unprivileged writer on the file system holding `dir`.
 #[allow(clippy::useless_conversion)] // the field types differ between targets
 pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
@@ -242,12 +254,25 @@ impl RealtimeWindow {
             }
             let rt = libc::sched_param { sched_priority: 10 };
             if libc::sched_setscheduler(0, libc::SCHED_FIFO, &rt) != 0 {
+                realtime_refused(io::Error::last_os_error());
                 return RealtimeWindow { previous: None };
             }
             RealtimeWindow {
                 previous: Some((policy, old)),
             }
         }
+    }
+}
+
+/// Says once per process that the shutter cannot run SCHED_FIFO, and what that costs.
+fn realtime_refused(e: io::Error) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        log::warn!(
+            "cannot run the shutter press under SCHED_FIFO ({e}; it needs LimitRTPRIO=10 or \
+             CAP_SYS_NICE): shots still fire on time when the CPU is idle, but a busy CPU can \
+             delay a press by a scheduler time slice (a few ms). Said once."
+        );
     }
 }
 

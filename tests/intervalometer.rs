@@ -494,9 +494,12 @@ fn journal_dir_has_files(dir: &Path) -> bool {
 
 #[test]
 fn a_lost_camera_fails_slots_warns_and_shooting_resumes_on_the_grid() {
+    crate::logs::init();
     let rig = Rig::fresh("lost", 50);
-    rig.cmd("start_intervalometer", json!({"interval": 1, "shots": 12}))
+    let started = rig
+        .cmd("start_intervalometer", json!({"interval": 1, "shots": 12}))
         .unwrap();
+    let sid = started.data["sessionId"].as_str().unwrap().to_string();
     rig.run_until("3 shots", |r| r.cam.log().len() == 3);
     let first = rig.cam.log()[0].sent;
     rig.cam.set_connected(false);
@@ -524,6 +527,19 @@ fn a_lost_camera_fails_slots_warns_and_shooting_resumes_on_the_grid() {
     assert_eq!(failed.len(), 5);
     assert_eq!(failed[0]["error"], "camera offline: link down");
     assert_eq!(count(&ev, "session_completed"), 1);
+    // Regression (issue 9, item 8): failed shots and session warnings never reached the
+    // service log, so a post-mortem from the system's journal showed nothing.
+    let shot = failed[0]["shotNumber"].as_u64().unwrap();
+    let needle = format!("WARN skylapse::intervalometer::driver: session {sid}: shot {shot} (slot");
+    assert!(crate::logs::contains(&needle), "{needle}");
+    assert!(crate::logs::contains("failed: camera offline: link down"));
+    let warning = format!("WARN skylapse::intervalometer::driver: session {sid}: ");
+    assert!(
+        crate::logs::contains(&format!("{warning}5 of the last"))
+            || crate::logs::contains(&format!("{warning}4 of the last"))
+            || crate::logs::contains(&format!("{warning}3 of the last")),
+        "the failure-rate warning is logged"
+    );
 }
 
 #[test]

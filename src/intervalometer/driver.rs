@@ -13,6 +13,7 @@ use std::time::{Instant, SystemTime};
 use crate::app::{Publisher, StatusBoard};
 use crate::camera::{CameraControl, CameraNotice, ShotOutcome};
 use crate::clock::{BoxFuture, SharedClock};
+use crate::logging::LogLimiter;
 use crate::protocol::{Channel, Event, EventFamily};
 use crate::util::{iso8601, unix_millis};
 
@@ -70,6 +71,54 @@ pub struct Driver {
     pub on_end: OnEnd,
 }
 
+/// Rate limits for the per-shot log lines of one session.
+struct ShotLog {
+    failed: LogLimiter,
+    skipped: LogLimiter,
+    overtime: LogLimiter,
+}
+
+impl Default for ShotLog {
+    fn default() -> Self {
+        let minute = std::time::Duration::from_secs(60);
+        ShotLog {
+            failed: LogLimiter::new("failed shot(s)", minute, 5),
+            skipped: LogLimiter::new("skip(s)", minute, 3),
+            overtime: LogLimiter::new("overtime shot(s)", minute, 3),
+        }
+    }
+}
+
+impl ShotLog {
+    /// Writes what is still held back (the session ends).
+    fn finish(&mut self, id: &str) {
+        for (l, warn) in [
+            (&mut self.failed, true),
+            (&mut self.skipped, true),
+            (&mut self.overtime, false),
+        ] {
+            match l.finish() {
+                Some(line) if warn => log::warn!("session {id}: {line}"),
+                Some(line) => log::info!("session {id}: {line}"),
+                None => {}
+            }
+        }
+    }
+
+    /// Writes the summaries of windows that ended.
+    fn flush(&mut self, id: &str, now: Instant) {
+        if let Some(line) = self.failed.flush(now) {
+            log::warn!("session {id}: {line}");
+        }
+        if let Some(line) = self.skipped.flush(now) {
+            log::warn!("session {id}: {line}");
+        }
+        if let Some(line) = self.overtime.flush(now) {
+            log::info!("session {id}: {line}");
+        }
+    }
+}
+
 /// The session-end hook: saves the report of session `id`; its id when saved.
 pub type OnEnd = Arc<dyn Fn(String) -> BoxFuture<'static, Option<String>> + Send + Sync>;
 
@@ -100,6 +149,10 @@ impl Driver {
         let mut notices_out: Vec<Notice> = Vec::new();
         let mut report_saved = false;
         let mut report_id: Option<String> = None;
+        // Failed and late shots reach the service log too (a post-mortem from the system's
+        // journal), a few per minute in full and then counted: a camera gone for the night at
+        // a 1 s interval must not fill the card with log lines.
+        let mut shot_log = ShotLog::default();
         loop {
             while let Some(action) = self.session.poll_action() {
                 match action {
@@ -159,8 +212,9 @@ impl Driver {
                 }
             }
             for n in notices_out.drain(..) {
-                self.notify(n, report_id.as_deref());
+                self.notify(n, report_id.as_deref(), &mut shot_log);
             }
+            shot_log.flush(&self.session.id, self.clock.now());
             if shot.is_none() {
                 if self.session.is_ended() {
                     break;
@@ -168,6 +222,7 @@ impl Driver {
                 if shutting_down {
                     *self.flags.grid.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     self.flags.running.store(false, Ordering::SeqCst);
+                    shot_log.finish(&self.session.id);
                     return Exit::Interrupted;
                 }
             }
@@ -243,6 +298,7 @@ impl Driver {
                 Wake::NoticesClosed => notices_open = false,
             }
         }
+        shot_log.finish(&self.session.id);
         Exit::Ended(self.session.ended().unwrap_or(EndKind::Error))
     }
 
@@ -258,6 +314,7 @@ impl Driver {
     }
 
     fn warn(&self, message: &str) {
+        log::warn!("session {}: {message}", self.session.id);
         let data = json!({
             "sessionId": self.session.id,
             "title": self.session.title,
@@ -268,11 +325,28 @@ impl Driver {
         self.event(EventFamily::Event, "intervalometer_error", &data);
     }
 
-    fn notify(&self, n: Notice, report_id: Option<&str>) {
+    fn notify(&self, n: Notice, report_id: Option<&str>, shot_log: &mut ShotLog) {
         let id = &self.session.id;
+        let now = self.clock.now();
         match n {
             Notice::Running => {}
             Notice::Shot(r) => {
+                if !r.ok && shot_log.failed.note(now) {
+                    log::warn!(
+                        "session {id}: shot {} (slot {}) failed: {}",
+                        r.shot,
+                        r.slot,
+                        r.error.as_deref().unwrap_or("no reason given")
+                    );
+                }
+                if r.skipped_before > 0 && shot_log.skipped.note(now) {
+                    log::warn!(
+                        "session {id}: {} slot(s) skipped before shot {} (the previous shot ran \
+                         over its interval or the camera was away)",
+                        r.skipped_before,
+                        r.shot
+                    );
+                }
                 let data = json!({
                     "success": r.ok,
                     "sessionId": id,
@@ -293,6 +367,10 @@ impl Driver {
             }
             Notice::Taken(r) => {
                 // A shot first recorded as failed (reply lost) whose file then appeared.
+                log::info!(
+                    "session {id}: shot {} was taken after all (its reply was lost)",
+                    r.shot
+                );
                 let data = json!({
                     "sessionId": id,
                     "shotNumber": r.shot,
@@ -312,6 +390,12 @@ impl Driver {
                 duration_s,
                 overtime_s,
             } => {
+                if shot_log.overtime.note(now) {
+                    log::info!(
+                        "session {id}: shot {shot} took {duration_s:.1} s, {overtime_s:.1} s over \
+                         the {interval_s} s interval"
+                    );
+                }
                 let data = json!({
                     "sessionId": id,
                     "shotNumber": shot,
@@ -329,6 +413,12 @@ impl Driver {
                 "{failed} of the last {window} shots failed (last error: {last_error}); the session keeps its schedule"
             )),
             Notice::Ended { kind, reason } => {
+                if kind == EndKind::Error {
+                    log::error!(
+                        "session {id} ended with an error: {}",
+                        reason.as_deref().unwrap_or("no reason given")
+                    );
+                }
                 let stats = self.session.status_json(self.clock.now());
                 let data = json!({
                     "sessionId": id,
