@@ -21,6 +21,9 @@ use super::journal::Journal;
 use super::schedule::GridView;
 use super::session::{Action, EndKind, Input, Notice, Session};
 
+/// How often lines held in memory (full card) are retried when no shot does it sooner.
+const JOURNAL_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// A wall clock that moved by more than this against the monotonic one was stepped.
 const WALL_STEP_MS: i64 = 500;
 
@@ -138,7 +141,11 @@ impl Driver {
         let mut control_open = true;
         let mut notices_open = true;
         let mut shutting_down = false;
-        let mut journal_failed = false;
+        // The journal holds lines it could not write (full or read-only card): retried on
+        // every append and on this timer, and said once when it starts and once when it ends.
+        let mut journal_retry: Option<Instant> = None;
+        // The session ended but its end line is not on disk yet: the report waits for it.
+        let mut end_pending = false;
         let reference = self.clock.now();
         let mut wall_offset = self.wall_offset(reference);
         let mut stop_replies: Vec<async_channel::Sender<Value>> = Vec::new();
@@ -178,16 +185,8 @@ impl Driver {
                         shot = None;
                     }
                     Action::Journal(entry) => {
-                        if let Err(e) = self.journal.append(&entry) {
-                            // Photos matter more than the journal: keep shooting, say so once.
-                            log::error!("session {}: journal write failed: {e}", self.session.id);
-                            if !journal_failed {
-                                journal_failed = true;
-                                self.warn(&format!(
-                                    "The session journal cannot be written ({e}); shooting continues but a power loss would lose the record"
-                                ));
-                            }
-                        }
+                        let r = self.journal.append(&entry);
+                        self.journal_state(r, &mut journal_retry);
                     }
                     Action::Notify(n) => notices_out.push(n),
                 }
@@ -204,11 +203,23 @@ impl Driver {
             if shot.is_none() {
                 self.flags.shot_in_flight.store(false, Ordering::SeqCst);
                 if self.session.is_ended() && !report_saved {
-                    // The journal is complete: clients may act on the session (or start anew)
-                    // as soon as they hear; this driver touches no shared state after this.
+                    // The session is over either way: clients may start anew at once.
                     self.flags.running.store(false, Ordering::SeqCst);
-                    report_saved = true;
-                    report_id = (self.on_end)(self.session.id.clone()).await;
+                    let r = self.journal.flush();
+                    self.journal_state(r, &mut journal_retry);
+                    if self.journal.pending() == 0 {
+                        // The journal is complete: the report is made from it; this driver
+                        // touches no shared state after this.
+                        report_saved = true;
+                        report_id = (self.on_end)(self.session.id.clone()).await;
+                    } else if !end_pending {
+                        // A stopped session must not come back as interrupted because its end
+                        // line met a full card: keep it and the report until space returns.
+                        end_pending = true;
+                        self.warn(
+                            "The end of the session could not be written (the card is full or read-only); it is kept in memory and written, and the report saved, when space returns",
+                        );
+                    }
                 }
             }
             for n in notices_out.drain(..) {
@@ -216,17 +227,45 @@ impl Driver {
             }
             shot_log.flush(&self.session.id, self.clock.now());
             if shot.is_none() {
-                if self.session.is_ended() {
+                if self.session.is_ended() && report_saved {
                     break;
                 }
                 if shutting_down {
+                    // One last try: an end line that reaches the disk now makes the session
+                    // stopped (and saved) rather than interrupted at the next start.
+                    let r = self.journal.flush();
+                    self.journal_state(r, &mut journal_retry);
+                    if end_pending && self.journal.pending() == 0 {
+                        report_id = (self.on_end)(self.session.id.clone()).await;
+                        log::info!(
+                            "session {}: end written at shutdown (report {report_id:?})",
+                            self.session.id
+                        );
+                        shot_log.finish(&self.session.id);
+                        return Exit::Ended(self.session.ended().unwrap_or(EndKind::Error));
+                    }
+                    if self.journal.pending() > 0 {
+                        log::error!(
+                            "session {}: {} journal line(s) could not be written before shutdown (card full or read-only); they are lost{}",
+                            self.session.id,
+                            self.journal.pending(),
+                            if end_pending {
+                                ", and the session will come back as interrupted"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
                     *self.flags.grid.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     self.flags.running.store(false, Ordering::SeqCst);
                     shot_log.finish(&self.session.id);
                     return Exit::Interrupted;
                 }
             }
-            let deadline = self.session.poll_timeout();
+            let deadline = match (self.session.poll_timeout(), journal_retry) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if timer.as_ref().map(|t| t.0) != deadline {
                 timer = deadline.map(|d| (d, self.clock.sleep_until(d)));
             }
@@ -275,6 +314,10 @@ impl Driver {
                 }
                 Wake::Timer => {
                     timer = None;
+                    if journal_retry.is_some_and(|at| now >= at) {
+                        let r = self.journal.flush();
+                        self.journal_state(r, &mut journal_retry);
+                    }
                     self.session.handle(now, Input::Tick);
                 }
                 Wake::Control(Control::Stop(reply)) => {
@@ -300,6 +343,51 @@ impl Driver {
         }
         shot_log.finish(&self.session.id);
         Exit::Ended(self.session.ended().unwrap_or(EndKind::Error))
+    }
+
+    /// Follows the journal after a write attempt: warns when it starts holding lines in memory
+    /// (and when it loses one), says when they are written again, and keeps `retry` set while
+    /// lines wait.
+    fn journal_state(&self, r: std::io::Result<()>, retry: &mut Option<Instant>) {
+        let now = self.clock.now();
+        match r {
+            Ok(()) => {
+                if retry.take().is_some() {
+                    log::info!(
+                        "session {}: the journal is written again; every record held in memory is on the card",
+                        self.session.id
+                    );
+                    self.event(
+                        EventFamily::Timelapse,
+                        "session_warning",
+                        &json!({
+                            "sessionId": self.session.id,
+                            "title": self.session.title,
+                            "message": "The session journal is written again: no record was lost",
+                            "fatal": false,
+                            "resolved": true,
+                        }),
+                    );
+                }
+            }
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::OutOfMemory {
+                    if self.journal.lost() == 1 {
+                        self.warn(&format!(
+                            "Shot records are being lost: {e} (shooting continues; the photos are on the camera's card)"
+                        ));
+                    }
+                } else if retry.is_none() {
+                    // Photos matter more than the journal: keep shooting, say so once.
+                    self.warn(&format!(
+                        "The session journal cannot be written ({e}); shooting continues and its records are kept in memory until space returns (a power loss meanwhile would lose them)"
+                    ));
+                }
+                if retry.is_none_or(|at| now >= at) {
+                    *retry = Some(now + JOURNAL_RETRY);
+                }
+            }
+        }
     }
 
     /// Wall minus monotonic, in ms: changes only when the wall clock is stepped.

@@ -294,6 +294,15 @@ impl IntervalometerService {
             Ok(r) => Some(r.id),
             Err(e) => {
                 log::error!("session {id} ended but its report could not be saved: {e}");
+                let message = format!(
+                    "The report could not be saved ({}); the session is kept and can be saved from the list once there is space",
+                    e.message
+                );
+                self.event(
+                    EventFamily::Timelapse,
+                    "session_warning",
+                    &json!({"sessionId": id, "message": message, "fatal": false}),
+                );
                 self.rescan_unsaved();
                 self.publish_idle_block();
                 None
