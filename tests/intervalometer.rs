@@ -543,6 +543,37 @@ fn a_lost_camera_fails_slots_warns_and_shooting_resumes_on_the_grid() {
 }
 
 #[test]
+fn a_journal_whose_header_names_another_session_can_be_saved() {
+    // Regression (issue 9, item 8): a journal whose header id differed from its file name
+    // was listed under the header's id and could never be saved.
+    let dir = tmpdir("renamed-journal");
+    fs::create_dir_all(dir.join("sessions")).unwrap();
+    let header = json!({"t": "session", "v": 1, "id": "20250101-000000-aaaa", "title": "Copied",
+        "options": {"af": false, "bulb": null, "duration": null, "exposure": null, "interval": 5.0,
+                    "overrunPolicy": "next-slot", "stopCondition": "unlimited", "stopTime": null,
+                    "totalShots": null},
+        "createdWallMs": 1_000_000, "originWallMs": 1_000_300, "tzOffsetSecs": 0});
+    let end = json!({"t": "end", "state": "stopped", "reason": null, "wallMs": 1_010_000});
+    fs::write(
+        dir.join("sessions/20250101-000000-bbbb.journal"),
+        format!("{header}\n{end}\n"),
+    )
+    .unwrap();
+    let clock = ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(WALL0));
+    let cam = FakeCamera::new(clock.clone(), Duration::from_millis(50));
+    let rig = Rig::new(&dir, clock, cam);
+    let saved = rig
+        .cmd(
+            "save_session_as_report",
+            json!({"sessionId": "20250101-000000-bbbb"}),
+        )
+        .unwrap();
+    assert_eq!(saved.data["report"]["id"], "20250101-000000-bbbb");
+    assert!(dir.join("reports/20250101-000000-bbbb.json").exists());
+    assert!(!dir.join("sessions/20250101-000000-bbbb.journal").exists());
+}
+
+#[test]
 fn a_slow_camera_skips_slots_and_never_bursts() {
     let rig = Rig::fresh("slow", 100);
     rig.cam.st().slow = vec![(2, Duration::from_millis(3500))];

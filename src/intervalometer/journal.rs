@@ -282,6 +282,20 @@ pub fn read(path: &Path) -> Result<SessionLog, String> {
         .filter(|v| v.get("t").and_then(Value::as_str) == Some("session"))
         .and_then(|v| serde_json::from_value(v).ok())
         .ok_or_else(|| format!("{}: no session header", path.display()))?;
+    // The file name is the session's identity (commands name it, the report is saved under it,
+    // the journal is removed by it): a header whose id differs, copied or renamed by hand or
+    // left by an old version, made a session that could never be saved (issue 9, item 8).
+    let mut header = header;
+    if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+        if stem != header.id && super::report::valid_id(stem) {
+            log::warn!(
+                "journal {}: its header says session {:?}; using the file name",
+                path.display(),
+                header.id.chars().take(100).collect::<String>()
+            );
+            header.id = stem.to_string();
+        }
+    }
     let mut log = SessionLog {
         header,
         shots: Vec::new(),
@@ -498,6 +512,20 @@ mod tests {
         let log = read(j.path()).unwrap();
         assert_eq!(log.shots.len(), n);
         assert!(log.finished());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_journal_is_known_by_its_file_name_whatever_its_header_says() {
+        // Regression (issue 9, item 8): a journal whose header id differed from its file name
+        // could never be saved (the save looked for <header id>.journal).
+        let dir = tmpdir("renamed");
+        let j = Journal::create(&dir, &header("original")).unwrap();
+        let moved = sessions_dir(&dir).join("copy-2.journal");
+        fs::rename(j.path(), &moved).unwrap();
+        let log = read(&moved).unwrap();
+        assert_eq!(log.header.id, "copy-2");
+        assert_eq!(find_all(&dir)[0].header.id, "copy-2");
         fs::remove_dir_all(&dir).unwrap();
     }
 
