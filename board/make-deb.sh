@@ -31,7 +31,7 @@ glibc_min() {
         | sort -t. -k1,1n -k2,2n -k3,3n | tail -n 1
 }
 LIBC=$(glibc_min || true)
-DEPENDS="network-manager, dnsmasq-base, polkitd | policykit-1, systemd (>= 247)"
+DEPENDS="network-manager, dnsmasq-base, iw, polkitd | policykit-1, systemd (>= 247)"
 [ -z "$LIBC" ] || DEPENDS="libc6 (>= $LIBC), $DEPENDS"
 
 mkdir -p "$STAGE/DEBIAN"

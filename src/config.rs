@@ -544,7 +544,7 @@ pub fn data_dir_problems(dir: &Path) -> Vec<String> {
             ));
         }
     }
-    if let Some(free) = free_bytes(dir) {
+    if let Some(free) = crate::sys::free_bytes(dir) {
         if free < LOW_SPACE_BYTES {
             problems.push(format!(
                 "data folder {} has only {} KiB free: a session's records may not fit",
@@ -554,11 +554,6 @@ pub fn data_dir_problems(dir: &Path) -> Vec<String> {
         }
     }
     problems
-}
-
-/// Bytes available to an unprivileged writer on the file system holding `dir`.
-pub fn free_bytes(dir: &Path) -> Option<u64> {
-    crate::sys::free_bytes(dir)
 }
 
 /// An argument as it may appear in an error message: short and printable (it could be a

@@ -93,6 +93,7 @@ pub mod discovery;
 pub mod driver;
 pub mod exposure;
 pub mod intervalometer;
+pub mod logging;
 pub mod machine;
 pub mod power;
 pub mod protocol;

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         }
     }
     let filter = config.log.clone().unwrap_or_else(|| "info".into());
-    env_logger::Builder::new().parse_filters(&filter).init();
+    skylapse::logging::init(&filter);
 
     for problem in skylapse::config::data_dir_problems(&config.data_dir) {
         log::warn!("{problem}");

@@ -178,7 +178,7 @@ pub fn interface_addrs() -> Vec<IpAddr> {
 
 /// Raises the soft limit on open files towards `want` (never past the hard limit); returns
 /// the soft limit now in force (`u64::MAX` when unlimited), or `None` if it cannot be read.
-pub fn raise_nofile_limit(want: u64) -> Option<u64> {
+pub fn raise_nofile(want: u64) -> Option<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let lim = getrlimit(Resource::Nofile);
     let soft = lim.current.unwrap_or(u64::MAX);
@@ -202,6 +202,14 @@ pub fn hostname() -> Option<String> {
     let uname = rustix::system::uname();
     let s = uname.nodename().to_str().ok()?.trim().to_string();
     (!s.is_empty()).then_some(s)
+}
+
+/// Device and inode of this process's standard error (systemd's JOURNAL_STREAM names the
+/// journal's socket this way).
+pub fn stderr_identity() -> Option<(u64, u64)> {
+    let st = rustix::fs::fstat(std::io::stderr()).ok()?;
+    #[allow(clippy::useless_conversion)] // the field types differ between targets
+    Some((u64::from(st.st_dev), u64::from(st.st_ino)))
 }
 
 /// Bytes available to an unprivileged writer on the file system holding `dir`.
@@ -228,12 +236,25 @@ impl RealtimeWindow {
             }
             let rt = libc::sched_param { sched_priority: 10 };
             if libc::sched_setscheduler(0, libc::SCHED_FIFO, &rt) != 0 {
+                realtime_refused(io::Error::last_os_error());
                 return RealtimeWindow { previous: None };
             }
             RealtimeWindow {
                 previous: Some((policy, old)),
             }
         }
+    }
+}
+
+/// Says once per process that the shutter cannot run SCHED_FIFO, and what that costs.
+fn realtime_refused(e: io::Error) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        log::warn!(
+            "cannot run the shutter press under SCHED_FIFO ({e}; it needs LimitRTPRIO=10 or \
+             CAP_SYS_NICE): shots still fire on time when the CPU is idle, but a busy CPU can \
+             delay a press by a scheduler time slice (a few ms). Said once."
+        );
     }
 }
 
@@ -258,6 +279,11 @@ mod tests {
         let addr = a.local_addr().unwrap();
         let b = bind_reuse(addr).unwrap();
         assert_eq!(b.local_addr().unwrap(), addr);
+    }
+
+    #[test]
+    fn interface_addresses_include_loopback() {
+        assert!(interface_addrs().iter().any(|a| a.is_loopback()));
     }
 
     #[test]

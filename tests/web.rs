@@ -1462,7 +1462,7 @@ fn a_foreign_host_is_refused_for_pages_rest_and_websocket() {
         );
         assert_eq!(st, 200, "{host}");
     }
-    if let Some(name) = skylapse::web::host::hostname() {
+    if let Some(name) = skylapse::sys::hostname() {
         let (st, _, _) = http(
             s.addr,
             &format!("GET /health HTTP/1.1\r\nHost: {name}.local:{port}\r\n\r\n"),
@@ -1592,5 +1592,204 @@ fn refusals_and_client_churn_are_logged_once_per_interval_not_once_each() {
     assert_eq!(host_lines, 1, "{log}");
     assert!(churn_lines <= 8, "{churn_lines} churn lines:\n{log}");
     assert!(log.lines().count() < 20, "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Starts the binary with `args`, its stderr going to `stderr`; returns it and its address.
+fn spawn_binary(
+    args: &[&str],
+    envs: &[(&str, String)],
+    stderr: std::process::Stdio,
+) -> (std::process::Child, SocketAddr, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "skylapse-bin-{}-{}",
+        std::process::id(),
+        args.join("").len() + envs.len()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skylapse"));
+    cmd.args(["--no-discovery", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("{line}"))
+        .parse()
+        .unwrap();
+    (child, addr, dir)
+}
+
+#[test]
+fn the_wifi_password_never_reaches_the_log_even_at_trace() {
+    // Regression (issue 9, item 8): at --log trace the WebSocket library logged whole frames,
+    // the Wi-Fi password of `network_connect` with them.
+    let secret = "hunter22-Very-Secret";
+    let (child, addr, dir) = spawn_binary(
+        &["--log", "trace,tungstenite::protocol=trace"],
+        &[],
+        std::process::Stdio::piped(),
+    );
+    block_on(async {
+        let req = format!("ws://{addr}/ws").into_client_request().unwrap();
+        let mut ws = connect_req(addr, req).await.unwrap();
+        assert_eq!(recv(&mut ws).await["type"], "welcome");
+        send(
+            &mut ws,
+            json!({"type": "network_connect", "id": 1,
+                   "data": {"ssid": "home", "password": secret}}),
+        )
+        .await;
+        let r = recv_type(&mut ws, "error").await;
+        assert_eq!(r["id"], 1);
+    });
+    let body = format!("{{\"ssid\":\"home\",\"password\":\"{secret}\"}}");
+    let (st, _, _) = http(
+        addr,
+        &format!(
+            "POST /api/network/wifi/connect HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert!(st >= 400, "no NetworkManager here: {st}");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("[TRACE skylapse::web::ws] client 1 sent a")),
+        "trace logging was on:\n{log}"
+    );
+    assert!(
+        !log.contains(secret),
+        "the password reached the log:\n{log}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn warnings_reach_the_journal_at_warning_priority() {
+    // Regression (issue 9, item 9): under systemd every line reached the journal at priority
+    // info, so `journalctl -p warning` showed nothing.
+    use std::os::unix::fs::MetadataExt;
+    let path = std::env::temp_dir().join(format!("skylapse-journal-{}", std::process::id()));
+    let file = std::fs::File::create(&path).unwrap();
+    let meta = file.metadata().unwrap();
+    let stream = format!("{}:{}", meta.dev(), meta.ino());
+    let (mut child, addr, dir) = spawn_binary(
+        &["--log", "info"],
+        &[("JOURNAL_STREAM", stream)],
+        std::process::Stdio::from(file),
+    );
+    let (st, _, _) = http(addr, "GET /health HTTP/1.1\r\nHost: evil.example\r\n\r\n");
+    assert_eq!(st, 421);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let log = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("<4>skylapse::web::http: refused a request")),
+        "{log}"
+    );
+    assert!(log.lines().any(|l| l.starts_with("<6>skylapse")), "{log}");
+    assert!(
+        log.lines().all(|l| l.starts_with('<')),
+        "every line has its priority:\n{log}"
+    );
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_refused_realtime_switch_is_logged_once_with_what_it_means() {
+    // Regression (issue 9, item 9): a failed switch to SCHED_FIFO for the shutter press was
+    // silent. Here the service runs without CAP_SYS_NICE and with RLIMIT_RTPRIO 0.
+    let dir = std::env::temp_dir().join(format!("skylapse-rt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg("--rtprio=0:0").arg("--");
+    if root {
+        cmd.args(["setpriv", "--bounding-set", "-sys_nice", "--"]);
+    }
+    cmd.arg(env!("CARGO_BIN_EXE_skylapse"))
+        .args(["--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) if std::env::var("SKYLAPSE_REQUIRE_PEERS").as_deref() != Ok("1") => {
+            eprintln!("skipped: prlimit/setpriv (util-linux) not runnable: {e}");
+            return;
+        }
+        Err(e) => panic!("prlimit/setpriv are required: {e}"),
+    };
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap_or_else(|| panic!("{line}"))
+        .parse()
+        .unwrap();
+    block_on(async {
+        let req = format!("ws://{addr}/ws").into_client_request().unwrap();
+        let mut ws = connect_req(addr, req).await.unwrap();
+        // Until the simulated camera is connected.
+        loop {
+            let v = or(async { Some(recv(&mut ws).await) }, async {
+                Timer::after(Duration::from_secs(20)).await;
+                None
+            })
+            .await
+            .expect("the demo camera connects");
+            if v["camera"]["connected"] == true || v["data"]["camera"]["connected"] == true {
+                break;
+            }
+        }
+        for id in 0..2 {
+            send(&mut ws, json!({"type": "take_photo", "id": id})).await;
+            loop {
+                let v = or(async { Some(recv(&mut ws).await) }, async {
+                    Timer::after(Duration::from_secs(20)).await;
+                    None
+                })
+                .await
+                .expect("a reply");
+                // A press was sent either way (the second may find the camera still busy).
+                if v["id"] == id {
+                    break;
+                }
+            }
+        }
+    });
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let said = log
+        .lines()
+        .filter(|l| l.contains("cannot run the shutter press under SCHED_FIFO"))
+        .count();
+    assert_eq!(said, 1, "{log}");
+    assert!(log.contains("delay a press"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }

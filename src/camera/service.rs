@@ -501,12 +501,17 @@ impl CameraService {
     }
 
     fn accept_certificate(&self, uuid: Option<&str>) -> CommandResult {
-        let id = self.inner.trust.accept(uuid)?;
+        let (id, warning) = self
+            .inner
+            .trust
+            .accept(uuid)
+            .map_err(|e| e.with_operation("accept_camera_certificate"))?;
         // Re-probe now: a link backing off after the refusal retries with the pin cleared.
         self.link.retry_now();
         Ok(Reply::of(&CertificateAccepted {
             success: true,
             uuid: id,
+            warning,
         }))
     }
 }

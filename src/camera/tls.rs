@@ -211,14 +211,16 @@ impl Trust {
             }
         }
         if changed {
-            self.save();
+            let _ = self.save(); // logged; the pin holds in memory
         }
         Ok(())
     }
 
     /// The user accepts the camera's new certificate: drop the pin (the next connection pins
-    /// what it sees). `None` = the camera of the last refusal.
-    pub fn accept(&self, id: Option<&str>) -> Result<String, ApiError> {
+    /// what it sees). `None` = the camera of the last refusal. An id with no pin is an error
+    /// (it used to answer success for any uuid, so a typo looked like it worked). `Ok` carries
+    /// the id, and a warning when the change could not be saved (it holds until a restart).
+    pub fn accept(&self, id: Option<&str>) -> Result<(String, Option<String>), ApiError> {
         let id = match id {
             Some(id) => id.to_string(),
             None => match self.last_rejection() {
@@ -231,31 +233,41 @@ impl Trust {
             },
         };
         // The same camera is pinned under each of its ids (UDN, serial): clear them all.
-        let removed = {
+        {
             let mut pins = lock(&self.pins);
             match pins.remove(&id) {
-                Some(old) => {
-                    pins.retain(|_, fp| *fp != old);
-                    true
+                Some(old) => pins.retain(|_, fp| *fp != old),
+                None => {
+                    let known: Vec<&str> = pins.keys().map(String::as_str).collect();
+                    let shown: String = id.chars().filter(|c| !c.is_control()).take(64).collect();
+                    return Err(ApiError::invalid(format!(
+                        "No certificate is pinned for camera {shown:?} (pinned: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    )));
                 }
-                None => false,
             }
-        };
+        }
         {
             let mut last = lock(&self.last_rejection);
             if last.as_ref().map(|r| r.id == id).unwrap_or(false) {
                 *last = None;
             }
         }
-        if removed {
-            self.save();
-        }
+        let warning = self.save().err().map(|e| {
+            format!("The change could not be saved ({e}); it holds until the service restarts")
+        });
         log::info!("camera {id}: certificate pin cleared by the user; next connection re-pins");
-        Ok(id)
+        Ok((id, warning))
     }
 
-    fn save(&self) {
-        let Some(path) = &self.path else { return };
+    fn save(&self) -> std::io::Result<()> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
         let file = PinFile {
             pins: lock(&self.pins)
                 .iter()
@@ -266,9 +278,9 @@ impl Trust {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        if let Err(e) = atomic_write(path, &bytes) {
+        atomic_write(path, &bytes).inspect_err(|e| {
             log::error!("{}: cannot save certificate pins: {e}", path.display());
-        }
+        })
     }
 }
 
@@ -522,7 +534,7 @@ mod tests {
         let e = r.to_error();
         assert_eq!(e.code, ErrorCode::CertificateChanged);
         assert!(e.message.contains("accept the new certificate"), "{e}");
-        assert_eq!(trust.accept(None).unwrap(), "uuid:1");
+        assert_eq!(trust.accept(None).unwrap(), ("uuid:1".to_string(), None));
         // Regression: the serial alias kept the old pin, so the re-pin was refused again.
         assert_eq!(trust.pinned("serial:9"), None);
         trust.check_and_pin(&["uuid:1", "serial:9"], b).unwrap();
@@ -530,5 +542,30 @@ mod tests {
         // Insecure mode checks nothing.
         assert!(Trust::ephemeral(true).check_and_pin(&["uuid:1"], a).is_ok());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn accepting_a_camera_that_has_no_pin_is_an_error() {
+        // Regression (issue 9, item 8): accept_camera_certificate answered success for any
+        // uuid, so a mistyped one looked as if it had worked.
+        let trust = Trust::ephemeral(false);
+        trust
+            .check_and_pin(&["uuid:1"], Fingerprint::of(b"a"))
+            .unwrap();
+        let e = trust.accept(Some("uuid:typo")).unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidParameter);
+        assert!(
+            e.message.contains("uuid:typo") && e.message.contains("uuid:1"),
+            "{e}"
+        );
+        assert_eq!(
+            trust.pinned("uuid:1"),
+            Some(Fingerprint::of(b"a")),
+            "untouched"
+        );
+        let e = Trust::ephemeral(false).accept(None).unwrap_err();
+        assert!(e.message.contains("waiting"), "{e}");
+        assert_eq!(trust.accept(Some("uuid:1")).unwrap().0, "uuid:1");
+        assert!(trust.accept(Some("uuid:1")).is_err(), "cleared once");
     }
 }

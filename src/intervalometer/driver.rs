@@ -12,6 +12,7 @@ use std::time::{Instant, SystemTime};
 use crate::app::{Publisher, StatusBoard};
 use crate::camera::{CameraControl, CameraNotice, ShotOutcome};
 use crate::clock::{BoxFuture, SharedClock};
+use crate::logging::LogLimiter;
 use crate::protocol::messages::{
     PhotoOvertime, PhotoTaken, SessionCompleted, SessionEnded, SessionErrorEvent, SessionPhoto,
     SessionStopped, SessionWarning, ShotFailed, ShotInfo, ShotRecovered,
@@ -24,6 +25,9 @@ use super::report::end_sentence;
 use super::journal::Journal;
 use super::schedule::GridView;
 use super::session::{Action, EndKind, Input, Notice, Session};
+
+/// How often lines held in memory (full card) are retried when no shot does it sooner.
+const JOURNAL_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A wall clock that moved by more than this against the monotonic one was stepped.
 const WALL_STEP_MS: i64 = 500;
@@ -75,6 +79,54 @@ pub struct Driver {
     pub on_end: OnEnd,
 }
 
+/// Rate limits for the per-shot log lines of one session.
+struct ShotLog {
+    failed: LogLimiter,
+    skipped: LogLimiter,
+    overtime: LogLimiter,
+}
+
+impl Default for ShotLog {
+    fn default() -> Self {
+        let minute = std::time::Duration::from_secs(60);
+        ShotLog {
+            failed: LogLimiter::new("failed shot(s)", minute, 5),
+            skipped: LogLimiter::new("skip(s)", minute, 3),
+            overtime: LogLimiter::new("overtime shot(s)", minute, 3),
+        }
+    }
+}
+
+impl ShotLog {
+    /// Writes what is still held back (the session ends).
+    fn finish(&mut self, id: &str) {
+        for (l, warn) in [
+            (&mut self.failed, true),
+            (&mut self.skipped, true),
+            (&mut self.overtime, false),
+        ] {
+            match l.finish() {
+                Some(line) if warn => log::warn!("session {id}: {line}"),
+                Some(line) => log::info!("session {id}: {line}"),
+                None => {}
+            }
+        }
+    }
+
+    /// Writes the summaries of windows that ended.
+    fn flush(&mut self, id: &str, now: Instant) {
+        if let Some(line) = self.failed.flush(now) {
+            log::warn!("session {id}: {line}");
+        }
+        if let Some(line) = self.skipped.flush(now) {
+            log::warn!("session {id}: {line}");
+        }
+        if let Some(line) = self.overtime.flush(now) {
+            log::info!("session {id}: {line}");
+        }
+    }
+}
+
 /// The session-end hook: saves the report of session `id`; its id when saved.
 pub type OnEnd = Arc<dyn Fn(String) -> BoxFuture<'static, Option<String>> + Send + Sync>;
 
@@ -94,7 +146,11 @@ impl Driver {
         let mut control_open = true;
         let mut notices_open = true;
         let mut shutting_down = false;
-        let mut journal_failed = false;
+        // The journal holds lines it could not write (full or read-only card): retried on
+        // every append and on this timer, and said once when it starts and once when it ends.
+        let mut journal_retry: Option<Instant> = None;
+        // The session ended but its end line is not on disk yet: the report waits for it.
+        let mut end_pending = false;
         let reference = self.clock.now();
         let mut wall_offset = self.wall_offset(reference);
         let mut stop_replies: Vec<async_channel::Sender<IntervalometerBlock>> = Vec::new();
@@ -105,6 +161,10 @@ impl Driver {
         let mut notices_out: Vec<Notice> = Vec::new();
         let mut report_saved = false;
         let mut report_id: Option<String> = None;
+        // Failed and late shots reach the service log too (a post-mortem from the system's
+        // journal), a few per minute in full and then counted: a camera gone for the night at
+        // a 1 s interval must not fill the card with log lines.
+        let mut shot_log = ShotLog::default();
         loop {
             while let Some(action) = self.session.poll_action() {
                 match action {
@@ -130,16 +190,8 @@ impl Driver {
                         shot = None;
                     }
                     Action::Journal(entry) => {
-                        if let Err(e) = self.journal.append(&entry) {
-                            // Photos matter more than the journal: keep shooting, say so once.
-                            log::error!("session {}: journal write failed: {e}", self.session.id);
-                            if !journal_failed {
-                                journal_failed = true;
-                                self.warn(&format!(
-                                    "The session journal cannot be written ({e}); shooting continues but a power loss would lose the record"
-                                ));
-                            }
-                        }
+                        let r = self.journal.append(&entry);
+                        self.journal_state(r, &mut journal_retry);
                     }
                     Action::Notify(n) => notices_out.push(n),
                 }
@@ -155,27 +207,69 @@ impl Driver {
             if shot.is_none() {
                 self.flags.shot_in_flight.store(false, Ordering::SeqCst);
                 if self.session.is_ended() && !report_saved {
-                    // The journal is complete: clients may act on the session (or start anew)
-                    // as soon as they hear; this driver touches no shared state after this.
+                    // The session is over either way: clients may start anew at once.
                     self.flags.running.store(false, Ordering::SeqCst);
-                    report_saved = true;
-                    report_id = (self.on_end)(self.session.id.clone()).await;
+                    let r = self.journal.flush();
+                    self.journal_state(r, &mut journal_retry);
+                    if self.journal.pending() == 0 {
+                        // The journal is complete: the report is made from it; this driver
+                        // touches no shared state after this.
+                        report_saved = true;
+                        report_id = (self.on_end)(self.session.id.clone()).await;
+                    } else if !end_pending {
+                        // A stopped session must not come back as interrupted because its end
+                        // line met a full card: keep it and the report until space returns.
+                        end_pending = true;
+                        self.warn(
+                            "The end of the session could not be written (the card is full or read-only); it is kept in memory and written, and the report saved, when space returns",
+                        );
+                    }
                 }
             }
             for n in notices_out.drain(..) {
-                self.notify(n, report_id.as_deref());
+                self.notify(n, report_id.as_deref(), &mut shot_log);
             }
+            shot_log.flush(&self.session.id, self.clock.now());
             if shot.is_none() {
-                if self.session.is_ended() {
+                if self.session.is_ended() && report_saved {
                     break;
                 }
                 if shutting_down {
+                    // One last try: an end line that reaches the disk now makes the session
+                    // stopped (and saved) rather than interrupted at the next start.
+                    let r = self.journal.flush();
+                    self.journal_state(r, &mut journal_retry);
+                    if end_pending && self.journal.pending() == 0 {
+                        report_id = (self.on_end)(self.session.id.clone()).await;
+                        log::info!(
+                            "session {}: end written at shutdown (report {report_id:?})",
+                            self.session.id
+                        );
+                        shot_log.finish(&self.session.id);
+                        return Exit::Ended(self.session.ended().unwrap_or(EndKind::Error));
+                    }
+                    if self.journal.pending() > 0 {
+                        log::error!(
+                            "session {}: {} journal line(s) could not be written before shutdown (card full or read-only); they are lost{}",
+                            self.session.id,
+                            self.journal.pending(),
+                            if end_pending {
+                                ", and the session will come back as interrupted"
+                            } else {
+                                ""
+                            }
+                        );
+                    }
                     *self.flags.grid.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     self.flags.running.store(false, Ordering::SeqCst);
+                    shot_log.finish(&self.session.id);
                     return Exit::Interrupted;
                 }
             }
-            let deadline = self.session.poll_timeout();
+            let deadline = match (self.session.poll_timeout(), journal_retry) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             if timer.as_ref().map(|t| t.0) != deadline {
                 timer = deadline.map(|d| (d, self.clock.sleep_until(d)));
             }
@@ -224,6 +318,10 @@ impl Driver {
                 }
                 Wake::Timer => {
                     timer = None;
+                    if journal_retry.is_some_and(|at| now >= at) {
+                        let r = self.journal.flush();
+                        self.journal_state(r, &mut journal_retry);
+                    }
                     self.session.handle(now, Input::Tick);
                 }
                 Wake::Control(Control::Stop(reply)) => {
@@ -247,7 +345,49 @@ impl Driver {
                 Wake::NoticesClosed => notices_open = false,
             }
         }
+        shot_log.finish(&self.session.id);
         Exit::Ended(self.session.ended().unwrap_or(EndKind::Error))
+    }
+
+    /// Follows the journal after a write attempt: warns when it starts holding lines in memory
+    /// (and when it loses one), says when they are written again, and keeps `retry` set while
+    /// lines wait.
+    fn journal_state(&self, r: std::io::Result<()>, retry: &mut Option<Instant>) {
+        let now = self.clock.now();
+        match r {
+            Ok(()) => {
+                if retry.take().is_some() {
+                    log::info!(
+                        "session {}: the journal is written again; every record held in memory is on the card",
+                        self.session.id
+                    );
+                    self.publisher.publish(&SessionWarning {
+                        session_id: self.session.id.clone(),
+                        title: self.session.title.clone(),
+                        message: "The session journal is written again: no record was lost".into(),
+                        fatal: false,
+                        resolved: Some(true),
+                    });
+                }
+            }
+            Err(e) => {
+                if e.kind() == std::io::ErrorKind::OutOfMemory {
+                    if self.journal.lost() == 1 {
+                        self.warn(&format!(
+                            "Shot records are being lost: {e} (shooting continues; the photos are on the camera's card)"
+                        ));
+                    }
+                } else if retry.is_none() {
+                    // Photos matter more than the journal: keep shooting, say so once.
+                    self.warn(&format!(
+                        "The session journal cannot be written ({e}); shooting continues and its records are kept in memory until space returns (a power loss meanwhile would lose them)"
+                    ));
+                }
+                if retry.is_none_or(|at| now >= at) {
+                    *retry = Some(now + JOURNAL_RETRY);
+                }
+            }
+        }
     }
 
     /// Wall minus monotonic, in ms: changes only when the wall clock is stepped.
@@ -257,20 +397,39 @@ impl Driver {
     }
 
     fn warn(&self, message: &str) {
+        log::warn!("session {}: {message}", self.session.id);
         self.publisher.publish(&SessionWarning {
             session_id: self.session.id.clone(),
             title: self.session.title.clone(),
             message: message.to_string(),
             fatal: false,
+            resolved: None,
         });
     }
 
-    fn notify(&self, n: Notice, report_id: Option<&str>) {
+    fn notify(&self, n: Notice, report_id: Option<&str>, shot_log: &mut ShotLog) {
         let id = &self.session.id;
         let title = &self.session.title;
+        let now = self.clock.now();
         match n {
             Notice::Running => {}
             Notice::Shot(r) => {
+                if !r.ok && shot_log.failed.note(now) {
+                    log::warn!(
+                        "session {id}: shot {} (slot {}) failed: {}",
+                        r.shot,
+                        r.slot,
+                        r.error.as_deref().unwrap_or("no reason given")
+                    );
+                }
+                if r.skipped_before > 0 && shot_log.skipped.note(now) {
+                    log::warn!(
+                        "session {id}: {} slot(s) skipped before shot {} (the previous shot ran \
+                         over its interval or the camera was away)",
+                        r.skipped_before,
+                        r.shot
+                    );
+                }
                 let stats = self.session.stats_block();
                 let timestamp = iso8601(crate::util::from_unix_millis(
                     r.sent_ms.unwrap_or(r.scheduled_ms).round() as i64,
@@ -309,6 +468,10 @@ impl Driver {
             }
             Notice::Taken(r) => {
                 // A shot first recorded as failed (reply lost) whose file then appeared.
+                log::info!(
+                    "session {id}: shot {} was taken after all (its reply was lost)",
+                    r.shot
+                );
                 self.publisher.publish(&ShotRecovered {
                     session_id: id.clone(),
                     shot_number: r.shot,
@@ -326,17 +489,25 @@ impl Driver {
                 interval_s,
                 duration_s,
                 overtime_s,
-            } => self.publisher.publish(&PhotoOvertime {
-                session_id: id.clone(),
-                title: title.clone(),
-                shot_number: shot,
-                interval: interval_s,
-                shot_duration: duration_s,
-                overtime: overtime_s,
-                message: format!(
-                    "Shot {shot} took {duration_s:.1}s ({overtime_s:.1}s over {interval_s}s interval)"
-                ),
-            }),
+            } => {
+                if shot_log.overtime.note(now) {
+                    log::info!(
+                        "session {id}: shot {shot} took {duration_s:.1} s, {overtime_s:.1} s over \
+                         the {interval_s} s interval"
+                    );
+                }
+                self.publisher.publish(&PhotoOvertime {
+                    session_id: id.clone(),
+                    title: title.clone(),
+                    shot_number: shot,
+                    interval: interval_s,
+                    shot_duration: duration_s,
+                    overtime: overtime_s,
+                    message: format!(
+                        "Shot {shot} took {duration_s:.1}s ({overtime_s:.1}s over {interval_s}s interval)"
+                    ),
+                })
+            }
             Notice::FailureRateHigh {
                 failed,
                 window,
@@ -345,6 +516,12 @@ impl Driver {
                 "{failed} of the last {window} shots failed (last error: {last_error}); the session keeps its schedule"
             )),
             Notice::Ended { kind, reason } => {
+                if kind == EndKind::Error {
+                    log::error!(
+                        "session {id} ended with an error: {}",
+                        reason.as_deref().unwrap_or("no reason given")
+                    );
+                }
                 let options = self.session.options_block();
                 let ended = SessionEnded {
                     session_id: id.clone(),

@@ -5,6 +5,17 @@
 //! Lines: `{"t":"session",…header}` first, then `shot` / `files` / `resume` lines, and `end`
 //! when the session finished. A journal without `end` is an interrupted session (resumable); a
 //! journal with `end` is a finished session not yet saved as a report or discarded.
+//!
+//! A full or read-only card (issue 9, item 5): a line that cannot be written is kept in memory
+//! (up to [`MAX_PENDING_BYTES`]) and written, in order, by the next append or [`Journal::flush`]
+//! once space returns; the bytes a failed write left behind are cut first, so a record is never
+//! glued to a partial one. A journal whose header cannot be written is removed again.
+//!
+//! ```text
+//!  Durable ──write or fsync fails──▶ Holding (lines in memory; tail past good_len is torn)
+//!     ▲                                   │ append: queued; flush: cut the tail, write all, fsync
+//!     └────────────── flush succeeds ─────┘
+//! ```
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -18,6 +29,9 @@ use super::session::{EndKind, JournalEntry, ShotRecord};
 pub const JOURNAL_VERSION: u32 = 1;
 /// A journal larger than this is not read whole (a day of 0.2 s shots is ~80 MB).
 const MAX_JOURNAL_BYTES: u64 = 256 * 1024 * 1024;
+/// Lines held in memory while the card is full, at most (about 13,000 shot records, 3.6 h at
+/// 1 s intervals); past it new shot records are counted as lost. The end line always fits.
+pub const MAX_PENDING_BYTES: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -85,6 +99,15 @@ impl SessionLog {
 pub struct Journal {
     file: File,
     path: PathBuf,
+    /// File length after the last line known to be complete and synced.
+    good_len: u64,
+    /// Lines not on disk yet, oldest first.
+    pending: std::collections::VecDeque<Vec<u8>>,
+    pending_bytes: usize,
+    /// A write or sync failed: bytes past `good_len` may be a partial line.
+    torn: bool,
+    /// Shot records dropped because memory was full too.
+    lost: u64,
 }
 
 pub fn sessions_dir(data_dir: &Path) -> PathBuf {
@@ -96,7 +119,8 @@ pub fn journal_path(data_dir: &Path, id: &str) -> PathBuf {
 }
 
 impl Journal {
-    /// Creates the journal with its header line, fsyncs it and its directory.
+    /// Creates the journal with its header line, fsyncs it and its directory. If that fails
+    /// (full or read-only card) nothing is left behind: no empty, headerless journal.
     pub fn create(data_dir: &Path, header: &Header) -> io::Result<Journal> {
         let dir = sessions_dir(data_dir);
         fs::create_dir_all(&dir)?;
@@ -105,25 +129,46 @@ impl Journal {
             .create_new(true)
             .append(true)
             .open(&path)?;
-        let mut j = Journal { file, path };
+        let mut j = Journal::with_file(file, path.clone(), 0);
         let mut line = serde_json::to_value(header).map_err(io::Error::other)?;
         line["t"] = Value::from("session");
-        j.write_line(&line)?;
-        File::open(&dir)?.sync_all()?;
+        let written = j
+            .write_line(&line)
+            .and_then(|()| j.flush())
+            .and_then(|()| File::open(&dir)?.sync_all());
+        if let Err(e) = written {
+            drop(j);
+            let _ = fs::remove_file(&path);
+            let _ = File::open(&dir).and_then(|d| d.sync_all());
+            return Err(e);
+        }
         Ok(j)
+    }
+
+    fn with_file(file: File, path: PathBuf, good_len: u64) -> Journal {
+        Journal {
+            file,
+            path,
+            good_len,
+            pending: Default::default(),
+            pending_bytes: 0,
+            torn: false,
+            lost: 0,
+        }
     }
 
     /// Opens an existing journal to continue it, cutting off a torn last line first.
     pub fn reopen(path: &Path) -> io::Result<Journal> {
         let mut file = OpenOptions::new().read(true).write(true).open(path)?;
         let len = file.metadata()?.len();
+        let mut keep = len;
         if len > 0 {
             // Find the last newline; anything after it is a torn line.
             let tail = len.min(1 << 20);
             file.seek(SeekFrom::Start(len - tail))?;
             let mut buf = Vec::with_capacity(tail as usize);
             file.read_to_end(&mut buf)?;
-            let keep = match buf.iter().rposition(|b| *b == b'\n') {
+            keep = match buf.iter().rposition(|b| *b == b'\n') {
                 Some(i) => len - tail + i as u64 + 1,
                 None => 0,
             };
@@ -138,33 +183,87 @@ impl Journal {
             }
         }
         file.seek(SeekFrom::End(0))?;
-        Ok(Journal {
-            file,
-            path: path.to_path_buf(),
-        })
+        Ok(Journal::with_file(file, path.to_path_buf(), keep))
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Appends a line. `Err` means it is not on disk yet: it is held in memory (unless memory
+    /// is full too, see [`lost`](Self::lost)) and written by a later append or flush.
     pub fn append(&mut self, entry: &JournalEntry) -> io::Result<()> {
         let v = serde_json::to_value(entry).map_err(io::Error::other)?;
-        self.write_line(&v)
+        self.write_line(&v)?;
+        self.flush()
     }
 
     pub fn append_resume(&mut self, r: &ResumeLine) -> io::Result<()> {
         let mut v = serde_json::to_value(r).map_err(io::Error::other)?;
         v["t"] = Value::from("resume");
-        self.write_line(&v)
+        self.write_line(&v)?;
+        self.flush()
     }
 
-    /// One `write` of the whole line, then fdatasync: the line is durable before we go on.
+    /// Lines waiting in memory.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Shot records lost because the card and the memory buffer were both full.
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// Queues one line (in memory, in order).
     fn write_line(&mut self, v: &Value) -> io::Result<()> {
         let mut line = serde_json::to_vec(v).map_err(io::Error::other)?;
         line.push(b'\n');
-        self.file.write_all(&line)?;
-        self.file.sync_data()
+        let is_end = v.get("t").and_then(Value::as_str) == Some("end");
+        if !is_end && self.pending_bytes + line.len() > MAX_PENDING_BYTES {
+            self.lost += 1;
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "the card is full and the journal's memory buffer too",
+            ));
+        }
+        self.pending_bytes += line.len();
+        self.pending.push_back(line);
+        Ok(())
+    }
+
+    /// Writes every line held in memory, then fdatasync: durable before we go on. After a
+    /// failed write the partial tail is cut first. `Err` leaves the lines held.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        if self.torn {
+            self.file.set_len(self.good_len)?;
+            self.file.seek(SeekFrom::Start(self.good_len))?;
+            self.torn = false;
+        }
+        let mut written = 0u64;
+        let result = (|| {
+            for line in &self.pending {
+                self.file.write_all(line)?;
+                written += line.len() as u64;
+            }
+            self.file.sync_data()
+        })();
+        match result {
+            Ok(()) => {
+                self.good_len += written;
+                self.pending.clear();
+                self.pending_bytes = 0;
+                Ok(())
+            }
+            Err(e) => {
+                // Some bytes may have reached the file: cut them before the next try.
+                self.torn = true;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -183,6 +282,20 @@ pub fn read(path: &Path) -> Result<SessionLog, String> {
         .filter(|v| v.get("t").and_then(Value::as_str) == Some("session"))
         .and_then(|v| serde_json::from_value(v).ok())
         .ok_or_else(|| format!("{}: no session header", path.display()))?;
+    // The file name is the session's identity (commands name it, the report is saved under it,
+    // the journal is removed by it): a header whose id differs, copied or renamed by hand or
+    // left by an old version, made a session that could never be saved (issue 9, item 8).
+    let mut header = header;
+    if let Some(stem) = path.file_stem().and_then(|s| s.to_str()) {
+        if stem != header.id && super::report::valid_id(stem) {
+            log::warn!(
+                "journal {}: its header says session {:?}; using the file name",
+                path.display(),
+                header.id.chars().take(100).collect::<String>()
+            );
+            header.id = stem.to_string();
+        }
+    }
     let mut log = SessionLog {
         header,
         shots: Vec::new(),
@@ -345,6 +458,74 @@ mod tests {
         assert_eq!(log.bad_lines, 0);
         let slots: Vec<u64> = log.shots.iter().map(|s| s.slot).collect();
         assert_eq!(slots, [0, 1, 3]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn records_that_cannot_be_written_wait_in_memory_and_are_never_glued_to_a_partial_line() {
+        // Regression (issue 9, item 5): on a full card the partial line written at ENOSPC was
+        // glued to the next line once space returned, and records were lost. Here the partial
+        // write is made by hand; tests/storage.rs fills a real (tmpfs) file system.
+        let dir = tmpdir("full");
+        let mut j = Journal::create(&dir, &header("f")).unwrap();
+        j.append(&JournalEntry::Shot(shot(0))).unwrap();
+        let path = j.path().to_path_buf();
+        let len = fs::metadata(&path).unwrap().len();
+        // A write that stops part-way (what ENOSPC/EFBIG do) leaves a partial line behind.
+        j.torn = true;
+        j.file.write_all(br#"{"t":"shot","slot":1,"sh"#).unwrap();
+        j.write_line(&serde_json::to_value(JournalEntry::Shot(shot(1))).unwrap())
+            .unwrap();
+        j.write_line(&serde_json::to_value(JournalEntry::Shot(shot(2))).unwrap())
+            .unwrap();
+        assert_eq!(j.pending(), 2);
+        // Space returns: the next flush cuts the partial line, then writes both.
+        j.flush().unwrap();
+        assert_eq!(j.pending(), 0);
+        let log = read(&path).unwrap();
+        assert_eq!(log.bad_lines, 0);
+        let slots: Vec<u64> = log.shots.iter().map(|s| s.slot).collect();
+        assert_eq!(slots, [0, 1, 2]);
+        assert!(fs::metadata(&path).unwrap().len() > len);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn memory_for_held_records_is_bounded_and_the_end_line_always_fits() {
+        let dir = tmpdir("bounded");
+        let mut j = Journal::create(&dir, &header("b")).unwrap();
+        j.torn = true; // pretend the card is full: lines only queue
+        let line = serde_json::to_value(JournalEntry::Shot(shot(0))).unwrap();
+        let mut n = 0;
+        while j.write_line(&line).is_ok() {
+            n += 1;
+        }
+        assert!(n > 1000 && j.pending_bytes <= MAX_PENDING_BYTES, "{n}");
+        assert_eq!(j.lost(), 1);
+        let end = JournalEntry::End {
+            state: EndKind::Stopped,
+            reason: None,
+            wall_ms: 5,
+        };
+        j.write_line(&serde_json::to_value(&end).unwrap()).unwrap();
+        j.flush().unwrap();
+        let log = read(j.path()).unwrap();
+        assert_eq!(log.shots.len(), n);
+        assert!(log.finished());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_journal_is_known_by_its_file_name_whatever_its_header_says() {
+        // Regression (issue 9, item 8): a journal whose header id differed from its file name
+        // could never be saved (the save looked for <header id>.journal).
+        let dir = tmpdir("renamed");
+        let j = Journal::create(&dir, &header("original")).unwrap();
+        let moved = sessions_dir(&dir).join("copy-2.journal");
+        fs::rename(j.path(), &moved).unwrap();
+        let log = read(&moved).unwrap();
+        assert_eq!(log.header.id, "copy-2");
+        assert_eq!(find_all(&dir)[0].header.id, "copy-2");
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -29,7 +29,8 @@ use crate::protocol::messages::{
     IntervalometerStatus, IntervalometerStop, ReportChart, ReportCsv, ReportDeleted,
     ReportDeletedEvent, ReportSaved, ReportTitleUpdated, ReportUpdated, SessionDiscarded,
     SessionDiscardedEvent, SessionRecovered, SessionResumed, SessionSaved, SessionStarted,
-    TimelapseReport, TimelapseReports, UnsavedSession, UnsavedSessionFound, UnsavedSessionReply,
+    SessionWarning, TimelapseReport, TimelapseReports, UnsavedSession, UnsavedSessionFound,
+    UnsavedSessionReply,
 };
 use crate::protocol::status::IntervalometerBlock;
 use crate::protocol::{
@@ -290,6 +291,17 @@ impl IntervalometerService {
             Ok(r) => Some(r.id),
             Err(e) => {
                 log::error!("session {id} ended but its report could not be saved: {e}");
+                let message = format!(
+                    "The report could not be saved ({}); the session is kept and can be saved from the list once there is space",
+                    e.message
+                );
+                self.publisher.publish(&SessionWarning {
+                    session_id: id.to_string(),
+                    title: String::new(),
+                    message,
+                    fatal: false,
+                    resolved: None,
+                });
                 self.rescan_unsaved();
                 self.publish_idle_block();
                 None

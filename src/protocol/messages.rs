@@ -279,6 +279,9 @@ pub struct TestPhotoFile {
 pub struct CertificateAccepted {
     pub success: bool,
     pub uuid: String,
+    /// Said when the uuid accepted is not the one the refusal named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -861,6 +864,9 @@ pub struct SessionWarning {
     pub title: String,
     pub message: String,
     pub fatal: bool,
+    /// `true` on the message that says an earlier warning's cause is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved: Option<bool>,
 }
 
 /// How a session ended: `session_completed|stopped|error` and the original's

@@ -24,6 +24,8 @@ use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::logging::LogLimiter;
+
 /// What a connection is doing, as far as eviction cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 #[repr(u8)]
@@ -269,86 +271,6 @@ impl<H> ConnTable<H> {
     }
 }
 
-/// Counts refusals and evictions so the log gets one line per interval, not one per event
-/// (a reconnect loop must not fill the SD card).
-///
-/// ```text
-///  note(kind) ──first in window──▶ log it in full, open a window of `interval`
-///      │ the next burst-1 in the window: logged in full; more: counted
-///      ▼
-///  window over (poll_timeout, then flush) ──▶ one summary line ──▶ quiet until the next note
-/// ```
-#[derive(Debug)]
-pub struct LogLimiter {
-    interval: Duration,
-    burst: u32,
-    window_end: Option<Instant>,
-    logged: u32,
-    suppressed: u64,
-    what: &'static str,
-}
-
-impl LogLimiter {
-    /// Logs up to `burst` events in full per `interval`, then counts.
-    pub fn new(what: &'static str, interval: Duration, burst: u32) -> LogLimiter {
-        LogLimiter {
-            interval,
-            burst: burst.max(1),
-            window_end: None,
-            logged: 0,
-            suppressed: 0,
-            what,
-        }
-    }
-
-    /// One more event at `now`; true when this one should be logged in full.
-    pub fn note(&mut self, now: Instant) -> bool {
-        match self.window_end {
-            Some(end) if now < end => {
-                if self.logged < self.burst {
-                    self.logged += 1;
-                    true
-                } else {
-                    self.suppressed += 1;
-                    false
-                }
-            }
-            _ => {
-                self.window_end = Some(now + self.interval);
-                self.logged = 1;
-                true
-            }
-        }
-    }
-
-    /// When [`flush`](Self::flush) has something to say.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.suppressed > 0 {
-            self.window_end
-        } else {
-            None
-        }
-    }
-
-    /// The summary of a finished window, if anything was held back.
-    pub fn flush(&mut self, now: Instant) -> Option<String> {
-        let end = self.window_end?;
-        if now < end {
-            return None;
-        }
-        self.window_end = None;
-        if self.suppressed == 0 {
-            return None;
-        }
-        let n = std::mem::take(&mut self.suppressed);
-        Some(format!(
-            "{n} more {} in the last {}s",
-            self.what,
-            self.interval.as_secs()
-        ))
-    }
-}
-
 /// What [`Refusals`] counts, each with its own window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -556,28 +478,5 @@ mod tests {
         let a = t.admit(ip("10.0.0.2"), t0);
         assert_eq!(t.remove(a.id), None);
         assert_eq!(t.attach(a.id, 7), Some(7));
-    }
-
-    #[test]
-    fn log_limiter_logs_the_first_then_one_summary_per_window() {
-        let t0 = crate::clock::test_t0();
-        let s10 = Duration::from_secs(10);
-        let mut l = LogLimiter::new("connections evicted", s10, 2);
-        assert!(l.note(t0));
-        assert!(l.note(t0), "the burst");
-        assert_eq!(l.poll_timeout(), None, "nothing held back yet");
-        for i in 1..=500 {
-            assert!(!l.note(t0 + ms(i)));
-        }
-        assert_eq!(l.poll_timeout(), Some(t0 + s10));
-        assert_eq!(l.flush(t0 + ms(9_999)), None);
-        assert_eq!(
-            l.flush(t0 + s10).as_deref(),
-            Some("500 more connections evicted in the last 10s")
-        );
-        assert_eq!(l.poll_timeout(), None);
-        // Quiet, then a new event is logged in full again.
-        assert!(l.note(t0 + s10 * 3));
-        assert_eq!(l.flush(t0 + s10 * 4), None);
     }
 }

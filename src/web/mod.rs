@@ -30,12 +30,13 @@ pub mod rest;
 pub mod ws;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::app::{App, Origin, Outbound};
 use crate::protocol::messages::Pong;
 use crate::protocol::{ApiError, Command, CommandResult, Reply};
+use crate::sys::lock;
 use async_io::Async;
 pub use conns::{Refusal, Refusals};
 
@@ -46,10 +47,6 @@ pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("SKYLAPSE
 
 /// Refusals and evictions are logged in full once per this period, then summed up.
 pub const LOG_SUMMARY_EVERY: Duration = Duration::from_secs(10);
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// What every connection shares.
 pub struct Web {
@@ -149,7 +146,7 @@ pub const FD_RESERVE: usize = 96;
 /// HTTP connections fit: `max_connections`, or fewer if descriptors are short.
 pub fn fit_connections_to_fd_limit(max_connections: usize, max_clients: usize) -> usize {
     let want = (max_connections + max_clients + FD_RESERVE) as u64;
-    let Some(soft) = crate::sys::raise_nofile_limit(want) else {
+    let Some(soft) = crate::sys::raise_nofile(want) else {
         return max_connections;
     };
     let room = soft.saturating_sub((max_clients + FD_RESERVE) as u64) as usize;

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_io::Async;
+use async_tungstenite::tungstenite::error::ProtocolError;
 use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -347,6 +348,10 @@ async fn reader(
                 // not UTF-8 with 1007, an oversized message with 1009, each in a close frame.
                 let (code, reason) = match e {
                     WsError::Capacity(_) => (1009, "Message too big"),
+                    // The peer just went away (no close handshake): nobody to tell.
+                    WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) => {
+                        return End::Gone
+                    }
                     WsError::Protocol(_) => (1002, "Protocol error"),
                     WsError::Utf8(_) => (1007, "Invalid UTF-8 in a text message"),
                     _ => return End::Gone,
@@ -359,6 +364,8 @@ async fn reader(
         };
         let now = clock.now();
         slot.touch(now);
+        // Sizes only: a frame may carry a password (network_connect).
+        log::trace!("client {} sent a {} byte frame", slot.id.0, msg.len());
         if closing {
             continue;
         }
