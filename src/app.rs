@@ -245,7 +245,8 @@ pub fn unavailable(cmd: &Command) -> ApiError {
         | TakeTestPhoto
         | ListTestPhotos
         | DeleteTestPhoto(_)
-        | AcceptCameraCertificate(_) => "Camera control",
+        | AcceptCameraCertificate(_)
+        | ConnectToIp(_) => "Camera control",
         ValidateInterval(_)
         | StartIntervalometer(_)
         | StopIntervalometer
@@ -258,9 +259,7 @@ pub fn unavailable(cmd: &Command) -> ApiError {
         | GetTimelapseReport(_)
         | UpdateReportTitle(_)
         | DeleteTimelapseReport(_) => "The intervalometer",
-        ConnectToIp(_) | DiscoveryScan | GetDiscoveryStatus | SetPrimaryCamera(_) => {
-            "Camera discovery"
-        }
+        DiscoveryScan | GetDiscoveryStatus | SetPrimaryCamera(_) => "Camera discovery",
         GetNetworkStatus | NetworkScan(_) | NetworkConnect(_) | NetworkDisconnect(_)
         | WifiEnable | WifiDisable(_) | GetWifiCountry | SetWifiCountry(_) => {
             "Wi-Fi management (NetworkManager)"

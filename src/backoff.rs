@@ -63,13 +63,13 @@ impl Rng {
         Rng(seed)
     }
 
-    /// Seeded from the clock and the process id (for production jitter).
+    /// Seeded from std's per-process random hash keys and the process id (for production
+    /// jitter; no clock read).
     pub fn from_entropy() -> Self {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        Rng(t ^ (u64::from(std::process::id()) << 32))
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        Rng(h.finish() | 1)
     }
 
     pub fn next_u64(&mut self) -> u64 {

@@ -3,6 +3,7 @@
 //! Machines never read the clock; drivers pass `now` in. Drivers read it through this trait so
 //! tests can run them on [`ManualClock`], faster than real time, and step the wall clock the way
 //! time sync does, without touching the monotonic schedule.
+#![allow(clippy::disallowed_methods)] // the real clock: the one place that reads it
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +25,19 @@ pub trait Clock: Send + Sync + 'static {
     /// of one clock: tasks with the same period then fire on the same instants, and one
     /// wake-up of the reactor thread serves them all (issue 5).
     fn tick_anchor(&self) -> Instant;
+
+    /// Parks the calling (blocking) thread until `deadline` (`None`: indefinitely) or until
+    /// it is unparked; may return early, so callers re-check what they wait for. Blocking
+    /// workers wait through this, so a [`ManualClock`] drives them too.
+    fn park_until(&self, deadline: Option<Instant>);
+
+    /// Blocks the calling thread until `now() >= deadline`, as precisely as the clock can
+    /// (the camera's shutter press). The default parks in steps.
+    fn precise_wait_until(&self, deadline: Instant) {
+        while self.now() < deadline {
+            self.park_until(Some(deadline));
+        }
+    }
 }
 
 /// The first `anchor + k × period` (k ≥ 0) strictly after `after`.
@@ -38,6 +52,12 @@ pub fn next_tick(anchor: Instant, period: Duration, after: Instant) -> Instant {
 }
 
 pub type SharedClock = Arc<dyn Clock>;
+
+/// An arbitrary starting instant for unit tests of machines (which take time passed in).
+#[cfg(test)]
+pub(crate) fn test_t0() -> Instant {
+    Instant::now()
+}
 
 /// The real clock: `Instant::now`, `SystemTime::now`, and async-io timers.
 #[derive(Debug, Default, Clone, Copy)]
@@ -61,6 +81,30 @@ impl Clock for SystemClock {
             }
         })
     }
+    fn park_until(&self, deadline: Option<Instant>) {
+        match deadline {
+            None => std::thread::park(),
+            Some(d) => std::thread::park_timeout(d.saturating_duration_since(Instant::now())),
+        }
+    }
+    /// Parks to ~2 ms before `deadline`, then yields and spins the rest: the margin absorbs
+    /// the scheduler's wake-up lateness on a loaded Pi; the spin costs ~2 ms of CPU per shot.
+    fn precise_wait_until(&self, deadline: Instant) {
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            let left = deadline - now;
+            if left > Duration::from_millis(3) {
+                std::thread::sleep(left - Duration::from_millis(2));
+            } else if left > Duration::from_micros(200) {
+                std::thread::yield_now();
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+    }
     fn tick_anchor(&self) -> Instant {
         static ANCHOR: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
         *ANCHOR.get_or_init(Instant::now)
@@ -70,6 +114,9 @@ impl Clock for SystemClock {
 /// A clock that only moves when a test says so.
 ///
 /// `advance` moves both clocks; `step_wall` moves only the wall clock (what time sync does).
+/// Async sleeps and parked threads ([`Clock::park_until`], the camera worker's precise wait)
+/// both wait on it, so a test moves every part of the service, and `next_wakeup` tells it
+/// where the next one waits.
 #[derive(Clone)]
 pub struct ManualClock {
     inner: Arc<Mutex<ManualState>>,
@@ -79,7 +126,8 @@ struct ManualState {
     start: Instant,
     now: Instant,
     wall: SystemTime,
-    waiters: Vec<(Instant, Waker)>,
+    next_id: u64,
+    waiters: std::collections::BTreeMap<(Instant, u64), Waker>,
 }
 
 impl ManualClock {
@@ -91,25 +139,30 @@ impl ManualClock {
                 start,
                 now: start,
                 wall,
-                waiters: Vec::new(),
+                next_id: 0,
+                waiters: Default::default(),
             })),
         }
     }
 
     /// Moves monotonic and wall time forward together and wakes due sleepers.
     pub fn advance(&self, by: Duration) {
-        let wakers = {
+        let due = {
             let mut s = self.lock();
             s.now += by;
             s.wall += by;
             let now = s.now;
-            let (due, pending): (Vec<_>, Vec<_>) =
-                s.waiters.drain(..).partition(|(d, _)| *d <= now);
-            s.waiters = pending;
-            due
+            let later = s.waiters.split_off(&(now, u64::MAX));
+            std::mem::replace(&mut s.waiters, later)
         };
-        for (_, w) in wakers {
-            w.wake();
+        due.into_values().for_each(Waker::wake);
+    }
+
+    /// Moves time to `at` (no-op if it is not ahead).
+    pub fn advance_to(&self, at: Instant) {
+        let now = self.now();
+        if at > now {
+            self.advance(at - now);
         }
     }
 
@@ -120,14 +173,29 @@ impl ManualClock {
         s.wall = if millis >= 0 { s.wall + d } else { s.wall - d };
     }
 
-    /// The earliest deadline someone sleeps on, if any (lets a test jump straight to it).
+    /// The earliest deadline someone waits on (a task or a parked thread), if any: lets a
+    /// test jump straight to it.
     pub fn next_wakeup(&self) -> Option<Instant> {
-        self.lock().waiters.iter().map(|(d, _)| *d).min()
+        self.lock().waiters.keys().next().map(|(d, _)| *d)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ManualState> {
-        // A poisoned lock only means a test thread panicked; the state itself is still valid.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sys::lock(&self.inner)
+    }
+
+    fn register(&self, deadline: Instant, waker: Waker) -> Option<u64> {
+        let mut s = self.lock();
+        if s.now >= deadline {
+            return None;
+        }
+        let id = s.next_id;
+        s.next_id += 1;
+        s.waiters.insert((deadline, id), waker);
+        Some(id)
+    }
+
+    fn unregister(&self, deadline: Instant, id: u64) {
+        self.lock().waiters.remove(&(deadline, id));
     }
 }
 
@@ -142,25 +210,52 @@ impl Clock for ManualClock {
         self.lock().start
     }
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-        let inner = self.inner.clone();
-        Box::pin(ManualSleep { inner, deadline })
+        Box::pin(ManualSleep {
+            clock: self.clone(),
+            deadline,
+            id: None,
+        })
+    }
+    fn park_until(&self, deadline: Option<Instant>) {
+        let waker = Waker::from(Arc::new(crate::rt::ThreadWaker(std::thread::current())));
+        match deadline {
+            None => std::thread::park(),
+            Some(d) => {
+                if let Some(id) = self.register(d, waker) {
+                    std::thread::park();
+                    self.unregister(d, id);
+                }
+            }
+        }
     }
 }
 
 struct ManualSleep {
-    inner: Arc<Mutex<ManualState>>,
+    clock: ManualClock,
     deadline: Instant,
+    id: Option<u64>,
 }
 
 impl Future for ManualSleep {
     type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        if s.now >= self.deadline {
-            Poll::Ready(())
-        } else {
-            s.waiters.push((self.deadline, cx.waker().clone()));
-            Poll::Pending
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(id) = self.id.take() {
+            self.clock.unregister(self.deadline, id);
+        }
+        match self.clock.register(self.deadline, cx.waker().clone()) {
+            None => Poll::Ready(()),
+            Some(id) => {
+                self.id = Some(id);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for ManualSleep {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.clock.unregister(self.deadline, id);
         }
     }
 }

@@ -16,26 +16,55 @@
 //!   ccapi client  camera handle  UDP socket   zbus proxies  clock_settime  sysfs
 //! ```
 //!
-//! * A **machine** is a plain struct with no I/O and no clock reads: inputs carry `now`,
-//!   outputs are drained with `poll_action`, `poll_timeout` reports the next deadline.
-//! * A **driver** is one small async task per machine: it performs the machine's actions and
-//!   sleeps on one timer until the next deadline or input. Only drivers read time, through
-//!   [`clock::Clock`], so tests run machines on a [`clock::ManualClock`].
+//! * A **machine** implements the one contract [`machine::Machine`] (smoltcp/str0m shape):
+//!   `handle_input(now, input)`, `handle_timeout(now)`, `poll_action()`, `poll_timeout()`.
+//!   No I/O, no clock reads: [`machine::Now`] (monotonic + wall, read together) is passed in.
+//!   Machines: camera link, intervalometer session, discovery registry, Wi-Fi, time sync.
+//! * The **driver** [`driver::run`] owns a machine, one bounded inbox and one reusable timer
+//!   (re-armed only when `poll_timeout()` changes), and hands actions to the service's
+//!   [`driver::Executor`] (what the actions mean). Slow effects answer later through the inbox.
+//!   Only drivers read time, through [`clock::Clock`] — enforced by `clippy.toml`
+//!   (`Instant::now`, `SystemTime::now`, `thread::sleep` are disallowed outside `clock.rs` and
+//!   `rt.rs`) — so tests run them on a [`clock::ManualClock`].
+//! * Blocking camera I/O runs on [`camera::worker::Worker`]s (a named thread, one socket, a
+//!   bounded queue with shots first); they wait through `Clock::park_until` /
+//!   `Clock::precise_wait_until`, so a ManualClock drives the shutter's wait too.
 //! * The **coordinator** ([`app::App`]) routes commands to [`app::Service`]s, keeps the latest
 //!   status blocks ([`app::StatusBoard`]) and publishes events to the **hub** ([`web`]), which
 //!   fans them out through bounded per-client queues.
+//! * `unsafe` lives only in [`sys`] (`localtime_r`, `getifaddrs`, `sched_setscheduler`);
+//!   sockets options and `clock_settime` go through rustix. The crate is `deny(unsafe_code)`.
+//!
+//! **A `take_photo`**: `Command::TakePhoto` → [`camera::CameraService`] → `shot::shoot_at`
+//! (tells the link machine `ShotReserved` so no health check lands in front of it) → the
+//! control worker's queue, ahead of other jobs → `fire`: warm the socket if idle, precise wait
+//! on the clock to `due`, press → `ShotOutcome` → reply and `photo_taken` event. One queue
+//! and one thread between the command and the socket.
+//!
+//! **A `connect_to_ip`**: `Command::ConnectToIp` → [`camera::CameraService`] (a camera-link
+//! operation, so it works with `--no-discovery` and without discovery's sockets) →
+//! `CameraLinkHandle::connect(candidate URLs)` → `LinkMsg::Connect` in the link driver's inbox
+//! → `LinkMachine` `SetTarget` → `Action::Probe` → control worker: `Session::connect` (the one
+//! TLS connect) → `ProbeDone` → `ProbeOk` → `Action::Connected` → the reply, once the link is
+//! up (or every candidate's failure, with the old target restored). Discovery learns of the
+//! camera from the link's `CameraNotice::Connected { manual: true }`.
 //!
 //! Timing rules: shot *n* is due at `start + n × interval` on the monotonic clock; the wall
 //! clock only labels. See `intervalometer`.
 //!
 //! ## Where this departs from DESIGN.md, and why
 //!
-//! * **Camera I/O runs on two dedicated OS threads, not an async driver.** ureq is blocking,
-//!   the camera allows two sockets, and a shutter press wants a thread that is already awake:
-//!   the control worker sleeps to ~2 ms before the due time, spins the rest inside a short
-//!   SCHED_FIFO window and sends on a warm keep-alive connection; the event worker owns the
-//!   second socket for long polls and downloads, so polling can never delay a shot. The link
-//!   *machine* stays sans-IO and its driver is a small task on its own parked thread.
+//! * **Camera I/O runs on two [`camera::worker::Worker`] threads, not an async driver.** ureq
+//!   is blocking, the camera allows two sockets, and a shutter press wants a thread that is
+//!   already awake: the control worker parks to ~2 ms before the due time, spins the rest
+//!   inside a short SCHED_FIFO window and sends on a warm keep-alive connection; the event
+//!   worker owns the second socket for long polls and downloads, so polling can never delay a
+//!   shot. The link machine runs in the generic driver on its own parked thread. Socket
+//!   timeouts inside a blocking call stay real time (ureq's); everything the workers wait for
+//!   between calls is on the clock.
+//! * **Not every service runs in [`driver::run`] yet.** The camera link does; the
+//!   intervalometer, Wi-Fi, time sync, discovery and power drivers still have their own loops
+//!   (each with one timer and one select), though their machines implement the contract.
 //! * **Tasks run on parked executors with thread-local timers** ([`rt`]). smol's global
 //!   executor sits in `async_io::block_on`, which makes async-io's reactor thread busy-poll
 //!   with backoff after every event, and every async-io timer costs that thread two extra
@@ -53,18 +82,25 @@
 //!   and the product depends on it only behind the `demo` feature (on by default, so `--demo`
 //!   works out of the box). Tests use it as a dev-dependency.
 
+#![deny(unsafe_code)]
+
 pub mod app;
 pub mod backoff;
 pub mod camera;
 pub mod clock;
 pub mod config;
 pub mod discovery;
+pub mod driver;
+pub mod exposure;
 pub mod intervalometer;
+pub mod machine;
 pub mod power;
 pub mod protocol;
+pub mod ramp;
 pub mod rt;
 pub mod services;
 pub mod sun;
+pub mod sys;
 pub mod systemd;
 pub mod timesync;
 pub mod util;

@@ -8,6 +8,7 @@
 //! our own [`block_on`] (it only parks), so the reactor thread alone waits in epoll and wakes
 //! it, for I/O only: [`block_on`] threads (this one, main, the camera link) keep their own
 //! timers and park until the next one, so a sleep costs no reactor wake-ups.
+#![allow(clippy::disallowed_methods)] // the executor's own timers read the real clock
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -63,7 +64,7 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
-struct ThreadWaker(std::thread::Thread);
+pub(crate) struct ThreadWaker(pub(crate) std::thread::Thread);
 
 impl Wake for ThreadWaker {
     fn wake(self: Arc<Self>) {

@@ -5,7 +5,7 @@
 //! ```text
 //!   camera driver ──CameraControl──▶ intervalometer, time sync
 //!        ▲   └──────CameraNotice───▶ discovery (link up/down), time sync (camera connected)
-//!        └──CameraProber (link handle)── discovery (SSDP targets, alive nudges, connect_to_ip)
+//!        └──CameraProber (link handle)── discovery (SSDP targets, alive nudges)
 //!   intervalometer ──session_running──▶ Wi-Fi policy;  ──shot_in_flight──▶ clock-step gate
 //!   time sync (clock stepped) ──wall_clock_stepped──▶ intervalometer (stop-at re-evaluated)
 //!   Wi-Fi ──AddressesChanged──▶ camera link retry + discovery search
@@ -23,13 +23,12 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::app::App;
-use crate::camera::driver::{CameraDriver, CameraLinkHandle, DriverOptions};
 use crate::camera::tls::Trust;
 use crate::camera::CameraControl;
-use crate::clock::BoxFuture;
-use crate::discovery::{CameraProber, DiscoveryConfig, DiscoveryService, ProbeInfo};
+use crate::camera::{CameraLinkHandle, DriverOptions};
+use crate::discovery::{CameraProber, DiscoveryConfig, DiscoveryService};
 use crate::intervalometer::IntervalometerService;
-use crate::power::{EstimateInputs, PowerConfig, PowerService};
+use crate::power::{CardMeter, EstimateInputs, PowerConfig, PowerService};
 use crate::protocol::ApiError;
 use crate::timesync::systime::{DenyClockSetter, LibcClockSetter, SystemTimeSetter};
 use crate::timesync::{TimeSyncConfig, TimeSyncService};
@@ -106,6 +105,11 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
     let sim = if config.demo {
         let sim_config = options.sim.clone().unwrap_or_else(|| SimConfig {
             notify_interval: Some(Duration::from_secs(60)),
+            // The simulator's /_sim control plane (faults, Tv, power) when asked for: trying
+            // the UI against a camera that drops out, and the browser test.
+            control_addr: std::env::var("SKYLAPSE_DEMO_CONTROL")
+                .ok()
+                .and_then(|a| a.parse().ok()),
             ..SimConfig::default()
         });
         let sim = SimHandle::start(sim_config)
@@ -129,13 +133,15 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         // The simulator makes a new certificate at every start: a saved pin would refuse it.
         camera_options.trust = Trust::ephemeral(false);
     }
-    let (camera_service, camera, camera_link) = CameraDriver::start_with(
+    let started = crate::camera::start(
         camera_options,
         clock.clone(),
         app.status.clone(),
         app.publisher.clone(),
     );
-    app.add_service(camera_service);
+    let (camera, camera_link) = (started.control, started.link);
+    let camera_service = started.service;
+    app.add_service(camera_service.clone());
 
     let mut tasks = Vec::new();
 
@@ -191,6 +197,9 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         camera.clone(),
     );
     app.add_service(intervalometer.clone());
+    // A running session comes first: no photo by hand, test photos only between frames.
+    camera_service.set_session_gate(intervalometer.clone());
+    tasks.push(camera_service.follow_session_frames());
 
     let wifi_options = options.wifi.clone().unwrap_or_else(|| {
         let mut w = WifiOptions::default();
@@ -269,6 +278,7 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         app.status.clone(),
         power.clone(),
         app.clock.clone(),
+        camera.subscribe(),
     )));
 
     Ok(Running {
@@ -303,18 +313,6 @@ impl SystemTimeSetter for TellSessionOfSteps {
 struct LinkProber(CameraLinkHandle);
 
 impl CameraProber for LinkProber {
-    fn probe(&self, base_url: &str) -> BoxFuture<'static, Result<ProbeInfo, ApiError>> {
-        let probe = self.0.probe(base_url);
-        Box::pin(async move {
-            let info = probe.await?;
-            Ok(ProbeInfo {
-                id: Some(info.id),
-                model_name: Some(info.model),
-                serial_number: Some(info.serial),
-            })
-        })
-    }
-
     fn target(&self, base_url: &str, id: Option<&str>) {
         self.0.set_target(base_url, id);
     }
@@ -322,64 +320,105 @@ impl CameraProber for LinkProber {
     fn ssdp_alive(&self, id: &str) {
         self.0.ssdp_alive(id);
     }
+
+    fn connect(&self, base_url: &str) {
+        drop(self.0.connect(vec![base_url.to_string()]));
+    }
 }
 
-/// Once a minute while a session runs: how many shots and how much time the camera battery
-/// and the card have left, from what the session has used so far.
+/// How many shots and how much time the camera battery and the card have left. The card
+/// figure is free space ÷ the measured size of one shot ([`CardMeter`]: free space lost per
+/// shutter release, counted on one card at a time, so a card swap does not make it jump);
+/// the battery figure comes from what sessions used. Known figures are published whether a
+/// session runs or not (the plan needs them before the start).
 async fn feed_power_estimate(
     status: crate::app::StatusBoard,
     power: Arc<PowerService>,
     clock: crate::clock::SharedClock,
+    notices: async_channel::Receiver<crate::camera::CameraNotice>,
 ) {
-    let mut baseline: Option<(String, f64, Option<f64>, u64)> = None; // (session, freeMB, battery%, shots)
+    let mut card = CardMeter::default();
+    // (session, battery %, shots) at the session's first look, and the last measured rate.
+    let mut battery_base: Option<(String, f64, u64)> = None;
+    let mut shots_per_percent: Option<f64> = None;
+    let mut published: Option<EstimateInputs> = None;
+    let mut stems: Vec<String> = Vec::new();
+    // Storage changes without a notice (a card swap) are seen on the shared 10 s grid.
+    let period = Duration::from_secs(10);
+    let anchor = clock.tick_anchor();
+    let mut next = crate::clock::next_tick(anchor, period, clock.now());
     loop {
-        clock
-            .sleep_until(clock.now() + Duration::from_secs(60))
-            .await;
-        let session = status.get("intervalometer");
-        let running = session
-            .get("running")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        if !running {
-            if baseline.take().is_some() {
-                power.set_session_inputs(None);
+        let sleep = clock.sleep_until(next);
+        let tick = async {
+            sleep.await;
+            None
+        };
+        let notice = async { Some(notices.recv().await) };
+        let woke = futures_lite::future::or(notice, tick).await;
+        if clock.now() >= next {
+            next = crate::clock::next_tick(anchor, period, clock.now());
+        }
+        match woke {
+            Some(Err(_)) => return,
+            Some(Ok(crate::camera::CameraNotice::FilesAdded(files))) => {
+                // RAW+JPEG of one release share a stem (and may come in two notices).
+                for f in files {
+                    let name = f.rsplit('/').next().unwrap_or(&f);
+                    let stem = name.rsplit_once('.').map_or(name, |(a, _)| a).to_string();
+                    if !stems.contains(&stem) {
+                        card.releases(1);
+                        stems.push(stem);
+                        if stems.len() > 8 {
+                            stems.remove(0);
+                        }
+                    }
+                }
             }
-            continue;
+            Some(Ok(_)) | None => {}
         }
-        let id = session["sessionId"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let shots = session["stats"]["shotsTaken"].as_u64().unwrap_or(0);
-        let interval = session["options"]["interval"].as_f64().unwrap_or(0.0);
-        let free_mb = status.get("storage")["freeMB"].as_f64();
+        let storage = status.get("storage");
+        let (Some(free_mb), Some(total_mb)) =
+            (storage["freeMB"].as_f64(), storage["totalMB"].as_u64())
+        else {
+            continue;
+        };
+        card.storage(storage["name"].as_str().unwrap_or(""), total_mb, free_mb);
         let battery = battery_percent(&status.get("camera")["battery"]);
-        let Some(free_mb) = free_mb else { continue };
-        if baseline.as_ref().map(|b| &b.0) != Some(&id) {
-            baseline = Some((id, free_mb, battery, shots));
-            continue;
-        }
-        let Some((_, free0, battery0, shots0)) = &baseline else {
-            continue;
+        let session = status.get("intervalometer");
+        let running = session["running"].as_bool().unwrap_or(false);
+        let interval = if running {
+            session["options"]["interval"].as_f64().unwrap_or(0.0)
+        } else {
+            0.0
         };
-        let used_shots = shots.saturating_sub(*shots0);
-        if used_shots == 0 || interval <= 0.0 {
-            continue;
+        if running {
+            let id = session["sessionId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let shots = session["stats"]["shotsSuccessful"].as_u64().unwrap_or(0);
+            match (&battery_base, battery) {
+                (Some((bid, b0, s0)), Some(b)) if *bid == id && *b0 > b && shots > *s0 => {
+                    shots_per_percent = Some((shots - s0) as f64 / (b0 - b));
+                }
+                (Some((bid, _, _)), _) if *bid == id => {}
+                (_, Some(b)) => battery_base = Some((id, b, shots)),
+                _ => {}
+            }
+        } else {
+            battery_base = None;
         }
-        let bytes_per_shot =
-            (((free0 - free_mb).max(0.0) * 1_048_576.0) / used_shots as f64) as u64;
-        let shots_per_percent = match (battery0, battery) {
-            (Some(b0), Some(b)) if *b0 > b => Some(used_shots as f64 / (b0 - b)),
-            _ => None,
-        };
-        power.set_session_inputs(Some(EstimateInputs {
+        let inputs = card.bytes_per_shot().map(|bytes_per_shot| EstimateInputs {
             camera_battery_percent: battery,
             shots_per_percent,
             free_bytes: (free_mb * 1_048_576.0) as u64,
             bytes_per_shot,
-            interval: Duration::from_secs_f64(interval),
-        }));
+            interval: Duration::from_secs_f64(interval.max(0.0)),
+        });
+        if inputs != published {
+            published = inputs;
+            power.set_session_inputs(inputs);
+        }
     }
 }
 

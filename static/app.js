@@ -385,7 +385,9 @@
     const s = S.intervalometer;
     const card = $("session-card");
     const u = s && s.unsavedSession;
-    renderUnsaved(s && "unsavedSession" in s ? u || null : undefined);
+    // A session that just ended (saved at its end) keeps its card until the user acts on it.
+    const keepEnded = !u && unsaved && unsaved.saved;
+    renderUnsaved(s && "unsavedSession" in s && !keepEnded ? u || null : undefined);
     document.body.dataset.session = s ? s.state : "none";
     const live = isLive(s);
     card.hidden = !s || !s.sessionId || s.state === "idle" || (!live && !!u);
@@ -474,7 +476,8 @@
     const fresh = !unsaved || unsaved.sessionId !== u.sessionId;
     unsaved = u;
     card.hidden = false;
-    $("u-head").textContent = u.interrupted ? "Interrupted session" : "Session finished — save it?";
+    $("u-head").textContent = u.saved ? "Session ended — saved as a report" : u.interrupted ? "Interrupted session" : "Session finished — save it?";
+    $("u-save").textContent = u.saved ? "Keep" : "Save report";
     kv($("u-kv"), [
       ["Status", u.status],
       ["Shots", (u.shotsSuccessful != null ? u.shotsSuccessful : u.shotsTaken) + " ok" + (u.shotsFailed ? ", " + u.shotsFailed + " failed" : "")],
@@ -488,11 +491,13 @@
   $("u-save").onclick = async (ev) => {
     if (!unsaved) return;
     const title = $("u-title").value.trim();
-    const r = await act(ev.currentTarget, "save_session_as_report", Object.assign({ sessionId: unsaved.sessionId }, title ? { title: title } : {}));
+    const r = unsaved.saved
+      ? await act(ev.currentTarget, "update_report_title", { sessionId: unsaved.sessionId, title: title || unsaved.title })
+      : await act(ev.currentTarget, "save_session_as_report", Object.assign({ sessionId: unsaved.sessionId }, title ? { title: title } : {}));
     if (r) { toast($("start"), "ok", "Report saved: " + (title || "untitled")); renderUnsaved(null); if (S.intervalometer) S.intervalometer.unsavedSession = null; seen.iv = null; renderSession(); loadReports(); }
   };
   $("u-discard").onclick = async (ev) => {
-    if (!unsaved || !(await confirmSheet("Discard this session? Its timing data will be lost.", "Discard"))) return;
+    if (!unsaved || !(await confirmSheet(unsaved.saved ? "Discard this session? Its report will be deleted." : "Discard this session? Its timing data will be lost.", "Discard"))) return;
     const r = await act(ev.currentTarget, "discard_session", { sessionId: unsaved.sessionId });
     if (r) { toast($("start"), "ok", "Session discarded"); renderUnsaved(null); }
   };
@@ -620,7 +625,18 @@
         break;
     }
   }
+  // The end of a session (saved as a report at once): offer to name it, keep it or discard it.
+  function sessionEnded(d) {
+    if (!d.reportId) return;
+    const st = d.stats || {};
+    renderUnsaved({
+      sessionId: d.sessionId, title: d.title, status: d.status && d.status.state || "", saved: true,
+      shotsTaken: st.shotsTaken, shotsSuccessful: st.shotsSuccessful, shotsFailed: st.shotsFailed,
+      startTime: st.startTime, endTime: st.endTime, actions: ["discard"],
+    });
+  }
   function onTimelapseEvent(type, d) {
+    if (type === "session_completed" || type === "session_stopped" || type === "session_error") sessionEnded(d);
     switch (type) {
       case "session_completed": toast($("stop"), "ok", "Timelapse complete: " + (d.stats ? d.stats.shotsTaken : "") + " shots"); break;
       case "session_stopped": toast($("stop"), "ok", "Timelapse stopped"); break;
@@ -633,7 +649,7 @@
         }
         break;
       case "session_discarded": case "report_saved":
-        if (unsaved && unsaved.sessionId === d.sessionId) renderUnsaved(null);
+        if (unsaved && unsaved.sessionId === d.sessionId && !(type === "report_saved" && unsaved.saved)) renderUnsaved(null);
         if (type === "report_saved" && currentTab === "reports") loadReports();
         break;
       case "report_updated": case "report_deleted":

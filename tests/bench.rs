@@ -3,6 +3,7 @@
 //!
 //! `cargo test --release --test bench -- --ignored --nocapture --test-threads 1`
 //! (add a module name, e.g. `e2e::`, to run one).
+#![allow(clippy::disallowed_methods)] // benchmarks measure real time
 
 #[path = "bench/camera.rs"]
 mod camera;

@@ -248,7 +248,7 @@ fn overlay_is_reproducible_and_refuses_a_target_the_board_does_not_run() {
 #[test]
 fn deb_unpacks_to_the_same_files_with_maintainer_scripts() {
     if !have("dpkg-deb") {
-        eprintln!("SKIPPED: dpkg-deb is not installed (apt-get install dpkg)");
+        crate::peer_missing("board", "dpkg-deb is not installed (apt-get install dpkg)");
         return;
     }
     let out = TempDir::new("deb");
@@ -336,7 +336,10 @@ fn deb_unpacks_to_the_same_files_with_maintainer_scripts() {
 #[test]
 fn units_pass_systemd_analyze_verify() {
     if !have("systemd-analyze") {
-        eprintln!("SKIPPED: systemd-analyze is not installed (apt-get install systemd)");
+        crate::peer_missing(
+            "board",
+            "systemd-analyze is not installed (apt-get install systemd)",
+        );
         return;
     }
     let out = TempDir::new("verify");
@@ -559,7 +562,10 @@ fn firstboot_takes_the_photographers_choice_and_rejects_bad_input() {
 #[test]
 fn board_scripts_pass_shellcheck() {
     if !have("shellcheck") {
-        eprintln!("SKIPPED: shellcheck is not installed (apt-get install shellcheck)");
+        crate::peer_missing(
+            "board",
+            "shellcheck is not installed (apt-get install shellcheck)",
+        );
         return;
     }
     let board = Path::new(REPO).join("board");

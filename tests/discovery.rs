@@ -12,17 +12,15 @@ use std::time::Duration;
 
 use async_io::{Async, Timer};
 use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use skylapse::app::{Outbound, Publisher, Service, StatusBoard};
-use skylapse::camera::CameraNotice;
-use skylapse::clock::{BoxFuture, Clock, ManualClock, SharedClock, SystemClock};
+use skylapse::camera::{CameraInfo, CameraNotice};
+use skylapse::clock::{Clock, ManualClock, SharedClock, SystemClock};
 use skylapse::discovery::description::render;
-use skylapse::discovery::driver::http_get;
 use skylapse::discovery::registry::Settings;
-use skylapse::discovery::ssdp::{HttpUrl, Scheme, SEARCH_TARGET};
-use skylapse::discovery::{CameraProber, DiscoveryConfig, DiscoveryService, ProbeInfo};
-use skylapse::protocol::{ApiError, ConnectToIp, ErrorCode, Port};
+use skylapse::discovery::ssdp::SEARCH_TARGET;
+use skylapse::discovery::{CameraProber, DiscoveryConfig, DiscoveryService};
 
 const GUARD: Duration = Duration::from_secs(15);
 
@@ -178,8 +176,7 @@ fn responder_with(uuid: &str, location: String, answer: bool) -> Responder {
     }
 }
 
-/// A prober that does a real HTTP GET for `http://` bases and refuses `https://` (it speaks
-/// no TLS) after a real TCP connect; records what discovery asks of the camera link.
+/// Records what discovery asks of the camera link.
 struct FakeProber {
     calls: async_channel::Sender<Call>,
 }
@@ -188,33 +185,10 @@ struct FakeProber {
 enum Call {
     Target { base_url: String, id: String },
     Alive(String),
+    Connect(String),
 }
 
 impl CameraProber for FakeProber {
-    fn probe(&self, base_url: &str) -> BoxFuture<'static, Result<ProbeInfo, ApiError>> {
-        let base_url = base_url.to_string();
-        Box::pin(async move {
-            let fail = |m: String| ApiError::new(ErrorCode::ConnectionFailed, m);
-            let url = HttpUrl::parse(&base_url).ok_or_else(|| fail("bad url".into()))?;
-            if url.scheme == Scheme::Https {
-                let addr: SocketAddr = url.authority().parse().map_err(|_| fail("addr".into()))?;
-                Async::<std::net::TcpStream>::connect(addr)
-                    .await
-                    .map_err(|e| fail(format!("connect: {e}")))?;
-                return Err(fail("TLS handshake failed".into()));
-            }
-            let body = http_get(&url, 65536).await.map_err(fail)?;
-            let v: Value = serde_json::from_slice(&body).map_err(|_| fail("not JSON".into()))?;
-            Ok(ProbeInfo {
-                id: v["id"]
-                    .as_str()
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string),
-                model_name: v["model"].as_str().map(str::to_string),
-                serial_number: None,
-            })
-        })
-    }
     fn target(&self, base_url: &str, id: Option<&str>) {
         let _ = self.calls.try_send(Call::Target {
             base_url: base_url.into(),
@@ -224,15 +198,9 @@ impl CameraProber for FakeProber {
     fn ssdp_alive(&self, id: &str) {
         let _ = self.calls.try_send(Call::Alive(id.into()));
     }
-}
-
-/// A CCAPI root on `ip:0` answering `GET /ccapi`.
-fn ccapi_server(ip: &str, id: &str) -> SocketAddr {
-    let body = json!({"ver100": [], "id": id, "model": "Canon EOS R50"}).to_string();
-    http_server(
-        ip,
-        Arc::new(move |p: &str| (p == "/ccapi").then(|| body.clone())),
-    )
+    fn connect(&self, base_url: &str) {
+        let _ = self.calls.try_send(Call::Connect(base_url.into()));
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -383,112 +351,50 @@ fn discovers_a_camera_by_search_over_real_udp() {
     });
 }
 
+/// A camera the link reached by a manual connection (`connect_to_ip`, `--camera`; the link's
+/// `Connected { manual: true }` notice) is registered, becomes the primary and is remembered;
+/// a restart asks the link to try that address once. Discovery never probes itself.
 #[test]
-fn manual_connect_succeeds_fails_and_is_remembered_across_restarts() {
+fn manual_camera_from_the_link_is_registered_and_remembered_across_restarts() {
     smol::block_on(async {
         let dir = temp_dir("manual");
-        let ccapi = ccapi_server("127.0.0.1", "cam-m");
         let config = DiscoveryConfig {
             data_dir: Some(dir.clone()),
             ..DiscoveryConfig::loopback(vec![])
         };
         let mut h = start(config.clone());
-
-        // HTTPS on the given port fails (no TLS there), then HTTP answers.
-        let ok = h
-            .service
-            .connect_to_ip(&ConnectToIp {
-                ip: "127.0.0.1".into(),
-                port: Some(Port(ccapi.port())),
+        let url = "http://127.0.0.1:8080/ccapi".to_string();
+        h.service
+            .camera_notice(&CameraNotice::Connected {
+                id: "cam-m".into(),
+                info: Some(CameraInfo {
+                    id: "cam-m".into(),
+                    model: "Canon EOS R50".into(),
+                    serial: "cam-m".into(),
+                    url: url.clone(),
+                    ip: "127.0.0.1".into(),
+                    port: 8080,
+                }),
+                manual: true,
             })
-            .await
-            .unwrap();
-        assert_eq!(ok.kind, "connect_to_ip_result");
-        assert_eq!(
-            ok.data["baseUrl"],
-            format!("http://127.0.0.1:{}/ccapi", ccapi.port())
-        );
-        assert_eq!(ok.data["uuid"], "cam-m");
+            .await;
         let e = h.event("camera_connected").await;
         assert_eq!(
             (e["ip"].as_str(), e["port"].as_u64()),
-            (Some("127.0.0.1"), Some(u64::from(ccapi.port())))
+            (Some("127.0.0.1"), Some(8080))
         );
         assert_eq!(h.event("primary_camera_changed").await["uuid"], "cam-m");
-        h.call(|c| matches!(c, Call::Target { id, .. } if id == "cam-m"))
-            .await;
+        assert_eq!(h.service.status()["totalCameras"], 1);
         let saved: Value =
             serde_json::from_slice(&std::fs::read(dir.join("last-camera.json")).unwrap()).unwrap();
-        assert_eq!(
-            saved["baseUrl"],
-            format!("http://127.0.0.1:{}/ccapi", ccapi.port())
-        );
+        assert_eq!(saved["baseUrl"], url);
 
-        // Nothing listens on this port: both schemes fail, with the reasons in details.
-        let free = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let err = h
-            .service
-            .connect_to_ip(&ConnectToIp {
-                ip: "127.0.0.1".into(),
-                port: Some(Port(free)),
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(err.code, ErrorCode::ConnectionFailed);
-        assert!(
-            err.message.starts_with("Failed to connect to camera at"),
-            "{}",
-            err.message
-        );
-        assert_eq!(
-            err.details.as_ref().unwrap()["attempts"]
-                .as_array()
-                .unwrap()
-                .len(),
-            2
-        );
-
-        // Not an IP literal.
-        let err = h
-            .service
-            .connect_to_ip(&ConnectToIp {
-                ip: "camera.local".into(),
-                port: None,
-            })
-            .await
-            .unwrap_err();
-        assert_eq!(err.code, ErrorCode::InvalidParameter);
-
-        // A restart tries the remembered address at once.
+        // A restart asks the link to try the remembered address.
         Service::shutdown(&*h.service).await;
         let mut h2 = start(config);
-        let e = h2.event("camera_connected").await;
-        assert_eq!(e["uuid"], "cam-m");
-        h2.call(|c| matches!(c, Call::Target { id, .. } if id == "cam-m"))
-            .await;
-
-        // A camera that does not say who it is is targeted by address alone.
-        let anon = ccapi_server("127.0.0.9", "");
-        let ok = h2
-            .service
-            .connect_to_ip(&ConnectToIp {
-                ip: "127.0.0.9".into(),
-                port: Some(Port(anon.port())),
-            })
-            .await
-            .unwrap();
-        assert_eq!(ok.data["uuid"], format!("manual-127.0.0.9:{}", anon.port()));
-        let t = h2.call(|c| matches!(c, Call::Target { .. })).await;
         assert_eq!(
-            t,
-            Call::Target {
-                base_url: format!("http://127.0.0.9:{}/ccapi", anon.port()),
-                id: "(none)".into()
-            }
+            h2.call(|c| matches!(c, Call::Connect(_))).await,
+            Call::Connect(url)
         );
         let _ = std::fs::remove_dir_all(&dir);
     });
@@ -507,6 +413,8 @@ fn same_udn_at_a_new_address_is_followed() {
         h.service
             .camera_notice(&CameraNotice::Connected {
                 id: "cam-ip".into(),
+                info: None,
+                manual: false,
             })
             .await;
         assert_eq!(h.event("camera_connected").await["ip"], "127.0.0.2");
@@ -789,25 +697,6 @@ mod against_the_simulator {
             );
             assert!(cam.access_url().unwrap().contains("127.0.0.2"));
             assert_eq!(h.service.status()["totalCameras"], 1);
-        });
-    }
-
-    #[test]
-    fn manual_connect_reaches_the_simulator_over_http() {
-        smol::block_on(async {
-            let cam = sim(2);
-            let mut h = start(DiscoveryConfig::loopback(vec![]));
-            let port = cam.http_addr().unwrap().port();
-            let ok = h
-                .service
-                .connect_to_ip(&ConnectToIp {
-                    ip: "127.0.0.1".into(),
-                    port: Some(Port(port)),
-                })
-                .await
-                .unwrap();
-            assert_eq!(ok.data["baseUrl"], format!("http://127.0.0.1:{port}/ccapi"));
-            assert_eq!(h.event("camera_connected").await["port"], port);
         });
     }
 

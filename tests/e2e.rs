@@ -1133,17 +1133,22 @@ impl Graph {
             .collect()
     }
 
+    /// The session's shots: from its journal while it runs, from its report once it ended
+    /// (a session is saved as a report at its end and its journal removed).
     fn journal_shots(&self, sid: &str) -> Vec<Value> {
-        let journal = self
-            .dir
-            .join("data/sessions")
-            .join(format!("{sid}.journal"));
-        std::fs::read_to_string(journal)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|v| v["t"] == "shot")
-            .collect()
+        let data = self.dir.join("data");
+        let journal = data.join("sessions").join(format!("{sid}.journal"));
+        if let Ok(text) = std::fs::read_to_string(&journal) {
+            return text
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .filter(|v| v["t"] == "shot")
+                .collect();
+        }
+        let report = std::fs::read_to_string(data.join("reports").join(format!("{sid}.json")))
+            .expect("a journal or a report");
+        let report: Value = serde_json::from_str(&report).unwrap();
+        report["shots"].as_array().unwrap().clone()
     }
 
     fn stop(mut self) {

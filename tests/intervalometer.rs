@@ -72,7 +72,11 @@ impl FakeCamera {
     fn set_connected(&self, up: bool) {
         self.st().connected = up;
         let _ = self.tx.try_send(if up {
-            CameraNotice::Connected { id: "fake".into() }
+            CameraNotice::Connected {
+                id: "fake".into(),
+                info: None,
+                manual: false,
+            }
         } else {
             CameraNotice::Lost {
                 reason: "link down".into(),
@@ -343,16 +347,24 @@ fn a_session_shoots_on_the_grid_completes_and_saves_a_report() {
     assert_eq!(block["state"], "completed");
     assert_eq!(block["stats"]["shotsTaken"], 5);
     assert_eq!(block["stats"]["shotsSuccessful"], 5);
-    assert_eq!(block["unsavedSession"]["sessionId"], id.as_str());
-
-    // Unsaved until saved; the client that connects is told.
+    // Saved as a report at its end (as the original does): nothing is left unsaved, and the
+    // report was announced before the end.
+    assert!(block["unsavedSession"].is_null());
+    let kinds: Vec<&str> = ev.iter().map(|(k, _)| k.as_str()).collect();
+    let saved_at = kinds.iter().position(|k| *k == "report_saved").unwrap();
+    let ended_at = kinds
+        .iter()
+        .position(|k| *k == "session_completed")
+        .unwrap();
+    assert!(saved_at < ended_at, "{kinds:?}");
+    assert_eq!(count(&ev, "reportSaved"), 1);
     let u = rig.cmd("get_unsaved_session", json!({})).unwrap();
-    assert_eq!(u.data["unsavedSession"]["sessionId"], id.as_str());
+    assert!(u.data["unsavedSession"].is_null());
     rig.svc.client_connected(ClientId(7));
     let ev = rig.events();
-    assert_eq!(count(&ev, "to_client:unsaved_session_found"), 1);
-    assert_eq!(count(&ev, "to_client:unsavedSessionFound"), 1);
+    assert_eq!(count(&ev, "to_client:unsaved_session_found"), 0);
 
+    // A client of the original still presses Save: it renames, nothing else.
     let saved = rig
         .cmd(
             "save_session_as_report",
@@ -360,11 +372,7 @@ fn a_session_shoots_on_the_grid_completes_and_saves_a_report() {
         )
         .unwrap();
     assert_eq!(saved.kind, "session_saved");
-    let ev = rig.events();
-    assert_eq!(count(&ev, "report_saved"), 1);
-    assert_eq!(count(&ev, "reportSaved"), 1);
-    let u = rig.cmd("get_unsaved_session", json!({})).unwrap();
-    assert!(u.data["unsavedSession"].is_null());
+    assert_eq!(saved.data["report"]["title"], "Orion");
 
     let rep = rig
         .cmd("get_timelapse_report", json!({"id": id}))
@@ -848,7 +856,7 @@ mod with_simulator {
     use skylapse::backoff::Backoff;
     use skylapse::camera::ccapi::Timeouts;
     use skylapse::camera::tls::Trust;
-    use skylapse::camera::{CameraDriver, CameraLinkHandle, CameraService, DriverOptions};
+    use skylapse::camera::{CameraLinkHandle, CameraService, DriverOptions};
     use skylapse::clock::SystemClock;
     use skylapse_sim::{FaultAction, FaultMatch, OfflineMode, SimConfig, SimHandle};
     use std::future::Future;
@@ -872,12 +880,16 @@ mod with_simulator {
     }
 
     fn sim_rig(name: &str) -> SimRig {
-        let _ = env_logger::builder().is_test(true).try_init();
         // A fast card and a short post-write cooldown, so 0.5 s slots fit (the default R50
         // timing needs ~1 s per shot and answers "Device busy" sooner).
         let mut cfg = SimConfig::default();
         cfg.timing.write_bytes_per_sec = 2_000_000_000;
         cfg.timing.settings_cooldown = Duration::from_millis(50);
+        sim_rig_with(name, cfg)
+    }
+
+    fn sim_rig_with(name: &str, cfg: SimConfig) -> SimRig {
+        crate::logs::init();
         let sim = SimHandle::start(cfg).expect("simulator starts");
         sim.set_max_connections(Some(2));
         let dir = tmpdir(name);
@@ -902,8 +914,11 @@ mod with_simulator {
             rng_seed: Some(0),
             initial_target: None,
         };
-        let (camera, control, link) =
-            CameraDriver::start_with(opts, clock.clone(), status.clone(), publisher.clone());
+        let skylapse::camera::Camera {
+            service: camera,
+            control,
+            link,
+        } = skylapse::camera::start(opts, clock.clone(), status.clone(), publisher.clone());
         let notices = control.subscribe();
         link.set_target(&sim.access_url().expect("access URL"), Some(&sim.udn()));
         futures_lite::future::block_on(within(10, async {
@@ -918,6 +933,8 @@ mod with_simulator {
             ..Config::default()
         });
         let svc = IntervalometerService::start(config, clock, status.clone(), publisher, control);
+        // As the product wires it: a running session gates photos by hand.
+        camera.set_session_gate(svc.clone());
         SimRig {
             sim,
             _camera: camera,
@@ -1099,6 +1116,101 @@ mod with_simulator {
             assert_eq!(rig.pictures_on_card(), 3);
             let _ = fs::remove_dir_all(&rig.dir);
         }
+    }
+
+    #[test]
+    fn a_test_photo_during_a_session_waits_for_a_gap_and_costs_no_frame() {
+        // Regression (issue 14 B4): a test photo taken during a session made a frame fail
+        // ("Camera busy"). Now it is fired in a gap between frames or refused with a reason;
+        // photos by hand are refused while the session runs. Default R50 timing.
+        let rig = sim_rig_with("sim-test-in-gap", SimConfig::default());
+        let camera = |kind: &str| {
+            let cmd = Command::parse(kind, json!({})).unwrap();
+            let cam = rig._camera.clone();
+            std::thread::spawn(move || {
+                futures_lite::future::block_on(cam.handle(Origin::Rest, &cmd).unwrap())
+            })
+        };
+        // 3 s frames (on a camera that has been idle): the test photo is scheduled after a
+        // frame and arrives; no frame fails.
+        let r = rig
+            .cmd("start_intervalometer", json!({"interval": 3, "shots": 5}))
+            .unwrap();
+        let id = r.data["sessionId"].as_str().unwrap().to_string();
+        rig.wait_event("photo_taken", 10);
+        let test = camera("take_test_photo");
+        let ev = rig.wait_event("session_completed", 40);
+        let photo = test
+            .join()
+            .unwrap()
+            .expect("test photo taken between frames");
+        assert_eq!(photo.data["preview"], "display", "{}", photo.data);
+        let stored = rig
+            .dir
+            .join("test-photos")
+            .join(photo.data["id"].as_str().unwrap());
+        assert!(stored.is_file(), "{stored:?}");
+        // Asked right after a frame, it waited for that frame's write: clients were told when.
+        assert!(
+            ev.iter()
+                .any(|(k, d)| k == "test_photo_scheduled" && d["inSeconds"].as_f64() > Some(0.0)),
+            "{ev:?}"
+        );
+        let frames: Vec<&Value> = ev
+            .iter()
+            .filter(|(k, _)| k == "photo_taken")
+            .map(|(_, d)| d)
+            .filter(|d| d["sessionId"] == id.as_str())
+            .collect();
+        assert!(
+            frames.iter().all(|d| d["success"] == true),
+            "every frame taken: {frames:?}"
+        );
+        let block = rig.status.get("intervalometer");
+        assert_eq!(block["stats"]["shotsSuccessful"], 5, "{block}");
+        assert_eq!(block["stats"]["shotsFailed"], 0, "{block}");
+        assert_eq!(block["stats"]["shotsSkipped"], 0, "{block}");
+        // 5 frames and the test photo on the card (the last frame is written a moment after
+        // its reply ended the session); the frames stayed on their grid.
+        futures_lite::future::block_on(within(10, async {
+            while rig.pictures_on_card() < 6 {
+                async_io::Timer::after(Duration::from_millis(20)).await;
+            }
+        }));
+        assert_eq!(rig.pictures_on_card(), 6, "{:?}", rig.sim.status().files);
+        let times = rig.shutter_times();
+        let frames_times: Vec<Instant> = times[times.len() - 6..]
+            .iter()
+            .copied()
+            .enumerate()
+            .filter(|(i, t)| {
+                // The test press is the one off the 3 s grid.
+                let since = (*t - times[times.len() - 6]).as_secs_f64();
+                *i == 0 || (since / 3.0 - (since / 3.0).round()).abs() < 0.05
+            })
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!(
+            frames_times.len(),
+            5,
+            "one press off the grid (the test photo)"
+        );
+
+        // 2 s frames leave no room for a test photo (exposure + write + download margin).
+        let r = rig
+            .cmd("start_intervalometer", json!({"interval": 2, "shots": 3}))
+            .unwrap();
+        let id2 = r.data["sessionId"].as_str().unwrap().to_string();
+        rig.wait_event("photo_taken", 10);
+        let e = camera("take_test_photo").join().unwrap().unwrap_err();
+        assert_eq!(e.code, ErrorCode::ValidationFailed, "{e}");
+        assert!(e.message.contains("every 2 s"), "{e}");
+        let e = camera("take_photo").join().unwrap().unwrap_err();
+        assert!(e.message.contains("timelapse is running"), "{e}");
+        rig.wait_event("session_completed", 20);
+        rig.cmd("discard_session", json!({"sessionId": id2}))
+            .unwrap();
+        let _ = fs::remove_dir_all(&rig.dir);
     }
 
     #[test]

@@ -140,7 +140,11 @@ fn a_phone_sets_the_pi_clock_after_the_shot_and_the_monotonic_deadlines_do_not_m
         );
         camera
             .notices
-            .send(CameraNotice::Connected { id: "cam".into() })
+            .send(CameraNotice::Connected {
+                id: "cam".into(),
+                info: None,
+                manual: false,
+            })
             .await
             .unwrap();
 

@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Process, Stdio};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use futures_lite::{future, StreamExt};
@@ -35,35 +35,17 @@ const WIRELESS: &str = "org.freedesktop.NetworkManager.Device.Wireless";
 const GUARD: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------------------------
-// Log capture: every record the crate logs, to prove passwords never reach logs.
-
-struct Capture;
-static LOGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static LOGGER: Once = Once::new();
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata) -> bool {
-        true
-    }
-    fn log(&self, r: &log::Record) {
-        let line = format!("{} {}: {}", r.level(), r.target(), r.args());
-        LOGS.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-    }
-    fn flush(&self) {}
-}
+// Log capture: every record the crate logs, to prove passwords never reach logs (the binary's
+// one logger, tests/logs.rs).
 
 fn capture_logs() {
-    LOGGER.call_once(|| {
-        let _ = log::set_logger(&Capture);
-        log::set_max_level(log::LevelFilter::Trace);
-    });
+    crate::logs::init();
 }
 
+/// Whether any record contained `needle` (secrets must be `watch`ed before they are used, so
+/// that no bounded buffer can hide them).
 fn logs_contain(needle: &str) -> bool {
-    LOGS.lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .any(|l| l.contains(needle))
+    crate::logs::seen(needle) || crate::logs::contains(needle)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -111,9 +93,9 @@ fn have_dbus_daemon() -> bool {
 fn prerequisites(test: &str) -> Option<String> {
     let py = python();
     if py.is_none() || !have_dbus_daemon() {
-        eprintln!(
-            "SKIPPED {test}: needs python3-dbusmock and dbus-daemon \
-             (apt-get install -y python3-dbusmock dbus)"
+        crate::peer_missing(
+            test,
+            "needs python3-dbusmock and dbus-daemon (apt-get install -y python3-dbusmock dbus)",
         );
         return None;
     }
@@ -568,6 +550,7 @@ fn connect_succeeds_after_activation_and_an_address_and_password_stays_secret() 
     };
     let nm = MockNm::start(py, "connect");
     const PW: &str = "pw-connect-7f3a9c";
+    crate::logs::watch(PW);
     future::block_on(async {
         let conn = nm.control().await;
         let dev = add_wlan0(&conn).await;
@@ -659,6 +642,7 @@ fn connect_failure_reports_nm_reason_without_the_password() {
     };
     let nm = MockNm::start(py, "fail");
     const PW: &str = "pw-fail-51d0e2";
+    crate::logs::watch(PW);
     future::block_on(async {
         let conn = nm.control().await;
         let dev = add_wlan0(&conn).await;

@@ -8,7 +8,7 @@
 
 use std::io::Read;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use serde_json::{json, Value};
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
@@ -17,6 +17,7 @@ use ureq::Agent;
 
 use super::tls::{client_config, PinningConnector, PinningVerifier, Trust};
 use super::CameraDateTime;
+use crate::clock::SharedClock;
 use crate::protocol::{ApiError, ErrorCode};
 use crate::util::{civil_from_days, days_from_civil};
 
@@ -315,7 +316,9 @@ fn version_num(v: &str) -> u32 {
 // ---------------------------------------------------------------------------------------------
 // Parsed answers
 
-#[derive(Debug, Clone, PartialEq, Default)]
+/// CCAPI `deviceinformation`, with CCAPI's field names (reports carry it as `cameraInfo`, as
+/// the original service's do).
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct DeviceInfo {
     pub manufacturer: String,
     pub productname: String,
@@ -456,15 +459,11 @@ pub fn parse_canon_datetime(raw: &str, dst: bool) -> Option<SystemTime> {
 
 /// The Pi's zone at `time` per the C library: (standard offset in seconds east, DST in force).
 pub fn local_zone(time: SystemTime) -> (i32, bool) {
-    let secs = crate::util::unix_millis(time).div_euclid(1000) as libc::time_t;
-    // SAFETY: localtime_r writes only into `tm`, which we own; a null return means failure.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let ok = unsafe { !libc::localtime_r(&secs, &mut tm).is_null() };
-    if !ok {
+    let Some((gmtoff, dst, _)) =
+        crate::sys::localtime(crate::util::unix_millis(time).div_euclid(1000))
+    else {
         return (0, false);
-    }
-    let dst = tm.tm_isdst > 0;
-    let gmtoff = tm.tm_gmtoff as i32;
+    };
     // tm_gmtoff includes DST; Canon wants the standard offset. (A 1 h DST shift is assumed;
     // Lord Howe's 30 min shift is not represented by CCAPI's flag either.)
     (if dst { gmtoff - 3600 } else { gmtoff }, dst)
@@ -485,6 +484,7 @@ pub struct Session {
     pub id: String,
     pub timeouts: Timeouts,
     trust: Arc<Trust>,
+    clock: SharedClock,
 }
 
 /// A reply: status and body bytes.
@@ -516,6 +516,7 @@ impl Session {
         id: Option<&str>,
         trust: Arc<Trust>,
         timeouts: Timeouts,
+        clock: SharedClock,
     ) -> Result<Session, ApiError> {
         let origin = origin_of(url)?;
         let strict_id = if trust.insecure() {
@@ -534,6 +535,7 @@ impl Session {
             id: String::new(),
             timeouts,
             trust: trust.clone(),
+            clock,
         };
         let root = s.request("GET", &format!("{}/ccapi", s.origin), None, timeouts.call)?;
         let mut endpoints = if root.status == 200 {
@@ -602,9 +604,7 @@ impl Session {
         let body = json!({"action": "release", "af": false});
         for _ in 0..5 {
             match self.call("POST", &url, &body, self.timeouts.call) {
-                Err(e) if e.code == ErrorCode::CameraBusy => {
-                    std::thread::sleep(Duration::from_millis(200))
-                }
+                Err(e) if e.code == ErrorCode::CameraBusy => self.pause(Duration::from_millis(200)),
                 Err(e) => {
                     log::debug!("release at connect: {e}");
                     return;
@@ -612,6 +612,11 @@ impl Session {
                 Ok(_) => return,
             }
         }
+    }
+
+    /// Waits on the session's clock (the worker thread's only sleeps: a busy camera's retry).
+    fn pause(&self, d: Duration) {
+        self.clock.precise_wait_until(self.clock.now() + d);
     }
 
     fn url(&self, path: &str) -> String {
@@ -839,13 +844,13 @@ impl Session {
 
     /// Presses the shutter; `Ok` carries the instant the request went to the socket. The
     /// camera answers after the exposure, so `timeout` must cover it ([`shutter_timeout`]).
-    pub fn press(&self, url: &str, af: bool, timeout: Duration) -> Result<Instant, PressError> {
+    /// Presses the shutter; the caller reads its clock right before (the send instant).
+    pub fn press(&self, url: &str, af: bool, timeout: Duration) -> Result<(), PressError> {
         let body = if af {
             r#"{"af":true}"#
         } else {
             r#"{"af":false}"#
         };
-        let sent = Instant::now();
         let r = self
             .agent
             .post(url)
@@ -872,7 +877,7 @@ impl Session {
                 maybe_taken: false,
             });
         }
-        Ok(sent)
+        Ok(())
     }
 
     /// `shutterbutton/manual`: one action (`full_press`, `release`, `half_press`).
@@ -910,7 +915,7 @@ impl Session {
             Err(err) if camera_message(&err) == Some("Already started") => {
                 // A poll of ours from before (timed out here, still pending there).
                 let _ = self.request("DELETE", &self.url(&e.path), None, self.timeouts.call);
-                std::thread::sleep(Duration::from_millis(100));
+                self.pause(Duration::from_millis(100));
                 self.get_json_url(&url, timeout)
             }
             other => other,
@@ -1248,6 +1253,10 @@ mod session_tests {
     use crate::camera::fake::{r50_routes, serve};
     use crate::camera::tls::Fingerprint;
 
+    fn clk() -> crate::clock::SharedClock {
+        Arc::new(crate::clock::SystemClock)
+    }
+
     fn t() -> Timeouts {
         Timeouts {
             connect: Duration::from_secs(2),
@@ -1262,7 +1271,7 @@ mod session_tests {
         let trust = Trust::ephemeral(false);
         let cam = serve(r50_routes("0001"));
         let url = format!("https://{}/ccapi", cam.addr);
-        let s = Session::connect(&url, None, trust.clone(), t()).unwrap();
+        let s = Session::connect(&url, None, trust.clone(), t(), clk()).unwrap();
         assert_eq!(s.id, "0001");
         assert_eq!(s.model(), "Canon EOS R50");
         assert_eq!(trust.pinned("0001"), Some(Fingerprint::of(&cam.cert_der)));
@@ -1280,18 +1289,18 @@ mod session_tests {
         let swapped = serve(r50_routes("0001"));
         let url2 = format!("https://{}/ccapi", swapped.addr);
         // Strict (id known): refused in the handshake.
-        let e = Session::connect(&url2, Some("0001"), trust.clone(), t())
+        let e = Session::connect(&url2, Some("0001"), trust.clone(), t(), clk())
             .err()
             .unwrap();
         assert_eq!(e.code, ErrorCode::CertificateChanged, "{e}");
         // Learn mode (manual address): refused once the camera says who it is.
-        let e = Session::connect(&url2, None, trust.clone(), t())
+        let e = Session::connect(&url2, None, trust.clone(), t(), clk())
             .err()
             .unwrap();
         assert_eq!(e.code, ErrorCode::CertificateChanged, "{e}");
         assert!(e.message.contains("accept the new certificate"));
         trust.accept(Some("0001")).unwrap();
-        Session::connect(&url2, Some("0001"), trust.clone(), t()).unwrap();
+        Session::connect(&url2, Some("0001"), trust.clone(), t(), clk()).unwrap();
         assert_eq!(
             trust.pinned("0001"),
             Some(Fingerprint::of(&swapped.cert_der))
@@ -1299,7 +1308,7 @@ mod session_tests {
         // Insecure mode connects to anything.
         let other = serve(r50_routes("0001"));
         let url3 = format!("https://{}/ccapi", other.addr);
-        Session::connect(&url3, Some("0001"), Trust::ephemeral(true), t()).unwrap();
+        Session::connect(&url3, Some("0001"), Trust::ephemeral(true), t(), clk()).unwrap();
     }
 
     #[test]
@@ -1314,6 +1323,7 @@ mod session_tests {
             None,
             Trust::ephemeral(false),
             t(),
+            clk(),
         )
         .unwrap();
         assert_eq!(s.id, "0002");
@@ -1329,6 +1339,7 @@ mod session_tests {
             None,
             Trust::ephemeral(false),
             t(),
+            clk(),
         )
         .err()
         .unwrap();

@@ -414,6 +414,23 @@ impl LinkMachine {
     }
 }
 
+impl crate::machine::Machine for LinkMachine {
+    type Input = Input;
+    type Action = Action;
+    fn handle_input(&mut self, now: crate::machine::Now, input: Input) {
+        self.handle(now.mono, input)
+    }
+    fn handle_timeout(&mut self, now: crate::machine::Now) {
+        LinkMachine::handle_timeout(self, now.mono)
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        LinkMachine::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        LinkMachine::poll_timeout(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -461,7 +478,7 @@ mod tests {
     fn health_checks_on_a_grid_stay_on_it_whatever_the_answer_takes() {
         // Regression (issue 5): checks were scheduled 10 s after each *answer*, so they
         // drifted by the check's duration and never shared a wake-up with the hub's tick.
-        let anchor = Instant::now();
+        let anchor = crate::clock::test_t0();
         let ms = Duration::from_millis;
         let mut m = exact().with_health_grid(anchor);
         m.handle(anchor + ms(180), Input::SetTarget(target()));
@@ -488,7 +505,7 @@ mod tests {
 
     #[test]
     fn set_target_probes_then_health_checks_every_ten_seconds() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = exact();
         assert_eq!(m.poll_timeout(), None);
         m.handle(t0, Input::SetTarget(target()));
@@ -527,7 +544,7 @@ mod tests {
 
     #[test]
     fn three_misses_lose_the_link_and_backoff_doubles_to_the_cap() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = connected_at(t0);
         let mut now = t0;
         for miss in 1..=3u64 {
@@ -595,7 +612,7 @@ mod tests {
 
     #[test]
     fn ssdp_alive_from_the_target_retries_at_once() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = exact();
         m.handle(t0, Input::SetTarget(target()));
         m.handle(
@@ -636,7 +653,7 @@ mod tests {
 
     #[test]
     fn address_change_retargets_immediately() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = connected_at(t0);
         // The same target again is a no-op...
         m.handle(t0 + s(1), Input::SetTarget(target()));
@@ -655,7 +672,7 @@ mod tests {
 
     #[test]
     fn probe_without_answer_fails_at_its_deadline() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = exact();
         m.handle(t0, Input::SetTarget(target()));
         drain(&mut m);
@@ -666,7 +683,7 @@ mod tests {
 
     #[test]
     fn health_check_waits_out_a_reserved_shot() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = connected_at(t0);
         // Shot reserved 300 ms ahead of 10.1 s: the check due at 10 s would be in flight at
         // the shot, so it moves to 10.1 s + QUIET_AFTER.
@@ -684,7 +701,7 @@ mod tests {
 
     #[test]
     fn operations_count_as_health() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = exact();
         m.handle(t0, Input::SetTarget(target()));
         m.handle(
@@ -699,7 +716,7 @@ mod tests {
 
     #[test]
     fn jitter_is_seeded_and_bounded() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut a = LinkMachine::new(Backoff::CAMERA, Rng::new(42));
         let mut b = LinkMachine::new(Backoff::CAMERA, Rng::new(42));
         for m in [&mut a, &mut b] {

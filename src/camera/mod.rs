@@ -1,5 +1,26 @@
-//! The camera: CCAPI client (ureq + rustls, certificate pinning), the camera link machine and
-//! its driver.
+//! The camera: CCAPI client (ureq + rustls, certificate pinning), the camera link machine,
+//! its driver, and the blocking workers that own the sockets.
+//!
+//! ```text
+//!  CameraLinkHandle ─┐  LinkMsg (one inbox)                 ┌─▶ control Worker (socket 1):
+//!  (discovery, Wi-Fi,│─────────────▶ link driver ──────────┤   shots (first), probes,
+//!   connect_to_ip)   │              (crate::driver::run,    │   health checks, settings …
+//!                    │               LinkMachine, LinkExec) └─▶ events Worker (socket 2):
+//!  CameraHandle ─────┤   shots, reads ───────────────────────▶  long polls, downloads
+//!  CameraService ────┘        ▲ ProbeDone / HealthDone / outcomes ◀── workers
+//! ```
+//!
+//! | file            | what                                                              |
+//! |-----------------|-------------------------------------------------------------------|
+//! | `ccapi.rs`      | the CCAPI client (`Session`): requests, error mapping, formats    |
+//! | `tls.rs`        | certificate pinning                                               |
+//! | `link.rs`       | the link machine (is the camera there; when to look again)        |
+//! | `link_driver.rs`| its executor: probes, health checks, notices, manual connection   |
+//! | `worker.rs`     | the one blocking-worker abstraction (a thread, a bounded queue)   |
+//! | `shared.rs`     | state shared by the parts (session, status block, subscribers)    |
+//! | `shot.rs`       | one exposure at an exact instant                                  |
+//! | `handle.rs`     | `CameraHandle`, `CameraLinkHandle`                                |
+//! | `service.rs`    | the camera's commands, `connect_to_ip` included                   |
 //!
 //! Other parts (intervalometer, time sync, discovery) talk to the camera only through
 //! [`CameraControl`], so they can be tested against a fake and the camera driver stays the one
@@ -63,8 +84,8 @@ impl ShotOutcome {
 /// The camera's main shooting settings as last reported (event polling, a settings read, or
 /// our own change), raw CCAPI values. Part of the `camera` status block, so every client
 /// knows them without asking, and the source of the Tv a shot's reply timeout follows.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct CameraSettings {
     /// `shootingmodedial` (or `shootingmode` on bodies without a dial): m, av, tv, p, bulb…
     pub mode: Option<String>,
@@ -153,8 +174,13 @@ pub struct CameraDateTime {
 /// Things the camera driver tells interested parts, asynchronously.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CameraNotice {
-    /// The link is up (after probing) to the camera with this UDN/serial.
-    Connected { id: String },
+    /// The link is up (after probing) to the camera with this UDN/serial. `manual`: a
+    /// manual connection (`connect_to_ip`, `--camera`) aimed it there, not discovery.
+    Connected {
+        id: String,
+        info: Option<CameraInfo>,
+        manual: bool,
+    },
     /// The link was lost (health checks missed, or connection refused).
     Lost { reason: String },
     /// New files reported by event polling (`addedcontents`), in order.
@@ -174,6 +200,12 @@ pub trait CameraControl: Send + Sync {
     /// The camera's shooting settings as last reported (empty until the camera told us).
     fn settings(&self) -> CameraSettings;
 
+    /// Who the connected camera is (`deviceinformation`), for reports; `None` when no camera
+    /// is connected or the implementation does not know.
+    fn identity(&self) -> Option<ccapi::DeviceInfo> {
+        None
+    }
+
     /// A bounded stream of notices; a slow reader loses notices rather than blocking the driver.
     fn subscribe(&self) -> async_channel::Receiver<CameraNotice>;
 
@@ -191,15 +223,160 @@ pub trait CameraControl: Send + Sync {
     ) -> BoxFuture<'static, Result<(), ApiError>>;
 }
 
-pub mod ccapi;
-pub mod driver;
-pub mod link;
-pub mod service;
-pub mod tls;
+/// Who the camera is, as a probe found it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CameraInfo {
+    pub id: String,
+    pub model: String,
+    pub serial: String,
+    pub url: String,
+    pub ip: String,
+    pub port: u16,
+}
 
-pub use driver::{
-    camera_url, CameraDriver, CameraHandle, CameraInfo, CameraLinkHandle, DriverOptions,
-};
+impl CameraInfo {
+    pub(crate) fn of(s: &ccapi::Session) -> CameraInfo {
+        let (ip, port) = s.host_port();
+        CameraInfo {
+            id: s.id.clone(),
+            model: s.info.productname.clone(),
+            serial: s.info.serialnumber.clone(),
+            url: s.base_url.clone(),
+            ip,
+            port,
+        }
+    }
+}
+
+/// `ip`, `ip:port`, or a URL → the CCAPI base URL. Port 443 (or none) means HTTPS; other
+/// ports HTTP (the camera's plain service is on 8080).
+pub fn camera_url(addr: &str) -> Option<String> {
+    let addr = addr.trim();
+    if addr.is_empty() || addr.contains(char::is_whitespace) {
+        return None;
+    }
+    if addr.starts_with("http://") || addr.starts_with("https://") {
+        let base = addr.trim_end_matches('/');
+        return Some(if base.ends_with("/ccapi") {
+            base.to_string()
+        } else {
+            format!("{base}/ccapi")
+        });
+    }
+    let (host, port) = match addr.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, p.parse::<u16>().ok()?),
+        _ => (addr, 443),
+    };
+    let scheme = if port == 443 { "https" } else { "http" };
+    Some(format!("{scheme}://{host}:{port}/ccapi"))
+}
+
+/// Knobs for tests and the demo; `from_config` is production.
+#[derive(Clone)]
+pub struct DriverOptions {
+    pub data_dir: std::path::PathBuf,
+    pub timeouts: ccapi::Timeouts,
+    pub trust: std::sync::Arc<tls::Trust>,
+    pub backoff: crate::backoff::Backoff,
+    pub rng_seed: Option<u64>,
+    /// Connect here at start ("ip[:port]" or a URL): a manual connection.
+    pub initial_target: Option<String>,
+}
+
+impl DriverOptions {
+    pub fn from_config(config: &crate::config::Config) -> DriverOptions {
+        DriverOptions {
+            data_dir: config.data_dir.clone(),
+            timeouts: ccapi::Timeouts::default(),
+            trust: tls::Trust::load(&config.data_dir, config.camera_insecure),
+            backoff: crate::backoff::Backoff::CAMERA,
+            rng_seed: None,
+            initial_target: config.camera.clone(),
+        }
+    }
+}
+
+/// The started camera: its commands, its control (shots, clock), and its link.
+pub struct Camera {
+    pub service: std::sync::Arc<CameraService>,
+    pub control: std::sync::Arc<dyn CameraControl>,
+    pub link: CameraLinkHandle,
+}
+
+/// Starts the camera's workers and link driver (on a parked thread of its own: the link
+/// decides while the service executor may be busy).
+pub fn start(
+    opts: DriverOptions,
+    clock: crate::clock::SharedClock,
+    status: crate::app::StatusBoard,
+    publisher: crate::app::Publisher,
+) -> Camera {
+    use std::sync::Arc;
+    let (tx, rx) = crate::driver::inbox(256);
+    let cam = Arc::new(shared::Shared {
+        trust: opts.trust.clone(),
+        timeouts: opts.timeouts,
+        data_dir: opts.data_dir.clone(),
+        clock: clock.clone(),
+        status,
+        publisher,
+        state: Default::default(),
+        control: worker::Worker::new("camera-control"),
+        events: worker::Worker::new("camera-events"),
+        link: tx,
+        test_shot: async_lock::Mutex::new(()),
+    });
+    cam.lock().view.state = "disconnected";
+    cam.control
+        .start(clock.clone(), || worker::Idle::Until(None));
+    cam.events.start(clock.clone(), cam.event_idle());
+    let rng = match opts.rng_seed {
+        Some(s) => crate::backoff::Rng::new(s),
+        None => crate::backoff::Rng::from_entropy(),
+    };
+    let machine = link::LinkMachine::new(opts.backoff, rng).with_health_grid(clock.tick_anchor());
+    let exec = link_driver::LinkExec::new(cam.clone());
+    let c = cam.clone();
+    let spawned = std::thread::Builder::new()
+        .name("camera-link".into())
+        .spawn(move || {
+            crate::rt::block_on(crate::driver::run(machine, exec, rx, clock));
+            c.lock().connected = false;
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start the camera link: {e}");
+    }
+    cam.publish_block();
+    let link = CameraLinkHandle { cam: cam.clone() };
+    if let Some(t) = opts.initial_target.as_deref() {
+        match camera_url(t) {
+            // `--camera`: a manual connection, like `connect_to_ip` (nobody awaits it).
+            Some(url) => drop(link.connect_with(vec![url], true)),
+            None => log::error!("--camera {t:?} is not an address or URL"),
+        }
+    }
+    let service = Arc::new(CameraService::new(cam.clone(), link.clone()));
+    let control: Arc<dyn CameraControl> = Arc::new(CameraHandle { cam });
+    Camera {
+        service,
+        control,
+        link,
+    }
+}
+
+pub mod ccapi;
+mod handle;
+pub mod link;
+mod link_driver;
+pub mod service;
+mod shared;
+mod shot;
+pub mod tls;
+pub mod worker;
+
+pub use handle::{CameraHandle, CameraLinkHandle};
 pub use service::CameraService;
 #[cfg(test)]
 mod fake;
+#[cfg(test)]
+mod tests;

@@ -1,25 +1,34 @@
 //! The camera's commands (PROTOCOL.md): status, photo, settings, battery, storage, clock,
 //! test photos, certificate acceptance.
 //!
-//! Test photos: shoot, wait for the new file from event polling, download it on the event
+//! Test photos: shoot, wait for the new file from event polling, download the camera's
+//! display-size image (`?kind=display`, the original where the body has none) on the event
 //! worker's socket with `test_photo_download_progress` events, keep it in
 //! `<data_dir>/test-photos/`. Ids are the stored file names (checked: no path separators).
+//!
+//! A running timelapse comes first ([`SessionGate`]): `take_photo` is refused while it runs;
+//! a test photo is fired in the next gap between frames that holds its exposure, the write
+//! and a download margin (`test_photo_scheduled` tells when), or refused with the reason.
+//! While a session runs, every few frames the last frame's thumbnail is fetched for the
+//! monitor (`session_frame` events; stored as `frame_*` next to the test photos).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use super::ccapi::{storage_summary, Session};
-use super::driver::{handle_event_delta, shoot_at, CameraLinkHandle, Inner};
-use super::{CameraNotice, ShotRequest};
+use super::shared::Shared as Inner;
+use super::shot::shoot_at;
+use super::{CameraLinkHandle, CameraNotice, ShotRequest};
 use crate::app::{Origin, Service};
 use crate::clock::BoxFuture;
 use crate::protocol::{
-    ApiError, Body, Channel, Command, CommandResult, ErrorCode, Event, EventFamily, Reply,
+    ApiError, Body, Channel, Command, CommandResult, ConnectToIp, ErrorCode, Event, EventFamily,
+    Reply,
 };
 use crate::util::iso8601;
 
@@ -29,15 +38,47 @@ const FILE_WAIT: Duration = Duration::from_secs(15);
 const JPEG_TWIN_WAIT: Duration = Duration::from_millis(1500);
 /// Test photos kept at most; older ones are deleted first.
 const MAX_TEST_PHOTOS: usize = 50;
+/// Session frame thumbnails kept (the monitor shows the newest).
+const MAX_FRAME_PREVIEWS: usize = 3;
+/// At most one frame thumbnail per this long (they cost the camera a download each).
+const FRAME_PREVIEW_EVERY: Duration = Duration::from_secs(15);
+/// How many times a test shot re-plans its gap before it gives up.
+const TEST_SHOT_REPLANS: usize = 4;
+/// A planned test shot is handed to the camera this long before it fires.
+const TEST_SHOT_LEAD: Duration = Duration::from_millis(300);
+
+/// What the camera's commands need to know of a running timelapse (the intervalometer
+/// implements it; wired in `services`).
+pub trait SessionGate: Send + Sync {
+    /// A session is scheduled or running.
+    fn session_running(&self) -> bool;
+    /// When a test shot exposing `exposure` can fire between frames: `None` when no session
+    /// runs, `Err` with a plain reason when no gap can hold it.
+    fn plan_test_shot(&self, now: Instant, exposure: Duration) -> Option<Result<Instant, String>>;
+}
 
 pub struct CameraService {
     inner: Arc<Inner>,
     link: CameraLinkHandle,
+    gate: OnceLock<Arc<dyn SessionGate>>,
 }
 
 impl CameraService {
     pub(crate) fn new(inner: Arc<Inner>, link: CameraLinkHandle) -> Self {
-        CameraService { inner, link }
+        CameraService {
+            inner,
+            link,
+            gate: OnceLock::new(),
+        }
+    }
+
+    /// Connects the running-session checks (once; later calls are ignored).
+    pub fn set_session_gate(&self, gate: Arc<dyn SessionGate>) {
+        let _ = self.gate.set(gate);
+    }
+
+    fn session_running(&self) -> bool {
+        self.gate.get().is_some_and(|g| g.session_running())
     }
 
     fn test_dir(&self) -> PathBuf {
@@ -51,7 +92,16 @@ impl CameraService {
     }
 
     async fn take_photo(&self, af: bool) -> CommandResult {
-        let outcome = shoot_at(&self.inner, Instant::now(), ShotRequest::timed(af)).await;
+        if self.session_running() {
+            // Issue 14 B4: a photo taken by hand lands in a frame's write window.
+            return Err(ApiError::new(
+                ErrorCode::ValidationFailed,
+                "A timelapse is running: Take photo is off so it cannot cost a frame. Use Test photo, which waits for a gap between frames",
+            )
+            .with_details(json!({"reason": "session_running"}))
+            .with_operation("take_photo"));
+        }
+        let outcome = shoot_at(&self.inner, self.inner.clock.now(), ShotRequest::timed(af)).await;
         let now = iso8601(self.inner.clock.wall());
         match outcome.result {
             Ok(()) => {
@@ -113,6 +163,50 @@ impl CameraService {
         ))
     }
 
+    /// When a test shot may fire: now, or in the next gap of a running session that holds it
+    /// (`test_photo_scheduled` tells clients when), or refused with the session's reason.
+    async fn test_shot_time(&self) -> Result<Instant, ApiError> {
+        let Some(gate) = self.gate.get() else {
+            return Ok(self.inner.clock.now());
+        };
+        // Unknown Tv (bulb, or not reported yet): plan for the longest timed exposure.
+        let exposure = self
+            .inner
+            .settings()
+            .exposure_time()
+            .unwrap_or(super::ccapi::MAX_TIMED_EXPOSURE);
+        let mut announced = false;
+        for _ in 0..TEST_SHOT_REPLANS {
+            let now = self.inner.clock.now();
+            let at = match gate.plan_test_shot(now, exposure) {
+                None => return Ok(now),
+                Some(Err(reason)) => {
+                    return Err(ApiError::new(ErrorCode::ValidationFailed, reason)
+                        .with_details(json!({"reason": "no_gap"})))
+                }
+                Some(Ok(at)) => at,
+            };
+            if at <= now + TEST_SHOT_LEAD {
+                return Ok(at.max(now));
+            }
+            if !announced {
+                announced = true;
+                let wait = at - now;
+                let wall = self.inner.clock.wall() + wait;
+                self.event(
+                    "test_photo_scheduled",
+                    json!({"at": iso8601(wall), "inSeconds": (wait.as_secs_f64() * 10.0).round() / 10.0}),
+                );
+            }
+            // Plan again just before: the session may have moved (a late reply, a stop).
+            self.inner.clock.sleep_until(at - TEST_SHOT_LEAD).await;
+        }
+        Err(ApiError::new(
+            ErrorCode::CameraBusy,
+            "The timelapse keeps the camera busy; no gap opened for the test photo. Try again",
+        ))
+    }
+
     /// Shoot, wait for the new file, download it. The waiting and the download run as one job
     /// on the event worker, queued before the shutter is pressed: the worker's own poll (or
     /// this job's) reports the file, and the download starts at once instead of queueing
@@ -120,6 +214,12 @@ impl CameraService {
     async fn take_test_photo(&self) -> CommandResult {
         let _one_at_a_time = self.inner.test_shot.lock().await;
         self.inner.session()?;
+        let fire_at = self
+            .test_shot_time()
+            .await
+            .map_err(|e| e.with_operation("take_test_photo"))?;
+        self.inner.session()?;
+        // Subscribed only now: files of frames shot while waiting are not this photo's.
         let files = self.inner.subscribe();
         let dir = self.test_dir();
         std::fs::create_dir_all(&dir)
@@ -127,6 +227,7 @@ impl CameraService {
         let wall = self.inner.clock.wall();
         let stamp = iso8601(wall).replace([':', '-'], "").replace('.', "");
         let stamp = stamp[..15.min(stamp.len())].to_string();
+        let settings = self.inner.settings();
         let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let job = {
             let inner = self.inner.clone();
@@ -134,18 +235,17 @@ impl CameraService {
             self.inner.on_events(move |s| {
                 let path = wait_for_file(&inner, s, &files, &cancelled)?;
                 let name = path.rsplit('/').next().unwrap_or("photo").to_string();
-                let id = sanitize(&format!("{stamp}_{name}"));
-                let size = download_to(&inner, s, &path, &dir, &id)?;
-                Ok((path, name, id, size))
+                let (id, size, preview) = download_preview(&inner, s, &path, &dir, &stamp, &name)?;
+                Ok((path, name, id, size, preview))
             })
         };
         // Autofocus off: test shots check framing/exposure of a manually focused night scene.
-        let outcome = shoot_at(&self.inner, Instant::now(), ShotRequest::timed(false)).await;
+        let outcome = shoot_at(&self.inner, fire_at, ShotRequest::timed(false)).await;
         if let Err(e) = outcome.result {
             cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
             return Err(e.with_operation("take_test_photo"));
         }
-        let (camera_path, name, id, size) =
+        let (camera_path, name, id, size, preview) =
             job.await.map_err(|e| e.with_operation("take_test_photo"))?;
         prune(&dir, MAX_TEST_PHOTOS);
         Ok(Reply::new(
@@ -158,13 +258,80 @@ impl CameraService {
                 "size": size,
                 "url": format!("/api/camera/photos/test/{id}/file"),
                 "timestamp": iso8601(wall),
+                // What the stored file is: the camera's display-size image or the original.
+                "preview": preview,
+                // The settings it was shot with (raw CCAPI values, as in the camera block).
+                "settings": settings,
             }),
         ))
+    }
+
+    /// While a session runs: every few frames, the newest frame's thumbnail for the monitor
+    /// (`session_frame {id, url, fileName}`). Runs until the camera driver goes away.
+    pub fn follow_session_frames(self: &Arc<Self>) -> smol::Task<()> {
+        let me = self.clone();
+        let notices = self.inner.subscribe();
+        crate::rt::spawn(async move {
+            let busy = Arc::new(AtomicBool::new(false));
+            let mut last: Option<Instant> = None;
+            while let Ok(n) = notices.recv().await {
+                let CameraNotice::FilesAdded(list) = n else {
+                    continue;
+                };
+                let now = me.inner.clock.now();
+                if !me.session_running()
+                    || busy.load(Ordering::SeqCst)
+                    || last.is_some_and(|t| now < t + FRAME_PREVIEW_EVERY)
+                {
+                    continue;
+                }
+                let Some(path) = list.iter().find(|p| is_jpeg(p)).or(list.first()).cloned() else {
+                    continue;
+                };
+                last = Some(now);
+                busy.store(true, Ordering::SeqCst);
+                let (inner, busy) = (me.inner.clone(), busy.clone());
+                let dir = me.test_dir();
+                let job = me.inner.on_events(move |s| {
+                    let name = path.rsplit('/').next().unwrap_or("frame").to_string();
+                    let stem = name.rsplit_once('.').map_or(name.as_str(), |(a, _)| a);
+                    let id = sanitize(&format!("frame_{stem}.JPG"));
+                    std::fs::create_dir_all(&dir).map_err(|e| {
+                        ApiError::system(format!("Cannot create the preview folder: {e}"))
+                    })?;
+                    let size = fetch_to(s, &format!("{path}?kind=thumbnail"), &dir, &id)?;
+                    Ok((id, name, size))
+                });
+                let publisher = me.inner.publisher.clone();
+                let wall = me.inner.clock.wall();
+                let dir = me.test_dir();
+                crate::rt::spawn(async move {
+                    match job.await {
+                        Ok((id, name, size)) => {
+                            prune_frames(&dir, MAX_FRAME_PREVIEWS);
+                            publisher.event(Event::new(
+                                Channel::Camera,
+                                EventFamily::Event,
+                                "session_frame",
+                                json!({"id": id, "fileName": name, "size": size,
+                                       "url": format!("/api/camera/photos/test/{id}/file"),
+                                       "timestamp": iso8601(wall)}),
+                            ));
+                        }
+                        Err(e) => log::debug!("frame preview skipped: {e}"),
+                    }
+                    busy.store(false, Ordering::SeqCst);
+                    drop(inner);
+                })
+                .detach();
+            }
+        })
     }
 
     fn list_test_photos(&self) -> CommandResult {
         let photos: Vec<Value> = list_photos(&self.test_dir())
             .into_iter()
+            .filter(|(id, _, _)| !id.starts_with("frame_"))
             .map(|(id, size, modified)| {
                 json!({"id": id, "size": size, "timestamp": modified.map(iso8601),
                        "url": format!("/api/camera/photos/test/{id}/file")})
@@ -211,6 +378,34 @@ impl CameraService {
         Ok(Reply::new("test_photo_file", data).with_body(Body::File { content_type, path }))
     }
 
+    /// `connect_to_ip {ip, port?}`: a camera-link operation (works without discovery). One
+    /// probe per candidate address; the reply comes once the link is connected, so a photo
+    /// may follow at once, or with every address's failure.
+    async fn connect_to_ip(&self, req: &ConnectToIp) -> CommandResult {
+        let ip = parse_ip(&req.ip)?;
+        let urls = candidates(ip, req.port.map(|p| p.0));
+        match self.link.connect(urls).await {
+            Ok(info) => Ok(Reply::new(
+                "connect_to_ip_result",
+                json!({
+                    "success": true,
+                    "ip": info.ip,
+                    "port": info.port,
+                    "baseUrl": info.url,
+                    "uuid": info.id,
+                    "modelName": info.model,
+                }),
+            )),
+            Err(e) if e.code == ErrorCode::ConnectionFailed => Err(ApiError::new(
+                ErrorCode::ConnectionFailed,
+                format!("Failed to connect to camera at {}", req.ip.trim()),
+            )
+            .with_operation("connect_to_ip")
+            .with_details(e.details.unwrap_or(Value::Null))),
+            Err(e) => Err(e.with_operation("connect_to_ip")),
+        }
+    }
+
     fn accept_certificate(&self, uuid: Option<&str>) -> CommandResult {
         let id = self.inner.trust.accept(uuid)?;
         // Re-probe now: a link backing off after the refusal retries with the pin cleared.
@@ -235,7 +430,9 @@ fn wait_for_file(
         .settings()
         .exposure_time()
         .unwrap_or(super::ccapi::MAX_TIMED_EXPOSURE);
-    let deadline = Instant::now() + FILE_WAIT + exposure * 2;
+    let clock = inner.clock.as_ref();
+    let pause = |d: Duration| clock.precise_wait_until(clock.now() + d);
+    let deadline = clock.now() + FILE_WAIT + exposure * 2;
     let mut fallback: Option<(String, Instant)> = None;
     loop {
         while let Ok(n) = files.try_recv() {
@@ -245,12 +442,12 @@ fn wait_for_file(
                 }
                 if fallback.is_none() {
                     if let Some(first) = list.first() {
-                        fallback = Some((first.clone(), Instant::now() + JPEG_TWIN_WAIT));
+                        fallback = Some((first.clone(), clock.now() + JPEG_TWIN_WAIT));
                     }
                 }
             }
         }
-        let now = Instant::now();
+        let now = clock.now();
         if let Some((path, until)) = &fallback {
             if now >= *until || now >= deadline {
                 return Ok(path.clone());
@@ -265,14 +462,12 @@ fn wait_for_file(
         // Hold while waiting for the first file; only peek while waiting for a JPEG twin.
         let hold = fallback.is_none();
         match session.poll_events(hold) {
-            Ok(v) => handle_event_delta(inner, &v),
-            Err(e) if e.code == ErrorCode::CameraBusy => {
-                std::thread::sleep(Duration::from_millis(100))
-            }
+            Ok(v) => inner.handle_event_delta(&v),
+            Err(e) if e.code == ErrorCode::CameraBusy => pause(Duration::from_millis(100)),
             Err(e) => return Err(e),
         }
         if !hold {
-            std::thread::sleep(Duration::from_millis(100));
+            pause(Duration::from_millis(100));
         }
     }
 }
@@ -317,6 +512,102 @@ fn download_to(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The camera's display-size image of `path` (a JPEG of ~1080 px short side, also for RAW
+/// files) as `<stamp>_<stem>.JPG`; the original where the body offers no display image.
+/// Returns (id, size, "display" | "original").
+fn download_preview(
+    inner: &Inner,
+    session: &Session,
+    path: &str,
+    dir: &Path,
+    stamp: &str,
+    name: &str,
+) -> Result<(String, u64, &'static str), ApiError> {
+    let stem = name.rsplit_once('.').map_or(name, |(a, _)| a);
+    let display_id = sanitize(&format!("{stamp}_{stem}.JPG"));
+    match download_to(
+        inner,
+        session,
+        &format!("{path}?kind=display"),
+        dir,
+        &display_id,
+    ) {
+        Ok(size) => Ok((display_id, size, "display")),
+        Err(e) if e.code == ErrorCode::CameraOffline => Err(e),
+        Err(e) => {
+            log::debug!("no display image for {path} ({e}); downloading the original");
+            let id = sanitize(&format!("{stamp}_{name}"));
+            let size = download_to(inner, session, path, dir, &id)?;
+            Ok((id, size, "original"))
+        }
+    }
+}
+
+/// Downloads `path` (with its query) to `<dir>/<id>` through a hidden partial file, no events.
+fn fetch_to(session: &Session, path: &str, dir: &Path, id: &str) -> Result<u64, ApiError> {
+    let tmp = dir.join(format!(".{id}.part"));
+    let store_err = |e: std::io::Error| ApiError::system(format!("Cannot store the preview: {e}"));
+    let mut f = std::fs::File::create(&tmp).map_err(store_err)?;
+    let result = session
+        .download(path, &mut f, &mut |_, _| {})
+        .and_then(|n| {
+            std::fs::rename(&tmp, dir.join(id)).map_err(store_err)?;
+            Ok(n)
+        });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Keeps the newest `keep` frame previews.
+fn prune_frames(dir: &Path, keep: usize) {
+    for (id, _, _) in list_photos(dir)
+        .into_iter()
+        .filter(|(id, _, _)| id.starts_with("frame_"))
+        .skip(keep)
+    {
+        let _ = std::fs::remove_file(dir.join(id));
+    }
+}
+
+/// An IPv4 or IPv6 literal (IPv6 may come in brackets); nothing else.
+fn parse_ip(raw: &str) -> Result<std::net::IpAddr, ApiError> {
+    let s = raw.trim();
+    let s = s
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(s);
+    let bad = || {
+        ApiError::invalid("ip must be an IPv4 or IPv6 address")
+            .with_operation("connect_to_ip")
+            .with_details(json!({"field": "ip"}))
+    };
+    let ip: std::net::IpAddr = s.parse().map_err(|_| bad())?;
+    let unusable = ip.is_unspecified()
+        || ip.is_multicast()
+        || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+    if unusable {
+        return Err(bad());
+    }
+    Ok(ip)
+}
+
+/// Base URLs to try: the given port (HTTPS first, except 8080 which is CCAPI's HTTP port),
+/// or HTTPS 443 then HTTP 8080.
+fn candidates(ip: std::net::IpAddr, port: Option<u16>) -> Vec<String> {
+    let host = match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+    };
+    let url = |scheme: &str, port: u16| format!("{scheme}://{host}:{port}/ccapi");
+    match port {
+        None => vec![url("https", 443), url("http", 8080)],
+        Some(8080) => vec![url("http", 8080), url("https", 8080)],
+        Some(p) => vec![url("https", p), url("http", p)],
+    }
 }
 
 fn is_jpeg(p: &str) -> bool {
@@ -392,6 +683,7 @@ impl Service for CameraService {
             Command::ListTestPhotos => Box::pin(async move { self.list_test_photos() }),
             Command::DeleteTestPhoto(r) => Box::pin(async move { self.delete_test_photo(&r.id) }),
             Command::GetTestPhotoFile(r) => Box::pin(async move { self.test_photo_file(&r.id) }),
+            Command::ConnectToIp(req) => Box::pin(self.connect_to_ip(req)),
             Command::AcceptCameraCertificate(a) => {
                 Box::pin(async move { self.accept_certificate(a.uuid.as_deref()) })
             }
@@ -408,6 +700,49 @@ impl Service for CameraService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_ip_literals_are_accepted() {
+        for ok in ["192.168.4.2", " 10.0.0.1 ", "::1", "[fe80::1]", "127.0.0.3"] {
+            assert!(parse_ip(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "camera.local",
+            "192.168.4",
+            "192.168.4.2:443",
+            "0.0.0.0",
+            "255.255.255.255",
+            "239.255.255.250",
+            "http://192.168.4.2",
+            "1.2.3.4; rm -rf /",
+        ] {
+            let e = parse_ip(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidParameter, "{bad}");
+        }
+    }
+
+    #[test]
+    fn candidate_order_follows_the_port() {
+        let ip: std::net::IpAddr = "192.168.4.2".parse().unwrap();
+        assert_eq!(
+            candidates(ip, None),
+            [
+                "https://192.168.4.2:443/ccapi",
+                "http://192.168.4.2:8080/ccapi"
+            ]
+        );
+        assert_eq!(
+            candidates(ip, Some(8080))[0],
+            "http://192.168.4.2:8080/ccapi"
+        );
+        assert_eq!(
+            candidates(ip, Some(4443))[0],
+            "https://192.168.4.2:4443/ccapi"
+        );
+        let v6: std::net::IpAddr = "::1".parse().unwrap();
+        assert_eq!(candidates(v6, Some(443))[0], "https://[::1]:443/ccapi");
+    }
 
     #[test]
     fn ids_cannot_escape_the_folder() {

@@ -272,9 +272,7 @@ impl Trust {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sys::lock;
 
 /// Verifies one camera's certificate against [`Trust`]. One per client session.
 #[derive(Debug)]

@@ -5,7 +5,7 @@
 //!   description.rs  CameraDevDesc.xml → UDN, modelName, serialNumber, X_accessURL
 //!   registry.rs     the sans-IO machine: search schedule, fetch queue, bounded registry
 //!   driver.rs       sockets, description fetches, the one timer (`DiscoveryConfig`)
-//!   service.rs      `app::Service`: connect_to_ip, discovery_scan, set_primary_camera, status
+//!   service.rs      `app::Service`: discovery_scan, set_primary_camera, status
 //! ```
 //!
 //! The camera link is reached only through [`CameraProber`], which the camera side implements.
@@ -20,15 +20,8 @@ pub use driver::DiscoveryConfig;
 pub use registry::ProbeInfo;
 pub use service::DiscoveryService;
 
-use crate::clock::BoxFuture;
-use crate::protocol::ApiError;
-
 /// What discovery needs from the camera side.
 pub trait CameraProber: Send + Sync + 'static {
-    /// Checks that a CCAPI answers at `base_url` (`https://ip:443/ccapi`, …): `GET` it, and
-    /// tell what identifies the camera if it can. Bounded by its own timeout.
-    fn probe(&self, base_url: &str) -> BoxFuture<'static, Result<ProbeInfo, ApiError>>;
-
     /// Point the camera link at this camera. `id` is its UDN (without `uuid:`) or the id the
     /// probe reported; `None` for a camera known only by address. Must not block, and must not
     /// call back into discovery synchronously (it runs under discovery's lock).
@@ -37,4 +30,8 @@ pub trait CameraProber: Send + Sync + 'static {
     /// The camera `id` just announced itself over SSDP while the link is not connected to it:
     /// reconnect now instead of waiting out the backoff. Must not block.
     fn ssdp_alive(&self, id: &str);
+
+    /// Try once to connect to a remembered address (one probe by the link; nothing changes
+    /// if it fails). Success arrives as the link's `Connected { manual: true }` notice.
+    fn connect(&self, base_url: &str);
 }

@@ -835,10 +835,7 @@ impl Discovery {
             self.primary = Some(uuid.clone());
             self.event(DiscoveryEvent::PrimaryCameraChanged { uuid: uuid.clone() });
         }
-        self.actions.push_back(Action::Target {
-            base_url: base_url.clone(),
-            id: uuid.clone(),
-        });
+        // No `Target`: the link is already connected there (it told us).
         self.actions
             .push_back(Action::Remember { base_url, id: uuid });
         self.schedule = Schedule::Watching {
@@ -892,6 +889,23 @@ impl Discovery {
         }
         self.actions
             .push_back(Action::Remember { base_url, id: uuid });
+    }
+}
+
+impl crate::machine::Machine for Discovery {
+    type Input = Input;
+    type Action = Action;
+    fn handle_input(&mut self, now: crate::machine::Now, input: Input) {
+        self.handle(now.mono, input)
+    }
+    fn handle_timeout(&mut self, now: crate::machine::Now) {
+        self.handle(now.mono, Input::Tick)
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        Discovery::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Discovery::poll_timeout(self)
     }
 }
 
@@ -971,7 +985,7 @@ mod tests {
 
     #[test]
     fn search_schedule_backs_off_to_five_minutes_then_slows_when_connected() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = Discovery::new(exact(), Rng::new(1), t0);
         assert_eq!(m.poll_timeout(), Some(t0));
         m.handle(t0, Input::Tick);
@@ -1010,7 +1024,7 @@ mod tests {
 
     #[test]
     fn first_camera_becomes_primary_and_is_targeted() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = Discovery::new(exact(), Rng::new(1), t0);
         drain(&mut m);
         let acts = discover(&mut m, t0, "cam-a", "10.0.0.2", 8080);
@@ -1039,7 +1053,7 @@ mod tests {
     #[test]
     fn same_udn_at_a_new_address_is_an_ip_change_and_retargets() {
         // Regression (PMK): a known UUID announcing from a new address was ignored.
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = Discovery::new(exact(), Rng::new(1), t0);
         drain(&mut m);
         discover(&mut m, t0, "cam-a", "10.0.0.2", 8080);
@@ -1074,7 +1088,7 @@ mod tests {
 
     #[test]
     fn byebye_and_expiry_take_cameras_offline_and_alive_brings_them_back() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = Discovery::new(exact(), Rng::new(1), t0);
         drain(&mut m);
         discover(&mut m, t0, "cam-a", "10.0.0.2", 8080);
@@ -1119,7 +1133,7 @@ mod tests {
 
     #[test]
     fn a_return_is_reported_once_whether_ssdp_or_the_link_sees_it_first() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = Discovery::new(exact(), Rng::new(1), t0);
         drain(&mut m);
         discover(&mut m, t0, "cam-a", "10.0.0.2", 8080);
@@ -1149,7 +1163,7 @@ mod tests {
 
     #[test]
     fn a_flood_of_fake_devices_stays_bounded_and_keeps_the_primary() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let settings = Settings {
             fetch_burst: 1_000_000,
             ..exact()
@@ -1190,7 +1204,7 @@ mod tests {
 
     #[test]
     fn fetches_are_rate_limited_and_the_queue_is_bounded() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = Discovery::new(exact(), Rng::new(1), t0);
         drain(&mut m);
         // Nobody answers the fetches: two in flight, sixteen queued, the rest dropped.
@@ -1243,7 +1257,7 @@ mod tests {
 
     #[test]
     fn a_manual_camera_announcing_its_udn_is_the_same_camera() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = Discovery::new(exact(), Rng::new(1), t0);
         drain(&mut m);
         let url = HttpUrl::parse("http://10.0.0.2:8080/ccapi").unwrap();
@@ -1263,7 +1277,7 @@ mod tests {
 
     #[test]
     fn manual_connection_becomes_primary_and_is_remembered() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = Discovery::new(exact(), Rng::new(1), t0);
         drain(&mut m);
         discover(&mut m, t0, "cam-a", "10.0.0.2", 8080);
@@ -1281,10 +1295,8 @@ mod tests {
             ["camera_connected", "primary_camera_changed"]
         );
         let id = "manual-10.0.0.7:443".to_string();
-        assert!(acts.contains(&Action::Target {
-            base_url: url.clone(),
-            id: id.clone()
-        }));
+        // The link is already there (it told us): discovery does not re-target it.
+        assert!(!acts.iter().any(|a| matches!(a, Action::Target { .. })));
         assert!(acts.contains(&Action::Remember { base_url: url, id }));
         // The link coming up for it adds no second camera_connected.
         m.handle(

@@ -1,11 +1,11 @@
-//! The discovery service: starts the driver, answers `connect_to_ip`, `discovery_scan`,
+//! The discovery service: starts the driver, answers `discovery_scan`,
 //! `get_discovery_status`, `set_primary_camera`, and keeps the `discovery` status block.
+//! (`connect_to_ip` is the camera link's: `camera::service`; discovery learns of a manual
+//! camera from the link's `Connected { manual: true }` notice.)
 
 use std::io;
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use futures_lite::future;
 use serde_json::{json, Value};
 
 use super::driver::{self, DiscoveryConfig, Shared};
@@ -15,7 +15,7 @@ use super::{CameraProber, ProbeInfo};
 use crate::app::{Origin, Publisher, Service, StatusBoard};
 use crate::camera::CameraNotice;
 use crate::clock::{BoxFuture, SharedClock};
-use crate::protocol::{ApiError, Command, CommandResult, ConnectToIp, ErrorCode, Reply};
+use crate::protocol::{Command, CommandResult, Reply};
 
 pub struct DiscoveryService {
     shared: Arc<Shared>,
@@ -33,22 +33,11 @@ impl DiscoveryService {
         prober: Arc<dyn CameraProber>,
     ) -> io::Result<Arc<DiscoveryService>> {
         let (shared, sockets) = Shared::new(config, clock, publisher, status, prober)?;
-        let mut tasks = vec![crate::rt::spawn(driver::run(shared.clone(), sockets))];
+        let tasks = vec![crate::rt::spawn(driver::run(shared.clone(), sockets))];
         if let Some(url) = shared.last_camera() {
-            let s = shared.clone();
-            tasks.push(crate::rt::spawn(async move {
-                match probe(&s, &url).await {
-                    Ok(info) => {
-                        log::info!("discovery: remembered camera answers at {url}");
-                        s.apply(Input::ManualConnected {
-                            base_url: url,
-                            info,
-                        })
-                        .await;
-                    }
-                    Err(e) => log::info!("discovery: remembered camera not at {url}: {e}"),
-                }
-            }));
+            // One connect by the link itself; its `Connected { manual }` notice registers it.
+            log::info!("discovery: trying the remembered camera at {url}");
+            shared.prober.connect(&url.to_string());
         }
         Ok(Arc::new(DiscoveryService {
             shared,
@@ -60,7 +49,19 @@ impl DiscoveryService {
     /// knows whether a camera is connected (search pace, `connectedCameras`, last good address).
     pub async fn camera_notice(&self, notice: &CameraNotice) {
         match notice {
-            CameraNotice::Connected { id } => {
+            CameraNotice::Connected { id, info, manual } => {
+                if let (true, Some(info)) = (manual, info) {
+                    if let Some(base_url) = HttpUrl::parse(&info.url) {
+                        let info = ProbeInfo {
+                            id: Some(info.id.clone()),
+                            model_name: Some(info.model.clone()),
+                            serial_number: Some(info.serial.clone()),
+                        };
+                        self.shared
+                            .apply(Input::ManualConnected { base_url, info })
+                            .await;
+                    }
+                }
                 self.shared.apply(Input::LinkUp { id: id.clone() }).await
             }
             CameraNotice::Lost { .. } => self.shared.apply(Input::LinkDown).await,
@@ -83,47 +84,6 @@ impl DiscoveryService {
     /// `discovery_scan`: search now.
     pub async fn scan(&self) {
         self.shared.apply(Input::ScanRequested).await;
-    }
-
-    /// `connect_to_ip {ip, port?}`.
-    pub async fn connect_to_ip(&self, req: &ConnectToIp) -> CommandResult {
-        let ip = parse_ip(&req.ip)?;
-        let port = req.port.map(|p| p.0);
-        let mut attempts = Vec::new();
-        for base in candidates(ip, port) {
-            match probe(&self.shared, &base).await {
-                Ok(info) => {
-                    self.shared
-                        .apply(Input::ManualConnected {
-                            base_url: base.clone(),
-                            info: info.clone(),
-                        })
-                        .await;
-                    let uuid = self
-                        .shared
-                        .inspect(|m| m.primary().map(|c| c.uuid.clone()))
-                        .await;
-                    return Ok(Reply::new(
-                        "connect_to_ip_result",
-                        json!({
-                            "success": true,
-                            "ip": base.host,
-                            "port": base.port,
-                            "baseUrl": base.to_string(),
-                            "uuid": uuid,
-                            "modelName": info.model_name,
-                        }),
-                    ));
-                }
-                Err(e) => attempts.push(json!({"url": base.to_string(), "error": e.message})),
-            }
-        }
-        Err(ApiError::new(
-            ErrorCode::ConnectionFailed,
-            format!("Failed to connect to camera at {}", req.ip.trim()),
-        )
-        .with_operation("connect_to_ip")
-        .with_details(json!({ "attempts": attempts })))
     }
 
     /// `set_primary_camera {uuid}`.
@@ -175,7 +135,6 @@ impl Service for DiscoveryService {
         cmd: &'a Command,
     ) -> Option<BoxFuture<'a, CommandResult>> {
         Some(match cmd {
-            Command::ConnectToIp(req) => Box::pin(self.connect_to_ip(req)),
             Command::DiscoveryScan => Box::pin(async move {
                 self.scan().await;
                 Ok(Reply::new(
@@ -198,106 +157,5 @@ impl Service for DiscoveryService {
                 t.cancel().await;
             }
         })
-    }
-}
-
-/// An IPv4 or IPv6 literal (IPv6 may come in brackets); nothing else.
-fn parse_ip(raw: &str) -> Result<IpAddr, ApiError> {
-    let s = raw.trim();
-    let s = s
-        .strip_prefix('[')
-        .and_then(|v| v.strip_suffix(']'))
-        .unwrap_or(s);
-    let bad = || {
-        ApiError::invalid("ip must be an IPv4 or IPv6 address")
-            .with_operation("connect_to_ip")
-            .with_details(json!({"field": "ip"}))
-    };
-    let ip: IpAddr = s.parse().map_err(|_| bad())?;
-    let unusable = ip.is_unspecified()
-        || ip.is_multicast()
-        || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
-    if unusable {
-        return Err(bad());
-    }
-    Ok(ip)
-}
-
-/// Base URLs to try: the given port (HTTPS first, except 8080 which is CCAPI's HTTP port),
-/// or HTTPS 443 then HTTP 8080.
-fn candidates(ip: IpAddr, port: Option<u16>) -> Vec<HttpUrl> {
-    let host = match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("[{v6}]"),
-    };
-    let url = |scheme: &str, port: u16| HttpUrl::parse(&format!("{scheme}://{host}:{port}/ccapi"));
-    let list = match port {
-        None => vec![url("https", 443), url("http", 8080)],
-        Some(8080) => vec![url("http", 8080), url("https", 8080)],
-        Some(p) => vec![url("https", p), url("http", p)],
-    };
-    list.into_iter().flatten().collect()
-}
-
-async fn probe(shared: &Arc<Shared>, base: &HttpUrl) -> Result<ProbeInfo, ApiError> {
-    let timeout = shared.config.probe_timeout;
-    let deadline = shared.clock.now() + timeout;
-    let work = shared.prober.probe(&base.to_string());
-    let expire = async {
-        shared.clock.sleep_until(deadline).await;
-        Err(ApiError::new(
-            ErrorCode::CameraTimeout,
-            format!("no answer within {}s", timeout.as_secs()),
-        ))
-    };
-    future::or(work, expire).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_ip_literals_are_accepted() {
-        for ok in ["192.168.4.2", " 10.0.0.1 ", "::1", "[fe80::1]", "127.0.0.3"] {
-            assert!(parse_ip(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "camera.local",
-            "192.168.4",
-            "192.168.4.2:443",
-            "0.0.0.0",
-            "255.255.255.255",
-            "239.255.255.250",
-            "http://192.168.4.2",
-            "1.2.3.4; rm -rf /",
-        ] {
-            let e = parse_ip(bad).unwrap_err();
-            assert_eq!(e.code, ErrorCode::InvalidParameter, "{bad}");
-        }
-    }
-
-    #[test]
-    fn candidate_order_follows_the_port() {
-        let ip: IpAddr = "192.168.4.2".parse().unwrap();
-        let s = |v: Vec<HttpUrl>| v.iter().map(|u| u.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            s(candidates(ip, None)),
-            [
-                "https://192.168.4.2:443/ccapi",
-                "http://192.168.4.2:8080/ccapi"
-            ]
-        );
-        assert_eq!(
-            s(candidates(ip, Some(8080)))[0],
-            "http://192.168.4.2:8080/ccapi"
-        );
-        assert_eq!(
-            s(candidates(ip, Some(4443)))[0],
-            "https://192.168.4.2:4443/ccapi"
-        );
-        let v6: IpAddr = "::1".parse().unwrap();
-        assert_eq!(s(candidates(v6, Some(443)))[0], "https://[::1]:443/ccapi");
     }
 }

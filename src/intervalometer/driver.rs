@@ -17,6 +17,7 @@ use crate::protocol::{Channel, Event, EventFamily};
 use crate::util::{iso8601, unix_millis};
 
 use super::journal::Journal;
+use super::schedule::GridView;
 use super::session::{Action, EndKind, Input, Notice, Session};
 
 /// A wall clock that moved by more than this against the monotonic one was stepped.
@@ -38,6 +39,9 @@ pub enum Control {
 pub struct Flags {
     pub running: AtomicBool,
     pub shot_in_flight: AtomicBool,
+    /// Where the session's grid stands (test shots are fitted between frames); `None` when
+    /// no session runs.
+    pub grid: std::sync::Mutex<Option<GridView>>,
 }
 
 /// How the driver ended.
@@ -60,7 +64,14 @@ pub struct Driver {
     pub notices: async_channel::Receiver<CameraNotice>,
     /// The configured zone's UTC offset at a wall time (seconds east).
     pub tz_offset: Arc<dyn Fn(SystemTime) -> i32 + Send + Sync>,
+    /// Called once the journal is complete (end line written), before the end is announced:
+    /// saves the report, as the original service does at every session end, so a client that
+    /// reacts to `session_completed` finds the report (rename, discard) at once.
+    pub on_end: OnEnd,
 }
+
+/// The session-end hook: saves the report of session `id`; its id when saved.
+pub type OnEnd = Arc<dyn Fn(String) -> BoxFuture<'static, Option<String>> + Send + Sync>;
 
 enum Wake {
     Shot(u64, ShotOutcome),
@@ -87,6 +98,8 @@ impl Driver {
         let mut notices = Box::pin(self.notices.clone());
         self.flags.running.store(true, Ordering::SeqCst);
         let mut notices_out: Vec<Notice> = Vec::new();
+        let mut report_saved = false;
+        let mut report_id: Option<String> = None;
         loop {
             while let Some(action) = self.session.poll_action() {
                 match action {
@@ -134,22 +147,26 @@ impl Driver {
                 let _ = tx.try_send(block.clone());
             }
             self.status.set("intervalometer", block);
+            *self.flags.grid.lock().unwrap_or_else(|e| e.into_inner()) = self.session.grid_view();
             if shot.is_none() {
                 self.flags.shot_in_flight.store(false, Ordering::SeqCst);
-                if self.session.is_ended() {
-                    // The journal is complete: clients may save it (or start anew) as soon as
-                    // they hear; this driver touches no shared state after this.
+                if self.session.is_ended() && !report_saved {
+                    // The journal is complete: clients may act on the session (or start anew)
+                    // as soon as they hear; this driver touches no shared state after this.
                     self.flags.running.store(false, Ordering::SeqCst);
+                    report_saved = true;
+                    report_id = (self.on_end)(self.session.id.clone()).await;
                 }
             }
             for n in notices_out.drain(..) {
-                self.notify(n);
+                self.notify(n, report_id.as_deref());
             }
             if shot.is_none() {
                 if self.session.is_ended() {
                     break;
                 }
                 if shutting_down {
+                    *self.flags.grid.lock().unwrap_or_else(|e| e.into_inner()) = None;
                     self.flags.running.store(false, Ordering::SeqCst);
                     return Exit::Interrupted;
                 }
@@ -251,7 +268,7 @@ impl Driver {
         self.event(EventFamily::Event, "intervalometer_error", &data);
     }
 
-    fn notify(&self, n: Notice) {
+    fn notify(&self, n: Notice, report_id: Option<&str>) {
         let id = &self.session.id;
         match n {
             Notice::Running => {}
@@ -319,6 +336,7 @@ impl Driver {
                     "reason": reason,
                     "stats": stats.get("stats"),
                     "status": stats,
+                    "reportId": report_id,
                 });
                 let (snake, camel, legacy) = match kind {
                     EndKind::Completed => (

@@ -37,6 +37,12 @@ pub struct Header {
     /// Camera id (UDN/serial) if known at start.
     #[serde(default)]
     pub camera: Option<String>,
+    /// The camera's `deviceinformation` at the start (reports' `cameraInfo`).
+    #[serde(default)]
+    pub camera_info: Option<crate::camera::ccapi::DeviceInfo>,
+    /// The camera's main settings at the start (reports' `cameraSettings`).
+    #[serde(default)]
+    pub camera_settings: Option<crate::camera::CameraSettings>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -288,6 +294,8 @@ mod tests {
             stop_at_wall_ms: None,
             tz_offset_secs: 0,
             camera: Some("cam".into()),
+            camera_info: None,
+            camera_settings: None,
         }
     }
 

@@ -2,7 +2,7 @@
 //! the wall-clock arithmetic for "HH:MM" stop/start times. Pure functions, no clock reads.
 
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::protocol::{ApiError, StartIntervalometer};
 
@@ -323,6 +323,89 @@ fn round_ms(secs: f64) -> f64 {
     (secs * 1000.0).round() / 1000.0
 }
 
+/// After a test shot's exposure and write, time kept free for its file to be reported and its
+/// download to start before the session's next frame is handed to the camera.
+pub const TEST_SHOT_DOWNLOAD_MARGIN_SECS: f64 = 0.5;
+
+/// Where a running session's grid stands, for fitting a test shot between its frames.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GridView {
+    /// Due time of the next frame not yet handed to the camera.
+    pub next_due: Instant,
+    /// Due time of the frame before it (`None`: no frame since the session (re)started).
+    pub previous_due: Option<Instant>,
+    pub interval: Duration,
+    /// How long each frame exposes (bulb hold or Tv), if known.
+    pub exposure: Option<Duration>,
+    /// A frame is with the camera and has not been answered yet.
+    pub in_flight: bool,
+    /// A frame's file has not been reported yet: a test file now would be taken for it.
+    pub awaiting_files: bool,
+    /// How far ahead of its due time a frame is handed to the camera.
+    pub lead: Duration,
+}
+
+/// When a test shot exposing `test_exposure` can fire without touching a session frame: in
+/// the gap after the previous frame (its exposure and write done) if what is left of it
+/// holds the test's exposure, write and download margin before the next frame's lead time;
+/// else in the following gap. `Err` is the plain reason when no gap can ever hold it.
+pub fn plan_test_shot(
+    now: Instant,
+    g: &GridView,
+    test_exposure: Duration,
+) -> Result<Instant, String> {
+    let write = Duration::from_secs_f64(CAMERA_WRITE_MARGIN_SECS);
+    let need = test_exposure + write + Duration::from_secs_f64(TEST_SHOT_DOWNLOAD_MARGIN_SECS);
+    let frame_exposure = g.exposure.unwrap_or(test_exposure);
+    let frame_busy = frame_exposure + write;
+    let room = g
+        .interval
+        .checked_sub(frame_busy + g.lead)
+        .unwrap_or(Duration::ZERO);
+    if room < need {
+        return Err(format!(
+            "No room for a test photo during this timelapse: a frame every {} keeps the camera busy {} ({} exposure and writing), and a test photo needs {} free between two frames. Take it after the session, or use a longer interval",
+            duration_words(g.interval),
+            duration_words(frame_busy),
+            exposure_label(frame_exposure.as_secs_f64()),
+            duration_words(need),
+        ));
+    }
+    // This gap: once the previous frame is exposed and written (and answered, with its file
+    // reported); it must end before the next frame is handed over.
+    let busy_now = g.in_flight || g.awaiting_files;
+    let start = match g.previous_due {
+        Some(p) => now.max(p + frame_busy),
+        None => now,
+    };
+    if !busy_now && start + need + g.lead <= g.next_due {
+        return Ok(start);
+    }
+    // The next gap always holds it (room ≥ need); skip ahead past `now` on the grid.
+    let mut next = g.next_due;
+    while next + frame_busy < now {
+        next += g.interval;
+    }
+    Ok(now.max(next + frame_busy))
+}
+
+/// A duration in words a photographer reads at a glance: `3 s`, `1.5 s`, `2 min 5 s`.
+pub fn duration_words(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s >= 60.0 {
+        let m = (s / 60.0).floor();
+        let r = (s - m * 60.0).round();
+        if r > 0.0 {
+            format!("{m} min {r} s")
+        } else {
+            format!("{m} min")
+        }
+    } else {
+        let t = format!("{s:.1}");
+        format!("{} s", t.trim_end_matches(".0"))
+    }
+}
+
 /// An exposure as photographers write it: `20"`, `0.5"`, `1/125`.
 pub fn exposure_label(secs: f64) -> String {
     if secs >= 0.3 {
@@ -338,6 +421,70 @@ pub fn exposure_label(secs: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn grid(now: Instant, interval_ms: u64) -> GridView {
+        GridView {
+            next_due: now + Duration::from_millis(interval_ms),
+            previous_due: Some(now),
+            interval: Duration::from_millis(interval_ms),
+            exposure: Some(Duration::from_millis(8)),
+            in_flight: false,
+            awaiting_files: false,
+            lead: Duration::from_millis(300),
+        }
+    }
+
+    #[test]
+    fn test_shot_fits_the_gap_after_the_frame_or_the_next_one() {
+        let t0 = crate::clock::test_t0();
+        let tv = Duration::from_millis(8);
+        // 3 s frames at 1/125: the frame at t0 is written by ~1.008 s; the test needs
+        // 1.508 s and must end by 2.7 s: it fires at 1.008 s.
+        let g = grid(t0, 3000);
+        assert_eq!(
+            plan_test_shot(t0, &g, tv),
+            Ok(t0 + Duration::from_millis(1008))
+        );
+        // Asked at 1.5 s: 1.5 + 1.508 > 2.7, so the next gap: 3 s + 1.008 s.
+        let at = t0 + Duration::from_millis(1500);
+        assert_eq!(
+            plan_test_shot(at, &g, tv),
+            Ok(t0 + Duration::from_millis(4008))
+        );
+        // The frame's file not reported yet: not in this gap either.
+        let waiting = GridView {
+            awaiting_files: true,
+            ..g
+        };
+        assert_eq!(
+            plan_test_shot(t0, &waiting, tv),
+            Ok(t0 + Duration::from_millis(4008))
+        );
+        // No frame yet (scheduled start far ahead): right away.
+        let scheduled = GridView {
+            previous_due: None,
+            next_due: t0 + Duration::from_secs(600),
+            ..g
+        };
+        assert_eq!(plan_test_shot(t0, &scheduled, tv), Ok(t0));
+    }
+
+    #[test]
+    fn test_shot_is_refused_when_no_gap_can_hold_it() {
+        let t0 = crate::clock::test_t0();
+        // 2 s frames: 2 − 1.008 − 0.3 = 0.69 s of room < 1.508 s.
+        let e = plan_test_shot(t0, &grid(t0, 2000), Duration::from_millis(8)).unwrap_err();
+        assert!(e.contains("every 2 s") && e.contains("1/125"), "{e}");
+        // 20" frames every 25 s: a 20" test photo cannot fit.
+        let g = GridView {
+            exposure: Some(Duration::from_secs(20)),
+            ..grid(t0, 25_000)
+        };
+        let e = plan_test_shot(t0, &g, Duration::from_secs(20)).unwrap_err();
+        assert!(e.contains("20\""), "{e}");
+        assert_eq!(duration_words(Duration::from_millis(125_000)), "2 min 5 s");
+        assert_eq!(duration_words(Duration::from_millis(1508)), "1.5 s");
+    }
 
     #[test]
     fn next_occurrence_crosses_midnight_and_respects_zone() {

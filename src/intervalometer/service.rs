@@ -138,6 +138,24 @@ impl IntervalometerService {
         self.flags.shot_in_flight.load(Ordering::SeqCst)
     }
 
+    /// When a test shot exposing `test_exposure` can fire without touching a frame of the
+    /// running session (`None`: no session runs; `Err`: no gap can hold it, in plain words).
+    pub fn plan_test_shot(
+        &self,
+        now: std::time::Instant,
+        test_exposure: Duration,
+    ) -> Option<Result<std::time::Instant, String>> {
+        if !self.session_running() {
+            return None;
+        }
+        let grid = *lock(&self.flags.grid);
+        Some(match grid {
+            Some(g) => super::schedule::plan_test_shot(now, &g, test_exposure),
+            // Running but between states (ending): nothing to fit into.
+            None => Err("The timelapse is finishing; try again in a moment".into()),
+        })
+    }
+
     /// Time sync stepped the wall clock: the running session re-evaluates `stop-at`.
     pub fn wall_clock_stepped(&self) {
         if let Some(a) = lock(&self.active).as_ref() {
@@ -236,6 +254,7 @@ impl IntervalometerService {
             control: ctl_rx,
             notices: self.camera.subscribe(),
             tz_offset: self.tz_fn(),
+            on_end: self.on_end_hook(),
         };
         let me = self.me.clone();
         let sid = id.clone();
@@ -251,6 +270,34 @@ impl IntervalometerService {
             id,
             control: ctl_tx,
             done: done_rx,
+        }
+    }
+
+    /// The driver's session-end hook: the report is saved at once (see [`Self::auto_save`]).
+    fn on_end_hook(&self) -> super::driver::OnEnd {
+        let me = self.me.clone();
+        Arc::new(move |id: String| {
+            let me = me.clone();
+            Box::pin(async move {
+                let svc = me.upgrade()?;
+                svc.auto_save(&id).await
+            })
+        })
+    }
+
+    /// Saves a session that has just ended as a report (the original does so on complete,
+    /// stop and error). If it cannot be saved (full card…), the journal stays and the session
+    /// is offered as unsaved, with its completion data, like an interrupted one.
+    async fn auto_save(&self, id: &str) -> Option<String> {
+        let _g = self.ops.lock().await;
+        match self.save_report(id, None) {
+            Ok(r) => Some(r.id),
+            Err(e) => {
+                log::error!("session {id} ended but its report could not be saved: {e}");
+                self.rescan_unsaved();
+                self.publish_idle_block();
+                None
+            }
         }
     }
 
@@ -325,6 +372,7 @@ impl IntervalometerService {
         let base = now + Duration::from_millis(delay_ms as u64);
         let origin_wall_ms = wall_ms + delay_ms;
         let id = self.new_id();
+        let identity = self.camera.identity();
         let mut session = Session::new(
             id.clone(),
             title.clone(),
@@ -351,7 +399,12 @@ impl IntervalometerService {
             origin_wall_ms,
             stop_at_wall_ms: session.stop_at_wall_ms(),
             tz_offset_secs: tz,
-            camera: None,
+            camera: identity
+                .as_ref()
+                .map(|i| i.serialnumber.clone())
+                .filter(|s| !s.is_empty()),
+            camera_info: identity,
+            camera_settings: Some(self.camera.settings()).filter(|s| *s != Default::default()),
         };
         let journal = Journal::create(&self.data_dir, &header)
             .map_err(|e| ApiError::system(format!("Cannot create the session journal: {e}")))?;
@@ -440,18 +493,40 @@ impl IntervalometerService {
 
     async fn save_session(&self, id: &str, title: Option<&str>) -> CommandResult {
         let _g = self.ops.lock().await;
-        let report = self.save_report(id, title)?;
+        // Saved at its end already (clients of the original still press Save): rename only.
+        let report = if !self.journal_exists(id) && self.reports.exists(id) {
+            match title {
+                Some(t) => self.reports.rename(id, t)?,
+                None => self.reports.get(id)?,
+            }
+        } else {
+            self.save_report(id, title)?
+        };
         Ok(Reply::new(
             "session_saved",
             json!({"success": true, "sessionId": id, "reportId": id, "report": report.list_entry()}),
         ))
     }
 
+    fn journal_exists(&self, id: &str) -> bool {
+        check_id(id).is_ok() && journal::journal_path(&self.data_dir, id).exists()
+    }
+
     async fn discard_session(&self, id: &str) -> CommandResult {
         let _g = self.ops.lock().await;
-        let log = self.unsaved_log(id)?;
-        std::fs::remove_file(&log.path)
-            .map_err(|e| ApiError::system(format!("Cannot remove the session journal: {e}")))?;
+        if !self.journal_exists(id) && self.reports.exists(id) {
+            // The session ended and was saved at once: discarding it deletes that report.
+            self.reports.delete(id)?;
+            self.event(
+                EventFamily::Timelapse,
+                "report_deleted",
+                &json!({"reportId": id, "id": id}),
+            );
+        } else {
+            let log = self.unsaved_log(id)?;
+            std::fs::remove_file(&log.path)
+                .map_err(|e| ApiError::system(format!("Cannot remove the session journal: {e}")))?;
+        }
         self.rescan_unsaved();
         self.publish_idle_block();
         let data = json!({"sessionId": id});
@@ -599,8 +674,7 @@ impl IntervalometerService {
             Command::DiscardSession(r) => self.discard_session(&r.session_id).await,
             Command::ResumeSession(r) => self.resume_session(&r.session_id).await,
             Command::GetTimelapseReports => {
-                let reports: Vec<Value> =
-                    self.reports.list().iter().map(Report::list_entry).collect();
+                let reports: Vec<_> = self.reports.list().iter().map(Report::list_entry).collect();
                 Ok(Reply::new("timelapse_reports", json!({"reports": reports})))
             }
             Command::GetTimelapseReport(r) => Ok(Reply::new(
@@ -691,6 +765,20 @@ impl Service for IntervalometerService {
     }
 }
 
+impl crate::camera::service::SessionGate for IntervalometerService {
+    fn session_running(&self) -> bool {
+        IntervalometerService::session_running(self)
+    }
+
+    fn plan_test_shot(
+        &self,
+        now: std::time::Instant,
+        exposure: Duration,
+    ) -> Option<Result<std::time::Instant, String>> {
+        IntervalometerService::plan_test_shot(self, now, exposure)
+    }
+}
+
 fn unsaved_info(l: &SessionLog) -> Value {
     let ok = l.shots.iter().filter(|s| s.ok).count();
     let stop = SessionOptions::from_wire(&l.header.options)
@@ -700,11 +788,18 @@ fn unsaved_info(l: &SessionLog) -> Value {
     if !l.finished() {
         actions.push("resume");
     }
+    let (kind, error) = match &l.end {
+        Some((k, r, _)) => (Some(*k), r.as_deref()),
+        None => (None, None),
+    };
+    let reason = super::report::end_sentence(kind, &l.header.options.stop_condition, error);
+    let start = iso8601_millis(l.header.origin_wall_ms);
+    let end = iso8601_millis(l.last_wall_ms());
     json!({
         "sessionId": l.header.id,
         "title": l.header.title,
-        "startTime": iso8601_millis(l.header.origin_wall_ms),
-        "endTime": iso8601_millis(l.last_wall_ms()),
+        "startTime": start,
+        "endTime": end,
         "status": l.end.as_ref().map(|e| e.0.as_str()).unwrap_or("interrupted"),
         "interrupted": !l.finished(),
         "canResume": !l.finished() && !matches!(stop, Some(StopCondition::AfterShots(n)) if l.shots.len() as u64 >= u64::from(n)),
@@ -713,6 +808,20 @@ fn unsaved_info(l: &SessionLog) -> Value {
         "shotsSuccessful": ok,
         "shotsFailed": l.shots.len() - ok,
         "actions": actions,
+        "reason": reason,
+        // The original's recovery record.
+        "completionData": {
+            "reason": reason,
+            "completedAt": end,
+            "options": l.header.options,
+            "stats": {
+                "startTime": start,
+                "endTime": end,
+                "shotsTaken": l.shots.len(),
+                "shotsSuccessful": ok,
+                "shotsFailed": l.shots.len() - ok,
+            },
+        },
     })
 }
 
@@ -721,19 +830,9 @@ fn default_title(local_ms: i64) -> String {
     format!("Timelapse {} {}", &iso[..10], &iso[11..16])
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sys::lock;
 
 /// The system's UTC offset at `t` (seconds east), from the C library's zone data.
 pub fn local_utc_offset_secs(t: SystemTime) -> i32 {
-    let secs = unix_millis(t).div_euclid(1000) as libc::time_t;
-    // SAFETY: localtime_r writes only into `tm`, which we own; a null result means failure.
-    unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&secs, &mut tm).is_null() {
-            return 0;
-        }
-        tm.tm_gmtoff as i32
-    }
+    crate::sys::localtime(unix_millis(t).div_euclid(1000)).map_or(0, |(off, _, _)| off)
 }

@@ -208,6 +208,29 @@ struct Pending {
     uncertain: bool,
 }
 
+/// A run of frames that failed in a row (camera lost or not answering), for the "camera not
+/// answering since …" banner. Wall times are Unix ms labels.
+#[derive(Debug, Clone, PartialEq)]
+struct Outage {
+    since_ms: f64,
+    /// The first frame taken again (set when the run ends).
+    until_ms: Option<f64>,
+    missed: u64,
+    reason: String,
+}
+
+impl Outage {
+    fn to_json(&self) -> Value {
+        let label = |ms: f64| iso8601_millis(ms.round() as i64);
+        json!({
+            "since": label(self.since_ms),
+            "until": self.until_ms.map(label),
+            "framesMissed": self.missed,
+            "reason": self.reason,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct InFlight {
     slot: u64,
@@ -359,6 +382,9 @@ pub struct Session {
     uncertain: VecDeque<ShotRecord>,
     /// Slot and stem of the last named file (RAW+JPEG pairs share a stem).
     last_named: Option<(u64, String)>,
+    /// Frames failing in a row right now, and the last such run that ended.
+    outage: Option<Outage>,
+    last_outage: Option<Outage>,
     actions: VecDeque<Action>,
 }
 
@@ -414,6 +440,8 @@ impl Session {
             early_files: Vec::new(),
             uncertain: VecDeque::new(),
             last_named: None,
+            outage: None,
+            last_outage: None,
             actions: VecDeque::new(),
         };
         s.compute_end_deadline();
@@ -518,6 +546,14 @@ impl Session {
             (_, Input::CameraLost { reason }) => {
                 self.connected = false;
                 self.lost_reason = format!("camera offline: {reason}");
+                if self.outage.is_none() {
+                    self.outage = Some(Outage {
+                        since_ms: self.wall_ms_of(now),
+                        until_ms: None,
+                        missed: 0,
+                        reason: self.lost_reason.clone(),
+                    });
+                }
             }
             (_, Input::CameraConnected) => self.connected = true,
             (_, Input::FilesAdded(names)) => self.name_files(names),
@@ -769,6 +805,23 @@ impl Session {
 
     fn after_shot(&mut self, now: Instant, record: ShotRecord) {
         self.stats.record(&record, self.opts.interval.as_secs_f64());
+        if record.ok {
+            if let Some(mut o) = self.outage.take() {
+                o.until_ms = Some(record.scheduled_ms);
+                self.last_outage = Some(o);
+            }
+        } else {
+            let o = self.outage.get_or_insert_with(|| Outage {
+                since_ms: record.scheduled_ms,
+                until_ms: None,
+                missed: 0,
+                reason: String::new(),
+            });
+            o.missed += 1;
+            if let Some(e) = &record.error {
+                o.reason = e.clone();
+            }
+        }
         self.recent_failures = (self.recent_failures << 1) | u32::from(!record.ok);
         self.recent_count = (self.recent_count + 1).min(FAILURE_WINDOW);
         let mask = (1u32 << FAILURE_WINDOW) - 1;
@@ -1015,6 +1068,28 @@ impl Session {
             "successRate": (s.shots_taken > 0).then(|| s.shots_successful as f64 / s.shots_taken as f64),
             "averageShotDuration": (s.timed_shots > 0).then(|| s.sum_duration_s / s.timed_shots as f64),
             "endReason": ended,
+            // Frames failing in a row now (null when the last frame was taken), and the last
+            // such run that ended: what the "camera not answering" banner shows.
+            "outage": self.outage.as_ref().map(Outage::to_json),
+            "lastOutage": self.last_outage.as_ref().map(Outage::to_json),
+        })
+    }
+
+    /// Where the grid stands, for fitting a test shot between frames (`None` once ended).
+    pub fn grid_view(&self) -> Option<super::schedule::GridView> {
+        let in_flight = match self.state {
+            State::Scheduled | State::Running { in_flight: None } => false,
+            State::Running { in_flight: Some(_) } => true,
+            _ => return None,
+        };
+        Some(super::schedule::GridView {
+            next_due: self.due(self.next_slot),
+            previous_due: (self.next_slot > self.base_slot).then(|| self.due(self.next_slot - 1)),
+            interval: self.opts.interval,
+            exposure: self.exposure_hint(),
+            in_flight,
+            awaiting_files: !self.pending_files.is_empty() || !self.early_files.is_empty(),
+            lead: self.lead,
         })
     }
 }
@@ -1033,6 +1108,23 @@ pub fn signed_ms(a: Instant, b: Instant) -> f64 {
         (a - b).as_secs_f64() * 1000.0
     } else {
         -((b - a).as_secs_f64() * 1000.0)
+    }
+}
+
+impl crate::machine::Machine for Session {
+    type Input = Input;
+    type Action = Action;
+    fn handle_input(&mut self, now: crate::machine::Now, input: Input) {
+        self.handle(now.mono, input)
+    }
+    fn handle_timeout(&mut self, now: crate::machine::Now) {
+        self.handle(now.mono, Input::Tick)
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        Session::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Session::poll_timeout(self)
     }
 }
 
@@ -1151,7 +1243,7 @@ mod tests {
 
     #[test]
     fn shots_fall_on_the_grid_and_are_handed_over_a_lead_time_early() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(2000, StopCondition::AfterShots(5), OverrunPolicy::NextSlot),
@@ -1170,7 +1262,7 @@ mod tests {
     #[test]
     fn due_times_never_accumulate_reply_latency() {
         // Regression: `previous + interval` scheduling drifts by the reply time every shot.
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(
@@ -1186,7 +1278,7 @@ mod tests {
 
     #[test]
     fn overrun_skips_missed_slots_without_a_burst() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(1000, StopCondition::AfterShots(4), OverrunPolicy::NextSlot),
@@ -1216,7 +1308,7 @@ mod tests {
 
     #[test]
     fn immediately_once_fires_one_late_shot_then_returns_to_the_grid() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(
@@ -1243,7 +1335,7 @@ mod tests {
 
     #[test]
     fn immediately_once_never_chains_late_shots() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(
@@ -1267,7 +1359,7 @@ mod tests {
 
     #[test]
     fn duration_stop_excludes_the_slot_at_the_end() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(
@@ -1284,7 +1376,7 @@ mod tests {
     #[test]
     fn stop_at_crosses_midnight() {
         // Start 23:00:00Z, stop "00:00": an hour of 10-minute slots from 23:00:01.
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let o = opts(
             600_000,
             StopCondition::At { hour: 0, minute: 0 },
@@ -1299,7 +1391,7 @@ mod tests {
 
     #[test]
     fn stop_at_is_re_evaluated_when_the_wall_clock_steps_but_the_grid_stays() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let o = opts(
             600_000,
             StopCondition::At { hour: 0, minute: 0 },
@@ -1350,7 +1442,7 @@ mod tests {
 
     #[test]
     fn stop_input_during_a_shot_waits_for_the_reply() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(1000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
@@ -1377,7 +1469,7 @@ mod tests {
 
     #[test]
     fn bulb_shots_carry_the_exposure_and_are_due_on_the_grid() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut o = opts(
             60_000,
             StopCondition::AfterShots(2),
@@ -1411,7 +1503,7 @@ mod tests {
 
     #[test]
     fn camera_lost_marks_slots_failed_and_resumes_on_the_grid() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(1000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
@@ -1458,11 +1550,69 @@ mod tests {
         s.handle(t0 + ms(7700), Input::Tick);
         assert_eq!(shoots(&drain(&mut s)), [(7, t0 + ms(8000))]);
         assert_eq!(s.stats().shots_failed, 5);
+        // The banner's figures: since the loss (2.3 s in), 5 frames missed, still on.
+        let st = s.status_json(t0 + ms(7700));
+        assert_eq!(st["outage"]["framesMissed"], 5, "{st}");
+        assert_eq!(st["outage"]["since"], iso8601_millis(T0_WALL + 2300));
+        assert!(st["lastOutage"].is_null());
+        // The first frame taken again ends it: "camera back", with the span.
+        s.handle(
+            t0 + ms(8050),
+            Input::ShotDone {
+                slot: 7,
+                outcome: ok(t0 + ms(8000), t0 + ms(8050)),
+            },
+        );
+        let st = s.status_json(t0 + ms(8050));
+        assert!(st["outage"].is_null(), "{st}");
+        assert_eq!(st["lastOutage"]["framesMissed"], 5);
+        assert_eq!(st["lastOutage"]["until"], iso8601_millis(T0_WALL + 8000));
+    }
+
+    #[test]
+    fn grid_view_tells_a_test_shot_where_the_frames_are() {
+        let t0 = crate::clock::test_t0();
+        let mut s = session(
+            t0,
+            opts(3000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
+        );
+        s.handle(t0, Input::Tick);
+        let g = s.grid_view().unwrap();
+        assert_eq!(
+            (g.next_due, g.previous_due, g.in_flight),
+            (t0 + ms(1000), None, false)
+        );
+        s.handle(t0 + ms(700), Input::Tick);
+        drain(&mut s);
+        let g = s.grid_view().unwrap();
+        assert_eq!(
+            (g.next_due, g.previous_due, g.in_flight),
+            (t0 + ms(4000), Some(t0 + ms(1000)), true)
+        );
+        s.handle(
+            t0 + ms(1050),
+            Input::ShotDone {
+                slot: 0,
+                outcome: ok(t0 + ms(1000), t0 + ms(1050)),
+            },
+        );
+        // Answered; its file not reported yet.
+        let g = s.grid_view().unwrap();
+        assert!(!g.in_flight && g.awaiting_files);
+        s.handle(
+            t0 + ms(1200),
+            Input::FilesAdded(vec![
+                "/ccapi/ver110/contents/sd/100CANON/IMG_0001.JPG".into()
+            ]),
+        );
+        assert!(!s.grid_view().unwrap().awaiting_files);
+        s.handle(t0 + ms(1300), Input::Stop);
+        assert_eq!(s.grid_view(), None);
     }
 
     #[test]
     fn failed_shot_replies_are_recorded_with_the_camera_error() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(1000, StopCondition::AfterShots(1), OverrunPolicy::NextSlot),
@@ -1492,7 +1642,7 @@ mod tests {
 
     #[test]
     fn file_names_arrive_later_and_pair_raw_with_jpeg() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(1000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
@@ -1545,7 +1695,7 @@ mod tests {
     fn a_lost_reply_whose_file_then_appears_counts_as_taken() {
         // Regression (issue 14 B1): a shot whose reply timed out but whose file the camera
         // then reported was still recorded as failed, so the report undercounted the card.
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(30_000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
@@ -1586,7 +1736,7 @@ mod tests {
 
     #[test]
     fn files_reported_before_a_lost_reply_make_the_shot_taken() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(30_000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
@@ -1624,7 +1774,7 @@ mod tests {
 
     #[test]
     fn a_shot_that_was_not_taken_never_claims_a_later_shots_file() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(5_000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
@@ -1650,7 +1800,7 @@ mod tests {
 
     #[test]
     fn a_session_ending_on_a_lost_reply_waits_for_that_shots_file() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(2_000, StopCondition::AfterShots(1), OverrunPolicy::NextSlot),
@@ -1681,7 +1831,7 @@ mod tests {
     fn a_long_exposure_is_not_given_up_before_the_camera_can_answer() {
         // A 30" exposure is answered after ~30 s (60 s with noise reduction): the watchdog
         // must not abandon it at the plain reply timeout.
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut o = opts(40_000, StopCondition::Unlimited, OverrunPolicy::NextSlot);
         o.exposure = Some(30.0);
         let mut s = session(t0, o);
@@ -1729,7 +1879,7 @@ mod tests {
                 reply_lost: false,
             })
             .collect();
-        let now = Instant::now();
+        let now = crate::clock::test_t0();
         let wall_now = T0_WALL + 10_500;
         let first_slot = 11u64; // first slot whose wall time is ahead: T+11 s
         let base = now + ms(500);
@@ -1781,7 +1931,7 @@ mod tests {
 
     #[test]
     fn a_shot_that_never_returns_is_given_up_and_the_grid_goes_on() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         // A 1 ms exposure: the watchdog is the reply timeout plus twice that.
         let mut o = opts(10_000, StopCondition::Unlimited, OverrunPolicy::NextSlot);
         o.exposure = Some(0.001);
@@ -1819,7 +1969,7 @@ mod tests {
         // Regression: a timer that fired 0.3 ms after the due time made the machine count the
         // slot as missed, so a camera that went dark produced skips instead of failed shots and
         // a stop-after session never ended.
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(500, StopCondition::AfterShots(3), OverrunPolicy::NextSlot),
@@ -1855,7 +2005,7 @@ mod tests {
 
     #[test]
     fn scheduled_start_can_be_stopped_before_it_begins() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut s = session(
             t0,
             opts(1000, StopCondition::Unlimited, OverrunPolicy::NextSlot),

@@ -23,6 +23,59 @@ pub struct EstimateInputs {
     pub interval: Duration,
 }
 
+/// What one shot costs on the card: free space lost ÷ shutter releases, measured on one card
+/// at a time. A card swap (another name or size) or space freed on the card starts a new
+/// count but keeps the measured size (it belongs to the camera's settings, not to the card),
+/// so the estimate does not jump when the card changes. Recent releases weigh most.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CardMeter {
+    card: Option<(String, u64)>,
+    base_free_mb: f64,
+    /// Releases since `base_free_mb` was read.
+    releases: u64,
+    sum_bytes: f64,
+    sum_releases: f64,
+}
+
+/// Releases the measured size is averaged over (older ones fade out).
+const CARD_METER_WINDOW: f64 = 100.0;
+
+impl CardMeter {
+    /// The camera reported `n` new shots (releases, not files: RAW+JPEG is one).
+    pub fn releases(&mut self, n: u64) {
+        self.releases += n;
+    }
+
+    /// The card as the camera reports it now (`freeMB` is rounded: the error telescopes
+    /// away over successive readings instead of adding up).
+    pub fn storage(&mut self, name: &str, total_mb: u64, free_mb: f64) {
+        let card = (name.to_string(), total_mb);
+        if self.card.as_ref() != Some(&card) || free_mb > self.base_free_mb + 1.0 {
+            self.card = Some(card);
+            self.base_free_mb = free_mb;
+            self.releases = 0;
+            return;
+        }
+        if self.releases > 0 && free_mb < self.base_free_mb {
+            self.sum_bytes += (self.base_free_mb - free_mb) * 1_048_576.0;
+            self.sum_releases += self.releases as f64;
+            if self.sum_releases > CARD_METER_WINDOW {
+                let k = CARD_METER_WINDOW / self.sum_releases;
+                self.sum_bytes *= k;
+                self.sum_releases *= k;
+            }
+            self.base_free_mb = free_mb;
+            self.releases = 0;
+        }
+    }
+
+    /// Bytes one shot takes, once measured.
+    pub fn bytes_per_shot(&self) -> Option<u64> {
+        (self.sum_releases > 0.0 && self.sum_bytes > 0.0)
+            .then(|| (self.sum_bytes / self.sum_releases).round() as u64)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Estimate {
     pub shots_by_battery: Option<u64>,
@@ -32,6 +85,8 @@ pub struct Estimate {
     pub time_left: Option<Duration>,
     /// `"battery"` or `"card"`.
     pub limited_by: Option<&'static str>,
+    /// The measured size of one shot on the card.
+    pub bytes_per_shot: Option<u64>,
 }
 
 impl Estimate {
@@ -42,6 +97,7 @@ impl Estimate {
             "shotsLeft": self.shots_left,
             "timeLeftSeconds": self.time_left.map(|d| d.as_secs()),
             "limitedBy": self.limited_by,
+            "bytesPerShot": self.bytes_per_shot,
         })
     }
 }
@@ -63,13 +119,17 @@ pub fn estimate(i: &EstimateInputs) -> Estimate {
         (None, Some(c)) => (Some(c), Some("card")),
         (None, None) => (None, None),
     };
-    let time_left = shots_left.map(|n| i.interval.saturating_mul(n.min(u32::MAX as u64) as u32));
+    // No session (interval 0): shots are known, time is not.
+    let time_left = shots_left
+        .filter(|_| !i.interval.is_zero())
+        .map(|n| i.interval.saturating_mul(n.min(u32::MAX as u64) as u32));
     Estimate {
         shots_by_battery: by_battery,
         shots_by_card: by_card,
         shots_left,
         time_left,
         limited_by,
+        bytes_per_shot: (i.bytes_per_shot > 0).then_some(i.bytes_per_shot),
     }
 }
 
@@ -241,5 +301,53 @@ impl WarningTracker {
 
     pub fn recommendations(&self) -> Vec<&'static str> {
         self.active.iter().map(|w| w.recommendation()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_meter_measures_per_release_and_survives_a_card_swap() {
+        let mut m = CardMeter::default();
+        m.storage("sd", 30_000, 20_000.0);
+        assert_eq!(m.bytes_per_shot(), None);
+        // Three releases of ~6.4 MB reported one by one with freeMB rounded.
+        for free in [19_994.0, 19_987.0, 19_981.0] {
+            m.releases(1);
+            m.storage("sd", 30_000, free);
+        }
+        let per = m.bytes_per_shot().unwrap() as f64 / 1_048_576.0;
+        assert!((per - 19.0 / 3.0).abs() < 0.01, "{per}");
+        // Issue 14: a fresh card (more free space, another size) must not make it jump.
+        m.storage("sd", 60_000, 59_000.0);
+        assert_eq!(m.bytes_per_shot().unwrap() as f64 / 1_048_576.0, per);
+        // The first reading on the new card is only a baseline; the next release counts.
+        m.releases(1);
+        m.storage("sd", 60_000, 58_993.0);
+        let after = m.bytes_per_shot().unwrap() as f64 / 1_048_576.0;
+        assert!((after - 26.0 / 4.0).abs() < 0.01, "{after}");
+        // Files deleted on the camera: a new baseline, no negative sample.
+        m.storage("sd", 60_000, 59_500.0);
+        assert_eq!(m.bytes_per_shot().unwrap() as f64 / 1_048_576.0, after);
+        // A release whose storage reading has not moved yet waits for the next reading.
+        m.releases(1);
+        m.storage("sd", 60_000, 59_500.0);
+        m.storage("sd", 60_000, 59_494.0);
+        assert!(m.bytes_per_shot().unwrap() as f64 / 1_048_576.0 > 6.0);
+    }
+
+    #[test]
+    fn no_session_means_no_time_left() {
+        let e = estimate(&EstimateInputs {
+            camera_battery_percent: None,
+            shots_per_percent: None,
+            free_bytes: 100 * 1_048_576,
+            bytes_per_shot: 1_048_576,
+            interval: Duration::ZERO,
+        });
+        assert_eq!((e.shots_by_card, e.time_left), (Some(100), None));
+        assert_eq!(e.to_json()["bytesPerShot"], 1_048_576);
     }
 }

@@ -11,7 +11,7 @@ pub mod sampler;
 pub mod service;
 pub mod throttled;
 
-pub use advice::{estimate, Estimate, EstimateInputs, Warning, WarningTracker};
+pub use advice::{estimate, CardMeter, Estimate, EstimateInputs, Warning, WarningTracker};
 pub use sampler::{PowerConfig, PowerSample, ThrottleCommand};
 pub use service::PowerService;
 pub use throttled::Throttled;

@@ -106,29 +106,14 @@ impl PowerService {
     }
 }
 
-/// Samples on a short-lived thread of its own (sysfs reads, maybe `vcgencmd`: not on the
-/// executor). Not `smol::unblock`: a thread of its pool (blocking 1.7) never exits once
-/// started and wakes every 500 ms while idle: 2 wake-ups/s forever for one read per 30 s.
+/// Samples on a short-lived thread (sysfs reads, maybe `vcgencmd`: not on the executor).
 async fn sample_off_thread(root: PathBuf, cmd: Arc<dyn ThrottleCommand>) -> PowerSample {
-    let (tx, rx) = async_channel::bounded(1);
-    let (r, c) = (root.clone(), cmd.clone());
-    let spawned = std::thread::Builder::new()
-        .name("power-sample".into())
-        .spawn(move || {
-            let _ = tx.try_send(sample(&r, c.as_ref()));
-        });
-    if spawned.is_ok() {
-        if let Ok(s) = rx.recv().await {
-            return s;
-        }
-    }
-    // No thread to be had (resource limits): read here; sysfs reads are short.
-    sample(&root, cmd.as_ref())
+    crate::sys::off_thread("power-sample", move || sample(&root, cmd.as_ref())).await
 }
 
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sys::lock(&self.state)
     }
 
     async fn sample_and_apply(&self) -> Value {
@@ -151,6 +136,16 @@ impl Inner {
             st.last = Some((at, s));
             (changes, block)
         };
+        // The status block first, then the events: a client (or test) that reacts to a
+        // warning and reads the block sees the warning in it.
+        // Readings move with every sample (uptime, sample time, temperature, charge): they
+        // ride the hub's periodic status_update. Only what a client must see at once (a
+        // warning, a recommendation, throttling) costs an extra one (issue 5: wake-ups).
+        if needs_prompt_update(&self.status.get("power"), &block) {
+            self.status.set("power", block.clone());
+        } else {
+            self.status.set_quietly("power", block.clone());
+        }
         for c in changes {
             let (kind, w) = match c {
                 Change::Started(w) => ("power_warning", w),
@@ -166,14 +161,6 @@ impl Inner {
                     "message": w.recommendation(),
                 }),
             ));
-        }
-        // Readings move with every sample (uptime, sample time, temperature, charge): they
-        // ride the hub's periodic status_update. Only what a client must see at once (a
-        // warning, a recommendation, throttling) costs an extra one (issue 5: wake-ups).
-        if needs_prompt_update(&self.status.get("power"), &block) {
-            self.status.set("power", block.clone());
-        } else {
-            self.status.set_quietly("power", block.clone());
         }
         block
     }

@@ -962,6 +962,28 @@ fn sane(ms: i64, field: &str) -> Result<(), ApiError> {
     }
 }
 
+/// Inputs that answer a command (a client's report, a manual sync) go through
+/// [`TimeSyncMachine::handle`], which returns the rejection for the reply; the driver feeds
+/// everything else through this contract.
+impl crate::machine::Machine for TimeSyncMachine {
+    type Input = Input;
+    type Action = Action;
+    fn handle_input(&mut self, now: crate::machine::Now, input: Input) {
+        if let Err(e) = self.handle(now.mono, now.wall, input) {
+            log::debug!("time sync: input rejected: {e}");
+        }
+    }
+    fn handle_timeout(&mut self, now: crate::machine::Now) {
+        let _ = self.handle(now.mono, now.wall, Input::Tick);
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        TimeSyncMachine::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        TimeSyncMachine::poll_timeout(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -979,7 +1001,7 @@ mod tests {
         fn new() -> Rig {
             Rig {
                 m: TimeSyncMachine::new(TimeSyncConfig::default()),
-                t0: Instant::now(),
+                t0: crate::clock::test_t0(),
             }
         }
         fn at(&self, ms: u64) -> Instant {

@@ -125,7 +125,7 @@ impl TimeSyncService {
 
 impl Inner {
     fn lock(&self) -> std::sync::MutexGuard<'_, TimeSyncMachine> {
-        self.machine.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sys::lock(&self.machine)
     }
 
     fn publish_status(&self) {

@@ -38,22 +38,8 @@ impl SystemTimeSetter for LibcClockSetter {
         let Ok(d) = t.duration_since(std::time::UNIX_EPOCH) else {
             return Err(ApiError::invalid("refusing to set the clock before 1970"));
         };
-        let Ok(tv_sec) = libc::time_t::try_from(d.as_secs()) else {
-            return Err(ApiError::invalid("time out of range for this system"));
-        };
-        let ts = libc::timespec {
-            tv_sec,
-            tv_nsec: d.subsec_nanos() as _,
-        };
-        // SAFETY: a valid timespec pointer for the duration of the call.
-        let r = unsafe { libc::clock_settime(libc::CLOCK_REALTIME, &ts) };
-        if r == 0 {
-            Ok(())
-        } else {
-            Err(settime_error(
-                std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
-            ))
-        }
+        let r = crate::sys::set_realtime_clock(d);
+        r.map_err(|e| settime_error(e.raw_os_error().unwrap_or(0)))
     }
 }
 

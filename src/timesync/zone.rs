@@ -36,24 +36,7 @@ pub trait Zone: Send + Sync {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct LocalZone;
 
-fn localtime(secs: i64) -> Option<(i32, bool, String)> {
-    let t = libc::time_t::try_from(secs).ok()?;
-    // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for the call.
-    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::localtime_r(&t, &mut tm) };
-    if r.is_null() {
-        return None;
-    }
-    let name = if tm.tm_zone.is_null() {
-        String::new()
-    } else {
-        // SAFETY: tm_zone points at a NUL-terminated string owned by libc's zone data.
-        unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) }
-            .to_string_lossy()
-            .into_owned()
-    };
-    Some((tm.tm_gmtoff as i32, tm.tm_isdst > 0, name))
-}
+use crate::sys::localtime;
 
 impl Zone for LocalZone {
     fn at(&self, t: SystemTime) -> ZoneOffset {

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_tungstenite::tungstenite::Utf8Bytes;
@@ -209,9 +209,7 @@ pub struct ClientSignals {
     pub kill: async_channel::Receiver<()>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+use crate::sys::lock;
 
 const ALL_CHANNELS: u8 = 0x7f;
 
@@ -499,7 +497,8 @@ impl Hub {
 
     /// Waits until every client has left, or `timeout` (real time) passed.
     pub async fn wait_empty(&self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        // Real time on purpose: a bound on shutdown, which a stopped ManualClock must not hold.
+        let mut deadline = async_io::Timer::after(timeout);
         while self.client_count() > 0 {
             let left = self.left_rx.recv();
             let timed_out = futures_lite::future::or(
@@ -508,7 +507,7 @@ impl Hub {
                     false
                 },
                 async {
-                    async_io::Timer::at(deadline).await;
+                    (&mut deadline).await;
                     true
                 },
             )
@@ -559,7 +558,7 @@ mod tests {
 
     #[test]
     fn newer_status_replaces_queued_status() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut q = OutQueue::new(4);
         q.push(t0, Frame::Status("s1".into()));
         q.push(t0, text("e1"));
@@ -571,7 +570,7 @@ mod tests {
 
     #[test]
     fn full_queue_drops_status_first_then_marks_stuck() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut q = OutQueue::new(3);
         q.push(t0, Frame::Status("s".into()));
         q.push(t0, text("a"));
@@ -589,7 +588,7 @@ mod tests {
 
     #[test]
     fn close_always_fits_and_ends_the_queue() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut q = OutQueue::new(2);
         q.push(t0, text("a"));
         q.push(t0, text("b"));
@@ -600,7 +599,7 @@ mod tests {
 
     #[test]
     fn status_schedule_period_and_coalescing() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let s10 = Duration::from_secs(10);
         let mut s = StatusSchedule::new(t0, s10);
         assert_eq!(s.poll_timeout(), t0 + s10);

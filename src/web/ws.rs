@@ -527,7 +527,7 @@ mod tests {
 
     #[test]
     fn token_bucket_bursts_then_refills_at_rate() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut b = TokenBucket::new(2, 3, t0);
         assert!(b.take(t0) && b.take(t0) && b.take(t0));
         assert!(!b.take(t0));

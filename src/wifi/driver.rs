@@ -1110,7 +1110,7 @@ impl Driver {
                             "status": a.state.as_str(),
                             "ip": a.ip.map(|i| i.to_string()),
                             "interface": a.iface,
-                            "clients": read_leases(&self.opts.leases_dir, &a.iface, std::time::SystemTime::now()),
+                            "clients": read_leases(&self.opts.leases_dir, &a.iface, self.clock.wall()),
                         })
                     }
                     None => {

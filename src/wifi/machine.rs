@@ -424,6 +424,23 @@ impl WifiMachine {
     }
 }
 
+impl crate::machine::Machine for WifiMachine {
+    type Input = Input;
+    type Action = Action;
+    fn handle_input(&mut self, now: crate::machine::Now, input: Input) {
+        self.handle(now.mono, input)
+    }
+    fn handle_timeout(&mut self, now: crate::machine::Now) {
+        self.handle(now.mono, Input::Tick)
+    }
+    fn poll_action(&mut self) -> Option<Action> {
+        WifiMachine::poll_action(self)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        WifiMachine::poll_timeout(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,7 +469,7 @@ mod tests {
 
     #[test]
     fn connect_succeeds_only_after_activation_and_an_address() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = WifiMachine::new(Timing::default());
         connect(&mut m, t0);
         let a = drain(&mut m);
@@ -519,7 +536,7 @@ mod tests {
 
     #[test]
     fn device_failure_carries_nm_reason() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = WifiMachine::new(Timing::default());
         connect(&mut m, t0);
         m.handle(t0, Input::ActivationStarted);
@@ -537,7 +554,7 @@ mod tests {
 
     #[test]
     fn rejected_activation_fails_at_once() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = WifiMachine::new(Timing::default());
         connect(&mut m, t0);
         drain(&mut m);
@@ -555,7 +572,7 @@ mod tests {
 
     #[test]
     fn connect_times_out_at_the_deadline_exactly() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = WifiMachine::new(Timing::default());
         connect(&mut m, t0);
         m.handle(t0, Input::ActivationStarted);
@@ -576,7 +593,7 @@ mod tests {
 
     #[test]
     fn verifying_times_out_without_address() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = WifiMachine::new(Timing::default());
         connect(&mut m, t0);
         m.handle(t0, Input::ActivationStarted);
@@ -591,7 +608,7 @@ mod tests {
 
     #[test]
     fn new_connect_supersedes_and_cancel_and_nm_loss_fail_the_attempt() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = WifiMachine::new(Timing::default());
         connect(&mut m, t0);
         drain(&mut m);
@@ -626,7 +643,7 @@ mod tests {
 
     #[test]
     fn scan_lists_when_last_scan_moves_or_at_the_deadline() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = WifiMachine::new(Timing::default());
         m.handle(t0, Input::Scan { refresh: false });
         assert_eq!(drain(&mut m), vec![Action::ListNetworks]);
@@ -664,7 +681,7 @@ mod tests {
 
     #[test]
     fn a_burst_of_changes_costs_one_refresh() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::test_t0();
         let mut m = WifiMachine::new(Timing::default());
         for i in 0..10 {
             m.handle(t0 + Duration::from_millis(i), Input::Changed);

@@ -13,7 +13,7 @@ use skylapse::app::{Publisher, StatusBoard};
 use skylapse::backoff::Backoff;
 use skylapse::camera::ccapi::Timeouts;
 use skylapse::camera::tls::Trust;
-use skylapse::camera::{CameraDriver, CameraNotice, DriverOptions, ShotRequest};
+use skylapse::camera::{CameraNotice, DriverOptions, ShotRequest};
 use skylapse::clock::SystemClock;
 use skylapse_sim::{ShutterReply, SimConfig, SimHandle};
 
@@ -58,8 +58,11 @@ fn run(label: &str, https: bool) {
         rng_seed: Some(1),
         initial_target: None,
     };
-    let (_service, control, link) =
-        CameraDriver::start_with(opts, Arc::new(SystemClock), status, publisher);
+    let skylapse::camera::Camera {
+        service: _service,
+        control,
+        link,
+    } = skylapse::camera::start(opts, Arc::new(SystemClock), status, publisher);
     let notices = control.subscribe();
     let url = if https {
         sim.access_url().expect("https url")

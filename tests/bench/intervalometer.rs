@@ -208,7 +208,7 @@ fn run_against_simulator(long_poll: Duration, label: &str) {
     use skylapse::backoff::Backoff;
     use skylapse::camera::ccapi::Timeouts;
     use skylapse::camera::tls::Trust;
-    use skylapse::camera::{CameraDriver, DriverOptions};
+    use skylapse::camera::DriverOptions;
     use skylapse_sim::{SimConfig, SimHandle};
 
     let shots = env_u64("BENCH_SHOTS", 300);
@@ -239,8 +239,11 @@ fn run_against_simulator(long_poll: Duration, label: &str) {
         rng_seed: Some(0),
         initial_target: None,
     };
-    let (_camera, control, link) =
-        CameraDriver::start_with(opts, clock.clone(), status.clone(), publisher.clone());
+    let skylapse::camera::Camera {
+        service: _camera,
+        control,
+        link,
+    } = skylapse::camera::start(opts, clock.clone(), status.clone(), publisher.clone());
     let notices = control.subscribe();
     link.set_target(&sim.access_url().unwrap(), Some(&sim.udn()));
     smol::block_on(async {

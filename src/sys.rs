@@ -1,0 +1,194 @@
+//! The operating-system seams the rest of the crate shares, and the only place with `unsafe`
+//! (the crate is `#![deny(unsafe_code)]` and this module alone allows it): what neither std
+//! nor rustix offers — `localtime_r`, `getifaddrs`, `sched_setscheduler`.
+//!
+//! Also here, written once: the lock that survives a poisoned mutex, a blocking call on a
+//! short-lived thread, and SO_REUSEADDR sockets (through rustix).
+#![allow(unsafe_code)]
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::clock::BoxFuture;
+
+/// Locks `m`; a poisoned lock only means another thread panicked while holding it, and every
+/// state kept under our mutexes stays valid between statements, so it is used as is.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs a blocking `f` on a short-lived named thread and resolves with its result (or with
+/// `f` run right here if no thread can be had). Not `smol::unblock`: a thread of blocking's
+/// pool never exits once started and wakes every 500 ms while idle.
+pub fn off_thread<T: Send + 'static>(
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> BoxFuture<'static, T> {
+    let (tx, rx) = async_channel::bounded(1);
+    let f = std::sync::Arc::new(Mutex::new(Some(f)));
+    let g = f.clone();
+    let spawned = std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            if let Some(f) = lock(&g).take() {
+                let _ = tx.try_send(f());
+            }
+        });
+    Box::pin(async move {
+        if spawned.is_ok() {
+            if let Ok(v) = rx.recv().await {
+                return v;
+            }
+        }
+        let f = lock(&f)
+            .take()
+            .expect("the thread did not start, so f is still here");
+        f()
+    })
+}
+
+/// A UDP socket bound with SO_REUSEADDR (another SSDP daemon may own port 1900).
+pub fn bind_reuse(addr: SocketAddr) -> io::Result<UdpSocket> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let SocketAddr::V4(_) = addr else {
+        return UdpSocket::bind(addr);
+    };
+    let fd = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
+    rustix::net::bind(&fd, &addr)?;
+    Ok(UdpSocket::from(fd))
+}
+
+/// Sends this socket's multicast out of `iface`.
+pub fn set_multicast_if(socket: &UdpSocket, iface: Ipv4Addr) -> io::Result<()> {
+    Ok(rustix::net::sockopt::set_ip_multicast_if(socket, &iface)?)
+}
+
+/// Sets the system's wall clock (needs CAP_SYS_TIME); the error is the OS's.
+pub fn set_realtime_clock(since_epoch: std::time::Duration) -> io::Result<()> {
+    let ts = rustix::time::Timespec {
+        tv_sec: i64::try_from(since_epoch.as_secs())
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?,
+        tv_nsec: since_epoch.subsec_nanos().into(),
+    };
+    Ok(rustix::time::clock_settime(
+        rustix::time::ClockId::Realtime,
+        ts,
+    )?)
+}
+
+/// The C library's local zone at `secs` since the epoch (honours `TZ` and /etc/localtime):
+/// (UTC offset in seconds east including DST, DST in force, zone abbreviation).
+pub fn localtime(secs: i64) -> Option<(i32, bool, String)> {
+    let t = libc::time_t::try_from(secs).ok()?;
+    // SAFETY: `tm` is plain data that localtime_r fills in; both pointers are valid for the call.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::localtime_r(&t, &mut tm) };
+    if r.is_null() {
+        return None;
+    }
+    let name = if tm.tm_zone.is_null() {
+        String::new()
+    } else {
+        // SAFETY: tm_zone points at a NUL-terminated string owned by libc's zone data.
+        unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    Some((tm.tm_gmtoff as i32, tm.tm_isdst > 0, name))
+}
+
+/// Every up, multicast-capable, non-loopback IPv4 interface address.
+pub fn ipv4_interfaces() -> Vec<Ipv4Addr> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `ifap` with a list we only read and then free exactly once.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut p = ifap;
+        while !p.is_null() {
+            let ifa = &*p;
+            let flags = ifa.ifa_flags;
+            let wanted = flags & libc::IFF_UP as u32 != 0
+                && flags & libc::IFF_LOOPBACK as u32 == 0
+                && flags & libc::IFF_MULTICAST as u32 != 0;
+            if wanted
+                && !ifa.ifa_addr.is_null()
+                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
+            {
+                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                out.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            }
+            p = ifa.ifa_next;
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// While alive, the calling thread runs SCHED_FIFO (if permitted), so a busy CPU cannot
+/// delay the press by a scheduler time slice; the previous policy returns on drop. Best
+/// effort: needs CAP_SYS_NICE (the service has it on the Pi); elsewhere nothing changes.
+pub struct RealtimeWindow {
+    previous: Option<(libc::c_int, libc::sched_param)>,
+}
+
+impl RealtimeWindow {
+    pub fn enter() -> RealtimeWindow {
+        // SAFETY: plain syscalls on the calling thread (pid 0) with owned, initialised params.
+        unsafe {
+            let policy = libc::sched_getscheduler(0);
+            let mut old: libc::sched_param = std::mem::zeroed();
+            if policy < 0 || libc::sched_getparam(0, &mut old) != 0 {
+                return RealtimeWindow { previous: None };
+            }
+            let rt = libc::sched_param { sched_priority: 10 };
+            if libc::sched_setscheduler(0, libc::SCHED_FIFO, &rt) != 0 {
+                return RealtimeWindow { previous: None };
+            }
+            RealtimeWindow {
+                previous: Some((policy, old)),
+            }
+        }
+    }
+}
+
+impl Drop for RealtimeWindow {
+    fn drop(&mut self) {
+        if let Some((policy, param)) = self.previous {
+            // SAFETY: restores the policy read in `enter` on the same thread.
+            unsafe {
+                libc::sched_setscheduler(0, policy, &param);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reuse_sockets_share_a_port() {
+        let a = bind_reuse("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = a.local_addr().unwrap();
+        let b = bind_reuse(addr).unwrap();
+        assert_eq!(b.local_addr().unwrap(), addr);
+    }
+
+    #[test]
+    fn off_thread_returns_the_value() {
+        let v = futures_lite::future::block_on(off_thread("t", || 41 + 1));
+        assert_eq!(v, 42);
+    }
+}
