@@ -952,7 +952,17 @@ fn scene_knobs_over_the_control_plane() {
     assert_eq!(sim.sky().scene_ev, None);
 }
 
-/// Costs per picture (render + encode, on the simulator's side of the socket).
+/// CPU time of the whole process (user + system): loaded machines inflate wall time.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Costs per picture on the simulator's side: wall time per request and CPU time of the
+/// process (render + encode + the loopback request around it).
 /// `cargo test --release -p skylapse-sim --test scene -- --ignored --nocapture`
 #[test]
 #[ignore]
@@ -963,57 +973,62 @@ fn bench_picture_costs() {
     for _ in 0..20 {
         paths.push(shoot(&sim, &clock));
     }
+    let report = |label: &str, n: usize, wall: Duration, cpu: Duration, rendered: u64| {
+        println!(
+            "{label}: wall {:?}, cpu {:?} per request ({rendered} rendered)",
+            wall / n as u32,
+            cpu / n as u32
+        );
+    };
     let time = |label: &str, urls: &[String], repeat: usize| {
-        let t0 = std::time::Instant::now();
-        let n0 = sim.pictures_rendered();
+        let (t0, c0, n0) = (
+            std::time::Instant::now(),
+            cpu_time(),
+            sim.pictures_rendered(),
+        );
         for _ in 0..repeat {
             for u in urls {
                 assert_eq!(raw(a, "GET", u, None).0, 200);
             }
         }
-        let per = t0.elapsed() / (urls.len() * repeat) as u32;
-        println!(
-            "{label}: {per:?} per request ({} rendered)",
-            sim.pictures_rendered() - n0
+        report(
+            label,
+            urls.len() * repeat,
+            t0.elapsed(),
+            cpu_time() - c0,
+            sim.pictures_rendered() - n0,
         );
     };
     let kind = |k: &str| -> Vec<String> { paths.iter().map(|p| format!("{p}?kind={k}")).collect() };
     time("thumbnail, first request", &kind("thumbnail"), 1);
     time("thumbnail, cached", &kind("thumbnail")[15..], 20);
     time("display, first request", &kind("display")[..5], 1);
+    time("original (7 MB padded), display cached", &paths[..5], 1);
     time("original (7 MB padded), first request", &paths[5..10], 1);
-    assert_eq!(lv(a, "medium", "on").0, 200);
-    let mut lv_urls = Vec::new();
-    for _ in 0..10 {
-        lv_urls.push("/ccapi/ver100/shooting/liveview/flip".to_string());
+    for size in ["medium", "small"] {
+        assert_eq!(lv(a, size, "on").0, 200);
+        let (mut wall, mut cpu) = (Duration::ZERO, Duration::ZERO);
+        let n0 = sim.pictures_rendered();
+        for _ in 0..10 {
+            // A focus change makes every frame new.
+            let r = call(
+                a,
+                "POST",
+                "/ccapi/ver100/shooting/control/drivefocus",
+                Some(r#"{"value":"far1"}"#),
+            );
+            assert_eq!(r.0, 200);
+            let (t0, c0) = (std::time::Instant::now(), cpu_time());
+            assert_eq!(
+                raw(a, "GET", "/ccapi/ver100/shooting/liveview/flip", None).0,
+                200
+            );
+            wall += t0.elapsed();
+            cpu += cpu_time() - c0;
+        }
+        let label = format!("live view {size}, new frame");
+        report(&label, 10, wall, cpu, sim.pictures_rendered() - n0);
+        let flips = vec!["/ccapi/ver100/shooting/liveview/flip".to_string(); 10];
+        time(&format!("live view {size}, unchanged frame"), &flips, 5);
     }
-    let mut total = Duration::ZERO;
-    for _ in 0..10 {
-        // A focus change makes every frame new.
-        call(
-            a,
-            "POST",
-            "/ccapi/ver100/shooting/control/drivefocus",
-            Some(r#"{"value":"far1"}"#),
-        );
-        let t0 = std::time::Instant::now();
-        raw(a, "GET", "/ccapi/ver100/shooting/liveview/flip", None);
-        total += t0.elapsed();
-    }
-    println!("live view medium, new frame: {:?} per frame", total / 10);
-    time("live view medium, unchanged frame", &lv_urls, 5);
-    assert_eq!(lv(a, "small", "on").0, 200);
-    let mut total = Duration::ZERO;
-    for _ in 0..10 {
-        call(
-            a,
-            "POST",
-            "/ccapi/ver100/shooting/control/drivefocus",
-            Some(r#"{"value":"far1"}"#),
-        );
-        let t0 = std::time::Instant::now();
-        raw(a, "GET", "/ccapi/ver100/shooting/liveview/flip", None);
-        total += t0.elapsed();
-    }
-    println!("live view small, new frame: {:?} per frame", total / 10);
 }

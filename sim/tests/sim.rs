@@ -42,7 +42,8 @@ fn raw(
     extra: &str,
 ) -> io::Result<(u16, String, Vec<u8>)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    // Generous: downloads render their pictures, slow in an unoptimised test build.
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let b = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{b}",
