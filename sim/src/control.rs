@@ -18,7 +18,8 @@
 //!                                     "lv_start_ms","lv_recovery_ms","lv_min_interval_ms",
 //!                                     "lv_scroll_interval_ms","lv_not_ready":"black_frame"|"busy",
 //!                                     "lv_min_ev","cameradisplay_keep_rejected",
-//!                                     "flipdetail_rejects_extra_query","drivefocus_needs_liveview"}
+//!                                     "flipdetail_rejects_extra_query","drivefocus_needs_liveview",
+//!                                     "lv_exposure_simulation"}
 //! POST   /_sim/faults                {"match":{"method","path"},"action":{…},"count","probability"} → {"id"}
 //! DELETE /_sim/faults[/{id}]
 //! POST   /_sim/wedge                 {"on":bool}          502 wedge until reboot
@@ -325,6 +326,9 @@ pub(crate) fn patch_state(shared: &Shared, p: &Value) -> Result<(), String> {
             "drivefocus_needs_liveview" => {
                 g.cam.lv.knobs.drivefocus_needs_liveview = v.as_bool().ok_or_else(bad)?
             }
+            "lv_exposure_simulation" => {
+                g.cam.lv.knobs.exposure_simulation = v.as_bool().ok_or_else(bad)?
+            }
             "next_file_number" => {
                 let n = v
                     .as_u64()
@@ -410,6 +414,7 @@ fn liveview_json(g: &Inner, now: std::time::Instant) -> Value {
         "cameradisplay_keep_rejected": k.cameradisplay_keep_rejected,
         "flipdetail_rejects_extra_query": k.flipdetail_rejects_extra_query,
         "drivefocus_needs_liveview": k.drivefocus_needs_liveview,
+        "lv_exposure_simulation": k.exposure_simulation,
     })
 }
 

@@ -72,7 +72,9 @@
 //!   40 ms and `lv_scroll_interval` 100 ms (real time), `lv_not_ready` black frame | 503
 //!   `Device busy`, `cameradisplay_keep_rejected` (off), `flipdetail_rejects_extra_query` (on
 //!   for r6m3), `drivefocus_needs_liveview` (off), `lv_min_ev` 1.0 (the brightest exposure
-//!   live view simulates), magnification 1/5/10 around a point (`lv_zoom`).
+//!   live view simulates), `lv_exposure_simulation` (on, Canon's default: frames follow the
+//!   Tv/Av/ISO settings, so daytime settings show a black night; off: metered for the scene),
+//!   magnification 1/5/10 around a point (`lv_zoom`).
 //!
 //! Choices where the camera's behaviour is unknown (CCAPI.md [?]; stable, and knobs where
 //! noted): unknown path → 404 `{"message":"URL not found"}`; method not in the catalog → 405

@@ -86,6 +86,9 @@ pub struct LvKnobs {
     pub drivefocus_needs_liveview: bool,
     /// The brightest exposure live view simulates, EV at ISO 100 (≈ 1/30 s, f/4.5, ISO 25600).
     pub min_ev: f64,
+    /// Frames follow the Tv/Av/ISO settings (Canon's default "exposure simulation"); off:
+    /// they are metered for the scene (still no brighter than `min_ev`).
+    pub exposure_simulation: bool,
 }
 
 impl Default for LvKnobs {
@@ -100,6 +103,7 @@ impl Default for LvKnobs {
             flipdetail_rejects_extra_query: false,
             drivefocus_needs_liveview: false,
             min_ev: 1.0,
+            exposure_simulation: true,
         }
     }
 }
@@ -269,11 +273,17 @@ fn source(g: &Inner, now: Instant, size: LvSize) -> LvSource {
     let cam = &g.cam;
     let utc = cam.clock.utc_ms(now);
     let (scene_ev, sun_alt) = g.world.light_at(utc);
-    // Exposure simulation from the settings (bulb: as 30 s), no brighter than min_ev.
+    // Exposure simulation from the settings (bulb: as 30 s), or metered for the scene; no
+    // brighter than min_ev either way.
     let t = pictures::tv_exposure(cam).unwrap_or(30.0);
     let f = pictures::fnumber(&cam.setting_str("av"));
     let iso = pictures::iso_for(&cam.setting_str("iso"), t, f, scene_ev);
-    let ev = scene::camera_ev(t, f, iso).max(cam.lv.knobs.min_ev);
+    let ev = if cam.lv.knobs.exposure_simulation {
+        scene::camera_ev(t, f, iso)
+    } else {
+        scene_ev
+    }
+    .max(cam.lv.knobs.min_ev);
     let (w, h) = size.pixels();
     let z = cam.lv.zoom;
     LvSource {

@@ -907,6 +907,38 @@ fn live_view_frames_are_cached_until_something_visible_changes() {
 }
 
 #[test]
+fn live_view_simulates_the_exposure_or_meters_the_scene() {
+    let sim = SimHandle::start(fast()).unwrap();
+    let a = http(&sim);
+    assert_eq!(lv(a, "small", "on").0, 200);
+    let mean = || {
+        let (_, _, j) = raw(a, "GET", "/ccapi/ver100/shooting/liveview/flip", None);
+        mean_linear(&decode(&j))
+    };
+    // Daytime settings (1/125, f/8, ISO 100: EV 13) on a night sky (EV −3): black.
+    let simulated = mean();
+    assert!(simulated < 1e-3, "{simulated}");
+    // Brighter settings brighten it, up to the live view's limit (EV 1).
+    put_setting(a, "tv", "1/4");
+    put_setting(a, "iso", "6400");
+    // 1/4 s at f/8, ISO 6400: EV 2, the sky 5 stops under: 0.18 × 2^−5 × its luminance.
+    let brighter = mean();
+    assert!(
+        brighter > 0.003 && brighter > 10.0 * simulated,
+        "{simulated} {brighter}"
+    );
+    put_setting(a, "tv", "30\"");
+    let capped = mean(); // EV −4.9 asked, EV 1 shown: one stop over EV 2
+    assert!((capped / brighter - 2.0).abs() < 0.4, "{brighter} {capped}");
+    // Exposure simulation off: metered for the scene (no brighter than EV 1) whatever the
+    // settings.
+    sim.set_liveview_knobs(|k| k.exposure_simulation = false);
+    put_setting(a, "tv", "1/125");
+    put_setting(a, "iso", "100");
+    assert!((mean() / capped - 1.0).abs() < 0.1);
+}
+
+#[test]
 fn scene_knobs_over_the_control_plane() {
     let sim = SimHandle::start(SimConfig {
         control_addr: Some("127.0.0.1:0".parse().unwrap()),
