@@ -1,7 +1,8 @@
 //! Configuration: defaults, then an optional JSON file, then environment, then flags.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::protocol::Secret;
@@ -18,6 +19,10 @@ pub struct Config {
     pub token: Option<Secret>,
     /// Extra origins allowed to open the WebSocket (`--allow-origin`, repeatable).
     pub allow_origins: Vec<String>,
+    /// Extra names or addresses accepted in `Host` (`--allow-host`, repeatable; `*` for any).
+    /// The device's own addresses, `localhost`, its host name and `<hostname>.local` always
+    /// are (web::host).
+    pub allow_hosts: Vec<String>,
     /// env_logger filter (`--log`, or RUST_LOG).
     pub log: Option<String>,
     /// Start the camera simulator in-process and connect to it (`--demo`).
@@ -42,7 +47,11 @@ pub struct Limits {
     pub rate_per_sec: u32,
     /// Burst size of the token bucket.
     pub rate_burst: u32,
+    /// Frames waiting for one WebSocket client, at most (a second bound after the bytes).
     pub outbound_queue: usize,
+    /// Bytes waiting for one WebSocket client, at most (one larger frame is let through when
+    /// nothing else is queued, so a big reply is never lost outright).
+    pub outbound_queue_bytes: usize,
     pub ping_interval: Duration,
     pub silence_timeout: Duration,
     pub status_interval: Duration,
@@ -50,6 +59,12 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub head_timeout: Duration,
     pub keepalive_timeout: Duration,
+    /// Open HTTP connections (not yet upgraded), at most; when full, a new connection evicts
+    /// the one idle the longest (web::conns). Clamped to the file descriptor limit at start.
+    pub max_connections: usize,
+    /// Connections one peer address (an IPv6 /64) holds at most; its next one evicts its own
+    /// idlest.
+    pub max_connections_per_peer: usize,
 }
 
 impl Default for Limits {
@@ -60,7 +75,8 @@ impl Default for Limits {
             max_invalid_messages: 10,
             rate_per_sec: 20,
             rate_burst: 40,
-            outbound_queue: 64,
+            outbound_queue: 256,
+            outbound_queue_bytes: 256 * 1024,
             ping_interval: Duration::from_secs(30),
             silence_timeout: Duration::from_secs(60),
             status_interval: Duration::from_secs(10),
@@ -68,6 +84,8 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             head_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            max_connections_per_peer: 32,
         }
     }
 }
@@ -80,6 +98,7 @@ impl Default for Config {
             static_dir: None,
             token: None,
             allow_origins: Vec::new(),
+            allow_hosts: Vec::new(),
             log: None,
             demo: false,
             no_discovery: false,
@@ -126,13 +145,17 @@ Options (each also from an environment variable; precedence: file < env < flags)
   --token TOKEN          require this bearer token for WebSocket and REST [SKYLAPSE_TOKEN]
   --allow-origin ORIGIN  also accept WebSocket upgrades from ORIGIN (repeatable)
                          [SKYLAPSE_ALLOW_ORIGIN, comma-separated]
+  --allow-host NAME      also accept requests whose Host is NAME (a name or address the
+                         Pi is reached by, e.g. a DNS name; * for any) (repeatable)
+                         [SKYLAPSE_ALLOW_HOST, comma-separated]
   --log FILTER           env_logger filter, e.g. debug or skylapse=trace [SKYLAPSE_LOG, RUST_LOG]
   --demo                 run the camera simulator in-process and connect to it [SKYLAPSE_DEMO]
   --camera ADDR          connect to this camera at start, ip[:port] or URL [SKYLAPSE_CAMERA]
   --camera-insecure      do not verify the camera's certificate [SKYLAPSE_CAMERA_INSECURE]
   --no-discovery         do not search for cameras by SSDP (no multicast) [SKYLAPSE_NO_DISCOVERY]
   --config FILE          JSON file with the same settings [SKYLAPSE_CONFIG]
-                         keys: listen, dataDir, staticDir, token, allowOrigins, log, demo,
+                         keys: listen, dataDir, staticDir, token, allowOrigins, allowHosts,
+                         log, demo,
                          camera, cameraInsecure, noDiscovery
   -h, --help             print this help
   -V, --version          print the version
@@ -184,6 +207,19 @@ fn parse_origin(source: &str, v: &str) -> Result<String, ConfigError> {
     }
 }
 
+fn parse_host(source: &str, v: &str) -> Result<String, ConfigError> {
+    let v = v.trim();
+    if v == "*" {
+        return Ok(v.to_string());
+    }
+    crate::web::host::host_part(v).ok_or_else(|| {
+        ConfigError(format!(
+            "{source}: {:?} is not a host name or address like skylapse.lan or 192.168.1.20 (or *)",
+            shown_arg(v)
+        ))
+    })
+}
+
 impl Config {
     /// Applies one setting by its long flag name; `source` names where it came from.
     fn apply(&mut self, name: &str, value: Option<&str>, source: &str) -> Result<(), ConfigError> {
@@ -206,6 +242,14 @@ impl Config {
                     let o = parse_origin(source, o)?;
                     if !self.allow_origins.contains(&o) {
                         self.allow_origins.push(o);
+                    }
+                }
+            }
+            "allow-host" => {
+                for h in need()?.split(',').filter(|s| !s.trim().is_empty()) {
+                    let h = parse_host(source, h)?;
+                    if !self.allow_hosts.contains(&h) {
+                        self.allow_hosts.push(h);
                     }
                 }
             }
@@ -239,6 +283,7 @@ impl Config {
                 "staticDir" | "static_dir" => "static-dir",
                 "token" => "token",
                 "allowOrigins" | "allow_origins" | "allowOrigin" => "allow-origin",
+                "allowHosts" | "allow_hosts" | "allowHost" => "allow-host",
                 "log" => "log",
                 "demo" => "demo",
                 "camera" => "camera",
@@ -281,18 +326,44 @@ impl Config {
 
     /// Parses the command line (without the program name) and the environment (`env` looks a
     /// variable up), reading the config file with `read_file`. Tests pass closures.
+    ///
+    /// An argument or variable that is not UTF-8 is an error, never "unset": a token with one
+    /// Latin-1 byte must not silently turn authentication off.
     pub fn parse(
-        args: &[String],
-        env: &dyn Fn(&str) -> Option<String>,
+        args: &[OsString],
+        env: &dyn Fn(&str) -> Option<OsString>,
         read_file: &dyn Fn(&str) -> std::io::Result<String>,
     ) -> Result<Invocation, ConfigError> {
+        let args: Vec<String> = args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                a.clone().into_string().map_err(|_| {
+                    ConfigError(format!(
+                        "argument {} is not valid UTF-8 (check its encoding)",
+                        i + 1
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let env = |var: &str| -> Result<Option<String>, ConfigError> {
+            match env(var) {
+                None => Ok(None),
+                Some(v) => v.into_string().map(Some).map_err(|_| {
+                    ConfigError(format!(
+                        "{var} is not valid UTF-8 (check its encoding; it is not ignored)"
+                    ))
+                }),
+            }
+        };
         // Pass 1: split flags into (name, value) and find --config / --help / --version.
-        const VALUE_FLAGS: [&str; 8] = [
+        const VALUE_FLAGS: [&str; 9] = [
             "listen",
             "data-dir",
             "static-dir",
             "token",
             "allow-origin",
+            "allow-host",
             "log",
             "camera",
             "config",
@@ -340,8 +411,11 @@ impl Config {
             .iter()
             .rev()
             .find(|(n, _)| n == "config")
-            .and_then(|(_, v)| v.clone())
-            .or_else(|| env("SKYLAPSE_CONFIG"));
+            .and_then(|(_, v)| v.clone());
+        let config_file = match config_file {
+            Some(f) => Some(f),
+            None => env("SKYLAPSE_CONFIG")?,
+        };
         if let Some(path) = config_file {
             let text =
                 read_file(&path).map_err(|e| ConfigError(format!("config file {path}: {e}")))?;
@@ -355,6 +429,7 @@ impl Config {
             ("SKYLAPSE_STATIC_DIR", "static-dir"),
             ("SKYLAPSE_TOKEN", "token"),
             ("SKYLAPSE_ALLOW_ORIGIN", "allow-origin"),
+            ("SKYLAPSE_ALLOW_HOST", "allow-host"),
             ("SKYLAPSE_LOG", "log"),
             ("SKYLAPSE_DEMO", "demo"),
             ("SKYLAPSE_CAMERA", "camera"),
@@ -362,13 +437,14 @@ impl Config {
             ("SKYLAPSE_NO_DISCOVERY", "no-discovery"),
         ];
         for (var, name) in vars {
-            if let Some(v) = env(var) {
+            if let Some(v) = env(var)? {
                 config.apply(name, Some(&v), var)?;
             }
         }
 
         // Flags. Repeated --allow-origin accumulate; flags replace what env gave.
         let mut origins_from_flags = false;
+        let mut hosts_from_flags = false;
         for (name, value) in &flags {
             if name == "config" {
                 continue;
@@ -377,21 +453,112 @@ impl Config {
                 config.allow_origins.clear();
                 origins_from_flags = true;
             }
+            if name == "allow-host" && !hosts_from_flags {
+                config.allow_hosts.clear();
+                hosts_from_flags = true;
+            }
             config.apply(name, value.as_deref(), &format!("--{name}"))?;
+        }
+        // RUST_LOG is the filter when nothing above set one.
+        if config.log.is_none() {
+            if let Some(v) = env("RUST_LOG")? {
+                config.log = Some(v);
+            }
         }
         Ok(Invocation::Run(Box::new(config)))
     }
 
     /// [`Config::parse`] on the real process arguments, environment and file system.
     pub fn from_process() -> Result<Invocation, ConfigError> {
-        let args: Vec<String> = std::env::args_os()
-            .skip(1)
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
-        Config::parse(&args, &|k| std::env::var(k).ok(), &|p| {
-            std::fs::read_to_string(p)
+        let args: Vec<OsString> = std::env::args_os().skip(1).collect();
+        Config::parse(&args, &|k| std::env::var_os(k), &|p| {
+            read_capped(Path::new(p), MAX_CONFIG_BYTES)
         })
     }
+}
+
+/// A config file larger than this is refused (`--config /dev/zero` must not eat the memory).
+pub const MAX_CONFIG_BYTES: u64 = 64 * 1024;
+
+/// Reads a UTF-8 text file of at most `max` bytes; larger (or endless) is an error.
+pub fn read_capped(path: &Path, max: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)?;
+    if f.metadata()?.is_dir() {
+        return Err(std::io::Error::other("is a directory"));
+    }
+    let mut bytes = Vec::new();
+    f.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(std::io::Error::other(format!(
+            "larger than {} KiB; not a config file",
+            max / 1024
+        )));
+    }
+    String::from_utf8(bytes).map_err(|_| std::io::Error::other("not valid UTF-8"))
+}
+
+/// Free space below which the data folder is reported as nearly full at start.
+const LOW_SPACE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// What is wrong with the data folder for recording sessions and saving reports, checked at
+/// start so a read-only or full card is known before a night is lost: `None` when a file can be
+/// created, written, synced and removed in it and in its `sessions` and `reports` folders.
+pub fn data_dir_problems(dir: &Path) -> Vec<String> {
+    use std::io::Write;
+    let mut problems = Vec::new();
+    if let Err(e) = std::fs::create_dir_all(dir) {
+        problems.push(format!(
+            "data folder {} cannot be created ({e}): sessions will not be recorded and \
+             reports not saved",
+            dir.display()
+        ));
+        return problems;
+    }
+    let probe = |d: &Path| -> std::io::Result<()> {
+        if !d.exists() {
+            return Ok(());
+        }
+        let p = d.join(format!(".write-test-{}", std::process::id()));
+        let r = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&p)
+            .and_then(|mut f| {
+                f.write_all(b"x")?;
+                f.sync_all()
+            });
+        let _ = std::fs::remove_file(&p);
+        r
+    };
+    for (d, what) in [
+        (dir.to_path_buf(), "data folder"),
+        (dir.join("sessions"), "sessions folder"),
+        (dir.join("reports"), "reports folder"),
+    ] {
+        if let Err(e) = probe(&d) {
+            problems.push(format!(
+                "{what} {} is not writable ({e}): sessions will not be recorded and reports \
+                 not saved until it is",
+                d.display()
+            ));
+        }
+    }
+    if let Some(free) = free_bytes(dir) {
+        if free < LOW_SPACE_BYTES {
+            problems.push(format!(
+                "data folder {} has only {} KiB free: a session's records may not fit",
+                dir.display(),
+                free / 1024
+            ));
+        }
+    }
+    problems
+}
+
+/// Bytes available to an unprivileged writer on the file system holding `dir`.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    crate::sys::free_bytes(dir)
 }
 
 /// An argument as it may appear in an error message: short and printable (it could be a
@@ -411,10 +578,10 @@ mod tests {
         env: &[(&str, &str)],
         files: &[(&str, &str)],
     ) -> Result<Invocation, ConfigError> {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let env: HashMap<String, String> = env
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let env: HashMap<String, OsString> = env
             .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .map(|(k, v)| (k.to_string(), OsString::from(v)))
             .collect();
         let files: HashMap<String, String> = files
             .iter()
@@ -523,5 +690,71 @@ mod tests {
         let c = run(&["--token", "s3cret-value"], &[], &[]);
         assert!(!format!("{c:?}").contains("s3cret-value"));
         assert_eq!(c.token.unwrap().expose(), "s3cret-value");
+    }
+
+    #[test]
+    fn a_non_utf8_environment_value_or_argument_is_an_error_not_unset() {
+        // Regression (issue 9, item 6): a token with one Latin-1 byte was treated as unset,
+        // which meant no authentication, silently.
+        use std::os::unix::ffi::OsStringExt;
+        let latin1 = OsString::from_vec(b"caf\xe9-secret".to_vec());
+        let env = |k: &str| (k == "SKYLAPSE_TOKEN").then(|| latin1.clone());
+        let e = Config::parse(&[], &env, &|_| Ok(String::new())).unwrap_err();
+        assert!(
+            e.0.contains("SKYLAPSE_TOKEN") && e.0.contains("UTF-8"),
+            "{e}"
+        );
+        assert!(!e.0.contains("secret"), "the value is never echoed: {e}");
+        let args = [OsString::from("--token"), latin1.clone()];
+        let e = Config::parse(&args, &|_| None, &|_| Ok(String::new())).unwrap_err();
+        assert!(e.0.contains("argument 2") && e.0.contains("UTF-8"), "{e}");
+        let rust_log = |k: &str| (k == "RUST_LOG").then(|| latin1.clone());
+        assert!(Config::parse(&[], &rust_log, &|_| Ok(String::new())).is_err());
+        // RUST_LOG is the filter when nothing else sets one.
+        let c = run(&[], &[("RUST_LOG", "debug")], &[]);
+        assert_eq!(c.log.as_deref(), Some("debug"));
+        let c = run(&["--log", "warn"], &[("RUST_LOG", "debug")], &[]);
+        assert_eq!(c.log.as_deref(), Some("warn"));
+    }
+
+    #[test]
+    fn an_endless_or_huge_config_file_is_refused_with_a_clear_error() {
+        // Regression (issue 9, item 6): `--config /dev/zero` grew to 1.8 GB with no error.
+        let e = read_capped(Path::new("/dev/zero"), MAX_CONFIG_BYTES).unwrap_err();
+        assert!(e.to_string().contains("larger than 64 KiB"), "{e}");
+        let args = [OsString::from("--config"), OsString::from("/dev/zero")];
+        let e = Config::parse(&args, &|_| None, &|p| {
+            read_capped(Path::new(p), MAX_CONFIG_BYTES)
+        })
+        .unwrap_err();
+        assert!(
+            e.0.contains("/dev/zero") && e.0.contains("larger than"),
+            "{e}"
+        );
+        let dir = std::env::temp_dir();
+        assert!(read_capped(&dir, MAX_CONFIG_BYTES).is_err());
+        let f = dir.join(format!("skylapse-cfg-{}.json", std::process::id()));
+        std::fs::write(&f, b"{\"demo\":true}").unwrap();
+        assert_eq!(
+            read_capped(&f, MAX_CONFIG_BYTES).unwrap(),
+            "{\"demo\":true}"
+        );
+        std::fs::write(&f, b"{\"log\":\"\xff\"}").unwrap();
+        assert!(read_capped(&f, MAX_CONFIG_BYTES).is_err());
+        let _ = std::fs::remove_file(&f);
+    }
+
+    #[test]
+    fn a_data_dir_that_cannot_be_created_is_reported() {
+        // (A read-only mount is tested on the binary in tests/storage.rs.)
+        let dir = std::env::temp_dir().join(format!("skylapse-dd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("sessions")).unwrap();
+        assert_eq!(data_dir_problems(&dir), Vec::<String>::new());
+        let file = dir.join("plain");
+        std::fs::write(&file, b"").unwrap();
+        let problems = data_dir_problems(&file.join("data"));
+        assert!(problems[0].contains("cannot be created"), "{problems:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -51,13 +51,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    let filter = config
-        .log
-        .clone()
-        .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info".into());
+    let filter = config.log.clone().unwrap_or_else(|| "info".into());
     env_logger::Builder::new().parse_filters(&filter).init();
 
+    for problem in skylapse::config::data_dir_problems(&config.data_dir) {
+        log::warn!("{problem}");
+    }
+    let mut config = config;
+    let limits = &mut config.limits;
+    let fit =
+        skylapse::web::fit_connections_to_fd_limit(limits.max_connections, limits.max_clients);
+    if fit < limits.max_connections {
+        log::warn!(
+            "only {fit} HTTP connections fit in the file descriptor limit (wanted {}); \
+             raise LimitNOFILE",
+            limits.max_connections
+        );
+        limits.max_connections = fit;
+    }
     let config = Arc::new(config);
     let (publisher, outbound) = Publisher::channel();
     let clock: SharedClock = Arc::new(SystemClock);

@@ -179,22 +179,29 @@ mod tests {
             ));
             let order = Arc::new(Mutex::new(Vec::new()));
             let ex = smol::LocalExecutor::new();
-            for (n, ms) in [(2, 40u64), (1, 20)] {
-                let order = order.clone();
-                ex.spawn(async move {
-                    clock.sleep_until(t0 + Duration::from_millis(ms)).await;
-                    order.lock().unwrap().push(n);
+            let tasks: Vec<_> = [(2, 40u64), (1, 20)]
+                .into_iter()
+                .map(|(n, ms)| {
+                    let order = order.clone();
+                    ex.spawn(async move {
+                        clock.sleep_until(t0 + Duration::from_millis(ms)).await;
+                        order.lock().unwrap().push(n);
+                    })
                 })
-                .detach();
-            }
-            ex.run(clock.sleep_until(t0 + Duration::from_millis(60)))
-                .await;
+                .collect();
+            // Until both have woken (however late a loaded machine wakes them).
+            ex.run(async {
+                for t in tasks {
+                    t.await;
+                }
+            })
+            .await;
             let timers = LOCAL_TIMERS.with(|t| t.borrow().clone()).unwrap();
             assert!(lock(&timers).entries.is_empty());
             let v = order.lock().unwrap().clone();
             v
         });
-        assert!(t0.elapsed() >= Duration::from_millis(60));
+        assert!(t0.elapsed() >= Duration::from_millis(40));
         assert_eq!(order, [1, 2]);
         assert!(LocalSleep::on_this_thread(t0).is_none());
     }

@@ -362,17 +362,19 @@ async fn feed_power_estimate(
             Some(Err(_)) => return,
             Some(Ok(crate::camera::CameraNotice::FilesAdded(files))) => {
                 // RAW+JPEG of one release share a stem (and may come in two notices).
-                for f in files {
-                    let name = f.rsplit('/').next().unwrap_or(&f);
+                let mut releases = 0;
+                for f in &files {
+                    let name = f.rsplit('/').next().unwrap_or(f);
                     let stem = name.rsplit_once('.').map_or(name, |(a, _)| a).to_string();
                     if !stems.contains(&stem) {
-                        card.releases(1);
+                        releases += 1;
                         stems.push(stem);
                         if stems.len() > 8 {
                             stems.remove(0);
                         }
                     }
                 }
+                card.added(files.len() as u64, releases);
             }
             Some(Ok(_)) | None => {}
         }
@@ -382,7 +384,12 @@ async fn feed_power_estimate(
         else {
             continue;
         };
-        card.storage(storage["name"].as_str().unwrap_or(""), total_mb, free_mb);
+        card.storage(
+            storage["name"].as_str().unwrap_or(""),
+            total_mb,
+            free_mb,
+            storage["contentsNumber"].as_u64(),
+        );
         let battery = battery_percent(&status.get("camera")["battery"]);
         let session = status.get("intervalometer");
         let running = session["running"].as_bool().unwrap_or(false);

@@ -7,7 +7,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::clock::BoxFuture;
@@ -104,11 +104,18 @@ pub fn localtime(secs: i64) -> Option<(i32, bool, String)> {
     Some((tm.tm_gmtoff as i32, tm.tm_isdst > 0, name))
 }
 
-/// Every up, multicast-capable, non-loopback IPv4 interface address.
-pub fn ipv4_interfaces() -> Vec<Ipv4Addr> {
+/// One interface address from getifaddrs(3).
+struct IfAddr {
+    addr: IpAddr,
+    flags: u32,
+}
+
+/// Every address of every interface (IPv4 and IPv6) with the interface's flags.
+fn if_addrs() -> Vec<IfAddr> {
     let mut out = Vec::new();
     let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `ifap` with a list we only read and then free exactly once.
+    // SAFETY: getifaddrs fills `ifap` with a list we only read and then free exactly once;
+    // each sockaddr is read according to its own family.
     unsafe {
         if libc::getifaddrs(&mut ifap) != 0 {
             return out;
@@ -116,24 +123,91 @@ pub fn ipv4_interfaces() -> Vec<Ipv4Addr> {
         let mut p = ifap;
         while !p.is_null() {
             let ifa = &*p;
-            let flags = ifa.ifa_flags;
-            let wanted = flags & libc::IFF_UP as u32 != 0
-                && flags & libc::IFF_LOOPBACK as u32 == 0
-                && flags & libc::IFF_MULTICAST as u32 != 0;
-            if wanted
-                && !ifa.ifa_addr.is_null()
-                && i32::from((*ifa.ifa_addr).sa_family) == libc::AF_INET
-            {
-                let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
-                out.push(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)));
+            let sa = ifa.ifa_addr;
+            if !sa.is_null() {
+                let addr = match i32::from((*sa).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(sa as *const libc::sockaddr_in);
+                        Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(
+                            sin.sin_addr.s_addr,
+                        ))))
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(sa as *const libc::sockaddr_in6);
+                        Some(IpAddr::from(sin6.sin6_addr.s6_addr))
+                    }
+                    _ => None,
+                };
+                if let Some(addr) = addr {
+                    out.push(IfAddr {
+                        addr,
+                        flags: ifa.ifa_flags,
+                    });
+                }
             }
             p = ifa.ifa_next;
         }
         libc::freeifaddrs(ifap);
     }
+    out
+}
+
+/// Every up, multicast-capable, non-loopback IPv4 interface address.
+pub fn ipv4_interfaces() -> Vec<Ipv4Addr> {
+    let mut out: Vec<Ipv4Addr> = if_addrs()
+        .into_iter()
+        .filter(|a| {
+            a.flags & libc::IFF_UP as u32 != 0
+                && a.flags & libc::IFF_LOOPBACK as u32 == 0
+                && a.flags & libc::IFF_MULTICAST as u32 != 0
+        })
+        .filter_map(|a| match a.addr {
+            IpAddr::V4(v4) => Some(v4),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
     out.sort();
     out.dedup();
     out
+}
+
+/// Every address of this device's interfaces, IPv4 and IPv6, loopback included.
+pub fn interface_addrs() -> Vec<IpAddr> {
+    if_addrs().into_iter().map(|a| a.addr).collect()
+}
+
+/// Raises the soft limit on open files towards `want` (never past the hard limit); returns
+/// the soft limit now in force (`u64::MAX` when unlimited), or `None` if it cannot be read.
+pub fn raise_nofile_limit(want: u64) -> Option<u64> {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let soft = lim.current.unwrap_or(u64::MAX);
+    if soft >= want {
+        return Some(soft);
+    }
+    let raised = want.min(lim.maximum.unwrap_or(u64::MAX));
+    let new = Rlimit {
+        current: Some(raised),
+        maximum: lim.maximum,
+    };
+    Some(if setrlimit(Resource::Nofile, new).is_ok() {
+        raised
+    } else {
+        soft
+    })
+}
+
+/// The kernel's host name.
+pub fn hostname() -> Option<String> {
+    let uname = rustix::system::uname();
+    let s = uname.nodename().to_str().ok()?.trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+/// Bytes available to an unprivileged writer on the file system holding `dir`.
+pub fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 /// While alive, the calling thread runs SCHED_FIFO (if permitted), so a busy CPU cannot

@@ -9,9 +9,104 @@
   const S = {}; // latest status blocks by name
   const seen = {}; // JSON of the last rendered block, to skip identical re-renders
   const pending = new Map(); // request id -> {resolve, reject, timer}
-  let ws = null, seq = 0, delay = 1000, retryAt = 0, retryTimer = 0, watchdog = 0;
+  let ws = null, seq = 0, delay = 1000, retryAt = 0, retryTimer = 0, connectTimer = 0;
+  let lastMsgAt = 0; // when the Pi last said anything (pong included)
   let skewMs = 0; // server clock minus ours, from message timestamps
   let version = "", clientId = null, limits = null;
+  const PING_EVERY = 5000, STALE_AFTER = 12000, DEAD_AFTER = 20000, CONNECT_TIMEOUT = 8000;
+
+  // ---------- words: CCAPI values and error codes in a photographer's language ----------
+  // One table: raw CCAPI value -> what the camera's own screen says.
+  const WORDS = {
+    mode: { m: "M", av: "Av", tv: "Tv", p: "P", bulb: "B", fv: "Fv", a: "A+", auto: "A+", scn: "SCN", ca: "CA", flexible: "Fv",
+      c1: "C1", c2: "C2", c3: "C3", custom1: "C1", custom2: "C2", custom3: "C3", movie: "Movie" },
+    wb: { auto: "Auto", awb: "Auto", awbwhite: "Auto (white)", awbambience: "Auto (ambience)", daylight: "Daylight", shade: "Shade",
+      cloudy: "Cloudy", tungsten: "Tungsten", whitefluorescent: "Fluorescent", flash: "Flash", custom: "Custom", colortemp: "Kelvin" },
+    drive: { single: "Single", highspeedcontinuous: "Continuous H", highspeedcontinuousplus: "Continuous H+", lowspeedcontinuous: "Continuous L",
+      silentsingle: "Silent single", self_10sec: "Self-timer 10 s", self_2sec: "Self-timer 2 s", self_continuous: "Self-timer, continuous" },
+    afoperation: { oneshot: "One Shot", servo: "Servo", aifocus: "AI Focus", manual: "Manual focus" },
+  };
+  const SETTING_NAMES = { mode: "Mode", tv: "Shutter", av: "Aperture", iso: "ISO", exposure: "Exp. comp.", wb: "White balance", drive: "Drive", afoperation: "Focus" };
+  // status block key -> CCAPI setting name (for changing it)
+  const CCAPI_NAME = { mode: "shootingmodedial", tv: "tv", av: "av", iso: "iso", exposure: "exposure", wb: "wb", drive: "drive", afoperation: "afoperation" };
+  function word(key, raw) {
+    if (raw === null || raw === undefined || raw === "") return "–";
+    const v = String(raw);
+    switch (key) {
+      case "tv": {
+        if (/^bulb$/i.test(v)) return "Bulb";
+        const m = /^(\d+)"(\d*)$/.exec(v); // 20" , 0"5
+        return m ? (m[2] ? m[1] + "." + m[2] : m[1]) + "\"" : v;
+      }
+      case "av": { const m = /^f?(\d+(?:\.\d+)?)$/i.exec(v); return m ? "f/" + String(Number(m[1])) : v; }
+      case "iso": return /^auto$/i.test(v) ? "ISO Auto" : "ISO " + v;
+      case "exposure": {
+        const m = /^([+-])?(\d+)(?:_(\d)\/3)?$/.exec(v.replace(/\.0$/, ""));
+        if (!m) return v;
+        const thirds = { 1: "⅓", 2: "⅔" }[m[3]] || "";
+        const whole = m[2] === "0" && thirds ? "" : m[2];
+        return (whole === "0" && !thirds) ? "±0" : (m[1] || "+") + whole + thirds;
+      }
+      default: return (WORDS[key] && WORDS[key][v.toLowerCase()]) || v;
+    }
+  }
+  // Shutter speed as Canon writes it ("1/125", "0\"5", "30\"") in seconds.
+  function tvSeconds(v) {
+    if (typeof v !== "string") return null;
+    if (v.includes("/")) { const [a, b] = v.split("/").map(Number); return b ? a / b : null; }
+    const m = /^(\d+)"(\d*)$/.exec(v);
+    return m ? Number(m[1] + "." + (m[2] || "0")) : null;
+  }
+  // One table: error code -> a sentence a photographer understands. `null`: the server's own
+  // message is already written for people (refusals with their reason).
+  const ERRORS = {
+    CAMERA_OFFLINE: "The camera is not connected. Check that it is on and its Wi-Fi is enabled.",
+    CAMERA_BUSY: "The camera is busy (exposing or writing). Try again in a moment.",
+    PHOTO_FAILED: "The camera did not take the photo.",
+    CAMERA_TIMEOUT: "The camera did not answer in time.",
+    NETWORK_ERROR: "The connection to the camera broke off.",
+    CONNECTION_FAILED: "No camera answered at that address.",
+    WIFI_SCAN_FAILED: "The Wi-Fi scan did not work. Try again.",
+    PERMISSION_DENIED: "The Pi is not allowed to do that.",
+    SERVICE_UNAVAILABLE: "That part of the Pi is not available right now.",
+    SYSTEM_ERROR: "Something went wrong on the Pi.",
+    SESSION_NOT_FOUND: "No timelapse is running.",
+    RATE_LIMITED: "Too many requests; wait a moment.",
+    NOT_FOUND: "It is not there any more.",
+    CERTIFICATE_CHANGED: "The camera's certificate changed: make sure it is your camera.",
+    PAYLOAD_TOO_LARGE: "The file is too large.",
+    OFFLINE: "Not connected to the Pi.",
+    TIMEOUT: "The Pi did not answer.",
+    VALIDATION_FAILED: null, INVALID_PARAMETER: null, MISSING_PARAMETER: null,
+  };
+  // Raw reasons (OS errors, link states) as plain words.
+  const REASONS = [
+    [/os error 111|connection refused/i, "the camera refused the connection"],
+    [/os error 113|no route/i, "no route to the camera"],
+    [/os error 101|network is unreachable/i, "the network is unreachable"],
+    [/os error 104|reset by peer|connection reset/i, "the connection was cut"],
+    [/timed out|timeout|no reply/i, "no answer in time"],
+    [/busy/i, "the camera was busy"],
+    [/backoff/i, "waiting before the next try"],
+    [/d-?bus/i, "the Pi's network service is not available"],
+    [/not connected|camera offline|not available/i, "camera not connected"],
+  ];
+  function plain(reason) {
+    if (!reason) return "";
+    const s = typeof reason === "object" ? reason.message || JSON.stringify(reason) : String(reason);
+    for (const [re, text] of REASONS) if (re.test(s)) return text;
+    return s;
+  }
+  // [headline, details] of an error reply.
+  function errText(e) {
+    if (!e) return ["That did not work.", ""];
+    const msg = e.message || String(e);
+    const table = e.code in ERRORS ? ERRORS[e.code] : undefined;
+    let detail = (e.code ? e.code + ": " : "") + msg;
+    if (e.details && Array.isArray(e.details.attempts)) detail += " · " + e.details.attempts.map((a) => a.error).join("; ");
+    else if (e.details && e.details.cameraMessage) detail += " · camera: " + e.details.cameraMessage;
+    return [table || msg, table ? detail : ""];
+  }
 
   // ---------- helpers ----------
   function el(tag, attrs, ...kids) {
@@ -28,6 +123,7 @@
   }
   function api(path) { return path + (token ? (path.includes("?") ? "&" : "?") + "token=" + encodeURIComponent(token) : ""); }
   const num = (v) => typeof v === "number" && isFinite(v);
+  const count = (n) => !num(n) ? "–" : n >= 100000 ? Math.round(n / 1000) + "k" : n >= 10000 ? (n / 1000).toFixed(1) + "k" : n.toLocaleString("en-US");
   function fmtMs(ms) {
     if (!num(ms)) return "–";
     const a = Math.abs(ms);
@@ -44,13 +140,19 @@
     if (m) return m + " m " + String(s).padStart(2, "0") + " s";
     return s + " s";
   }
-  function fmtTime(iso) {
-    const t = Date.parse(iso);
-    return isNaN(t) ? "–" : new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  // m:ss for intervals and countdowns (fractions kept below 10 s).
+  function mmss(sec) {
+    if (!num(sec)) return "–";
+    if (sec < 10 && sec % 1) return sec.toFixed(1) + " s";
+    sec = Math.round(sec);
+    return Math.floor(sec / 60) + ":" + String(sec % 60).padStart(2, "0");
   }
+  const clock = (t) => new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  const hhmm = (t) => new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
+  function fmtTime(iso) { const t = Date.parse(iso); return isNaN(t) ? "–" : clock(t); }
   function fmtDate(iso) {
     const t = Date.parse(iso);
-    return isNaN(t) ? "–" : new Date(t).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
+    return isNaN(t) ? "–" : new Date(t).toLocaleString([], { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit", hour12: false });
   }
   function fmtMB(mb) { return !num(mb) ? "–" : mb >= 1024 ? (mb / 1024).toFixed(1) + " GB" : Math.round(mb) + " MB"; }
   const serverNow = () => Date.now() + skewMs;
@@ -69,33 +171,40 @@
     seen[name] = j;
     return true;
   }
+  const SEV = { err: "sev-err", warn: "sev-warn", ok: "sev-ok", info: "" };
 
-  // ---------- toasts (shown in the card of the action that caused them) ----------
+  // ---------- messages: toasts by their action (they expire), lifecycle in the header ----------
   function msgsFor(anchor) {
     const card = anchor && anchor.closest && anchor.closest(".card");
     return (card && card.querySelector(":scope > .msgs")) || $("toasts");
   }
+  const TOAST_LIFE = { ok: 4000, info: 6000, warn: 10000, err: 15000 };
   function toast(anchor, kind, text, detail, extra) {
     const box = msgsFor(anchor);
-    const t = el("div", { class: "toast " + kind, role: kind === "err" ? "alert" : "status" },
-      el("p", null, text, detail ? el("small", null, detail) : null), extra || null,
+    const t = el("div", { class: "toast " + (SEV[kind] || ""), role: kind === "err" ? "alert" : "status" },
+      el("div", null, el("p", null, text), detail ? el("details", null, el("summary", null, "Details"), detail) : null, extra || null),
       el("button", { class: "small", "aria-label": "Dismiss", onclick: () => t.remove() }, "✕"));
     box.append(t);
     while (box.children.length > 3) box.firstChild.remove();
-    if (kind === "ok") setTimeout(() => t.remove(), 4000);
+    setTimeout(() => t.remove(), TOAST_LIFE[kind] || 8000);
     return t;
   }
-  function errText(e) {
-    if (!e) return ["Failed", ""];
-    const msg = e.message || String(e);
-    let detail = e.code || "";
-    if (e.details && Array.isArray(e.details.attempts)) detail += " · " + e.details.attempts.map((a) => a.error).join("; ");
-    else if (e.details && e.details.cameraMessage) detail += " · camera: " + e.details.cameraMessage;
-    return [msg, detail];
-  }
   function toastErr(anchor, e) { const [m, d] = errText(e); return toast(anchor, "err", m, d); }
+  function clearToasts() { for (const t of document.querySelectorAll(".toast")) t.remove(); }
+  let lifeTimer = 0;
+  function life(text, kind, ms) {
+    const p = $("life");
+    p.className = "life " + (SEV[kind] || "");
+    p.textContent = text;
+    p.hidden = false;
+    clearTimeout(lifeTimer);
+    lifeTimer = setTimeout(() => { p.hidden = true; }, ms || 10000);
+    layout();
+  }
+  // The header's height, so an opened card scrolls to just below it.
+  function layout() { document.documentElement.style.setProperty("--hdr", $("hdr").offsetHeight + "px"); }
 
-  // ---------- connection ----------
+  // ---------- connection: an application-level ping, honest about stale data ----------
   function wsUrl() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
     return proto + "//" + location.host + "/ws" + (token ? "?token=" + encodeURIComponent(token) : "");
@@ -103,10 +212,12 @@
   function setLink(state, text) {
     const l = $("link");
     l.textContent = text;
-    l.className = "pill " + (state === "live" ? "ok" : state === "connecting" ? "warn" : "bad");
+    l.className = "pill " + (state === "live" ? "ok" : state === "stale" || state === "connecting" ? "warn" : "bad");
     document.body.dataset.link = state;
     $("offline").hidden = state !== "offline";
     $("main").classList.toggle("stale", state !== "live");
+    $("strip").classList.toggle("stale", state !== "live");
+    layout();
   }
   function connect() {
     clearTimeout(retryTimer);
@@ -116,28 +227,29 @@
     let sock;
     try { sock = new WebSocket(wsUrl()); } catch (_) { scheduleReconnect(); return; }
     ws = sock;
-    sock.onopen = () => { delay = 1000; setLink("live", "live"); kick(); };
+    // A connect that hangs (phone between networks) is given up, then retried.
+    connectTimer = setTimeout(() => { if (sock === ws && sock.readyState !== 1) drop(); }, CONNECT_TIMEOUT);
+    sock.onopen = () => { clearTimeout(connectTimer); delay = 1000; lastMsgAt = Date.now(); setLink("live", "live"); };
     sock.onmessage = (ev) => {
       if (sock !== ws) return;
-      kick();
+      lastMsgAt = Date.now();
+      if (document.body.dataset.link !== "live") setLink("live", "live");
       let msg;
       try { msg = JSON.parse(ev.data); } catch (_) { return; }
       if (msg && typeof msg === "object") onMessage(msg);
     };
-    sock.onclose = () => {
-      if (sock !== ws) return;
-      ws = null;
-      clearTimeout(watchdog);
-      for (const [, p] of pending) { clearTimeout(p.timer); p.reject({ code: "OFFLINE", message: "Connection to the Pi lost" }); }
-      pending.clear();
-      scheduleReconnect();
-    };
+    sock.onclose = () => { if (sock === ws) drop(); };
   }
-  // status_update comes every 10 s: 45 s of silence means the link is dead even if the
-  // socket has not noticed (phone changed networks, Pi lost power).
-  function kick() {
-    clearTimeout(watchdog);
-    watchdog = setTimeout(() => { if (ws) { const s = ws; ws = null; s.close(); scheduleReconnect(); } }, 45000);
+  // Forget the socket (closing it if still open), fail what waits on it, retry later.
+  function drop() {
+    const s = ws;
+    ws = null;
+    clearTimeout(connectTimer);
+    if (s) { s.onclose = null; try { s.close(); } catch (_) {} }
+    for (const [, p] of pending) { clearTimeout(p.timer); p.reject({ code: "OFFLINE", message: "Connection to the Pi lost" }); }
+    pending.clear();
+    awayFrom(lastMsgAt || Date.now());
+    scheduleReconnect();
   }
   function scheduleReconnect() {
     clearTimeout(retryTimer);
@@ -150,13 +262,46 @@
     if (ws || !retryTimer) return;
     const s = Math.max(0, Math.ceil((retryAt - Date.now()) / 1000));
     setLink("offline", "offline");
-    $("offline-text").textContent = "Pi unreachable · retry in " + s + " s";
-    setTimeout(offlineTick, 1000);
+    const shooting = isLive(S.intervalometer);
+    $("offline-text").textContent = "Pi unreachable" + (shooting ? " · the Pi keeps shooting" : "") + " · retry in " + s + " s";
   }
-  $("retry").onclick = () => { delay = 1000; connect(); };
+  // Every second: ping, tell how old the data is, give up on a silent socket.
+  let pingAt = 0;
+  setInterval(() => {
+    offlineTick();
+    if (!ws || ws.readyState !== 1) return;
+    const now = Date.now(), age = now - lastMsgAt;
+    if (now - pingAt >= PING_EVERY) { pingAt = now; send({ type: "ping", id: "ping" + ++seq }); }
+    if (age > DEAD_AFTER) { drop(); return; }
+    if (age > STALE_AFTER) setLink("stale", "last update " + Math.round(age / 1000) + " s ago");
+    $("rec").hidden = !isLive(S.intervalometer) || document.body.dataset.link !== "live";
+    tick();
+  }, 1000);
+  $("retry").onclick = () => { delay = 1000; if (ws) drop(); clearTimeout(retryTimer); retryTimer = 0; connect(); };
+  // Back to the page: reconnect at once if the data is stale; then tell what happened meanwhile.
+  let away = null; // {at, stats} when the phone stopped hearing from the Pi
+  function awayFrom(at) {
+    if (away) return;
+    const s = S.intervalometer;
+    away = { at: at, id: s && s.sessionId, stats: s && s.stats ? Object.assign({}, s.stats) : null };
+  }
   document.addEventListener("visibilitychange", () => {
-    if (document.visibilityState === "visible" && !ws) { delay = 1000; connect(); }
+    if (document.visibilityState === "hidden") { awayFrom(Date.now()); return; }
+    if (!ws || Date.now() - lastMsgAt > STALE_AFTER / 2) { delay = 1000; if (ws) drop(); clearTimeout(retryTimer); retryTimer = 0; connect(); }
+    else if (away && Date.now() - away.at < 15000) away = null; // a short glance away: nothing to tell
   });
+  // Called on fresh status: one line about what the Pi did while the phone was away.
+  function backFromAway() {
+    if (!away) return;
+    const a = away, s = S.intervalometer;
+    away = null;
+    const mins = (Date.now() - a.at) / 1000;
+    if (mins < 20 || !a.stats || !s || s.sessionId !== a.id || !s.stats) return;
+    const d = (k) => Math.max(0, (s.stats[k] || 0) - (a.stats[k] || 0));
+    const ended = !isLive(s) ? " · the session " + (s.state === "completed" ? "completed" : s.state) : "";
+    life("While you were away (" + fmtDur(mins) + "): " + d("shotsSuccessful") + " taken, " + d("shotsFailed") + " failed, " + d("shotsSkipped") + " skipped" + ended,
+      d("shotsFailed") ? "warn" : "ok", 20000);
+  }
   function send(obj) { if (ws && ws.readyState === 1) ws.send(JSON.stringify(obj)); }
   // A command with an id; resolves with the reply's data, rejects with the error object.
   function cmd(type, data, timeoutMs) {
@@ -168,9 +313,8 @@
       ws.send(JSON.stringify({ type: type, id: id, data: data || {} }));
     });
   }
-  // Runs a command for a button: busy while waiting, error toast next to it.
   // Camera commands retry a busy camera (it stays busy ~0.5 s after a shot; CCAPI says retry).
-  const RETRY_BUSY = ["take_photo", "take_test_photo", "set_camera_setting"];
+  const RETRY_BUSY = ["take_photo", "set_camera_setting"];
   async function cmdRetry(type, data, timeoutMs) {
     for (let wait = 500; ; wait *= 2) {
       try { return await cmd(type, data, timeoutMs); } catch (e) {
@@ -179,6 +323,7 @@
       }
     }
   }
+  // Runs a command for a button: busy while waiting, error toast next to it.
   async function act(btn, type, data, okText, timeoutMs) {
     if (btn) { btn.disabled = true; btn.classList.add("busy"); }
     try {
@@ -190,6 +335,7 @@
       return null;
     } finally {
       if (btn) { btn.disabled = false; btn.classList.remove("busy"); }
+      renderShootButtons();
     }
   }
 
@@ -213,17 +359,18 @@
         if (!isNaN(t)) skewMs = t - Date.now();
         status(msg.data || msg);
         if (currentTab === "reports") loadReports();
+        backFromAway();
         break;
-      case "status_update": case "status": status(msg.data || msg); break;
+      case "status_update": case "status": status(msg.data || msg); backFromAway(); break;
       case "time-sync-request": {
         const d = msg.data || msg;
         send({ type: "time-sync-response", data: { requestId: d.requestId, clientTime: Date.now(), serverTime: d.serverTime, timezone: Intl.DateTimeFormat().resolvedOptions().timeZone } });
         break;
       }
-      case "error": { const [m, d] = errText(msg.data || msg.error); toast(null, "err", m, d); break; }
+      case "error": { if (!id || !String(id).startsWith("ping")) { const [m, d] = errText(msg.data || msg.error); toast(null, "err", m, d); } break; }
       case "event": onEvent(msg.eventType, msg.data || {}); break;
       case "timelapse_event": onTimelapseEvent(msg.eventType, msg.data || {}); break;
-      case "discovery_event": onDiscoveryEvent(msg.eventType, msg.data || {}); break;
+      case "discovery_event": break; // the camera block says it (banner, strip)
       case "network_event": onNetworkEvent(msg.eventType, msg.data || {}); break;
     }
   }
@@ -231,38 +378,104 @@
   const BLOCKS = ["camera", "discovery", "network", "power", "storage", "temperature", "intervalometer", "timesync"];
   function status(d) {
     for (const b of BLOCKS) if (b in d) S[b] = d[b];
-    if (changed("cam", [S.camera, S.storage, S.temperature])) renderCamera();
+    if (changed("cam", [S.camera, S.storage, S.temperature, S.power && S.power.estimate])) { renderCamera(); renderStrip(); renderSettings(); }
     if (changed("disc", S.discovery)) renderDiscovery();
     if (changed("iv", S.intervalometer)) renderSession();
     if (changed("net", S.network)) renderNetwork();
     if (changed("time", S.timesync)) renderTime();
     if (changed("power", [S.power, S.intervalometer && S.intervalometer.running])) { renderPower(); sessionWarnings(); }
+    if (changed("plan", [S.camera && S.camera.settings && S.camera.settings.tv, S.camera && S.camera.connected, S.power && S.power.estimate, S.storage, S.camera && S.camera.battery])) onFormChange();
+    renderBanner();
     renderAbout();
   }
 
+  // ---------- the strip and the camera banner ----------
+  const camOk = () => !!(S.camera && S.camera.connected && (!S.camera.state || S.camera.state === "connected"));
+  function battText(b) {
+    if (!b || b.level === null || b.level === undefined) return "–";
+    if (b.kind === "ac_adapter" || b.kind === "dc") return "mains";
+    return num(b.level) || /^\d+$/.test(b.level) ? b.level + " %" : String(b.level);
+  }
+  function cardText() {
+    const s = S.storage, est = S.power && S.power.estimate;
+    if (!s) return "no card info";
+    if (s.mounted === false) return "no card";
+    if (est && num(est.shotsByCard)) return "≈" + count(est.shotsByCard) + " shots";
+    return fmtMB(s.freeMB) + " free";
+  }
+  function renderStrip() {
+    const c = S.camera || {}, st = c.settings || {};
+    const strip = $("strip");
+    const ok = camOk();
+    strip.classList.toggle("bad", !!S.camera && !ok);
+    $("st-exp").textContent = !S.camera ? "–" : !ok && !st.tv ? "Camera not responding"
+      : [word("mode", st.mode), word("tv", st.tv), word("av", st.av), word("iso", st.iso)].join(" · ") + (ok ? "" : " (not responding)");
+    strip.querySelector(".st-more").hidden = !S.camera;
+    $("st-batt").textContent = "▮ " + battText(c.battery);
+    $("st-card").textContent = cardText();
+  }
+  // The full-width banner: the camera stopped answering (since when, how many frames missed),
+  // and a while after it came back.
+  let camLostAt = null, backShown = null;
+  function renderBanner() {
+    const b = $("banner"), s = S.intervalometer, live = isLive(s);
+    const o = live && s.outage, lo = s && s.lastOutage;
+    const ok = camOk();
+    if (!S.camera || ok) camLostAt = null; else if (!camLostAt) camLostAt = serverNow();
+    let text = null, kind = "err";
+    if (o && (o.framesMissed >= 2 || s.cameraConnected === false || !ok)) {
+      text = "Camera not answering since " + fmtTime(o.since) + " · " + o.framesMissed + " frame" + (o.framesMissed === 1 ? "" : "s") + " missed · retrying";
+    } else if (S.camera && !ok) {
+      text = "Camera not answering since " + clock(camLostAt) + " · " + (live ? "the session keeps its schedule" : "retrying");
+    } else if (live && lo && lo.until && serverNow() - Date.parse(lo.until) < 60000) {
+      text = "Camera back at " + fmtTime(lo.until) + " · " + lo.framesMissed + " frame" + (lo.framesMissed === 1 ? "" : "s") + " missed (" + fmtTime(lo.since) + "–" + fmtTime(lo.until) + ")";
+      kind = "ok";
+      if (backShown !== lo.until) { backShown = lo.until; buzz(100); }
+    }
+    const was = b.hidden ? null : b.textContent;
+    b.hidden = !text;
+    if (text) { b.textContent = text; b.className = "banner " + SEV[kind]; }
+    document.body.dataset.banner = text ? kind : "none";
+    if (was !== (text || null)) layout();
+  }
+
   // ---------- camera ----------
+  const CAM_STATE = { connected: "connected", probing: "connecting…", backoff: "retrying", disconnected: "not connected" };
   function renderCamera() {
     const c = S.camera || {};
     const st = c.state || (c.connected ? "connected" : "disconnected");
     const pill = $("cam-state");
-    pill.textContent = st;
+    pill.textContent = CAM_STATE[st] || st;
     pill.className = "pill " + (st === "connected" ? "ok" : st === "probing" ? "warn" : "bad");
     document.body.dataset.camera = st;
     const b = c.battery || {};
-    const s = S.storage;
+    const s = S.storage, est = S.power && S.power.estimate;
     const retry = c.nextRetryAt ? Math.max(0, Math.round((Date.parse(c.nextRetryAt) - serverNow()) / 1000)) : null;
     kv($("cam-kv"), [
       ["Model", c.model || undefined],
       ["Address", c.ip ? c.ip + (c.port ? ":" + c.port : "") : "–"],
-      ["Battery", b.level != null ? b.level + (num(b.level) ? " %" : "") + (b.quality && b.quality !== "good" ? " · " + b.quality : "") : "–",
+      ["Battery", battText(b) + (b.quality && b.quality !== "good" ? " · " + b.quality : ""),
         b.level === "low" || b.level === "exhausted" || (num(b.level) && b.level < 20) ? "warn" : ""],
       ["Card", s ? (s.mounted === false ? "no card" : fmtMB(s.freeMB) + " free of " + fmtMB(s.totalMB)) : "–", s && s.percentUsed > 90 ? "warn" : ""],
+      ["Shots left", est && num(est.shotsByCard) ? "≈" + count(est.shotsByCard) + " (" + (est.bytesPerShot / 1048576).toFixed(1) + " MB each, measured)" : undefined],
       ["Temperature", S.temperature || "–", S.temperature && S.temperature !== "normal" ? "warn" : ""],
-      ["Next retry", retry !== null && st !== "connected" ? (retry > 0 ? "in " + fmtDur(retry) : "now") : undefined],
+      ["Next try", retry !== null && st !== "connected" ? (retry > 0 ? "in " + fmtDur(retry) : "now") : undefined],
     ]);
-    const e = c.lastError;
-    $("cam-error").hidden = !e || st === "connected";
-    $("cam-error").textContent = e ? "Last error: " + (typeof e === "object" ? e.message || JSON.stringify(e) : e) : "";
+    const e = c.lastError, box = $("cam-error");
+    box.hidden = !e || st === "connected";
+    box.textContent = "";
+    if (e) box.append("Last problem: " + plain(e), el("details", null, el("summary", null, "Details"), typeof e === "object" ? e.message || JSON.stringify(e) : String(e)));
+    renderShootButtons();
+  }
+  // During a session: no photo by hand; a test photo waits for a gap between frames.
+  function renderShootButtons() {
+    const live = isLive(S.intervalometer);
+    const take = $("take-photo"), test = $("test-photo");
+    if (!take.classList.contains("busy")) take.disabled = live || !camOk();
+    if (!test.classList.contains("busy")) test.disabled = !camOk();
+    const note = $("shoot-note");
+    note.hidden = !live;
+    note.textContent = live ? "A timelapse is running: Take photo is off. A test photo waits for a gap between frames, or is refused if no gap is long enough." : "";
   }
   $("take-photo").onclick = (ev) => act(ev.currentTarget, "take_photo", {}, (r) => r && r.success === false ? "Camera answered, no photo" : "Photo taken", 60000);
   let testPhotoId = null;
@@ -270,84 +483,127 @@
     const btn = ev.currentTarget;
     const bar = $("test-progress");
     bar.hidden = false;
-    progress(bar, 0, "taking…");
+    progress(bar, 0, isLive(S.intervalometer) ? "waiting for a gap between frames…" : "taking…");
     testPhotoId = null;
+    const settings = Object.assign({}, (S.camera && S.camera.settings) || {});
     const r = await act(btn, "take_test_photo", {}, null, 180000);
     bar.hidden = true;
     if (!r) return;
     const url = api(r.url || "/api/camera/photos/test/" + encodeURIComponent(r.id) + "/file");
-    const box = $("test-preview");
-    box.hidden = false;
-    box.textContent = "";
-    const note = el("p", { class: "dim" }, (r.filename || r.id) + (num(r.size) ? " · " + (r.size / 1e6).toFixed(1) + " MB" : ""));
-    const img = el("img", { alt: "Test photo", src: url });
-    img.onerror = () => { img.remove(); note.append(" · no preview (not a displayable JPEG)"); };
-    box.append(img, note, el("a", { class: "button", href: url, download: r.filename || "test.jpg" }, "Save file"));
+    showPhoto($("test-preview"), url, r.settings || settings, (r.filename || r.id) + (r.preview === "display" ? " · display size" : "") + (num(r.size) ? " · " + (r.size >= 1e6 ? (r.size / 1e6).toFixed(1) + " MB" : Math.max(1, Math.round(r.size / 1e3)) + " kB") : ""), r.filename);
   };
   function progress(bar, pct, text) {
     bar.firstElementChild.style.width = Math.max(0, Math.min(100, pct)) + "%";
     bar.lastElementChild.textContent = text;
   }
 
-  // Settings: a select for every list ability, a number for ranges, read-only otherwise.
-  const MAIN_SETTINGS = ["shootingmodedial", "iso", "tv", "av", "wb", "colortemperature", "drive", "afoperation"];
-  const LABELS = { shootingmodedial: "Mode", iso: "ISO", tv: "Shutter", av: "Aperture", wb: "White balance", colortemperature: "Colour temp (K)", drive: "Drive", afoperation: "Focus" };
-  let settings = null;
-  $("load-settings").onclick = async (ev) => {
-    const r = await act(ev.currentTarget, "get_camera_settings", {});
-    if (r) { settings = r; renderSettings(); ev.target.textContent = "Reload settings"; }
-  };
-  function renderSettings() {
-    const main = $("settings"), more = $("settings-more");
-    main.textContent = "";
-    const moreBox = more.querySelector(".settings");
-    moreBox.textContent = "";
-    const names = Object.keys(settings).sort((a, b) => {
-      const ia = MAIN_SETTINGS.indexOf(a), ib = MAIN_SETTINGS.indexOf(b);
-      return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b);
-    });
-    for (const name of names) {
-      const s = settings[name] || {};
-      const field = settingField(name, s);
-      if (!field) continue;
-      (MAIN_SETTINGS.includes(name) ? main : moreBox).append(field);
+  // ---------- photos: truthful, with exposure, histogram and clipping; tap for 100 % ----------
+  function showPhoto(box, url, settings, note, filename) {
+    box.hidden = false;
+    box.textContent = "";
+    const img = el("img", { alt: "Photo " + (filename || ""), src: url });
+    const canvas = el("canvas", { width: 256, height: 56, "aria-label": "Histogram" });
+    const st = settings || {};
+    const exp = el("b", null, [word("tv", st.tv), word("av", st.av), word("iso", st.iso)].join(" · "));
+    const clip = el("span", { class: "dim" }, "");
+    const cap = el("figcaption", null, exp, " ", clip, el("br"), el("small", { class: "dim" }, note || ""));
+    img.onload = () => { const h = histogram(img); canvas._h = h; drawHistogram(canvas, h); clip.textContent = "· clipped " + pct(h.high) + " bright, " + pct(h.low) + " dark"; };
+    img.onerror = () => { img.remove(); canvas.remove(); cap.append(" · no preview (not a displayable JPEG)"); };
+    img.onclick = (e) => zoom(img, e);
+    box.append(el("div", { class: "frame" }, img), canvas, cap);
+    if (filename) box.append(el("a", { class: "button", href: url, download: filename }, "Save preview"));
+  }
+  const pct = (x) => (x * 100 < 0.1 && x > 0 ? "<0.1" : (x * 100).toFixed(x * 100 < 10 ? 1 : 0)) + " %";
+  // Luminance histogram (64 bins) and the share of clipped pixels, from a downscaled copy.
+  function histogram(img) {
+    const w = Math.min(320, img.naturalWidth || 1), h = Math.max(1, Math.round(w * (img.naturalHeight || 1) / (img.naturalWidth || 1)));
+    const c = document.createElement("canvas");
+    c.width = w; c.height = h;
+    const g = c.getContext("2d", { willReadFrequently: true });
+    g.drawImage(img, 0, 0, w, h);
+    let data;
+    try { data = g.getImageData(0, 0, w, h).data; } catch (_) { return { bins: new Array(64).fill(0), high: 0, low: 0 }; }
+    const bins = new Array(64).fill(0);
+    let high = 0, low = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      const r = data[i], gg = data[i + 1], b = data[i + 2];
+      bins[Math.min(63, (0.2126 * r + 0.7152 * gg + 0.0722 * b) >> 2)]++;
+      if (r >= 250 || gg >= 250 || b >= 250) high++;
+      if (r <= 3 && gg <= 3 && b <= 3) low++;
     }
-    more.hidden = !moreBox.children.length;
-    if (!main.children.length) main.append(el("p", { class: "dim" }, "The camera reports no settings."));
+    const n = data.length / 4;
+    return { bins: bins, high: high / n, low: low / n };
   }
-  function settingField(name, s) {
-    const ab = s.ability;
-    let input;
-    if (Array.isArray(ab) && ab.length && typeof s.value !== "object") {
-      input = el("select", { "data-setting": name });
-      const opts = ab.includes(s.value) ? ab : [s.value].concat(ab);
-      for (const o of opts) input.append(el("option", { value: o, selected: o === s.value }, o));
-    } else if (ab && num(ab.min) && num(ab.max) && num(s.value)) {
-      input = el("input", { type: "number", min: ab.min, max: ab.max, step: ab.step || 1, value: s.value, "data-setting": name, inputmode: "numeric" });
-    } else return null;
-    input.addEventListener("change", async () => {
-      const value = input.type === "number" ? Number(input.value) : input.value;
-      const before = s.value;
-      input.disabled = true;
-      try {
-        await cmdRetry("set_camera_setting", { setting: name, value: value });
-        s.value = value;
-        toast(input, "ok", name + " = " + value);
-      } catch (e) {
-        input.value = before;
-        const [m, d] = errText(e);
-        toast(input, "err", name + ": " + m, d);
-      } finally { input.disabled = false; }
+  function drawHistogram(canvas, h) {
+    const g = canvas.getContext("2d");
+    const max = Math.max(1, ...h.bins);
+    g.clearRect(0, 0, canvas.width, canvas.height);
+    g.fillStyle = getComputedStyle(canvas).color;
+    const bw = canvas.width / h.bins.length;
+    h.bins.forEach((v, i) => { const bh = Math.max(v ? 1 : 0, Math.round((Math.sqrt(v / max)) * (canvas.height - 2))); g.fillRect(i * bw, canvas.height - bh, bw - 1, bh); });
+  }
+  function zoom(img, e) {
+    const z = $("zoom");
+    z.textContent = "";
+    const big = el("img", { src: img.src, alt: img.alt });
+    // 100 %: one image pixel per screen pixel.
+    big.style.width = (img.naturalWidth / (window.devicePixelRatio || 1)) + "px";
+    z.append(big);
+    z.hidden = false;
+    const r = img.getBoundingClientRect();
+    const fx = (e.clientX - r.left) / r.width, fy = (e.clientY - r.top) / r.height;
+    requestAnimationFrame(() => { z.scrollLeft = fx * z.scrollWidth - z.clientWidth / 2; z.scrollTop = fy * z.scrollHeight - z.clientHeight / 2; });
+    z.onclick = () => { z.hidden = true; z.textContent = ""; };
+  }
+
+  // ---------- settings: from the status block, changed through our own picker ----------
+  let abilities = null; // CCAPI settings with their abilities, fetched on the first change
+  function renderSettings() {
+    const box = $("settings"), st = (S.camera && S.camera.settings) || null;
+    box.textContent = "";
+    if (!st || !Object.values(st).some((v) => v)) { box.append(el("p", { class: "dim" }, camOk() ? "The camera has not reported its settings yet." : "No camera.")); return; }
+    for (const key of ["mode", "tv", "av", "iso", "exposure", "wb", "drive", "afoperation"]) {
+      if (!st[key] && key === "exposure") continue;
+      box.append(el("button", { class: "tile", type: "button", "data-setting": key, onclick: (e) => changeSetting(key, e.currentTarget) },
+        el("small", null, SETTING_NAMES[key]), el("span", null, word(key, st[key]))));
+    }
+  }
+  async function changeSetting(key, tile) {
+    const name = CCAPI_NAME[key];
+    if (!abilities || !abilities[name]) {
+      tile.classList.add("busy");
+      try { abilities = await cmd("get_camera_settings"); } catch (e) { toastErr(tile, e); return; } finally { tile.classList.remove("busy"); }
+    }
+    const s = abilities[name] || (key === "mode" && abilities.shootingmode);
+    const list = s && Array.isArray(s.ability) ? s.ability : null;
+    if (!list || !list.length) { toast(tile, "warn", SETTING_NAMES[key] + " cannot be changed from here (set it on the camera)."); return; }
+    const current = S.camera && S.camera.settings ? S.camera.settings[key] : s.value;
+    const value = await pick(SETTING_NAMES[key], list.map((v) => [v, word(key, v)]), current);
+    if (value === null || value === current) return;
+    if (isLive(S.intervalometer) && !(await confirmSheet("A timelapse is running. Changing " + SETTING_NAMES[key].toLowerCase() + " to " + word(key, value) + " makes a visible jump in the sequence. Change it now?", "Change"))) return;
+    tile.disabled = true;
+    try {
+      await cmdRetry("set_camera_setting", { setting: s === abilities.shootingmode ? "shootingmode" : name, value: value });
+      s.value = value;
+      toast(tile, "ok", SETTING_NAMES[key] + ": " + word(key, value));
+    } catch (e) {
+      const [m, d] = errText(e);
+      toast(tile, "err", SETTING_NAMES[key] + ": " + m, d);
+    } finally { tile.disabled = false; }
+  }
+  // A list of choices in a sheet; resolves with the value, or null.
+  function pick(title, choices, current) {
+    return new Promise((resolve) => {
+      $("picker-title").textContent = title;
+      const list = $("picker-list");
+      list.textContent = "";
+      const done = (v) => { $("picker").hidden = true; resolve(v); };
+      for (const [v, label] of choices) list.append(el("button", { type: "button", "data-value": v, "aria-pressed": String(v === current), onclick: () => done(v) }, label));
+      $("picker-cancel").onclick = () => done(null);
+      $("picker").hidden = false;
+      const cur = list.querySelector('[aria-pressed="true"]');
+      if (cur) cur.scrollIntoView({ block: "center" });
     });
-    return el("label", null, LABELS[name] || name, input);
-  }
-  // Shutter speed as Canon writes it ("1/125", "0\"5", "30\"") in seconds, for validation.
-  function tvSeconds() {
-    const v = settings && settings.tv && settings.tv.value;
-    if (typeof v !== "string") return null;
-    if (v.includes("/")) { const [a, b] = v.split("/").map(Number); return b ? a / b : null; }
-    const m = /^(\d+)"(\d*)$/.exec(v);
-    return m ? Number(m[1] + "." + (m[2] || "0")) : null;
   }
 
   // Discovery
@@ -362,7 +618,7 @@
       const use = primary ? el("span", { class: "pill ok" }, c.connected ? "in use" : "primary")
         : el("button", { class: "small", onclick: (ev) => act(ev.currentTarget, "set_primary_camera", { uuid: c.uuid }, "Switched camera") }, "Use");
       list.append(el("li", null, el("div", null, c.modelName || c.friendlyName || "Camera",
-        el("small", null, (c.ipAddress || "?") + (c.online === false ? " · offline" : "") + (c.source ? " · " + c.source : ""))), use));
+        el("small", null, (c.ipAddress || "?") + (c.online === false ? " · offline" : ""))), use));
     }
   }
   $("discovery-scan").onclick = (ev) => act(ev.currentTarget, "discovery_scan", {}, "Searching the network…");
@@ -377,10 +633,13 @@
     act(btn, "connect_to_ip", data, "Connected to " + ip, 60000);
   };
 
-  // ---------- timelapse ----------
-  let countdown = 0;
+  // ---------- the monitor ----------
   // "scheduled": started or resumed, waiting for its first slot.
   const isLive = (s) => !!s && (s.running === true || ["running", "scheduled", "stopping"].includes(s.state));
+  let vibrate = false;
+  try { vibrate = localStorage.getItem("skylapse.vibrate") === "1"; } catch (_) {}
+  function buzz(pattern) { if (vibrate && navigator.vibrate) try { navigator.vibrate(pattern); } catch (_) {} }
+  let wasLive = false, frameOf = null;
   function renderSession() {
     const s = S.intervalometer;
     const card = $("session-card");
@@ -391,82 +650,117 @@
     document.body.dataset.session = s ? s.state : "none";
     const live = isLive(s);
     card.hidden = !s || !s.sessionId || s.state === "idle" || (!live && !!u);
+    if (wasLive && !live && currentTab === "timelapse") scrollTo(0, 0); // the outcome is at the top
+    if (s && s.sessionId !== frameOf) { frameOf = s.sessionId; $("s-frame").hidden = true; $("s-frame").textContent = ""; }
+    wasLive = live;
     $("tl-form").hidden = !!live;
-    $("rec").hidden = !live;
-    if (!s) { clearInterval(countdown); countdown = 0; return; }
+    $("rec").hidden = !live || document.body.dataset.link !== "live";
+    renderShootButtons();
+    if (!s) return;
     const st = s.stats || {}, o = s.options || {}, tm = st.timing || {};
     $("s-title").textContent = s.title || "Session";
     const pill = $("s-state");
     pill.textContent = s.state;
     pill.className = "pill " + (s.state === "running" ? "ok" : s.state === "error" ? "bad" : live ? "warn" : "");
-    $("s-shots").textContent = (st.shotsTaken || 0) + (o.totalShots ? "/" + o.totalShots : "");
+    $("s-ok").textContent = count(st.shotsSuccessful || 0) + (o.totalShots ? "/" + count(o.totalShots) : "");
+    $("s-failed").textContent = count(st.shotsFailed || 0);
+    $("s-failed").className = st.shotsFailed ? "err" : "";
+    $("s-skipped").textContent = count(st.shotsSkipped || 0);
+    $("s-skipped").className = st.shotsSkipped ? "warn" : "";
     const end = Date.parse(s.estimatedEndTime), start = Date.parse(st.startTime);
-    let pct = null, label = "";
-    if (o.totalShots) { pct = 100 * (st.shotsTaken || 0) / o.totalShots; label = (st.shotsTaken || 0) + " of " + o.totalShots; }
-    else if (!isNaN(end) && !isNaN(start) && end > start) { pct = 100 * (serverNow() - start) / (end - start); label = "until " + fmtTime(s.estimatedEndTime); }
-    if (!live && s.state === "completed") { pct = 100; label = "done"; }
-    $("s-progress").hidden = pct === null;
-    if (pct !== null) progress($("s-progress"), pct, label);
+    let p = null, label = "";
+    if (o.totalShots) { p = 100 * (st.shotsTaken || 0) / o.totalShots; label = (st.shotsTaken || 0) + " of " + o.totalShots + " frames"; }
+    else if (!isNaN(end) && !isNaN(start) && end > start) { p = 100 * (serverNow() - start) / (end - start); label = "until " + fmtTime(s.estimatedEndTime); }
+    if (!live && s.state === "completed") { p = 100; label = "done"; }
+    $("s-progress").hidden = p === null;
+    if (p !== null) progress($("s-progress"), p, label);
     kv($("s-kv"), [
-      ["Interval", fmtDur(o.interval) + (o.bulb ? " · bulb " + o.bulb + " s" : "")],
+      ["Interval", mmss(o.interval) + (o.bulb ? " · bulb " + o.bulb + " s" : "")],
       ["Stop", stopText(o)],
       ["Started", fmtTime(st.startTime)],
       ["Ends", live && s.estimatedEndTime ? fmtTime(s.estimatedEndTime) : undefined],
-      ["Failed", st.shotsFailed || 0, st.shotsFailed ? "err" : ""],
-      ["Skipped", st.shotsSkipped || 0, st.shotsSkipped ? "warn" : ""],
-      ["Overtime", st.overtimeShots ? st.overtimeShots + " shots, max " + fmtDur(st.maxOvertimeSeconds) : "none", st.overtimeShots ? "warn" : ""],
-      ["Timing error", num(tm.meanErrorMs) ? "mean " + fmtMs(tm.meanErrorMs) + " · p99 " + fmtMs(tm.p99ErrorMs) + " · max " + fmtMs(tm.maxErrorMs) : "–"],
-      ["Shot takes", num(st.lastShotDuration) ? fmtMs(st.lastShotDuration * 1000) : undefined],
-      ["Camera", s.cameraConnected === false ? "disconnected" : undefined, "err"],
-      ["Ended", s.endReason || undefined],
+      ["Timing", num(tm.meanErrorMs) ? "mean " + fmtMs(tm.meanErrorMs) + " · p99 " + fmtMs(tm.p99ErrorMs) : "–"],
+      ["Overtime", st.overtimeShots ? st.overtimeShots + " frames, max " + fmtDur(st.maxOvertimeSeconds) : undefined, "warn"],
+      ["Ended", s.endReason ? plain(s.endReason) : undefined],
     ]);
     sessionWarnings();
     $("stop").hidden = !live;
     $("stop").disabled = s.state === "stopping";
-    if (live && !countdown) countdown = setInterval(tick, 250);
-    if (!live) { clearInterval(countdown); countdown = 0; }
     tick();
   }
-  // Power warnings and the battery/card estimate, where the photographer watches the session.
+  // Card and battery against what the session still needs, for every stop condition.
   function sessionWarnings() {
-    const s = S.intervalometer, p = S.power || {}, est = p.estimate, ul = $("s-warnings");
+    const s = S.intervalometer, ul = $("s-warnings");
     ul.textContent = "";
     if (!isLive(s)) return;
-    for (const w of p.warnings || []) ul.append(el("li", { class: w.severity }, "⚠ " + (w.message || w.kind)));
-    if (est && num(est.shotsLeft)) {
-      const short = s.remainingShots != null && est.shotsLeft < s.remainingShots;
-      ul.append(el("li", { class: short ? "error" : "dim" }, (short ? "⚠ " : "") + "The " + (est.limitedBy || "battery") + " lasts about " + est.shotsLeft + " more shots" + (num(est.timeLeftSeconds) ? " (" + fmtDur(est.timeLeftSeconds) + ")" : "")));
+    const p = S.power || {};
+    for (const w of p.warnings || []) ul.append(el("li", { class: w.severity === "critical" ? "sev-err" : "sev-warn" }, w.message || w.kind));
+    const o = s.options || {}, st = s.stats || {};
+    let left = s.remainingShots;
+    if (left == null && s.estimatedEndTime && num(o.interval) && o.interval > 0) left = Math.max(0, Math.ceil((Date.parse(s.estimatedEndTime) - Date.parse(st.nextShotTime || s.estimatedEndTime)) / 1000 / o.interval) + 1);
+    for (const line of supplyLines(left, o.interval, true)) ul.append(el("li", { class: SEV[line[0]] }, line[1]));
+  }
+  // [[kind, text]] for the card and the camera battery against `frames` (null: until stopped).
+  function supplyLines(frames, interval, during) {
+    const out = [];
+    const est = (S.power && S.power.estimate) || {}, s = S.storage, b = (S.camera && S.camera.battery) || {};
+    const need = num(frames) ? frames : null;
+    const lasts = (n) => num(interval) && interval > 0 ? " (" + fmtDur(n * interval) + ")" : "";
+    if (s && s.mounted === false) out.push(["err", "No card in the camera"]);
+    else if (num(est.shotsByCard)) {
+      if (need === null) out.push(["info", "Card: room for ≈" + count(est.shotsByCard) + " frames" + lasts(est.shotsByCard)]);
+      else if (est.shotsByCard < need) out.push(["err", "Card: room for ≈" + count(est.shotsByCard) + " frames, " + (during ? "the session needs " : "the plan needs ") + count(need) + " — it fills up after" + lasts(est.shotsByCard)]);
+      else out.push(["ok", "Card: room for ≈" + count(est.shotsByCard) + " frames, enough for " + count(need)]);
+    } else if (s) out.push(["info", "Card: " + fmtMB(s.freeMB) + " free (size per frame not measured yet; a test photo measures it)"]);
+    const bl = b.level;
+    if (num(est.shotsByBattery)) {
+      if (need !== null && est.shotsByBattery < need) out.push(["err", "Camera battery: lasts ≈" + count(est.shotsByBattery) + " frames, " + (during ? "the session needs " : "the plan needs ") + count(need)]);
+      else out.push([need === null ? "info" : "ok", "Camera battery: lasts ≈" + count(est.shotsByBattery) + " frames" + lasts(est.shotsByBattery)]);
+    } else if (bl !== undefined && bl !== null) {
+      const low = bl === "low" || bl === "exhausted" || (num(Number(bl)) && Number(bl) < 20);
+      out.push([low ? "warn" : "info", "Camera battery: " + battText(b) + (low ? " — low for a long session" : need !== null && need > 300 ? " (use per frame not measured yet)" : "")]);
     }
+    return out;
   }
   function stopText(o) {
     switch (o.stopCondition) {
-      case "stop-after": return "after " + o.totalShots + " shots";
+      case "stop-after": return "after " + o.totalShots + " frames";
       case "stop-at": return "at " + o.stopTime;
       case "duration": return "after " + fmtDur(o.duration);
       default: return "never (until stopped)";
     }
   }
-  // The next-shot countdown is computed here from nextShotTime, so it needs no server traffic.
+  // Once a second, from nextShotTime and the exposure (no server traffic): the countdown, or
+  // "Exposing… 14 s" while a long exposure is open.
   function tick() {
     const s = S.intervalometer;
     const live = isLive(s);
-    const st = (s && s.stats) || {};
-    const next = Date.parse(st.nextShotTime);
-    const left = isNaN(next) ? null : (next - serverNow()) / 1000;
-    $("s-next").textContent = !live ? "–" : left === null ? "…" : left > 0 ? fmtDur(Math.ceil(left)) : "now";
-    const endLeft = s && s.estimatedEndTime ? (Date.parse(s.estimatedEndTime) - serverNow()) / 1000 : null;
-    const byShots = s && s.remainingShots != null;
-    $("s-left").textContent = live ? (byShots ? s.remainingShots : endLeft !== null ? fmtDur(endLeft) : "∞") : "–";
-    $("s-left-label").textContent = byShots ? "shots left" : "time left";
-    if (live) $("rec").textContent = "● " + (st.shotsTaken || 0) + ((s.options || {}).totalShots ? "/" + s.options.totalShots : "") + " · next " + $("s-next").textContent;
+    const st = (s && s.stats) || {}, o = (s && s.options) || {};
+    const next = Date.parse(st.nextShotTime), now = serverNow();
+    const exposure = num(o.bulb) ? o.bulb : tvSeconds(S.camera && S.camera.settings && S.camera.settings.tv);
+    const lastFired = isNaN(next) || !num(o.interval) ? NaN : next - o.interval * 1000;
+    let text = "–", label = "next frame";
+    if (live && s.state === "scheduled" && !isNaN(next)) { text = mmss(Math.max(0, (next - now) / 1000)); label = "until the first frame"; }
+    // The frame before `next` has been fired once its slot is not before the session's start.
+    let exposing = null;
+    if (live && num(exposure) && exposure >= 1 && lastFired >= Date.parse(st.startTime) - 1 && now >= lastFired && now < lastFired + exposure * 1000) exposing = Math.ceil((lastFired + exposure * 1000 - now) / 1000);
+    if (exposing !== null) { text = "Exposing… " + exposing + " s"; label = ""; }
+    else if (live && s.state !== "scheduled") text = isNaN(next) ? "…" : next - now > 0 ? mmss(Math.ceil((next - now) / 1000)) : "now";
+    $("s-next").textContent = text;
+    $("s-next-label").textContent = label;
+    if (live) $("rec").textContent = "● " + count(st.shotsSuccessful || 0) + (st.shotsFailed ? " ✕" + count(st.shotsFailed) : "") + " · " + (exposing !== null ? "exp. " + exposing + " s" : text);
+    if (S.camera && !camOk()) renderBanner();
+    if (S.camera && S.camera.state !== "connected" && S.camera.nextRetryAt) renderCamera();
   }
   // A gloved mis-tap must not end a night's session: confirm first.
   $("stop").onclick = async (ev) => {
     const btn = ev.currentTarget;
-    if (await confirmSheet("Stop the timelapse now?", "Stop")) act(btn, "stop_intervalometer", {}, "Stopping…");
+    if (await confirmSheet("Stop the timelapse now?", "Stop")) act(btn, "stop_intervalometer", {});
   };
+  $("rec").onclick = () => showTab("timelapse");
 
-  // Unsaved / interrupted session. `undefined` = leave as is, `null` = none.
+  // Unsaved / interrupted session. `undefined` = leave as is, `null` = none. A finished one
+  // folds into one line; an interrupted one stays open (it needs a decision).
   let unsaved = null;
   function renderUnsaved(u) {
     if (u === undefined) return;
@@ -476,149 +770,240 @@
     const fresh = !unsaved || unsaved.sessionId !== u.sessionId;
     unsaved = u;
     card.hidden = false;
-    $("u-head").textContent = u.saved ? "Session ended — saved as a report" : u.interrupted ? "Interrupted session" : "Session finished — save it?";
+    const ok = u.shotsSuccessful != null ? u.shotsSuccessful : u.shotsTaken;
+    const line = $("u-line");
+    line.textContent = "";
+    line.append(el("span", { class: u.interrupted ? "sev-warn" : "" }, (u.interrupted ? "Interrupted: " : "✓ Finished: ") + (u.title || "") + " · " + count(ok) + " taken" + (u.shotsFailed ? " · " + count(u.shotsFailed) + " failed" : "")), el("span", { class: "dim" }, u.saved ? "Saved ▸" : "Save ▸"));
+    if (fresh) {
+      const open = !!u.interrupted;
+      $("u-body").hidden = !open;
+      line.setAttribute("aria-expanded", String(open));
+      $("u-title").value = u.title || "";
+    }
+    // Reports are saved when a session ends: the card then names it, keeps it or discards it.
+    $("u-head").textContent = u.saved ? "Saved as a report" : u.interrupted ? "Interrupted session" : "Save this session?";
     $("u-save").textContent = u.saved ? "Keep" : "Save report";
     kv($("u-kv"), [
       ["Status", u.status],
-      ["Shots", (u.shotsSuccessful != null ? u.shotsSuccessful : u.shotsTaken) + " ok" + (u.shotsFailed ? ", " + u.shotsFailed + " failed" : "")],
+      ["Frames", count(ok) + " taken" + (u.shotsFailed ? ", " + count(u.shotsFailed) + " failed" : "")],
       ["Started", fmtDate(u.startTime)],
       ["Ended", u.endTime ? fmtDate(u.endTime) : undefined],
     ]);
-    if (fresh) $("u-title").value = u.title || "";
     const actions = u.actions || ["save", "discard"];
     $("u-resume").hidden = !(u.canResume || actions.includes("resume"));
   }
+  $("u-line").onclick = () => {
+    const open = $("u-body").hidden;
+    $("u-body").hidden = !open;
+    $("u-line").setAttribute("aria-expanded", String(open));
+  };
   $("u-save").onclick = async (ev) => {
     if (!unsaved) return;
     const title = $("u-title").value.trim();
     const r = unsaved.saved
       ? await act(ev.currentTarget, "update_report_title", { sessionId: unsaved.sessionId, title: title || unsaved.title })
       : await act(ev.currentTarget, "save_session_as_report", Object.assign({ sessionId: unsaved.sessionId }, title ? { title: title } : {}));
-    if (r) { toast($("start"), "ok", "Report saved: " + (title || "untitled")); renderUnsaved(null); if (S.intervalometer) S.intervalometer.unsavedSession = null; seen.iv = null; renderSession(); loadReports(); }
+    if (r) { life("Report saved: " + (title || unsaved.title || "untitled"), "ok"); renderUnsaved(null); if (S.intervalometer) S.intervalometer.unsavedSession = null; seen.iv = null; renderSession(); if (currentTab === "reports") loadReports(); }
   };
   $("u-discard").onclick = async (ev) => {
     if (!unsaved || !(await confirmSheet(unsaved.saved ? "Discard this session? Its report will be deleted." : "Discard this session? Its timing data will be lost.", "Discard"))) return;
     const r = await act(ev.currentTarget, "discard_session", { sessionId: unsaved.sessionId });
-    if (r) { toast($("start"), "ok", "Session discarded"); renderUnsaved(null); }
+    if (r) { life("Session discarded", "ok"); renderUnsaved(null); }
   };
   $("u-resume").onclick = async (ev) => {
     if (!unsaved) return;
     const r = await act(ev.currentTarget, "resume_session", { sessionId: unsaved.sessionId });
-    if (r) { toast($("stop"), "ok", "Session resumed"); renderUnsaved(null); }
+    if (r) { life("Session resumed", "ok"); renderUnsaved(null); }
   };
 
-  // Form
+  // ---------- the plan ----------
   const form = $("tl-form");
-  const stopCond = () => form.querySelector('input[name="stop"]:checked').value;
+  const radio = (name) => form.querySelector('input[name="' + name + '"]:checked').value;
+  // "1:30" / "90" / "2.5" -> seconds
+  function parseSecs(v) {
+    v = String(v).trim().replace(/\s*s$/, "");
+    const m = /^(\d+):(\d{1,2}(?:\.\d+)?)$/.exec(v);
+    if (m) return Number(m[1]) * 60 + Number(m[2]);
+    return v === "" ? NaN : Number(v);
+  }
+  // "HH:MM" -> minutes of the day
+  function parseHHMM(v) {
+    const m = /^(\d{1,2}):?(\d{2})$/.exec(String(v).trim());
+    return m && Number(m[1]) < 24 && Number(m[2]) < 60 ? Number(m[1]) * 60 + Number(m[2]) : null;
+  }
+  const fmtHHMM = (min) => String(Math.floor(min / 60) % 24).padStart(2, "0") + ":" + String(min % 60).padStart(2, "0");
+  // "h:mm" -> minutes
+  function parseHM(v) {
+    const m = /^(\d+):(\d{2})$/.exec(String(v).trim());
+    if (m) return Number(m[1]) * 60 + Number(m[2]);
+    const n = Number(String(v).trim().replace(/\s*min$/, ""));
+    return isFinite(n) ? n : null;
+  }
+  const STEPS = {
+    "f-interval": (v, d) => { const s = parseSecs(v) || 0; const st = s < 5 ? 0.5 : s < 60 ? 1 : s < 300 ? 5 : 15; return mmss(Math.max(0.5, Math.round((s + d * st) / st) * st)); },
+    "f-startat": (v, d) => fmtHHMM(((parseHHMM(v) || 0) + d + 1440) % 1440),
+    "f-startin": (v, d) => Math.max(1, (parseInt(v, 10) || 0) + d) + " min",
+    "f-stoptime": (v, d) => fmtHHMM(((parseHHMM(v) || 0) + d + 1440) % 1440),
+    "f-shots": (v, d) => String(Math.max(1, (parseInt(v, 10) || 0) + d)),
+    "f-duration": (v, d) => { const m = Math.max(5, (parseHM(v) || 0) + d); return Math.floor(m / 60) + ":" + String(m % 60).padStart(2, "0"); },
+  };
+  form.addEventListener("click", (ev) => {
+    const b = ev.target.closest("button[data-step], #f-presets button");
+    if (!b) return;
+    if (b.dataset.s) $("f-interval").value = mmss(Number(b.dataset.s));
+    else { const [id, d] = b.dataset.step.split(":"); $(id).value = STEPS[id]($(id).value, Number(d)); }
+    onFormChange();
+  });
   function formData() {
-    const d = { interval: Number($("f-interval").value), stopCondition: stopCond() };
+    const d = { interval: parseSecs($("f-interval").value), stopCondition: radio("stop") };
     if (d.stopCondition === "stop-after") d.shots = Math.round(Number($("f-shots").value));
-    if (d.stopCondition === "stop-at") d.stopTime = $("f-stoptime").value;
-    if (d.stopCondition === "duration") d.duration = (Number($("f-hours").value) || 0) * 3600 + (Number($("f-minutes").value) || 0) * 60;
+    if (d.stopCondition === "stop-at") { const m = parseHHMM($("f-stoptime").value); d.stopTime = m === null ? "" : fmtHHMM(m); }
+    if (d.stopCondition === "duration") d.duration = (parseHM($("f-duration").value) || 0) * 60;
+    const start = radio("start");
+    if (start === "at") { const m = parseHHMM($("f-startat").value); d.startAt = m === null ? "" : fmtHHMM(m); }
+    if (start === "in") { const n = parseInt($("f-startin").value, 10); d.startAt = n > 0 ? new Date(serverNow() + n * 60000).toISOString() : ""; }
     const title = $("f-title").value.trim();
     if (title) d.title = title;
     const bulb = $("f-bulb").value.trim();
     if (bulb) d.bulb = Number(bulb);
     return d;
   }
-  function formEstimate(d) {
-    let shots = null;
-    if (d.stopCondition === "stop-after") shots = d.shots;
-    if (d.stopCondition === "duration" && d.interval > 0) shots = Math.floor(d.duration / d.interval);
-    let secs = shots !== null ? shots * d.interval : null;
-    if (d.stopCondition === "stop-at" && /^\d\d:\d\d$/.test(d.stopTime || "")) {
-      const [h, m] = d.stopTime.split(":").map(Number);
-      const now = new Date(), end = new Date(now);
-      end.setHours(h, m, 0, 0);
-      if (end <= now) end.setDate(end.getDate() + 1);
-      secs = (end - now) / 1000;
-      shots = d.interval > 0 ? Math.floor(secs / d.interval) : null;
+  // The next wall time (ms) at local "HH:MM" after `from`.
+  function nextAt(hm, from) {
+    const t = new Date(from);
+    t.setHours(Math.floor(hm / 60), hm % 60, 0, 0);
+    if (t.getTime() <= from) t.setDate(t.getDate() + 1);
+    return t.getTime();
+  }
+  // What the server would refuse, in plain words (null: nothing).
+  function refusal(d) {
+    if (!ws) return "Not connected to the Pi";
+    if (!num(d.interval) || d.interval <= 0) return "Enter an interval, like 0:20 for 20 seconds";
+    if (d.stopCondition === "stop-after" && !(d.shots >= 1)) return "Enter how many frames to take";
+    if (d.stopCondition === "duration" && !(d.duration > 0)) return "Enter how long to shoot (h:mm)";
+    if (d.stopCondition === "stop-at" && !d.stopTime) return "Enter the stop time as HH:MM";
+    if (d.startAt === "") return radio("start") === "at" ? "Enter the start time as HH:MM" : "Enter in how many minutes to start";
+    if ("bulb" in d && !(d.bulb > 0)) return "Enter the bulb time in seconds, or leave it empty";
+    if (!d.startAt && !camOk()) return "The camera is not connected: connect it, or start at a later time";
+    if (lastValid && lastValid.interval === d.interval && lastValid.valid === false) return lastValid.reason;
+    return null;
+  }
+  function plan(d) {
+    const ul = $("f-plan");
+    ul.textContent = "";
+    const now = serverNow();
+    let start = now;
+    if (d.startAt && /^\d\d:\d\d$/.test(d.startAt)) start = nextAt(parseHHMM(d.startAt), now);
+    else if (d.startAt) start = Date.parse(d.startAt);
+    let frames = null, end = null;
+    if (num(d.interval) && d.interval > 0) {
+      if (d.stopCondition === "stop-after" && d.shots > 0) { frames = d.shots; end = start + (frames - 1) * d.interval * 1000; }
+      if (d.stopCondition === "duration" && d.duration > 0) { frames = Math.ceil(d.duration / d.interval); end = start + d.duration * 1000; }
+      if (d.stopCondition === "stop-at" && d.stopTime) { end = nextAt(parseHHMM(d.stopTime), start); frames = Math.ceil((end - start) / 1000 / d.interval); }
     }
-    $("f-estimate").textContent = shots !== null && num(shots) ? "≈ " + shots + " shots over " + fmtDur(secs) + (num(d.interval) && d.interval > 0 ? " · a 24 fps clip of " + fmtDur(shots / 24) : "") : "";
+    const add = (kind, text) => ul.append(el("li", { class: SEV[kind] }, text));
+    add("info", (d.startAt ? "Starts " + hhmm(start) + " (in " + fmtDur((start - now) / 1000) + ")" : "Starts now") + (end ? " · ends " + hhmm(end) + " (" + fmtDur((end - start) / 1000) + ")" : " · runs until you stop it"));
+    if (frames !== null) add("info", "≈" + count(frames) + " frames · clip " + mmss(frames / 24) + " at 24 fps, " + mmss(frames / 30) + " at 30 fps");
+    for (const line of supplyLines(frames, d.interval, false)) add(line[0], line[1]);
   }
   let validateTimer = 0, validSeq = 0, lastValid = null;
-  const FORM_FIELDS = ["f-interval", "f-shots", "f-stoptime", "f-hours", "f-minutes", "f-title", "f-bulb"];
+  const FORM_FIELDS = ["f-interval", "f-shots", "f-stoptime", "f-duration", "f-startat", "f-startin", "f-title", "f-bulb"];
   function restoreForm() {
     let v = null;
     try { v = JSON.parse(localStorage.getItem("skylapse.form") || "null"); } catch (_) {}
     if (!v) return;
     for (const f of FORM_FIELDS) if (typeof v[f] === "string") $(f).value = v[f];
-    const r = form.querySelector('input[name="stop"][value="' + CSS.escape(v.stop || "") + '"]');
-    if (r) r.checked = true;
+    for (const name of ["stop", "start"]) {
+      const r = form.querySelector('input[name="' + name + '"][value="' + CSS.escape(v[name] || "") + '"]');
+      if (r) r.checked = true;
+    }
   }
   function onFormChange() {
-    for (const n of form.querySelectorAll("[data-stop]")) n.hidden = n.dataset.stop !== stopCond();
-    const keep = { stop: stopCond() };
+    for (const n of form.querySelectorAll("[data-stop]")) n.hidden = n.dataset.stop !== radio("stop");
+    for (const n of form.querySelectorAll("[data-start]")) n.hidden = n.dataset.start !== radio("start");
+    const keep = { stop: radio("stop"), start: radio("start") };
     for (const f of FORM_FIELDS) keep[f] = $(f).value;
     try { localStorage.setItem("skylapse.form", JSON.stringify(keep)); } catch (_) {}
     const d = formData();
-    formEstimate(d);
+    for (const b of $("f-presets").children) b.setAttribute("aria-pressed", String(Number(b.dataset.s) === d.interval));
+    plan(d);
+    judge(d);
     clearTimeout(validateTimer);
-    validateTimer = setTimeout(() => validate(d), 250);
+    validateTimer = setTimeout(() => validate(d), 200);
   }
+  // Start is enabled only for what the server would accept; the reason shows otherwise.
+  function judge(d) {
+    const why = refusal(d);
+    $("start").disabled = !!why;
+    $("f-reason").hidden = !why;
+    $("f-reason").textContent = why ? "Can't start: " + why : "";
+  }
+  // Always against the camera's current Tv (from the status block; bulb when given).
   async function validate(d) {
     const my = ++validSeq;
     const box = $("f-validation");
-    if (!num(d.interval) || d.interval <= 0) { box.textContent = ""; box.append(el("p", { class: "err" }, "Enter an interval in seconds")); lastValid = false; return false; }
-    const exposure = num(d.bulb) ? d.bulb : tvSeconds();
+    if (!num(d.interval) || d.interval <= 0) { box.textContent = ""; lastValid = null; return; }
+    const tv = S.camera && S.camera.settings && S.camera.settings.tv;
+    const exposure = num(d.bulb) ? d.bulb : tvSeconds(tv);
     let r;
     try { r = await cmd("validate_interval", Object.assign({ interval: d.interval }, num(exposure) ? { exposure: exposure } : {})); }
-    catch (e) { if (my === validSeq) { box.textContent = ""; box.append(el("p", { class: "err" }, errText(e)[0])); } return null; }
-    if (my !== validSeq) return r.valid;
+    catch (e) { if (my === validSeq) { box.textContent = ""; } return; }
+    if (my !== validSeq) return;
     box.textContent = "";
-    box.append(el("p", { class: r.valid ? "ok" : "err" }, r.valid ? "✓ Interval OK" + (num(r.minimumInterval) ? " (minimum " + r.minimumInterval + " s)" : "") : "✕ Interval too short" + (num(r.minimumInterval) ? ": minimum " + r.minimumInterval + " s" : "")));
-    for (const w of r.warnings || []) box.append(el("p", { class: "warn" }, "⚠ " + w));
-    lastValid = !!r.valid;
-    // The photographer decides: an invalid interval turns the button into "Start anyway".
-    $("start").textContent = r.valid ? "Start timelapse" : "Start anyway";
-    $("start").className = "big " + (r.valid ? "primary" : "danger");
-    return r.valid;
+    const forTv = num(exposure) ? " for " + (num(d.bulb) ? "bulb " + d.bulb + " s" : word("tv", tv)) : "";
+    const reason = "Interval " + mmss(d.interval) + " is too short" + forTv + ": at least " + mmss(r.minimumInterval) + (num(r.recommendedInterval) ? ", " + mmss(r.recommendedInterval) + " recommended" : "");
+    box.append(el("p", { class: r.valid ? "sev-ok" : "sev-err" }, r.valid ? "Interval " + mmss(d.interval) + " fits" + forTv + (num(r.recommendedInterval) && d.interval < r.recommendedInterval ? " (tight: " + mmss(r.recommendedInterval) + " recommended)" : "") : reason));
+    for (const w of r.valid ? r.warnings || [] : []) box.append(el("p", { class: "sev-warn" }, w));
+    lastValid = { interval: d.interval, valid: !!r.valid, reason: reason };
+    judge(formData());
   }
   form.addEventListener("input", onFormChange);
   form.addEventListener("change", onFormChange);
+  for (const id of ["f-interval", "f-startat", "f-stoptime", "f-duration"]) $(id).addEventListener("blur", () => {
+    const v = $(id).value;
+    if (id === "f-interval" && num(parseSecs(v))) $(id).value = mmss(parseSecs(v));
+    if ((id === "f-startat" || id === "f-stoptime") && parseHHMM(v) !== null) $(id).value = fmtHHMM(parseHHMM(v));
+  });
   form.onsubmit = async (ev) => {
     ev.preventDefault();
     const btn = $("start");
     const d = formData();
-    if (d.stopCondition === "stop-after" && !(d.shots > 0)) { toast(btn, "err", "Enter the number of shots"); return; }
-    if (d.stopCondition === "duration" && !(d.duration > 0)) { toast(btn, "err", "Enter a duration"); return; }
-    if (d.stopCondition === "stop-at" && !d.stopTime) { toast(btn, "err", "Enter a stop time"); return; }
-    clearTimeout(validateTimer);
-    const sawInvalid = lastValid === false;
-    btn.disabled = true;
-    const ok = await validate(d);
-    btn.disabled = false;
-    if (ok === false && !sawInvalid) { toast(btn, "err", "Check the interval; tap again to start anyway"); return; }
-    const r = await act(btn, d.title ? "start_intervalometer_with_title" : "start_intervalometer", d, "Timelapse started");
-    if (r && r.status) status({ intervalometer: r.status });
-    if (r) { $("f-title").value = ""; onFormChange(); } // the next session gets its own title
+    const why = refusal(d);
+    if (why) { judge(d); return; }
+    const r = await act(btn, d.title ? "start_intervalometer_with_title" : "start_intervalometer", d);
+    if (r) {
+      clearToasts();
+      life("Timelapse started" + (d.startAt ? ", first frame at " + fmtTime(r.status && r.status.stats && r.status.stats.nextShotTime) : ""), "ok");
+      if (r.status) status({ intervalometer: r.status });
+      $("f-title").value = ""; // the next session gets its own title
+      onFormChange();
+    }
   };
 
   // ---------- events ----------
   function onEvent(type, d) {
     switch (type) {
       case "photo_taken":
-        if (d.sessionId && d.success === false) toast($("stop"), "err", "Shot " + (d.shotNumber || "?") + " failed", d.error && (d.error.message || d.error));
+        if (d.sessionId && d.success === false) buzz([200, 100, 200]);
+        break;
+      case "test_photo_scheduled":
+        progress($("test-progress"), 0, "between frames: in " + (num(d.inSeconds) ? d.inSeconds.toFixed(1) : "?") + " s");
         break;
       case "test_photo_download_progress":
         if (!testPhotoId) testPhotoId = d.photoId;
         if (d.photoId === testPhotoId) progress($("test-progress"), d.percent || 0, "downloading " + (d.percent || 0) + " %");
         break;
-      case "camera_setting_changed":
-        if (settings && d.setting && settings[d.setting]) {
-          settings[d.setting].value = d.value;
-          const i = document.querySelector('[data-setting="' + CSS.escape(d.setting) + '"]');
-          if (i && document.activeElement !== i) i.value = d.value;
-        }
+      case "session_frame":
+        showPhoto($("s-frame"), api(d.url), (S.camera && S.camera.settings) || {}, "Last frame " + (d.fileName || "") + " · " + fmtTime(d.timestamp), null);
         break;
       case "camera-sync":
         toast($("camera-sync"), d.success === false ? "err" : "ok", d.success === false ? "Camera clock not set" : "Camera clock synced" + (num(d.offset) ? " (was off by " + fmtMs(d.offset) + ")" : ""));
         break;
       case "sync-failed":
-        toast($("camera-sync"), "err", "Time sync failed" + (d.component ? " (" + d.component + ")" : ""), d.error && (d.error.message || d.error));
+        toast($("camera-sync"), "err", "Time sync did not work" + (d.component ? " (" + d.component + ")" : ""), plain(d.error));
         break;
       case "reliability-lost":
-        toast($("camera-sync"), "warn", "Time reliability lost", d.reason);
+        toast($("camera-sync"), "warn", "The phone's time is not reliable enough to set the clocks", plain(d.reason));
         break;
       case "power_warning":
         toast($("power-warnings"), d.severity === "critical" ? "err" : "warn", d.message || d.kind);
@@ -637,11 +1022,16 @@
   }
   function onTimelapseEvent(type, d) {
     if (type === "session_completed" || type === "session_stopped" || type === "session_error") sessionEnded(d);
+    const st = d.stats || {};
+    const tally = () => (st.shotsSuccessful || 0) + " taken" + (st.shotsFailed ? ", " + st.shotsFailed + " failed" : "") + (st.shotsSkipped ? ", " + st.shotsSkipped + " skipped" : "");
     switch (type) {
-      case "session_completed": toast($("stop"), "ok", "Timelapse complete: " + (d.stats ? d.stats.shotsTaken : "") + " shots"); break;
-      case "session_stopped": toast($("stop"), "ok", "Timelapse stopped"); break;
-      case "session_error": toast($("stop"), "err", "Timelapse ended with an error", d.reason); break;
-      case "photo_overtime": toast($("stop"), "warn", "Shot " + d.shotNumber + " took " + fmtDur(d.shotDuration) + ", longer than the interval"); break;
+      case "session_started": clearToasts(); break;
+      case "session_completed": life("Timelapse complete: " + tally(), st.shotsFailed ? "warn" : "ok", 30000); buzz([400, 200, 400]); break;
+      case "session_stopped": life("Timelapse stopped: " + tally(), "ok", 30000); buzz(300); break;
+      case "session_error": life("Timelapse ended with an error: " + plain(d.reason), "err", 60000); buzz([400, 200, 400, 200, 400]); break;
+      case "session_warning": life(plain(d.message), "warn", 30000); break;
+      case "shot_recovered": life(d.message || "A frame was taken after all", "ok"); break;
+      case "photo_overtime": break; // counted in the monitor (overtime row)
       case "unsaved_session_found":
         if (!unsaved || unsaved.sessionId !== d.sessionId) {
           renderUnsaved(d);
@@ -657,14 +1047,11 @@
         break;
     }
   }
-  function onDiscoveryEvent(type, d) {
-    if (type === "primary_camera_disconnected" || type === "camera_offline") toast($("cam-state"), "warn", "Camera went offline");
-  }
   function onNetworkEvent(type, d) {
     const anchor = $("wifi-scan");
     if (type === "wifi_connected") toast(anchor, "ok", "Joined " + (d.ssid || "Wi-Fi") + (d.ip ? " · " + d.ip : ""));
-    else if (type === "wifi_connection_failed") toast(anchor, "err", "Could not join " + (d.ssid || "Wi-Fi"), d.error && (d.error.message || d.error));
-    else if (type === "wifi_connection_started") toast(anchor, "ok", "Joining " + (d.ssid || "Wi-Fi") + "…");
+    else if (type === "wifi_connection_failed") toast(anchor, "err", "Could not join " + (d.ssid || "Wi-Fi"), plain(d.error));
+    else if (type === "wifi_connection_started") toast(anchor, "info", "Joining " + (d.ssid || "Wi-Fi") + "…");
   }
 
   // ---------- reports ----------
@@ -679,13 +1066,13 @@
     for (const rep of reports) {
       const res = rep.results || {};
       list.append(el("li", { class: "tap", "data-report": rep.id, onclick: () => openReport(rep.id) },
-        el("div", null, rep.title || rep.id, el("small", null, fmtDate(rep.startTime) + " · " + (res.shotsTaken || 0) + " shots" + (res.shotsFailed ? " · " + res.shotsFailed + " failed" : "") + " · " + (rep.status || ""))),
+        el("div", null, rep.title || rep.id, el("small", null, fmtDate(rep.startTime) + " · " + count(res.shotsSuccessful || 0) + " taken" + (res.shotsFailed ? " · " + count(res.shotsFailed) + " failed" : "") + (res.shotsSkipped ? " · " + count(res.shotsSkipped) + " skipped" : "") + " · " + (rep.status || ""))),
         el("span", { class: "dim" }, "›")));
     }
     if (reportId && !reports.some((x) => x.id === reportId)) closeReport();
   }
   $("reports-refresh").onclick = (ev) => loadReports(ev.currentTarget);
-  let openSeq = 0;
+  let openSeq = 0, openRep = null;
   async function openReport(id) {
     const my = ++openSeq;
     let r;
@@ -694,34 +1081,108 @@
     const rep = r.report || r;
     const same = reportId === id;
     reportId = id;
+    openRep = rep;
     $("report-card").hidden = false;
     $("reports-card").hidden = true;
     $("r-title").textContent = rep.title || id;
     if (!same || document.activeElement !== $("r-newtitle")) $("r-newtitle").value = rep.title || "";
     const res = rep.results || {}, sum = rep.summary || {}, o = rep.options || {};
     kv($("r-kv"), [
-      ["Status", rep.status + (rep.endReason ? " · " + rep.endReason : "")],
+      ["Status", rep.status + (rep.endReason ? " · " + plain(rep.endReason) : "")],
       ["Started", fmtDate(rep.startTime)],
       ["Ended", fmtDate(rep.endTime)],
       ["Length", fmtDur((Date.parse(rep.endTime) - Date.parse(rep.startTime)) / 1000)],
-      ["Interval", fmtDur(o.interval) + " · " + stopText(o)],
-      ["Shots", (res.shotsSuccessful || 0) + " ok of " + (res.shotsTaken || 0) + (num(res.successRate) ? " (" + Math.round(res.successRate * 100) + " %)" : "")],
-      ["Failed", res.shotsFailed || 0, res.shotsFailed ? "err" : ""],
-      ["Skipped", res.shotsSkipped || 0, res.shotsSkipped ? "warn" : ""],
-      ["Overtime", res.overtimeShots ? res.overtimeShots + " shots" : "none", res.overtimeShots ? "warn" : ""],
-      ["Timing error", "mean " + fmtMs(sum.meanErrorMs) + " · p99 " + fmtMs(sum.p99ErrorMs) + " · max " + fmtMs(sum.maxErrorMs)],
+      ["Interval", mmss(o.interval) + " · " + stopText(o)],
+      ["Taken", count(res.shotsSuccessful || 0), "ok"],
+      ["Failed", count(res.shotsFailed || 0), res.shotsFailed ? "err" : ""],
+      ["Skipped", count(res.shotsSkipped || 0), res.shotsSkipped ? "warn" : ""],
+      ["Overtime", res.overtimeShots ? res.overtimeShots + " frames" : "none", res.overtimeShots ? "warn" : ""],
+      ["Timing", "mean " + fmtMs(sum.meanErrorMs) + " · p99 " + fmtMs(sum.p99ErrorMs) + " · max " + fmtMs(sum.maxErrorMs)],
       ["Drift", fmtMs(sum.driftMs)],
-      ["Shot takes", fmtMs(sum.meanDurationMs) + " (mean)"],
-      ["Errors", rep.errors && rep.errors.length ? rep.errors.length : undefined, "err"],
     ]);
+    drawChart(rep);
+    renderGaps(rep);
     const base = "/api/timelapse/reports/" + encodeURIComponent(id);
-    $("r-chart").src = api(base + "/chart.svg?v=" + encodeURIComponent(rep.savedAt || "") + encodeURIComponent(rep.title || ""));
     $("r-csv").href = api(base + "/csv");
     $("r-csv").setAttribute("download", (rep.title || id).replace(/[^\w.-]+/g, "_") + ".csv");
-    if (!same) $("report-card").scrollIntoView({ block: "start" });
+    if (!same) { layout(); $("report-card").scrollIntoView({ block: "start" }); }
   }
-  function closeReport() { reportId = null; $("report-card").hidden = true; $("reports-card").hidden = false; }
+  function closeReport() { reportId = null; openRep = null; $("report-card").hidden = true; $("reports-card").hidden = false; }
   $("r-close").onclick = closeReport;
+  $("r-back").onclick = (ev) => { ev.preventDefault(); closeReport(); scrollTo(0, 0); };
+  addEventListener("resize", () => { if (openRep) drawChart(openRep); layout(); });
+  // Timing error of every frame against the grid, drawn for this screen's width; failed
+  // frames as marks on the floor, gaps shaded.
+  function drawChart(rep) {
+    const box = $("r-chart"), shots = rep.shots || [];
+    const W = Math.max(280, box.clientWidth || 320), H = 220, L = 60, R = 8, T = 12, B = 38;
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    svg.setAttribute("width", W); svg.setAttribute("height", H);
+    const add = (tag, attrs, text) => { const e = document.createElementNS(ns, tag); for (const k in attrs) e.setAttribute(k, attrs[k]); if (text !== undefined) e.textContent = text; svg.append(e); return e; };
+    box.textContent = "";
+    if (!shots.length) { box.append(el("p", { class: "dim" }, "No frames.")); return; }
+    const t0 = shots[0].scheduledMs, t1 = Math.max(t0 + 1, shots[shots.length - 1].scheduledMs);
+    const errs = shots.filter((s) => s.ok && num(s.errorMs)).map((s) => Math.abs(s.errorMs));
+    const top = Math.max(1, niceCeil(Math.max(0, ...errs)));
+    const x = (t) => L + (t - t0) / (t1 - t0) * (W - L - R), y = (v) => T + (1 - v / top) * (H - T - B);
+    for (const g of gaps(rep)) add("rect", { x: x(g.from), y: T, width: Math.max(2, x(g.to) - x(g.from)), height: H - T - B, fill: "currentColor", "fill-opacity": ".15" });
+    for (const v of [0, top / 2, top]) {
+      add("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), stroke: "currentColor", "stroke-opacity": ".25" });
+      add("text", { x: L - 6, y: y(v) + 5, "text-anchor": "end" }, fmtMs(v).replace(" ms", "") + (v === top ? " ms" : ""));
+    }
+    let path = "";
+    for (const s of shots) if (s.ok && num(s.errorMs)) path += (path ? "L" : "M") + x(s.scheduledMs).toFixed(1) + " " + y(Math.abs(s.errorMs)).toFixed(1);
+    if (path) add("path", { d: path, fill: "none", stroke: "currentColor", "stroke-width": "1.5" });
+    for (const s of shots) if (!s.ok) add("path", { d: "M" + (x(s.scheduledMs) - 4) + " " + (H - B - 8) + "l8 8m0 -8l-8 8", stroke: "currentColor", "stroke-width": "2" });
+    const label = t1 - t0 < 600000 ? clock : hhmm;
+    for (const [t, anchor] of [[t0, "start"], [(t0 + t1) / 2, "middle"], [t1, "end"]]) add("text", { x: x(t), y: H - 12, "text-anchor": anchor }, label(t));
+    box.append(svg);
+  }
+  function niceCeil(v) { if (v <= 0) return 1; const p = Math.pow(10, Math.floor(Math.log10(v))); for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p; return 10 * p; }
+  // Runs of failed or skipped frames (one entry when they touch): when, why, which frames,
+  // where the sequence of files jumps.
+  function gaps(rep) {
+    const shots = rep.shots || [], out = [];
+    const iv = ((rep.options || {}).interval || 0) * 1000;
+    const file = (s) => s && s.files && s.files.length ? s.files[0].split("/").pop().replace(/\.[^.]+$/, "") : null;
+    const push = (g) => {
+      const prev = out[out.length - 1];
+      if (prev && g.from <= prev.to + 1) {
+        prev.to = Math.max(prev.to, g.to);
+        prev.failed += g.failed; prev.skipped += g.skipped;
+        prev.first = prev.first || g.first; prev.last = g.last || prev.last;
+        prev.after = g.after;
+        if (!prev.reason) prev.reason = g.reason;
+      } else out.push(g);
+    };
+    let i = 0;
+    while (i < shots.length) {
+      const s = shots[i];
+      if (s.skippedBefore > 0) push({ from: s.scheduledMs - s.skippedBefore * iv, to: s.scheduledMs, reason: "", failed: 0, skipped: s.skippedBefore, first: null, last: null, before: file(shots[i - 1]), after: file(s) });
+      if (s.ok) { i++; continue; }
+      let j = i;
+      while (j + 1 < shots.length && !shots[j + 1].ok) j++;
+      const next = shots[j + 1];
+      push({ from: s.scheduledMs, to: next ? next.scheduledMs : shots[j].scheduledMs + iv, reason: plain(s.error) || "failed", failed: j - i + 1, skipped: 0, first: s.shot, last: shots[j].shot, before: file(shots[i - 1]), after: file(next) });
+      i = j + 1;
+    }
+    return out;
+  }
+  function renderGaps(rep) {
+    const ul = $("r-gaps");
+    ul.textContent = "";
+    const list = gaps(rep);
+    if (!list.length) { ul.append(el("li", { class: "sev-ok" }, "No gaps: every frame was taken on its slot.")); return; }
+    for (const g of list) {
+      const what = [];
+      if (g.failed) what.push((g.first === g.last ? "frame " + g.first : "frames " + g.first + "–" + g.last) + " failed");
+      if (g.skipped) what.push(g.skipped + " skipped");
+      const jump = g.before && g.after ? " · the sequence jumps between " + g.before + " and " + g.after : g.after ? " · resumes at " + g.after : "";
+      ul.append(el("li", { class: "sev-warn" }, clock(g.from) + "–" + clock(g.to) + " " + (g.reason || "no time to shoot on the grid") + " · " + what.join(", ") + jump));
+    }
+  }
   $("r-rename").onsubmit = async (ev) => {
     ev.preventDefault();
     const title = $("r-newtitle").value.trim();
@@ -755,7 +1216,7 @@
     const un = $("net-unavailable");
     un.hidden = n.available !== false;
     un.textContent = "";
-    un.append(el("b", null, "Wi-Fi control unavailable"), " (SERVICE_UNAVAILABLE)", el("small", null, n.error || "NetworkManager is not running"));
+    un.append("Wi-Fi control is not available on this Pi.", el("details", null, el("summary", null, "Details"), "SERVICE_UNAVAILABLE: " + (n.error || "NetworkManager is not running")));
     $("wifi-disconnect").disabled = n.available === false || !w.connected;
     kv($("wifi-kv"), [
       ["Status", w.connected ? "connected" : w.active ? "on, not connected" : "off", w.connected ? "ok" : ""],
@@ -815,19 +1276,19 @@
   function renderTime() {
     const t = S.timesync || {}, pi = t.pi || {}, cam = t.camera || {};
     kv($("time-kv"), [
-      ["Pi clock", pi.isSynchronized ? "synced" : "not synced", pi.isSynchronized ? "ok" : "warn"],
+      ["Pi clock", pi.isSynchronized ? "set" : "not set", pi.isSynchronized ? "ok" : "warn"],
       ["Reliability", pi.reliability || "–", pi.reliability === "high" ? "ok" : pi.reliability === "none" ? "warn" : ""],
       ["Source", pi.source || "–"],
       ["Pi offset", num(pi.offsetMs) ? fmtMs(pi.offsetMs) : "–"],
       ["Last sync", pi.lastSyncTime ? fmtTime(pi.lastSyncTime) : "never"],
-      ["Camera clock", cam.isSynchronized ? "synced" : cam.connected === false ? "no camera" : "not synced", cam.isSynchronized ? "ok" : "warn"],
+      ["Camera clock", cam.isSynchronized ? "set" : cam.connected === false ? "no camera" : "not set", cam.isSynchronized ? "ok" : "warn"],
       ["Camera offset", num(cam.offsetMs) ? fmtMs(cam.offsetMs) : undefined],
       ["Camera sync", cam.lastSyncTime ? fmtTime(cam.lastSyncTime) : undefined],
       ["Timezone", t.clientTimezone || Intl.DateTimeFormat().resolvedOptions().timeZone],
       ["Phones", t.connectedClients],
     ]);
   }
-  $("camera-sync").onclick = (ev) => act(ev.currentTarget, "manual_camera_sync", {}, "Syncing camera clock…");
+  $("camera-sync").onclick = (ev) => act(ev.currentTarget, "manual_camera_sync", {}, "Setting the camera clock…");
   function renderPower() {
     const p = S.power || {}, th = p.thermal || {}, b = p.battery || {}, thr = p.throttled, est = p.estimate;
     const flags = thr && thr.current ? Object.keys(thr.current).filter((k) => thr.current[k]) : [];
@@ -837,14 +1298,13 @@
       ["Temperature", num(th.temperature) ? th.temperature + " °" + (th.unit || "C") : "–", th.temperature >= 80 ? "err" : th.temperature >= 70 ? "warn" : ""],
       ["Throttling", thr ? (flags.length ? flags.join(", ") : "none") + (past.length ? " (since boot: " + past.join(", ") + ")" : "") : "–", flags.length ? "err" : past.length ? "warn" : ""],
       ["Battery", b.present ? (num(b.capacity) ? b.capacity + " %" : "present") + (b.status ? " · " + b.status : "") : "none", b.present && b.capacity < 20 ? "warn" : ""],
-      ["Supplies", p.supplies && p.supplies.length ? p.supplies.map((s) => s.name + (s.online === false ? " (off)" : "")).join(", ") : undefined],
-      ["Shots left", est && num(est.shotsLeft) ? est.shotsLeft + (est.limitedBy ? " (" + est.limitedBy + ")" : "") + (num(est.timeLeftSeconds) ? " · " + fmtDur(est.timeLeftSeconds) : "") : undefined],
+      ["Frames left", est && num(est.shotsLeft) ? count(est.shotsLeft) + (est.limitedBy ? " (" + est.limitedBy + ")" : "") + (num(est.timeLeftSeconds) ? " · " + fmtDur(est.timeLeftSeconds) : "") : undefined],
       ["Uptime", fmtDur(p.uptime)],
     ]);
     const ul = $("power-warnings");
     ul.textContent = "";
     const warnings = p.warnings || [];
-    for (const w of warnings) ul.append(el("li", { class: w.severity }, "⚠ " + (w.message || w.kind)));
+    for (const w of warnings) ul.append(el("li", { class: w.severity === "critical" ? "sev-err" : "sev-warn" }, w.message || w.kind));
     for (const r of p.recommendations || []) {
       const text = typeof r === "string" ? r : r.message || JSON.stringify(r);
       if (!warnings.some((w) => w.message === text)) ul.append(el("li", null, "• " + text));
@@ -858,8 +1318,15 @@
       ["Clock skew", Math.abs(skewMs) > 1000 ? "phone is " + fmtMs(-skewMs) + " off the Pi" : "< 1 s"],
     ]);
   }
+  function renderVibrate() {
+    const b = $("vibrate");
+    b.setAttribute("aria-pressed", String(vibrate));
+    b.textContent = "Vibrate on failed frames and at the end: " + (vibrate ? "on" : "off") + (navigator.vibrate ? "" : " (this browser cannot)");
+  }
+  $("vibrate").onclick = () => { vibrate = !vibrate; try { localStorage.setItem("skylapse.vibrate", vibrate ? "1" : "0"); } catch (_) {} renderVibrate(); buzz(100); };
+  renderVibrate();
 
-  // ---------- tabs, night mode ----------
+  // ---------- tabs, night mode, dimmer ----------
   let currentTab = "camera";
   function showTab(name) {
     if (!$("tab-" + name)) name = "camera";
@@ -879,18 +1346,27 @@
     document.documentElement.classList.toggle("red", on);
     $("night").setAttribute("aria-pressed", String(on));
     try { localStorage.setItem("skylapse.red", on ? "1" : "0"); } catch (_) {}
+    for (const c of document.querySelectorAll(".photo canvas")) if (c._h) drawHistogram(c, c._h);
+    if (openRep) drawChart(openRep);
   }
   $("night").onclick = () => setRed(!document.documentElement.classList.contains("red"));
   $("night").setAttribute("aria-pressed", String(document.documentElement.classList.contains("red")));
-  $("rec").onclick = () => showTab("timelapse");
+  const DIM = ["Dim", "Dim 1", "Dim 2"];
+  function setDim(level) {
+    document.documentElement.dataset.dim = String(level);
+    $("dim").textContent = DIM[level];
+    $("dim").setAttribute("aria-pressed", String(level > 0));
+    try { localStorage.setItem("skylapse.dim", String(level)); } catch (_) {}
+  }
+  $("dim").onclick = () => setDim(((Number(document.documentElement.dataset.dim) || 0) + 1) % 3);
+  setDim(Number(document.documentElement.dataset.dim) || 0);
 
   restoreForm();
   let saved = null;
   try { saved = localStorage.getItem("skylapse.tab"); } catch (_) {}
   showTab(location.hash.slice(1) || saved || "camera");
   addEventListener("hashchange", () => { if (location.hash.slice(1) !== currentTab) showTab(location.hash.slice(1)); });
-  // The camera's "next retry" line counts down between status updates.
-  setInterval(() => { if (S.camera && S.camera.state !== "connected" && S.camera.nextRetryAt) renderCamera(); }, 1000);
-  window.skylapse = { state: S, cmd: cmd }; // for debugging from the console and for tests
+  layout();
+  window.skylapse = { state: S, cmd: cmd, word: word, plain: plain }; // for debugging from the console and for tests
   connect();
 })();

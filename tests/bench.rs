@@ -9,6 +9,8 @@
 mod camera;
 #[path = "bench/e2e.rs"]
 mod e2e;
+#[path = "bench/hostile.rs"]
+mod hostile;
 #[path = "bench/intervalometer.rs"]
 mod intervalometer;
 #[path = "bench/web.rs"]

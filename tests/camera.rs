@@ -189,7 +189,10 @@ fn connect_photo_and_settings_round_trip() {
         assert_eq!(block["uuid"], r.sim().udn());
         assert_eq!(block["state"], "connected");
         // Reports take the camera's identity from here (it was lost in a merge: always None).
-        let identity = r.control.identity().expect("the connected camera's identity");
+        let identity = r
+            .control
+            .identity()
+            .expect("the connected camera's identity");
         assert_eq!(identity.productname, "Canon EOS R50");
         assert!(!identity.serialnumber.is_empty());
 

@@ -23,6 +23,7 @@ mod e2e;
 mod intervalometer;
 mod logs;
 mod power;
+mod storage;
 mod timesync;
 mod ui;
 mod web;

@@ -67,15 +67,18 @@ fn watch_lines<R: std::io::Read + Send + 'static>(
     rx
 }
 
-/// `skylapse --demo` on `listen`; returns once it prints its address.
-fn start_server(listen: &str, data_dir: &Path, log: &Path) -> (Proc, SocketAddr) {
-    let log = std::fs::File::create(log).expect("server log");
+/// `skylapse --demo` on `listen` with the simulator's control plane on; returns once it prints
+/// its address, with the control plane's address (from its log).
+fn start_server(listen: &str, data_dir: &Path, log: &Path) -> (Proc, SocketAddr, SocketAddr) {
+    let log_file = std::fs::File::create(log).expect("server log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_skylapse"))
         .args(["--demo", "--listen", listen, "--data-dir"])
         .arg(data_dir)
+        .env("SKYLAPSE_DEMO_CONTROL", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(log)
+        .stderr(log_file)
         .spawn()
         .expect("start skylapse");
     let out = child.stdout.take().expect("stdout");
@@ -87,7 +90,20 @@ fn start_server(listen: &str, data_dir: &Path, log: &Path) -> (Proc, SocketAddr)
     let addr = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("skylapse did not print its address");
-    (proc, addr.parse().expect("address"))
+    // Logged while the services start, before the address is printed.
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let control = text
+        .lines()
+        .find_map(|l| {
+            let at = l.find("control plane at http://")? + "control plane at http://".len();
+            l[at..].split('/').next().map(str::to_string)
+        })
+        .expect("the demo simulator's control plane address in the log");
+    (
+        proc,
+        addr.parse().expect("address"),
+        control.parse().expect("control address"),
+    )
 }
 
 fn chromium_path() -> Option<PathBuf> {
@@ -466,6 +482,82 @@ fn closed_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// One request to the simulator's `/_sim` control plane (plain HTTP/1.1 on loopback).
+fn sim(control: SocketAddr, method: &str, path: &str, body: Value) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let body = body.to_string();
+    let mut s = TcpStream::connect(control).map_err(|e| format!("control plane: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .map_err(|e| format!("control plane: {e}"))?;
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    if reply.starts_with("HTTP/1.1 2") {
+        Ok(())
+    } else {
+        Err(format!(
+            "{method} {path}: {}",
+            reply.lines().next().unwrap_or("no reply")
+        ))
+    }
+}
+
+/// Brightest luminance (0–255) inside each selector's box in a fresh screenshot of the page:
+/// what the screen really shows, after filters, blending and the dimmer.
+async fn brightest(cdp: &Cdp, selectors: &[&str]) -> Result<Vec<f64>, String> {
+    let shot = cdp
+        .page("Page.captureScreenshot", json!({"format": "png"}))
+        .await?;
+    let b64 = shot["data"].as_str().ok_or("no screenshot")?;
+    let sels = serde_json::to_string(selectors).unwrap_or_default();
+    let v = cdp
+        .eval(&format!(
+            r#"(async () => {{
+                const img = new Image(); img.src = "data:image/png;base64,{b64}"; await img.decode();
+                const c = document.createElement("canvas"); c.width = img.width; c.height = img.height;
+                const g = c.getContext("2d"); g.drawImage(img, 0, 0);
+                const k = img.width / innerWidth;
+                return JSON.stringify({sels}.map((sel) => {{
+                    const e = document.querySelector(sel); if (!e) return -1;
+                    const r = e.getBoundingClientRect();
+                    const x = Math.max(0, Math.floor(r.left * k)), y = Math.max(0, Math.floor(r.top * k));
+                    const w = Math.min(c.width - x, Math.ceil(r.width * k)), h = Math.min(c.height - y, Math.ceil(r.height * k));
+                    if (w <= 0 || h <= 0) return -2;
+                    const d = g.getImageData(x, y, w, h).data; let m = 0;
+                    for (let i = 0; i < d.length; i += 4) m = Math.max(m, 0.2126 * d[i] + 0.7152 * d[i + 1] + 0.0722 * d[i + 2]);
+                    return m;
+                }}));
+            }})()"#
+        ))
+        .await?;
+    let list: Vec<f64> =
+        serde_json::from_str(v.as_str().unwrap_or("[]")).map_err(|e| e.to_string())?;
+    if list.iter().any(|m| *m < 0.0) {
+        return Err(format!("nothing to measure in {selectors:?}: {list:?}"));
+    }
+    Ok(list)
+}
+
+/// Elements that stick out of the viewport or have text cut off, on the visible tab.
+const CLIPPING: &str = r##"(() => {
+    const W = document.documentElement.clientWidth, bad = [];
+    const desc = (e) => e.tagName.toLowerCase() + (e.id ? "#" + e.id : "") + (e.className && typeof e.className === "string" ? "." + e.className.trim().split(/\s+/).join(".") : "") + " '" + (e.textContent || "").trim().slice(0, 30) + "'";
+    if (document.documentElement.scrollWidth > W + 1) bad.push("the page scrolls sideways: " + document.documentElement.scrollWidth + " > " + W);
+    for (const e of document.querySelectorAll("body *")) {
+        if (!e.getClientRects().length || e.closest("#zoom, #dimmer, svg, .sheet[hidden]") && e.tagName !== "svg") continue;
+        const cs = getComputedStyle(e), r = e.getBoundingClientRect();
+        if (cs.visibility === "hidden" || r.width === 0 || r.height === 0) continue;
+        if (r.right > W + 0.5 || r.left < -0.5) bad.push(desc(e) + " sticks out (" + Math.round(r.left) + "–" + Math.round(r.right) + ")");
+        const cuts = cs.overflowX !== "visible" || cs.textOverflow === "ellipsis" || cs.whiteSpace === "nowrap";
+        if (cuts && !e.matches("input, canvas, img, svg, .zoom, .choices") && e.scrollWidth > e.clientWidth + 1) bad.push(desc(e) + " is cut off (" + e.scrollWidth + " > " + e.clientWidth + ")");
+    }
+    return JSON.stringify(bad.slice(0, 12));
+})()"##;
+
 #[test]
 fn ui_drives_the_real_server_in_a_browser() {
     let Some(chromium) = chromium_path() else {
@@ -477,13 +569,13 @@ fn ui_drives_the_real_server_in_a_browser() {
     };
     let data = tmp_dir("data");
     let log = tmp_dir("log").join("server.log");
-    let (server, addr) = start_server("127.0.0.1:0", &data, &log);
+    let (server, addr, control) = start_server("127.0.0.1:0", &data, &log);
     let (_browser, devtools) = start_chromium(&chromium, &tmp_dir("profile"));
 
     smol::block_on(async {
         let cdp = Cdp::connect(&devtools).await;
         let mut server = Some(server);
-        let result = scenario(&cdp, addr, &data, &log, &mut server).await;
+        let result = scenario(&cdp, addr, control, &data, &log, &mut server).await;
         if let Err(e) = result {
             let shot = cdp.screenshot("failure").await;
             let text = cdp
@@ -506,9 +598,14 @@ fn ui_drives_the_real_server_in_a_browser() {
     });
 }
 
+/// A night, walked through as a photographer would (issue 14): settings visible at once, a 20"
+/// plan judged against the camera's Tv, a session that loses its camera and gets it back, a
+/// test photo between frames, red mode that keeps photos below the text, a 320 px phone, and a
+/// power cut of the Pi.
 async fn scenario(
     cdp: &Cdp,
     addr: SocketAddr,
+    control: SocketAddr,
     data: &Path,
     log: &Path,
     server: &mut Option<Proc>,
@@ -519,7 +616,6 @@ async fn scenario(
     cdp.page("Page.navigate", json!({"url": base})).await?;
 
     step("load");
-    // Loads, connects over WebSocket, shows the simulated camera.
     cdp.wait_for("live link", "document.body.dataset.link === 'live'", 10_000)
         .await?;
     cdp.wait_for(
@@ -528,145 +624,280 @@ async fn scenario(
         15_000,
     )
     .await?;
+    // Issue 14 item 2: the settings are there without a tap, in photographers' words, and the
+    // strip under the header shows them on every tab.
+    cdp.wait_for(
+        "settings from the status block",
+        "document.querySelector('#settings [data-setting=tv] span').textContent === '1/125' && document.querySelector('#settings [data-setting=mode] span').textContent === 'M' && document.querySelector('#settings [data-setting=afoperation] span').textContent === 'One Shot'",
+        10_000,
+    )
+    .await?;
+    cdp.wait_for(
+        "the strip",
+        "document.querySelector('#st-exp').textContent === 'M · 1/125 · f/8 · ISO 100' && /full|%/.test(document.querySelector('#st-batt').textContent)",
+        5_000,
+    )
+    .await?;
     cdp.screenshot("camera").await;
 
     step("test photo");
-    // Test photo: download progress, then the preview block with the file name.
+    // A test photo outside a session: the display-size image, never inverted, with its
+    // exposure, a histogram and the clipped share.
     cdp.tap("#test-photo").await?;
     cdp.wait_for(
         "test photo preview",
-        "!document.querySelector('#test-preview').hidden && document.querySelector('#test-preview').textContent.includes('.JPG')",
+        "(() => { const i = document.querySelector('#test-preview img'); return i && i.complete && i.naturalWidth > 0 && document.querySelector('#test-preview figcaption').textContent.includes('clipped'); })()",
         20_000,
+    )
+    .await?;
+    let caption = cdp
+        .eval("document.querySelector('#test-preview figcaption').textContent")
+        .await?;
+    let caption = caption.as_str().unwrap_or("");
+    if !caption.contains("1/125 · f/8 · ISO 100") || !caption.contains("display size") {
+        return Err(format!("test photo caption: {caption}"));
+    }
+    let filter = cdp
+        .eval("getComputedStyle(document.querySelector('#test-preview img')).filter")
+        .await?;
+    if filter != "none" {
+        return Err(format!("a photo is filtered in normal mode: {filter}"));
+    }
+    // Tap for 100 %: one image pixel per device pixel; tap again to close.
+    cdp.tap("#test-preview img").await?;
+    cdp.wait_for(
+        "100 % crop",
+        "(() => { const z = document.querySelector('#zoom img'), i = document.querySelector('#test-preview img'); return z && !document.querySelector('#zoom').hidden && Math.abs(z.getBoundingClientRect().width * devicePixelRatio - i.naturalWidth) < 2; })()",
+        5_000,
+    )
+    .await?;
+    // (A click, not a tap: the overlay removes the clicked image, which the tap check needs.)
+    cdp.eval("document.querySelector('#zoom').click()").await?;
+    cdp.wait_for(
+        "crop closed",
+        "document.querySelector('#zoom').hidden",
+        5_000,
     )
     .await?;
 
     step("take photo");
-    // Take photo: the reply shows as an ok toast in the camera card.
     cdp.tap("#take-photo").await?;
     cdp.wait_for(
         "photo toast",
-        "[...document.querySelectorAll('#cam-card .toast.ok')].some(t => t.textContent.includes('Photo taken'))",
+        "[...document.querySelectorAll('#cam-card .toast.sev-ok')].some(t => t.textContent.includes('Photo taken'))",
         15_000,
     )
     .await?;
 
-    step("error toast");
-    // A server error shows as a toast next to the action: connect to a closed port.
+    step("error in plain words");
+    // A refused connection: one sentence for the photographer, the raw error behind Details.
     let port = closed_port();
     cdp.fill("#connect-ip", "127.0.0.1").await?;
     cdp.fill("#connect-port", &port.to_string()).await?;
     cdp.tap("#connect-btn").await?;
     cdp.wait_for(
         "connect error toast",
-        "[...document.querySelectorAll('#discovery-card .toast.err')].some(t => t.textContent.includes('127.0.0.1'))",
+        "[...document.querySelectorAll('#discovery-card .toast.sev-err')].some(t => t.querySelector('p').textContent.length > 10 && !/os error/.test(t.querySelector('p').textContent) && t.querySelector('details'))",
         20_000,
     )
     .await?;
 
-    step("timelapse");
-    // Timelapse: 3 shots at 1 s from the form, validated first.
-    cdp.tap("nav button[data-tab='timelapse']").await?;
-    cdp.fill("#f-interval", "1").await?;
-    cdp.tap("#f-stop input[value='stop-after'] + span").await?;
-    cdp.fill("#f-shots", "3").await?;
-    cdp.fill("#f-title", "Browser run").await?;
+    step("20\" plan");
+    // Issue 14 B3: the camera's dial goes to 20"; the plan knows at once (status block), a
+    // 10 s interval cannot start and says why, 25 s can.
+    sim(
+        control,
+        "PATCH",
+        "/_sim/state",
+        json!({"settings": {"tv": "20\""}}),
+    )?;
     cdp.wait_for(
-        "interval validated",
-        "document.querySelector('#f-validation .ok')",
+        "20\" in the strip",
+        "document.querySelector('#st-exp').textContent.includes('20\"')",
+        10_000,
+    )
+    .await?;
+    cdp.tap("nav button[data-tab='timelapse']").await?;
+    cdp.fill("#f-interval", "0:10").await?;
+    cdp.tap("#f-stop input[value='duration'] + span").await?;
+    cdp.fill("#f-duration", "1:00").await?;
+    cdp.wait_for(
+        "10 s refused at 20\"",
+        "document.querySelector('#f-validation .sev-err') && document.querySelector('#f-validation').textContent.includes('20\"') && document.querySelector('#start').disabled && document.querySelector('#f-reason').textContent.includes('too short')",
+        10_000,
+    )
+    .await?;
+    cdp.screenshot("plan-20s-refused").await;
+    cdp.tap("#f-presets button[data-s='25']").await?;
+    cdp.wait_for(
+        "25 s fits 20\"",
+        "document.querySelector('#f-validation .sev-ok') && document.querySelector('#f-validation').textContent.includes('20\"') && !document.querySelector('#start').disabled && document.querySelector('#f-reason').hidden",
+        10_000,
+    )
+    .await?;
+    // The plan: 1 h at 25 s = 144 frames, the clip at 24 and 30 fps, card and battery.
+    cdp.wait_for(
+        "plan figures",
+        "(() => { const t = document.querySelector('#f-plan').textContent; return t.includes('144 frames') && t.includes('0:06 at 24 fps') && t.includes('Card:') && t.includes('battery'); })()",
+        5_000,
+    )
+    .await?;
+    cdp.screenshot("plan-20s").await;
+    // Start in N minutes: the plan tells when.
+    cdp.tap("#f-start input[value='in'] + span").await?;
+    cdp.wait_for(
+        "start in 10 min",
+        "/^Starts \\d\\d:\\d\\d \\(in (9|10) m/.test(document.querySelector('#f-plan li').textContent)",
+        5_000,
+    )
+    .await?;
+    cdp.tap("#f-start input[value='now'] + span").await?;
+
+    step("change Tv with the picker");
+    // Back to 1/125 through our own picker (no native select).
+    cdp.tap("nav button[data-tab='camera']").await?;
+    cdp.tap("#settings [data-setting=tv]").await?;
+    cdp.wait_for(
+        "picker",
+        "!document.querySelector('#picker').hidden && document.querySelector('#picker-list [data-value=\"1/125\"]')",
+        10_000,
+    )
+    .await?;
+    cdp.screenshot("picker").await;
+    cdp.tap("#picker-list [data-value='1/125']").await?;
+    cdp.wait_for(
+        "Tv back to 1/125",
+        "document.querySelector('#picker').hidden && document.querySelector('#st-exp').textContent.includes('1/125')",
+        10_000,
+    )
+    .await?;
+
+    step("session");
+    // A 3 s session (room for a test photo between frames at 1/125).
+    cdp.tap("nav button[data-tab='timelapse']").await?;
+    cdp.fill("#f-interval", "0:03").await?;
+    cdp.tap("#f-stop input[value='unlimited'] + span").await?;
+    cdp.fill("#f-title", "Night walk").await?;
+    cdp.wait_for(
+        "interval fits",
+        "document.querySelector('#f-validation .sev-ok') && !document.querySelector('#start').disabled",
         10_000,
     )
     .await?;
     cdp.tap("#start").await?;
     cdp.wait_for(
-        "first shot",
-        "document.body.dataset.session === 'running' && /^[12]\\/3$/.test(document.querySelector('#s-shots').textContent)",
+        "first frame",
+        "document.body.dataset.session === 'running' && parseInt(document.querySelector('#s-ok').textContent) >= 1",
         10_000,
     )
     .await?;
-    cdp.screenshot("timelapse").await;
     cdp.wait_for(
-        "save dialog",
-        "!document.querySelector('#unsaved-card').hidden && document.querySelector('#u-kv').textContent.includes('3 ok')",
-        15_000,
-    )
-    .await?;
-    cdp.screenshot("save-dialog").await;
-    cdp.fill("#u-title", "Field test 3 shots").await?;
-    cdp.tap("#u-save").await?;
-    cdp.wait_for(
-        "dialog gone",
-        "document.querySelector('#unsaved-card').hidden",
-        10_000,
-    )
-    .await?;
-
-    step("reports");
-    // Reports: the saved report is listed; its details load the chart image.
-    cdp.tap("nav button[data-tab='reports']").await?;
-    cdp.wait_for(
-        "report listed",
-        "document.querySelector('#reports').textContent.includes('Field test 3 shots')",
-        10_000,
-    )
-    .await?;
-    cdp.tap("#reports li[data-report]").await?;
-    cdp.wait_for(
-        "chart loaded",
-        "!document.querySelector('#report-card').hidden && document.querySelector('#r-chart').complete && document.querySelector('#r-chart').naturalWidth > 0",
-        10_000,
-    )
-    .await?;
-    cdp.screenshot("report").await;
-
-    step("settings");
-    // Settings: load them into selects, change ISO; the camera's answer shows as a toast.
-    cdp.tap("nav button[data-tab='camera']").await?;
-    cdp.tap("#load-settings").await?;
-    cdp.wait_for(
-        "settings loaded",
-        "document.querySelector('select[data-setting=iso]')",
-        10_000,
-    )
-    .await?;
-    cdp.eval(
-        "(() => { const s = document.querySelector('select[data-setting=iso]'); s.value = '400'; s.dispatchEvent(new Event('change')); })()",
-    )
-    .await?;
-    cdp.wait_for(
-        "iso set",
-        "[...document.querySelectorAll('#settings-card .toast.ok')].some(t => t.textContent.includes('iso = 400'))",
-        10_000,
-    )
-    .await?;
-    cdp.screenshot("settings").await;
-    step("validation with exposure");
-    // With the camera's settings loaded, validation counts its 1/125 s exposure plus the
-    // shortest gap the camera needs (0.2 s): 0.15 s is too short, and the button offers to
-    // start anyway.
-    cdp.tap("nav button[data-tab='timelapse']").await?;
-    cdp.fill("#f-interval", "0.15").await?;
-    cdp.wait_for(
-        "interval judged too short",
-        "document.querySelector('#f-validation .err') && document.querySelector('#start').textContent === 'Start anyway'",
-        10_000,
-    )
-    .await?;
-    cdp.fill("#f-interval", "1").await?;
-
-    step("network");
-    // Network: the "Wi-Fi control unavailable" notice shows exactly when the server says
-    // NetworkManager is absent (either way, depending on the machine).
-    cdp.tap("nav button[data-tab='network']").await?;
-    cdp.wait_for(
-        "network notice matches network.available",
-        "window.skylapse.state.network && (window.skylapse.state.network.available === false) === !document.querySelector('#net-unavailable').hidden",
+        "lifecycle message in the header",
+        "!document.querySelector('#life').hidden && document.querySelector('#life').textContent.includes('started')",
         5_000,
     )
     .await?;
-    cdp.screenshot("network").await;
+    // Messages of before the session are gone (the connect error was still up).
+    cdp.wait_for("toasts cleared", "!document.querySelector('.toast')", 2_000)
+        .await?;
+    // The monitor shows the last frame with its histogram.
+    cdp.wait_for(
+        "last frame in the monitor",
+        "(() => { const i = document.querySelector('#s-frame img'); return i && i.complete && i.naturalWidth > 0 && document.querySelector('#s-frame figcaption').textContent.includes('Last frame'); })()",
+        15_000,
+    )
+    .await?;
+
+    step("settings change asks first");
+    cdp.tap("nav button[data-tab='camera']").await?;
+    cdp.tap("#settings [data-setting=iso]").await?;
+    cdp.wait_for(
+        "iso picker",
+        "!document.querySelector('#picker').hidden && document.querySelector('#picker-list [data-value=\"200\"]')",
+        10_000,
+    )
+    .await?;
+    cdp.tap("#picker-list [data-value='200']").await?;
+    cdp.wait_for(
+        "jump warning",
+        "!document.querySelector('#sheet').hidden && document.querySelector('#sheet-text').textContent.includes('jump')",
+        5_000,
+    )
+    .await?;
+    cdp.tap("#sheet-no").await?;
+    cdp.wait_for(
+        "iso unchanged",
+        "document.querySelector('#sheet').hidden && document.querySelector('#st-exp').textContent.includes('ISO 100')",
+        5_000,
+    )
+    .await?;
+
+    step("test photo between frames");
+    // Issue 14 B4: Take photo is off; a test photo waits for a gap; no frame fails.
+    cdp.tap("nav button[data-tab='camera']").await?;
+    cdp.wait_for(
+        "take photo off during the session",
+        "document.querySelector('#take-photo').disabled && !document.querySelector('#shoot-note').hidden",
+        5_000,
+    )
+    .await?;
+    cdp.eval("window.__before = document.querySelector('#test-preview img').src")
+        .await?;
+    cdp.tap("#test-photo").await?;
+    cdp.wait_for(
+        "a new test photo during the session",
+        "(() => { const i = document.querySelector('#test-preview img'); return i && i.src !== window.__before && i.complete && i.naturalWidth > 0 && document.querySelector('#test-progress').hidden; })()",
+        20_000,
+    )
+    .await?;
+    let frames_before = cdp
+        .eval("window.skylapse.state.intervalometer.stats.shotsTaken")
+        .await?
+        .as_u64()
+        .unwrap_or(0);
+    cdp.wait_for(
+        "two more frames, none failed",
+        &format!("window.skylapse.state.intervalometer.stats.shotsTaken >= {} && window.skylapse.state.intervalometer.stats.shotsFailed === 0", frames_before + 2),
+        15_000,
+    )
+    .await?;
+
+    step("camera outage");
+    // The camera drops off the network: within one health-check period (10 s) a full-width
+    // banner says since when and how many frames were missed; the strip turns red.
+    cdp.tap("nav button[data-tab='timelapse']").await?;
+    sim(
+        control,
+        "POST",
+        "/_sim/network",
+        json!({"offline": "refuse"}),
+    )?;
+    let lost = std::time::Instant::now();
+    cdp.wait_for(
+        "outage banner",
+        "document.body.dataset.banner === 'err' && document.querySelector('#banner').textContent.includes('Camera not answering since') && document.querySelector('#strip').classList.contains('bad')",
+        10_000,
+    )
+    .await?;
+    eprintln!("banner after {:.1} s", lost.elapsed().as_secs_f64());
+    cdp.wait_for(
+        "frames missed counted",
+        "/[1-9]\\d* frames? missed/.test(document.querySelector('#banner').textContent) && parseInt(document.querySelector('#s-failed').textContent) >= 1",
+        10_000,
+    )
+    .await?;
+    cdp.screenshot("outage").await;
+    sim(control, "POST", "/_sim/network", json!({"offline": null}))?;
+    cdp.wait_for(
+        "camera back",
+        "document.body.dataset.banner === 'ok' && document.querySelector('#banner').textContent.includes('Camera back') && !document.querySelector('#strip').classList.contains('bad')",
+        40_000,
+    )
+    .await?;
+    cdp.screenshot("camera-back").await;
 
     step("red mode");
-    // Red night mode, remembered across a reload.
+    // Red mode: outline buttons, and no photo on screen brighter than the UI's own text.
     cdp.tap("#night").await?;
     cdp.wait_for(
         "red mode",
@@ -674,68 +905,254 @@ async fn scenario(
         5_000,
     )
     .await?;
-    cdp.screenshot("network-red").await;
-    cdp.tap("nav button[data-tab='reports']").await?;
+    // The dimmer: one veil over everything, three steps.
+    cdp.tap("#dim").await?;
     cdp.wait_for(
-        "chart still shown",
-        "!document.querySelector('#report-card').hidden && document.querySelector('#r-chart').naturalWidth > 0",
+        "dimmed",
+        "document.documentElement.dataset.dim === '1' && getComputedStyle(document.querySelector('#dimmer')).opacity === '0.35'",
         5_000,
     )
     .await?;
-    cdp.eval("document.querySelector('#r-chart').scrollIntoView({block: 'center'})")
-        .await?;
-    cdp.screenshot("report-red").await;
-    cdp.page("Page.reload", json!({})).await?;
+    cdp.tap("#dim").await?;
+    cdp.tap("#dim").await?;
     cdp.wait_for(
-        "red after reload",
-        "document.readyState === 'complete' && document.documentElement.classList.contains('red') && document.body.dataset.link === 'live'",
+        "undimmed",
+        "document.documentElement.dataset.dim === '0'",
+        5_000,
+    )
+    .await?;
+    let fill = cdp
+        .eval("getComputedStyle(document.querySelector('#stop')).backgroundColor + ' ' + getComputedStyle(document.querySelector('#start')).backgroundColor")
+        .await?;
+    if fill != "rgb(0, 0, 0) rgb(0, 0, 0)" {
+        return Err(format!("solid fills in red mode: {fill}"));
+    }
+    cdp.screenshot("monitor-red").await;
+    // Dim text at about 3:1 on black; no native pickers (they ignore the theme).
+    let ratio = cdp
+        .eval(
+            "(() => { const c = getComputedStyle(document.querySelector('#s-kv dt')).color.match(/\\d+/g).map(Number);
+                const lin = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+                const L = 0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2]);
+                return (L + 0.05) / 0.05; })()",
+        )
+        .await?
+        .as_f64()
+        .unwrap_or(0.0);
+    if !(2.8..=4.5).contains(&ratio) {
+        return Err(format!(
+            "dim text contrast in red mode {ratio:.2}:1, not about 3:1"
+        ));
+    }
+    let native = cdp
+        .eval("document.querySelectorAll('select, input[type=time], input[type=date], input[type=number], input[type=range]').length")
+        .await?;
+    if native != 0 {
+        return Err(format!("{native} native pickers in the page"));
+    }
+    cdp.tap("nav button[data-tab='camera']").await?;
+    cdp.eval("document.querySelector('#test-preview').scrollIntoView({block: 'center'})")
+        .await?;
+    let m = brightest(cdp, &["#test-preview .frame", "#test-preview figcaption b"]).await?;
+    cdp.screenshot("photo-red").await;
+    eprintln!("red mode: photo {:.0}, text {:.0} (luminance)", m[0], m[1]);
+    if m[0] > m[1] {
+        return Err(format!(
+            "a photo is brighter than the text in red mode: {m:?}"
+        ));
+    }
+
+    step("stop");
+    cdp.tap("nav button[data-tab='timelapse']").await?;
+    cdp.tap("#stop").await?;
+    cdp.wait_for(
+        "stop confirmation",
+        "!document.querySelector('#sheet').hidden",
+        5_000,
+    )
+    .await?;
+    cdp.tap("#sheet-yes").await?;
+    // The finished session folds into one line; open it to save.
+    cdp.wait_for(
+        "finished, one line",
+        "!document.querySelector('#unsaved-card').hidden && document.querySelector('#u-body').hidden && document.querySelector('#u-line').textContent.includes('Finished')",
         10_000,
     )
     .await?;
+    cdp.screenshot("finished-red").await;
+    cdp.tap("#u-line").await?;
+    cdp.tap("#u-save").await?;
+    cdp.wait_for(
+        "saved",
+        "document.querySelector('#unsaved-card').hidden",
+        10_000,
+    )
+    .await?;
+
+    step("report");
+    cdp.tap("nav button[data-tab='reports']").await?;
+    cdp.wait_for(
+        "report listed",
+        "document.querySelector('#reports').textContent.includes('Night walk')",
+        10_000,
+    )
+    .await?;
+    cdp.tap("#reports li[data-report]").await?;
+    // Its title below the sticky header, a back link, the chart drawn for the width with
+    // ≥ 14 px labels, and the outage in the list of gaps.
+    cdp.wait_for(
+        "report open",
+        "(() => { const c = document.querySelector('#r-chart svg'); if (document.querySelector('#report-card').hidden || !c) return false;
+            const t = document.querySelector('#r-title').getBoundingClientRect(), h = document.querySelector('#hdr').getBoundingClientRect();
+            const big = [...c.querySelectorAll('text')].every((e) => parseFloat(getComputedStyle(e).fontSize) >= 14);
+            return t.top >= h.bottom - 1 && t.bottom <= innerHeight && big && c.getBoundingClientRect().width <= document.querySelector('#r-chart').clientWidth + 1
+                && /\\d\\d:\\d\\d:\\d\\d–\\d\\d:\\d\\d:\\d\\d .* · frames? \\d+(–\\d+)? failed/.test(document.querySelector('#r-gaps').textContent) && !document.querySelector('#r-back').hidden; })()",
+        10_000,
+    )
+    .await?;
+    cdp.screenshot("report-red").await;
+    cdp.eval("document.querySelector('#r-chart').scrollIntoView({block: 'start'})")
+        .await?;
+    cdp.screenshot("report-chart-red").await;
+
+    step("320 px");
+    // The smallest phones: nothing sticks out or is cut off, on any tab.
+    cdp.page(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 320, "height": 640, "deviceScaleFactor": 2, "mobile": true}),
+    )
+    .await?;
+    for tab in ["camera", "timelapse", "reports", "network", "system"] {
+        cdp.tap(&format!("nav button[data-tab='{tab}']")).await?;
+        let bad = cdp.eval(CLIPPING).await?;
+        if bad != "[]" {
+            cdp.screenshot(&format!("320-{tab}")).await;
+            return Err(format!("at 320 px on {tab}: {bad}"));
+        }
+    }
+    cdp.screenshot("320-system").await;
+    cdp.page(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
+    )
+    .await?;
+    cdp.tap("#night").await?;
 
     let problems = cdp.problems();
     if !problems.is_empty() {
         return Err(format!("browser reported problems: {problems:#?}"));
     }
 
-    step("power cut");
-    // An unlimited session is running when the server dies (power cut: SIGKILL). The page says
-    // it is offline, reconnects when the server is back on the same port, and offers to
-    // resume the interrupted session; resumed, stopped from the UI, then discarded.
+    step("long exposure countdown");
+    // A 2" exposure: the monitor counts it down ("Exposing… 2 s") instead of "now".
+    sim(
+        control,
+        "PATCH",
+        "/_sim/state",
+        json!({"settings": {"tv": "2\""}}),
+    )?;
     cdp.tap("nav button[data-tab='timelapse']").await?;
-    cdp.tap("#f-stop input[value='unlimited'] + span").await?;
-    // The form kept its values across the reload (1 s interval).
     cdp.wait_for(
-        "form remembered",
-        "document.querySelector('#f-interval').value === '1'",
+        "2\" in the strip",
+        "document.querySelector('#st-exp').textContent.includes('2\"')",
+        10_000,
+    )
+    .await?;
+    cdp.fill("#f-interval", "0:04").await?;
+    cdp.tap("#f-stop input[value='stop-after'] + span").await?;
+    cdp.fill("#f-shots", "2").await?;
+    cdp.fill("#f-title", "Stars").await?;
+    cdp.wait_for(
+        "4 s fits 2\"",
+        "document.querySelector('#f-validation .sev-ok') && !document.querySelector('#start').disabled",
+        10_000,
+    )
+    .await?;
+    cdp.tap("#start").await?;
+    cdp.wait_for(
+        "exposing countdown",
+        "/^Exposing… [12] s$/.test(document.querySelector('#s-next').textContent)",
+        10_000,
+    )
+    .await?;
+    cdp.screenshot("exposing").await;
+    cdp.wait_for(
+        "exposures done",
+        "!document.querySelector('#unsaved-card').hidden && document.querySelector('#u-line').textContent.includes('Stars') && document.querySelector('#u-line').textContent.includes('2 taken')",
+        15_000,
+    )
+    .await?;
+    cdp.tap("#u-line").await?;
+    cdp.tap("#u-discard").await?;
+    cdp.wait_for(
+        "confirm sheet",
+        "!document.querySelector('#sheet').hidden",
         5_000,
     )
     .await?;
+    cdp.tap("#sheet-yes").await?;
+    cdp.wait_for(
+        "discarded",
+        "document.querySelector('#unsaved-card').hidden",
+        10_000,
+    )
+    .await?;
+    sim(
+        control,
+        "PATCH",
+        "/_sim/state",
+        json!({"settings": {"tv": "1/125"}}),
+    )?;
+    cdp.wait_for(
+        "1/125 in the strip",
+        "document.querySelector('#st-exp').textContent.includes('1/125')",
+        10_000,
+    )
+    .await?;
+
+    step("power cut");
+    // An unlimited session is running when the server dies (power cut: SIGKILL). The page says
+    // the Pi is unreachable and keeps shooting, reconnects when the server is back on the same
+    // port, and offers to resume the interrupted session; resumed, stopped, then discarded.
+    cdp.fill("#f-interval", "0:01").await?;
+    cdp.tap("#f-stop input[value='unlimited'] + span").await?;
     cdp.fill("#f-title", "Power cut").await?;
     cdp.wait_for(
         "interval validated",
-        "document.querySelector('#f-validation .ok')",
+        "document.querySelector('#f-validation .sev-ok') && !document.querySelector('#start').disabled",
         10_000,
     )
     .await?;
     cdp.tap("#start").await?;
     cdp.wait_for(
         "unlimited session shooting",
-        "document.body.dataset.session === 'running' && parseInt(document.querySelector('#s-shots').textContent) >= 1",
+        "document.body.dataset.session === 'running' && parseInt(document.querySelector('#s-ok').textContent) >= 1",
         10_000,
     )
     .await?;
+    // 1 s frames leave no gap for a test photo: refused with the reason, no frame touched.
+    cdp.tap("nav button[data-tab='camera']").await?;
+    cdp.tap("#test-photo").await?;
+    cdp.wait_for(
+        "test photo refused",
+        "[...document.querySelectorAll('#cam-card .toast.sev-err')].some(t => t.textContent.includes('No room for a test photo'))",
+        10_000,
+    )
+    .await?;
+    cdp.screenshot("test-refused").await;
+    cdp.tap("nav button[data-tab='timelapse']").await?;
     drop(server.take());
     cdp.wait_for(
         "offline shown",
-        "document.body.dataset.link === 'offline' && !document.querySelector('#offline').hidden",
+        "document.body.dataset.link === 'offline' && document.querySelector('#offline-text').textContent.includes('keeps shooting')",
         10_000,
     )
     .await?;
     cdp.screenshot("offline").await;
     step("restart");
-    let (again, _) = start_server(&addr.to_string(), data, log);
+    let (again, _, _) = start_server(&addr.to_string(), data, log);
     *server = Some(again);
+    cdp.tap("#retry").await?;
     cdp.wait_for(
         "reconnected",
         "document.body.dataset.link === 'live' && document.body.dataset.camera === 'connected'",
@@ -744,7 +1161,7 @@ async fn scenario(
     .await?;
     cdp.wait_for(
         "interrupted session offered",
-        "!document.querySelector('#unsaved-card').hidden && document.querySelector('#u-head').textContent.includes('Interrupted') && !document.querySelector('#u-resume').hidden",
+        "!document.querySelector('#unsaved-card').hidden && !document.querySelector('#u-body').hidden && document.querySelector('#u-head').textContent.includes('Interrupted') && !document.querySelector('#u-resume').hidden",
         10_000,
     )
     .await?;
@@ -754,6 +1171,62 @@ async fn scenario(
     cdp.wait_for(
         "resumed",
         "document.body.dataset.session === 'running' && !document.querySelector('#stop').hidden",
+        10_000,
+    )
+    .await?;
+    // The monitor of a running session at 320 px: nothing cut off either.
+    cdp.page(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 320, "height": 640, "deviceScaleFactor": 2, "mobile": true}),
+    )
+    .await?;
+    let bad = cdp.eval(CLIPPING).await?;
+    cdp.screenshot("320-monitor").await;
+    if bad != "[]" {
+        return Err(format!("at 320 px on the monitor: {bad}"));
+    }
+    cdp.page(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
+    )
+    .await?;
+    step("stale link");
+    // The Pi stops answering without closing the socket (SIGSTOP): the page says how old its
+    // data is and greys the figures, then gives up on the socket and retries; back when it
+    // answers again.
+    let pid = server.as_ref().map(|p| p.0.id()).unwrap_or(0) as i32;
+    // SAFETY: a signal to our own child process.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stale = cdp
+        .wait_for(
+            "stale figures",
+            "document.body.dataset.link === 'stale' && /last update \\d+ s ago/.test(document.querySelector('#link').textContent) && document.querySelector('#main').classList.contains('stale')",
+            20_000,
+        )
+        .await;
+    cdp.screenshot("stale").await;
+    let gone = cdp
+        .wait_for(
+            "socket given up",
+            "document.body.dataset.link === 'offline'",
+            20_000,
+        )
+        .await;
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    stale?;
+    gone?;
+    cdp.tap("#retry").await?;
+    cdp.wait_for(
+        "live again",
+        "document.body.dataset.link === 'live'",
+        20_000,
+    )
+    .await?;
+    // Back: one line about what happened while the phone heard nothing.
+    cdp.wait_for(
+        "away summary",
+        "document.querySelector('#life').textContent.includes('While you were away')",
         10_000,
     )
     .await?;
@@ -773,6 +1246,10 @@ async fn scenario(
     )
     .await?;
     step("discard");
+    cdp.eval(
+        "document.querySelector('#u-body').hidden && document.querySelector('#u-line').click()",
+    )
+    .await?;
     cdp.tap("#u-discard").await?;
     cdp.wait_for(
         "confirm sheet",
@@ -780,17 +1257,18 @@ async fn scenario(
         5_000,
     )
     .await?;
-    step("confirm");
     cdp.tap("#sheet-yes").await?;
     cdp.wait_for(
         "discarded",
-        "document.querySelector('#unsaved-card').hidden && document.querySelector('#tl-form').textContent.includes('Session discarded')",
+        "document.querySelector('#unsaved-card').hidden && document.querySelector('#life').textContent.includes('Session discarded')",
         10_000,
     )
     .await?;
     // Rename the report, then delete it through the confirmation sheet.
     step("rename + delete");
     cdp.tap("nav button[data-tab='reports']").await?;
+    // The report opened before is still open: back to the list by its link.
+    cdp.tap("#r-back").await?;
     cdp.wait_for(
         "report listed",
         "document.querySelector('#reports li[data-report]')",
@@ -800,7 +1278,7 @@ async fn scenario(
     cdp.tap("#reports li[data-report]").await?;
     cdp.wait_for(
         "report open",
-        "!document.querySelector('#report-card').hidden && document.querySelector('#r-newtitle').value === 'Field test 3 shots'",
+        "!document.querySelector('#report-card').hidden && document.querySelector('#r-newtitle').value === 'Night walk'",
         5_000,
     )
     .await?;

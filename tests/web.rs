@@ -2,7 +2,7 @@
 //! async-tungstenite for WebSocket, plain TCP for HTTP and for raw frames.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -502,21 +502,235 @@ fn message_rate_limit_answers_rate_limited() {
 }
 
 #[test]
-fn seventeenth_client_is_closed_with_1013() {
+fn a_seventeenth_client_gets_in_and_the_least_active_of_the_busiest_address_goes() {
+    // Regression (issue 9, item 1): 16 idle clients that answer pings held every slot, so the
+    // UI got 1013 forever. Now the newcomer is admitted and the least active client of the
+    // address holding the most clients is closed with 1013 instead.
     let s = TestServer::manual(Config::default());
     block_on(async {
-        let mut clients = Vec::new();
+        let hog: Ipv4Addr = "127.0.0.2".parse().unwrap();
+        let mut hogs = Vec::new();
         for _ in 0..16 {
-            clients.push(connect_welcomed(&s).await.0);
+            hogs.push(connect_from(&s, hog).await.0);
+            // Distinct "last heard" instants: the first is the least active.
+            s.clock().advance(Duration::from_millis(10));
         }
-        let mut extra = connect(&s).await;
-        let (code, reason) = recv_close(&mut extra).await;
+        // A hog speaks up: it is no longer the least active.
+        send(&mut hogs[0], json!({"type": "ping"})).await;
+        assert_eq!(recv(&mut hogs[0]).await["type"], "pong");
+        // The owner, from another address, gets in; hogs[1] (silent longest) makes room.
+        let (mut owner, _) = connect_welcomed(&s).await;
+        let (code, reason) = recv_close(&mut hogs[1]).await;
         assert_eq!(code, 1013);
-        assert_eq!(reason, "Server at capacity");
-        // The others are unaffected.
-        send(&mut clients[15], json!({"type": "ping"})).await;
-        assert_eq!(recv(&mut clients[15]).await["type"], "pong");
+        assert_eq!(reason, skylapse::web::hub::EVICTED_REASON);
+        // More hogs come back: each evicts a hog, never the owner (one client on its address).
+        for i in 0..20 {
+            s.clock().advance(Duration::from_millis(10));
+            hogs.push(connect_from(&s, hog).await.0);
+            if i % 5 == 0 {
+                send(&mut owner, json!({"type": "ping", "id": i})).await;
+                assert_eq!(recv_type(&mut owner, "pong").await["id"], i);
+            }
+        }
+        let (st, _, body) = http(
+            s.addr,
+            "GET /api/ws/connections HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        );
+        assert_eq!(st, 200);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["count"], 16);
+        let owners = v["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["address"].as_str().unwrap().starts_with("127.0.0.1:"))
+            .count();
+        assert_eq!(owners, 1, "{v}");
     });
+}
+
+/// A TCP connection from `src` (any 127.0.0.0/8 address is this host's on Linux), so tests can
+/// play several devices.
+fn tcp_from(src: Ipv4Addr, dst: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(dst) = dst else {
+        panic!("IPv4 only")
+    };
+    // SAFETY: a fresh socket we own; bind/connect read only the sockaddr we build; the fd is
+    // handed to TcpStream exactly once (or closed on failure).
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let sa = |ip: Ipv4Addr, port: u16| libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_ne_bytes(ip.octets()),
+            },
+            sin_zero: [0; 8],
+        };
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let local = sa(src, 0);
+        let remote = sa(*dst.ip(), dst.port());
+        if libc::bind(fd, (&local as *const libc::sockaddr_in).cast(), len) != 0
+            || libc::connect(fd, (&remote as *const libc::sockaddr_in).cast(), len) != 0
+        {
+            let e = std::io::Error::last_os_error();
+            libc::close(fd);
+            panic!("connect from {src}: {e}");
+        }
+        TcpStream::from_raw_fd(fd)
+    }
+}
+
+/// A WebSocket client from `src`, welcomed.
+async fn connect_from(s: &TestServer, src: Ipv4Addr) -> (Ws, Value) {
+    let tcp = Async::new(tcp_from(src, s.addr)).unwrap();
+    let req = s.url("/ws").into_client_request().unwrap();
+    let (mut ws, _) = async_tungstenite::client_async(req, tcp).await.unwrap();
+    let w = recv(&mut ws).await;
+    assert_eq!(w["type"], "welcome");
+    (ws, w)
+}
+
+/// False once the server has closed `tcp` (reads end of stream or reset); never blocks.
+fn open_now(tcp: &mut TcpStream) -> bool {
+    tcp.set_nonblocking(true).unwrap();
+    let mut b = [0u8; 4096];
+    let open = loop {
+        match tcp.read(&mut b) {
+            Ok(0) => break false,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break true,
+            Err(_) => break false,
+        }
+    };
+    tcp.set_nonblocking(false).unwrap();
+    open
+}
+
+/// True when the server has closed `tcp` (end of stream or reset) within `wait`.
+fn closed_by_server(tcp: &mut TcpStream, wait: Duration) -> bool {
+    tcp.set_read_timeout(Some(wait)).unwrap();
+    let mut b = [0u8; 4096];
+    loop {
+        match tcp.read(&mut b) {
+            Ok(0) => return true,
+            Ok(_) => continue, // a response it was owed
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn silent_trickling_and_parked_connections_never_lock_the_owner_out() {
+    // Regression (issue 9, item 1): 64 connections that never sent a byte, or sent one every
+    // 3 s, or parked a keep-alive, locked the owner out of `/`, `/health` and the WebSocket:
+    // the accept loop dropped everything past 64 and never evicted anyone.
+    let mut config = Config::default();
+    config.limits.max_connections = 12;
+    config.limits.max_connections_per_peer = 4;
+    let s = TestServer::manual(config);
+    let web = s.server.as_ref().unwrap().web().clone();
+    let mut hostile: Vec<(Ipv4Addr, TcpStream)> = Vec::new();
+    let health = b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    for a in 2..=4u8 {
+        let ip = Ipv4Addr::new(127, 0, 0, a);
+        let silent = tcp_from(ip, s.addr);
+        let mut trickle = tcp_from(ip, s.addr);
+        trickle.write_all(b"GET /hea").unwrap();
+        let mut parked = Vec::new();
+        for _ in 0..2 {
+            let mut k = tcp_from(ip, s.addr);
+            k.set_read_timeout(Some(PATIENCE)).unwrap();
+            k.write_all(health).unwrap();
+            let head = read_http_head(&mut k);
+            assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+            let mut body = vec![0u8; header(&head, "content-length").unwrap().parse().unwrap()];
+            k.read_exact(&mut body).unwrap();
+            parked.push(k);
+        }
+        hostile.push((ip, silent));
+        hostile.push((ip, trickle));
+        hostile.extend(parked.into_iter().map(|k| (ip, k)));
+        s.clock().advance(Duration::from_millis(10));
+    }
+    // The parked keep-alives of the last address were answered after every earlier accept:
+    // the table is full.
+    assert_eq!(web.http_connections(), 12);
+
+    // The owner (127.0.0.1) loads the page and opens the WebSocket, again and again.
+    for i in 0..20 {
+        let t0 = Instant::now();
+        let (st, _, body) = http(s.addr, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        assert_eq!(st, 200, "try {i}");
+        assert!(!body.is_empty());
+        block_on(async {
+            let (_ws, w) = within("the owner's welcome", connect_welcomed(&s)).await;
+            assert_eq!(w["type"], "welcome");
+        });
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "try {i}: {:?}",
+            t0.elapsed()
+        );
+        assert!(web.http_connections() <= 12);
+    }
+
+    // One address floods: it only ever evicts its own connections.
+    let flooder = Ipv4Addr::new(127, 0, 0, 2);
+    let others_open: Vec<bool> = hostile
+        .iter_mut()
+        .filter(|(ip, _)| *ip != flooder)
+        .map(|(_, tcp)| !closed_by_server(tcp, Duration::from_millis(50)))
+        .collect();
+    let mut flood: Vec<TcpStream> = (0..10).map(|_| tcp_from(flooder, s.addr)).collect();
+    // The flooder's old and new connections: the server closes all but its share of 4.
+    let mut theirs: Vec<&mut TcpStream> = hostile
+        .iter_mut()
+        .filter(|(ip, _)| *ip == flooder)
+        .map(|(_, t)| t)
+        .chain(flood.iter_mut())
+        .collect();
+    let t0 = Instant::now();
+    loop {
+        theirs.retain_mut(|t| open_now(t));
+        if theirs.len() == 4 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < PATIENCE,
+            "the flooder still holds {}",
+            theirs.len()
+        );
+        // Wait for the next close (poll(2) reports it as readable).
+        use std::os::fd::AsRawFd;
+        let mut fds: Vec<libc::pollfd> = theirs
+            .iter()
+            .map(|t| libc::pollfd {
+                fd: t.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        // SAFETY: fds is a live array of pollfd for sockets we hold open.
+        unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+    }
+    // The owner's tries may have evicted some of the others' connections; the flood closed
+    // none of them.
+    let others_after: Vec<bool> = hostile
+        .iter_mut()
+        .filter(|(ip, _)| *ip != flooder)
+        .map(|(_, tcp)| !closed_by_server(tcp, Duration::from_millis(50)))
+        .collect();
+    assert_eq!(others_open, others_after);
+    assert!(
+        others_after.iter().any(|o| *o),
+        "something of the others was left to test"
+    );
+    let still = web.http_connections();
+    assert!(still <= 12, "{still}");
 }
 
 #[test]
@@ -548,14 +762,14 @@ fn foreign_origin_is_refused_before_the_upgrade() {
     // The same rule guards REST changes (cross-site "simple" POSTs need no preflight).
     let (st, _, body) = http(
         s.addr,
-        "POST /api/intervalometer/stop HTTP/1.1\r\nHost: x\r\nOrigin: http://evil.example\r\n\r\n",
+        "POST /api/intervalometer/stop HTTP/1.1\r\nHost: localhost\r\nOrigin: http://evil.example\r\n\r\n",
     );
     assert_eq!(st, 403);
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"]["code"], "PERMISSION_DENIED");
     let (st, _, _) = http(
         s.addr,
-        "POST /api/intervalometer/stop HTTP/1.1\r\nHost: x\r\nOrigin: http://x\r\n\r\n",
+        "POST /api/intervalometer/stop HTTP/1.1\r\nHost: localhost\r\nOrigin: http://localhost\r\n\r\n",
     );
     assert_eq!(st, 503, "same-origin POST reaches the command layer");
 }
@@ -588,15 +802,15 @@ fn bearer_token_guards_websocket_and_rest_when_set() {
     });
     let (st, _, _) = http(
         s.addr,
-        "GET /api/ws/connections HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /api/ws/connections HTTP/1.1\r\nHost: localhost\r\n\r\n",
     );
     assert_eq!(st, 401);
     let (st, _, _) = http(
         s.addr,
-        "GET /api/ws/connections HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s3cret\r\n\r\n",
+        "GET /api/ws/connections HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer s3cret\r\n\r\n",
     );
     assert_eq!(st, 200);
-    let (st, _, _) = http(s.addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (st, _, _) = http(s.addr, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(st, 200);
 
     // Off by default.
@@ -711,8 +925,8 @@ fn a_reader_that_never_reads_delays_nobody_and_is_dropped_when_stuck() {
             started.elapsed()
         );
 
-        // The stuck client's queue is full of undroppable frames; after STUCK_LIMIT the next
-        // broadcast disconnects it.
+        // The stuck client's writer has taken nothing while frames waited; after STUCK_LIMIT
+        // the next broadcast disconnects it.
         s.clock()
             .advance(skylapse::web::hub::STUCK_LIMIT + Duration::from_secs(1));
         s.publisher.event(Event::new(
@@ -743,7 +957,7 @@ fn a_reader_that_never_reads_delays_nobody_and_is_dropped_when_stuck() {
     }
     let (st, _, body) = http(
         s.addr,
-        "GET /api/ws/connections HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /api/ws/connections HTTP/1.1\r\nHost: localhost\r\n\r\n",
     );
     assert_eq!(st, 200);
     let v: Value = serde_json::from_slice(&body).unwrap();
@@ -781,7 +995,7 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
 #[test]
 fn health_is_json_with_version_and_uptime() {
     let s = TestServer::manual(Config::default());
-    let (st, head, body) = http(s.addr, "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (st, head, body) = http(s.addr, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(st, 200);
     assert_eq!(header(&head, "content-type"), Some("application/json"));
     let v: Value = serde_json::from_slice(&body).unwrap();
@@ -793,7 +1007,7 @@ fn health_is_json_with_version_and_uptime() {
 fn static_assets_gzip_and_304() {
     let s = TestServer::manual(Config::default());
     let on_disk = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/static/app.js")).unwrap();
-    let (st, head, body) = http(s.addr, "GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (st, head, body) = http(s.addr, "GET /app.js HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(st, 200);
     assert_eq!(body, on_disk);
     assert!(header(&head, "content-type")
@@ -804,7 +1018,7 @@ fn static_assets_gzip_and_304() {
 
     let (st, head, gz) = http(
         s.addr,
-        "GET /app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip, br\r\n\r\n",
+        "GET /app.js HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip, br\r\n\r\n",
     );
     assert_eq!(st, 200);
     assert_eq!(header(&head, "content-encoding"), Some("gzip"));
@@ -815,14 +1029,14 @@ fn static_assets_gzip_and_304() {
 
     let (st, head, body) = http(
         s.addr,
-        &format!("GET /app.js HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nIf-None-Match: {gz_etag}\r\n\r\n"),
+        &format!("GET /app.js HTTP/1.1\r\nHost: localhost\r\nAccept-Encoding: gzip\r\nIf-None-Match: {gz_etag}\r\n\r\n"),
     );
     assert_eq!(st, 304);
     assert!(body.is_empty());
     assert_eq!(header(&head, "etag"), Some(gz_etag.as_str()));
 
     // `/` is the page; HEAD has no body.
-    let (st, head, _) = http(s.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (st, head, _) = http(s.addr, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(st, 200);
     assert!(header(&head, "content-type")
         .unwrap()
@@ -835,7 +1049,7 @@ fn keep_alive_serves_several_requests_on_one_connection() {
     let mut tcp = TcpStream::connect(s.addr).unwrap();
     tcp.set_read_timeout(Some(PATIENCE)).unwrap();
     // Two pipelined requests in one write, then a third.
-    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\nGET /nope HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .unwrap();
     for expected in [200u16, 404] {
         let head = read_http_head(&mut tcp);
@@ -843,7 +1057,7 @@ fn keep_alive_serves_several_requests_on_one_connection() {
         let mut body = vec![0u8; header(&head, "content-length").unwrap().parse().unwrap()];
         tcp.read_exact(&mut body).unwrap();
     }
-    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .unwrap();
     let head = read_http_head(&mut tcp);
     assert!(head.starts_with("HTTP/1.1 200"));
@@ -854,7 +1068,10 @@ fn keep_alive_serves_several_requests_on_one_connection() {
 fn unknown_paths_are_404_json() {
     let s = TestServer::manual(Config::default());
     for path in ["/nope", "/api/nope", "/index.htm"] {
-        let (st, head, body) = http(s.addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let (st, head, body) = http(
+            s.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        );
         assert_eq!(st, 404, "{path}");
         assert_eq!(header(&head, "content-type"), Some("application/json"));
         let v: Value = serde_json::from_slice(&body).unwrap();
@@ -866,14 +1083,14 @@ fn unknown_paths_are_404_json() {
 fn oversize_head_is_431_and_oversize_body_is_413() {
     let s = TestServer::manual(Config::default());
     let big = format!(
-        "GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n\r\n",
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nX-Pad: {}\r\n\r\n",
         "a".repeat(17 * 1024)
     );
     let (st, _, _) = http(s.addr, &big);
     assert_eq!(st, 431);
     let (st, _, body) = http(
         s.addr,
-        "POST /api/camera/photo HTTP/1.1\r\nHost: x\r\nContent-Length: 70000\r\n\r\n",
+        "POST /api/camera/photo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 70000\r\n\r\n",
     );
     assert_eq!(st, 413);
     let v: Value = serde_json::from_slice(&body).unwrap();
@@ -888,7 +1105,7 @@ fn a_slow_head_is_cut_off() {
     let mut tcp = TcpStream::connect(s.addr).unwrap();
     tcp.set_read_timeout(Some(PATIENCE)).unwrap();
     let t0 = Instant::now();
-    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    tcp.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
         .unwrap();
     let mut buf = [0u8; 64];
     // The server closes without an answer once the head timeout passes.
@@ -916,7 +1133,10 @@ fn path_traversal_never_escapes() {
         "/..\\Cargo.toml",
         "/index.html%00",
     ] {
-        let (st, _, _) = http(s.addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let (st, _, _) = http(
+            s.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        );
         assert_eq!(st, 404, "{path}");
     }
 
@@ -932,7 +1152,7 @@ fn path_traversal_never_escapes() {
         ..Config::default()
     };
     let d = TestServer::manual(config);
-    let (st, _, body) = http(d.addr, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (st, _, body) = http(d.addr, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!((st, body.as_slice()), (200, b"<p>dir</p>".as_slice()));
     for path in [
         "/../secret.txt",
@@ -943,7 +1163,10 @@ fn path_traversal_never_escapes() {
         "/./index.html",
         "/%2fetc%2fpasswd",
     ] {
-        let (st, _, body) = http(d.addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"));
+        let (st, _, body) = http(
+            d.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+        );
         assert_eq!(st, 404, "{path}");
         assert!(
             !String::from_utf8_lossy(&body).contains("secret\""),
@@ -956,7 +1179,10 @@ fn path_traversal_never_escapes() {
 #[test]
 fn rest_errors_use_the_envelope_and_http_status() {
     let s = TestServer::manual(Config::default());
-    let (st, _, body) = http(s.addr, "GET /api/camera/status HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (st, _, body) = http(
+        s.addr,
+        "GET /api/camera/status HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
     assert_eq!(st, 503);
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["error"]["code"], "SERVICE_UNAVAILABLE");
@@ -965,7 +1191,7 @@ fn rest_errors_use_the_envelope_and_http_status() {
 
     let (st, _, body) = http(
         s.addr,
-        "POST /api/discovery/connect HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}",
+        "POST /api/discovery/connect HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\n\r\n{}",
     );
     assert_eq!(st, 400);
     let v: Value = serde_json::from_slice(&body).unwrap();
@@ -973,7 +1199,7 @@ fn rest_errors_use_the_envelope_and_http_status() {
 
     let (st, _, body) = http(
         s.addr,
-        "POST /api/camera/photo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n{nope",
+        "POST /api/camera/photo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\n{nope",
     );
     assert_eq!(st, 400);
     let v: Value = serde_json::from_slice(&body).unwrap();
@@ -981,14 +1207,17 @@ fn rest_errors_use_the_envelope_and_http_status() {
 
     let (st, head, _) = http(
         s.addr,
-        "DELETE /api/camera/status HTTP/1.1\r\nHost: x\r\n\r\n",
+        "DELETE /api/camera/status HTTP/1.1\r\nHost: localhost\r\n\r\n",
     );
     assert_eq!(st, 405);
     assert_eq!(header(&head, "allow"), Some("GET, HEAD"));
 
     // The coordinator's own answer (no service needed) comes through REST too.
     s.app.status.set("power", json!({"uptime": 5}));
-    let (st, _, body) = http(s.addr, "GET /api/system/status HTTP/1.1\r\nHost: x\r\n\r\n");
+    let (st, _, body) = http(
+        s.addr,
+        "GET /api/system/status HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    );
     assert_eq!(st, 200);
     let v: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["power"]["uptime"], 5);
@@ -1092,7 +1321,7 @@ fn commands_reach_services_and_a_leaving_client_does_not_cancel_them() {
     });
     let (st, _, body) = http(
         s.addr,
-        "POST /api/camera/photo HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n{\"af\":true}",
+        "POST /api/camera/photo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 11\r\n\r\n{\"af\":true}",
     );
     t.join().unwrap();
     assert_eq!(st, 200);
@@ -1174,11 +1403,193 @@ fn expect_100_continue_is_answered_before_the_body() {
     let mut tcp = TcpStream::connect(s.addr).unwrap();
     tcp.set_read_timeout(Some(PATIENCE)).unwrap();
     tcp.write_all(
-        b"POST /api/discovery/connect HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+        b"POST /api/discovery/connect HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
     )
     .unwrap();
     assert!(read_http_head(&mut tcp).starts_with("HTTP/1.1 100"));
     tcp.write_all(b"{}").unwrap();
     let head = read_http_head(&mut tcp);
     assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+}
+
+#[test]
+fn a_foreign_host_is_refused_for_pages_rest_and_websocket() {
+    // Regression (issue 9, item 2, DNS rebinding): Host was never validated and the Origin
+    // check compared Origin with that Host, so `Host: evil.example:P` with
+    // `Origin: http://evil.example:P` got a 101 and passed the REST POST check.
+    let config = Config {
+        allow_hosts: vec!["pi.example".into()],
+        ..Config::default()
+    };
+    let s = TestServer::manual(config);
+    let port = s.addr.port();
+    let evil = format!("Host: evil.example:{port}\r\nOrigin: http://evil.example:{port}\r\n");
+    let (st, _, body) = http(s.addr, &format!("GET / HTTP/1.1\r\n{evil}\r\n"));
+    assert_eq!(st, 421);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["error"]["code"], "PERMISSION_DENIED");
+    let (st, _, _) = http(
+        s.addr,
+        &format!("POST /api/intervalometer/stop HTTP/1.1\r\n{evil}Content-Length: 0\r\n\r\n"),
+    );
+    assert_eq!(st, 421);
+    let (st, _, _) = http(
+        s.addr,
+        &format!(
+            "GET /ws HTTP/1.1\r\n{evil}Upgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ),
+    );
+    assert_eq!(st, 421, "no 101 for a foreign host");
+    // No Host at all (HTTP/1.1), or two of them: malformed.
+    let (st, _, _) = http(s.addr, "GET /health HTTP/1.1\r\n\r\n");
+    assert_eq!(st, 400);
+    let (st, _, _) = http(
+        s.addr,
+        "GET /health HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\n\r\n",
+    );
+    assert_eq!(st, 400);
+    // The device's own names and addresses, and --allow-host, are fine.
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "pi.example".to_string(),
+    ] {
+        let (st, _, _) = http(
+            s.addr,
+            &format!("GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n"),
+        );
+        assert_eq!(st, 200, "{host}");
+    }
+    if let Some(name) = skylapse::web::host::hostname() {
+        let (st, _, _) = http(
+            s.addr,
+            &format!("GET /health HTTP/1.1\r\nHost: {name}.local:{port}\r\n\r\n"),
+        );
+        assert_eq!(st, 200, "{name}.local");
+    }
+}
+
+#[test]
+fn conflicting_content_lengths_are_400() {
+    // Regression (issue 9, item 8): duplicate Content-Length fields with different values were
+    // accepted (RFC 9112 §6.3: 400), and "+2" parsed as 2.
+    let s = TestServer::manual(Config::default());
+    // Every answer is a 400: a bad length is INVALID_PARAMETER; agreeing duplicates carry the
+    // body `{}` to the command, which then misses its ip (MISSING_PARAMETER).
+    for (cl, code) in [
+        (
+            "Content-Length: 2\r\nContent-Length: 3\r\n",
+            "INVALID_PARAMETER",
+        ),
+        ("Content-Length: 2, 3\r\n", "INVALID_PARAMETER"),
+        ("Content-Length: +2\r\n", "INVALID_PARAMETER"),
+        ("Content-Length: 0x2\r\n", "INVALID_PARAMETER"),
+        (
+            "Content-Length: 2\r\nContent-Length: 2\r\n",
+            "MISSING_PARAMETER",
+        ),
+        ("Content-Length: 2, 2\r\n", "MISSING_PARAMETER"),
+    ] {
+        let (st, _, body) = http(
+            s.addr,
+            &format!("POST /api/discovery/connect HTTP/1.1\r\nHost: localhost\r\n{cl}\r\n{{}}"),
+        );
+        assert_eq!(st, 400, "{cl:?}");
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], code, "{cl:?}");
+        if code == "INVALID_PARAMETER" {
+            let msg = v["error"]["message"].as_str().unwrap();
+            assert!(msg.contains("Content-Length"), "{msg}");
+        }
+    }
+}
+
+#[test]
+fn websocket_protocol_errors_close_with_1002_and_bad_utf8_with_1007() {
+    // Regression (issue 9, item 8): protocol errors and invalid UTF-8 text dropped the
+    // connection without a close frame.
+    let s = TestServer::manual(Config::default());
+    let masked = |first: u8, payload: &[u8]| {
+        let mask = [0x11u8, 0x22, 0x33, 0x44];
+        let mut f = vec![first, 0x80 | payload.len() as u8];
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    };
+    for (frame, code) in [
+        // FIN + RSV1 + text: a reserved bit without an extension.
+        (masked(0xC1, b"{}"), 1002u16),
+        // A continuation with nothing to continue.
+        (masked(0x80, b"x"), 1002),
+        // Text that is not UTF-8.
+        (masked(0x81, b"\xff\xfe\"ping\""), 1007),
+    ] {
+        let mut tcp = raw_upgrade(s.addr, b"");
+        assert!(read_http_head(&mut tcp).starts_with("HTTP/1.1 101"));
+        let (_, welcome) = read_frame(&mut tcp);
+        assert!(String::from_utf8_lossy(&welcome).contains("welcome"));
+        tcp.write_all(&frame).unwrap();
+        let (op, payload) = loop {
+            let (op, payload) = read_frame(&mut tcp);
+            if op == 0x8 {
+                break (op, payload);
+            }
+        };
+        assert_eq!(op, 0x8, "a close frame");
+        assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), code);
+    }
+}
+
+#[test]
+fn refusals_and_client_churn_are_logged_once_per_interval_not_once_each() {
+    // Regression (issue 9, item 3): every refused connection logged a warning; 64 held
+    // connections and a few reconnect loops wrote 148,745 lines (10 MB) in 20 s.
+    let dir = std::env::temp_dir().join(format!("skylapse-logflood-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_skylapse"))
+        .args(["--no-discovery", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on http://")
+        .unwrap()
+        .parse()
+        .unwrap();
+    for _ in 0..300 {
+        let (st, _, _) = http(addr, "GET /health HTTP/1.1\r\nHost: evil.example\r\n\r\n");
+        assert_eq!(st, 421);
+    }
+    block_on(async {
+        for _ in 0..100 {
+            let req = format!("ws://{addr}/ws").into_client_request().unwrap();
+            let mut ws = connect_req(addr, req).await.unwrap();
+            assert_eq!(recv(&mut ws).await["type"], "welcome");
+        }
+    });
+    let (st, _, _) = http(addr, "GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    assert_eq!(st, 200);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    let host_lines = log.lines().filter(|l| l.contains("for host")).count();
+    let churn_lines = log
+        .lines()
+        .filter(|l| l.contains("connected from") || l.contains(" left"))
+        .count();
+    assert_eq!(host_lines, 1, "{log}");
+    assert!(churn_lines <= 8, "{churn_lines} churn lines:\n{log}");
+    assert!(log.lines().count() < 20, "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -427,32 +427,46 @@ pub fn format_canon_datetime(time: SystemTime, std_offset_secs: i32, dst: bool) 
 /// Parses the camera's `datetime` (+ `dst`) into the true instant: shown time − standard
 /// offset − 1 h when `dst`.
 pub fn parse_canon_datetime(raw: &str, dst: bool) -> Option<SystemTime> {
-    // "Www, DD Mon YYYY HH:MM:SS ±HHMM"
+    // "Www, DD Mon YYYY HH:MM:SS ±HHMM". Every field is checked as ASCII digits of a fixed
+    // width and range before any arithmetic: the camera's reply is outside input (issue 9,
+    // item 7: a multibyte character in the offset used to panic a byte slice, and huge h/m/s
+    // values overflowed).
     let rest = raw.trim().split_once(", ")?.1;
     let parts: Vec<&str> = rest.split_whitespace().collect();
-    if parts.len() != 5 {
+    let [day, month, year, hms, off] = parts[..] else {
+        return None;
+    };
+    let num = |s: &str, width: std::ops::RangeInclusive<usize>| -> Option<i64> {
+        (width.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let d = num(day, 1..=2)? as u32;
+    let m = MONTHS.iter().position(|x| *x == month)? as u32 + 1;
+    let y = num(year, 4..=4)?;
+    let mut hms_parts = hms.split(':');
+    let (h, mi, se) = (
+        num(hms_parts.next()?, 1..=2)?,
+        num(hms_parts.next()?, 1..=2)?,
+        num(hms_parts.next()?, 1..=2)?,
+    );
+    if hms_parts.next().is_some() || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
-    let d: u32 = parts[0].parse().ok()?;
-    let m = MONTHS.iter().position(|x| *x == parts[1])? as u32 + 1;
-    let y: i64 = parts[2].parse().ok()?;
-    let hms: Vec<i64> = parts[3]
-        .split(':')
-        .map(|x| x.parse().ok())
-        .collect::<Option<_>>()?;
-    let off = parts[4];
-    if hms.len() != 3 || off.len() != 5 || !(1..=31).contains(&d) {
-        return None;
-    }
-    let sign = match &off[..1] {
-        "+" => 1,
-        "-" => -1,
+    let off = off.as_bytes();
+    let sign = match off.first()? {
+        b'+' => 1,
+        b'-' => -1,
         _ => return None,
     };
-    let oh: i64 = off[1..3].parse().ok()?;
-    let om: i64 = off[3..5].parse().ok()?;
+    let digits = std::str::from_utf8(off.get(1..)?).ok()?;
+    let hhmm = num(digits, 4..=4)?;
+    let (oh, om) = (hhmm / 100, hhmm % 100);
+    if oh > 14 || om > 59 {
+        return None;
+    }
     let offset = sign * (oh * 3600 + om * 60);
-    let local = days_from_civil(y, m, d) * 86_400 + hms[0] * 3600 + hms[1] * 60 + hms[2];
+    let local = days_from_civil(y, m, d) * 86_400 + h * 3600 + mi * 60 + se;
     let utc = local - offset - if dst { 3600 } else { 0 };
     Some(crate::util::from_unix_millis(utc * 1000))
 }
@@ -1233,6 +1247,38 @@ mod tests {
         assert_eq!(parse_canon_datetime(&s, true), Some(jan));
         assert_eq!(parse_canon_datetime("Tue, 01 Jan 2019 01:23", false), None);
         assert_eq!(parse_canon_datetime("garbage", false), None);
+    }
+
+    #[test]
+    fn canon_datetime_rejects_multibyte_and_out_of_range_fields_without_panicking() {
+        // Regression (issue 9, item 7): the offset's length was checked in bytes and then
+        // sliced by byte index, so a multibyte character there panicked the camera thread
+        // (and panic = "abort" took the service down); h/m/s could overflow silently.
+        for raw in [
+            "Tue, 01 Jan 2019 01:23:45 +é00",
+            "Tue, 01 Jan 2019 01:23:45 é000",
+            "Tue, 01 Jan 2019 01:23:45 +0é0",
+            "Tue, 01 Jan 2019 01:23:45 ++100",
+            "Tue, 01 Jan 2019 01:23:45 +1500",
+            "Tue, 01 Jan 2019 01:23:45 +0060",
+            "Tue, 01 Jan 2019 99999999999999999:00:00 +0000",
+            "Tue, 01 Jan 2019 3074457345618258602:00:00 +0000",
+            "Tue, 01 Jan 2019 24:00:00 +0000",
+            "Tue, 01 Jan 2019 01:60:00 +0000",
+            "Tue, 01 Jan 2019 01:00:61 +0000",
+            "Tue, 01 Jan 2019 -1:00:00 +0000",
+            "Tue, 01 Jan 2019 +1:00:00 +0000",
+            "Tue, 01 Jan 2019 01:00:00:00 +0000",
+            "Tue, 00 Jan 2019 01:00:00 +0000",
+            "Tue, 01 Jan 99999999999999 01:00:00 +0000",
+            "Tue, 01 Jan -201 01:00:00 +0000",
+            "Tue, ０1 Jan 2019 01:00:00 +0000",
+        ] {
+            assert_eq!(parse_canon_datetime(raw, false), None, "{raw}");
+        }
+        // The edges that are valid still parse.
+        assert!(parse_canon_datetime("Tue, 31 Dec 2019 23:59:60 -1400", true).is_some());
+        assert!(parse_canon_datetime("Tue, 1 Jan 2019 0:0:0 +1400", false).is_some());
     }
 
     #[test]

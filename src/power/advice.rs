@@ -23,56 +23,84 @@ pub struct EstimateInputs {
     pub interval: Duration,
 }
 
-/// What one shot costs on the card: free space lost ÷ shutter releases, measured on one card
-/// at a time. A card swap (another name or size) or space freed on the card starts a new
-/// count but keeps the measured size (it belongs to the camera's settings, not to the card),
-/// so the estimate does not jump when the card changes. Recent releases weigh most.
+/// What one shot costs on the card: free space lost ÷ files written (the card's
+/// `contentsnumber`, read together with its free space, so the two always agree), times the
+/// files one release writes (RAW+JPEG: 2, from the new-file notices). Bodies that report no
+/// file count are measured per release instead. Counted on one card at a time: a card swap
+/// (another name or size) or space freed on the card starts a new count but keeps the
+/// measured size (it belongs to the camera's settings, not the card), so the estimate does
+/// not jump when the card changes. Recent files weigh most.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CardMeter {
     card: Option<(String, u64)>,
     base_free_mb: f64,
-    /// Releases since `base_free_mb` was read.
+    base_files: Option<u64>,
+    /// Releases since `base_free_mb` was read (used when the card reports no file count).
     releases: u64,
     sum_bytes: f64,
-    sum_releases: f64,
+    sum_files: f64,
+    /// Files and releases seen in new-file notices (files per release).
+    seen_files: u64,
+    seen_releases: u64,
 }
 
-/// Releases the measured size is averaged over (older ones fade out).
+/// Files the measured size is averaged over (older ones fade out).
 const CARD_METER_WINDOW: f64 = 100.0;
 
 impl CardMeter {
-    /// The camera reported `n` new shots (releases, not files: RAW+JPEG is one).
-    pub fn releases(&mut self, n: u64) {
-        self.releases += n;
+    /// The camera reported `files` new files from `releases` shots (RAW+JPEG share a stem).
+    pub fn added(&mut self, files: u64, releases: u64) {
+        self.releases += releases;
+        self.seen_files += files;
+        self.seen_releases += releases;
     }
 
-    /// The card as the camera reports it now (`freeMB` is rounded: the error telescopes
-    /// away over successive readings instead of adding up).
-    pub fn storage(&mut self, name: &str, total_mb: u64, free_mb: f64) {
+    fn files_per_release(&self) -> f64 {
+        if self.seen_releases > 0 && self.seen_files >= self.seen_releases {
+            self.seen_files as f64 / self.seen_releases as f64
+        } else {
+            1.0
+        }
+    }
+
+    /// The card as the camera reports it now: name, size, free space (MB, rounded: the
+    /// rounding telescopes away over successive readings) and the number of files on it.
+    pub fn storage(&mut self, name: &str, total_mb: u64, free_mb: f64, files: Option<u64>) {
         let card = (name.to_string(), total_mb);
-        if self.card.as_ref() != Some(&card) || free_mb > self.base_free_mb + 1.0 {
+        let fewer_files = matches!((files, self.base_files), (Some(n), Some(b)) if n < b);
+        if self.card.as_ref() != Some(&card) || free_mb > self.base_free_mb + 1.0 || fewer_files {
             self.card = Some(card);
             self.base_free_mb = free_mb;
+            self.base_files = files;
             self.releases = 0;
             return;
         }
-        if self.releases > 0 && free_mb < self.base_free_mb {
-            self.sum_bytes += (self.base_free_mb - free_mb) * 1_048_576.0;
-            self.sum_releases += self.releases as f64;
-            if self.sum_releases > CARD_METER_WINDOW {
-                let k = CARD_METER_WINDOW / self.sum_releases;
-                self.sum_bytes *= k;
-                self.sum_releases *= k;
-            }
-            self.base_free_mb = free_mb;
-            self.releases = 0;
+        if free_mb >= self.base_free_mb {
+            return;
         }
+        let new_files = match (files, self.base_files) {
+            (Some(n), Some(b)) => (n - b) as f64,
+            _ => self.releases as f64 * self.files_per_release(),
+        };
+        if new_files <= 0.0 {
+            return; // space went before the count moved: wait for it
+        }
+        self.sum_bytes += (self.base_free_mb - free_mb) * 1_048_576.0;
+        self.sum_files += new_files;
+        if self.sum_files > CARD_METER_WINDOW {
+            let k = CARD_METER_WINDOW / self.sum_files;
+            self.sum_bytes *= k;
+            self.sum_files *= k;
+        }
+        self.base_free_mb = free_mb;
+        self.base_files = files;
+        self.releases = 0;
     }
 
     /// Bytes one shot takes, once measured.
     pub fn bytes_per_shot(&self) -> Option<u64> {
-        (self.sum_releases > 0.0 && self.sum_bytes > 0.0)
-            .then(|| (self.sum_bytes / self.sum_releases).round() as u64)
+        (self.sum_files > 0.0 && self.sum_bytes > 0.0)
+            .then(|| (self.sum_bytes / self.sum_files * self.files_per_release()).round() as u64)
     }
 }
 
@@ -309,33 +337,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn card_meter_measures_per_release_and_survives_a_card_swap() {
+    fn card_meter_measures_per_shot_and_survives_a_card_swap() {
         let mut m = CardMeter::default();
-        m.storage("sd", 30_000, 20_000.0);
+        m.storage("sd", 30_000, 20_000.0, Some(10));
         assert_eq!(m.bytes_per_shot(), None);
-        // Three releases of ~6.4 MB reported one by one with freeMB rounded.
-        for free in [19_994.0, 19_987.0, 19_981.0] {
-            m.releases(1);
-            m.storage("sd", 30_000, free);
-        }
+        // Three JPEGs of ~6.4 MB with freeMB rounded, the notice racing the storage reading:
+        // the file count read with the free space keeps them in step.
+        m.added(1, 1);
+        m.storage("sd", 30_000, 20_000.0, Some(10)); // notice first: nothing moved yet
+        m.storage("sd", 30_000, 19_994.0, Some(11));
+        m.storage("sd", 30_000, 19_987.0, Some(12)); // reading before the notice
+        m.added(1, 1);
+        m.added(1, 1);
+        m.storage("sd", 30_000, 19_981.0, Some(13));
         let per = m.bytes_per_shot().unwrap() as f64 / 1_048_576.0;
         assert!((per - 19.0 / 3.0).abs() < 0.01, "{per}");
         // Issue 14: a fresh card (more free space, another size) must not make it jump.
-        m.storage("sd", 60_000, 59_000.0);
+        m.storage("sd", 60_000, 59_000.0, Some(0));
         assert_eq!(m.bytes_per_shot().unwrap() as f64 / 1_048_576.0, per);
-        // The first reading on the new card is only a baseline; the next release counts.
-        m.releases(1);
-        m.storage("sd", 60_000, 58_993.0);
+        m.storage("sd", 60_000, 58_993.0, Some(1));
         let after = m.bytes_per_shot().unwrap() as f64 / 1_048_576.0;
         assert!((after - 26.0 / 4.0).abs() < 0.01, "{after}");
         // Files deleted on the camera: a new baseline, no negative sample.
-        m.storage("sd", 60_000, 59_500.0);
+        m.storage("sd", 60_000, 59_500.0, Some(0));
         assert_eq!(m.bytes_per_shot().unwrap() as f64 / 1_048_576.0, after);
-        // A release whose storage reading has not moved yet waits for the next reading.
-        m.releases(1);
-        m.storage("sd", 60_000, 59_500.0);
-        m.storage("sd", 60_000, 59_494.0);
-        assert!(m.bytes_per_shot().unwrap() as f64 / 1_048_576.0 > 6.0);
+        // RAW+JPEG: two files per release, a shot costs both.
+        let mut m = CardMeter::default();
+        m.storage("sd", 30_000, 20_000.0, Some(0));
+        m.added(2, 1);
+        m.storage("sd", 30_000, 19_970.0, Some(2));
+        assert_eq!(m.bytes_per_shot(), Some(30 * 1_048_576));
+        // A body without a file count: measured per release.
+        let mut m = CardMeter::default();
+        m.storage("sd", 30_000, 20_000.0, None);
+        m.added(1, 1);
+        m.storage("sd", 30_000, 19_993.0, None);
+        assert_eq!(m.bytes_per_shot(), Some(7 * 1_048_576));
     }
 
     #[test]

@@ -2,13 +2,16 @@
 //! repeat while keep-alive holds.
 //!
 //! ```text
-//!  Idle ──first byte (keep-alive timeout)──▶ Head ──complete (head timeout)──▶ Body ──▶ Respond
-//!   ▲                                          │ >16 KiB → 431, slow → cut off         │
-//!   └──────────────────── keep-alive ◀─────────┴──────────────────────────────────────┘
+//!  Idle ──first byte (keep-alive timeout)──▶ Head ──complete (head timeout)──▶ Host? ──▶ Body ──▶ Respond
+//!   ▲                                          │ >16 KiB → 431, slow → cut off   │ 421/400  │
+//!   └──────────────────── keep-alive ◀─────────┴─────────────────────────────────┴──────────┘
 //!                                              └─ Upgrade: websocket ──▶ ws::run (never back)
 //! ```
 //!
-//! Timeouts use the app's [`Clock`](crate::clock::Clock), so tests can drive them.
+//! Timeouts use the app's [`Clock`](crate::clock::Clock), so tests can drive them. Each phase
+//! is published to the connection table ([`conns`](super::conns)), which evicts idle and slow
+//! connections first when it is full. A connection waiting for bytes holds no read buffer: it
+//! waits for readability, then reads into a stack buffer and keeps only what arrived.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -17,9 +20,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_io::Async;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use serde_json::{json, Value};
 
+use super::conns::{ConnState, Phase, Refusal};
+use super::host::HostError;
 use super::{assets, rest, ws, Web, VERSION};
 use crate::protocol::{rest_error_body, ApiError, ErrorCode};
 
@@ -182,6 +187,7 @@ pub fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         408 => "Request Timeout",
         409 => "Conflict",
+        421 => "Misdirected Request",
         411 => "Length Required",
         413 => "Payload Too Large",
         426 => "Upgrade Required",
@@ -211,19 +217,40 @@ enum Failure {
     Drop,
 }
 
-/// Reads with a deadline on the app clock; `Ok(None)` on timeout.
-async fn read_until(
+/// Waits (without a buffer) until the socket is readable, then reads what is there into a
+/// stack chunk and appends it to `buf`: an idle or trickling connection holds only the bytes it
+/// sent. `Ok(None)` when `deadline` passes first; `Ok(Some(0))` at end of stream.
+async fn read_more(
     web: &Web,
     stream: &Async<TcpStream>,
-    buf: &mut [u8],
+    buf: &mut Vec<u8>,
+    max: usize,
     deadline: Instant,
 ) -> io::Result<Option<usize>> {
-    let timer = web.app.clock.sleep_until(deadline);
-    futures_lite::future::or(async { (&*stream).read(buf).await.map(Some) }, async {
-        timer.await;
-        Ok(None)
-    })
-    .await
+    use std::io::Read;
+    loop {
+        let timer = web.app.clock.sleep_until(deadline);
+        let ready =
+            futures_lite::future::or(async { stream.readable().await.map(|_| true) }, async {
+                timer.await;
+                Ok(false)
+            })
+            .await?;
+        if !ready {
+            return Ok(None);
+        }
+        let mut chunk = [0u8; 4096];
+        let want = max.min(chunk.len());
+        match stream.get_ref().read(&mut chunk[..want]) {
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                return Ok(Some(n));
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Reads one request head into `buf` (which may already hold pipelined bytes).
@@ -232,23 +259,29 @@ async fn read_head(
     stream: &Async<TcpStream>,
     buf: &mut Vec<u8>,
     first: bool,
+    conn: &ConnState,
 ) -> ReadOutcome {
-    let limits = &web.hub.limits().clone();
+    let limits = web.hub.limits();
     let now = web.app.clock.now();
     // Waiting for the first byte of a kept-alive connection is idle time; once bytes arrive
     // (or on a fresh connection), the whole head must come within the head timeout.
-    let mut deadline = if first || !buf.is_empty() {
+    let mut started = first || !buf.is_empty();
+    let mut deadline = if started {
         now + limits.head_timeout
     } else {
+        conn.mark(Phase::Idle, now);
         now + limits.keepalive_timeout
     };
-    let mut started = first || !buf.is_empty();
+    if !buf.is_empty() {
+        conn.mark(Phase::Head, now);
+    }
     loop {
         if !buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; 40];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(buf) {
                 Ok(httparse::Status::Complete(len)) => {
+                    conn.mark(Phase::Busy, web.app.clock.now());
                     let request = to_request(&req);
                     return match request {
                         Some(r) => ReadOutcome::Head(r, len),
@@ -281,28 +314,25 @@ async fn read_head(
         if buf.len() >= limits.max_head_bytes {
             return ReadOutcome::Fail(Failure::Respond(head_too_large(web)));
         }
-        let old = buf.len();
-        let want = (limits.max_head_bytes - old).min(4096);
-        buf.resize(old + want, 0);
-        let r = read_until(web, stream, &mut buf[old..], deadline).await;
-        match r {
+        let had = buf.len();
+        let room = limits.max_head_bytes - had;
+        match read_more(web, stream, buf, room, deadline).await {
             Ok(Some(0)) => {
-                buf.truncate(old);
-                return if old == 0 {
+                return if had == 0 {
                     ReadOutcome::Closed
                 } else {
                     ReadOutcome::Fail(Failure::Drop)
                 };
             }
-            Ok(Some(n)) => {
-                buf.truncate(old + n);
+            Ok(Some(_)) => {
+                let now = web.app.clock.now();
+                conn.mark(Phase::Head, now);
                 if !started {
                     started = true;
-                    deadline = web.app.clock.now() + limits.head_timeout;
+                    deadline = now + limits.head_timeout;
                 }
             }
             Ok(None) => {
-                buf.truncate(old);
                 if started {
                     log::debug!("request head too slow; cutting the connection");
                 }
@@ -355,8 +385,9 @@ async fn read_body(
     stream: &Async<TcpStream>,
     req: &mut Request,
     buf: &mut Vec<u8>,
+    conn: &ConnState,
 ) -> Result<(), Failure> {
-    let limits = web.hub.limits().clone();
+    let limits = web.hub.limits();
     if req.header("transfer-encoding").is_some() {
         return Err(Failure::Respond(
             Response::error(
@@ -367,14 +398,9 @@ async fn read_body(
             .closing(),
         ));
     }
-    let len = match req.header("content-length") {
-        None => 0,
-        Some(v) => v.parse::<usize>().map_err(|_| {
-            Failure::Respond(
-                Response::error(web, 400, &ApiError::invalid("Bad Content-Length")).closing(),
-            )
-        })?,
-    };
+    let len = content_length(req).map_err(|msg| {
+        Failure::Respond(Response::error(web, 400, &ApiError::invalid(msg)).closing())
+    })?;
     if len > limits.max_body_bytes {
         return Err(Failure::Respond(
             Response::error(
@@ -396,24 +422,59 @@ async fn read_body(
             .map_err(|_| Failure::Drop)?;
     }
     let deadline = web.app.clock.now() + limits.head_timeout;
+    if buf.len() < len {
+        // A slow body is as cheap to evict as a slow head.
+        conn.mark(Phase::Head, web.app.clock.now());
+    }
     while buf.len() < len {
-        let old = buf.len();
-        buf.resize(len, 0);
-        match read_until(web, stream, &mut buf[old..], deadline).await {
-            Ok(Some(n)) if n > 0 => buf.truncate(old + n),
+        let want = len - buf.len();
+        match read_more(web, stream, buf, want, deadline).await {
+            Ok(Some(n)) if n > 0 => conn.touch(web.app.clock.now()),
             _ => return Err(Failure::Drop),
         }
     }
+    conn.mark(Phase::Busy, web.app.clock.now());
     req.body = buf.drain(..len).collect();
     Ok(())
 }
 
-/// Serves one TCP connection until it closes, times out, or becomes a WebSocket.
-pub async fn connection(web: &Arc<Web>, stream: Async<TcpStream>, peer: SocketAddr) {
+/// The body length from `Content-Length`: absent is 0; repeated fields (or a list) must all
+/// agree (RFC 9112 §6.3: differing values are an unrecoverable error, answered with 400).
+pub fn content_length(req: &Request) -> Result<usize, &'static str> {
+    let mut len: Option<usize> = None;
+    for (_, v) in req.headers.iter().filter(|(n, _)| n == "content-length") {
+        for item in v.split(',') {
+            let item = item.trim();
+            if item.is_empty() || item.len() > 18 || !item.bytes().all(|b| b.is_ascii_digit()) {
+                return Err("Bad Content-Length");
+            }
+            let n: usize = item.parse().map_err(|_| "Bad Content-Length")?;
+            if len.is_some_and(|l| l != n) {
+                return Err("Conflicting Content-Length values");
+            }
+            len = Some(n);
+        }
+    }
+    Ok(len.unwrap_or(0))
+}
+
+/// Serves one TCP connection until it closes, times out, or becomes a WebSocket. `conn` is its
+/// entry in the connection table (`id` its key there), where it publishes its phase.
+pub async fn connection(
+    web: &Arc<Web>,
+    stream: Async<TcpStream>,
+    peer: SocketAddr,
+    id: u64,
+    conn: &ConnState,
+) {
+    let local = match stream.get_ref().local_addr() {
+        Ok(a) => a.ip(),
+        Err(_) => return,
+    };
     let mut buf: Vec<u8> = Vec::new();
     let mut first = true;
     loop {
-        let (mut req, head_len) = match read_head(web, &stream, &mut buf, first).await {
+        let (mut req, head_len) = match read_head(web, &stream, &mut buf, first, conn).await {
             ReadOutcome::Head(r, n) => (r, n),
             ReadOutcome::Closed => return,
             ReadOutcome::Fail(Failure::Drop) => return,
@@ -425,9 +486,16 @@ pub async fn connection(web: &Arc<Web>, stream: Async<TcpStream>, peer: SocketAd
         first = false;
         buf.drain(..head_len);
 
+        if let Err(resp) = check_host(web, &req, local, peer) {
+            let _ = write_response(web, &stream, &resp, false).await;
+            return;
+        }
+
         if ws::is_upgrade(&req) && (req.path == "/" || req.path == "/ws") {
             match ws::check(web, &req) {
                 Ok(key) => {
+                    // From here the hub counts it: it leaves the HTTP connection table.
+                    web.upgraded(id);
                     let leftover = std::mem::take(&mut buf);
                     ws::run(web.clone(), stream, key, leftover, peer).await;
                 }
@@ -438,7 +506,7 @@ pub async fn connection(web: &Arc<Web>, stream: Async<TcpStream>, peer: SocketAd
             return;
         }
 
-        if let Err(f) = read_body(web, &stream, &mut req, &mut buf).await {
+        if let Err(f) = read_body(web, &stream, &mut req, &mut buf, conn).await {
             if let Failure::Respond(resp) = f {
                 let _ = write_response(web, &stream, &resp, false).await;
             }
@@ -446,7 +514,7 @@ pub async fn connection(web: &Arc<Web>, stream: Async<TcpStream>, peer: SocketAd
         }
         let keep_alive = req.keep_alive();
         let head_only = req.method == "HEAD";
-        let mut resp = route(web, &req).await;
+        let mut resp = route(web, req).await;
         if !keep_alive {
             resp.close = true;
         }
@@ -457,14 +525,63 @@ pub async fn connection(web: &Arc<Web>, stream: Async<TcpStream>, peer: SocketAd
         {
             return;
         }
-        // Keep-alive: shrink a buffer that grew for a big request.
+        // Keep-alive: let go of a buffer that grew for a big request.
         if buf.is_empty() {
             buf = Vec::new();
         }
     }
 }
 
-async fn route(web: &Arc<Web>, req: &Request) -> Response {
+/// Host validation (DNS rebinding): 400 for a missing, repeated or malformed Host, 421 for a
+/// name that is not this device's.
+fn check_host(
+    web: &Web,
+    req: &Request,
+    local: std::net::IpAddr,
+    peer: SocketAddr,
+) -> Result<(), Response> {
+    let now = web.app.clock.now();
+    let repeated = req.headers.iter().filter(|(n, _)| n == "host").count() > 1;
+    let verdict = if repeated {
+        Err(HostError::Malformed)
+    } else {
+        web.hosts.check(req.header("host"), local, req.minor, now)
+    };
+    let Err(e) = verdict else {
+        return Ok(());
+    };
+    if web.hub.refusals().note(Refusal::ForeignHost, now) {
+        let shown: String = req
+            .header("host")
+            .unwrap_or("")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect();
+        log::warn!("refused a request from {peer} for host {shown:?} ({e:?})");
+    }
+    let resp = match e {
+        HostError::Malformed => Response::error(
+            web,
+            400,
+            &ApiError::new(
+                ErrorCode::InvalidMessage,
+                "Missing or malformed Host header",
+            ),
+        ),
+        HostError::Foreign => Response::error(
+            web,
+            421,
+            &ApiError::new(
+                ErrorCode::PermissionDenied,
+                "Unknown host: use the Pi's address or name (or start skylapse with --allow-host)",
+            ),
+        ),
+    };
+    Err(resp.closing())
+}
+
+async fn route(web: &Arc<Web>, req: Request) -> Response {
     let get = req.method == "GET" || req.method == "HEAD";
     if req.path == "/health" {
         if !get {
@@ -478,21 +595,36 @@ async fn route(web: &Arc<Web>, req: &Request) -> Response {
         }
         // A foreign page can send "simple" cross-site POSTs without a preflight; refuse
         // changes from browser origins that could not open the WebSocket either.
-        if !get && !ws::origin_allowed(web, req) {
+        if !get && !ws::origin_allowed(web, &req) {
             return Response::error(
                 web,
                 403,
                 &ApiError::new(ErrorCode::PermissionDenied, "Origin not allowed"),
             );
         }
-        return rest::handle(web, req).await;
+        return rest_detached(web, req).await;
     }
     if !get {
         return method_not_allowed(web, "GET, HEAD");
     }
     match &web.app.config.static_dir {
-        Some(dir) => assets::serve_dir(web, dir, req),
-        None => assets::serve_embedded(web, req),
+        Some(dir) => assets::serve_dir(web, dir, &req),
+        None => assets::serve_embedded(web, &req),
+    }
+}
+
+/// Runs the REST handler in its own task: evicting (or losing) the connection meanwhile never
+/// cancels a command half-way, and the connection's own future stays small while it idles.
+async fn rest_detached(web: &Arc<Web>, req: Request) -> Response {
+    let (tx, rx) = async_channel::bounded(1);
+    let w = web.clone();
+    web.spawn_detached(async move {
+        let resp = rest::handle(&w, &req).await;
+        let _ = tx.send(resp).await;
+    });
+    match rx.recv().await {
+        Ok(r) => r,
+        Err(_) => Response::error(web, 500, &ApiError::system("The request was interrupted")),
     }
 }
 

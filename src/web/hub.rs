@@ -22,12 +22,13 @@ use std::time::{Duration, Instant, SystemTime};
 use async_tungstenite::tungstenite::Utf8Bytes;
 use serde_json::{json, Map, Value};
 
+use super::conns::{PeerKey, Refusal, Refusals};
 use crate::app::{App, ClientId, Outbound};
 use crate::config::Limits;
 use crate::protocol::{Channel, Event};
 use crate::util::iso8601;
 
-/// How long a client's queue may stay full of undroppable frames before it is disconnected.
+/// How long frames may wait for a client's writer to take any before it is disconnected.
 pub const STUCK_LIMIT: Duration = Duration::from_secs(10);
 
 /// A status change is broadcast this long after it happens, so a burst becomes one frame.
@@ -51,25 +52,52 @@ pub enum Pushed {
     Queued,
     /// The queue was full of undroppable frames; this frame is lost.
     Dropped,
-    /// Full for longer than [`STUCK_LIMIT`]: the client must be disconnected.
+    /// Frames have waited [`STUCK_LIMIT`] without the writer taking any: the client must be
+    /// disconnected.
     Stuck,
 }
 
-/// A client's bounded outbound queue (no I/O; the connection's writer drains it).
+impl Frame {
+    /// What the frame holds in memory while queued (its text; control frames count a little).
+    pub fn cost(&self) -> usize {
+        match self {
+            Frame::Text(t) | Frame::Status(t) => t.len() + 16,
+            Frame::Ping | Frame::Close(..) => 16,
+        }
+    }
+}
+
+/// A client's outbound queue, bounded in bytes (and, second, in frames); no I/O, the
+/// connection's writer drains it.
+///
+/// The frame the writer has taken but not finished sending still counts ("in flight"), so a
+/// client that does not read holds at most `max_bytes` (or one larger frame, which is let in
+/// only when nothing else is queued or in flight, so a big reply is never lost outright).
 #[derive(Debug)]
 pub struct OutQueue {
     frames: VecDeque<Frame>,
-    capacity: usize,
-    stuck_since: Option<Instant>,
+    bytes: usize,
+    in_flight: usize,
+    max_frames: usize,
+    max_bytes: usize,
+    /// The first push since the writer last took a frame, while frames were waiting: how long
+    /// the client has been making no progress.
+    stalled_since: Option<Instant>,
+    /// The writer took a frame since the last push.
+    progressed: bool,
     closing: bool,
 }
 
 impl OutQueue {
-    pub fn new(capacity: usize) -> Self {
+    pub fn new(max_frames: usize, max_bytes: usize) -> Self {
         OutQueue {
             frames: VecDeque::new(),
-            capacity: capacity.max(2),
-            stuck_since: None,
+            bytes: 0,
+            in_flight: 0,
+            max_frames: max_frames.max(2),
+            max_bytes: max_bytes.max(1024),
+            stalled_since: None,
+            progressed: false,
             closing: false,
         }
     }
@@ -82,51 +110,93 @@ impl OutQueue {
         self.frames.is_empty()
     }
 
+    /// Bytes queued plus the frame being written.
+    pub fn bytes(&self) -> usize {
+        self.bytes + self.in_flight
+    }
+
+    pub fn max_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
+    fn fits(&self, cost: usize) -> bool {
+        let empty = self.frames.is_empty() && self.in_flight == 0;
+        empty || (self.frames.len() < self.max_frames && self.bytes() + cost <= self.max_bytes)
+    }
+
+    fn remove_at(&mut self, i: usize) {
+        if let Some(f) = self.frames.remove(i) {
+            self.bytes -= f.cost();
+        }
+    }
+
     pub fn push(&mut self, now: Instant, frame: Frame) -> Pushed {
         if self.closing {
             return Pushed::Dropped;
         }
+        let busy = !self.frames.is_empty() || self.in_flight > 0;
+        if !busy || std::mem::take(&mut self.progressed) {
+            self.stalled_since = None;
+        }
+        let stalled = busy && {
+            let since = *self.stalled_since.get_or_insert(now);
+            now.saturating_duration_since(since) >= STUCK_LIMIT
+        };
         match frame {
             Frame::Close(..) => {
                 // A close always gets in; nothing after it is sent.
                 self.closing = true;
+                self.bytes += frame.cost();
                 self.frames.push_back(frame);
                 return Pushed::Queued;
             }
             Frame::Status(_) => {
                 // Only the newest status is worth sending.
-                self.frames.retain(|f| !matches!(f, Frame::Status(_)));
+                while let Some(i) = self
+                    .frames
+                    .iter()
+                    .position(|f| matches!(f, Frame::Status(_)))
+                {
+                    self.remove_at(i);
+                }
             }
             Frame::Text(_) | Frame::Ping => {}
         }
-        if self.frames.len() >= self.capacity {
+        if stalled {
+            return Pushed::Stuck;
+        }
+        let cost = frame.cost();
+        if !self.fits(cost) {
             // Make room by dropping the oldest status update, if any.
             if let Some(i) = self
                 .frames
                 .iter()
                 .position(|f| matches!(f, Frame::Status(_)))
             {
-                self.frames.remove(i);
+                self.remove_at(i);
             }
         }
-        if self.frames.len() >= self.capacity {
-            let since = *self.stuck_since.get_or_insert(now);
-            return if now.saturating_duration_since(since) >= STUCK_LIMIT {
-                Pushed::Stuck
-            } else {
-                Pushed::Dropped
-            };
+        if !self.fits(cost) {
+            return Pushed::Dropped;
         }
+        self.bytes += cost;
         self.frames.push_back(frame);
+        self.stalled_since.get_or_insert(now);
         Pushed::Queued
     }
 
+    /// Takes the next frame; it counts as in flight until [`sent`](Self::sent).
     pub fn pop(&mut self) -> Option<Frame> {
-        let f = self.frames.pop_front();
-        if f.is_some() {
-            self.stuck_since = None;
-        }
-        f
+        let f = self.frames.pop_front()?;
+        self.progressed = true;
+        self.bytes -= f.cost();
+        self.in_flight = f.cost();
+        Some(f)
+    }
+
+    /// The frame taken by the last `pop` has been written.
+    pub fn sent(&mut self) {
+        self.in_flight = 0;
     }
 }
 
@@ -198,15 +268,29 @@ pub struct ClientSlot {
     last_seen: Mutex<Instant>,
     queue: Mutex<OutQueue>,
     wake: async_channel::Sender<()>,
-    kill: async_channel::Sender<()>,
+    kill: async_channel::Sender<Kill>,
+    /// Signalled when a write leaves the queue at most half full (the runner waits on it).
+    room: async_channel::Sender<()>,
+}
+
+/// Why the hub ends a client's connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    /// Its queue stayed full past [`STUCK_LIMIT`]: drop it now.
+    Stuck,
+    /// Closed (1013) to admit a newer client: the close frame is queued; drop the connection
+    /// if it is not gone within a short grace.
+    Evicted,
 }
 
 /// The receiving ends a connection task waits on.
 pub struct ClientSignals {
     /// Something was queued.
     pub wake: async_channel::Receiver<()>,
-    /// The hub gave up on this client (stuck).
-    pub kill: async_channel::Receiver<()>,
+    /// The hub gave up on this client (stuck, or evicted for a newer one).
+    pub kill: async_channel::Receiver<Kill>,
+    /// The queue has room again (see [`ClientSlot::wait_for_room`]).
+    pub room: async_channel::Receiver<()>,
 }
 
 use crate::sys::lock;
@@ -227,7 +311,7 @@ impl ClientSlot {
                     self.id.0,
                     STUCK_LIMIT.as_secs()
                 );
-                let _ = self.kill.try_send(());
+                let _ = self.kill.try_send(Kill::Stuck);
             }
         }
         r
@@ -237,8 +321,40 @@ impl ClientSlot {
         lock(&self.queue).pop()
     }
 
+    /// The writer finished sending the frame it popped.
+    pub fn sent(&self) {
+        let half = {
+            let mut q = lock(&self.queue);
+            q.sent();
+            q.bytes() <= q.max_bytes() / 2
+        };
+        if half {
+            let _ = self.room.try_send(());
+        }
+    }
+
     pub fn queued(&self) -> usize {
         lock(&self.queue).len()
+    }
+
+    pub fn queued_bytes(&self) -> usize {
+        lock(&self.queue).bytes()
+    }
+
+    /// Waits until the queue is at most half full, so a client that does not read stops
+    /// getting its commands run (their replies would only pile up).
+    pub async fn wait_for_room(&self, room: &async_channel::Receiver<()>) {
+        loop {
+            {
+                let q = lock(&self.queue);
+                if q.bytes() <= q.max_bytes() / 2 {
+                    return;
+                }
+            }
+            if room.recv().await.is_err() {
+                return;
+            }
+        }
     }
 
     pub fn touch(&self, now: Instant) {
@@ -278,6 +394,27 @@ impl ClientSlot {
     }
 }
 
+/// The close reason a client evicted for a newer one gets (with code 1013, "try again later").
+pub const EVICTED_REASON: &str = "Server at capacity: closed the least active client";
+
+/// The client to close so a newcomer fits: from the address holding the most clients (one
+/// device's many connections go before the owner's one), the one silent the longest, then the
+/// oldest. Items: (id, address, last heard from, connected at).
+pub fn eviction_victim(
+    clients: impl Iterator<Item = (ClientId, PeerKey, Instant, Instant)>,
+) -> Option<ClientId> {
+    let all: Vec<_> = clients.collect();
+    let mut per_addr: std::collections::HashMap<PeerKey, usize> = Default::default();
+    for (_, addr, _, _) in &all {
+        *per_addr.entry(*addr).or_insert(0) += 1;
+    }
+    all.iter()
+        .min_by_key(|(id, addr, seen, since)| {
+            (std::cmp::Reverse(per_addr[addr]), *seen, *since, *id)
+        })
+        .map(|(id, ..)| *id)
+}
+
 /// Why a client could not be registered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RegisterError {
@@ -295,6 +432,8 @@ pub struct Hub {
     /// Signalled whenever a client leaves (shutdown waits on it).
     left_tx: async_channel::Sender<()>,
     left_rx: async_channel::Receiver<()>,
+    /// The server's rate-limited log of refusals and evictions.
+    refusals: Arc<Refusals>,
 }
 
 impl Hub {
@@ -317,7 +456,12 @@ impl Hub {
             closing: AtomicBool::new(false),
             left_tx,
             left_rx,
+            refusals: Refusals::new(super::LOG_SUMMARY_EVERY),
         })
+    }
+
+    pub fn refusals(&self) -> &Arc<Refusals> {
+        &self.refusals
     }
 
     pub fn app(&self) -> &Arc<App> {
@@ -345,14 +489,38 @@ impl Hub {
         if self.closing.load(Ordering::Relaxed) {
             return Err(RegisterError::ShuttingDown);
         }
+        let now = self.app.clock.now();
         let mut clients = lock(&self.clients);
         if clients.len() >= self.limits.max_clients {
-            return Err(RegisterError::AtCapacity);
+            // Never refuse the newcomer: close the least active client of the busiest address.
+            let victim = eviction_victim(clients.values().map(|c| {
+                (
+                    c.id,
+                    PeerKey::of(c.addr.ip()),
+                    c.last_seen(),
+                    c.connected_at,
+                )
+            }));
+            let Some(victim) = victim.and_then(|id| clients.remove(&id)) else {
+                return Err(RegisterError::AtCapacity);
+            };
+            victim.push(now, Frame::Close(1013, EVICTED_REASON));
+            let _ = victim.kill.try_send(Kill::Evicted);
+            if self.refusals.note(Refusal::WsEvicted, now) {
+                log::warn!(
+                    "{} WebSocket clients: closed client {} from {} (silent {:.0}s) to admit {addr}",
+                    self.limits.max_clients,
+                    victim.id.0,
+                    victim.addr,
+                    now.saturating_duration_since(victim.last_seen())
+                        .as_secs_f64()
+                );
+            }
         }
         let id = ClientId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let now = self.app.clock.now();
         let (wake_tx, wake_rx) = async_channel::bounded(1);
         let (kill_tx, kill_rx) = async_channel::bounded(1);
+        let (room_tx, room_rx) = async_channel::bounded(1);
         let slot = Arc::new(ClientSlot {
             id,
             addr,
@@ -361,9 +529,13 @@ impl Hub {
             subs: AtomicU8::new(ALL_CHANNELS),
             explicit_subs: AtomicBool::new(false),
             last_seen: Mutex::new(now),
-            queue: Mutex::new(OutQueue::new(self.limits.outbound_queue)),
+            queue: Mutex::new(OutQueue::new(
+                self.limits.outbound_queue,
+                self.limits.outbound_queue_bytes,
+            )),
             wake: wake_tx,
             kill: kill_tx,
+            room: room_tx,
         });
         slot.push(now, first(id));
         clients.insert(id, slot.clone());
@@ -372,6 +544,7 @@ impl Hub {
             ClientSignals {
                 wake: wake_rx,
                 kill: kill_rx,
+                room: room_rx,
             },
         ))
     }
@@ -559,7 +732,7 @@ mod tests {
     #[test]
     fn newer_status_replaces_queued_status() {
         let t0 = crate::clock::test_t0();
-        let mut q = OutQueue::new(4);
+        let mut q = OutQueue::new(4, 1 << 20);
         q.push(t0, Frame::Status("s1".into()));
         q.push(t0, text("e1"));
         q.push(t0, Frame::Status("s2".into()));
@@ -571,7 +744,7 @@ mod tests {
     #[test]
     fn full_queue_drops_status_first_then_marks_stuck() {
         let t0 = crate::clock::test_t0();
-        let mut q = OutQueue::new(3);
+        let mut q = OutQueue::new(3, 1 << 20);
         q.push(t0, Frame::Status("s".into()));
         q.push(t0, text("a"));
         q.push(t0, text("b"));
@@ -587,14 +760,84 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_that_takes_nothing_is_stuck_even_while_frames_fit() {
+        let t0 = crate::clock::test_t0();
+        let mut q = OutQueue::new(100, 1 << 20);
+        assert_eq!(q.push(t0, text("a")), Pushed::Queued);
+        assert_eq!(q.push(t0 + STUCK_LIMIT / 2, text("b")), Pushed::Queued);
+        assert_eq!(q.push(t0 + STUCK_LIMIT, text("c")), Pushed::Stuck);
+        // Progress restarts the count from the next push.
+        q.pop();
+        assert_eq!(q.push(t0 + STUCK_LIMIT * 2, text("d")), Pushed::Queued);
+        assert_eq!(
+            q.push(t0 + STUCK_LIMIT * 3 - Duration::from_millis(1), text("e")),
+            Pushed::Queued
+        );
+        assert_eq!(q.push(t0 + STUCK_LIMIT * 3, text("f")), Pushed::Stuck);
+        // An idle queue (everything sent) is never stuck.
+        while q.pop().is_some() {}
+        q.sent();
+        assert_eq!(q.push(t0 + STUCK_LIMIT * 9, text("g")), Pushed::Queued);
+    }
+
+    #[test]
     fn close_always_fits_and_ends_the_queue() {
         let t0 = crate::clock::test_t0();
-        let mut q = OutQueue::new(2);
+        let mut q = OutQueue::new(2, 1 << 20);
         q.push(t0, text("a"));
         q.push(t0, text("b"));
         assert_eq!(q.push(t0, Frame::Close(1001, "bye")), Pushed::Queued);
         assert_eq!(q.push(t0, text("c")), Pushed::Dropped);
         assert_eq!(q.len(), 3);
+    }
+
+    #[test]
+    fn queue_is_bounded_in_bytes_counting_the_frame_in_flight() {
+        // Regression (issue 9, item 4): queues were bounded in frames, so clients that never
+        // read, each asking for a 2.7 MB report, pushed RSS to ~200 MB.
+        let t0 = crate::clock::test_t0();
+        let big = |n: usize| Frame::Text("x".repeat(n).into());
+        let mut q = OutQueue::new(1000, 10_000);
+        // One frame larger than the whole budget gets in when nothing else is there...
+        assert_eq!(q.push(t0, big(50_000)), Pushed::Queued);
+        // ...and nothing else fits next to it, not even while the writer holds it.
+        assert_eq!(q.push(t0, big(100)), Pushed::Dropped);
+        assert!(q.pop().is_some());
+        assert_eq!(q.bytes(), 50_016);
+        assert_eq!(q.push(t0, big(100)), Pushed::Dropped);
+        q.sent();
+        assert_eq!(q.bytes(), 0);
+        // Small frames fill up to the byte budget.
+        let mut n = 0;
+        while q.push(t0, big(984)) == Pushed::Queued {
+            n += 1;
+        }
+        assert_eq!(n, 10, "10 × 1000 bytes fit in 10,000");
+        assert_eq!(q.bytes(), 10_000);
+    }
+
+    #[test]
+    fn eviction_takes_the_busiest_address_then_the_longest_silent() {
+        let t0 = crate::clock::test_t0();
+        let s = Duration::from_secs;
+        let owner = PeerKey::of("192.168.4.2".parse().unwrap());
+        let hog = PeerKey::of("192.168.4.66".parse().unwrap());
+        let c = |id, addr, seen: u64, since: u64| (ClientId(id), addr, t0 + s(seen), t0 + s(since));
+        // The owner has been silent longest, but the hog holds more clients.
+        let v = eviction_victim(
+            [
+                c(1, owner, 0, 0),
+                c(2, hog, 5, 1),
+                c(3, hog, 3, 2),
+                c(4, hog, 9, 3),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(v, Some(ClientId(3)));
+        // One client per address: the one silent longest, ties to the oldest.
+        let v = eviction_victim([c(5, owner, 7, 1), c(6, hog, 7, 0)].into_iter());
+        assert_eq!(v, Some(ClientId(6)));
+        assert_eq!(eviction_victim(std::iter::empty()), None);
     }
 
     #[test]

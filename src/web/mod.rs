@@ -1,7 +1,10 @@
 //! HTTP + WebSocket front end: one port, one command layer for REST and WebSocket.
 //!
 //! ```text
-//!  TcpListener ─accept─▶ http::connection ──(Upgrade: websocket on / or /ws)──▶ ws::run
+//!  TcpListener ─accept─▶ conns::ConnTable::admit (never refuses: evicts the idlest when full)
+//!                          │
+//!                          ▼
+//!                        http::connection ──(Upgrade: websocket on / or /ws)──▶ ws::run
 //!                          │  /health, static assets, /api/* (rest::route)        │
 //!                          └──────────────┬──────────────────────────────────────┘
 //!                                         ▼
@@ -11,16 +14,23 @@
 //!
 //! [`Server::start`] spawns the accept loop and the hub on a smol executor; tests start the
 //! real server this way on 127.0.0.1:0.
+//!
+//! Nobody on the network can lock the owner out (issue 9): a new connection is never refused
+//! (the table evicts the connection idle the longest, a peer at its share evicts its own), an
+//! idle connection holds no read buffer, the hub admits a new WebSocket by closing the least
+//! active client of the busiest address, every request must name this device in `Host`
+//! ([`host`]), and refusals are logged once per [`LOG_SUMMARY_EVERY`], not once each.
 
 pub mod assets;
+pub mod conns;
+pub mod host;
 pub mod http;
 pub mod hub;
 pub mod rest;
 pub mod ws;
 
-use std::net::{SocketAddr, TcpListener};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use async_io::Async;
@@ -28,14 +38,19 @@ use serde_json::json;
 
 use crate::app::{App, Origin, Outbound};
 use crate::protocol::{ApiError, Command, CommandResult, Reply};
+pub use conns::{Refusal, Refusals};
 
 pub use hub::Hub;
 
 /// `0.1.0+<git hash>`.
 pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("SKYLAPSE_GIT_HASH"));
 
-/// At most this many HTTP connections at once (WebSocket clients count until upgraded).
-pub const MAX_HTTP_CONNECTIONS: usize = 64;
+/// Refusals and evictions are logged in full once per this period, then summed up.
+pub const LOG_SUMMARY_EVERY: Duration = Duration::from_secs(10);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// What every connection shares.
 pub struct Web {
@@ -43,19 +58,47 @@ pub struct Web {
     pub hub: Arc<Hub>,
     /// Monotonic start time (on the app clock), for `/health` uptime.
     pub started: Instant,
-    connections: AtomicUsize,
+    /// Open HTTP connections; a connection leaves it when it ends or upgrades.
+    conns: Mutex<conns::ConnTable<smol::Task<()>>>,
+    pub hosts: host::HostPolicy,
     ex: Arc<smol::Executor<'static>>,
 }
 
 impl Web {
     pub fn new(app: Arc<App>, hub: Arc<Hub>, ex: Arc<smol::Executor<'static>>) -> Arc<Web> {
+        let limits = &app.config.limits;
+        let now = app.clock.now();
         Arc::new(Web {
-            started: app.clock.now(),
+            started: now,
+            conns: Mutex::new(conns::ConnTable::new(
+                limits.max_connections,
+                limits.max_connections_per_peer,
+                now,
+            )),
+            hosts: host::HostPolicy::new(&app.config.allow_hosts),
             app,
             hub,
-            connections: AtomicUsize::new(0),
             ex,
         })
+    }
+
+    /// Open HTTP connections (not counting upgraded WebSockets).
+    pub fn http_connections(&self) -> usize {
+        lock(&self.conns).len()
+    }
+
+    /// A connection becomes a WebSocket: it leaves the HTTP table (the hub counts it now) and
+    /// its task runs on, detached.
+    pub fn upgraded(&self, conn: u64) {
+        let task = lock(&self.conns).remove(conn);
+        if let Some(t) = task {
+            t.detach();
+        }
+    }
+
+    /// Spawns `fut` on the server's executor, detached.
+    pub fn spawn_detached(&self, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.ex.spawn(fut).detach();
     }
 
     /// Runs a command in its own task: a client that disconnects meanwhile does not cancel
@@ -100,6 +143,21 @@ impl Web {
     }
 }
 
+/// File descriptors kept for everything that is not an HTTP connection (WebSocket clients are
+/// counted apart): the camera's sockets, D-Bus, SSDP, journals, reports, the executor.
+pub const FD_RESERVE: usize = 96;
+
+/// Raises the soft `RLIMIT_NOFILE` towards `want` (up to the hard limit) and returns how many
+/// HTTP connections fit: `max_connections`, or fewer if descriptors are short.
+pub fn fit_connections_to_fd_limit(max_connections: usize, max_clients: usize) -> usize {
+    let want = (max_connections + max_clients + FD_RESERVE) as u64;
+    let Some(soft) = crate::sys::raise_nofile_limit(want) else {
+        return max_connections;
+    };
+    let room = soft.saturating_sub((max_clients + FD_RESERVE) as u64) as usize;
+    max_connections.min(room).max(16)
+}
+
 /// Compares without an early exit, so timing does not reveal how much of a token matched.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = (a.len() ^ b.len()) as u8 | ((a.len() ^ b.len()) >> 8) as u8;
@@ -118,6 +176,7 @@ pub struct Server {
     stop: async_channel::Sender<()>,
     accept: smol::Task<()>,
     hub_task: smol::Task<()>,
+    log_task: smol::Task<()>,
 }
 
 impl Server {
@@ -131,6 +190,7 @@ impl Server {
         let addr = listener.get_ref().local_addr()?;
         let hub = Hub::new(app.clone());
         let web = Web::new(app, hub.clone(), ex.clone());
+        let log_task = ex.spawn(hub.refusals().clone().run(web.app.clock.clone()));
         let hub_task = ex.spawn(hub.run(outbound));
         let (stop, stop_rx) = async_channel::bounded(1);
         let accept = ex.spawn(accept_loop(ex.clone(), listener, web.clone(), stop_rx));
@@ -140,6 +200,7 @@ impl Server {
             stop,
             accept,
             hub_task,
+            log_task,
         })
     }
 
@@ -163,6 +224,7 @@ impl Server {
         self.web.hub.close_all(1001, "Server shutting down");
         self.web.hub.wait_empty(timeout).await;
         drop(self.hub_task);
+        drop(self.log_task);
     }
 }
 
@@ -172,6 +234,8 @@ async fn accept_loop(
     web: Arc<Web>,
     stop: async_channel::Receiver<()>,
 ) {
+    let clock = web.app.clock.clone();
+    let refusals = web.hub.refusals().clone();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             let _ = stop.recv().await;
@@ -180,27 +244,102 @@ async fn accept_loop(
         .await;
         match accepted {
             None => return,
-            Some(Ok((stream, peer))) => {
-                if web.connections.load(Ordering::Relaxed) >= MAX_HTTP_CONNECTIONS {
-                    log::warn!("too many connections; refusing {peer}");
-                    continue;
-                }
-                let _ = stream.get_ref().set_nodelay(true);
-                let web = web.clone();
-                web.connections.fetch_add(1, Ordering::Relaxed);
-                ex.spawn(async move {
-                    http::connection(&web, stream, peer).await;
-                    web.connections.fetch_sub(1, Ordering::Relaxed);
-                })
-                .detach();
-            }
+            Some(Ok((stream, peer))) => admit(&ex, &web, stream, peer),
             Some(Err(e)) => {
-                // EMFILE and friends: wait a little instead of spinning.
-                log::warn!("accept failed: {e}");
-                async_io::Timer::after(Duration::from_millis(100)).await;
+                let now = clock.now();
+                let out_of_fds = matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                // Out of file descriptors: free one by evicting the idlest connection, so the
+                // pending connection gets in at once; anything else: wait a little.
+                let evicted = if out_of_fds {
+                    lock(&web.conns).evict_idlest(now)
+                } else {
+                    None
+                };
+                if refusals.note(Refusal::AcceptFailed, now) {
+                    log::warn!(
+                        "accept failed: {e}{}",
+                        if evicted.is_some() {
+                            "; closed the idlest connection to make room"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+                match evicted {
+                    Some(ev) => drop(ev.handle),
+                    None => clock.sleep_until(now + Duration::from_millis(100)).await,
+                }
             }
         }
     }
+}
+
+/// Admits an accepted connection (evicting one if the table is full) and starts its task.
+fn admit(ex: &smol::Executor<'static>, web: &Arc<Web>, stream: Async<TcpStream>, peer: SocketAddr) {
+    let now = web.app.clock.now();
+    let key = conns::PeerKey::of(peer.ip());
+    let (adm, len, max) = {
+        let mut t = lock(&web.conns);
+        let adm = t.admit(key, now);
+        (adm, t.len(), t.max())
+    };
+    if let Some(ev) = adm.evicted {
+        if web.hub.refusals().note(Refusal::HttpEvicted, now) {
+            let why = match ev.reason {
+                conns::EvictReason::PeerCap => format!(
+                    "{} holds its share of {} connections",
+                    peer.ip(),
+                    web.app.config.limits.max_connections_per_peer
+                ),
+                conns::EvictReason::Full => format!("{len} of {max} connections open"),
+            };
+            log::warn!(
+                "{why}: closed a connection ({:?}, idle {:.1}s) to admit {peer}",
+                ev.phase,
+                ev.idle.as_secs_f64()
+            );
+        }
+        // Ends the evicted connection's task (its socket closes); outside the table's lock,
+        // since the task's guard takes it.
+        drop(ev.handle);
+    }
+    let _ = stream.get_ref().set_nodelay(true);
+    let id = adm.id;
+    let task = ex.spawn(connection_task(web.clone(), stream, peer, id, adm.state));
+    let gone = lock(&web.conns).attach(id, task);
+    if let Some(t) = gone {
+        t.detach();
+    }
+}
+
+/// Takes the connection out of the table however its task ends.
+struct ConnGuard {
+    web: Arc<Web>,
+    id: u64,
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        let task = lock(&self.web.conns).remove(self.id);
+        // Our own handle (normal end): let the task finish.
+        if let Some(t) = task {
+            t.detach();
+        }
+    }
+}
+
+async fn connection_task(
+    web: Arc<Web>,
+    stream: Async<TcpStream>,
+    peer: SocketAddr,
+    id: u64,
+    state: Arc<conns::ConnState>,
+) {
+    let _guard = ConnGuard {
+        web: web.clone(),
+        id,
+    };
+    http::connection(&web, stream, peer, id, &state).await;
 }
 
 #[cfg(test)]

@@ -3,13 +3,15 @@
 //!
 //! ```text
 //!  upgrade ──Origin/token/version ok──▶ 101 ──register in hub (welcome queued first)
-//!     │ refused: 403 / 401 / 426                 │ hub full: close 1013 "Server at capacity"
-//!     ▼                                          ▼
+//!     │ refused: 403 / 401 / 426                 │ hub full: the least active client of the
+//!     ▼                                          ▼ busiest address gets close 1013 instead
 //!  reader: frames → rate limit → parse → ping/subscribe inline, others → runner (FIFO, 8)
-//!  runner: Web::execute → reply (+ operation_result when "ack") → queue
+//!  runner: (waits while the queue is over half full) Web::execute → reply (+ ack) → queue
 //!  writer: queue → socket (one frame at a time; Close ends it)
 //!  heartbeat: WS ping every ping_interval; silent past silence_timeout → dropped
-//!     │ too many invalid messages → close 1008; frame > max → close 1009; stuck → dropped
+//!     │ too many invalid messages → close 1008; frame > max → close 1009;
+//!     │ protocol error → close 1002; invalid UTF-8 text → close 1007; stuck → dropped;
+//!     │ evicted for a newer client → close 1013, dropped after CLOSE_GRACE
 //!     ▼
 //!  Open ──close queued──▶ Closing (drain the peer's close reply, bounded) ──▶ Gone
 //! ```
@@ -31,8 +33,9 @@ use futures_lite::future::{or, pending};
 use futures_lite::{AsyncWriteExt, StreamExt};
 use serde_json::{json, Map, Value};
 
+use super::conns::Refusal;
 use super::http::{Request, Response};
-use super::hub::{ClientSlot, Frame, RegisterError};
+use super::hub::{ClientSlot, Frame, Kill, RegisterError};
 use super::{Web, VERSION};
 use crate::app::{ClientId, Origin};
 use crate::config::Limits;
@@ -90,7 +93,13 @@ pub fn check(web: &Web, req: &Request) -> Result<String, Response> {
         return Err(bad(400, "Missing Sec-WebSocket-Key"));
     };
     if !origin_allowed(web, req) {
-        log::info!("refused a WebSocket from a foreign origin");
+        if web
+            .hub
+            .refusals()
+            .note(Refusal::ForeignHost, web.app.clock.now())
+        {
+            log::info!("refused a WebSocket from a foreign origin");
+        }
         return Err(Response::error(
             web,
             403,
@@ -144,6 +153,7 @@ pub fn limits_json(l: &Limits) -> Value {
         "ratePerSec": l.rate_per_sec,
         "rateBurst": l.rate_burst,
         "outboundQueue": l.outbound_queue,
+        "outboundQueueBytes": l.outbound_queue_bytes,
         "pingIntervalMs": l.ping_interval.as_millis() as u64,
         "silenceTimeoutMs": l.silence_timeout.as_millis() as u64,
         "statusIntervalMs": l.status_interval.as_millis() as u64,
@@ -185,8 +195,17 @@ impl Drop for Leave {
     fn drop(&mut self) {
         self.web.hub.unregister(self.id);
         self.web.app.client_disconnected(self.id);
-        log::info!("client {} left", self.id.0);
+        if churn_log(&self.web) {
+            log::info!("client {} left", self.id.0);
+        }
     }
+}
+
+/// Connect/leave lines are info, but a reconnect loop must not flood the log with them.
+fn churn_log(web: &Web) -> bool {
+    web.hub
+        .refusals()
+        .note(Refusal::WsChurn, web.app.clock.now())
 }
 
 /// Completes the upgrade and serves the client until it goes.
@@ -233,7 +252,9 @@ pub async fn run(
         }
     };
     let id = slot.id;
-    log::info!("client {} connected from {peer}", id.0);
+    if churn_log(&web) {
+        log::info!("client {} connected from {peer}", id.0);
+    }
     let _leave = Leave {
         web: web.clone(),
         id,
@@ -247,9 +268,14 @@ pub async fn run(
             writer(&slot, &mut tx, &signals.wake),
         ),
         or(
-            runner(&web, &slot, &cmd_rx),
+            runner(&web, &slot, &cmd_rx, &signals.room),
             or(heartbeat(&web, &slot), async {
-                let _ = signals.kill.recv().await;
+                if let Ok(Kill::Evicted) = signals.kill.recv().await {
+                    // The close frame is queued: the writer sends it and ends the task with
+                    // SentClose, unless the peer does not read; then this grace ends it.
+                    let clock = &web.app.clock;
+                    clock.sleep_until(clock.now() + CLOSE_GRACE).await;
+                }
                 End::Gone
             }),
         ),
@@ -313,13 +339,20 @@ async fn reader(
         let msg = match rx.next().await {
             None => return End::Gone,
             Some(Ok(m)) => m,
-            Some(Err(WsError::Capacity(_))) => {
-                log::info!("client {} sent an oversized frame", slot.id.0);
-                slot.push(clock.now(), Frame::Close(1009, "Message too big"));
+            Some(Err(e)) => {
+                // RFC 6455 §7.4.1: a protocol violation is answered with 1002, text that is
+                // not UTF-8 with 1007, an oversized message with 1009, each in a close frame.
+                let (code, reason) = match e {
+                    WsError::Capacity(_) => (1009, "Message too big"),
+                    WsError::Protocol(_) => (1002, "Protocol error"),
+                    WsError::Utf8(_) => (1007, "Invalid UTF-8 in a text message"),
+                    _ => return End::Gone,
+                };
+                log::debug!("client {} closed with {code}: {e}", slot.id.0);
+                slot.push(clock.now(), Frame::Close(code, reason));
                 // The stream is unusable now; the writer sends the close and ends the task.
                 return pending().await;
             }
-            Some(Err(_)) => return End::Gone,
         };
         let now = clock.now();
         slot.touch(now);
@@ -339,7 +372,9 @@ async fn reader(
         if problem {
             invalid += 1;
             if invalid > limits.max_invalid_messages {
-                log::info!("client {} sent too many invalid messages", slot.id.0);
+                if churn_log(web) {
+                    log::info!("client {} sent too many invalid messages", slot.id.0);
+                }
                 slot.push(now, Frame::Close(1008, "Too many invalid messages"));
                 closing = true;
             }
@@ -444,8 +479,11 @@ async fn runner(
     web: &Arc<Web>,
     slot: &ClientSlot,
     cmd_rx: &async_channel::Receiver<Pending>,
+    room: &async_channel::Receiver<()>,
 ) -> End {
     while let Ok(p) = cmd_rx.recv().await {
+        // A client that does not read its replies gets no more commands run until it does.
+        slot.wait_for_room(room).await;
         let result = web
             .execute_detached(Origin::WebSocket(slot.id), p.cmd)
             .await;
@@ -470,6 +508,7 @@ async fn writer(
             Frame::Text(t) | Frame::Status(t) => tx.send(Message::Text(t)).await,
             Frame::Ping => tx.send(Message::Ping(Default::default())).await,
             Frame::Close(code, reason) => {
+                slot.sent();
                 let frame = CloseFrame {
                     code: CloseCode::from(code),
                     reason: reason.into(),
@@ -480,6 +519,7 @@ async fn writer(
                 };
             }
         };
+        slot.sent();
         if sent.is_err() {
             return End::Gone;
         }
@@ -505,11 +545,13 @@ async fn heartbeat(web: &Web, slot: &ClientSlot) -> End {
         clock.sleep_until(next_ping.min(silent_at)).await;
         let now = clock.now();
         if now >= slot.last_seen() + limits.silence_timeout {
-            log::info!(
-                "client {} silent for {:?}; dropping",
-                slot.id.0,
-                limits.silence_timeout
-            );
+            if churn_log(web) {
+                log::info!(
+                    "client {} silent for {:?}; dropping",
+                    slot.id.0,
+                    limits.silence_timeout
+                );
+            }
             return End::Gone;
         }
         if now >= next_ping {

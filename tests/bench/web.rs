@@ -70,7 +70,7 @@ fn health(addr: SocketAddr) -> bool {
     };
     let _ = tcp.set_read_timeout(Some(Duration::from_secs(2)));
     if tcp
-        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .is_err()
     {
         return false;
