@@ -6,8 +6,9 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 
 use super::http::{Request, Response};
+use super::pictures::{self, FileKind, FileSource};
 use super::state::{self, CameraState, RootListing};
-use super::{events, shooting, Listener, Shared};
+use super::{events, liveview, shooting, Listener, Shared};
 
 /// Files per contents page.
 const PAGE_SIZE: usize = 100;
@@ -87,6 +88,9 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &Request, kind: Listener) -
         }
     }
     if entry.path == "contents" {
+        if let Some(fetch) = file_fetch(shared, req, &method, resource) {
+            return file_get(&shared.pictures, req, fetch).await;
+        }
         return contents(shared, req, &method, resource, &base);
     }
     if let Some(name) = resource.strip_prefix("shooting/settings/") {
@@ -105,6 +109,16 @@ pub(crate) async fn route(shared: &Arc<Shared>, req: &Request, kind: Listener) -
         (_, "event/polling") => events::poll(shared, req, version, &base).await,
         (_, "shooting/control/shutterbutton") => shooting::shutterbutton(shared, &body).await,
         (_, "shooting/control/shutterbutton/manual") => shooting::manual(shared, &body).await,
+        (_, "shooting/control/drivefocus") => liveview::drivefocus(shared, &body),
+        (_, "shooting/liveview") => liveview::post(shared, &body),
+        (_, "shooting/liveview/flip") => liveview::flip(shared).await,
+        (_, "shooting/liveview/flipdetail") => liveview::flipdetail(shared, req).await,
+        ("DELETE", "shooting/liveview/scroll" | "shooting/liveview/scrolldetail") => {
+            liveview::delete_scroll(shared)
+        }
+        (_, "shooting/liveview/scroll") => liveview::scroll(shared, false),
+        (_, "shooting/liveview/scrolldetail") => liveview::scroll(shared, true),
+        (_, "shooting/liveview/afframeposition") => liveview::afframeposition(shared, &body),
         (_, "topurlfordev") => {
             let g = shared.lock();
             Response::ok(listing(&g.cam, RootListing::Path, &origin))
@@ -310,6 +324,46 @@ fn put_datetime(shared: &Shared, body: &Value) -> Response {
 
 // ---- contents -------------------------------------------------------------------------------
 
+/// A file download to serve once the state lock is released.
+struct FileFetch {
+    file: state::SimFile,
+    source: FileSource,
+}
+
+/// A GET of a file's bytes (any `kind` but `info`), read under the lock; `None` for
+/// everything else (listings, deletions, info, errors: `contents` answers those).
+fn file_fetch(shared: &Shared, req: &Request, method: &str, resource: &str) -> Option<FileFetch> {
+    if !(method == "GET" || method == "HEAD") || req.query_param("kind") == Some("info") {
+        return None;
+    }
+    let segs: Vec<&str> = resource
+        .split('/')
+        .skip(1)
+        .filter(|s| !s.is_empty())
+        .collect();
+    let [card, dir, file] = segs.as_slice() else {
+        return None;
+    };
+    let g = shared.lock();
+    if *card != g.cam.profile.card_name() || !g.cam.card.present {
+        return None;
+    }
+    let f = g
+        .cam
+        .card
+        .files
+        .iter()
+        .find(|f| f.folder == *dir && f.name == *file)?
+        .clone();
+    let exif = pictures::exif_for(
+        g.cam.profile.product().0,
+        exif_datetime(f.shot.local_ms),
+        &f.shot,
+    );
+    let source = FileSource::new(&g.world, &f.shot, f.seq, exif);
+    Some(FileFetch { file: f, source })
+}
+
 fn contents(shared: &Shared, req: &Request, method: &str, resource: &str, base: &str) -> Response {
     let segs: Vec<&str> = resource
         .split('/')
@@ -386,11 +440,20 @@ fn contents(shared: &Shared, req: &Request, method: &str, resource: &str, base: 
                 shared.touch();
                 return Response::ok(json!({}));
             }
-            let f = g.cam.card.files[idx].clone();
-            let product = g.cam.profile.product().0.to_string();
-            let iso: u16 = g.cam.setting_str("iso").parse().unwrap_or(100);
-            drop(g);
-            file_get(req, &f, &product, iso)
+            let f = &g.cam.card.files[idx];
+            match req.query_param("kind") {
+                Some("info") => Response::ok(json!({
+                    "filesize": f.size,
+                    "protect": "disable",
+                    "archive": "disable",
+                    "rotate": "0",
+                    "rating": "off",
+                    "lastmodifieddate": http_date(f.created_ms),
+                    "playtime": null,
+                })),
+                // file_fetch serves the bytes; PUT and the rest are not supported.
+                _ => Response::error(400, "Invalid parameter"),
+            }
         }
         _ => Response::error(404, "URL not found"),
     }
@@ -455,33 +518,16 @@ fn list_dir(cam: &CameraState, req: &Request, dir: &str, base: &str, link_key: &
     }
 }
 
-fn file_get(req: &Request, f: &state::SimFile, product: &str, iso: u16) -> Response {
+async fn file_get(pictures: &pictures::Pictures, req: &Request, fetch: FileFetch) -> Response {
+    let FileFetch { file: f, source } = fetch;
     let kind = req.query_param("kind").unwrap_or("main");
-    let exif = super::jpeg::Exif {
-        model: product.to_string(),
-        datetime: exif_datetime(f.created_ms),
-        iso,
-        exposure: (1, 125),
-        fnumber_x10: 80,
-    };
     let (bytes, ctype): (Vec<u8>, &'static str) = match kind {
-        "info" => {
-            return Response::ok(json!({
-                "filesize": f.size,
-                "protect": "disable",
-                "archive": "disable",
-                "rotate": "0",
-                "rating": "off",
-                "lastmodifieddate": http_date(f.created_ms),
-                "playtime": null,
-            }))
-        }
         "thumbnail" => (
-            super::jpeg::grey_jpeg(160, 120, 0, Some(&exif)),
+            pictures::file_jpeg(pictures, source, FileKind::Thumbnail).await,
             "image/jpeg",
         ),
         "display" | "embedded" => (
-            super::jpeg::grey_jpeg(1620, 1080, 0, Some(&exif)),
+            pictures::file_jpeg(pictures, source, FileKind::Display).await,
             "image/jpeg",
         ),
         "main" if f.is_raw() => (
@@ -489,7 +535,14 @@ fn file_get(req: &Request, f: &state::SimFile, product: &str, iso: u16) -> Respo
             "application/octet-stream",
         ),
         "main" => (
-            super::jpeg::grey_jpeg(6000, 4000, f.size as usize, Some(&exif)),
+            pictures::file_jpeg(
+                pictures,
+                source,
+                FileKind::Main {
+                    len: f.size as usize,
+                },
+            )
+            .await,
             "image/jpeg",
         ),
         _ => return Response::error(400, "Invalid parameter"),

@@ -9,7 +9,17 @@
 //!                                     "second_client":"busy"|"refuse"|null,"bulb_oneshot_rejected",
 //!                                     "write_bytes_per_sec","drop_next_events","duplicate_addedcontents",
 //!                                     "next_file_number":1..=10000 (10000: next shot opens a new folder),
-//!                                     "shutter_reply","short_poll_ms","long_poll_ms","af_ms","cooldown_ms"}
+//!                                     "shutter_reply","short_poll_ms","long_poll_ms","af_ms","cooldown_ms",
+//!                                     scene: "sky_mode":"night"|"sun","latitude","longitude",
+//!                                     "scene_ev":x|null (fixed EV instead of the sky's),"night_ev",
+//!                                     "true_focus","focus_position","focus_steps":[s,m,l],
+//!                                     "thumbnail_trailing_bytes":N,"thumbnail_letterbox":bool,
+//!                                     live view: "lv_zoom":{"magnification":1|5|10,"x":0..1,"y":0..1},
+//!                                     "lv_start_ms","lv_recovery_ms","lv_min_interval_ms",
+//!                                     "lv_scroll_interval_ms","lv_not_ready":"black_frame"|"busy",
+//!                                     "lv_min_ev","cameradisplay_keep_rejected",
+//!                                     "flipdetail_rejects_extra_query","drivefocus_needs_liveview",
+//!                                     "lv_exposure_simulation"}
 //! POST   /_sim/faults                {"match":{"method","path"},"action":{…},"count","probability"} → {"id"}
 //! DELETE /_sim/faults[/{id}]
 //! POST   /_sim/wedge                 {"on":bool}          502 wedge until reboot
@@ -32,9 +42,11 @@ use serde_json::{json, Value};
 
 use super::faults::{self, Match};
 use super::http::{Request, Response};
+use super::liveview::{LvSize, NotReady, Zoom};
+use super::pictures::{SkyMode, FOCUS_MAX};
 use super::ssdp::DescriptionMode;
 use super::state::{PowerSource, RootListing};
-use super::{events, OfflineMode, Shared, ShutterReply};
+use super::{events, Inner, OfflineMode, Shared, ShutterReply};
 
 pub(crate) async fn route(shared: &Arc<Shared>, req: &Request) -> Response {
     let body: Value = if req.body.is_empty() {
@@ -160,6 +172,9 @@ pub(crate) fn state_json(shared: &Shared) -> Value {
         "button": format!("{:?}", g.cam.button),
         "poll_outstanding": g.events.poll_outstanding,
         "faults": g.faults.to_json(),
+        "scene": scene_json(&g, now),
+        "liveview": liveview_json(&g, now),
+        "pictures_rendered": shared.pictures.renders(),
     })
 }
 
@@ -251,6 +266,69 @@ pub(crate) fn patch_state(shared: &Shared, p: &Value) -> Result<(), String> {
                 g.events.drop_next = v.as_u64().ok_or_else(bad)?.min(u32::MAX as u64) as u32
             }
             "duplicate_addedcontents" => g.events.duplicate_added = v.as_bool().ok_or_else(bad)?,
+            "sky_mode" => {
+                g.world.sky.mode = SkyMode::parse(v.as_str().ok_or_else(bad)?).ok_or_else(bad)?
+            }
+            "latitude" => g.world.sky.latitude = num(v, -90.0, 90.0).ok_or_else(bad)?,
+            "longitude" => g.world.sky.longitude = num(v, -180.0, 180.0).ok_or_else(bad)?,
+            "scene_ev" => {
+                g.world.sky.scene_ev = match v {
+                    Value::Null => None,
+                    v => Some(num(v, -10.0, 25.0).ok_or_else(bad)?),
+                }
+            }
+            "night_ev" => g.world.sky.night_ev = num(v, -10.0, 25.0).ok_or_else(bad)?,
+            "true_focus" => g.world.true_focus = focus(v).ok_or_else(bad)?,
+            "focus_position" => g.cam.focus.position = focus(v).ok_or_else(bad)?,
+            "focus_steps" => {
+                let a = v.as_array().filter(|a| a.len() == 3).ok_or_else(bad)?;
+                let mut steps = [0; 3];
+                for (s, x) in steps.iter_mut().zip(a) {
+                    *s = focus(x).filter(|n| *n >= 1).ok_or_else(bad)?;
+                }
+                g.cam.focus.steps = steps;
+            }
+            "thumbnail_trailing_bytes" => {
+                g.world.sky.thumbnail_trailing_bytes =
+                    v.as_u64().filter(|n| *n <= 65_536).ok_or_else(bad)? as usize
+            }
+            "thumbnail_letterbox" => {
+                g.world.sky.thumbnail_letterbox = v.as_bool().ok_or_else(bad)?
+            }
+            "lv_zoom" => {
+                let m = v["magnification"].as_u64().ok_or_else(bad)?;
+                let x = num(&v["x"], 0.0, 1.0).unwrap_or(g.cam.lv.zoom.u);
+                let y = num(&v["y"], 0.0, 1.0).unwrap_or(g.cam.lv.zoom.v);
+                set_zoom(&mut g, m.min(255) as u8, x, y)?;
+            }
+            "lv_start_ms" => g.cam.lv.knobs.start = ms(v).ok_or_else(bad)?,
+            "lv_recovery_ms" => g.cam.lv.knobs.recovery = ms(v).ok_or_else(bad)?,
+            "lv_min_interval_ms" => g.cam.lv.knobs.min_interval = ms(v).ok_or_else(bad)?,
+            "lv_scroll_interval_ms" => {
+                g.cam.lv.knobs.scroll_interval = ms(v)
+                    .filter(|d| *d >= Duration::from_millis(5))
+                    .ok_or_else(bad)?
+            }
+            "lv_not_ready" => {
+                g.cam.lv.knobs.not_ready = match v.as_str() {
+                    Some("black_frame") => NotReady::BlackFrame,
+                    Some("busy") => NotReady::Busy,
+                    _ => return Err(bad()),
+                }
+            }
+            "lv_min_ev" => g.cam.lv.knobs.min_ev = num(v, -10.0, 25.0).ok_or_else(bad)?,
+            "cameradisplay_keep_rejected" => {
+                g.cam.lv.knobs.cameradisplay_keep_rejected = v.as_bool().ok_or_else(bad)?
+            }
+            "flipdetail_rejects_extra_query" => {
+                g.cam.lv.knobs.flipdetail_rejects_extra_query = v.as_bool().ok_or_else(bad)?
+            }
+            "drivefocus_needs_liveview" => {
+                g.cam.lv.knobs.drivefocus_needs_liveview = v.as_bool().ok_or_else(bad)?
+            }
+            "lv_exposure_simulation" => {
+                g.cam.lv.knobs.exposure_simulation = v.as_bool().ok_or_else(bad)?
+            }
             "next_file_number" => {
                 let n = v
                     .as_u64()
@@ -268,6 +346,76 @@ pub(crate) fn patch_state(shared: &Shared, p: &Value) -> Result<(), String> {
 
 fn ms(v: &Value) -> Option<Duration> {
     v.as_u64().map(Duration::from_millis)
+}
+
+/// A finite number within [lo, hi].
+fn num(v: &Value, lo: f64, hi: f64) -> Option<f64> {
+    v.as_f64()
+        .filter(|x| x.is_finite() && (lo..=hi).contains(x))
+}
+
+fn focus(v: &Value) -> Option<i32> {
+    v.as_i64()
+        .filter(|n| (0..=i64::from(FOCUS_MAX)).contains(n))
+        .map(|n| n as i32)
+}
+
+/// Live-view magnification 1, 5 or 10 around (`u`, `v`) in frame units.
+pub(crate) fn set_zoom(g: &mut Inner, magnification: u8, u: f64, v: f64) -> Result<(), String> {
+    if ![1, 5, 10].contains(&magnification) {
+        return Err("magnification must be 1, 5 or 10".into());
+    }
+    if !(0.0..=1.0).contains(&u) || !(0.0..=1.0).contains(&v) {
+        return Err("zoom centre must be within 0..1".into());
+    }
+    g.cam.lv.zoom = Zoom {
+        magnification,
+        u,
+        v,
+    };
+    Ok(())
+}
+
+fn scene_json(g: &Inner, now: std::time::Instant) -> Value {
+    let (ev, alt) = g.world.light_at(g.cam.clock.utc_ms(now));
+    let sky = &g.world.sky;
+    json!({
+        "sky_mode": sky.mode.name(),
+        "latitude": sky.latitude,
+        "longitude": sky.longitude,
+        "scene_ev_override": sky.scene_ev,
+        "night_ev": sky.night_ev,
+        "scene_ev": ev,
+        "sun_altitude": alt,
+        "true_focus": g.world.true_focus,
+        "focus_position": g.cam.focus.position,
+        "focus_steps": g.cam.focus.steps,
+        "brightest_star": [g.world.scene.brightest.0, g.world.scene.brightest.1],
+        "thumbnail_trailing_bytes": sky.thumbnail_trailing_bytes,
+        "thumbnail_letterbox": sky.thumbnail_letterbox,
+    })
+}
+
+fn liveview_json(g: &Inner, now: std::time::Instant) -> Value {
+    let lv = &g.cam.lv;
+    let k = &lv.knobs;
+    json!({
+        "liveviewsize": lv.size.map_or("off", LvSize::name),
+        "cameradisplay": lv.cameradisplay,
+        "paused": lv.paused,
+        "starting_or_recovering": lv.ready_at.is_some_and(|t| now < t),
+        "zoom": {"magnification": lv.zoom.magnification, "x": lv.zoom.u, "y": lv.zoom.v},
+        "lv_start_ms": k.start.as_millis() as u64,
+        "lv_recovery_ms": k.recovery.as_millis() as u64,
+        "lv_min_interval_ms": k.min_interval.as_millis() as u64,
+        "lv_scroll_interval_ms": k.scroll_interval.as_millis() as u64,
+        "lv_not_ready": match k.not_ready { NotReady::BlackFrame => "black_frame", NotReady::Busy => "busy" },
+        "lv_min_ev": k.min_ev,
+        "cameradisplay_keep_rejected": k.cameradisplay_keep_rejected,
+        "flipdetail_rejects_extra_query": k.flipdetail_rejects_extra_query,
+        "drivefocus_needs_liveview": k.drivefocus_needs_liveview,
+        "lv_exposure_simulation": k.exposure_simulation,
+    })
 }
 
 fn add_fault(shared: &Shared, body: &Value) -> Result<Value, String> {

@@ -404,12 +404,30 @@ async fn fill(stream: &mut Stream, buf: &mut Vec<u8>, chunk: &mut [u8]) -> Resul
 }
 
 /// A response to write.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// A body sent with chunked transfer encoding, one chunk per item, instead of `body`
+    /// (live-view scroll streams).
+    pub stream: Option<BodyStream>,
+}
+
+/// The parts of a streamed body.
+pub struct BodyStream(pub std::pin::Pin<Box<dyn futures_lite::Stream<Item = Vec<u8>> + Send>>);
+
+impl BodyStream {
+    pub fn new(s: impl futures_lite::Stream<Item = Vec<u8>> + Send + 'static) -> BodyStream {
+        BodyStream(Box::pin(s))
+    }
+}
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodyStream")
+    }
 }
 
 impl Response {
@@ -419,6 +437,7 @@ impl Response {
             content_type: "application/json",
             headers: Vec::new(),
             body: serde_json::to_vec(value).unwrap_or_default(),
+            stream: None,
         }
     }
 
@@ -437,6 +456,18 @@ impl Response {
             content_type,
             headers: Vec::new(),
             body,
+            stream: None,
+        }
+    }
+
+    /// A chunked response whose chunks are `stream`'s items.
+    pub fn stream(status: u16, content_type: &'static str, stream: BodyStream) -> Response {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: Vec::new(),
+            stream: Some(stream),
         }
     }
 
@@ -447,12 +478,15 @@ impl Response {
 
     /// The head and body as they go on the wire.
     pub fn head_bytes(&self, keep_alive: bool, head_only: bool) -> Vec<u8> {
+        let length = match self.stream {
+            Some(_) => "Transfer-Encoding: chunked".to_string(),
+            None => format!("Content-Length: {}", self.body.len()),
+        };
         let mut head = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {}\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\n{length}\r\nConnection: {}\r\n",
             self.status,
             reason(self.status),
             self.content_type,
-            self.body.len(),
             if keep_alive { "keep-alive" } else { "close" }
         );
         for (k, v) in &self.headers {

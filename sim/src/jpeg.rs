@@ -1,66 +1,94 @@
-//! File bytes for downloads: a valid baseline JPEG (uniform grey, any size, padded with COM
-//! segments to the nominal file size) with an Exif block, and opaque CR3 bytes with a real
-//! `ftyp` box. Generated on demand, deterministic per file.
+//! File bytes for downloads and live view: real baseline JPEGs of the synthetic scene
+//! (`jpeg-encoder`), with Canon's layout (SOI, APP1 Exif, no JFIF), padded with COM segments to
+//! a file's nominal size; opaque CR3 bytes with a real `ftyp` box. Deterministic per input.
 
-/// A grey `width`×`height` baseline JPEG of at least `target_len` bytes (exactly, when the
-/// target is larger than the minimal encoding). `exif_datetime`: `YYYY:MM:DD HH:MM:SS`.
-pub fn grey_jpeg(width: u16, height: u16, target_len: usize, exif: Option<&Exif>) -> Vec<u8> {
-    let mut head = vec![0xFF, 0xD8];
+use jpeg_encoder::{ColorType, Encoder, SamplingFactor};
+
+/// Chroma subsampling (stills use 4:2:2 like Canon bodies; the real live-view frame in
+/// CCAPI.md's fixture is 4:2:2 too).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sampling {
+    S420,
+    S422,
+}
+
+/// Encodes 8-bit RGB (`width`×`height`, row-major) as a baseline JPEG: SOI, then the Exif
+/// APP1 when given (no JFIF APP0, as on the camera), then the encoder's tables and scan.
+pub fn encode_rgb(
+    rgb: &[u8],
+    width: u16,
+    height: u16,
+    quality: u8,
+    sampling: Sampling,
+    exif: Option<&Exif>,
+) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(usize::from(width) * usize::from(height) / 4 + 1024);
+    let mut enc = Encoder::new(&mut raw, quality.clamp(1, 100));
+    enc.set_sampling_factor(match sampling {
+        Sampling::S420 => SamplingFactor::F_2_2,
+        Sampling::S422 => SamplingFactor::F_2_1,
+    });
+    if let Err(e) = enc.encode(rgb, width, height, ColorType::Rgb) {
+        // Only reachable with a short buffer or a zero size: a bug here, not bad input.
+        log::error!("camera-sim: JPEG encoding failed: {e}");
+        return Vec::new();
+    }
+    // The encoder always writes SOI + a 18-byte JFIF APP0 first.
+    let body = if raw.len() > 20 && raw[2..4] == [0xFF, 0xE0] {
+        let app0 = 2 + usize::from(u16::from_be_bytes([raw[4], raw[5]]));
+        &raw[2 + app0..]
+    } else {
+        &raw[2..]
+    };
+    let mut out = Vec::with_capacity(body.len() + 300);
+    out.extend_from_slice(&[0xFF, 0xD8]);
     if let Some(e) = exif {
-        head.extend_from_slice(&exif_segment(e));
+        out.extend_from_slice(&exif_segment(e));
     }
-    let mut tail = Vec::new();
-    // DQT: table 0, all ones.
-    tail.extend_from_slice(&[0xFF, 0xDB, 0x00, 0x43, 0x00]);
-    tail.extend_from_slice(&[1u8; 64]);
-    // SOF0: 8-bit, one component.
-    tail.extend_from_slice(&[0xFF, 0xC0, 0x00, 0x0B, 0x08]);
-    tail.extend_from_slice(&height.to_be_bytes());
-    tail.extend_from_slice(&width.to_be_bytes());
-    tail.extend_from_slice(&[0x01, 0x01, 0x11, 0x00]);
-    // DHT DC 0 and AC 0: a single 1-bit code "0" each (DC category 0, AC EOB).
-    for class in [0x00u8, 0x10] {
-        tail.extend_from_slice(&[0xFF, 0xC4, 0x00, 0x14, class, 1]);
-        tail.extend_from_slice(&[0u8; 15]);
-        tail.push(0x00);
-    }
-    // SOS.
-    tail.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 0x01, 0x01, 0x00, 0x00, 0x3F, 0x00]);
-    // Each 8×8 block: DC diff 0 ("0"), EOB ("0") = 2 zero bits; pad the last byte with ones.
-    let blocks = usize::from(width.div_ceil(8)) * usize::from(height.div_ceil(8));
-    let bits = blocks * 2;
-    let mut data = vec![0u8; bits.div_ceil(8)];
-    if bits % 8 != 0 {
-        if let Some(last) = data.last_mut() {
-            *last = 0xFFu8 >> (bits % 8);
-        }
-    }
-    tail.extend_from_slice(&data);
-    tail.extend_from_slice(&[0xFF, 0xD9]);
+    out.extend_from_slice(body);
+    out
+}
 
-    let minimal = head.len() + tail.len();
-    let mut out = head;
-    let mut pad = target_len.saturating_sub(minimal);
+/// Pads `jpeg` to exactly `target_len` bytes with COM segments placed after the APP
+/// segments (before the tables), so it stays a valid JPEG of the same picture. A target
+/// smaller than the picture (or less than 4 bytes over it) leaves it as it is.
+pub fn pad_to(jpeg: Vec<u8>, target_len: usize) -> Vec<u8> {
+    let mut pad = target_len.saturating_sub(jpeg.len());
+    if pad < 4 {
+        return jpeg;
+    }
+    // After SOI and every APPn segment.
+    let mut at = 2;
+    while at + 4 <= jpeg.len() && jpeg[at] == 0xFF && (0xE0..=0xEF).contains(&jpeg[at + 1]) {
+        at += 2 + usize::from(u16::from_be_bytes([jpeg[at + 2], jpeg[at + 3]]));
+    }
+    let at = at.min(jpeg.len());
+    let mut out = Vec::with_capacity(target_len);
+    out.extend_from_slice(&jpeg[..at]);
     let noise = noise();
-    out.reserve(pad + tail.len());
     while pad > 0 {
         // A COM segment costs 4 bytes of header; never leave a remainder under 4.
         let mut chunk = pad.min(65_533 + 4);
         if pad - chunk > 0 && pad - chunk < 4 {
             chunk -= 4;
         }
-        if chunk < 4 {
-            // Unreachable in practice (pad ≥ 1 but < 4): grow by a minimal segment instead.
-            chunk = 4;
-        }
         let body = chunk - 4;
         out.extend_from_slice(&[0xFF, 0xFE]);
         out.extend_from_slice(&((body + 2) as u16).to_be_bytes());
         out.extend_from_slice(&noise[..body]);
-        pad = pad.saturating_sub(chunk);
+        pad -= chunk;
     }
-    out.extend_from_slice(&tail);
+    out.extend_from_slice(&jpeg[at..]);
     out
+}
+
+/// Appends `n` bytes of filler after the EOI, as some bodies do in thumbnail replies
+/// (CCAPI.md §1.8): zeros first, then bytes that include `FF D9` and `FF D8` pairs, so a
+/// client that looks for the last EOI, or for a second image, goes wrong.
+pub fn with_trailing_bytes(mut jpeg: Vec<u8>, n: usize) -> Vec<u8> {
+    const NASTY: [u8; 8] = [0xFF, 0xD9, 0x00, 0xFF, 0xD8, 0xFF, 0x00, 0x11];
+    jpeg.extend((0..n).map(|i| if i < n / 2 { 0 } else { NASTY[i % NASTY.len()] }));
+    jpeg
 }
 
 /// 64 KiB of fixed pseudo-random filler, made once (downloads copy it, so a 24 MB file costs
@@ -81,6 +109,7 @@ fn noise() -> &'static [u8] {
 }
 
 /// The Exif fields the simulator writes.
+#[derive(Debug, Clone)]
 pub struct Exif {
     pub model: String,
     /// `YYYY:MM:DD HH:MM:SS` (camera local time).
@@ -184,26 +213,32 @@ pub fn cr3_bytes(len: usize, seed: u64) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    fn exif() -> Exif {
+        Exif {
+            model: "Canon EOS R50".into(),
+            datetime: "2026:11:21 23:00:00".into(),
+            iso: 100,
+            exposure: (1, 125),
+            fnumber_x10: 80,
+        }
+    }
+
     #[test]
-    fn jpeg_has_markers_and_exact_padded_size() {
-        let j = grey_jpeg(160, 120, 0, None);
-        assert_eq!(&j[..2], &[0xFF, 0xD8]);
+    fn encoded_jpeg_has_canon_layout_and_pads_to_an_exact_size() {
+        let rgb = vec![90u8; 160 * 120 * 3];
+        let j = encode_rgb(&rgb, 160, 120, 85, Sampling::S422, Some(&exif()));
+        assert_eq!(&j[..4], &[0xFF, 0xD8, 0xFF, 0xE1]);
+        assert_eq!(&j[6..12], b"Exif\0\0");
         assert_eq!(&j[j.len() - 2..], &[0xFF, 0xD9]);
-        for target in [500usize, 70_000, 200_003, 400_000] {
-            let p = grey_jpeg(
-                160,
-                120,
-                target,
-                Some(&Exif {
-                    model: "Canon EOS R50".into(),
-                    datetime: "2026:11:21 23:00:00".into(),
-                    iso: 100,
-                    exposure: (1, 125),
-                    fnumber_x10: 80,
-                }),
-            );
+        for target in [j.len() + 4, j.len() + 5, 70_000, 200_003, 400_000] {
+            let p = pad_to(j.clone(), target);
             assert_eq!(p.len(), target, "target {target}");
+            assert_eq!(&p[..4], &[0xFF, 0xD8, 0xFF, 0xE1]);
             assert_eq!(&p[p.len() - 2..], &[0xFF, 0xD9]);
         }
+        assert_eq!(pad_to(j.clone(), 10), j);
+        let t = with_trailing_bytes(j.clone(), 64);
+        assert_eq!(t.len(), j.len() + 64);
+        assert_eq!(&t[..j.len()], &j[..]);
     }
 }

@@ -36,6 +36,46 @@
 //! time: event coalescing (`Timing::coalesce`), the SSDP reply delay, bandwidth pacing and the
 //! RAW+JPEG split delay. The request log always uses real `Instant::now()`.
 //!
+//! Pictures (`pictures.rs`, `scene.rs`, `sky.rs`): every JPEG served is a real, decodable
+//! picture of one synthetic scene, a ridge line under a sky with ~460 seeded stars (the
+//! brightest, magnitude −0.3, alone near the centre), rendered only when requested and kept
+//! in a 6-picture cache (a render of more than 100 k pixels runs on a short-lived thread, one
+//! render at a time). A pixel's light is `0.18·2^(EV_scene − EV_camera)` times its relative
+//! luminance (a metered exposure renders the sky near mid-grey), stars are absolute (they
+//! vanish by day), then ISO noise, clipping at black and white and the sRGB curve. Stars blur
+//! with the focus error. Sizes: `kind=thumbnail` 160×120 (the 3:2 picture between Canon's
+//! black bars), `display`/`embedded` 1620×1080, the original JPEG = the display picture padded
+//! with COM segments to the file's nominal size (smaller if it would not fit), Exif (Model,
+//! DateTimeOriginal at the shutter opening, ISO, ExposureTime, FNumber) from the shot's own
+//! settings (`iso: auto` meters the scene); live view small 480×320, medium 960×640, no Exif.
+//!
+//! Live view and focus (`liveview.rs`): `shooting/liveview` (sizes, `cameradisplay`),
+//! `flip`, `flipdetail` (info frame with the histogram, then the JPEG frame), `scroll` and
+//! `scrolldetail` (chunked, one framed frame per chunk, DELETE ends them), `afframeposition`,
+//! and `shooting/control/drivefocus` (steps 1/8/40 by default, 400 on other values, 503
+//! `During shooting or recording` while the engine is busy). Frames are black 160×120 while
+//! live view starts (`lv_start`) and from a release's opening until `lv_recovery` after its
+//! exposure; flip/flipdetail faster than `lv_min_interval` answer 503 `Device busy`.
+//!
+//! Scene and live-view knobs ([`SkyConfig`] and [`LvKnobs`] in [`SimConfig`]; at run time
+//! `set_sky`, `set_liveview_knobs`, `set_focus_position`, `set_focus_steps`, `set_lv_zoom`, or
+//! `PATCH /_sim/state`, see `control.rs`):
+//! * sky mode `night` (default: scene EV = `night_ev`, −3) or `sun` (EV from the sun's
+//!   altitude at `latitude`/`longitude` (default 47° N 8° E) and the camera clock: ≈15 by day,
+//!   10 at sunset, 3.5 at the end of civil twilight, `night_ev` below −18°); `scene_ev` fixes
+//!   the EV whatever the mode;
+//! * `true_focus` (seeded in 350..=650, never within 40 of the lens's power-on position 500;
+//!   positions run 0..=1000), focus steps;
+//! * `thumbnail_trailing_bytes` (0: off; filler with a stray EOI after the thumbnail's EOI),
+//!   `thumbnail_letterbox` (on);
+//! * live view: `lv_start` 1200 ms and `lv_recovery` 1000 ms (sim clock), `lv_min_interval`
+//!   40 ms and `lv_scroll_interval` 100 ms (real time), `lv_not_ready` black frame | 503
+//!   `Device busy`, `cameradisplay_keep_rejected` (off), `flipdetail_rejects_extra_query` (on
+//!   for r6m3), `drivefocus_needs_liveview` (off), `lv_min_ev` 1.0 (the brightest exposure
+//!   live view simulates), `lv_exposure_simulation` (on, Canon's default: frames follow the
+//!   Tv/Av/ISO settings, so daytime settings show a black night; off: metered for the scene),
+//!   magnification 1/5/10 around a point (`lv_zoom`).
+//!
 //! Choices where the camera's behaviour is unknown (CCAPI.md [?]; stable, and knobs where
 //! noted): unknown path → 404 `{"message":"URL not found"}`; method not in the catalog → 405
 //! `{"message":"Method not allowed"}`; malformed JSON or wrong types → 400 `Invalid parameter`;
@@ -44,7 +84,12 @@
 //! `disablerelease` → 503 `Mode not supported`; shutter in the post-write cooldown → 503
 //! `Device busy`, settings PUT → 503 `During shooting or recording`; `functions/ssl/cacert`
 //! serves DER; `kind=chunked` listings answer one plain JSON object; `No list of APIs` is
-//! `{"message":"No list of APIs"}` with 200.
+//! `{"message":"No list of APIs"}` with 200. Live view: the small size is 480×320; a POST
+//! without both `liveviewsize` and `cameradisplay`, `large`, or flipdetail without `kind`
+//! → 400 `Invalid parameter`; `disableliveview` → 503 `Mode not supported`; scroll frames use
+//! flipdetail's framing (type 00); the magnification is a knob only (CCAPI.md documents no
+//! endpoint that sets it), `afframeposition` moves its centre. Pictures ignore the dial: the
+//! Tv/Av/ISO settings are the exposure in every mode (no AE); AF does not move the focus.
 
 mod ccapi;
 mod control;
@@ -52,8 +97,12 @@ mod events;
 pub mod faults;
 mod http;
 pub mod jpeg;
+pub mod liveview;
+pub mod pictures;
+pub mod scene;
 mod server;
 mod shooting;
+pub mod sky;
 pub mod ssdp;
 pub mod state;
 pub mod time;
@@ -78,6 +127,8 @@ pub use time::SimTime;
 
 use events::EventsState;
 pub use faults::{Action as FaultAction, Match as FaultMatch};
+pub use liveview::{LvKnobs, NotReady};
+pub use pictures::{SkyConfig, SkyMode};
 pub use ssdp::{DescriptionMode, SsdpKnobs};
 pub use state::{Button, Power, PowerSource, Profile, RootListing};
 
@@ -216,6 +267,10 @@ pub struct SimConfig {
     /// Camera standard offset from UTC in minutes, and DST flag, at start.
     pub tz_offset_min: i32,
     pub dst: bool,
+    /// The scene: sky mode, location, scene EV, true focus, thumbnail quirks.
+    pub sky: SkyConfig,
+    /// Live-view timing and quirks.
+    pub liveview: LvKnobs,
 }
 
 impl Default for SimConfig {
@@ -241,6 +296,8 @@ impl Default for SimConfig {
             request_log_cap: 10_000,
             tz_offset_min: 0,
             dst: false,
+            sky: SkyConfig::default(),
+            liveview: LvKnobs::default(),
         }
     }
 }
@@ -449,6 +506,8 @@ pub(crate) struct Inner {
     /// `scheme://host:port` of the last CCAPI request: old bodies put absolute URLs in
     /// events (storage) raised outside a request.
     pub last_origin: String,
+    /// The scene behind the lens and the picture knobs.
+    pub world: pictures::World,
 }
 
 pub(crate) struct Shared {
@@ -475,6 +534,8 @@ pub(crate) struct Shared {
     pub ssdp_multicast: bool,
     pub ssdp_multicast_addr: std::net::SocketAddrV4,
     pub connections: AtomicUsize,
+    /// Rendered pictures kept, and the one render slot.
+    pub pictures: pictures::Pictures,
 }
 
 /// A listening socket's accept task, with its fd so it can be shut synchronously.
@@ -646,6 +707,7 @@ impl Shared {
         g.cam.button = state::Button::Released;
         g.cam.engine = state::Engine::Idle;
         g.cam.cooldown_until = None;
+        g.cam.lv.reset();
         g.faults.wedged_502 = false;
     }
 
@@ -798,6 +860,9 @@ impl SimHandle {
         let mut cam = state::CameraState::new(cfg.profile, cfg.seed, now, utc_ms);
         cam.clock.std_offset_min = cfg.tz_offset_min;
         cam.clock.dst = cfg.dst;
+        cam.lv.knobs = cfg.liveview.clone();
+        // The R6m3 rejects `&t=` on flipdetail (CCAPI.md §1.9).
+        cam.lv.knobs.flipdetail_rejects_extra_query |= cfg.profile == Profile::R6m3;
         let mac_hex: String = cam.mac.replace(':', "").to_ascii_uppercase();
         let udn = format!("uuid:00000000-0000-0000-0001-{mac_hex}");
         let tls = tls::TlsMaterial::generate(&cfg.tls_common_name, &cfg.tls_san)?;
@@ -829,6 +894,7 @@ impl SimHandle {
                 split_raw_jpeg: None,
                 last_activity: now,
                 last_origin: String::new(),
+                world: pictures::World::new(cfg.sky.clone(), cfg.seed),
             }),
             changed: Signal::new(),
             kill: Signal::new(),
@@ -855,6 +921,7 @@ impl SimHandle {
             ssdp_multicast: cfg.ssdp_multicast,
             ssdp_multicast_addr: cfg.ssdp_multicast_addr,
             connections: AtomicUsize::new(0),
+            pictures: pictures::Pictures::default(),
         });
 
         let (stop_tx, stop_rx) = async_channel::bounded::<()>(1);
@@ -1196,6 +1263,87 @@ impl SimHandle {
     /// The raw change log (`seq`, key, value), oldest first (bounded).
     pub fn event_log(&self) -> Vec<(u64, String, serde_json::Value)> {
         self.shared.lock().events.log.iter().cloned().collect()
+    }
+
+    // ---- scene, focus, live view -----------------------------------------------------------
+
+    /// The sky and picture knobs now.
+    pub fn sky(&self) -> SkyConfig {
+        let g = self.shared.lock();
+        let mut sky = g.world.sky.clone();
+        sky.true_focus = Some(g.world.true_focus);
+        sky
+    }
+
+    /// Changes the sky and picture knobs (location, mode, scene EV, night EV, true focus,
+    /// thumbnail quirks); see [`SkyConfig`].
+    pub fn set_sky(&self, f: impl FnOnce(&mut SkyConfig)) {
+        let mut g = self.shared.lock();
+        let mut sky = g.world.sky.clone();
+        sky.true_focus = Some(g.world.true_focus);
+        f(&mut sky);
+        if let Some(t) = sky.true_focus {
+            g.world.true_focus = t.clamp(0, pictures::FOCUS_MAX);
+        }
+        g.world.sky = sky;
+        drop(g);
+        self.shared.touch();
+    }
+
+    /// (scene EV at ISO 100, sun altitude in degrees) at the camera clock's time now.
+    pub fn scene_light(&self) -> (f64, f64) {
+        let now = self.shared.now();
+        let g = self.shared.lock();
+        g.world.light_at(g.cam.clock.utc_ms(now))
+    }
+
+    /// The focus position where stars are sharpest.
+    pub fn true_focus(&self) -> i32 {
+        self.shared.lock().world.true_focus
+    }
+
+    /// The lens's focus position (0 ..= [`pictures::FOCUS_MAX`]; `drivefocus` moves it).
+    pub fn focus_position(&self) -> i32 {
+        self.shared.lock().cam.focus.position
+    }
+
+    /// Sets the focus position directly (a turned focus ring).
+    pub fn set_focus_position(&self, position: i32) {
+        self.shared.lock().cam.focus.position = position.clamp(0, pictures::FOCUS_MAX);
+        self.shared.touch();
+    }
+
+    /// Steps of `near1|far1`, `near2|far2`, `near3|far3` (default 1, 8, 40).
+    pub fn set_focus_steps(&self, steps: [i32; 3]) {
+        self.shared.lock().cam.focus.steps = steps.map(|s| s.clamp(1, pictures::FOCUS_MAX));
+    }
+
+    /// Where the brightest star is, in frame units (0..1 across, 0..1 down).
+    pub fn brightest_star(&self) -> (f64, f64) {
+        self.shared.lock().world.scene.brightest
+    }
+
+    /// The body's live-view magnification (1, 5 or 10) around (`u`, `v`) in frame units,
+    /// as if set on the camera (CCAPI.md documents no endpoint for it).
+    pub fn set_lv_zoom(&self, magnification: u8, u: f64, v: f64) -> Result<(), String> {
+        control::set_zoom(&mut self.shared.lock(), magnification, u, v)?;
+        self.shared.touch();
+        Ok(())
+    }
+
+    /// Live-view timing and quirk knobs.
+    pub fn set_liveview_knobs(&self, f: impl FnOnce(&mut LvKnobs)) {
+        f(&mut self.shared.lock().cam.lv.knobs);
+    }
+
+    /// `small`, `medium` or `None` (live view off).
+    pub fn liveview_size(&self) -> Option<&'static str> {
+        self.shared.lock().cam.lv.size.map(liveview::LvSize::name)
+    }
+
+    /// Pictures rendered so far (a cached one does not count again).
+    pub fn pictures_rendered(&self) -> u64 {
+        self.shared.pictures.renders()
     }
 
     // ---- faults ---------------------------------------------------------------------------

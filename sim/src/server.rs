@@ -227,6 +227,24 @@ async fn serve(
             return;
         }
         shared.log.set_status(seq, resp.status);
+        if let (Some(body), false) = (resp.stream, head_only) {
+            // One chunk per item until the stream ends (or the client leaves: write fails).
+            let mut body = body.0;
+            while let Some(part) = futures_lite::StreamExt::next(&mut body).await {
+                if part.is_empty() {
+                    continue;
+                }
+                let mut chunk = format!("{:x}\r\n", part.len()).into_bytes();
+                chunk.extend_from_slice(&part);
+                chunk.extend_from_slice(b"\r\n");
+                if write_paced(&mut stream, &chunk, bandwidth).await.is_err() {
+                    return;
+                }
+            }
+            if stream.write_all(b"0\r\n\r\n").await.is_err() {
+                return;
+            }
+        }
         if !keep_alive {
             return;
         }

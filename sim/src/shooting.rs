@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use super::http::Response;
 use super::state::{tv_seconds, Button, Engine, PowerSource, SimFile};
-use super::{events, Inner, Shared, ShutterReply};
+use super::{events, pictures, Inner, Shared, ShutterReply};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Milestone {
@@ -132,6 +132,12 @@ async fn capture(
         shared.sleep(af_time).await;
     }
     let _ = tx.try_send(Milestone::AfDone);
+    // The sky and settings of the release are those at the opening of the shutter.
+    let opened = {
+        let mut g = shared.lock();
+        g.cam.lv.shot_started();
+        shared.now()
+    };
     match exposure {
         Some(d) => {
             if !d.is_zero() {
@@ -150,13 +156,20 @@ async fn capture(
         },
     }
     let _ = tx.try_send(Milestone::ExposureDone);
-    let write_time = {
-        let g = shared.lock();
+    let (write_time, shot) = {
+        let mut g = shared.lock();
         if g.boot_epoch != epoch {
             return;
         }
+        let now = shared.now();
+        g.cam.lv.shot_exposed(now);
+        let exposed = exposure.unwrap_or_else(|| now.saturating_duration_since(opened));
+        let shot = pictures::shot_params(&g.cam, &g.world, opened, exposed.as_secs_f64());
         let rate = g.timing.write_bytes_per_sec.max(1);
-        Duration::from_secs_f64(g.cam.shot_size() as f64 / rate as f64)
+        (
+            Duration::from_secs_f64(g.cam.shot_size() as f64 / rate as f64),
+            shot,
+        )
     };
     shared.sleep(write_time).await;
     let empty = {
@@ -164,7 +177,7 @@ async fn capture(
         if g.boot_epoch != epoch {
             return;
         }
-        finish_shot(&mut g, &shared)
+        finish_shot(&mut g, &shared, shot)
     };
     shared.touch();
     let _ = tx.try_send(Milestone::Written);
@@ -174,7 +187,7 @@ async fn capture(
 }
 
 /// Writes the files of one release and emits the events; true when the battery is empty.
-fn finish_shot(g: &mut Inner, shared: &Arc<Shared>) -> bool {
+fn finish_shot(g: &mut Inner, shared: &Arc<Shared>, shot: pictures::ShotParams) -> bool {
     let now = shared.now();
     let q = g
         .cam
@@ -208,6 +221,7 @@ fn finish_shot(g: &mut Inner, shared: &Arc<Shared>) -> bool {
             size,
             created_ms,
             seq: g.cam.file_seq,
+            shot,
         };
         g.cam.card.free = g.cam.card.free.saturating_sub(size);
         made.push(format!("{}/{}", f.folder, f.name));

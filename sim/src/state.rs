@@ -122,6 +122,13 @@ pub fn catalog(profile: Profile, settings: &BTreeMap<String, Setting>) -> Vec<Ap
         entry("ver100", "functions/wificonnection", "P"),
         entry("ver100", "shooting/control/shutterbutton", "P"),
         entry("ver100", "shooting/control/shutterbutton/manual", "P"),
+        entry("ver100", "shooting/control/drivefocus", "P"),
+        entry("ver100", "shooting/liveview", "P"),
+        entry("ver100", "shooting/liveview/flip", "G"),
+        entry("ver100", "shooting/liveview/flipdetail", "G"),
+        entry("ver100", "shooting/liveview/scroll", "GD"),
+        entry("ver100", "shooting/liveview/scrolldetail", "GD"),
+        entry("ver100", "shooting/liveview/afframeposition", "U"),
         entry(
             "ver100",
             "shooting/control/ignoreshootingmodedialmode",
@@ -516,6 +523,8 @@ pub struct SimFile {
     /// Camera-local wall time of the capture, Unix ms (for `lastmodifieddate`, EXIF).
     pub created_ms: i64,
     pub seq: u64,
+    /// Exposure, time and focus of the release (its pictures and Exif).
+    pub shot: crate::pictures::ShotParams,
 }
 
 impl SimFile {
@@ -748,6 +757,8 @@ pub struct CameraState {
     pub power: Power,
     /// Shot counter for the request-independent file sequence.
     pub file_seq: u64,
+    pub lv: crate::liveview::LiveView,
+    pub focus: crate::pictures::Focus,
 }
 
 impl CameraState {
@@ -808,6 +819,8 @@ impl CameraState {
             cooldown_until: None,
             power: Power::On,
             file_seq: 0,
+            lv: Default::default(),
+            focus: Default::default(),
         }
     }
 
@@ -991,10 +1004,7 @@ impl CameraState {
             json!({"value": self.autopoweroff, "ability": ["30","60","180","300","600","disable"]}),
         );
         o.insert("moviemode".into(), json!({"status": "off"}));
-        o.insert(
-            "liveview".into(),
-            json!({"liveviewsize": "off", "cameradisplay": "on"}),
-        );
+        o.insert("liveview".into(), self.lv.json());
         o.insert("recbutton".into(), json!({"status": "off"}));
         o
     }

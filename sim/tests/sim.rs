@@ -42,7 +42,8 @@ fn raw(
     extra: &str,
 ) -> io::Result<(u16, String, Vec<u8>)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    // Generous: downloads render their pictures, slow in an unoptimised test build.
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let b = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n{b}",
@@ -898,6 +899,10 @@ fn description_xml_exact_access_url_form_and_faults() {
 
 /// A ureq agent trusting `root` (the camera CA), or verifying nothing when `None`.
 fn tls_agent(root: Option<Vec<u8>>) -> ureq::Agent {
+    tls_agent_with(root, WAIT)
+}
+
+fn tls_agent_with(root: Option<Vec<u8>>, timeout: Duration) -> ureq::Agent {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut tls = ureq::tls::TlsConfig::builder()
         .provider(ureq::tls::TlsProvider::Rustls)
@@ -911,7 +916,7 @@ fn tls_agent(root: Option<Vec<u8>>) -> ureq::Agent {
     ureq::Agent::config_builder()
         .tls_config(tls.build())
         .http_status_as_error(false)
-        .timeout_global(Some(WAIT))
+        .timeout_global(Some(timeout))
         .build()
         .into()
 }
@@ -981,7 +986,8 @@ fn https_chain_verifies_against_the_camera_ca_and_leaf_rotates() {
         Some(r#"{"af":false}"#),
     );
     assert!(sim.wait_until(WAIT, |s| s.files.len() == 1));
-    let mut r = tls_agent(None)
+    // (The original is a rendered picture: an unoptimised test build takes seconds.)
+    let mut r = tls_agent_with(None, Duration::from_secs(60))
         .get(&format!(
             "https://{https}/ccapi/ver130/contents/card1/100CANON/IMG_0001.JPG"
         ))

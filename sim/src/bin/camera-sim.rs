@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use skylapse_sim::{Profile, Scheme, SimConfig, SimHandle};
+use skylapse_sim::{Profile, Scheme, SimConfig, SimHandle, SkyMode};
 
 const USAGE: &str = "usage: camera-sim [options]
   --profile r50|legacy_ver100|r6m3      camera body (default r50)
@@ -24,6 +24,10 @@ const USAGE: &str = "usage: camera-sim [options]
   --tz-offset-min N                     camera standard offset from UTC (default 0)
   --dst                                 camera DST flag on
   --short-poll-ms N / --long-poll-ms N  event polling holds (default 10000 / 30000)
+  --sky night|sun                       scene brightness: a dark night (default) or the sun's
+  --lat DEG / --lon DEG                 the scene's location for --sky sun (default 47 / 8)
+  --scene-ev EV                         a fixed scene EV instead
+  --true-focus N                        focus position where stars are sharpest (0..1000)
   --stdin-exit                          exit when stdin closes";
 
 fn main() -> ExitCode {
@@ -44,6 +48,12 @@ fn main() -> ExitCode {
             };
             let num = |s: String| -> Result<u64, String> {
                 s.parse().map_err(|_| format!("bad number {s}"))
+            };
+            let float = |s: String, lo: f64, hi: f64| -> Result<f64, String> {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|x| (lo..=hi).contains(x))
+                    .ok_or_else(|| format!("bad number {s} (expected {lo}..{hi})"))
             };
             match a.as_str() {
                 "--profile" => {
@@ -85,6 +95,16 @@ fn main() -> ExitCode {
                     cfg.timing.short_poll = Duration::from_millis(num(value(&a)?)?)
                 }
                 "--long-poll-ms" => cfg.timing.long_poll = Duration::from_millis(num(value(&a)?)?),
+                "--sky" => {
+                    let v = value(&a)?;
+                    cfg.sky.mode = SkyMode::parse(&v).ok_or(format!("unknown sky {v}"))?;
+                }
+                "--lat" => cfg.sky.latitude = float(value(&a)?, -90.0, 90.0)?,
+                "--lon" => cfg.sky.longitude = float(value(&a)?, -180.0, 180.0)?,
+                "--scene-ev" => cfg.sky.scene_ev = Some(float(value(&a)?, -10.0, 25.0)?),
+                "--true-focus" => {
+                    cfg.sky.true_focus = Some(float(value(&a)?, 0.0, 1000.0)?.round() as i32)
+                }
                 "--stdin-exit" => stdin_exit = true,
                 "-h" | "--help" => {
                     println!("{USAGE}");
