@@ -217,6 +217,7 @@
     $("offline").hidden = state !== "offline";
     $("main").classList.toggle("stale", state !== "live");
     $("strip").classList.toggle("stale", state !== "live");
+    $("rec").hidden = state !== "live" || !isLive(S.intervalometer);
     layout();
   }
   function connect() {
@@ -489,7 +490,7 @@
     const r = await act(btn, "take_test_photo", {}, null, 180000);
     bar.hidden = true;
     if (!r) return;
-    const url = api(r.url || "/api/camera/photos/test/" + encodeURIComponent(r.id) + "/file");
+    const url = api(r.fileUrl || "/api/camera/photos/test/" + encodeURIComponent(r.id) + "/file");
     showPhoto($("test-preview"), url, r.settings || settings, (r.filename || r.id) + (r.preview === "display" ? " · display size" : "") + (num(r.size) ? " · " + (r.size >= 1e6 ? (r.size / 1e6).toFixed(1) + " MB" : Math.max(1, Math.round(r.size / 1e3)) + " kB") : ""), r.filename);
   };
   function progress(bar, pct, text) {
@@ -558,14 +559,27 @@
 
   // ---------- settings: from the status block, changed through our own picker ----------
   let abilities = null; // CCAPI settings with their abilities, fetched on the first change
+  // Tiles are made once and then only their text changes: a tile replaced under a finger
+  // (status arrives with every frame) would swallow the tap.
   function renderSettings() {
     const box = $("settings"), st = (S.camera && S.camera.settings) || null;
-    box.textContent = "";
-    if (!st || !Object.values(st).some((v) => v)) { box.append(el("p", { class: "dim" }, camOk() ? "The camera has not reported its settings yet." : "No camera.")); return; }
-    for (const key of ["mode", "tv", "av", "iso", "exposure", "wb", "drive", "afoperation"]) {
-      if (!st[key] && key === "exposure") continue;
-      box.append(el("button", { class: "tile", type: "button", "data-setting": key, onclick: (e) => changeSetting(key, e.currentTarget) },
-        el("small", null, SETTING_NAMES[key]), el("span", null, word(key, st[key]))));
+    const keys = st ? ["mode", "tv", "av", "iso", "exposure", "wb", "drive", "afoperation"].filter((k) => st[k] || k !== "exposure") : [];
+    if (!st || !Object.values(st).some((v) => v)) {
+      box.textContent = "";
+      box.dataset.keys = "";
+      box.append(el("p", { class: "dim" }, camOk() ? "The camera has not reported its settings yet." : "No camera."));
+      return;
+    }
+    if (box.dataset.keys !== keys.join()) {
+      box.textContent = "";
+      box.dataset.keys = keys.join();
+      for (const key of keys) box.append(el("button", { class: "tile", type: "button", "data-setting": key, onclick: (e) => changeSetting(key, e.currentTarget) },
+        el("small", null, SETTING_NAMES[key]), el("span", null, "")));
+    }
+    for (const key of keys) {
+      const span = box.querySelector('[data-setting="' + key + '"] span');
+      const text = word(key, st[key]);
+      if (span.textContent !== text) span.textContent = text;
     }
   }
   async function changeSetting(key, tile) {
@@ -696,8 +710,9 @@
     const p = S.power || {};
     for (const w of p.warnings || []) ul.append(el("li", { class: w.severity === "critical" ? "sev-err" : "sev-warn" }, w.message || w.kind));
     const o = s.options || {}, st = s.stats || {};
-    let left = s.remainingShots;
-    if (left == null && s.estimatedEndTime && num(o.interval) && o.interval > 0) left = Math.max(0, Math.ceil((Date.parse(s.estimatedEndTime) - Date.parse(st.nextShotTime || s.estimatedEndTime)) / 1000 / o.interval) + 1);
+    // Frames still to come for every bounded stop condition (server: framesLeft).
+    let left = num(s.framesLeft) ? s.framesLeft : s.remainingShots;
+    if (left == null && s.estimatedEndTime && num(o.interval) && o.interval > 0) left = Math.max(0, Math.ceil((Date.parse(s.estimatedEndTime) - Date.parse(st.nextShotTime || s.estimatedEndTime)) / 1000 / o.interval));
     for (const line of supplyLines(left, o.interval, true)) ul.append(el("li", { class: SEV[line[0]] }, line[1]));
   }
   // [[kind, text]] for the card and the camera battery against `frames` (null: until stopped).
@@ -771,9 +786,12 @@
     unsaved = u;
     card.hidden = false;
     const ok = u.shotsSuccessful != null ? u.shotsSuccessful : u.shotsTaken;
+    // Text changed in place: the line is tapped while status keeps arriving.
     const line = $("u-line");
-    line.textContent = "";
-    line.append(el("span", { class: u.interrupted ? "sev-warn" : "" }, (u.interrupted ? "Interrupted: " : "✓ Finished: ") + (u.title || "") + " · " + count(ok) + " taken" + (u.shotsFailed ? " · " + count(u.shotsFailed) + " failed" : "")), el("span", { class: "dim" }, u.saved ? "Saved ▸" : "Save ▸"));
+    if (line.children.length !== 2) { line.textContent = ""; line.append(el("span"), el("span", { class: "dim" })); }
+    line.children[0].className = u.interrupted ? "sev-warn" : "";
+    line.children[0].textContent = (u.interrupted ? "Interrupted: " : "✓ Finished: ") + (u.title || "") + " · " + count(ok) + " taken" + (u.shotsFailed ? " · " + count(u.shotsFailed) + " failed" : "");
+    line.children[1].textContent = u.saved ? "Saved ▸" : "Save ▸";
     if (fresh) {
       const open = !!u.interrupted;
       $("u-body").hidden = !open;

@@ -1152,7 +1152,11 @@ async fn scenario(
     step("restart");
     let (again, _, _) = start_server(&addr.to_string(), data, log);
     *server = Some(again);
-    cdp.tap("#retry").await?;
+    // Retry now, unless the page's own retry got there first.
+    cdp.eval(
+        "document.querySelector('#offline').hidden || document.querySelector('#retry').click()",
+    )
+    .await?;
     cdp.wait_for(
         "reconnected",
         "document.body.dataset.link === 'live' && document.body.dataset.camera === 'connected'",
@@ -1216,7 +1220,11 @@ async fn scenario(
     unsafe { libc::kill(pid, libc::SIGCONT) };
     stale?;
     gone?;
-    cdp.tap("#retry").await?;
+    // Retry now, unless the page's own retry got there first.
+    cdp.eval(
+        "document.querySelector('#offline').hidden || document.querySelector('#retry').click()",
+    )
+    .await?;
     cdp.wait_for(
         "live again",
         "document.body.dataset.link === 'live'",

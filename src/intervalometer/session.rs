@@ -1081,6 +1081,18 @@ impl Session {
             State::Scheduled | State::Running { .. } => Some(self.due(self.next_slot)),
             _ => None,
         };
+        let remaining = self.remaining_shots();
+        // Frames still to come under every bounded stop condition (the card and battery are
+        // judged against it): slots from the next one up to the end, none past it.
+        let frames_left = match (remaining, self.end_deadline, next) {
+            (Some(r), _, _) => Some(r),
+            (None, Some(end), Some(due)) if due < end => {
+                let iv = self.opts.interval.as_nanos().max(1);
+                Some(u64::try_from((end - due).as_nanos().div_ceil(iv)).unwrap_or(u64::MAX))
+            }
+            (None, Some(_), _) => Some(0),
+            (None, None, _) => None,
+        };
         let end_ms = match (self.opts.stop, self.end_deadline) {
             (_, Some(end)) => Some(self.wall_ms_of(end)),
             (StopCondition::AfterShots(n), _) => next.map(|t| {
@@ -1105,6 +1117,7 @@ impl Session {
                 options: self.options_block(),
                 stats: self.stats_block(),
                 remaining_shots: self.remaining_shots(),
+                frames_left,
                 estimated_end_time: end_ms.map(|ms| iso8601_millis(ms.round() as i64)),
                 success_rate: (s.shots_taken > 0)
                     .then(|| s.shots_successful as f64 / s.shots_taken as f64),
@@ -1612,6 +1625,38 @@ mod tests {
         assert!(st["outage"].is_null(), "{st}");
         assert_eq!(st["lastOutage"]["framesMissed"], 5);
         assert_eq!(st["lastOutage"]["until"], iso8601_millis(T0_WALL + 8000));
+    }
+
+    #[test]
+    fn frames_left_counts_the_slots_before_the_end_for_every_stop_condition() {
+        // Issue 14: card and battery were judged only for shot-count stops.
+        let t0 = crate::clock::test_t0();
+        let mut s = session(
+            t0,
+            opts(
+                3000,
+                StopCondition::Duration(ms(60_000)),
+                OverrunPolicy::NextSlot,
+            ),
+        );
+        s.handle(t0, Input::Tick);
+        // Slots at 0, 3, … 57 s of the 60 s: 20 frames.
+        assert_eq!(s.status_block().session.unwrap().frames_left, Some(20));
+        s.handle(t0 + ms(700), Input::Tick);
+        drain(&mut s);
+        assert_eq!(s.status_block().session.unwrap().frames_left, Some(19));
+        let mut s = session(
+            t0,
+            opts(3000, StopCondition::AfterShots(5), OverrunPolicy::NextSlot),
+        );
+        s.handle(t0, Input::Tick);
+        assert_eq!(s.status_block().session.unwrap().frames_left, Some(5));
+        let mut s = session(
+            t0,
+            opts(3000, StopCondition::Unlimited, OverrunPolicy::NextSlot),
+        );
+        s.handle(t0, Input::Tick);
+        assert!(s.status_block().session.unwrap().frames_left.is_none());
     }
 
     #[test]

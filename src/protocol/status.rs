@@ -390,6 +390,9 @@ pub struct SessionBlock {
     pub options: SessionOptionsBlock,
     pub stats: SessionStats,
     pub remaining_shots: Option<u64>,
+    /// Frames still to come under any bounded stop condition (shots, duration, stop-at): what
+    /// the card and battery are judged against.
+    pub frames_left: Option<u64>,
     pub estimated_end_time: Option<String>,
     pub success_rate: Option<f64>,
     pub average_shot_duration: Option<f64>,
