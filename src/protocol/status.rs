@@ -445,6 +445,7 @@ impl StatusBlock for IntervalometerBlock {
             if let Some(s) = &mut b.session {
                 s.stats = SessionStats::default();
                 s.remaining_shots = None;
+                s.frames_left = None;
                 s.estimated_end_time = None;
                 s.success_rate = None;
                 s.average_shot_duration = None;
