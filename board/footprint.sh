@@ -5,7 +5,7 @@
 #   the whole process (every thread, voluntary + nonvoluntary, from /proc), and per thread.
 #
 #   board/footprint.sh [--seconds N] [--native-only|--qemu-only] [--demo-only|--sim-only]
-#                      [--no-camera]
+#                      [--no-camera] [--shots N]
 #
 # Two camera set-ups per target:
 #   demo   `skylapse --demo`: the simulator runs inside the process, so its own threads
@@ -14,6 +14,10 @@
 #          30 s like a real body) and `skylapse --camera <url> --camera-insecure`: the figures
 #          are the service's alone (the simulator's are printed apart).
 # --no-camera adds a run with no camera at all (issue 2's figure).
+# With the simulator as a process, it also counts the camera requests per minute and the
+# connections they came on while idle, and runs a session (--shots N, default 60, of 1 s) to
+# count context switches and camera requests per shot (issue 13's figures: <= 8 switches/shot,
+# idle <= 0.5 switches/s and <= 6 camera requests/min on one connection).
 # Goals (issue 5): <= 8 MiB RSS, <= 1 wake-up/s averaged over a minute with a camera connected.
 # Under qemu the figures are those of the emulator process running the aarch64 binary (RSS
 # includes qemu itself and its translated-code cache, so it overstates the Pi); context
@@ -21,7 +25,7 @@
 set -euo pipefail
 BOARD_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO_DIR=$(cd "$BOARD_DIR/.." && pwd)
-SECONDS_WINDOW=60 NATIVE=1 QEMU=1 DEMO=1 SIM=1 NOCAM=0
+SECONDS_WINDOW=60 NATIVE=1 QEMU=1 DEMO=1 SIM=1 NOCAM=0 SHOTS=60
 while [ $# -gt 0 ]; do
     case "$1" in
         --seconds) SECONDS_WINDOW="$2"; shift 2 ;;
@@ -30,6 +34,7 @@ while [ $# -gt 0 ]; do
         --demo-only) SIM=0; shift ;;
         --sim-only) DEMO=0; shift ;;
         --no-camera) NOCAM=1; shift ;;
+        --shots) SHOTS="$2"; shift 2 ;;
         -h|--help) sed -n '2,22s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) echo "unknown argument $1" >&2; exit 2 ;;
     esac
@@ -63,6 +68,12 @@ measure() { # label command...
         probe "$label, camera-sim process" --sim "$SIM_CMD" -- \
             "$@" --listen '127.0.0.1:{port}' --data-dir '{datadir}' \
             --camera '{camera}' --camera-insecure || st=1
+        if [ "$SHOTS" -gt 0 ]; then
+            echo "== $label, camera-sim process, a session of $SHOTS x 1 s"
+            python3 "$BOARD_DIR/probe.py" session --label "$label" --shots "$SHOTS" \
+                --sim "$SIM_CMD" -- "$@" --listen '127.0.0.1:{port}' --data-dir '{datadir}' \
+                --camera '{camera}' --camera-insecure || st=1
+        fi
     fi
     if [ "$NOCAM" = 1 ]; then
         probe "$label, no camera" -- \

@@ -4,7 +4,12 @@
   probe.py smoke     [--timeout S] -- CMD ...   start, 200 from /health, open /ws, read welcome
   probe.py footprint [--seconds N] [--camera] [--sim SIMCMD] -- CMD ...
                                                  the above, then idle RSS and context switches/s
-                                                 with one WebSocket client connected
+                                                 with one WebSocket client connected (with --sim:
+                                                 also camera requests/min and connections)
+  probe.py session   [--shots N] [--interval S] --sim SIMCMD -- CMD ...
+                                                 a session of N shots (default 60 x 1 s) with one
+                                                 WebSocket client: context switches per shot,
+                                                 camera requests per shot
 
 CMD may use {port}, {datadir} and {camera}; they are replaced by a free loopback port, a fresh
 temporary directory and the CCAPI URL of the camera simulator started with --sim (a command
@@ -163,7 +168,8 @@ class WsClient:
 
 
 def start_sim(sim_cmd, timeout):
-    """Starts the camera simulator process; returns (proc, CCAPI access URL)."""
+    """Starts the camera simulator process; returns (proc, CCAPI access URL). The address of
+    its control plane (the `control` line, printed after `access_url`) lands in proc.control."""
     proc = subprocess.Popen(shlex.split(sim_cmd), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, text=True)
     deadline = time.monotonic() + timeout
@@ -174,6 +180,14 @@ def start_sim(sim_cmd, timeout):
                              "printing its address")
         if line.startswith("access_url"):
             url = line.split(None, 1)[1].strip()
+            proc.control = None
+            while True:
+                line = proc.stdout.readline()
+                if not line or line.startswith("control"):
+                    break
+            if line.startswith("control"):
+                addr = line.split(None, 1)[1].strip()
+                proc.control = None if addr == "off" else addr
             # Keep draining its stdout so it never blocks on a full pipe.
             threading.Thread(target=proc.stdout.read, daemon=True).start()
             return proc, url
@@ -310,6 +324,78 @@ def wait_camera_connected(ws, welcome, timeout):
     return False
 
 
+def sim_requests(sim, since=0):
+    """The simulator's request log after sequence number `since` (its control plane)."""
+    if sim is None or not getattr(sim, "control", None):
+        return []
+    host, port = sim.control.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as c:
+        c.sendall(f"GET /_sim/requests?since={since} HTTP/1.1\r\nHost: {sim.control}\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    body = data.partition(b"\r\n\r\n")[2]
+    # The control plane's own requests (these) are logged too: only the camera's count.
+    return [r for r in json.loads(body).get("requests", [])
+            if not r.get("path", "").startswith("/_sim")]
+
+
+def last_seq(reqs, default=0):
+    return max((r.get("seq", 0) for r in reqs), default=default)
+
+
+def camera_traffic(reqs, secs):
+    """'N requests/min over M connections (paths…)' for a window of the request log."""
+    peers = {r.get("peer") for r in reqs}
+    paths = {}
+    for r in reqs:
+        key = f"{r.get('method')} {r.get('path', '').split('?')[0].replace('/ccapi/', '')}"
+        paths[key] = paths.get(key, 0) + 1
+    top = ", ".join(f"{k} {v}" for k, v in sorted(paths.items(), key=lambda kv: -kv[1])[:6])
+    return (f"{len(reqs) * 60 / secs:.1f} camera requests/min over {len(peers)} connection(s) "
+            f"({top})")
+
+
+def run_session(ws, proc, sim, shots, interval, timeout):
+    """Starts a session of `shots` shots over the WebSocket and waits for its end; returns
+    (seconds, context switches of the service, requests the camera saw, end event)."""
+    seen = len(ws.messages)
+    seq0 = last_seq(sim_requests(sim))
+    pids = proc_tree(proc.pid)
+    b0, t0 = task_switches(pids), time.monotonic()
+    msg = {"type": "start_intervalometer", "requestId": "probe-1",
+           "data": {"interval": interval, "stopCondition": "stop-after", "shots": shots,
+                    "title": "probe"}}
+    ws.send(0x1, json.dumps(msg).encode())
+    deadline = t0 + shots * interval + timeout
+    end = None
+    while end is None and time.monotonic() < deadline:
+        msgs = ws.messages[seen:]
+        seen += len(msgs)
+        for text in msgs:
+            try:
+                m = json.loads(text)
+            except ValueError:
+                continue
+            if m.get("type") == "error" and m.get("requestId") == "probe-1":
+                raise SystemExit(f"FAIL: start_intervalometer refused: {text[:300]}")
+            kind = m.get("eventType") or m.get("type")
+            if kind in ("session_completed", "session_stopped", "session_error"):
+                end = m
+        if ws.closed:
+            raise SystemExit(f"FAIL: the WebSocket closed during the session: {ws.closed}")
+        time.sleep(0.05)  # polling a list filled by the reader thread
+    if end is None:
+        raise SystemExit("FAIL: the session did not end in time")
+    b1, t1 = task_switches(proc_tree(proc.pid)), time.monotonic()
+    reqs = [r for r in sim_requests(sim, seq0) if r.get("seq", 0) > seq0]
+    return t1 - t0, (b0, b1), reqs, end
+
+
 def rss_kib(pids):
     total = 0
     for pid in pids:
@@ -325,7 +411,9 @@ def rss_kib(pids):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("mode", choices=["smoke", "footprint"])
+    ap.add_argument("mode", choices=["smoke", "footprint", "session"])
+    ap.add_argument("--shots", type=int, default=60, help="session: number of shots")
+    ap.add_argument("--interval", type=float, default=1.0, help="session: interval (s)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for /health")
     ap.add_argument("--seconds", type=float, default=60.0, help="idle window (footprint)")
     ap.add_argument("--settle", type=float, default=5.0, help="seconds before the window")
@@ -362,12 +450,32 @@ def main():
             cam_note = (f" and a connected camera (connected {time.monotonic() - proc.t0:.2f} s "
                         f"after start)")
         time.sleep(args.settle)
+        label = f"{args.label}: " if args.label else ""
+        if args.mode == "session":
+            if not sim:
+                ap.error("session needs --sim")
+            secs, (b0, b1), reqs, end = run_session(ws, proc, sim, args.shots, args.interval,
+                                                    args.timeout)
+            n = sum(v for _, v in b1.values()) - sum(v for _, v in b0.values())
+            stats = (end.get("data") or {}).get("stats") or end.get("stats") or {}
+            taken = stats.get("shotsSuccessful", stats.get("shotsTaken", "?"))
+            print(f"{label}session of {args.shots} x {args.interval:g} s: {taken} taken in "
+                  f"{secs:.1f} s")
+            print(f"{label}context switches per shot (whole service, one WebSocket client): "
+                  f"{n / args.shots:.1f} ({n} in {secs:.1f} s)")
+            print(f"{label}camera during the session: {len(reqs) / args.shots:.1f} requests/shot; "
+                  + camera_traffic(reqs, secs))
+            if args.per_thread:
+                per_task_report(b0, b1, secs, label)
+            return 0
         pids = proc_tree(proc.pid)
         sim_pids = proc_tree(sim.pid) if sim else []
+        seq0 = last_seq(sim_requests(sim)) if sim else 0
         b0, s0, t0 = task_switches(pids), ctx_switches(sim_pids), time.monotonic()
         time.sleep(args.seconds)
         pids = proc_tree(proc.pid)
         b1, s1, t1 = task_switches(pids), ctx_switches(sim_pids), time.monotonic()
+        reqs = [r for r in sim_requests(sim, seq0) if r.get("seq", 0) > seq0] if sim else None
         rss = rss_kib(pids)
         if proc.poll() is not None:
             raise SystemExit(f"FAIL: the service exited ({proc.returncode}) during the window")
@@ -375,7 +483,6 @@ def main():
             raise SystemExit(f"FAIL: the WebSocket closed during the window: {ws.closed}")
         c0 = sum(n for _, n in b0.values())
         c1 = sum(n for _, n in b1.values())
-        label = f"{args.label}: " if args.label else ""
         print(f"{label}start to /health 200: {secs * 1000:.1f} ms")
         print(f"{label}idle RSS with one WebSocket client{cam_note}: {rss / 1024:.2f} MiB "
               f"({rss} KiB)")
@@ -384,6 +491,8 @@ def main():
               f"received)")
         if args.per_thread:
             per_task_report(b0, b1, t1 - t0, label)
+        if reqs is not None:
+            print(f"{label}idle camera traffic: " + camera_traffic(reqs, t1 - t0))
         if sim:
             print(f"{label}(camera simulator process, not counted above: "
                   f"{(s1 - s0) / (t1 - t0):.2f} switches/s)")
