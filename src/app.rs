@@ -237,6 +237,8 @@ pub struct App {
     pub status: StatusBoard,
     pub publisher: Publisher,
     services: Vec<Arc<dyn Service>>,
+    /// The camera's live view (the HTTP stream reads it directly).
+    liveview: std::sync::OnceLock<Arc<crate::camera::liveview::LiveView>>,
 }
 
 impl App {
@@ -248,7 +250,17 @@ impl App {
             status,
             publisher,
             services: Vec::new(),
+            liveview: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Connects the live-view stream to the camera's live view (once).
+    pub fn set_liveview(&self, lv: Arc<crate::camera::liveview::LiveView>) {
+        let _ = self.liveview.set(lv);
+    }
+
+    pub fn liveview(&self) -> Option<Arc<crate::camera::liveview::LiveView>> {
+        self.liveview.get().cloned()
     }
 
     pub fn add_service(&mut self, service: Arc<dyn Service>) {

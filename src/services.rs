@@ -140,6 +140,7 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
     let (camera, camera_link) = (started.control, started.link);
     let camera_service = started.service;
     app.add_service(camera_service.clone());
+    app.set_liveview(camera_service.liveview.clone());
 
     let mut tasks = Vec::new();
 

@@ -22,6 +22,7 @@ mod compat;
 mod discovery;
 mod e2e;
 mod intervalometer;
+mod liveview;
 mod logs;
 mod power;
 mod storage;

@@ -90,6 +90,8 @@ pub fn shutter_timeout(call: Duration, exposure: Option<Duration>, af: bool) -> 
 const MAX_JSON: u64 = 2 * 1024 * 1024;
 /// Largest file accepted as a test photo.
 pub const MAX_DOWNLOAD: u64 = 200 * 1024 * 1024;
+/// The largest live-view frame accepted (a medium frame is ~100-300 KB).
+pub const MAX_LV_FRAME: u64 = 4 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Errors
@@ -734,6 +736,56 @@ impl Session {
         timeout: Duration,
     ) -> Result<Value, ApiError> {
         Self::json_of(self.request(method, url, Some(body), timeout)?)
+    }
+
+    /// `POST shooting/liveview`: live view on at `size` ("small" | "medium") or "off". The
+    /// camera's own screen is left as it is (`keep`) where the body accepts that; bodies that
+    /// reject `keep` (400, the R100) get `on`.
+    pub fn liveview(&self, size: &str) -> Result<(), ApiError> {
+        let url = self.resolve("shooting/liveview")?;
+        let body = json!({"liveviewsize": size, "cameradisplay": "keep"});
+        match self.call("POST", &url, &body, self.timeouts.call) {
+            Err(e) if e.code == ErrorCode::InvalidParameter => {
+                let body = json!({"liveviewsize": size, "cameradisplay": "on"});
+                self.call("POST", &url, &body, self.timeouts.call).map(drop)
+            }
+            r => r.map(drop),
+        }
+    }
+
+    /// `GET shooting/liveview/flip`: one live-view JPEG (at most [`MAX_LV_FRAME`] bytes).
+    pub fn liveview_frame(&self) -> Result<Vec<u8>, ApiError> {
+        let url = self.resolve("shooting/liveview/flip")?;
+        let mut resp = self.send("GET", &url, None, self.timeouts.call)?;
+        let status = resp.status().as_u16();
+        let limit = if (200..300).contains(&status) {
+            MAX_LV_FRAME
+        } else {
+            MAX_JSON
+        };
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|e| transport_error(&e, Some(&self.trust)))?;
+        if !(200..300).contains(&status) {
+            return Err(status_error(status, &body));
+        }
+        if !body.starts_with(&[0xFF, 0xD8]) {
+            return Err(ApiError::new(
+                ErrorCode::ConnectionFailed,
+                "Camera sent a live-view frame that is not a JPEG",
+            ));
+        }
+        Ok(body)
+    }
+
+    /// `POST shooting/control/drivefocus {"value": step}` (near1..3, far1..3).
+    pub fn drive_focus(&self, step: &str) -> Result<(), ApiError> {
+        let url = self.resolve("shooting/control/drivefocus")?;
+        self.call("POST", &url, &json!({ "value": step }), self.timeouts.call)
+            .map(drop)
     }
 
     /// The model name for the status block.

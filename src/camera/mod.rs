@@ -395,6 +395,7 @@ pub mod exif;
 mod handle;
 pub mod link;
 mod link_driver;
+pub mod liveview;
 pub mod service;
 mod shared;
 mod shot;

@@ -66,17 +66,21 @@ pub trait SessionGate: Send + Sync {
 }
 
 pub struct CameraService {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     link: CameraLinkHandle,
-    gate: OnceLock<Arc<dyn SessionGate>>,
+    gate: Arc<OnceLock<Arc<dyn SessionGate>>>,
+    /// The camera's live view, shared by every viewer (`liveview.rs`).
+    pub liveview: Arc<super::liveview::LiveView>,
 }
 
 impl CameraService {
     pub(crate) fn new(inner: Arc<Inner>, link: CameraLinkHandle) -> Self {
+        let gate = Arc::new(OnceLock::new());
         CameraService {
+            liveview: Arc::new(super::liveview::LiveView::new(inner.clone(), gate.clone())),
             inner,
             link,
-            gate: OnceLock::new(),
+            gate,
         }
     }
 
@@ -673,20 +677,20 @@ fn read_exif(path: &Path) -> Option<ExifSummary> {
 /// `<data_dir>/test-photos/`: `<id>_<filename>` and its metadata `<id>.json` (written
 /// atomically, after the file). Ids are numbers, one more than the highest stored.
 #[derive(Clone)]
-struct PhotoStore {
+pub(super) struct PhotoStore {
     dir: PathBuf,
 }
 
 impl PhotoStore {
-    fn new(dir: PathBuf) -> PhotoStore {
+    pub(super) fn new(dir: PathBuf) -> PhotoStore {
         PhotoStore { dir }
     }
 
-    fn create(&self) -> std::io::Result<()> {
+    pub(super) fn create(&self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)
     }
 
-    fn file(&self, id: u64, filename: &str) -> PathBuf {
+    pub(super) fn file(&self, id: u64, filename: &str) -> PathBuf {
         self.dir.join(format!("{id}_{filename}"))
     }
 
@@ -708,36 +712,36 @@ impl PhotoStore {
         ids
     }
 
-    fn next_id(&self) -> u64 {
+    pub(super) fn next_id(&self) -> u64 {
         self.ids().first().map_or(1, |m| m + 1)
     }
 
-    fn get(&self, id: u64) -> Option<TestPhotoInfo> {
+    pub(super) fn get(&self, id: u64) -> Option<TestPhotoInfo> {
         let bytes = std::fs::read(self.info_path(id)).ok()?;
         let info: TestPhotoInfo = serde_json::from_slice(&bytes).ok()?;
         (info.id == id && sanitize(&info.filename) == info.filename).then_some(info)
     }
 
     /// Newest first; unreadable metadata is skipped.
-    fn list(&self) -> Vec<TestPhotoInfo> {
+    pub(super) fn list(&self) -> Vec<TestPhotoInfo> {
         self.ids()
             .into_iter()
             .filter_map(|id| self.get(id))
             .collect()
     }
 
-    fn save_info(&self, info: &TestPhotoInfo) -> std::io::Result<()> {
+    pub(super) fn save_info(&self, info: &TestPhotoInfo) -> std::io::Result<()> {
         let bytes = serde_json::to_vec(info).map_err(std::io::Error::other)?;
         crate::util::atomic_write(&self.info_path(info.id), &bytes)
     }
 
-    fn delete(&self, info: &TestPhotoInfo) -> std::io::Result<()> {
+    pub(super) fn delete(&self, info: &TestPhotoInfo) -> std::io::Result<()> {
         std::fs::remove_file(self.info_path(info.id))?;
         let _ = std::fs::remove_file(self.file(info.id, &info.filename));
         Ok(())
     }
 
-    fn prune(&self, keep: usize) {
+    pub(super) fn prune(&self, keep: usize) {
         for info in self.list().into_iter().skip(keep) {
             let _ = self.delete(&info);
         }
@@ -888,6 +892,13 @@ impl Service for CameraService {
             Command::AcceptCameraCertificate(a) => {
                 Box::pin(async move { self.accept_certificate(a.uuid.as_deref()) })
             }
+            Command::CaptureLiveview(_)
+            | Command::ListLiveviewImages
+            | Command::DeleteLiveviewImage(_)
+            | Command::ClearLiveviewImages
+            | Command::GetLiveviewImageFile(_)
+            | Command::GetLiveviewStatus
+            | Command::DriveFocus(_) => return self.liveview_command(origin, cmd),
             _ => return None,
         })
     }

@@ -186,6 +186,16 @@ commands! {
     /// REST only: the test photo's bytes (`Reply::body`).
     GetTestPhotoFile(IdRef) = "get_test_photo_file", Camera, Read, m::TestPhotoFile;
     AcceptCameraCertificate(AcceptCertificate) = "accept_camera_certificate", Camera, Write, m::CertificateAccepted;
+    /// One live-view frame, kept (the stream itself is `GET /api/camera/liveview/stream`).
+    CaptureLiveview(LiveViewSize) = "capture_liveview" ["capture-liveview"], Camera, Write, m::LiveViewCaptured;
+    ListLiveviewImages = "list_liveview_images", Camera, Read, m::LiveViewImages;
+    DeleteLiveviewImage(IdRef) = "delete_liveview_image", Camera, Write, m::LiveViewImageDeleted;
+    ClearLiveviewImages = "clear_liveview_images", Camera, Write, m::LiveViewCleared;
+    /// REST only: a kept frame's bytes (`Reply::body`).
+    GetLiveviewImageFile(IdRef) = "get_liveview_image_file", Camera, Read, m::LiveViewImageFile;
+    GetLiveviewStatus = "get_liveview_status", Camera, Read, m::LiveViewStatus;
+    /// Focus one step: near1..near3 / far1..far3 (small to large).
+    DriveFocus(DriveFocus) = "drive_focus", Camera, Write, m::FocusDriven;
 
     ValidateInterval(ValidateInterval) = "validate_interval", Intervalometer, Read, m::IntervalValidationReply;
     StartIntervalometer(StartIntervalometer) =
@@ -284,6 +294,18 @@ pub struct Channels {
 pub struct TakePhoto {
     #[serde(default)]
     pub af: Option<bool>,
+}
+
+/// `capture_liveview {size?}`: small or medium (default: the running stream's, else medium).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveViewSize {
+    #[serde(default)]
+    pub size: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DriveFocus {
+    pub step: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -249,6 +249,62 @@ pub struct TestPhoto {
     pub photo: TestPhotoInfo,
 }
 
+/// `capture_liveview`: one live-view frame, kept like a test photo (under
+/// `/api/camera/liveview/images/{id}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveViewCaptured {
+    pub success: bool,
+    #[serde(flatten)]
+    pub image: TestPhotoInfo,
+}
+
+/// `list_liveview_images`: newest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveViewImages {
+    pub images: Vec<TestPhotoInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveViewImageDeleted {
+    pub success: bool,
+    pub id: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LiveViewCleared {
+    pub success: bool,
+    pub deleted: u64,
+}
+
+/// WebSocket answer to `get_liveview_image_file` (REST sends the bytes).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveViewImageFile {
+    pub id: u64,
+    pub content_type: String,
+    pub size: u64,
+}
+
+/// `drive_focus`: the step the camera took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FocusDriven {
+    pub success: bool,
+    pub step: String,
+}
+
+/// `get_liveview_status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveViewStatus {
+    /// Live view is on (or starting) on the camera.
+    pub active: bool,
+    pub viewers: u64,
+    pub max_viewers: u64,
+    pub frames_relayed: u64,
+    /// `multipart/x-mixed-replace` JPEG stream (`?size=small|medium`).
+    pub stream_url: String,
+}
+
 /// `get_test_photo`: one photo's metadata.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -684,6 +740,13 @@ reply! {
     TestPhotos => "test_photos";
     TestPhotoDeleted => "test_photo_deleted";
     TestPhotoFile => "test_photo_file";
+    LiveViewCaptured => "liveview_capture_result";
+    LiveViewImages => "liveview_images";
+    LiveViewImageDeleted => "liveview_image_deleted";
+    LiveViewCleared => "liveview_cleared";
+    LiveViewImageFile => "liveview_image_file";
+    FocusDriven => "focus_driven";
+    LiveViewStatus => "liveview_status";
     CertificateAccepted => "camera_certificate_accepted";
     IntervalValidationReply => "interval_validation";
     IntervalometerStart => "intervalometer_start";
@@ -768,6 +831,11 @@ pub struct TestPhotoScheduled {
     pub at: String,
     pub in_seconds: f64,
 }
+
+/// Broadcast of a kept live-view frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LiveViewImageCaptured(pub TestPhotoInfo);
 
 /// The newest frame's thumbnail while a session runs (for the monitor).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -1056,6 +1124,8 @@ event_kinds! {
     TestPhotoProgress(TestPhotoProgress) on Camera: [(Event, "test_photo_download_progress")];
     TestPhotoScheduled(TestPhotoScheduled) on Camera: [(Event, "test_photo_scheduled")];
     SessionFrame(SessionFrame) on Camera: [(Event, "session_frame")];
+    /// A live-view frame was kept (`capture_liveview`), for the other clients' galleries.
+    LiveViewImageCaptured(LiveViewImageCaptured) on Camera: [(Event, "liveview_captured")];
     /// A manual photo or a session's shot (the original's `intervalometer_photo` for the
     /// latter is emitted by [`EventKind::SessionPhoto`]).
     PhotoTaken(PhotoTaken) on Camera: [(Event, "photo_taken")];

@@ -64,6 +64,19 @@ pub const ROUTES: &[Route] = &[
     get("camera/photos/test/:id", "get_test_photo"),
     get("camera/photos/test/:id/file", "get_test_photo_file"),
     with_method(get("camera/photos/test/:id", "delete_test_photo"), "DELETE"),
+    post("camera/liveview/capture", "capture_liveview"),
+    get("camera/liveview/images", "list_liveview_images"),
+    get("camera/liveview/images/:id/file", "get_liveview_image_file"),
+    with_method(
+        get("camera/liveview/images/:id", "delete_liveview_image"),
+        "DELETE",
+    ),
+    with_method(
+        get("camera/liveview/clear", "clear_liveview_images"),
+        "DELETE",
+    ),
+    get("camera/liveview/status", "get_liveview_status"),
+    post("camera/focus/drive", "drive_focus"),
     post("camera/certificate/accept", "accept_camera_certificate"),
     // The original's camera address setting: connect there (HTTPS, then HTTP).
     post("camera/configure", "connect_to_ip"),

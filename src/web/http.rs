@@ -506,6 +506,12 @@ pub async fn connection(
             return;
         }
 
+        if req.path == super::liveview::STREAM_PATH {
+            // A long-lived response, like a WebSocket: the connection is not reused.
+            super::liveview::serve(web, &req, stream, id).await;
+            return;
+        }
+
         if let Err(f) = read_body(web, &stream, &mut req, &mut buf, conn).await {
             if let Failure::Respond(resp) = f {
                 let _ = write_response(web, &stream, &resp, false).await;

@@ -26,6 +26,7 @@ pub mod conns;
 pub mod host;
 pub mod http;
 pub mod hub;
+pub mod liveview;
 pub mod rest;
 pub mod ws;
 
