@@ -525,9 +525,12 @@ mod tests {
             | "get_test_photo"
             | "get_test_photo_file"
             | "get_report_csv"
-            | "get_report_chart" => {
+            | "get_report_chart"
+            | "delete_liveview_image"
+            | "get_liveview_image_file" => {
                 json!({"id": "r"})
             }
+            "drive_focus" => json!({"step": "near1"}),
             "update_report_title" => json!({"id": "r", "title": "t"}),
             "connect_to_ip" => json!({"ip": "127.0.0.1"}),
             "set_primary_camera" => json!({"uuid": "u"}),
