@@ -1351,6 +1351,127 @@
   $("vibrate").onclick = () => { vibrate = !vibrate; try { localStorage.setItem("skylapse.vibrate", vibrate ? "1" : "0"); } catch (_) {} renderVibrate(); buzz(100); };
   renderVibrate();
 
+  // ---------- frame & focus: live view relayed by the Pi, figures computed here ----------
+  const LV = { on: false, zoom: 1, ox: 0.5, oy: 0.5, best: 0, timer: 0, retry: 0, abort: null };
+  const lvImg = $("lv-img");
+  function lvSet(state, note) {
+    $("lv-state").textContent = state;
+    $("lv-state").className = "pill" + (state === "live" ? " ok" : state === "off" ? "" : " warn");
+    $("lv-note").hidden = !note;
+    $("lv-note").textContent = note || "";
+  }
+  function lvStart() {
+    if (isLive(S.intervalometer)) { lvSet("off", "A timelapse is running: live view is off so it cannot delay or spoil a frame."); return; }
+    clearTimeout(LV.retry);
+    LV.on = true;
+    LV.since = Date.now();
+    lvSet("starting…");
+    lvImg.src = api("/api/camera/liveview/stream?size=medium&t=" + Date.now());
+    if (!LV.timer) LV.timer = setInterval(lvMeasure, 250);
+  }
+  function lvStop(state, note) {
+    LV.on = false;
+    clearTimeout(LV.retry);
+    lvImg.removeAttribute("src"); // closes the stream: the Pi turns live view off after a few seconds
+    clearInterval(LV.timer);
+    LV.timer = 0;
+    lvSet(state || "off", note);
+  }
+  lvImg.onload = () => { if (LV.on) lvSet("live"); };
+  // The stream could not start (or ended): ask once for the reason, then retry unless refused.
+  lvImg.onerror = async () => {
+    if (!LV.on || !lvImg.getAttribute("src")) return;
+    let reason = null, refused = false;
+    try {
+      const ctl = new AbortController();
+      const r = await fetch(api("/api/camera/liveview/stream?size=medium"), { signal: ctl.signal });
+      if (!r.ok) { const b = await r.json().catch(() => ({})); reason = b.error || b; refused = true; }
+      ctl.abort();
+    } catch (_) { reason = { message: "The Pi is not answering" }; }
+    if (!LV.on) return;
+    if (refused) { lvStop("off", reason && reason.message ? plain(reason) : "Live view is not available."); return; }
+    lvSet("retrying…", reason ? plain(reason) : "The stream stopped; trying again.");
+    LV.retry = setTimeout(() => { if (LV.on) lvStart(); }, 2000);
+  };
+  // Focus figure: gradient energy of the magnified area (or the centre), on a small copy.
+  const lvCanvas = document.createElement("canvas");
+  function lvMeasure() {
+    if (!LV.on) return;
+    // No first frame in 12 s: the stream ended or never started; find out why.
+    if (!lvImg.naturalWidth) { if (Date.now() - LV.since > 12000) { LV.since = Date.now(); lvImg.onerror(); } return; }
+    if (isLive(S.intervalometer)) { lvStop("off", "A timelapse started: live view is off."); return; }
+    const W = lvImg.naturalWidth, H = lvImg.naturalHeight;
+    const span = 1 / Math.max(LV.zoom, 3); // the area looked at: at most a third of the frame
+    const sw = W * span, sh = H * span;
+    const sx = Math.min(W - sw, Math.max(0, LV.ox * W - sw / 2)), sy = Math.min(H - sh, Math.max(0, LV.oy * H - sh / 2));
+    const w = Math.min(200, Math.round(sw)), h = Math.max(1, Math.round(w * sh / sw));
+    lvCanvas.width = w; lvCanvas.height = h;
+    const g = lvCanvas.getContext("2d", { willReadFrequently: true });
+    let d;
+    try { g.drawImage(lvImg, sx, sy, sw, sh, 0, 0, w, h); d = g.getImageData(0, 0, w, h).data; } catch (_) { return; }
+    const L = new Float32Array(w * h);
+    for (let i = 0, j = 0; i < d.length; i += 4, j++) L[j] = 0.2126 * d[i] + 0.7152 * d[i + 1] + 0.0722 * d[i + 2];
+    let e = 0;
+    for (let y = 1; y < h - 1; y++) for (let x = 1; x < w - 1; x++) {
+      const k = y * w + x, gx = L[k + 1] - L[k - 1], gy = L[k + w] - L[k - w];
+      e += gx * gx + gy * gy;
+    }
+    const fig = Math.round(10 * e / Math.max(1, (w - 2) * (h - 2))) / 10;
+    LV.best = Math.max(LV.best, fig);
+    $("lv-focus").textContent = String(fig);
+    $("lv-best").textContent = String(LV.best);
+    $("lv-meter").style.width = (LV.best ? Math.round(100 * fig / LV.best) : 0) + "%";
+    document.body.dataset.lvFocus = String(fig);
+    document.body.dataset.lvN = String((LV.n = (LV.n || 0) + 1)); // measurements so far (tests wait on it)
+    const hist = histogram(lvImg);
+    $("lv-hist")._h = hist;
+    drawHistogram($("lv-hist"), hist);
+  }
+  function lvZoom() {
+    lvImg.style.transformOrigin = (LV.ox * 100) + "% " + (LV.oy * 100) + "%";
+    lvImg.style.transform = LV.zoom > 1 ? "scale(" + LV.zoom + ")" : "";
+    $("lv-zoom").textContent = LV.zoom + "×";
+    $("lv-zoom").setAttribute("aria-pressed", String(LV.zoom > 1));
+  }
+  $("lv-box").onclick = (e) => {
+    if (LV.zoom > 1) return;
+    const r = $("lv-box").getBoundingClientRect();
+    LV.ox = Math.min(1, Math.max(0, (e.clientX - r.left) / r.width));
+    LV.oy = Math.min(1, Math.max(0, (e.clientY - r.top) / r.height));
+    LV.zoom = 5;
+    lvZoom();
+  };
+  $("lv-zoom").onclick = () => { LV.zoom = LV.zoom === 1 ? 3 : LV.zoom === 3 ? 5 : 1; lvZoom(); };
+  $("lv-grid").onclick = () => { const on = $("lv-lines").hidden; $("lv-lines").hidden = !on; $("lv-grid").setAttribute("aria-pressed", String(on)); };
+  $("lv-reset").onclick = () => { LV.best = 0; $("lv-best").textContent = "–"; };
+  $("lv-focus-row").onclick = (ev) => {
+    const b = ev.target.closest("button[data-step]");
+    if (b) act(b, "drive_focus", { step: b.dataset.step }, null, 15000);
+  };
+  $("lv-capture").onclick = async (ev) => {
+    const r = await act(ev.currentTarget, "capture_liveview", {}, "Frame kept", 30000);
+    if (r && r.id) showPhoto($("lv-shot"), api(r.fileUrl || "/api/camera/liveview/images/" + r.id + "/file"), r.settings || {}, (r.filename || "") + " · live view", r.filename);
+  };
+  function lvOpen() {
+    $("frame").hidden = false;
+    document.body.classList.add("lv-open");
+    scrollTo(0, 0);
+    lvStart();
+  }
+  function lvClose() {
+    lvStop();
+    $("frame").hidden = true;
+    document.body.classList.remove("lv-open");
+  }
+  $("lv-open").onclick = lvOpen;
+  $("lv-close").onclick = lvClose;
+  // The phone sleeps or the page is left: no stream (the camera's battery); back: again.
+  document.addEventListener("visibilitychange", () => {
+    if ($("frame").hidden) return;
+    if (document.visibilityState === "hidden") lvStop("paused");
+    else lvStart();
+  });
+
   // ---------- tabs, night mode, dimmer ----------
   let currentTab = "camera";
   function showTab(name) {

@@ -506,6 +506,25 @@ fn sim(control: SocketAddr, method: &str, path: &str, body: Value) -> Result<(),
     }
 }
 
+/// The simulator's state (`GET /_sim/state`).
+fn sim_state(control: SocketAddr) -> Result<Value, String> {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(control).map_err(|e| format!("control plane: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "GET /_sim/state HTTP/1.1\r\nHost: sim\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("control plane: {e}"))?;
+    let mut reply = Vec::new();
+    let _ = s.read_to_end(&mut reply);
+    let split = reply
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("control plane: no reply")?;
+    serde_json::from_slice(&reply[split + 4..]).map_err(|e| format!("control plane: {e}"))
+}
+
 /// Brightest luminance (0–255) inside each selector's box in a fresh screenshot of the page:
 /// what the screen really shows, after filters, blending and the dimmer.
 async fn brightest(cdp: &Cdp, selectors: &[&str]) -> Result<Vec<f64>, String> {
@@ -688,6 +707,119 @@ async fn scenario(
         15_000,
     )
     .await?;
+
+    step("frame & focus");
+    // Issue 11: the live view on the phone, and a focus figure (computed in the browser) that
+    // peaks where the simulator's lens is truly in focus. A night sky metered for the scene;
+    // the lens starts 80 steps short of focus and is driven through it in big steps.
+    sim(
+        control,
+        "PATCH",
+        "/_sim/state",
+        json!({"sky_mode": "night", "lv_exposure_simulation": false, "true_focus": 500, "focus_position": 380}),
+    )?;
+    cdp.tap("#lv-open").await?;
+    cdp.wait_for(
+        "live view",
+        "document.querySelector('#lv-state').textContent === 'live' && Number(document.body.dataset.lvN) > 2 && document.querySelector('main').offsetParent === null",
+        20_000,
+    )
+    .await?;
+    // Tap the brightest star (alone near the centre) to magnify it, as one would.
+    let star = sim_state(control)?["scene"]["brightest_star"].clone();
+    let (sx, sy) = (
+        star[0].as_f64().unwrap_or(0.5),
+        star[1].as_f64().unwrap_or(0.5),
+    );
+    cdp.eval(&format!(
+        "(() => {{ const b = document.querySelector('#lv-box'), r = b.getBoundingClientRect(); b.dispatchEvent(new MouseEvent('click', {{bubbles: true, clientX: r.left + {sx} * r.width, clientY: r.top + {sy} * r.height}})); }})()"
+    ))
+    .await?;
+    cdp.wait_for(
+        "magnified",
+        "document.querySelector('#lv-zoom').textContent === '5×'",
+        5_000,
+    )
+    .await?;
+    let mut sweep = Vec::new();
+    for i in 0..7 {
+        if i > 0 {
+            let before = sim_state(control)?["scene"]["focus_position"]
+                .as_i64()
+                .unwrap_or(-1);
+            cdp.tap("#lv-focus-row [data-step=far3]").await?;
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while sim_state(control)?["scene"]["focus_position"]
+                .as_i64()
+                .unwrap_or(-1)
+                == before
+            {
+                if std::time::Instant::now() > deadline {
+                    return Err("the focus drive did not move the lens".into());
+                }
+                Timer::after(Duration::from_millis(50)).await; // polling the simulator's state
+            }
+        }
+        // Fresh frames only: a few measurements after the lens moved.
+        let n0 = cdp
+            .eval("Number(document.body.dataset.lvN)")
+            .await?
+            .as_f64()
+            .unwrap_or(0.0);
+        cdp.wait_for(
+            "fresh focus figures",
+            &format!("Number(document.body.dataset.lvN) >= {}", n0 + 6.0),
+            10_000,
+        )
+        .await?;
+        let fig = cdp
+            .eval("Number(document.body.dataset.lvFocus)")
+            .await?
+            .as_f64()
+            .unwrap_or(0.0);
+        let pos = sim_state(control)?["scene"]["focus_position"]
+            .as_i64()
+            .unwrap_or(-1);
+        sweep.push((pos, fig));
+    }
+    eprintln!("focus sweep (position, figure): {sweep:?}");
+    let best = sweep
+        .iter()
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|p| p.0)
+        .unwrap_or(-1);
+    if (best - 500).abs() > 40 {
+        return Err(format!(
+            "the focus figure peaks at {best}, not at the true focus 500: {sweep:?}"
+        ));
+    }
+    cdp.wait_for(
+        "best marked",
+        "Number(document.querySelector('#lv-best').textContent) >= Number(document.body.dataset.lvFocus)",
+        5_000,
+    )
+    .await?;
+    cdp.screenshot("frame-focus").await;
+    cdp.tap("#lv-capture").await?;
+    cdp.wait_for(
+        "kept frame",
+        "(() => { const i = document.querySelector('#lv-shot img'); return i && i.complete && i.naturalWidth > 0; })()",
+        20_000,
+    )
+    .await?;
+    cdp.tap("#lv-close").await?;
+    cdp.wait_for(
+        "stream closed",
+        "!document.querySelector('#lv-img').getAttribute('src') && document.querySelector('#frame').hidden && document.querySelector('main').offsetParent !== null",
+        5_000,
+    )
+    .await?;
+    sim(
+        control,
+        "PATCH",
+        "/_sim/state",
+        json!({"lv_exposure_simulation": true}),
+    )?;
 
     step("error in plain words");
     // A refused connection: one sentence for the photographer, the raw error behind Details.

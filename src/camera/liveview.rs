@@ -52,6 +52,8 @@ const BUSY_PAUSE: Duration = Duration::from_millis(250);
 /// A capture waits this long for a real frame (live view takes ~1.6 s to start, then ~1.2 s
 /// to the first frame on an R50).
 const CAPTURE_PATIENCE: Duration = Duration::from_secs(8);
+/// Busy answers to the start after which the stream gives up (~5 s).
+const START_TRIES: u32 = 20;
 /// Consecutive failures (not busy) after which the stream gives up.
 const MAX_FAILURES: u32 = 5;
 
@@ -305,7 +307,16 @@ impl LiveView {
             idle_since = None;
             if !started {
                 match self.inner.on_control(move |s| s.liveview(size)).await {
-                    Ok(()) => started = true,
+                    Ok(()) => {
+                        started = true;
+                        failures = 0;
+                    }
+                    // Busy for a moment after a shot: ask again, for a while.
+                    Err(e) if e.code == ErrorCode::CameraBusy && failures < START_TRIES => {
+                        failures += 1;
+                        clock.sleep_until(clock.now() + BUSY_PAUSE).await;
+                        continue;
+                    }
                     Err(e) => {
                         log::info!("live view refused by the camera: {e}");
                         self.close_viewers();
