@@ -17,7 +17,9 @@
 # With the simulator as a process, it also counts the camera requests per minute and the
 # connections they came on while idle, and runs a session (--shots N, default 60, of 1 s) to
 # count context switches and camera requests per shot (issue 13's figures: <= 8 switches/shot,
-# idle <= 0.5 switches/s and <= 6 camera requests/min on one connection).
+# idle <= 0.5 switches/s and <= 6 camera requests/min on one connection), and streams live
+# view to 1 and 3 viewers (issue 11's figures: frames/s, RSS growth, CPU per frame, camera
+# requests/s, live view off after the last viewer).
 # Goals (issue 5): <= 8 MiB RSS, <= 1 wake-up/s averaged over a minute with a camera connected.
 # Under qemu the figures are those of the emulator process running the aarch64 binary (RSS
 # includes qemu itself and its translated-code cache, so it overstates the Pi); context
@@ -68,6 +70,12 @@ measure() { # label command...
         probe "$label, camera-sim process" --sim "$SIM_CMD" -- \
             "$@" --listen '127.0.0.1:{port}' --data-dir '{datadir}' \
             --camera '{camera}' --camera-insecure || st=1
+        for n in 1 3; do
+            echo "== $label, camera-sim process, live view to $n viewer(s)"
+            python3 "$BOARD_DIR/probe.py" liveview --label "$label" --viewers "$n" \
+                --seconds 20 --settle 2 --sim "$SIM_CMD" -- "$@" --listen '127.0.0.1:{port}' \
+                --data-dir '{datadir}' --camera '{camera}' --camera-insecure || st=1
+        done
         if [ "$SHOTS" -gt 0 ]; then
             echo "== $label, camera-sim process, a session of $SHOTS x 1 s"
             python3 "$BOARD_DIR/probe.py" session --label "$label" --shots "$SHOTS" \

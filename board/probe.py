@@ -6,6 +6,10 @@
                                                  the above, then idle RSS and context switches/s
                                                  with one WebSocket client connected (with --sim:
                                                  also camera requests/min and connections)
+  probe.py liveview  [--viewers N] [--seconds S] --sim SIMCMD -- CMD ...
+                                                 N viewers of the live-view stream for S seconds:
+                                                 frames/s per viewer, RSS growth, CPU per frame,
+                                                 camera requests/s, live view off after the last
   probe.py session   [--shots N] [--interval S] --sim SIMCMD -- CMD ...
                                                  a session of N shots (default 60 x 1 s) with one
                                                  WebSocket client: context switches per shot,
@@ -396,6 +400,118 @@ def run_session(ws, proc, sim, shots, interval, timeout):
     return t1 - t0, (b0, b1), reqs, end
 
 
+def cpu_ticks(pid):
+    """utime + stime of a process (clock ticks), every thread."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def sim_state(sim):
+    host, port = sim.control.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as c:
+        c.sendall(f"GET /_sim/state HTTP/1.1\r\nHost: {sim.control}\r\n"
+                  "Connection: close\r\n\r\n".encode())
+        data = b""
+        while True:
+            chunk = c.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return json.loads(data.partition(b"\r\n\r\n")[2])
+
+
+class StreamViewer:
+    """Reads GET /api/camera/liveview/stream in a thread, counting JPEG parts."""
+
+    def __init__(self, port):
+        self.frames, self.bytes, self.error = 0, 0, None
+        self.sock = socket.create_connection((HOST, port), timeout=30)
+        self.sock.sendall(f"GET /api/camera/liveview/stream?size=medium HTTP/1.1\r\n"
+                          f"Host: {HOST}:{port}\r\n\r\n".encode())
+        self.stop = False
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        f = self.sock.makefile("rb")
+        try:
+            status = f.readline()
+            if b" 200 " not in status:
+                self.error = status.decode(errors="replace").strip()
+                return
+            while f.readline() not in (b"\r\n", b""):
+                pass
+            while not self.stop:
+                length = None
+                while True:
+                    line = f.readline()
+                    if not line:
+                        return
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                    if line == b"\r\n" and length is not None:
+                        break
+                f.read(length + 2)
+                self.frames += 1
+                self.bytes += length
+        except (OSError, ValueError) as e:
+            self.error = self.error or str(e)
+
+    def close(self):
+        self.stop = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def run_liveview(proc, port, sim, viewers, secs, label):
+    pids = proc_tree(proc.pid)
+    rss0, cpu0 = rss_kib(pids), cpu_ticks(proc.pid)
+    seq0 = last_seq(sim_requests(sim))
+    vs = [StreamViewer(port) for _ in range(viewers)]
+    t0 = time.monotonic()
+    peak = rss0
+    while time.monotonic() - t0 < secs:
+        time.sleep(0.2)  # sampling RSS while the viewers read
+        peak = max(peak, rss_kib(pids))
+    t1 = time.monotonic()
+    cpu1 = cpu_ticks(proc.pid)
+    reqs = [r for r in sim_requests(sim, seq0) if r.get("seq", 0) > seq0]
+    for v in vs:
+        v.close()
+    closed = time.monotonic()
+    off_after = None
+    while time.monotonic() - closed < 30:
+        if (sim_state(sim).get("liveview") or {}).get("liveviewsize") == "off":
+            off_after = time.monotonic() - closed
+            break
+        time.sleep(0.1)  # polling the simulator's state
+    frames = [v.frames for v in vs]
+    errors = [v.error for v in vs if v.error]
+    if errors or min(frames) == 0:
+        raise SystemExit(f"FAIL: a viewer got no frames: {frames} {errors}")
+    hz = os.sysconf("SC_CLK_TCK")
+    total = sum(frames)
+    distinct = max(frames)
+    flips = sum(1 for r in reqs if r.get("path", "").endswith("/liveview/flip"))
+    kb = sum(v.bytes for v in vs) / max(1, total) / 1024
+    print(f"{label}{viewers} viewer(s) for {t1 - t0:.0f} s: "
+          + ", ".join(f"{n / (t1 - t0):.1f}" for n in frames)
+          + f" frames/s (mean frame {kb:.0f} KiB)")
+    print(f"{label}RSS growth with {viewers} viewer(s): {(peak - rss0) / 1024:.2f} MiB "
+          f"({rss0} → peak {peak} KiB)")
+    print(f"{label}CPU per relayed frame: {(cpu1 - cpu0) / hz / max(1, distinct) * 1000:.2f} ms "
+          f"({(cpu1 - cpu0) / hz:.2f} s CPU for {distinct} camera frames to {viewers} viewer(s))")
+    print(f"{label}camera requests while streaming: {len(reqs) / (t1 - t0):.1f}/s "
+          f"({flips} flips; " + camera_traffic(reqs, t1 - t0) + ")")
+    print(f"{label}live view off on the camera "
+          + (f"{off_after:.1f} s after the last viewer left" if off_after is not None
+             else "NOT within 30 s of the last viewer leaving"))
+    return 0 if off_after is not None and off_after <= 10 else 1
+
+
 def rss_kib(pids):
     total = 0
     for pid in pids:
@@ -411,7 +527,8 @@ def rss_kib(pids):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("mode", choices=["smoke", "footprint", "session"])
+    ap.add_argument("mode", choices=["smoke", "footprint", "session", "liveview"])
+    ap.add_argument("--viewers", type=int, default=1, help="liveview: number of viewers")
     ap.add_argument("--shots", type=int, default=60, help="session: number of shots")
     ap.add_argument("--interval", type=float, default=1.0, help="session: interval (s)")
     ap.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for /health")
@@ -451,6 +568,10 @@ def main():
                         f"after start)")
         time.sleep(args.settle)
         label = f"{args.label}: " if args.label else ""
+        if args.mode == "liveview":
+            if not sim:
+                ap.error("liveview needs --sim")
+            return run_liveview(proc, port, sim, args.viewers, args.seconds, label)
         if args.mode == "session":
             if not sim:
                 ap.error("session needs --sim")
