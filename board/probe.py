@@ -479,6 +479,9 @@ def run_liveview(proc, port, sim, viewers, secs, label):
     t1 = time.monotonic()
     cpu1 = cpu_ticks(proc.pid)
     reqs = [r for r in sim_requests(sim, seq0) if r.get("seq", 0) > seq0]
+    _, body = http_get(port, "/api/camera/liveview/status")
+    lv = json.loads(body)
+    lv = lv.get("data", lv)
     for v in vs:
         v.close()
     closed = time.monotonic()
@@ -504,6 +507,9 @@ def run_liveview(proc, port, sim, viewers, secs, label):
           f"({rss0} → peak {peak} KiB)")
     print(f"{label}CPU per relayed frame: {(cpu1 - cpu0) / hz / max(1, distinct) * 1000:.2f} ms "
           f"({(cpu1 - cpu0) / hz:.2f} s CPU for {distinct} camera frames to {viewers} viewer(s))")
+    print(f"{label}relay's added latency per frame (camera frame received → written to the "
+          f"viewer's socket): p50 {lv.get('relayLatencyP50Ms')} ms, "
+          f"p99 {lv.get('relayLatencyP99Ms')} ms")
     print(f"{label}camera requests while streaming: {len(reqs) / (t1 - t0):.1f}/s "
           f"({flips} flips; " + camera_traffic(reqs, t1 - t0) + ")")
     print(f"{label}live view off on the camera "

@@ -77,8 +77,18 @@ pub fn parse_focus_step(s: &str) -> Result<&'static str, ApiError> {
     })
 }
 
-/// The newest frame, shared by every viewer.
-pub type Frame = Arc<Vec<u8>>;
+/// A frame as the camera sent it, shared by every viewer, with when it arrived (the relay's
+/// added latency is measured from there to the viewer's socket).
+#[derive(Debug)]
+pub struct FrameData {
+    pub jpeg: Vec<u8>,
+    pub received_at: std::time::Instant,
+}
+
+pub type Frame = Arc<FrameData>;
+
+/// Relay latencies kept for the status (the newest).
+const LATENCY_SAMPLES: usize = 512;
 
 struct ViewerSlot {
     frames: async_channel::Sender<Frame>,
@@ -92,6 +102,8 @@ struct State {
     size: &'static str,
     /// Frames relayed since start.
     frames: u64,
+    /// Frame received → written to a viewer's socket, the newest [`LATENCY_SAMPLES`].
+    latencies: std::collections::VecDeque<Duration>,
 }
 
 /// The camera's live view, shared by every viewer (see the module doc).
@@ -119,8 +131,21 @@ impl Viewer {
         Some(f)
     }
 
-    /// Tells the pump this viewer wrote its frame (it may fetch the next).
-    pub fn done(&self) {
+    /// Tells the pump this viewer wrote `frame` (it may fetch the next).
+    pub fn done(&self, frame: &Frame) {
+        let took = self
+            .lv
+            .inner
+            .clock
+            .now()
+            .saturating_duration_since(frame.received_at);
+        {
+            let mut s = self.lv.lock();
+            if s.latencies.len() == LATENCY_SAMPLES {
+                s.latencies.pop_front();
+            }
+            s.latencies.push_back(took);
+        }
         let _ = self.lv.acks.0.try_send(self.id);
     }
 }
@@ -165,10 +190,15 @@ impl LiveView {
         Ok(())
     }
 
-    /// Number of viewers now, and whether live view is on.
-    pub fn status(&self) -> (usize, bool, u64) {
+    /// Number of viewers now, whether live view is on, frames relayed, and the relay's added
+    /// latency (p50, p99) over the newest frames.
+    pub fn status(&self) -> (usize, bool, u64, Option<(Duration, Duration)>) {
         let s = self.lock();
-        (s.viewers.len(), s.pumping, s.frames)
+        let mut l: Vec<Duration> = s.latencies.iter().copied().collect();
+        l.sort_unstable();
+        let pct = |p: f64| l[((l.len() - 1) as f64 * p).round() as usize];
+        let lat = (!l.is_empty()).then(|| (pct(0.5), pct(0.99)));
+        (s.viewers.len(), s.pumping, s.frames, lat)
     }
 
     /// Joins the stream (starting live view at `size` if it is off).
@@ -220,7 +250,9 @@ impl LiveView {
             None
         })
         .await;
-        viewer.done();
+        if let Some(f) = &frame {
+            viewer.done(f);
+        }
         frame.ok_or_else(|| {
             ApiError::new(
                 ErrorCode::CameraBusy,
@@ -334,7 +366,11 @@ impl LiveView {
                 }
                 Ok(bytes) => {
                     failures = 0;
-                    self.deliver(Arc::new(bytes)).await;
+                    let frame = FrameData {
+                        jpeg: bytes,
+                        received_at: clock.now(),
+                    };
+                    self.deliver(Arc::new(frame)).await;
                 }
                 Err(e) if camera_message(&e) == Some("Live view not started") => {
                     // Turned off on the body (or by a sleep): start it again.
@@ -476,12 +512,15 @@ impl CameraService {
                 }))
             }),
             Command::GetLiveviewStatus => Box::pin(async move {
-                let (viewers, active, frames) = lv.status();
+                let (viewers, active, frames, latency) = lv.status();
+                let ms = |d: Duration| (d.as_secs_f64() * 1e5).round() / 100.0;
                 Ok(Reply::of(&LiveViewStatus {
                     active,
                     viewers: viewers as u64,
                     max_viewers: MAX_VIEWERS as u64,
                     frames_relayed: frames,
+                    relay_latency_p50_ms: latency.map(|l| ms(l.0)),
+                    relay_latency_p99_ms: latency.map(|l| ms(l.1)),
                     stream_url: "/api/camera/liveview/stream".into(),
                 }))
             }),
@@ -517,8 +556,8 @@ impl CameraService {
             &digits[8.min(digits.len())..]
         );
         let id = store.next_id();
-        crate::util::atomic_write(&store.file(id, &filename), &frame).map_err(stored_err)?;
-        let mut c = std::io::Cursor::new(frame.as_slice());
+        crate::util::atomic_write(&store.file(id, &filename), &frame.jpeg).map_err(stored_err)?;
+        let mut c = std::io::Cursor::new(frame.jpeg.as_slice());
         let exif = super::exif::frame_size_in(&mut c).map(|(w, h)| ExifSummary {
             ImageWidth: Some(w),
             ImageHeight: Some(h),
@@ -530,7 +569,7 @@ impl CameraService {
             file_url: format!("/api/camera/liveview/images/{id}/file"),
             filename,
             camera_path: None,
-            size: frame.len() as u64,
+            size: frame.jpeg.len() as u64,
             timestamp: Some(iso),
             processing_time_ms: Some(
                 self.inner

@@ -301,6 +301,10 @@ pub struct LiveViewStatus {
     pub viewers: u64,
     pub max_viewers: u64,
     pub frames_relayed: u64,
+    /// The relay's added latency (frame received from the camera → written to a viewer's
+    /// socket) over the newest 512 frames, ms.
+    pub relay_latency_p50_ms: Option<f64>,
+    pub relay_latency_p99_ms: Option<f64>,
     /// `multipart/x-mixed-replace` JPEG stream (`?size=small|medium`).
     pub stream_url: String,
 }

@@ -95,16 +95,16 @@ async fn relay(
         };
         let part = format!(
             "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
-            frame.len()
+            frame.jpeg.len()
         );
         let write = async {
             w.write_all(part.as_bytes()).await?;
-            w.write_all(&frame).await?;
+            w.write_all(&frame.jpeg).await?;
             w.write_all(b"\r\n").await?;
             w.flush().await
         };
         timed(clock, write).await?;
-        viewer.done();
+        viewer.done(&frame);
     }
 }
 
