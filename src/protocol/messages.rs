@@ -35,6 +35,19 @@ macro_rules! reply {
         $( impl ReplyPayload for $t { const KIND: &'static str = $kind; } )*
         /// Every reply `type`, for the documentation check.
         pub const REPLY_KINDS: &[&str] = &[$($kind),*];
+        /// Every reply: its `type` and the Rust type of its payload (`docs/PROTOCOL.md`).
+        pub const REPLIES: &[(&str, &str)] = &[$(($kind, stringify!($t))),*];
+
+        /// A representative payload of the reply `kind`, for the contract tests
+        /// (`super::contracts`): every reply type must have a sample, or this does not compile.
+        #[cfg(test)]
+        pub(crate) fn reply_sample(kind: &str, full: bool) -> Option<Value> {
+            use super::contracts::{to_json, Sample};
+            match kind {
+                $( $kind => Some(to_json(&<$t as Sample>::sample(full))), )*
+                _ => None,
+            }
+        }
     };
 }
 
@@ -64,6 +77,13 @@ macro_rules! event_kinds {
             /// The Rust type of the payload, for the documentation.
             pub fn payload(self) -> &'static str {
                 match self { $( EventKind::$kind => stringify!($payload), )* }
+            }
+
+            /// A representative payload, for the contract tests (`super::contracts`).
+            #[cfg(test)]
+            pub(crate) fn sample(self, full: bool) -> Value {
+                use super::contracts::{to_json, Sample};
+                match self { $( EventKind::$kind => to_json(&<$payload as Sample>::sample(full)), )* }
             }
         }
 

@@ -23,6 +23,8 @@ use std::time::SystemTime;
 use crate::util::iso8601;
 
 pub mod commands;
+#[cfg(test)]
+mod contracts;
 pub mod messages;
 pub mod routes;
 pub mod status;
