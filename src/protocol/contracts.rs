@@ -19,10 +19,16 @@ use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
+use super::commands::{
+    payload_sample, AcceptCertificate, CameraRef, Channels, ConfigureAccessPoint, ConnectToIp,
+    Force, GpsResponse, IdRef, ManualTimeSync, NetworkConnect, NetworkScan, Port, ReportRef,
+    SessionRef, SetCameraSetting, StartIntervalometer, TakePhoto, TimeSyncResponse,
+    UpdateReportTitle, ValidateInterval, WifiCountry,
+};
 use super::messages::*;
 use super::status::*;
 use super::{ack_frame, error_frame, reply_frame, rest_error_body, ApiError, ErrorCode, Event};
-use super::{Reply, COMMANDS};
+use super::{Reply, Secret, COMMANDS};
 use crate::camera::ccapi::DeviceInfo;
 use crate::camera::CameraSettings;
 use crate::intervalometer::report::{
@@ -154,6 +160,12 @@ impl Sample for NetworkBlock {
     }
 }
 
+impl Sample for Secret {
+    fn sample(full: bool) -> Self {
+        Secret::new(String::sample(full))
+    }
+}
+
 impl Sample for ErrorCode {
     fn sample(_: bool) -> Self {
         ErrorCode::CameraOffline
@@ -161,6 +173,31 @@ impl Sample for ErrorCode {
 }
 
 samples! {
+    // Command payloads (client → server), for the documentation of their fields.
+    Channels { channels };
+    TakePhoto { af };
+    SetCameraSetting { setting, value };
+    ValidateInterval { interval, exposure };
+    StartIntervalometer { interval, stop_condition, shots, stop_time, duration, title, bulb,
+        exposure, overrun_policy, start_at, af };
+    SessionRef { session_id, title };
+    ReportRef { id };
+    UpdateReportTitle { id, session_id, title };
+    ConnectToIp { ip, port };
+    Port(_);
+    CameraRef { uuid };
+    NetworkScan { refresh };
+    NetworkConnect { ssid, password, force };
+    Force { force };
+    WifiCountry { country };
+    TimeSyncResponse { request_id, client_time, server_time, timezone };
+    GpsResponse { timestamp, latitude, longitude, accuracy, source };
+    ManualTimeSync { client_time, timezone };
+    IdRef { id };
+    AcceptCertificate { uuid };
+    ConfigureAccessPoint { ssid, passphrase, channel, hidden };
+
+    // Outbound messages.
     Pong { timestamp };
     Subscribed { channels, subscriptions };
     Unsubscribed { channels, subscriptions };
@@ -412,6 +449,28 @@ fn render_fields(fields: &[Field]) -> String {
         s.push_str(&format!("| `{}` | {ty} |\n", f.path));
     }
     s
+}
+
+/// The fields of a command's payload: `(path, type)`, the type saying "optional" for a field
+/// a client may leave out (or send null).
+pub(crate) fn payload_fields(command: &str) -> Vec<(String, String)> {
+    let (Some(full), Some(empty)) = (
+        payload_sample(command, true),
+        payload_sample(command, false),
+    ) else {
+        return Vec::new();
+    };
+    shape(&full, &empty)
+        .into_iter()
+        .map(|f| {
+            let ty = if f.nullable || f.optional {
+                format!("{}, optional", f.ty)
+            } else {
+                f.ty.to_string()
+            };
+            (f.path, ty)
+        })
+        .collect()
 }
 
 /// One outbound message: its heading key (unique), a line saying what it is, and its shape.
