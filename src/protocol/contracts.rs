@@ -306,6 +306,11 @@ samples! {
     SessionErrorEvent(_);
     UnsavedSessionFound(_);
     TimeSyncRequest { request_id, server_time };
+    WsLimits { max_clients, max_frame_bytes, max_invalid_messages, rate_per_sec, rate_burst,
+        outbound_queue, outbound_queue_bytes, ping_interval_ms, silence_timeout_ms,
+        status_interval_ms };
+    Welcome { client_id, message, server_time, version, available_commands, limits };
+    Health { status, version, uptime, clients, timestamp };
     StatusBlocks { camera, discovery, network, power, storage, temperature, intervalometer, timesync };
     CameraBlock { connected, ip, port, model, uuid, serial_number, battery, settings, last_error, state, next_retry_at };
     StorageBlock { mounted, name, total_mb, free_mb, used_mb, percent_used, contents_number };
@@ -528,7 +533,40 @@ fn frames(full: bool) -> Vec<(&'static str, &'static str, Value)> {
         *r = json!({});
     }
     let sync = TimeSyncRequest::sample(full);
+    // The blocks' own shapes are under "Status blocks": here they are objects (or null).
+    let with_blocks = |kind: &str, extra: Value| {
+        let extra = match extra {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        };
+        let mut frame = super::status_frame(kind, extra, &StatusBlocks::sample(full), now);
+        for name in StatusBlocks::NAMES {
+            if let Some(b) = frame.get_mut(name).filter(|b| b.is_object()) {
+                *b = json!({});
+            }
+            if let Some(b) = frame
+                .get_mut("data")
+                .and_then(|d| d.get_mut(name))
+                .filter(|b| b.is_object())
+            {
+                *b = json!({});
+            }
+        }
+        frame
+    };
     vec![
+        (
+            "welcome",
+            "The first frame on a connection: who the client is, the commands it may send, \
+             the limits, then every status block (at top level and in `data`).",
+            with_blocks("welcome", to_json(&Welcome::sample(full))),
+        ),
+        (
+            "status_update",
+            "Every status block (at top level and in `data`), every 10 s and after a change \
+             a client would show.",
+            with_blocks("status_update", json!({})),
+        ),
         (
             "reply",
             "Every direct reply: `type` is the reply's, `id` echoes the request's.",
@@ -561,6 +599,11 @@ fn frames(full: bool) -> Vec<(&'static str, &'static str, Value)> {
             "Sent to a client after `welcome`; `requestId` and `serverTime` at top level (the \
              original) and in `data` (seed 000).",
             crate::web::hub::time_sync_request_frame(&sync, now),
+        ),
+        (
+            "GET /health",
+            "Liveness for supervisors; not behind the token.",
+            to_json(&Health::sample(full)),
         ),
         (
             "REST error",
@@ -966,6 +1009,58 @@ mod tests {
                     "options.stopTime",
                 ],
             );
+        }
+        // The original's event names go out with skylapse's.
+        for (kind, names) in [
+            (
+                EventKind::SessionStarted,
+                &[
+                    "session_started",
+                    "sessionStarted",
+                    "intervalometer_started",
+                ][..],
+            ),
+            (
+                EventKind::SessionCompleted,
+                &[
+                    "session_completed",
+                    "sessionCompleted",
+                    "intervalometer_completed",
+                ],
+            ),
+            (
+                EventKind::SessionStopped,
+                &[
+                    "session_stopped",
+                    "sessionStopped",
+                    "intervalometer_stopped",
+                ],
+            ),
+            (
+                EventKind::SessionError,
+                &["session_error", "sessionError", "intervalometer_error"],
+            ),
+            (
+                EventKind::ShotFailed,
+                &["shot_failed", "intervalometer_error"],
+            ),
+            (
+                EventKind::SessionPhoto,
+                &["photo_taken", "intervalometer_photo"],
+            ),
+            (
+                EventKind::UnsavedSessionFound,
+                &["unsaved_session_found", "unsavedSessionFound"],
+            ),
+            (
+                EventKind::CameraIpChanged,
+                &["camera_ip_changed", "cameraIPChanged"],
+            ),
+        ] {
+            let sent: Vec<&str> = kind.wire_names().iter().map(|(_, n)| *n).collect();
+            for n in names {
+                assert!(sent.contains(n), "{kind:?} is not sent as {n}: {sent:?}");
+            }
         }
         check("event `ShotFailed`", &["shotNumber", "error", "stats"]);
         check(

@@ -28,7 +28,7 @@
 //! `{"type":"subscribe","channels":[…]}`) those fields are used instead.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::fmt;
 use std::time::SystemTime;
 
@@ -407,6 +407,25 @@ impl Event {
             })
             .collect()
     }
+}
+
+/// `welcome` / `status_update`: the `extra` fields (`welcome`'s own) and every status block,
+/// at top level (what the original UI reads) and in `data` (the seeds), from one value.
+pub fn status_frame(
+    kind: &str,
+    extra: Map<String, Value>,
+    blocks: &status::StatusBlocks,
+    now: SystemTime,
+) -> Value {
+    let mut data = extra;
+    if let Ok(Value::Object(blocks)) = serde_json::to_value(blocks) {
+        data.extend(blocks);
+    }
+    let mut frame = data.clone();
+    frame.insert("type".into(), Value::from(kind));
+    frame.insert("timestamp".into(), Value::from(iso8601(now)));
+    frame.insert("data".into(), Value::Object(data));
+    Value::Object(frame)
 }
 
 /// `{type, data, id?, timestamp}` for a reply.
