@@ -175,14 +175,14 @@ macro_rules! commands {
         /// A representative payload of the command `name` (None: it takes none), for the
         /// documentation of payload fields (`super::contracts`).
         #[cfg(test)]
-        pub(crate) fn payload_sample(name: &str, full: bool) -> Option<Value> {
-            $( if name == $name { return commands!(@sample full $($payload)?); } )*
+        pub(crate) fn payload_sample(name: &str, mode: super::contracts::Mode) -> Option<Value> {
+            $( if name == $name { return commands!(@sample mode $($payload)?); } )*
             None
         }
     };
-    (@sample $full:ident) => { None };
-    (@sample $full:ident $p:ty) => {
-        Some(super::contracts::to_json(&<$p as super::contracts::Sample>::sample($full)))
+    (@sample $mode:ident) => { None };
+    (@sample $mode:ident $p:ty) => {
+        Some(super::contracts::to_json(&<$p as super::contracts::Sample>::sample($mode)))
     };
     (@payload) => { "Empty" };
     (@payload $p:ty) => { stringify!($p) };

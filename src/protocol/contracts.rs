@@ -1,10 +1,10 @@
 //! Contract tests: the JSON shape of every outbound message, fixed in
 //! `docs/PROTOCOL-SHAPES.md` so a rename breaks a test, not a client.
 //!
-//! Each payload type has a [`Sample`]: a representative instance built twice, once with every
-//! optional part filled (`full`) and once with every optional part empty. Both are serialized
-//! and reduced to a shape (field path → JSON type); comparing the two tells which fields may
-//! be null or absent. The messages are enumerated from the tables, never from a list kept by
+//! Each payload type has a [`Sample`]: a representative instance with every optional part
+//! filled ([`Mode::Full`]), reduced to a shape (field path → JSON type), and the same instance
+//! with the optional parts empty from some depth on ([`Mode::Empty`]): comparing them tells
+//! which fields may be null or absent, at every depth. The messages are enumerated from the tables, never from a list kept by
 //! hand: every reply of the command table ([`super::COMMANDS`], [`super::messages::REPLIES`]),
 //! every [`EventKind`], every status block and the envelopes. A reply or event type without a
 //! `Sample` does not compile; a new message without a contract fails
@@ -48,10 +48,23 @@ const ANY: &str = "<any JSON>";
 /// The key a sample map uses for its one entry (`cameras.*.uuid`).
 const MAP_KEY: &str = "*";
 
-/// A representative instance: `full` fills every optional part (Some, one list element, one
-/// map entry, `true`); otherwise they are empty (None, [], {}, `false`).
+/// Which sample to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Every `Option` is Some, strings non-empty, numbers 1, booleans true.
+    Full,
+    /// `Option`s nested in fewer than this many others are Some, deeper ones None; strings
+    /// empty, numbers 0, booleans false. Lists and maps always have one element, so the
+    /// fields of their elements are seen too.
+    Empty(u8),
+}
+
+/// How deep `Option`s nest in any message (deeper ones are not told apart).
+const MAX_OPTION_DEPTH: u8 = 8;
+
+/// A representative instance of a message type, in each [`Mode`].
 pub(crate) trait Sample: Sized {
-    fn sample(full: bool) -> Self;
+    fn sample(mode: Mode) -> Self;
 }
 
 pub(crate) fn to_json<T: Serialize>(t: &T) -> Value {
@@ -59,61 +72,55 @@ pub(crate) fn to_json<T: Serialize>(t: &T) -> Value {
 }
 
 impl Sample for String {
-    fn sample(full: bool) -> Self {
-        if full { "text" } else { "" }.into()
+    fn sample(mode: Mode) -> Self {
+        if mode == Mode::Full { "text" } else { "" }.into()
     }
 }
 
 impl Sample for bool {
-    fn sample(full: bool) -> Self {
-        full
+    fn sample(mode: Mode) -> Self {
+        mode == Mode::Full
     }
 }
 
 macro_rules! sample_numbers {
-    ($($t:ty),*) => { $( impl Sample for $t { fn sample(full: bool) -> Self { full as u8 as $t } } )* };
+    ($($t:ty),*) => { $( impl Sample for $t {
+        fn sample(mode: Mode) -> Self { (mode == Mode::Full) as u8 as $t }
+    } )* };
 }
 sample_numbers!(u8, u16, u32, u64, usize, i32, i64, f64);
 
 impl<T: Sample> Sample for Option<T> {
-    fn sample(full: bool) -> Self {
-        full.then(|| T::sample(full))
+    fn sample(mode: Mode) -> Self {
+        match mode {
+            Mode::Full => Some(T::sample(mode)),
+            Mode::Empty(0) => None,
+            Mode::Empty(depth) => Some(T::sample(Mode::Empty(depth - 1))),
+        }
     }
 }
 
 impl<T: Sample> Sample for Vec<T> {
-    fn sample(full: bool) -> Self {
-        if full {
-            vec![T::sample(full)]
-        } else {
-            Vec::new()
-        }
+    fn sample(mode: Mode) -> Self {
+        vec![T::sample(mode)]
     }
 }
 
 impl<T: Sample> Sample for BTreeMap<String, T> {
-    fn sample(full: bool) -> Self {
-        let mut m = BTreeMap::new();
-        if full {
-            m.insert(MAP_KEY.to_string(), T::sample(full));
-        }
-        m
+    fn sample(mode: Mode) -> Self {
+        BTreeMap::from([(MAP_KEY.to_string(), T::sample(mode))])
     }
 }
 
 impl Sample for Value {
-    fn sample(_: bool) -> Self {
+    fn sample(_: Mode) -> Self {
         Value::from(ANY)
     }
 }
 
 impl Sample for Map<String, Value> {
-    fn sample(full: bool) -> Self {
-        let mut m = Map::new();
-        if full {
-            m.insert(MAP_KEY.into(), Value::from(ANY));
-        }
-        m
+    fn sample(_: Mode) -> Self {
+        Map::from_iter([(MAP_KEY.to_string(), Value::from(ANY))])
     }
 }
 
@@ -125,15 +132,15 @@ macro_rules! samples {
     };
     (@one $t:ident { $($f:ident),* }) => {
         impl Sample for $t {
-            fn sample(full: bool) -> Self {
-                $t { $( $f: Sample::sample(full), )* }
+            fn sample(mode: Mode) -> Self {
+                $t { $( $f: Sample::sample(mode), )* }
             }
         }
     };
     (@one $t:ident ( $w:tt )) => {
         impl Sample for $t {
-            fn sample(full: bool) -> Self {
-                $t(Sample::sample(full))
+            fn sample(mode: Mode) -> Self {
+                $t(Sample::sample(mode))
             }
         }
     };
@@ -141,33 +148,32 @@ macro_rules! samples {
 
 /// The network block's interfaces are keyed by name and differ in shape: both are shown.
 impl Sample for NetworkBlock {
-    fn sample(full: bool) -> Self {
-        let mut interfaces = BTreeMap::new();
-        if full {
-            interfaces.insert(
+    fn sample(mode: Mode) -> Self {
+        let interfaces = BTreeMap::from([
+            (
                 "wlan0".to_string(),
-                NetInterface::Client(Sample::sample(full)),
-            );
-            interfaces.insert("ap0".to_string(), NetInterface::Ap(Sample::sample(full)));
-        }
+                NetInterface::Client(Sample::sample(mode)),
+            ),
+            ("ap0".to_string(), NetInterface::Ap(Sample::sample(mode))),
+        ]);
         NetworkBlock {
-            available: Sample::sample(full),
-            error: Sample::sample(full),
-            wireless_enabled: Sample::sample(full),
+            available: Sample::sample(mode),
+            error: Sample::sample(mode),
+            wireless_enabled: Sample::sample(mode),
             interfaces,
-            wifi_country: Sample::sample(full),
+            wifi_country: Sample::sample(mode),
         }
     }
 }
 
 impl Sample for Secret {
-    fn sample(full: bool) -> Self {
-        Secret::new(String::sample(full))
+    fn sample(mode: Mode) -> Self {
+        Secret::new(String::sample(mode))
     }
 }
 
 impl Sample for ErrorCode {
-    fn sample(_: bool) -> Self {
+    fn sample(_: Mode) -> Self {
         ErrorCode::CameraOffline
     }
 }
@@ -360,7 +366,8 @@ samples! {
 // Shapes
 
 /// One field of a shape: its path (`stats.timing.meanErrorMs`, `photos[].id`, `cameras.*`),
-/// its JSON type in the full sample, and whether the empty sample had it null or absent.
+/// its JSON type in the full sample, and whether an empty sample had it null, or lacked it
+/// where its parent object was there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Field {
     pub path: String,
@@ -381,64 +388,76 @@ fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// The shape of a message from its full and its empty sample.
-pub(crate) fn shape(full: &Value, empty: &Value) -> Vec<Field> {
-    let mut out = Vec::new();
-    if !full.is_object() {
-        out.push(Field {
-            path: "(value)".into(),
-            ty: json_type(full),
-            nullable: empty.is_null() && !full.is_null(),
-            optional: false,
-        });
-    }
-    walk("", full, Some(empty), &mut out);
-    out
-}
-
-/// `empty` is None below a part the empty sample does not have (nothing to compare with).
-fn walk(prefix: &str, full: &Value, empty: Option<&Value>, out: &mut Vec<Field>) {
-    match full {
+/// Every path of `v` and its JSON type ("" is `v` itself).
+fn paths(prefix: &str, v: &Value, out: &mut BTreeMap<String, &'static str>) {
+    out.insert(prefix.to_string(), json_type(v));
+    match v {
         Value::Object(fields) => {
-            for (k, v) in fields {
+            for (k, child) in fields {
                 let path = if prefix.is_empty() {
                     k.clone()
                 } else {
                     format!("{prefix}.{k}")
                 };
-                let (e, optional) = match empty {
-                    Some(Value::Object(m)) => (m.get(k), !m.contains_key(k)),
-                    _ => (None, false),
-                };
-                out.push(Field {
-                    path: path.clone(),
-                    ty: json_type(v),
-                    nullable: matches!(e, Some(Value::Null)) && !v.is_null(),
-                    optional,
-                });
-                walk(&path, v, e.filter(|e| !e.is_null()), out);
+                paths(&path, child, out);
             }
         }
         Value::Array(items) => {
             if let Some(first) = items.first() {
-                let e = match empty {
-                    Some(Value::Array(a)) => a.first(),
-                    _ => None,
-                };
-                let path = format!("{prefix}[]");
-                if !first.is_object() {
-                    out.push(Field {
-                        path: path.clone(),
-                        ty: json_type(first),
-                        nullable: false,
-                        optional: false,
-                    });
-                }
-                walk(&path, first, e, out);
+                paths(&format!("{prefix}[]"), first, out);
             }
         }
         _ => {}
     }
+}
+
+/// The object a field belongs to; None for the elements of an array (not fields).
+fn parent(path: &str) -> Option<&str> {
+    if path.ends_with("[]") {
+        return None;
+    }
+    Some(path.rsplit_once('.').map_or("", |(p, _)| p))
+}
+
+/// The shape of a message from its samples.
+pub(crate) fn shape(sample: impl Fn(Mode) -> Value) -> Vec<Field> {
+    let mut full = BTreeMap::new();
+    paths("", &sample(Mode::Full), &mut full);
+    let empties: Vec<BTreeMap<String, &'static str>> = (0..=MAX_OPTION_DEPTH)
+        .map(|depth| {
+            let mut m = BTreeMap::new();
+            paths("", &sample(Mode::Empty(depth)), &mut m);
+            m
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (path, ty) in &full {
+        let nullable = *ty != "null" && empties.iter().any(|e| e.get(path) == Some(&"null"));
+        if path.is_empty() {
+            // A message that is not an object (the `temperature` block).
+            if *ty != "object" {
+                out.push(Field {
+                    path: "(value)".into(),
+                    ty,
+                    nullable,
+                    optional: false,
+                });
+            }
+            continue;
+        }
+        let optional = parent(path).is_some_and(|p| {
+            empties
+                .iter()
+                .any(|e| e.get(p) == Some(&"object") && !e.contains_key(path))
+        });
+        out.push(Field {
+            path: path.clone(),
+            ty,
+            nullable,
+            optional,
+        });
+    }
+    out
 }
 
 fn render_fields(fields: &[Field]) -> String {
@@ -459,13 +478,10 @@ fn render_fields(fields: &[Field]) -> String {
 /// The fields of a command's payload: `(path, type)`, the type saying "optional" for a field
 /// a client may leave out (or send null).
 pub(crate) fn payload_fields(command: &str) -> Vec<(String, String)> {
-    let (Some(full), Some(empty)) = (
-        payload_sample(command, true),
-        payload_sample(command, false),
-    ) else {
+    if payload_sample(command, Mode::Full).is_none() {
         return Vec::new();
-    };
-    shape(&full, &empty)
+    }
+    shape(|mode| payload_sample(command, mode).unwrap_or_default())
         .into_iter()
         .map(|f| {
             let ty = if f.nullable || f.optional {
@@ -486,11 +502,11 @@ pub(crate) struct Contract {
 }
 
 impl Contract {
-    fn new(key: String, about: String, full: &Value, empty: &Value) -> Contract {
+    fn new(key: String, about: String, sample: impl Fn(Mode) -> Value) -> Contract {
         Contract {
             key,
             about,
-            fields: shape(full, empty),
+            fields: shape(sample),
         }
     }
 
@@ -510,9 +526,11 @@ fn code_list<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
 
 /// The frames around payloads, with a sample payload; `data` of a reply or event is shown as
 /// an object (its shape is the reply's or the event's below).
-fn frames(full: bool) -> Vec<(&'static str, &'static str, Value)> {
+fn frames(mode: Mode) -> Vec<(&'static str, &'static str, Value)> {
+    let full = mode == Mode::Full;
     let now = SystemTime::UNIX_EPOCH;
-    let id = full.then(|| Value::from("request-id"));
+    // A string or a number, as the request had it.
+    let id = full.then(|| Value::from(ANY));
     let id = id.as_ref();
     let hollow = |mut v: Value, key: &str| {
         if let Some(d) = v.get_mut(key) {
@@ -520,26 +538,26 @@ fn frames(full: bool) -> Vec<(&'static str, &'static str, Value)> {
         }
         v
     };
-    let pong = Reply::of(&Pong::sample(full));
+    let pong = Reply::of(&Pong::sample(mode));
     let mut err = ApiError::new(ErrorCode::CameraOffline, "Camera not connected");
     if full {
         err = err
             .with_operation("take_photo")
             .with_details(Value::from(ANY));
     }
-    let event = Event::of(&CameraOffline::sample(full));
+    let event = Event::of(&CameraOffline::sample(mode));
     let mut ack_ok = ack_frame(&Ok(pong.clone()), id, now);
     if let Some(r) = ack_ok.pointer_mut("/data/result") {
         *r = json!({});
     }
-    let sync = TimeSyncRequest::sample(full);
+    let sync = TimeSyncRequest::sample(mode);
     // The blocks' own shapes are under "Status blocks": here they are objects (or null).
     let with_blocks = |kind: &str, extra: Value| {
         let extra = match extra {
             Value::Object(m) => m,
             _ => Map::new(),
         };
-        let mut frame = super::status_frame(kind, extra, &StatusBlocks::sample(full), now);
+        let mut frame = super::status_frame(kind, extra, &StatusBlocks::sample(mode), now);
         for name in StatusBlocks::NAMES {
             if let Some(b) = frame.get_mut(name).filter(|b| b.is_object()) {
                 *b = json!({});
@@ -559,7 +577,7 @@ fn frames(full: bool) -> Vec<(&'static str, &'static str, Value)> {
             "welcome",
             "The first frame on a connection: who the client is, the commands it may send, \
              the limits, then every status block (at top level and in `data`).",
-            with_blocks("welcome", to_json(&Welcome::sample(full))),
+            with_blocks("welcome", to_json(&Welcome::sample(mode))),
         ),
         (
             "status_update",
@@ -603,7 +621,7 @@ fn frames(full: bool) -> Vec<(&'static str, &'static str, Value)> {
         (
             "GET /health",
             "Liveness for supervisors; not behind the token.",
-            to_json(&Health::sample(full)),
+            to_json(&Health::sample(mode)),
         ),
         (
             "REST error",
@@ -617,40 +635,22 @@ fn frames(full: bool) -> Vec<(&'static str, &'static str, Value)> {
 /// every command, every event.
 pub(crate) fn contracts() -> Vec<Contract> {
     let mut out = Vec::new();
-    for ((name, about, full), (_, _, empty)) in frames(true).into_iter().zip(frames(false)) {
+    for (i, (name, about, _)) in frames(Mode::Full).into_iter().enumerate() {
         out.push(Contract::new(
             format!("frame `{name}`"),
             about.into(),
-            &full,
-            &empty,
+            |mode| frames(mode).swap_remove(i).2,
         ));
     }
 
-    // Each block is compared with its own empty sample (not with null: that would hide which
-    // of its fields may be null).
-    let empty_blocks = StatusBlocks {
-        camera: Some(Sample::sample(false)),
-        discovery: Some(Sample::sample(false)),
-        network: Some(Sample::sample(false)),
-        power: Some(Sample::sample(false)),
-        storage: Some(Sample::sample(false)),
-        temperature: Some(Sample::sample(false)),
-        intervalometer: Some(Sample::sample(false)),
-        timesync: Some(Sample::sample(false)),
-    };
-    let blocks = (to_json(&StatusBlocks::sample(true)), to_json(&empty_blocks));
-    let Value::Object(full_blocks) = &blocks.0 else {
-        panic!("the status blocks serialize as an object")
-    };
-    for (name, full) in full_blocks {
+    for name in StatusBlocks::NAMES {
         out.push(Contract::new(
             format!("status `{name}`"),
             format!(
                 "In `welcome`, `status_update` (at top level and in `data`) and the `status` \
                  reply: block `{name}` (null until its service publishes it)."
             ),
-            full,
-            &blocks.1[name.as_str()],
+            |mode| to_json(&StatusBlocks::sample(mode))[name].take(),
         ));
     }
 
@@ -660,13 +660,10 @@ pub(crate) fn contracts() -> Vec<Contract> {
             .filter(|c| c.reply == *kind)
             .flat_map(|c| c.names())
             .collect();
-        let full = reply_sample(kind, true).expect("every reply has a sample");
-        let empty = reply_sample(kind, false).expect("every reply has a sample");
         out.push(Contract::new(
             format!("reply `{kind}`"),
             format!("Payload `{ty}`, the answer to {}.", code_list(commands)),
-            &full,
-            &empty,
+            |mode| reply_sample(kind, mode).expect("every reply has a sample"),
         ));
     }
 
@@ -684,8 +681,7 @@ pub(crate) fn contracts() -> Vec<Contract> {
                 kind.channel().as_str(),
                 code_list(names.iter().map(String::as_str))
             ),
-            &kind.sample(true),
-            &kind.sample(false),
+            |mode| kind.sample(mode),
         ));
     }
     out
@@ -825,7 +821,7 @@ mod tests {
         for name in command_names() {
             let spec = spec_of(name).expect("a table row");
             assert!(
-                reply_sample(spec.reply, true).is_some(),
+                reply_sample(spec.reply, Mode::Full).is_some(),
                 "{name}: its reply `{}` has no sample",
                 spec.reply
             );

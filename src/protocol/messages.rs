@@ -41,10 +41,10 @@ macro_rules! reply {
         /// A representative payload of the reply `kind`, for the contract tests
         /// (`super::contracts`): every reply type must have a sample, or this does not compile.
         #[cfg(test)]
-        pub(crate) fn reply_sample(kind: &str, full: bool) -> Option<Value> {
+        pub(crate) fn reply_sample(kind: &str, mode: super::contracts::Mode) -> Option<Value> {
             use super::contracts::{to_json, Sample};
             match kind {
-                $( $kind => Some(to_json(&<$t as Sample>::sample(full))), )*
+                $( $kind => Some(to_json(&<$t as Sample>::sample(mode))), )*
                 _ => None,
             }
         }
@@ -81,9 +81,9 @@ macro_rules! event_kinds {
 
             /// A representative payload, for the contract tests (`super::contracts`).
             #[cfg(test)]
-            pub(crate) fn sample(self, full: bool) -> Value {
+            pub(crate) fn sample(self, mode: super::contracts::Mode) -> Value {
                 use super::contracts::{to_json, Sample};
-                match self { $( EventKind::$kind => to_json(&<$payload as Sample>::sample(full)), )* }
+                match self { $( EventKind::$kind => to_json(&<$payload as Sample>::sample(mode)), )* }
             }
         }
 
