@@ -790,3 +790,282 @@ fn a_short_session_on_a_flaky_camera_sends_few_status_updates() {
         assert!(updates <= 4, "{updates} status_updates in {elapsed:?}");
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// The documented shapes (docs/PROTOCOL-SHAPES.md, generated from the message types) against
+// what the real server sends: the samples the contracts are made from must not drift from the
+// frames built at run time.
+
+/// One documented field: `(type, nullable, may be absent)`.
+type DocField = (String, bool, bool);
+
+/// `### key` → its fields, from the generated tables.
+fn documented_shapes(
+) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, DocField>> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/PROTOCOL-SHAPES.md");
+    let text = std::fs::read_to_string(path).expect("docs/PROTOCOL-SHAPES.md");
+    let mut out = std::collections::BTreeMap::new();
+    let mut key = None;
+    for line in text.lines() {
+        if let Some(k) = line.strip_prefix("### ") {
+            key = Some(k.to_string());
+            out.insert(k.to_string(), std::collections::BTreeMap::new());
+        } else if let (Some(k), Some(row)) = (&key, line.strip_prefix("| `")) {
+            let (path, ty) = row.split_once("` | ").expect("a field row");
+            let ty = ty.trim_end_matches(" |");
+            let base = ty.split([' ', ',']).next().unwrap().to_string();
+            let field = (base, ty.contains("or null"), ty.contains("may be absent"));
+            out.get_mut(k).unwrap().insert(path.to_string(), field);
+        }
+    }
+    out
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// What is wrong with `v` as the message `key` documents it (empty: nothing).
+fn shape_errors(
+    doc: &std::collections::BTreeMap<String, DocField>,
+    key: &str,
+    v: &Value,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    // Every field sent is documented, with its type.
+    fn walk(
+        doc: &std::collections::BTreeMap<String, DocField>,
+        path: &str,
+        v: &Value,
+        seen: &mut Vec<String>,
+        errors: &mut Vec<String>,
+    ) {
+        let join = |k: &str| {
+            if path.is_empty() {
+                k.to_string()
+            } else {
+                format!("{path}.{k}")
+            }
+        };
+        match v {
+            Value::Object(m) => {
+                // Keyed by name or id: documented as `map.*`.
+                let keyed = doc.contains_key(&join("*"));
+                for (k, child) in m {
+                    let p = join(if keyed { "*" } else { k });
+                    match doc.get(&p) {
+                        None => errors.push(format!("`{p}` is sent but not documented")),
+                        Some((ty, nullable, _)) => {
+                            let t = json_type(child);
+                            if !(ty == "any" || ty == t || (t == "null" && *nullable)) {
+                                errors.push(format!("`{p}` is {t}, documented {ty}"));
+                            }
+                            seen.push(p.clone());
+                            // An object documented without fields is opaque here (its shape
+                            // is another section's).
+                            let opaque = ty == "any"
+                                || (ty == "object"
+                                    && !doc.keys().any(|d| d.starts_with(&format!("{p}."))));
+                            if !opaque {
+                                walk(doc, &p, child, seen, errors);
+                            }
+                        }
+                    }
+                }
+            }
+            Value::Array(items) => {
+                let p = format!("{path}[]");
+                let any = doc.get(&p).is_some_and(|(ty, _, _)| ty == "any");
+                for item in items {
+                    if any {
+                        continue;
+                    }
+                    if item.is_object() {
+                        walk(doc, &p, item, seen, errors);
+                    } else if let Some((ty, _, _)) = doc.get(&p) {
+                        if ty != "any" && ty != json_type(item) {
+                            errors.push(format!("`{p}` is {}, documented {ty}", json_type(item)));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut seen = Vec::new();
+    walk(doc, "", v, &mut seen, &mut errors);
+    // Every documented field that must be there is, where its parent object is. (Inside
+    // lists and maps the parent is each element: left to the walk above.)
+    for (p, (_, _, optional)) in doc {
+        if *optional || seen.contains(p) || p == "(value)" || p.contains("[]") || p.contains('*') {
+            continue;
+        }
+        let (parent, _) = p.rsplit_once('.').unwrap_or(("", p));
+        let parent_value = if parent.is_empty() {
+            Some(v)
+        } else {
+            parent.split('.').try_fold(v, |v, k| v.get(k))
+        };
+        if parent_value.is_some_and(Value::is_object) {
+            errors.push(format!("`{p}` is documented but not sent"));
+        }
+    }
+    errors.into_iter().map(|e| format!("{key}: {e}")).collect()
+}
+
+#[test]
+fn live_messages_match_the_documented_shapes() {
+    let shapes = documented_shapes();
+    let rig = Rig::start("shapes");
+    let mut frames: Vec<Value> = Vec::new();
+    block_on(async {
+        let mut c = rig.ws().await;
+        let reads = [
+            "ping",
+            "get_status",
+            "get_system_status",
+            "get_ws_connections",
+            "get_camera_status",
+            "get_camera_settings",
+            "get_camera_battery",
+            "get_camera_storage",
+            "get_camera_datetime",
+            "get_intervalometer_status",
+            "get_unsaved_session",
+            "get_timelapse_reports",
+            "get_discovery_status",
+            "get_last_camera_ip",
+            "get_network_status",
+            "get-time-sync-status",
+            "get_system_time",
+            "get_power_status",
+            "list_test_photos",
+            "take_test_photo",
+        ];
+        for (i, kind) in reads.iter().enumerate() {
+            c.send(kind, json!({}), 100 + i as u64).await;
+            c.reply(100 + i as u64).await;
+        }
+        c.send("validate_interval", json!({"interval": 2}), 1).await;
+        c.reply(1).await;
+        c.send(
+            "start_intervalometer",
+            json!({"interval": 1, "stopCondition": "stop-after", "shots": 2}),
+            2,
+        )
+        .await;
+        c.reply(2).await;
+        c.event("timelapse_event", "session_completed").await;
+        c.send("get_timelapse_reports", json!({}), 3).await;
+        let list = c.reply(3).await;
+        let id = list["data"]["reports"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        c.send("get_timelapse_report", json!({"id": id}), 4).await;
+        c.reply(4).await;
+        c.send("launch_rocket", json!({}), 5).await;
+        c.reply(5).await;
+        c.send("take_photo", json!({}), 6).await;
+        c.reply(6).await;
+        frames = c.seen.clone();
+    });
+
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/PROTOCOL-SHAPES.md"),
+    )
+    .unwrap();
+    let mut errors = Vec::new();
+    let check = |key: String, v: &Value| match shapes.get(&key) {
+        Some(doc) => shape_errors(doc, &key, v),
+        None => vec![format!("no documented shape `{key}`")],
+    };
+    let block_names = [
+        "camera",
+        "discovery",
+        "network",
+        "power",
+        "storage",
+        "temperature",
+        "intervalometer",
+        "timesync",
+    ];
+    let mut kinds = std::collections::BTreeSet::new();
+    for f in &frames {
+        let ty = f["type"].as_str().unwrap_or_default().to_string();
+        kinds.insert(ty.clone());
+        match ty.as_str() {
+            "welcome" | "status_update" | "time-sync-request" | "error" => {
+                errors.extend(check(format!("frame `{ty}`"), f));
+                if ty == "welcome" || ty == "status_update" {
+                    for b in block_names {
+                        if !f[b].is_null() {
+                            errors.extend(check(format!("status `{b}`"), &f[b]));
+                        }
+                    }
+                }
+            }
+            "event" | "timelapse_event" | "discovery_event" | "network_event" => {
+                errors.extend(check("frame `event`".into(), f));
+                // The event sections whose wire names include this one: any may match.
+                let wire = format!("`{ty}/{}`", f["eventType"].as_str().unwrap_or_default());
+                let candidates: Vec<&String> = shapes
+                    .keys()
+                    .filter(|k| k.starts_with("event "))
+                    .filter(|k| {
+                        text.split(&format!("### {k}\n"))
+                            .nth(1)
+                            .and_then(|s| s.lines().nth(1))
+                            .is_some_and(|l| l.contains(&wire))
+                    })
+                    .collect();
+                let fits: Vec<Vec<String>> = candidates
+                    .iter()
+                    .map(|k| shape_errors(&shapes[*k], k, &f["data"]))
+                    .collect();
+                if !fits.iter().any(Vec::is_empty) {
+                    errors.push(format!("{wire} fits no documented event: {fits:?}"));
+                }
+            }
+            _ => {
+                errors.extend(check("frame `reply`".into(), f));
+                errors.extend(check(format!("reply `{ty}`"), &f["data"]));
+            }
+        }
+    }
+    eprintln!("checked {} frames of types {kinds:?}", frames.len());
+    // Over REST: a reply, an error body and /health.
+    let (_, health) = rig.http("GET", "/health", None);
+    errors.extend(check("frame `GET /health`".into(), &health));
+    let (st, err) = rig.http("GET", "/api/timelapse/reports/nope", None);
+    assert!(st >= 400, "{err}");
+    errors.extend(check("frame `REST error`".into(), &err));
+    let (_, battery) = rig.http("GET", "/api/camera/battery", None);
+    errors.extend(check("reply `camera_battery`".into(), &battery));
+    for must in [
+        "welcome",
+        "status",
+        "test_photo",
+        "timelapse_report",
+        "timelapse_event",
+        "error",
+    ] {
+        assert!(
+            kinds.contains(must),
+            "no {must} frame was checked: {kinds:?}"
+        );
+    }
+    errors.dedup();
+    assert!(
+        errors.is_empty(),
+        "the server and docs/PROTOCOL-SHAPES.md disagree:\n{}",
+        errors.join("\n")
+    );
+}

@@ -31,6 +31,20 @@ pub enum Owner {
 }
 
 impl Owner {
+    /// The name the documentation uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Owner::Web => "web",
+            Owner::App => "app",
+            Owner::Camera => "camera",
+            Owner::Intervalometer => "intervalometer",
+            Owner::Discovery => "discovery",
+            Owner::Wifi => "wifi",
+            Owner::Timesync => "timesync",
+            Owner::Power => "power",
+        }
+    }
+
     pub const SERVICES: [Owner; 6] = [
         Owner::Camera,
         Owner::Intervalometer,
@@ -157,6 +171,18 @@ macro_rules! commands {
                 }
             }
         }
+
+        /// A representative payload of the command `name` (None: it takes none), for the
+        /// documentation of payload fields (`super::contracts`).
+        #[cfg(test)]
+        pub(crate) fn payload_sample(name: &str, mode: super::contracts::Mode) -> Option<Value> {
+            $( if name == $name { return commands!(@sample mode $($payload)?); } )*
+            None
+        }
+    };
+    (@sample $mode:ident) => { None };
+    (@sample $mode:ident $p:ty) => {
+        Some(super::contracts::to_json(&<$p as super::contracts::Sample>::sample($mode)))
     };
     (@payload) => { "Empty" };
     (@payload $p:ty) => { stringify!($p) };

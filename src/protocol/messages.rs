@@ -35,6 +35,19 @@ macro_rules! reply {
         $( impl ReplyPayload for $t { const KIND: &'static str = $kind; } )*
         /// Every reply `type`, for the documentation check.
         pub const REPLY_KINDS: &[&str] = &[$($kind),*];
+        /// Every reply: its `type` and the Rust type of its payload (`docs/PROTOCOL.md`).
+        pub const REPLIES: &[(&str, &str)] = &[$(($kind, stringify!($t))),*];
+
+        /// A representative payload of the reply `kind`, for the contract tests
+        /// (`super::contracts`): every reply type must have a sample, or this does not compile.
+        #[cfg(test)]
+        pub(crate) fn reply_sample(kind: &str, mode: super::contracts::Mode) -> Option<Value> {
+            use super::contracts::{to_json, Sample};
+            match kind {
+                $( $kind => Some(to_json(&<$t as Sample>::sample(mode))), )*
+                _ => None,
+            }
+        }
     };
 }
 
@@ -64,6 +77,13 @@ macro_rules! event_kinds {
             /// The Rust type of the payload, for the documentation.
             pub fn payload(self) -> &'static str {
                 match self { $( EventKind::$kind => stringify!($payload), )* }
+            }
+
+            /// A representative payload, for the contract tests (`super::contracts`).
+            #[cfg(test)]
+            pub(crate) fn sample(self, mode: super::contracts::Mode) -> Value {
+                use super::contracts::{to_json, Sample};
+                match self { $( EventKind::$kind => to_json(&<$payload as Sample>::sample(mode)), )* }
             }
         }
 
@@ -1227,6 +1247,47 @@ pub struct UnsavedSessionFound(pub UnsavedSession);
 
 // ---------------------------------------------------------------------------------------------
 // Frames that are neither replies nor events
+
+/// `welcome.limits`: what a client must stay within (seeds 001–004).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WsLimits {
+    pub max_clients: usize,
+    pub max_frame_bytes: usize,
+    pub max_invalid_messages: u32,
+    pub rate_per_sec: u32,
+    pub rate_burst: u32,
+    pub outbound_queue: usize,
+    pub outbound_queue_bytes: usize,
+    pub ping_interval_ms: u64,
+    pub silence_timeout_ms: u64,
+    pub status_interval_ms: u64,
+}
+
+/// The first frame a client gets, before the status blocks (`super::status_frame`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Welcome {
+    pub client_id: u64,
+    pub message: String,
+    pub server_time: String,
+    pub version: String,
+    /// Every command `type` and alias of the command table.
+    pub available_commands: Vec<String>,
+    pub limits: WsLimits,
+}
+
+/// `GET /health`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+    /// Seconds since the server started.
+    pub uptime: f64,
+    /// WebSocket clients connected.
+    pub clients: usize,
+    pub timestamp: String,
+}
 
 /// `time-sync-request`: `requestId` at top level (the original) and in `data` (seed 000).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

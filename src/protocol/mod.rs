@@ -7,6 +7,18 @@
 //! * [`routes`]: the REST routes, each naming a command of the table.
 //! * this module: the envelope, errors, and the frames built from the above.
 //!
+//! Documentation and contracts, both checked against this module by tests:
+//! * `docs/PROTOCOL.md`: prose by hand around tables generated from the command table, the
+//!   events, the channels, the routes and the error codes (`doc.rs`, test
+//!   `protocol::doc::tests::protocol_md_matches_the_tables`).
+//! * `docs/PROTOCOL-SHAPES.md`: the JSON shape of every outbound message (every reply of the
+//!   command table, every event, status block and envelope), from a sample of each type
+//!   (`contracts.rs`, test `protocol::contracts::tests::every_outbound_message_matches_its_contract`).
+//!   A new reply or event type needs a `Sample` (else the tests do not compile); a renamed
+//!   field fails the test.
+//!
+//! After a reviewed change: `SKYLAPSE_BLESS=1 cargo test --lib protocol::` regenerates both.
+//!
 //! Parsing is two steps so every failure gets the message the protocol promises:
 //! 1. [`parse_envelope`]: JSON with a string `type` → else "Invalid message format".
 //! 2. [`Command::parse`]: known `type` → typed payload; unknown → "Unknown message type: T";
@@ -16,13 +28,17 @@
 //! `{"type":"subscribe","channels":[…]}`) those fields are used instead.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::fmt;
 use std::time::SystemTime;
 
 use crate::util::iso8601;
 
 pub mod commands;
+#[cfg(test)]
+mod contracts;
+#[cfg(test)]
+mod doc;
 pub mod messages;
 pub mod routes;
 pub mod status;
@@ -33,10 +49,24 @@ pub use messages::{EventKind, EventPayload, ReplyPayload};
 // ---------------------------------------------------------------------------------------------
 // Errors
 
-/// Error codes of PROTOCOL.md (plus NOT_FOUND and CERTIFICATE_CHANGED for REST and TLS pinning).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ErrorCode {
+macro_rules! error_codes {
+    ($($code:ident),* $(,)?) => {
+        /// Error codes of PROTOCOL.md (plus NOT_FOUND and CERTIFICATE_CHANGED for REST and TLS
+        /// pinning).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum ErrorCode {
+            $($code),*
+        }
+
+        impl ErrorCode {
+            /// Every code, in declaration order (`docs/PROTOCOL.md` lists them).
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$code),*];
+        }
+    };
+}
+
+error_codes! {
     CameraOffline,
     CameraBusy,
     PhotoFailed,
@@ -377,6 +407,25 @@ impl Event {
             })
             .collect()
     }
+}
+
+/// `welcome` / `status_update`: the `extra` fields (`welcome`'s own) and every status block,
+/// at top level (what the original UI reads) and in `data` (the seeds), from one value.
+pub fn status_frame(
+    kind: &str,
+    extra: Map<String, Value>,
+    blocks: &status::StatusBlocks,
+    now: SystemTime,
+) -> Value {
+    let mut data = extra;
+    if let Ok(Value::Object(blocks)) = serde_json::to_value(blocks) {
+        data.extend(blocks);
+    }
+    let mut frame = data.clone();
+    frame.insert("type".into(), Value::from(kind));
+    frame.insert("timestamp".into(), Value::from(iso8601(now)));
+    frame.insert("data".into(), Value::Object(data));
+    Value::Object(frame)
 }
 
 /// `{type, data, id?, timestamp}` for a reply.

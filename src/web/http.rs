@@ -21,11 +21,11 @@ use std::time::Instant;
 
 use async_io::Async;
 use futures_lite::AsyncWriteExt;
-use serde_json::{json, Value};
 
 use super::conns::{ConnState, Phase, Refusal};
 use super::host::HostError;
 use super::{assets, rest, ws, Web, VERSION};
+use crate::protocol::messages::Health;
 use crate::protocol::{rest_error_body, ApiError, ErrorCode};
 
 /// A parsed request. Header names are lower-case.
@@ -141,12 +141,14 @@ pub struct Response {
 }
 
 impl Response {
-    pub fn json(status: u16, value: &Value) -> Response {
+    pub fn json<T: serde::Serialize + ?Sized>(status: u16, value: &T) -> Response {
+        // Serializing our own types cannot fail (string keys only); `null` if it ever did.
+        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
         Response {
             status,
             content_type: "application/json",
             headers: Vec::new(),
-            body: Payload::Bytes(value.to_string().into_bytes()),
+            body: Payload::Bytes(body),
             close: false,
         }
     }
@@ -659,13 +661,13 @@ fn health(web: &Web) -> Response {
     let uptime = web.app.clock.now().saturating_duration_since(web.started);
     Response::json(
         200,
-        &json!({
-            "status": "ok",
-            "version": VERSION,
-            "uptime": uptime.as_secs_f64(),
-            "clients": web.hub.client_count(),
-            "timestamp": crate::util::iso8601(web.app.clock.wall()),
-        }),
+        &Health {
+            status: "ok".into(),
+            version: VERSION.into(),
+            uptime: uptime.as_secs_f64(),
+            clients: web.hub.client_count(),
+            timestamp: crate::util::iso8601(web.app.clock.wall()),
+        },
     )
     .header("Cache-Control", "no-store")
 }

@@ -579,22 +579,12 @@ impl Hub {
 
     /// The status blocks, serialized once, under `data` and at top level.
     pub fn status_frame(&self, kind: &str, extra: Map<String, Value>) -> Value {
-        let blocks = match serde_json::to_value(self.app.status.snapshot()) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        let mut data = extra;
-        for (k, v) in blocks {
-            data.insert(k, v);
-        }
-        let mut frame = data.clone();
-        frame.insert("type".into(), Value::from(kind));
-        frame.insert(
-            "timestamp".into(),
-            Value::from(iso8601(self.app.clock.wall())),
-        );
-        frame.insert("data".into(), Value::Object(data));
-        Value::Object(frame)
+        crate::protocol::status_frame(
+            kind,
+            extra,
+            &self.app.status.snapshot(),
+            self.app.clock.wall(),
+        )
     }
 
     pub fn broadcast_status(&self) {

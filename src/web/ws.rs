@@ -40,7 +40,7 @@ use super::hub::{ClientSlot, Frame, Kill, RegisterError};
 use super::{Web, VERSION};
 use crate::app::{ClientId, Origin};
 use crate::config::Limits;
-use crate::protocol::messages::{Pong, Subscribed, Unsubscribed};
+use crate::protocol::messages::{Pong, Subscribed, Unsubscribed, Welcome, WsLimits};
 use crate::protocol::{
     ack_frame, command_names, error_frame, parse_envelope, reply_frame, ApiError, Channel, Command,
     ErrorCode, Reply,
@@ -147,32 +147,34 @@ impl TokenBucket {
     }
 }
 
-pub fn limits_json(l: &Limits) -> Value {
-    json!({
-        "maxClients": l.max_clients,
-        "maxFrameBytes": l.max_frame_bytes,
-        "maxInvalidMessages": l.max_invalid_messages,
-        "ratePerSec": l.rate_per_sec,
-        "rateBurst": l.rate_burst,
-        "outboundQueue": l.outbound_queue,
-        "outboundQueueBytes": l.outbound_queue_bytes,
-        "pingIntervalMs": l.ping_interval.as_millis() as u64,
-        "silenceTimeoutMs": l.silence_timeout.as_millis() as u64,
-        "statusIntervalMs": l.status_interval.as_millis() as u64,
-    })
+pub fn ws_limits(l: &Limits) -> WsLimits {
+    WsLimits {
+        max_clients: l.max_clients,
+        max_frame_bytes: l.max_frame_bytes,
+        max_invalid_messages: l.max_invalid_messages,
+        rate_per_sec: l.rate_per_sec,
+        rate_burst: l.rate_burst,
+        outbound_queue: l.outbound_queue,
+        outbound_queue_bytes: l.outbound_queue_bytes,
+        ping_interval_ms: l.ping_interval.as_millis() as u64,
+        silence_timeout_ms: l.silence_timeout.as_millis() as u64,
+        status_interval_ms: l.status_interval.as_millis() as u64,
+    }
 }
 
 fn welcome(web: &Web, id: ClientId) -> Frame {
-    let mut extra = Map::new();
-    extra.insert("clientId".into(), Value::from(id.0));
-    extra.insert("message".into(), Value::from("Connected to skylapse"));
-    extra.insert(
-        "serverTime".into(),
-        Value::from(iso8601(web.app.clock.wall())),
-    );
-    extra.insert("version".into(), Value::from(VERSION));
-    extra.insert("availableCommands".into(), Value::from(command_names()));
-    extra.insert("limits".into(), limits_json(web.hub.limits()));
+    let welcome = Welcome {
+        client_id: id.0,
+        message: "Connected to skylapse".into(),
+        server_time: iso8601(web.app.clock.wall()),
+        version: VERSION.into(),
+        available_commands: command_names().into_iter().map(String::from).collect(),
+        limits: ws_limits(web.hub.limits()),
+    };
+    let extra = match serde_json::to_value(&welcome) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
     Frame::Text(web.hub.status_frame("welcome", extra).to_string().into())
 }
 
