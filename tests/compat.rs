@@ -106,8 +106,13 @@ impl Rig {
             stop,
             thread: Some(thread),
         };
+        // Connected, and its settings known (the first event poll brings them; a report
+        // started before that has no cameraSettings).
         rig.wait("the camera over HTTPS", || {
-            rig.app.status.camera().is_some_and(|c| c.connected)
+            rig.app
+                .status
+                .camera()
+                .is_some_and(|c| c.connected && c.settings.tv.is_some())
         });
         rig
     }

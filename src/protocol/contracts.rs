@@ -21,9 +21,9 @@ use std::time::SystemTime;
 
 use super::commands::{
     payload_sample, AcceptCertificate, CameraRef, Channels, ConfigureAccessPoint, ConnectToIp,
-    Force, GpsResponse, IdRef, ManualTimeSync, NetworkConnect, NetworkScan, Port, ReportRef,
-    SessionRef, SetCameraSetting, StartIntervalometer, TakePhoto, TimeSyncResponse,
-    UpdateReportTitle, ValidateInterval, WifiCountry,
+    DriveFocus, Force, GpsResponse, IdRef, LiveViewSize, ManualTimeSync, NetworkConnect,
+    NetworkScan, Port, ReportRef, SessionRef, SetCameraSetting, StartIntervalometer, TakePhoto,
+    TimeSyncResponse, UpdateReportTitle, ValidateInterval, WifiCountry,
 };
 use super::messages::*;
 use super::status::*;
@@ -202,6 +202,8 @@ samples! {
     IdRef { id };
     AcceptCertificate { uuid };
     ConfigureAccessPoint { ssid, passphrase, channel, hidden };
+    LiveViewSize { size };
+    DriveFocus { step };
 
     // Outbound messages.
     Pong { timestamp };
@@ -226,6 +228,13 @@ samples! {
     TestPhotos { photos };
     TestPhotoDeleted { success, message, id };
     TestPhotoFile { id, content_type, size };
+    LiveViewCaptured { success, image };
+    LiveViewImages { images };
+    LiveViewImageDeleted { success, id };
+    LiveViewCleared { success, deleted };
+    LiveViewImageFile { id, content_type, size };
+    FocusDriven { success, step };
+    LiveViewStatus { active, viewers, max_viewers, frames_relayed, relay_latency_p50_ms, relay_latency_p99_ms, stream_url };
     CertificateAccepted { success, uuid, warning };
     IntervalValidationReply(_);
     IntervalometerStart { success, session_id, title, status, message };
@@ -277,6 +286,7 @@ samples! {
     ShotInfo { session_id, title, shot_number, slot, scheduled_time, timing_error_ms, duration_ms, duration, skipped_before, late, file_name, stats, remaining_shots };
     TestPhotoScheduled { at, in_seconds };
     SessionFrame { id, file_name, size, url, timestamp };
+    LiveViewImageCaptured(_);
     CameraSettingChanged { setting, value };
     TestPhotoProgress { photo_id, bytes_received, total_bytes, percent, percentage };
     SessionStarted { session_id, title, interval, options, start_time };
