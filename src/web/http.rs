@@ -129,6 +129,14 @@ pub enum Payload {
     Bytes(Vec<u8>),
     Static(&'static [u8]),
     File(PathBuf, u64),
+    /// `prefix`, then `len` bytes of an open file, then `suffix` (a report's JSON wrapped in
+    /// its reply object), streamed in small chunks.
+    Wrapped {
+        prefix: Vec<u8>,
+        file: crate::protocol::SharedFile,
+        len: u64,
+        suffix: Vec<u8>,
+    },
 }
 
 pub struct Response {
@@ -675,6 +683,12 @@ pub async fn write_response(
         Payload::Bytes(b) => b.len() as u64,
         Payload::Static(b) => b.len() as u64,
         Payload::File(_, n) => *n,
+        Payload::Wrapped {
+            prefix,
+            len,
+            suffix,
+            ..
+        } => prefix.len() as u64 + len + suffix.len() as u64,
     };
     let mut head = if resp.status == 304 || resp.status == 204 {
         format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status))
@@ -724,7 +738,25 @@ pub async fn write_response(
             }
             Payload::File(path, n) => {
                 w.write_all(head.as_bytes()).await?;
-                send_file(&mut w, path, *n).await?;
+                let f = std::fs::File::open(path)?;
+                send_from(
+                    &mut w,
+                    |buf, at| std::os::unix::fs::FileExt::read_at(&f, buf, at),
+                    *n,
+                )
+                .await?;
+            }
+            Payload::Wrapped {
+                prefix,
+                file,
+                len,
+                suffix,
+            } => {
+                let mut first = head.into_bytes();
+                first.extend_from_slice(prefix);
+                w.write_all(&first).await?;
+                send_from(&mut w, |buf, at| file.read_at(buf, at), *len).await?;
+                w.write_all(suffix).await?;
             }
         }
         w.flush().await
@@ -739,21 +771,24 @@ pub async fn write_response(
     .await
 }
 
-/// Streams a file in small chunks (reads from local storage are short; no thread pool).
-async fn send_file(w: &mut &Async<TcpStream>, path: &std::path::Path, len: u64) -> io::Result<()> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
+/// Streams `len` bytes of a file in small chunks (reads from local storage are short; no
+/// thread pool); `read_at(buf, offset)` reads the file.
+async fn send_from(
+    w: &mut &Async<TcpStream>,
+    read_at: impl Fn(&mut [u8], u64) -> io::Result<usize>,
+    len: u64,
+) -> io::Result<()> {
     let mut chunk = vec![0u8; 16 * 1024];
-    let mut left = len;
-    while left > 0 {
-        let want = (chunk.len() as u64).min(left) as usize;
-        let n = f.read(&mut chunk[..want])?;
+    let mut done = 0u64;
+    while done < len {
+        let want = (chunk.len() as u64).min(len - done) as usize;
+        let n = read_at(&mut chunk[..want], done)?;
         if n == 0 {
             // The file shrank under us: the Content-Length is now a lie, so cut the connection.
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
         }
         w.write_all(&chunk[..n]).await?;
-        left -= n as u64;
+        done += n as u64;
     }
     Ok(())
 }
