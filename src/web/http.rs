@@ -17,7 +17,7 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_io::Async;
 use futures_lite::AsyncWriteExt;
@@ -712,12 +712,15 @@ pub async fn write_response(
     } else {
         "Connection: keep-alive\r\n\r\n"
     });
+    // A large body (a 50 MB report over a weak Wi-Fi link) gets time for a slow but moving
+    // reader: at least 64 KiB/s on top of the usual allowance.
     let deadline = web.app.clock.now()
         + web
             .hub
             .limits()
             .head_timeout
-            .max(web.hub.limits().keepalive_timeout);
+            .max(web.hub.limits().keepalive_timeout)
+        + Duration::from_secs(len / (64 * 1024));
     let timer = web.app.clock.sleep_until(deadline);
     let write = async {
         let mut w = stream;
