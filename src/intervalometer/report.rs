@@ -1184,14 +1184,14 @@ pub fn to_svg(r: &Report) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::intervalometer::journal::{Header, JOURNAL_VERSION};
     use crate::intervalometer::schedule::{OverrunPolicy, SessionOptions, StopCondition};
     use crate::intervalometer::session::EndKind;
     use std::time::Duration;
 
-    fn log(n: u64) -> SessionLog {
+    pub(crate) fn log(n: u64) -> SessionLog {
         let shots = (0..n)
             .map(|i| ShotRecord {
                 slot: i,

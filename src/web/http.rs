@@ -285,7 +285,7 @@ async fn read_head(
     }
     loop {
         if !buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; 40];
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(buf) {
                 Ok(httparse::Status::Complete(len)) => {
@@ -360,7 +360,11 @@ fn head_too_large(web: &Web) -> Response {
     .closing()
 }
 
-fn to_request(req: &httparse::Request<'_, '_>) -> Option<Request> {
+/// Header fields a request head may have (more: 431).
+pub const MAX_HEADERS: usize = 40;
+
+/// A parsed head as the server keeps it (`None`: no method or target).
+pub fn to_request(req: &httparse::Request<'_, '_>) -> Option<Request> {
     let method = req.method?.to_string();
     let target = req.path?;
     let (path, query) = match target.split_once('?') {
