@@ -92,6 +92,8 @@ pub mod config;
 pub mod discovery;
 pub mod driver;
 pub mod exposure;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod intervalometer;
 pub mod logging;
 pub mod machine;

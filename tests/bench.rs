@@ -13,5 +13,7 @@ mod e2e;
 mod hostile;
 #[path = "bench/intervalometer.rs"]
 mod intervalometer;
+#[path = "bench/reports.rs"]
+mod reports;
 #[path = "bench/web.rs"]
 mod web;

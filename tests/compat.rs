@@ -341,6 +341,13 @@ fn reports_are_saved_at_the_end_renamed_and_discarded_with_the_original_shapes()
         assert!(rep["cameraInfo"]["serialnumber"].is_string());
         assert!(rep["cameraSettings"].is_object(), "{rep}");
         assert_eq!(rep["camera"]["model"], "Canon EOS R50");
+        // The same report over the WebSocket: one text message streamed from the file, in
+        // the usual reply envelope.
+        c.send("get_timelapse_report", json!({"id": id}), 30).await;
+        let by_ws = c.reply(30).await;
+        assert_eq!(by_ws["type"], "timelapse_report", "{by_ws}");
+        assert_eq!(by_ws["data"]["report"], *rep);
+        assert!(is_iso(&by_ws["timestamp"]), "{by_ws}");
         // The list (WebSocket) carries the superset too.
         c.send("get_timelapse_reports", json!({}), 3).await;
         let list = c.reply(3).await;

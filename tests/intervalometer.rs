@@ -15,7 +15,7 @@ use skylapse::clock::{BoxFuture, Clock, ManualClock, SharedClock};
 use skylapse::config::Config;
 use skylapse::intervalometer::service::Spawner;
 use skylapse::intervalometer::IntervalometerService;
-use skylapse::protocol::{ApiError, Body, Command, CommandResult, ErrorCode};
+use skylapse::protocol::{ApiError, Body, Command, CommandResult, ErrorCode, Reply};
 
 // ---------------------------------------------------------------------------------------------
 // FakeCamera
@@ -273,7 +273,8 @@ impl Rig {
             .expect("intervalometer claims the command");
         let r = futures_lite::future::block_on(self.ex.run(fut));
         self.settle();
-        r
+        // A report comes as a stream from its file (the web layer sends it as it is): read it.
+        r.and_then(Reply::materialized)
     }
 
     fn cmd(&self, kind: &str, data: Value) -> CommandResult {
@@ -1002,6 +1003,7 @@ mod with_simulator {
         fn cmd(&self, kind: &str, data: Value) -> CommandResult {
             let cmd = Command::parse(kind, data).unwrap();
             futures_lite::future::block_on(self.svc.handle(Origin::Rest, &cmd).unwrap())
+                .and_then(Reply::materialized)
         }
 
         /// Awaits broadcast events until one of `kind` arrives; returns all seen.

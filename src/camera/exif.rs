@@ -175,7 +175,7 @@ fn frame_size(b: &[u8]) -> Option<(u32, u32)> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -213,7 +213,7 @@ mod tests {
     /// A minimal JPEG: APP1 Exif (big-endian TIFF: IFD0 {Model, ExifIFD} → Exif IFD
     /// {ExposureTime 1/125, FNumber 2.8, ISO 6400, DateTimeOriginal, WhiteBalance 0}) and
     /// a SOF0 of 6000×4000.
-    fn sample() -> Vec<u8> {
+    pub(crate) fn sample() -> Vec<u8> {
         let model = b"Canon EOS R50\0";
         let dto = b"2025:10:02 19:30:00\0";
         let mut t: Vec<u8> = vec![b'M', b'M', 0, 42, 0, 0, 0, 8];

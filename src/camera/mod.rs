@@ -404,6 +404,7 @@ pub mod worker;
 
 pub use handle::{CameraHandle, CameraLinkHandle};
 pub use service::CameraService;
+pub use shared::battery_entry;
 #[cfg(test)]
 mod fake;
 #[cfg(test)]

@@ -275,6 +275,11 @@ pub fn read(path: &Path) -> Result<SessionLog, String> {
         return Err(format!("{}: journal too large", path.display()));
     }
     let bytes = fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    parse(&bytes, path)
+}
+
+/// Replays a journal's bytes; `path` names it (its file stem is the session id).
+pub fn parse(bytes: &[u8], path: &Path) -> Result<SessionLog, String> {
     let mut lines = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty());
     let header: Header = lines
         .next()

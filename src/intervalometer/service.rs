@@ -702,12 +702,21 @@ impl IntervalometerService {
             }
             Command::DiscardSession(r) => self.discard_session(&r.session_id).await,
             Command::ResumeSession(r) => self.resume_session(&r.session_id).await,
-            Command::GetTimelapseReports => Ok(Reply::of(&TimelapseReports {
-                reports: self.reports.list().iter().map(Report::list_entry).collect(),
-            })),
-            Command::GetTimelapseReport(r) => Ok(Reply::of(&TimelapseReport {
-                report: self.reports.get(&r.id)?,
-            })),
+            // Reading a report file not indexed yet takes a pass over it (seconds for 50 MB on
+            // a Pi): on a thread of its own, so the service's other commands keep going.
+            Command::GetTimelapseReports => {
+                let store = self.reports.clone();
+                let reports = crate::sys::off_thread("reports", move || store.list()).await;
+                Ok(Reply::of(&TimelapseReports { reports }))
+            }
+            Command::GetTimelapseReport(r) => {
+                // Streamed from the file as it is (`{"report": <file>}`), never parsed here.
+                let (store, id) = (self.reports.clone(), r.id.clone());
+                let open = crate::sys::off_thread("reports", move || store.open(&id)).await?;
+                Ok(Reply::streamed::<TimelapseReport>(
+                    "report", open.file, open.len,
+                ))
+            }
             Command::UpdateReportTitle(u) => {
                 let id = u.id.as_deref().or(u.session_id.as_deref()).ok_or_else(|| {
                     ApiError::new(ErrorCode::MissingParameter, "Missing id or sessionId")

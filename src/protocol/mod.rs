@@ -335,6 +335,34 @@ pub enum Body {
         content_type: &'static str,
         path: std::path::PathBuf,
     },
+    /// The reply's `data` is `{key: <the file's bytes>}`: a JSON document too large to hold in
+    /// memory (a report), sent as it is on disk by REST (Content-Length from the file size)
+    /// and WebSocket (one text message in fragments). The file was checked to be one JSON
+    /// value in UTF-8 when it was opened; `Reply::data` is null until
+    /// [`Reply::materialized`].
+    JsonFile {
+        key: &'static str,
+        file: SharedFile,
+        len: u64,
+    },
+}
+
+/// An open file shared by the reply's clones; read with positional reads, so its cursor is
+/// never in the way.
+#[derive(Debug, Clone)]
+pub struct SharedFile(pub std::sync::Arc<std::fs::File>);
+
+impl PartialEq for SharedFile {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl SharedFile {
+    /// Reads up to `buf.len()` bytes at `offset` (0 at the end).
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(&*self.0, buf, offset)
+    }
 }
 
 /// A successful direct reply: `{type: kind, data, id?, timestamp}`.
@@ -360,6 +388,44 @@ impl Reply {
     pub fn with_body(mut self, body: Body) -> Self {
         self.body = Some(body);
         self
+    }
+
+    /// A reply of type `T` whose data, `{key: …}`, is the file's JSON, streamed ([`Body::JsonFile`]).
+    pub fn streamed<T: ReplyPayload>(
+        key: &'static str,
+        file: std::sync::Arc<std::fs::File>,
+        len: u64,
+    ) -> Self {
+        Reply {
+            kind: T::KIND,
+            data: Value::Null,
+            body: Some(Body::JsonFile {
+                key,
+                file: SharedFile(file),
+                len,
+            }),
+        }
+    }
+
+    /// The reply with a streamed body read into `data` (for in-process callers and tests;
+    /// the web layer streams it instead).
+    pub fn materialized(mut self) -> Result<Self, ApiError> {
+        if let Some(Body::JsonFile { key, file, len }) = &self.body {
+            let mut bytes = vec![0u8; usize::try_from(*len).unwrap_or(usize::MAX)];
+            let mut at = 0;
+            while at < bytes.len() {
+                match file.read_at(&mut bytes[at..], at as u64) {
+                    Ok(0) => return Err(ApiError::system("The file shrank while being read")),
+                    Ok(n) => at += n,
+                    Err(e) => return Err(ApiError::system(format!("Cannot read the file: {e}"))),
+                }
+            }
+            let value: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::system(format!("The file is not JSON: {e}")))?;
+            self.data = json!({ *key: value });
+            self.body = None;
+        }
+        Ok(self)
     }
 }
 

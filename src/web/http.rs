@@ -17,7 +17,7 @@ use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_io::Async;
 use futures_lite::AsyncWriteExt;
@@ -129,6 +129,14 @@ pub enum Payload {
     Bytes(Vec<u8>),
     Static(&'static [u8]),
     File(PathBuf, u64),
+    /// `prefix`, then `len` bytes of an open file, then `suffix` (a report's JSON wrapped in
+    /// its reply object), streamed in small chunks.
+    Wrapped {
+        prefix: Vec<u8>,
+        file: crate::protocol::SharedFile,
+        len: u64,
+        suffix: Vec<u8>,
+    },
 }
 
 pub struct Response {
@@ -279,7 +287,7 @@ async fn read_head(
     }
     loop {
         if !buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; 40];
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut req = httparse::Request::new(&mut headers);
             match req.parse(buf) {
                 Ok(httparse::Status::Complete(len)) => {
@@ -354,7 +362,11 @@ fn head_too_large(web: &Web) -> Response {
     .closing()
 }
 
-fn to_request(req: &httparse::Request<'_, '_>) -> Option<Request> {
+/// Header fields a request head may have (more: 431).
+pub const MAX_HEADERS: usize = 40;
+
+/// A parsed head as the server keeps it (`None`: no method or target).
+pub fn to_request(req: &httparse::Request<'_, '_>) -> Option<Request> {
     let method = req.method?.to_string();
     let target = req.path?;
     let (path, query) = match target.split_once('?') {
@@ -683,6 +695,12 @@ pub async fn write_response(
         Payload::Bytes(b) => b.len() as u64,
         Payload::Static(b) => b.len() as u64,
         Payload::File(_, n) => *n,
+        Payload::Wrapped {
+            prefix,
+            len,
+            suffix,
+            ..
+        } => prefix.len() as u64 + len + suffix.len() as u64,
     };
     let mut head = if resp.status == 304 || resp.status == 204 {
         format!("HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status))
@@ -706,12 +724,15 @@ pub async fn write_response(
     } else {
         "Connection: keep-alive\r\n\r\n"
     });
+    // A large body (a 50 MB report over a weak Wi-Fi link) gets time for a slow but moving
+    // reader: at least 64 KiB/s on top of the usual allowance.
     let deadline = web.app.clock.now()
         + web
             .hub
             .limits()
             .head_timeout
-            .max(web.hub.limits().keepalive_timeout);
+            .max(web.hub.limits().keepalive_timeout)
+        + Duration::from_secs(len / (64 * 1024));
     let timer = web.app.clock.sleep_until(deadline);
     let write = async {
         let mut w = stream;
@@ -732,7 +753,25 @@ pub async fn write_response(
             }
             Payload::File(path, n) => {
                 w.write_all(head.as_bytes()).await?;
-                send_file(&mut w, path, *n).await?;
+                let f = std::fs::File::open(path)?;
+                send_from(
+                    &mut w,
+                    |buf, at| std::os::unix::fs::FileExt::read_at(&f, buf, at),
+                    *n,
+                )
+                .await?;
+            }
+            Payload::Wrapped {
+                prefix,
+                file,
+                len,
+                suffix,
+            } => {
+                let mut first = head.into_bytes();
+                first.extend_from_slice(prefix);
+                w.write_all(&first).await?;
+                send_from(&mut w, |buf, at| file.read_at(buf, at), *len).await?;
+                w.write_all(suffix).await?;
             }
         }
         w.flush().await
@@ -747,21 +786,24 @@ pub async fn write_response(
     .await
 }
 
-/// Streams a file in small chunks (reads from local storage are short; no thread pool).
-async fn send_file(w: &mut &Async<TcpStream>, path: &std::path::Path, len: u64) -> io::Result<()> {
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
+/// Streams `len` bytes of a file in small chunks (reads from local storage are short; no
+/// thread pool); `read_at(buf, offset)` reads the file.
+async fn send_from(
+    w: &mut &Async<TcpStream>,
+    read_at: impl Fn(&mut [u8], u64) -> io::Result<usize>,
+    len: u64,
+) -> io::Result<()> {
     let mut chunk = vec![0u8; 16 * 1024];
-    let mut left = len;
-    while left > 0 {
-        let want = (chunk.len() as u64).min(left) as usize;
-        let n = f.read(&mut chunk[..want])?;
+    let mut done = 0u64;
+    while done < len {
+        let want = (chunk.len() as u64).min(len - done) as usize;
+        let n = read_at(&mut chunk[..want], done)?;
         if n == 0 {
             // The file shrank under us: the Content-Length is now a lie, so cut the connection.
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
         }
         w.write_all(&chunk[..n]).await?;
-        left -= n as u64;
+        done += n as u64;
     }
     Ok(())
 }

@@ -45,7 +45,22 @@ pub enum Frame {
     Ping,
     /// Close the connection with this code and reason after the frames before it.
     Close(u16, &'static str),
+    /// One text message whose middle is read from a file while it is written, in fragments
+    /// (a report): only the chunk being written is in memory.
+    Streamed(Arc<StreamedText>),
 }
+
+/// `prefix` + the file's `len` bytes + `suffix`, as one WebSocket text message.
+#[derive(Debug)]
+pub struct StreamedText {
+    pub prefix: String,
+    pub file: crate::protocol::SharedFile,
+    pub len: u64,
+    pub suffix: String,
+}
+
+/// The size of each fragment of a [`Frame::Streamed`] message.
+pub const STREAM_CHUNK: usize = 16 * 1024;
 
 /// What happened to a pushed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +79,7 @@ impl Frame {
         match self {
             Frame::Text(t) | Frame::Status(t) => t.len() + 16,
             Frame::Ping | Frame::Close(..) => 16,
+            Frame::Streamed(s) => s.prefix.len() + s.suffix.len() + STREAM_CHUNK + 16,
         }
     }
 }
@@ -161,7 +177,7 @@ impl OutQueue {
                     self.remove_at(i);
                 }
             }
-            Frame::Text(_) | Frame::Ping => {}
+            Frame::Text(_) | Frame::Ping | Frame::Streamed(_) => {}
         }
         if stalled {
             return Pushed::Stuck;
@@ -198,6 +214,12 @@ impl OutQueue {
     /// The frame taken by the last `pop` has been written.
     pub fn sent(&mut self) {
         self.in_flight = 0;
+    }
+
+    /// The writer is making progress on a long frame (a streamed message's fragment went
+    /// out): the client is not stuck.
+    pub fn progress(&mut self) {
+        self.progressed = true;
     }
 }
 
@@ -332,6 +354,11 @@ impl ClientSlot {
         if half {
             let _ = self.room.try_send(());
         }
+    }
+
+    /// See [`OutQueue::progress`].
+    pub fn progress(&self) {
+        lock(&self.queue).progress();
     }
 
     pub fn queued(&self) -> usize {

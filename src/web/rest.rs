@@ -142,6 +142,18 @@ pub async fn handle(web: &Web, req: &Request) -> Response {
                 },
                 _ => Response::api_error(web, &ApiError::not_found("The file is gone")),
             },
+            Some(Body::JsonFile { key, file, len }) => Response {
+                status: 200,
+                content_type: "application/json",
+                headers: vec![("Cache-Control", "no-store".into())],
+                body: Payload::Wrapped {
+                    prefix: format!("{{\"{key}\":").into_bytes(),
+                    file,
+                    len,
+                    suffix: b"}".to_vec(),
+                },
+                close: false,
+            },
             None => Response::json(200, &reply.data).header("Cache-Control", "no-store"),
         },
         Err(e) => Response::api_error(web, &e),

@@ -36,14 +36,14 @@ use serde_json::{json, Map, Value};
 
 use super::conns::Refusal;
 use super::http::{Request, Response};
-use super::hub::{ClientSlot, Frame, Kill, RegisterError};
+use super::hub::{ClientSlot, Frame, Kill, RegisterError, StreamedText, STREAM_CHUNK};
 use super::{Web, VERSION};
 use crate::app::{ClientId, Origin};
 use crate::config::Limits;
 use crate::protocol::messages::{Pong, Subscribed, Unsubscribed, Welcome, WsLimits};
 use crate::protocol::{
-    ack_frame, command_names, error_frame, parse_envelope, reply_frame, ApiError, Channel, Command,
-    ErrorCode, Reply,
+    ack_frame, command_names, error_frame, parse_envelope, reply_frame, ApiError, Body, Channel,
+    Command, ErrorCode, Reply, SharedFile,
 };
 use crate::util::iso8601;
 
@@ -317,7 +317,15 @@ fn push_result(
 ) {
     let wall = web.app.clock.wall();
     match result {
-        Ok(reply) => push_json(web, slot, &reply_frame(reply, id, wall)),
+        Ok(reply) => match &reply.body {
+            Some(Body::JsonFile { key, file, len }) => {
+                slot.push(
+                    web.app.clock.now(),
+                    streamed(reply, key, file, *len, id, wall),
+                );
+            }
+            _ => push_json(web, slot, &reply_frame(reply, id, wall)),
+        },
         Err(e) => {
             if let Some(reply) = &e.reply {
                 push_json(web, slot, &reply_frame(reply, id, wall));
@@ -328,6 +336,37 @@ fn push_result(
     if ack {
         push_json(web, slot, &ack_frame(result, id, wall));
     }
+}
+
+/// The reply frame with `data` = `{key: <file>}` as a streamed message: the frame is
+/// serialized around a marker, which the file's bytes replace.
+fn streamed(
+    reply: &Reply,
+    key: &str,
+    file: &SharedFile,
+    len: u64,
+    id: Option<&Value>,
+    wall: std::time::SystemTime,
+) -> Frame {
+    const MARK: &str = "\u{0}skylapse-streamed-body\u{0}";
+    let mut frame = reply_frame(reply, id, wall);
+    frame["data"] = Value::from(MARK);
+    let text = frame.to_string();
+    let quoted = Value::from(MARK).to_string();
+    // The marker is ours and appears once (an id holding it would be escaped the same way, so
+    // take the `data` member's: the first after `"data":`).
+    let at = text
+        .find(&format!("\"data\":{quoted}"))
+        .map(|i| i + "\"data\":".len())
+        .unwrap_or(0);
+    let (before, after) = text.split_at(at);
+    let after = after.strip_prefix(quoted.as_str()).unwrap_or(after);
+    Frame::Streamed(Arc::new(StreamedText {
+        prefix: format!("{before}{{{}:", Value::from(key)),
+        file: file.clone(),
+        len,
+        suffix: format!("}}{after}"),
+    }))
 }
 
 async fn reader(
@@ -529,6 +568,7 @@ async fn writer(
         let sent = match frame {
             Frame::Text(t) | Frame::Status(t) => tx.send(Message::Text(t)).await,
             Frame::Ping => tx.send(Message::Ping(Default::default())).await,
+            Frame::Streamed(s) => send_streamed(slot, tx, &s).await,
             Frame::Close(code, reason) => {
                 slot.sent();
                 let frame = CloseFrame {
@@ -546,6 +586,43 @@ async fn writer(
             return End::Gone;
         }
     }
+}
+
+/// Sends a [`StreamedText`] as one text message: the prefix in a first fragment, the file in
+/// [`STREAM_CHUNK`] continuation fragments, the suffix in the final one. A file that shrank
+/// cannot finish the message: an error (the connection is dropped).
+async fn send_streamed(
+    slot: &ClientSlot,
+    tx: &mut WebSocketSender<Stream>,
+    s: &StreamedText,
+) -> Result<(), WsError> {
+    use async_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use async_tungstenite::tungstenite::protocol::frame::Frame as WsFrame;
+    use async_tungstenite::tungstenite::Bytes;
+    let fragment = |data: Vec<u8>, first: bool, last: bool| {
+        let op = if first { Data::Text } else { Data::Continue };
+        Message::Frame(WsFrame::message(Bytes::from(data), OpCode::Data(op), last))
+    };
+    tx.send(fragment(s.prefix.clone().into_bytes(), true, false))
+        .await?;
+    let mut done = 0u64;
+    while done < s.len {
+        let want = (STREAM_CHUNK as u64).min(s.len - done) as usize;
+        let mut chunk = vec![0u8; want];
+        let n = s.file.read_at(&mut chunk, done)?;
+        if n == 0 {
+            return Err(WsError::Io(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file shrank while being sent",
+            )));
+        }
+        chunk.truncate(n);
+        tx.send(fragment(chunk, false, false)).await?;
+        done += n as u64;
+        slot.progress();
+    }
+    tx.send(fragment(s.suffix.clone().into_bytes(), false, true))
+        .await
 }
 
 /// WS ping every `ping_interval`; gone after `silence_timeout` without any frame.
