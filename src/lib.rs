@@ -93,6 +93,7 @@ pub mod discovery;
 pub mod driver;
 pub mod exposure;
 pub mod intervalometer;
+pub mod location;
 pub mod logging;
 pub mod machine;
 pub mod power;

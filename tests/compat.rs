@@ -28,7 +28,7 @@ use skylapse_sim::{FaultAction, FaultMatch, SimConfig, SimHandle};
 const PATIENCE: Duration = Duration::from_secs(20);
 const SHUTTER: &str = "/ccapi/ver100/shooting/control/shutterbutton";
 
-struct Rig {
+pub(crate) struct Rig {
     addr: SocketAddr,
     dir: PathBuf,
     sim: Option<SimHandle>,
@@ -45,7 +45,7 @@ fn loopback0() -> Option<SocketAddr> {
 
 impl Rig {
     /// The simulator over HTTPS only, on an ephemeral port (not 443).
-    fn start(name: &str) -> Rig {
+    pub(crate) fn start(name: &str) -> Rig {
         let dir =
             std::env::temp_dir().join(format!("skylapse-compat-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -53,7 +53,7 @@ impl Rig {
         Self::start_in(dir)
     }
 
-    fn start_in(dir: PathBuf) -> Rig {
+    pub(crate) fn start_in(dir: PathBuf) -> Rig {
         let sim = SimHandle::start(SimConfig {
             https_addr: loopback0(),
             http_addr: None,
@@ -112,11 +112,16 @@ impl Rig {
         rig
     }
 
-    fn sim(&self) -> &SimHandle {
+    /// The service's data directory.
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub(crate) fn sim(&self) -> &SimHandle {
         self.sim.as_ref().expect("the simulator runs")
     }
 
-    fn wait(&self, what: &str, cond: impl Fn() -> bool) {
+    pub(crate) fn wait(&self, what: &str, cond: impl Fn() -> bool) {
         let until = Instant::now() + PATIENCE;
         while !cond() {
             assert!(Instant::now() < until, "gave up waiting for {what}");
@@ -124,7 +129,7 @@ impl Rig {
         }
     }
 
-    fn http(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) fn http(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let (status, bytes) = self.http_raw(method, path, body);
         (
             status,
@@ -132,7 +137,7 @@ impl Rig {
         )
     }
 
-    fn http_raw(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Vec<u8>) {
+    pub(crate) fn http_raw(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Vec<u8>) {
         let mut s = TcpStream::connect_timeout(&self.addr, PATIENCE).unwrap();
         s.set_read_timeout(Some(PATIENCE * 3)).unwrap();
         let body = body.map(|b| b.to_string()).unwrap_or_default();
@@ -170,7 +175,7 @@ impl Rig {
         (status, rest)
     }
 
-    async fn ws(&self) -> Client {
+    pub(crate) async fn ws(&self) -> Client {
         let tcp = Async::<TcpStream>::connect(self.addr).await.unwrap();
         let (ws, _) = async_tungstenite::client_async(format!("ws://{}/ws", self.addr), tcp)
             .await
@@ -203,19 +208,19 @@ impl Drop for Rig {
     }
 }
 
-struct Client {
+pub(crate) struct Client {
     ws: WebSocketStream<Async<TcpStream>>,
     /// Every text frame received, in order.
     seen: Vec<Value>,
 }
 
 impl Client {
-    async fn send(&mut self, kind: &str, data: Value, id: u64) {
+    pub(crate) async fn send(&mut self, kind: &str, data: Value, id: u64) {
         let v = json!({"type": kind, "data": data, "id": id});
         self.ws.send(Message::text(v.to_string())).await.unwrap();
     }
 
-    async fn next(&mut self) -> Value {
+    pub(crate) async fn next(&mut self) -> Value {
         loop {
             let m = or(async { Some(self.ws.next().await) }, async {
                 Timer::after(PATIENCE).await;
@@ -233,7 +238,7 @@ impl Client {
         }
     }
 
-    async fn until(&mut self, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) async fn until(&mut self, what: &str, pick: impl Fn(&Value) -> bool) -> Value {
         let until = Instant::now() + PATIENCE * 3;
         loop {
             assert!(Instant::now() < until, "gave up waiting for {what}");
@@ -245,12 +250,12 @@ impl Client {
     }
 
     /// The direct answer (reply or error) to request `id`.
-    async fn reply(&mut self, id: u64) -> Value {
+    pub(crate) async fn reply(&mut self, id: u64) -> Value {
         self.until(&format!("the reply to {id}"), |v| v["id"] == id)
             .await
     }
 
-    async fn event(&mut self, family: &str, kind: &str) -> Value {
+    pub(crate) async fn event(&mut self, family: &str, kind: &str) -> Value {
         self.until(kind, |v| v["type"] == family && v["eventType"] == kind)
             .await
     }
@@ -263,7 +268,7 @@ impl Client {
     }
 }
 
-fn is_iso(v: &Value) -> bool {
+pub(crate) fn is_iso(v: &Value) -> bool {
     v.as_str()
         .is_some_and(|s| skylapse::util::parse_iso8601(s).is_some())
 }

@@ -25,6 +25,7 @@ mod intervalometer;
 mod logs;
 mod power;
 mod storage;
+mod sun;
 mod timesync;
 mod ui;
 mod web;

@@ -28,16 +28,19 @@ pub enum Owner {
     Wifi,
     Timesync,
     Power,
+    /// Sun times and the remembered location.
+    Sun,
 }
 
 impl Owner {
-    pub const SERVICES: [Owner; 6] = [
+    pub const SERVICES: [Owner; 7] = [
         Owner::Camera,
         Owner::Intervalometer,
         Owner::Discovery,
         Owner::Wifi,
         Owner::Timesync,
         Owner::Power,
+        Owner::Sun,
     ];
 
     /// The part of skylapse that owns the command, for people.
@@ -50,6 +53,7 @@ impl Owner {
             Owner::Wifi => "Wi-Fi management (NetworkManager)",
             Owner::Timesync => "Time synchronisation",
             Owner::Power => "Power monitoring",
+            Owner::Sun => "Sun times and location",
         }
     }
 
@@ -236,6 +240,13 @@ commands! {
     GetSystemTime = "get_system_time", Timesync, Read, m::SystemTimeReply;
 
     GetPowerStatus = "get_power_status", Power, Read, m::PowerStatus;
+
+    /// Sun and twilight times for a date and place (`GET /api/sun`); lat/lon default to the
+    /// remembered location, the date to today there.
+    GetSunTimes(GetSunTimes) = "get_sun_times", Sun, Read, m::SunTimesReply;
+    /// Remember a location set by hand (a phone's GPS fix does the same through gps-response).
+    SetLocation(SetLocation) = "set_location", Sun, Write, m::LocationSet;
+    GetLocation = "get_location", Sun, Read, m::LocationReply;
 }
 
 /// `welcome.availableCommands`: every wire name and alias, in table order.
@@ -487,6 +498,27 @@ pub struct ConfigureAccessPoint {
     pub channel: Option<u32>,
     #[serde(default)]
     pub hidden: Option<bool>,
+}
+
+/// `get_sun_times`: all optional (see the command table).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GetSunTimes {
+    #[serde(default, alias = "latitude")]
+    pub lat: Option<f64>,
+    #[serde(default, alias = "longitude")]
+    pub lon: Option<f64>,
+    /// `YYYY-MM-DD`.
+    #[serde(default)]
+    pub date: Option<String>,
+}
+
+/// `set_location`: degrees, north and east positive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetLocation {
+    #[serde(alias = "latitude")]
+    pub lat: f64,
+    #[serde(alias = "longitude")]
+    pub lon: f64,
 }
 
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
