@@ -197,6 +197,7 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         app.publisher.clone(),
         camera.clone(),
     );
+    intervalometer.use_location(location.clone());
     app.add_service(intervalometer.clone());
     // A running session comes first: no photo by hand, test photos only between frames.
     camera_service.set_session_gate(intervalometer.clone());

@@ -407,6 +407,7 @@ fn an_interrupted_session_is_offered_with_its_completion_data() {
             bulb: None,
             af: false,
             exposure: None,
+            ..SessionOptions::default()
         }
         .to_wire(),
         created_wall_ms: now_ms - 60_000,

@@ -159,3 +159,87 @@ fn sun_times_by_rest_and_websocket_from_gps_or_by_hand() {
     );
     assert_eq!(st, 400, "{r}");
 }
+
+#[test]
+fn sessions_start_and_stop_relative_to_the_sun() {
+    let rig = Rig::start("sunsession");
+    let start = json!({
+        "interval": 10,
+        "startAt": {"event": "sunset", "offsetMinutes": -60},
+        "stopAt": {"event": "sunrise", "offsetMinutes": 10},
+    });
+    // No location yet: refused, with what to do.
+    let (st, r) = rig.http("POST", "/api/intervalometer/start", Some(start.clone()));
+    assert_eq!(st, 400, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("startAt is relative to the sun"),
+        "{r}"
+    );
+    // Polar night: sunset does not happen there.
+    let (st, _) = rig.http(
+        "POST",
+        "/api/location",
+        Some(json!({"lat": 89.9, "lon": 0})),
+    );
+    assert_eq!(st, 200);
+    let (st, r) = rig.http("POST", "/api/intervalometer/start", Some(start.clone()));
+    let month: u32 = skylapse::util::iso8601(std::time::SystemTime::now())[5..7]
+        .parse()
+        .unwrap();
+    // Near the pole there is a sunset only around the equinoxes.
+    if !(3..=4).contains(&month) && !(9..=10).contains(&month) {
+        assert_eq!(st, 400, "{r}");
+        assert!(
+            r["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("there is no sunset"),
+            "{r}"
+        );
+    }
+
+    let (lat, lon) = (47.0, 8.0);
+    let (st, _) = rig.http(
+        "POST",
+        "/api/location",
+        Some(json!({"lat": lat, "lon": lon})),
+    );
+    assert_eq!(st, 200);
+    let before = skylapse::util::unix_millis(std::time::SystemTime::now());
+    let (st, r) = rig.http("POST", "/api/intervalometer/start", Some(start));
+    let after = skylapse::util::unix_millis(std::time::SystemTime::now());
+    assert_eq!(st, 200, "{r}");
+    // What the server should have resolved (the sun module is tested against almanacs).
+    let here = skylapse::sun::Location::new(lat, lon).unwrap();
+    let next = |t: i64, e, off_min: i64| {
+        skylapse::sun::next_event(t - off_min * 60_000, e, here).unwrap() + off_min * 60_000
+    };
+    let want_start = next(before, skylapse::sun::SunEvent::Sunset, -60);
+    assert_eq!(
+        want_start,
+        next(after, skylapse::sun::SunEvent::Sunset, -60),
+        "the request straddled the event"
+    );
+    // REST flattens the session block into `status`.
+    let s = &r["status"];
+    assert_eq!(s["state"], "scheduled", "{r}");
+    let started = skylapse::util::parse_iso8601(s["stats"]["startTime"].as_str().unwrap()).unwrap();
+    assert_eq!(started, want_start, "{s}");
+    let want_stop = next(want_start, skylapse::sun::SunEvent::Sunrise, 10);
+    let stop = skylapse::util::parse_iso8601(s["options"]["stopTime"].as_str().unwrap()).unwrap();
+    assert_eq!(stop, want_stop, "{s}");
+    assert_eq!(s["options"]["stopCondition"], "stop-at");
+    assert_eq!(s["options"]["startAt"]["event"], "sunset", "{s}");
+    assert_eq!(s["options"]["stopAt"]["offsetMinutes"], 10.0, "{s}");
+    // Frames left: the night between them, one every 10 s.
+    let frames = s["framesLeft"].as_u64().unwrap() as i64;
+    assert!(
+        ((want_stop - want_start) / 10_000 - frames).abs() <= 1,
+        "{s}"
+    );
+    let (st, r) = rig.http("POST", "/api/intervalometer/stop", Some(json!({})));
+    assert_eq!(st, 200, "{r}");
+}

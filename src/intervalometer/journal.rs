@@ -400,6 +400,7 @@ mod tests {
                 bulb: None,
                 af: false,
                 exposure: None,
+                ..SessionOptions::default()
             }
             .to_wire(),
             created_wall_ms: 1000,

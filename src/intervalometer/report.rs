@@ -808,6 +808,7 @@ mod tests {
                     bulb: None,
                     af: false,
                     exposure: None,
+                    ..SessionOptions::default()
                 }
                 .to_wire(),
                 created_wall_ms: 999_000,

@@ -41,7 +41,9 @@ use crate::util::{civil_from_days, iso8601_millis, unix_millis};
 use super::driver::{Control, Driver, Exit, Flags};
 use super::journal::{self, Header, Journal, ResumeLine, SessionLog, JOURNAL_VERSION};
 use super::report::{check_id, clean_title, to_csv, to_svg, Report, ReportStore};
-use super::schedule::{parse_start_at, validate_interval, SessionOptions, StopCondition};
+use super::schedule::{
+    resolve_start_at, resolve_stop_at, validate_interval, SessionOptions, StopCondition,
+};
 use super::session::{Session, Start, DEFAULT_LEAD};
 
 /// Runs a task (smol's global executor in production; a test executor in tests).
@@ -77,6 +79,8 @@ pub struct IntervalometerService {
     /// Serialises commands that change sessions or their files.
     ops: async_lock::Mutex<()>,
     lead: Duration,
+    /// Where sun-relative start/stop times are computed (set once by the wiring).
+    location: std::sync::OnceLock<Arc<crate::location::LocationStore>>,
     me: Weak<IntervalometerService>,
 }
 
@@ -117,6 +121,7 @@ impl IntervalometerService {
             unsaved: Mutex::new(Vec::new()),
             ops: async_lock::Mutex::new(()),
             lead: DEFAULT_LEAD,
+            location: std::sync::OnceLock::new(),
             me: me.clone(),
         });
         svc.rescan_unsaved();
@@ -133,6 +138,11 @@ impl IntervalometerService {
         }
         svc.publish_idle_block();
         svc
+    }
+
+    /// Sun-relative `startAt`/`stopAt` are computed at the location `store` remembers.
+    pub fn use_location(&self, store: Arc<crate::location::LocationStore>) {
+        let _ = self.location.set(store);
     }
 
     /// A session is scheduled or running (Wi-Fi changes are refused meanwhile).
@@ -331,7 +341,25 @@ impl IntervalometerService {
                 "A session is already running; stop it first",
             ));
         }
-        let mut opts = SessionOptions::from_request(req)?;
+        let now = self.clock.now();
+        let wall_ms = unix_millis(self.clock.wall());
+        let tz = self.tz_now();
+        let loc = self.location.get().and_then(|l| l.location());
+        let start_at = match &req.start_at {
+            Some(s) => Some(resolve_start_at(s, wall_ms, tz, loc)?),
+            None => None,
+        };
+        // First slot a lead time ahead (or at startAt) so the camera link can warm up.
+        let delay_ms = start_at
+            .map(|at| (at - wall_ms).max(0))
+            .unwrap_or(0)
+            .max(self.lead.as_millis() as i64);
+        let origin_wall_ms = wall_ms + delay_ms;
+        let stop_at_ms = match &req.stop_at {
+            Some(s) => resolve_stop_at(s, origin_wall_ms, loc)?,
+            None => None,
+        };
+        let mut opts = SessionOptions::from_request(req, stop_at_ms)?;
         // The interval is checked against the camera's current Tv when the client did not
         // announce an exposure (a 10 s interval at 20" cannot work, whatever the client knew).
         if opts.exposure.is_none() && opts.bulb.is_none() {
@@ -348,16 +376,9 @@ impl IntervalometerService {
                     .with_details(serde_json::to_value(&check).unwrap_or_default()),
             );
         }
-        let now = self.clock.now();
-        let wall_ms = unix_millis(self.clock.wall());
-        let tz = self.tz_now();
         let title = match &req.title {
             Some(t) if !t.trim().is_empty() => clean_title(t)?,
             _ => default_title(wall_ms + i64::from(tz) * 1000),
-        };
-        let start_at = match &req.start_at {
-            Some(s) => Some(parse_start_at(s, wall_ms, tz)?),
-            None => None,
         };
         if start_at.is_none() && !self.camera.is_connected() {
             return Err(ApiError::new(
@@ -372,13 +393,7 @@ impl IntervalometerService {
                 log::warn!("could not save unsaved session {id} before a new start: {e}");
             }
         }
-        // First slot a lead time ahead (or at startAt) so the camera link can warm up.
-        let delay_ms = start_at
-            .map(|at| (at - wall_ms).max(0))
-            .unwrap_or(0)
-            .max(self.lead.as_millis() as i64);
         let base = now + Duration::from_millis(delay_ms as u64);
-        let origin_wall_ms = wall_ms + delay_ms;
         let id = self.new_id();
         let identity = self.camera.identity();
         let mut session = Session::new(

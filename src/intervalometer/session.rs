@@ -412,6 +412,7 @@ impl Session {
                     next_occurrence(start.wall_ms, start.tz_offset_secs, hour, minute)
                 }))
             }
+            StopCondition::Until(ms) => Some(ms),
             _ => None,
         };
         let resumed_skips = prior
@@ -871,7 +872,7 @@ impl Session {
             StopCondition::Duration(d) => {
                 Some(self.origin_wall_ms.saturating_add(d.as_millis() as i64))
             }
-            StopCondition::At { .. } => self.stop_at_wall_ms,
+            StopCondition::At { .. } | StopCondition::Until(_) => self.stop_at_wall_ms,
             _ => None,
         };
         if let StopCondition::Duration(d) = self.opts.stop {
@@ -1022,6 +1023,8 @@ impl Session {
             duration: wire.duration,
             overrun_policy: wire.overrun_policy,
             bulb: wire.bulb,
+            start_at: wire.start_at,
+            stop_at: wire.stop_at,
         }
     }
 
@@ -1206,6 +1209,7 @@ mod tests {
             bulb: None,
             af: false,
             exposure: None,
+            ..SessionOptions::default()
         }
     }
 

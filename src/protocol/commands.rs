@@ -338,12 +338,61 @@ pub struct StartIntervalometer {
     /// "next-slot" (default) or "immediately-once".
     #[serde(default)]
     pub overrun_policy: Option<String>,
-    /// Scheduled start, ISO-8601 or "HH:MM".
+    /// Scheduled start: ISO-8601, "HH:MM" (next occurrence) or `{event, offsetMinutes}` (the
+    /// next such sun event at the remembered location).
     #[serde(default)]
-    pub start_at: Option<String>,
+    pub start_at: Option<TimeSpec>,
+    /// Stop: "HH:MM" (as stopTime), ISO-8601, or `{event, offsetMinutes}` (the first such sun
+    /// event after the start). Implies `stopCondition: "stop-at"`.
+    #[serde(default)]
+    pub stop_at: Option<TimeSpec>,
     /// Autofocus before each shot (default false).
     #[serde(default)]
     pub af: Option<bool>,
+}
+
+/// A moment as a client names it: a clock time (ISO-8601 or "HH:MM") or a sun event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum TimeSpec {
+    Clock(String),
+    Sun(SunRef),
+}
+
+/// `{event: "sunset", offsetMinutes: -30}`: 30 minutes before sunset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SunRef {
+    /// A sun event's wire name (`sunset`, `civilDusk`, …; see `crate::sun::SunEvent`).
+    pub event: String,
+    #[serde(default)]
+    pub offset_minutes: f64,
+}
+
+impl<'de> Deserialize<'de> for TimeSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(TimeSpec::Clock(s)),
+            v @ Value::Object(_) => serde_json::from_value(v).map(TimeSpec::Sun).map_err(|e| {
+                D::Error::custom(format!("a sun time is {{event, offsetMinutes}}: {e}"))
+            }),
+            _ => Err(D::Error::custom(
+                "a time is ISO-8601, \"HH:MM\" or {event, offsetMinutes}",
+            )),
+        }
+    }
+}
+
+impl TimeSpec {
+    /// How a person reads it: `sunset-30min`, `21:30`.
+    pub fn label(&self) -> String {
+        match self {
+            TimeSpec::Clock(s) => s.clone(),
+            TimeSpec::Sun(r) if r.offset_minutes == 0.0 => r.event.clone(),
+            TimeSpec::Sun(r) => format!("{}{:+}min", r.event, r.offset_minutes),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
