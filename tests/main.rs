@@ -24,6 +24,7 @@ mod e2e;
 mod intervalometer;
 mod logs;
 mod power;
+mod ramp;
 mod storage;
 mod sun;
 mod timesync;

@@ -428,6 +428,8 @@ mod tests {
             skipped_before: 0,
             files: vec![],
             reply_lost: false,
+            settings: None,
+            exposure_ev: None,
         }
     }
 

@@ -612,7 +612,7 @@ fn opt_num(v: Option<f64>) -> String {
 
 pub fn to_csv(r: &Report) -> String {
     let mut out = String::from(
-        "shot,slot,scheduled,sent,replied,timing_error_ms,duration_ms,result,error,skipped_before,late,files\n",
+        "shot,slot,scheduled,sent,replied,timing_error_ms,duration_ms,result,error,skipped_before,late,files,tv,iso,av,exposure_ev\n",
     );
     for s in &r.shots {
         let cells = [
@@ -628,6 +628,20 @@ pub fn to_csv(r: &Report) -> String {
             s.skipped_before.to_string(),
             s.late.to_string(),
             s.files.join(" "),
+            // Ramped sessions: what each frame was shot with (for a deflicker pass).
+            s.settings
+                .as_ref()
+                .and_then(|x| x.tv.clone())
+                .unwrap_or_default(),
+            s.settings
+                .as_ref()
+                .and_then(|x| x.iso.clone())
+                .unwrap_or_default(),
+            s.settings
+                .as_ref()
+                .and_then(|x| x.av.clone())
+                .unwrap_or_default(),
+            s.exposure_ev.map(|e| format!("{e:.3}")).unwrap_or_default(),
         ];
         for (i, c) in cells.iter().enumerate() {
             if i > 0 {
@@ -794,6 +808,8 @@ mod tests {
                     vec![]
                 },
                 reply_lost: false,
+                settings: None,
+                exposure_ev: None,
             })
             .collect();
         SessionLog {
@@ -937,7 +953,8 @@ mod tests {
             lines[1]
         );
         assert!(
-            lines[1].ends_with(",ok,,0,false,IMG_1.CR3 IMG_1.JPG"),
+            // Not ramped: the settings columns are empty.
+            lines[1].ends_with(",ok,,0,false,IMG_1.CR3 IMG_1.JPG,,,,"),
             "{}",
             lines[1]
         );

@@ -42,7 +42,8 @@ use super::driver::{Control, Driver, Exit, Flags};
 use super::journal::{self, Header, Journal, ResumeLine, SessionLog, JOURNAL_VERSION};
 use super::report::{check_id, clean_title, to_csv, to_svg, Report, ReportStore};
 use super::schedule::{
-    resolve_start_at, resolve_stop_at, validate_interval, SessionOptions, StopCondition,
+    resolve_start_at, resolve_stop_at, validate_interval, FrameSettings, Ladders, RampPlan,
+    SessionOptions, StopCondition, CAMERA_WRITE_MARGIN_SECS,
 };
 use super::session::{Session, Start, DEFAULT_LEAD};
 
@@ -349,17 +350,67 @@ impl IntervalometerService {
             Some(s) => Some(resolve_start_at(s, wall_ms, tz, loc)?),
             None => None,
         };
-        // First slot a lead time ahead (or at startAt) so the camera link can warm up.
+        // First slot a lead time ahead (or at startAt) so the camera link can warm up; a ramp
+        // also needs the time to set the first frame's values.
+        let warm_up = if req.keyframes.is_some() {
+            self.lead + super::session::RAMP_BUDGET + Duration::from_secs(1)
+        } else {
+            self.lead
+        };
         let delay_ms = start_at
             .map(|at| (at - wall_ms).max(0))
             .unwrap_or(0)
-            .max(self.lead.as_millis() as i64);
+            .max(warm_up.as_millis() as i64);
         let origin_wall_ms = wall_ms + delay_ms;
         let stop_at_ms = match &req.stop_at {
             Some(s) => resolve_stop_at(s, origin_wall_ms, loc)?,
             None => None,
         };
         let mut opts = SessionOptions::from_request(req, stop_at_ms)?;
+        let mut settings_now = frame_settings(&self.camera.settings());
+        if let Some(specs) = &req.keyframes {
+            // The ramp picks from the values the camera offers, read now.
+            if !self.camera.is_connected() {
+                return Err(ApiError::new(
+                    ErrorCode::CameraOffline,
+                    "A ramp needs the camera connected at the start (to read the values it offers)",
+                ));
+            }
+            let v = self.camera.shooting_settings().await.map_err(|e| {
+                ApiError::new(
+                    e.code,
+                    format!(
+                        "Cannot read the camera's settings for the ramp: {}",
+                        e.message
+                    ),
+                )
+            })?;
+            let max_tv = opts.interval.as_secs_f64() - CAMERA_WRITE_MARGIN_SECS;
+            if max_tv <= 0.0 {
+                return Err(ApiError::invalid(format!(
+                    "A ramp needs an interval over {CAMERA_WRITE_MARGIN_SECS} s (the camera's write time)"
+                )));
+            }
+            let plan = RampPlan::build(
+                specs,
+                origin_wall_ms,
+                tz,
+                loc,
+                Ladders::from_abilities(&v, max_tv),
+                max_tv,
+            )?;
+            // Reply timeouts and the interval check follow the longest exposure of the ramp.
+            opts.exposure = match (plan.max_tv_secs(), opts.exposure) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            opts.ramp = Some(plan);
+            settings_now = FrameSettings {
+                tv: v["tv"]["value"].as_str().map(str::to_string),
+                iso: v["iso"]["value"].as_str().map(str::to_string),
+                av: v["av"]["value"].as_str().map(str::to_string),
+            };
+        }
         // The interval is checked against the camera's current Tv when the client did not
         // announce an exposure (a 10 s interval at 20" cannot work, whatever the client knew).
         if opts.exposure.is_none() && opts.bulb.is_none() {
@@ -410,6 +461,7 @@ impl IntervalometerService {
                 stop_at_wall_ms: None,
                 camera_connected: self.camera.is_connected(),
                 lead: self.lead,
+                settings: settings_now,
             },
             &[],
         );
@@ -631,6 +683,7 @@ impl IntervalometerService {
                 stop_at_wall_ms: log.header.stop_at_wall_ms,
                 camera_connected: true,
                 lead: self.lead,
+                settings: frame_settings(&self.camera.settings()),
             },
             &log.shots,
         );
@@ -877,6 +930,15 @@ fn unsaved_info(l: &SessionLog) -> UnsavedSession {
                 shots_failed: taken - ok,
             },
         },
+    }
+}
+
+/// The Tv/ISO/Av of the camera's last reported settings.
+fn frame_settings(c: &crate::camera::CameraSettings) -> FrameSettings {
+    FrameSettings {
+        tv: c.tv.clone(),
+        iso: c.iso.clone(),
+        av: c.av.clone(),
     }
 }
 

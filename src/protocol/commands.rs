@@ -346,9 +346,35 @@ pub struct StartIntervalometer {
     /// event after the start). Implies `stopCondition: "stop-at"`.
     #[serde(default)]
     pub stop_at: Option<TimeSpec>,
+    /// A keyframed ramp of Tv/ISO/aperture (interpolated in stops between keyframes).
+    #[serde(default)]
+    pub keyframes: Option<Vec<KeyframeSpec>>,
     /// Autofocus before each shot (default false).
     #[serde(default)]
     pub af: Option<bool>,
+}
+
+/// One keyframe of a ramp: when (`at`: ISO-8601, "HH:MM" or `{event, offsetMinutes}`; or
+/// `elapsedSeconds` after the first frame) and the CCAPI values it sets (`tv`, `iso`, `av`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyframeSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<TimeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iso: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub av: Option<String>,
+    /// Not supported yet (the grid keeps one interval); refused with a clear error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<f64>,
+    /// The resolved instant (Unix ms), set by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<i64>,
 }
 
 /// A moment as a client names it: a clock time (ISO-8601 or "HH:MM") or a sun event.
