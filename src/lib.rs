@@ -86,6 +86,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod brightness;
 pub mod camera;
 pub mod clock;
 pub mod config;
