@@ -86,6 +86,7 @@
 
 pub mod app;
 pub mod backoff;
+pub mod brightness;
 pub mod camera;
 pub mod clock;
 pub mod config;
@@ -95,6 +96,7 @@ pub mod exposure;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod intervalometer;
+pub mod location;
 pub mod logging;
 pub mod machine;
 pub mod power;

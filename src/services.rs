@@ -46,6 +46,7 @@ pub struct Running {
     pub wifi: Arc<WifiService>,
     pub timesync: Arc<TimeSyncService>,
     pub power: Arc<PowerService>,
+    pub location: Arc<crate::location::LocationStore>,
     _tasks: Vec<smol::Task<()>>,
 }
 
@@ -188,6 +189,8 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         }
     };
 
+    // Where the Pi is (GPS or by hand): sun times and sun-relative sessions.
+    let location = crate::location::LocationStore::open(&config.data_dir);
     let intervalometer = IntervalometerService::start(
         config.clone(),
         clock.clone(),
@@ -195,6 +198,7 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         app.publisher.clone(),
         camera.clone(),
     );
+    intervalometer.use_location(location.clone());
     app.add_service(intervalometer.clone());
     // A running session comes first: no photo by hand, test photos only between frames.
     camera_service.set_session_gate(intervalometer.clone());
@@ -258,6 +262,11 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         Arc::new(move || in_flight.shot_in_flight()),
     );
     app.add_service(timesync.clone());
+    timesync.remember_locations(location.clone());
+    app.add_service(crate::location::SunService::new(
+        location.clone(),
+        clock.clone(),
+    ));
 
     let power_config = PowerConfig {
         root: options
@@ -290,6 +299,7 @@ pub fn start(app: &mut App, options: Options) -> Result<Running, String> {
         wifi,
         timesync,
         power,
+        location,
         _tasks: tasks,
     })
 }

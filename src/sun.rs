@@ -495,7 +495,7 @@ pub struct SunTimes {
 }
 
 /// One reason per event, set exactly where the event's time is `None`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Reasons {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -575,7 +575,7 @@ impl Serialize for SunTimes {
 }
 
 /// `2026-12-07T16:12:00Z`: whole seconds, which is all the precision these times have.
-fn iso8601_seconds(ms: i64) -> String {
+pub fn iso8601_seconds(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
     let sod = secs.rem_euclid(86_400);

@@ -53,7 +53,7 @@ impl Rig {
         Self::start_in(dir)
     }
 
-    fn start_in(dir: PathBuf) -> Rig {
+    pub(crate) fn start_in(dir: PathBuf) -> Rig {
         let sim = SimHandle::start(SimConfig {
             https_addr: loopback0(),
             http_addr: None,
@@ -115,6 +115,11 @@ impl Rig {
                 .is_some_and(|c| c.connected && c.settings.tv.is_some())
         });
         rig
+    }
+
+    /// The service's data directory.
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     pub(crate) fn sim(&self) -> &SimHandle {
@@ -268,7 +273,7 @@ impl Client {
     }
 }
 
-fn is_iso(v: &Value) -> bool {
+pub(crate) fn is_iso(v: &Value) -> bool {
     v.as_str()
         .is_some_and(|s| skylapse::util::parse_iso8601(s).is_some())
 }
@@ -414,6 +419,7 @@ fn an_interrupted_session_is_offered_with_its_completion_data() {
             bulb: None,
             af: false,
             exposure: None,
+            ..SessionOptions::default()
         }
         .to_wire(),
         created_wall_ms: now_ms - 60_000,

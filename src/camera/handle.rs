@@ -9,9 +9,12 @@ use super::link_driver::LinkMsg;
 use super::shared::Shared;
 use super::shot::shoot_at;
 use super::{CameraControl, CameraDateTime, CameraInfo, CameraNotice, CameraSettings};
-use super::{ShotOutcome, ShotRequest};
+use super::{SettingsApplied, ShotOutcome, ShotRequest};
 use crate::clock::BoxFuture;
 use crate::protocol::ApiError;
+
+/// A settings PUT refused as busy (the camera writing a frame) is tried again this much later.
+const BUSY_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// [`CameraControl`] for the intervalometer and time sync.
 pub struct CameraHandle {
@@ -41,6 +44,76 @@ impl CameraControl for CameraHandle {
 
     fn datetime(&self) -> BoxFuture<'static, Result<CameraDateTime, ApiError>> {
         self.cam.on_control(|s| s.datetime())
+    }
+
+    fn shooting_settings(&self) -> BoxFuture<'static, Result<serde_json::Value, ApiError>> {
+        let cam = self.cam.clone();
+        let read = self.cam.on_control(|s| s.settings());
+        Box::pin(async move {
+            let v = read.await?;
+            cam.note_settings(&v);
+            Ok(v)
+        })
+    }
+
+    fn apply_settings(
+        &self,
+        changes: Vec<(String, String)>,
+        deadline: Instant,
+    ) -> BoxFuture<'static, SettingsApplied> {
+        let cam = self.cam.clone();
+        let clock = self.cam.clock.clone();
+        let job = self.cam.on_control(move |s| {
+            let mut done = SettingsApplied {
+                applied: Vec::new(),
+                error: None,
+            };
+            'next: for (key, value) in changes {
+                loop {
+                    // Checked before each PUT: one PUT is the most a late change can overlap.
+                    let now = clock.now();
+                    if now >= deadline {
+                        done.error = Some("deferred: no time left before the next frame".into());
+                        break 'next;
+                    }
+                    match s.set_setting(&key, &serde_json::Value::from(value.clone())) {
+                        Ok(_) => {
+                            done.applied.push((key, value));
+                            continue 'next;
+                        }
+                        // Bodies refuse settings while they write the last frame: try again
+                        // shortly, within the deadline.
+                        Err(e) if e.code == crate::protocol::ErrorCode::CameraBusy => {
+                            let until = (now + BUSY_RETRY).min(deadline);
+                            while clock.now() < until {
+                                clock.park_until(Some(until));
+                            }
+                        }
+                        Err(e) => {
+                            done.error = Some(format!("{key} {value}: {}", e.message));
+                            break 'next;
+                        }
+                    }
+                }
+            }
+            Ok(done)
+        });
+        Box::pin(async move {
+            match job.await {
+                Ok(done) => {
+                    let mut delta = serde_json::Map::new();
+                    for (k, v) in &done.applied {
+                        delta.insert(k.clone(), serde_json::json!({ "value": v }));
+                    }
+                    cam.note_settings(&serde_json::Value::Object(delta));
+                    done
+                }
+                Err(e) => SettingsApplied {
+                    applied: Vec::new(),
+                    error: Some(e.message),
+                },
+            }
+        })
     }
 
     fn set_datetime(

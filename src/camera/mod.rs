@@ -187,6 +187,14 @@ pub enum CameraNotice {
     FilesAdded(Vec<String>),
 }
 
+/// What [`CameraControl::apply_settings`] managed: the changes the camera took, in order,
+/// and why it stopped early (a refusal, or no time left before the deadline).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingsApplied {
+    pub applied: Vec<(String, String)>,
+    pub error: Option<String>,
+}
+
 /// The camera as the rest of skylapse sees it.
 pub trait CameraControl: Send + Sync {
     /// Fires a shot as close to `due` (monotonic) as possible. Call it ahead of `due` (a few
@@ -208,6 +216,32 @@ pub trait CameraControl: Send + Sync {
 
     /// A bounded stream of notices; a slow reader loses notices rather than blocking the driver.
     fn subscribe(&self) -> async_channel::Receiver<CameraNotice>;
+
+    /// Reads `shooting/settings` (values and `ability` lists).
+    fn shooting_settings(&self) -> BoxFuture<'static, Result<serde_json::Value, ApiError>> {
+        Box::pin(async {
+            Err(ApiError::unavailable(
+                "this camera cannot report its settings",
+            ))
+        })
+    }
+
+    /// Sets shooting settings one by one on the control worker (behind any shot queued
+    /// first), starting none once `deadline` has passed: a change is deferred rather than
+    /// allowed to delay the next frame.
+    fn apply_settings(
+        &self,
+        changes: Vec<(String, String)>,
+        _deadline: Instant,
+    ) -> BoxFuture<'static, SettingsApplied> {
+        drop(changes);
+        Box::pin(async {
+            SettingsApplied {
+                applied: Vec::new(),
+                error: Some("this camera cannot change settings".into()),
+            }
+        })
+    }
 
     /// Reads the camera clock.
     fn datetime(&self) -> BoxFuture<'static, Result<CameraDateTime, ApiError>>;

@@ -132,6 +132,7 @@ pub type OnEnd = Arc<dyn Fn(String) -> BoxFuture<'static, Option<String>> + Send
 
 enum Wake {
     Shot(u64, ShotOutcome),
+    Settings(crate::camera::SettingsApplied),
     Control(Control),
     ControlClosed,
     Notice(CameraNotice),
@@ -142,6 +143,8 @@ enum Wake {
 impl Driver {
     pub async fn run(mut self) -> Exit {
         let mut shot: Option<(u64, BoxFuture<'static, ShotOutcome>)> = None;
+        // A ramp's settings change with the camera (one at a time).
+        let mut change: Option<BoxFuture<'static, crate::camera::SettingsApplied>> = None;
         let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
         let mut control_open = true;
         let mut notices_open = true;
@@ -181,6 +184,10 @@ impl Driver {
                     Action::Shoot { slot, due, req } => {
                         self.flags.shot_in_flight.store(true, Ordering::SeqCst);
                         shot = Some((slot, self.camera.shoot_at(due, req)));
+                    }
+                    Action::ApplySettings { .. } if shutting_down => {}
+                    Action::ApplySettings { changes, deadline } => {
+                        change = Some(self.camera.apply_settings(changes, deadline));
                     }
                     Action::AbandonShot { slot } => {
                         log::warn!(
@@ -274,6 +281,13 @@ impl Driver {
                 timer = deadline.map(|d| (d, self.clock.sleep_until(d)));
             }
             let wake = poll_fn(|cx| {
+                // Before the shot: a change queued ahead of a frame is answered first, so the
+                // frame's record carries the settings it was shot with.
+                if let Some(f) = change.as_mut() {
+                    if let Poll::Ready(done) = f.as_mut().poll(cx) {
+                        return Poll::Ready(Wake::Settings(done));
+                    }
+                }
                 if let Some((slot, f)) = shot.as_mut() {
                     if let Poll::Ready(o) = f.as_mut().poll(cx) {
                         return Poll::Ready(Wake::Shot(*slot, o));
@@ -312,6 +326,19 @@ impl Driver {
                 );
             }
             match wake {
+                Wake::Settings(done) => {
+                    change = None;
+                    if let Some(e) = &done.error {
+                        log::info!("session {}: ramp: {e}", self.session.id);
+                    }
+                    self.session.handle(
+                        now,
+                        Input::SettingsApplied {
+                            applied: done.applied,
+                            error: done.error,
+                        },
+                    );
+                }
                 Wake::Shot(slot, outcome) => {
                     shot = None;
                     self.session.handle(now, Input::ShotDone { slot, outcome });

@@ -405,6 +405,7 @@ mod tests {
                 bulb: None,
                 af: false,
                 exposure: None,
+                ..SessionOptions::default()
             }
             .to_wire(),
             created_wall_ms: 1000,
@@ -432,6 +433,8 @@ mod tests {
             skipped_before: 0,
             files: vec![],
             reply_lost: false,
+            settings: None,
+            exposure_ev: None,
         }
     }
 

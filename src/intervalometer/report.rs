@@ -1029,7 +1029,7 @@ fn opt_num(v: Option<f64>) -> String {
 
 pub fn to_csv(r: &Report) -> String {
     let mut out = String::from(
-        "shot,slot,scheduled,sent,replied,timing_error_ms,duration_ms,result,error,skipped_before,late,files\n",
+        "shot,slot,scheduled,sent,replied,timing_error_ms,duration_ms,result,error,skipped_before,late,files,tv,iso,av,exposure_ev\n",
     );
     for s in &r.shots {
         let cells = [
@@ -1045,6 +1045,20 @@ pub fn to_csv(r: &Report) -> String {
             s.skipped_before.to_string(),
             s.late.to_string(),
             s.files.join(" "),
+            // Ramped sessions: what each frame was shot with (for a deflicker pass).
+            s.settings
+                .as_ref()
+                .and_then(|x| x.tv.clone())
+                .unwrap_or_default(),
+            s.settings
+                .as_ref()
+                .and_then(|x| x.iso.clone())
+                .unwrap_or_default(),
+            s.settings
+                .as_ref()
+                .and_then(|x| x.av.clone())
+                .unwrap_or_default(),
+            s.exposure_ev.map(|e| format!("{e:.3}")).unwrap_or_default(),
         ];
         for (i, c) in cells.iter().enumerate() {
             if i > 0 {
@@ -1211,6 +1225,8 @@ pub(crate) mod tests {
                     vec![]
                 },
                 reply_lost: false,
+                settings: None,
+                exposure_ev: None,
             })
             .collect();
         SessionLog {
@@ -1225,6 +1241,7 @@ pub(crate) mod tests {
                     bulb: None,
                     af: false,
                     exposure: None,
+                    ..SessionOptions::default()
                 }
                 .to_wire(),
                 created_wall_ms: 999_000,
@@ -1353,7 +1370,8 @@ pub(crate) mod tests {
             lines[1]
         );
         assert!(
-            lines[1].ends_with(",ok,,0,false,IMG_1.CR3 IMG_1.JPG"),
+            // Not ramped: the settings columns are empty.
+            lines[1].ends_with(",ok,,0,false,IMG_1.CR3 IMG_1.JPG,,,,"),
             "{}",
             lines[1]
         );

@@ -4,7 +4,10 @@
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
-use crate::protocol::{ApiError, StartIntervalometer};
+use crate::exposure::{av_stops, iso_stops, tv_seconds, tv_stops};
+use crate::protocol::{ApiError, KeyframeSpec, StartIntervalometer, SunRef, TimeSpec};
+use crate::ramp::{KeyValues, Keyframe, Keyframes};
+use crate::sun::{Location, NoEvent, SunEvent};
 
 /// Exposures longer than this need bulb mode (`shutterbutton/manual`).
 pub const BULB_THRESHOLD_SECS: f64 = 30.0;
@@ -32,6 +35,9 @@ pub enum StopCondition {
     },
     /// Stop once this much time has passed since the first slot.
     Duration(Duration),
+    /// Stop at this wall instant (Unix ms), resolved at the start from an ISO-8601 `stopAt`
+    /// or a sun event (`{event, offsetMinutes}`).
+    Until(i64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +60,28 @@ pub struct SessionOptions {
     /// Exposure of each shot (seconds): announced by the client, else the camera's Tv at
     /// start. Validates the interval and tells how long a shot's reply may take.
     pub exposure: Option<f64>,
+    /// `startAt` / `stopAt` as the client gave them, for the echo.
+    pub start_at: Option<TimeSpec>,
+    pub stop_at: Option<TimeSpec>,
+    /// Keyframed Tv/ISO/aperture, resolved at the start.
+    pub ramp: Option<RampPlan>,
+}
+
+impl Default for SessionOptions {
+    /// One frame a second until stopped (a base for tests and struct updates).
+    fn default() -> Self {
+        SessionOptions {
+            interval: Duration::from_secs(1),
+            stop: StopCondition::Unlimited,
+            overrun: OverrunPolicy::NextSlot,
+            bulb: None,
+            af: false,
+            exposure: None,
+            start_at: None,
+            stop_at: None,
+            ramp: None,
+        }
+    }
 }
 
 /// The wire/journal form of [`SessionOptions`] (PROTOCOL.md `options`).
@@ -76,28 +104,54 @@ pub struct OptionsWire {
     pub af: bool,
     #[serde(default)]
     pub exposure: Option<f64>,
+    /// `startAt` / `stopAt` as the client gave them (echoed; the instants are resolved).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<TimeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_at: Option<TimeSpec>,
+    /// The resolved stop instant of a `stopAt` given as ISO-8601 or a sun event, Unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_at_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<RampPlan>,
 }
 
 impl SessionOptions {
     /// Parses a start request. Old clients that omit `stopCondition` get it inferred from the
     /// fields they sent (shots → stop-after, stopTime → stop-at, duration → duration).
-    pub fn from_request(r: &StartIntervalometer) -> Result<SessionOptions, ApiError> {
+    ///
+    /// `stop_at_ms` is `stopAt` resolved by the caller (it needs the start and the location;
+    /// see [`resolve_stop_at`]); a "HH:MM" `stopAt` is a stop time like `stopTime`.
+    pub fn from_request(
+        r: &StartIntervalometer,
+        stop_at_ms: Option<i64>,
+    ) -> Result<SessionOptions, ApiError> {
+        let stop_hhmm = match &r.stop_at {
+            Some(TimeSpec::Clock(s)) if parse_hhmm(s).is_some() => Some(s.clone()),
+            _ => None,
+        };
         let wire = OptionsWire {
             interval: r.interval,
             stop_condition: match &r.stop_condition {
                 Some(s) => s.clone(),
+                None if r.stop_at.is_some() => "stop-at".into(),
                 None if r.shots.is_some() => "stop-after".into(),
                 None if r.stop_time.is_some() => "stop-at".into(),
                 None if r.duration.is_some() => "duration".into(),
                 None => "unlimited".into(),
             },
             total_shots: r.shots,
-            stop_time: r.stop_time.clone(),
+            stop_time: stop_hhmm.or_else(|| r.stop_time.clone()),
             duration: r.duration,
             overrun_policy: r.overrun_policy.clone(),
             bulb: r.bulb,
             af: r.af.unwrap_or(false),
             exposure: r.exposure.or(r.bulb),
+            start_at: r.start_at.clone(),
+            stop_at: r.stop_at.clone(),
+            stop_at_ms,
+            // Keyframes need the camera and the start: the service resolves them.
+            ramp: None,
         };
         SessionOptions::from_wire(&wire)
     }
@@ -110,11 +164,13 @@ impl SessionOptions {
                 Some(n) if n > 0 => StopCondition::AfterShots(n),
                 _ => return Err(ApiError::invalid("stop-after needs shots ≥ 1")),
             },
+            "stop-at" | "time" if w.stop_at_ms.is_some() => {
+                StopCondition::Until(w.stop_at_ms.unwrap_or_default())
+            }
             "stop-at" | "time" => {
-                let t = w
-                    .stop_time
-                    .as_deref()
-                    .ok_or_else(|| ApiError::invalid("stop-at needs stopTime \"HH:MM\""))?;
+                let t = w.stop_time.as_deref().ok_or_else(|| {
+                    ApiError::invalid("stop-at needs stopTime \"HH:MM\" or stopAt")
+                })?;
                 let (hour, minute) = parse_hhmm(t)
                     .ok_or_else(|| ApiError::invalid("stopTime must be \"HH:MM\" (00:00–23:59)"))?;
                 StopCondition::At { hour, minute }
@@ -168,6 +224,9 @@ impl SessionOptions {
             bulb,
             af: w.af,
             exposure: w.exposure,
+            start_at: w.start_at.clone(),
+            stop_at: w.stop_at.clone(),
+            ramp: w.ramp.clone(),
         })
     }
 
@@ -182,6 +241,7 @@ impl SessionOptions {
                 None,
             ),
             StopCondition::Duration(d) => ("duration", None, None, Some(d.as_secs_f64())),
+            StopCondition::Until(_) => ("stop-at", None, None, None),
         };
         OptionsWire {
             interval: self.interval.as_secs_f64(),
@@ -199,6 +259,13 @@ impl SessionOptions {
             bulb: self.bulb.map(|b| b.as_secs_f64()),
             af: self.af,
             exposure: self.exposure,
+            start_at: self.start_at.clone(),
+            stop_at: self.stop_at.clone(),
+            stop_at_ms: match self.stop {
+                StopCondition::Until(ms) => Some(ms),
+                _ => None,
+            },
+            ramp: self.ramp.clone(),
         }
     }
 }
@@ -234,6 +301,347 @@ pub fn next_occurrence(wall_ms: i64, tz_offset_secs: i32, hour: u8, minute: u8) 
         target += DAY;
     }
     target - i64::from(tz_offset_secs) * 1000
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keyframed ramps
+
+/// Most keyframes a session takes.
+pub const MAX_KEYFRAMES: usize = 64;
+
+/// The settings a frame was shot with (CCAPI values; `None` where unknown).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FrameSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iso: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub av: Option<String>,
+}
+
+impl FrameSettings {
+    /// Exposure in stops (`log2 t + log2 ISO/100 − 2 log2 N`), when all three are known.
+    pub fn exposure_ev(&self) -> Option<f64> {
+        Some(
+            tv_stops(self.tv.as_deref()?)? + iso_stops(self.iso.as_deref()?)?
+                - av_stops(self.av.as_deref()?)?,
+        )
+    }
+
+    /// The (key, value) pairs of `target` that differ from `self`.
+    pub fn changes_to(&self, target: &FrameSettings) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (key, want, have) in [
+            ("tv", &target.tv, &self.tv),
+            ("iso", &target.iso, &self.iso),
+            ("av", &target.av, &self.av),
+        ] {
+            if let Some(w) = want {
+                if have.as_ref() != Some(w) {
+                    out.push((key.to_string(), w.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Takes applied (key, value) pairs.
+    pub fn apply(&mut self, changes: &[(String, String)]) {
+        for (k, v) in changes {
+            match k.as_str() {
+                "tv" => self.tv = Some(v.clone()),
+                "iso" => self.iso = Some(v.clone()),
+                "av" => self.av = Some(v.clone()),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The values the camera offers (its `ability` lists), restricted to what a ramp may use:
+/// timed shutter speeds that fit the interval, numeric ISOs, every aperture.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Ladders {
+    pub tv: Vec<String>,
+    pub iso: Vec<String>,
+    pub av: Vec<String>,
+}
+
+impl Ladders {
+    /// From a CCAPI `shooting/settings` object; `max_tv_secs` is the longest exposure allowed.
+    pub fn from_abilities(settings: &serde_json::Value, max_tv_secs: f64) -> Ladders {
+        let list = |key: &str, keep: &dyn Fn(&str) -> bool| -> Vec<String> {
+            settings[key]["ability"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str())
+                        .filter(|v| keep(v))
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Ladders {
+            tv: list("tv", &|v| {
+                tv_seconds(v).is_some_and(|t| t <= max_tv_secs + 1e-9)
+            }),
+            iso: list("iso", &|v| iso_stops(v).is_some()),
+            av: list("av", &|v| av_stops(v).is_some()),
+        }
+    }
+}
+
+/// The ladder value nearest to `want` stops (ties: the first, i.e. the ability's order).
+fn nearest(ladder: &[String], stops: fn(&str) -> Option<f64>, want: f64) -> Option<String> {
+    ladder
+        .iter()
+        .filter_map(|v| stops(v).map(|s| ((s - want).abs(), v)))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, v)| v.clone())
+}
+
+/// A session's keyframes, resolved to instants, and the camera values they may use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RampPlan {
+    /// As given, with `atMs` set.
+    pub keyframes: Vec<KeyframeSpec>,
+    pub ladders: Ladders,
+}
+
+impl RampPlan {
+    /// Resolves and checks `specs`: each keyframe at `at` (ISO-8601; "HH:MM", the first such
+    /// time after the start; a sun event, the first one after 12 h before the start) or at
+    /// `elapsedSeconds` after the first frame (`origin_ms`); Tv no longer than
+    /// `max_tv_secs` (the interval minus the camera's write time).
+    pub fn build(
+        specs: &[KeyframeSpec],
+        origin_ms: i64,
+        tz_offset_secs: i32,
+        loc: Option<Location>,
+        ladders: Ladders,
+        max_tv_secs: f64,
+    ) -> Result<RampPlan, ApiError> {
+        if specs.is_empty() || specs.len() > MAX_KEYFRAMES {
+            return Err(ApiError::invalid(format!(
+                "keyframes: give 1 to {MAX_KEYFRAMES} keyframes"
+            )));
+        }
+        let mut out = Vec::with_capacity(specs.len());
+        for (i, k) in specs.iter().enumerate() {
+            let n = i + 1;
+            let bad = |what: String| ApiError::invalid(format!("keyframe {n}: {what}"));
+            if k.interval.is_some() {
+                return Err(bad(
+                    "interval keyframes are not supported yet (the session keeps one interval)"
+                        .into(),
+                ));
+            }
+            if k.tv.is_none() && k.iso.is_none() && k.av.is_none() {
+                return Err(bad("sets none of tv, iso, av".into()));
+            }
+            let at_ms = match (&k.at, k.elapsed_seconds) {
+                (Some(_), Some(_)) | (None, None) => {
+                    return Err(bad("give either at or elapsedSeconds".into()))
+                }
+                (None, Some(s)) if s.is_finite() && (0.0..=30.0 * 86_400.0).contains(&s) => {
+                    origin_ms + (s * 1000.0).round() as i64
+                }
+                (None, Some(_)) => return Err(bad("elapsedSeconds must be 0 to 30 days".into())),
+                (Some(TimeSpec::Clock(c)), None) => match parse_hhmm(c) {
+                    Some((h, m)) => next_occurrence(origin_ms - 1, tz_offset_secs, h, m),
+                    None => crate::util::parse_iso8601(c.trim()).ok_or_else(|| {
+                        bad("at must be ISO-8601, \"HH:MM\" or {event, offsetMinutes}".into())
+                    })?,
+                },
+                (Some(TimeSpec::Sun(r)), None) => {
+                    resolve_sun(r, origin_ms - 12 * 3_600_000, loc, &format!("keyframe {n}"))?
+                }
+            };
+            if let Some(tv) = &k.tv {
+                let secs = tv_seconds(tv)
+                    .ok_or_else(|| bad(format!("tv {tv:?} is not a timed shutter speed")))?;
+                if secs > max_tv_secs + 1e-9 {
+                    return Err(bad(format!(
+                        "tv {} does not fit the interval: the longest exposure is {} (the interval minus {CAMERA_WRITE_MARGIN_SECS} s for the camera to write)",
+                        exposure_label(secs),
+                        exposure_label(max_tv_secs)
+                    )));
+                }
+            }
+            if let Some(iso) = &k.iso {
+                iso_stops(iso).ok_or_else(|| bad(format!("iso {iso:?} is not a number")))?;
+            }
+            if let Some(av) = &k.av {
+                av_stops(av)
+                    .ok_or_else(|| bad(format!("av {av:?} is not an aperture like f5.6")))?;
+            }
+            out.push(KeyframeSpec {
+                at_ms: Some(at_ms),
+                ..k.clone()
+            });
+        }
+        for (key, ladder) in [
+            ("tv", &ladders.tv),
+            ("iso", &ladders.iso),
+            ("av", &ladders.av),
+        ] {
+            let used = out.iter().any(|k| match key {
+                "tv" => k.tv.is_some(),
+                "iso" => k.iso.is_some(),
+                _ => k.av.is_some(),
+            });
+            if used && ladder.is_empty() {
+                return Err(ApiError::invalid(format!(
+                    "keyframes set {key}, but the camera offers no {key} value to use (check the mode dial: M for tv and av)"
+                )));
+            }
+        }
+        out.sort_by_key(|k| k.at_ms);
+        Ok(RampPlan {
+            keyframes: out,
+            ladders,
+        })
+    }
+
+    fn curve(&self) -> Keyframes {
+        Keyframes::new(
+            self.keyframes
+                .iter()
+                .filter_map(|k| {
+                    Some(Keyframe {
+                        at_ms: k.at_ms?,
+                        values: KeyValues {
+                            tv: k.tv.as_deref().and_then(tv_stops),
+                            iso: k.iso.as_deref().and_then(iso_stops),
+                            av: k.av.as_deref().and_then(av_stops),
+                            interval: None,
+                        },
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    /// The settings planned for a frame at `t_ms`: each ramped parameter interpolated in stops
+    /// and snapped to the nearest value the camera offers.
+    pub fn target(&self, t_ms: i64) -> FrameSettings {
+        let v = self.curve().at(t_ms);
+        FrameSettings {
+            tv: v.tv.and_then(|x| nearest(&self.ladders.tv, tv_stops, x)),
+            iso: v.iso.and_then(|x| nearest(&self.ladders.iso, iso_stops, x)),
+            av: v.av.and_then(|x| nearest(&self.ladders.av, av_stops, x)),
+        }
+    }
+
+    /// The longest Tv any keyframe sets (seconds).
+    pub fn max_tv_secs(&self) -> Option<f64> {
+        self.keyframes
+            .iter()
+            .filter_map(|k| k.tv.as_deref().and_then(tv_seconds))
+            .reduce(f64::max)
+    }
+}
+
+/// How far ahead a sun-relative time may resolve: beyond this the event does not happen
+/// today or tomorrow there (polar day or night), and a session waiting weeks is not meant.
+pub const SUN_LOOKAHEAD_MS: i64 = 48 * 3_600_000;
+/// Largest `offsetMinutes` accepted (12 h either way).
+pub const MAX_SUN_OFFSET_MIN: f64 = 720.0;
+
+/// The first instant after `after_ms` that is `r.event` + `r.offsetMinutes` at `loc`, Unix ms.
+/// `field` names the option in errors. Errors: unknown event, no location, an offset out of
+/// range, or an event that does not happen within [`SUN_LOOKAHEAD_MS`] (with the reason).
+pub fn resolve_sun(
+    r: &SunRef,
+    after_ms: i64,
+    loc: Option<Location>,
+    field: &str,
+) -> Result<i64, ApiError> {
+    let event = SunEvent::parse(&r.event).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{field}: {}",
+            crate::sun::SunError::Event(r.event.clone())
+        ))
+    })?;
+    if !r.offset_minutes.is_finite() || r.offset_minutes.abs() > MAX_SUN_OFFSET_MIN {
+        return Err(ApiError::invalid(format!(
+            "{field}: offsetMinutes must be between -{MAX_SUN_OFFSET_MIN} and {MAX_SUN_OFFSET_MIN}"
+        )));
+    }
+    let loc = loc.ok_or_else(|| {
+        let e = crate::location::no_location();
+        ApiError::new(
+            e.code,
+            format!("{field} is relative to the sun: {}", e.message),
+        )
+    })?;
+    let offset_ms = (r.offset_minutes * 60_000.0).round() as i64;
+    let found = crate::sun::next_event(after_ms - offset_ms, event, loc).map(|t| t + offset_ms);
+    match found {
+        Some(t) if t - after_ms <= SUN_LOOKAHEAD_MS => Ok(t),
+        _ => {
+            let date = crate::location::local_solar_date(after_ms, loc);
+            let why = match crate::sun::sun_times(date, loc).get(event) {
+                Err(NoEvent::AlwaysBelow) => {
+                    "the sun stays below that altitude all day (polar night)"
+                }
+                Err(NoEvent::AlwaysAbove) => {
+                    "the sun stays above that altitude all day (polar day or white night)"
+                }
+                _ => "it does not happen in the next 48 hours",
+            };
+            let next = found
+                .map(|t| format!("; next on {}", &crate::util::iso8601_millis(t)[..10]))
+                .unwrap_or_default();
+            Err(ApiError::invalid(format!(
+                "{field}: there is no {event} at {:.3}, {:.3} on {}: {why}{next}",
+                loc.lat,
+                loc.lon,
+                crate::sun::format_date(date)
+            )))
+        }
+    }
+}
+
+/// `stopAt` resolved after the session's first slot (`origin_ms`): `None` for "HH:MM" (a stop
+/// time of day, handled like `stopTime`), else the instant, which must come after the start.
+pub fn resolve_stop_at(
+    spec: &TimeSpec,
+    origin_ms: i64,
+    loc: Option<Location>,
+) -> Result<Option<i64>, ApiError> {
+    let at = match spec {
+        TimeSpec::Clock(s) if parse_hhmm(s).is_some() => return Ok(None),
+        TimeSpec::Clock(s) => crate::util::parse_iso8601(s.trim()).ok_or_else(|| {
+            ApiError::invalid("stopAt must be ISO-8601, \"HH:MM\" or {event, offsetMinutes}")
+        })?,
+        TimeSpec::Sun(r) => resolve_sun(r, origin_ms, loc, "stopAt")?,
+    };
+    if at <= origin_ms {
+        return Err(ApiError::invalid(format!(
+            "stopAt {} is not after the start {}",
+            crate::util::iso8601_millis(at),
+            crate::util::iso8601_millis(origin_ms)
+        )));
+    }
+    Ok(Some(at))
+}
+
+/// `startAt`: ISO-8601 (absolute), "HH:MM" (next occurrence) or a sun event (next
+/// occurrence at `loc`). Returns Unix ms.
+pub fn resolve_start_at(
+    spec: &TimeSpec,
+    wall_ms: i64,
+    tz_offset_secs: i32,
+    loc: Option<Location>,
+) -> Result<i64, ApiError> {
+    match spec {
+        TimeSpec::Clock(s) => parse_start_at(s, wall_ms, tz_offset_secs),
+        TimeSpec::Sun(r) => resolve_sun(r, wall_ms, loc, "startAt"),
+    }
 }
 
 /// `startAt`: ISO-8601 (absolute) or "HH:MM" (next occurrence). Returns Unix ms.
@@ -549,16 +957,108 @@ mod tests {
     fn options_round_trip_and_infer_stop_condition() {
         let req: StartIntervalometer =
             serde_json::from_value(serde_json::json!({"interval": 5, "totalShots": 10})).unwrap();
-        let o = SessionOptions::from_request(&req).unwrap();
+        let o = SessionOptions::from_request(&req, None).unwrap();
         assert_eq!(o.stop, StopCondition::AfterShots(10));
         assert_eq!(SessionOptions::from_wire(&o.to_wire()).unwrap(), o);
         let req: StartIntervalometer = serde_json::from_value(
             serde_json::json!({"interval": 5, "stopCondition": "stop-at", "stopTime": "25:00"}),
         )
         .unwrap();
-        assert!(SessionOptions::from_request(&req).is_err());
+        assert!(SessionOptions::from_request(&req, None).is_err());
         let req: StartIntervalometer =
             serde_json::from_value(serde_json::json!({"interval": 40, "bulb": 45})).unwrap();
-        assert!(SessionOptions::from_request(&req).is_err());
+        assert!(SessionOptions::from_request(&req, None).is_err());
+    }
+
+    fn sun(event: &str, offset_minutes: f64) -> TimeSpec {
+        TimeSpec::Sun(SunRef {
+            event: event.into(),
+            offset_minutes,
+        })
+    }
+
+    fn ms(iso: &str) -> i64 {
+        crate::util::parse_iso8601(iso).unwrap()
+    }
+
+    #[test]
+    fn sun_times_resolve_to_the_next_occurrence_with_their_offset() {
+        // Seattle, 7 Dec 2026: sunset 16:17:55 PST = 00:17:55Z on the 8th (PyEphem, see
+        // sun.rs); sunrise on the 8th about 07:44:36 PST.
+        let seattle = Some(Location::new(47.6062, -122.3321).unwrap());
+        let noon = ms("2026-12-07T20:00:00Z");
+        let t = resolve_start_at(&sun("sunset", -30.0), noon, 0, seattle).unwrap();
+        assert!((t - ms("2026-12-07T23:47:55Z")).abs() <= 2_000, "{t}");
+        // Asked after today's sunset −30 min: tomorrow's.
+        let late = ms("2026-12-08T00:00:00Z");
+        let t2 = resolve_start_at(&sun("sunset", -30.0), late, 0, seattle).unwrap();
+        assert!((t2 - t - 86_400_000).abs() < 120_000, "{}", t2 - t);
+        // Stop at sunrise + 15: the first one after the start.
+        let stop = resolve_stop_at(&sun("sunrise", 15.0), t, seattle)
+            .unwrap()
+            .unwrap();
+        assert!(
+            (stop - ms("2026-12-08T15:59:36Z")).abs() <= 60_000,
+            "{stop}"
+        );
+        // "HH:MM" stays a time of day; ISO must be after the start.
+        assert_eq!(
+            resolve_stop_at(&TimeSpec::Clock("06:00".into()), t, None),
+            Ok(None)
+        );
+        let e =
+            resolve_stop_at(&TimeSpec::Clock("2026-12-07T10:00:00Z".into()), t, None).unwrap_err();
+        assert!(e.message.contains("not after the start"), "{}", e.message);
+    }
+
+    #[test]
+    fn sun_times_refuse_clearly_without_a_place_or_an_event() {
+        let noon = ms("2026-12-21T11:00:00Z");
+        let e = resolve_start_at(&sun("sunset", 0.0), noon, 0, None).unwrap_err();
+        assert_eq!(e.code, crate::protocol::ErrorCode::MissingParameter);
+        assert!(
+            e.message.starts_with("startAt is relative to the sun"),
+            "{}",
+            e.message
+        );
+        let here = Some(Location::new(47.0, 8.0).unwrap());
+        let e = resolve_start_at(&sun("dusk", 0.0), noon, 0, here).unwrap_err();
+        assert!(e.message.contains("civilDusk"), "{}", e.message);
+        assert!(resolve_start_at(&sun("sunset", 800.0), noon, 0, here).is_err());
+        // Longyearbyen at the winter solstice: no sunset for weeks (polar night).
+        let svalbard = Some(Location::new(78.2232, 15.6267).unwrap());
+        let e = resolve_start_at(&sun("sunset", 0.0), noon, 0, svalbard).unwrap_err();
+        assert!(e.message.contains("polar night"), "{}", e.message);
+        assert!(e.message.contains("next on 2027-02"), "{}", e.message);
+        // Nautical dusk does happen there that day.
+        assert!(resolve_start_at(
+            &sun("nauticalDusk", 0.0),
+            ms("2026-12-21T05:00:00Z"),
+            0,
+            svalbard
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn sun_stop_round_trips_through_the_journal_form() {
+        let req: StartIntervalometer = serde_json::from_value(serde_json::json!({
+            "interval": 10,
+            "startAt": {"event": "sunset", "offsetMinutes": -60},
+            "stopAt": {"event": "nauticalDusk"}
+        }))
+        .unwrap();
+        let o = SessionOptions::from_request(&req, Some(1_000_000)).unwrap();
+        assert_eq!(o.stop, StopCondition::Until(1_000_000));
+        let w = o.to_wire();
+        assert_eq!(w.stop_condition, "stop-at");
+        assert_eq!(SessionOptions::from_wire(&w).unwrap(), o);
+        let bad: Result<StartIntervalometer, _> =
+            serde_json::from_value(serde_json::json!({"interval": 10, "startAt": 5}));
+        assert!(bad.is_err());
+        let bad: Result<StartIntervalometer, _> = serde_json::from_value(
+            serde_json::json!({"interval": 10, "startAt": {"event": "sunset", "offset": 5}}),
+        );
+        assert!(bad.unwrap_err().to_string().contains("offset"));
     }
 }

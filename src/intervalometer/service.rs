@@ -41,7 +41,10 @@ use crate::util::{civil_from_days, iso8601_millis, unix_millis};
 use super::driver::{Control, Driver, Exit, Flags};
 use super::journal::{self, Header, Journal, ResumeLine, SessionLog, JOURNAL_VERSION};
 use super::report::{check_id, clean_title, to_csv, to_svg, Report, ReportStore};
-use super::schedule::{parse_start_at, validate_interval, SessionOptions, StopCondition};
+use super::schedule::{
+    resolve_start_at, resolve_stop_at, validate_interval, FrameSettings, Ladders, RampPlan,
+    SessionOptions, StopCondition, CAMERA_WRITE_MARGIN_SECS,
+};
 use super::session::{Session, Start, DEFAULT_LEAD};
 
 /// Runs a task (smol's global executor in production; a test executor in tests).
@@ -77,6 +80,8 @@ pub struct IntervalometerService {
     /// Serialises commands that change sessions or their files.
     ops: async_lock::Mutex<()>,
     lead: Duration,
+    /// Where sun-relative start/stop times are computed (set once by the wiring).
+    location: std::sync::OnceLock<Arc<crate::location::LocationStore>>,
     me: Weak<IntervalometerService>,
 }
 
@@ -117,6 +122,7 @@ impl IntervalometerService {
             unsaved: Mutex::new(Vec::new()),
             ops: async_lock::Mutex::new(()),
             lead: DEFAULT_LEAD,
+            location: std::sync::OnceLock::new(),
             me: me.clone(),
         });
         svc.rescan_unsaved();
@@ -133,6 +139,11 @@ impl IntervalometerService {
         }
         svc.publish_idle_block();
         svc
+    }
+
+    /// Sun-relative `startAt`/`stopAt` are computed at the location `store` remembers.
+    pub fn use_location(&self, store: Arc<crate::location::LocationStore>) {
+        let _ = self.location.set(store);
     }
 
     /// A session is scheduled or running (Wi-Fi changes are refused meanwhile).
@@ -331,7 +342,75 @@ impl IntervalometerService {
                 "A session is already running; stop it first",
             ));
         }
-        let mut opts = SessionOptions::from_request(req)?;
+        let now = self.clock.now();
+        let wall_ms = unix_millis(self.clock.wall());
+        let tz = self.tz_now();
+        let loc = self.location.get().and_then(|l| l.location());
+        let start_at = match &req.start_at {
+            Some(s) => Some(resolve_start_at(s, wall_ms, tz, loc)?),
+            None => None,
+        };
+        // First slot a lead time ahead (or at startAt) so the camera link can warm up; a ramp
+        // also needs the time to set the first frame's values.
+        let warm_up = if req.keyframes.is_some() {
+            self.lead + super::session::RAMP_BUDGET + Duration::from_secs(1)
+        } else {
+            self.lead
+        };
+        let delay_ms = start_at
+            .map(|at| (at - wall_ms).max(0))
+            .unwrap_or(0)
+            .max(warm_up.as_millis() as i64);
+        let origin_wall_ms = wall_ms + delay_ms;
+        let stop_at_ms = match &req.stop_at {
+            Some(s) => resolve_stop_at(s, origin_wall_ms, loc)?,
+            None => None,
+        };
+        let mut opts = SessionOptions::from_request(req, stop_at_ms)?;
+        let mut settings_now = frame_settings(&self.camera.settings());
+        if let Some(specs) = &req.keyframes {
+            // The ramp picks from the values the camera offers, read now.
+            if !self.camera.is_connected() {
+                return Err(ApiError::new(
+                    ErrorCode::CameraOffline,
+                    "A ramp needs the camera connected at the start (to read the values it offers)",
+                ));
+            }
+            let v = self.camera.shooting_settings().await.map_err(|e| {
+                ApiError::new(
+                    e.code,
+                    format!(
+                        "Cannot read the camera's settings for the ramp: {}",
+                        e.message
+                    ),
+                )
+            })?;
+            let max_tv = opts.interval.as_secs_f64() - CAMERA_WRITE_MARGIN_SECS;
+            if max_tv <= 0.0 {
+                return Err(ApiError::invalid(format!(
+                    "A ramp needs an interval over {CAMERA_WRITE_MARGIN_SECS} s (the camera's write time)"
+                )));
+            }
+            let plan = RampPlan::build(
+                specs,
+                origin_wall_ms,
+                tz,
+                loc,
+                Ladders::from_abilities(&v, max_tv),
+                max_tv,
+            )?;
+            // Reply timeouts and the interval check follow the longest exposure of the ramp.
+            opts.exposure = match (plan.max_tv_secs(), opts.exposure) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            };
+            opts.ramp = Some(plan);
+            settings_now = FrameSettings {
+                tv: v["tv"]["value"].as_str().map(str::to_string),
+                iso: v["iso"]["value"].as_str().map(str::to_string),
+                av: v["av"]["value"].as_str().map(str::to_string),
+            };
+        }
         // The interval is checked against the camera's current Tv when the client did not
         // announce an exposure (a 10 s interval at 20" cannot work, whatever the client knew).
         if opts.exposure.is_none() && opts.bulb.is_none() {
@@ -348,16 +427,9 @@ impl IntervalometerService {
                     .with_details(serde_json::to_value(&check).unwrap_or_default()),
             );
         }
-        let now = self.clock.now();
-        let wall_ms = unix_millis(self.clock.wall());
-        let tz = self.tz_now();
         let title = match &req.title {
             Some(t) if !t.trim().is_empty() => clean_title(t)?,
             _ => default_title(wall_ms + i64::from(tz) * 1000),
-        };
-        let start_at = match &req.start_at {
-            Some(s) => Some(parse_start_at(s, wall_ms, tz)?),
-            None => None,
         };
         if start_at.is_none() && !self.camera.is_connected() {
             return Err(ApiError::new(
@@ -372,13 +444,7 @@ impl IntervalometerService {
                 log::warn!("could not save unsaved session {id} before a new start: {e}");
             }
         }
-        // First slot a lead time ahead (or at startAt) so the camera link can warm up.
-        let delay_ms = start_at
-            .map(|at| (at - wall_ms).max(0))
-            .unwrap_or(0)
-            .max(self.lead.as_millis() as i64);
         let base = now + Duration::from_millis(delay_ms as u64);
-        let origin_wall_ms = wall_ms + delay_ms;
         let id = self.new_id();
         let identity = self.camera.identity();
         let mut session = Session::new(
@@ -395,6 +461,7 @@ impl IntervalometerService {
                 stop_at_wall_ms: None,
                 camera_connected: self.camera.is_connected(),
                 lead: self.lead,
+                settings: settings_now,
             },
             &[],
         );
@@ -616,6 +683,7 @@ impl IntervalometerService {
                 stop_at_wall_ms: log.header.stop_at_wall_ms,
                 camera_connected: true,
                 lead: self.lead,
+                settings: frame_settings(&self.camera.settings()),
             },
             &log.shots,
         );
@@ -871,6 +939,15 @@ fn unsaved_info(l: &SessionLog) -> UnsavedSession {
                 shots_failed: taken - ok,
             },
         },
+    }
+}
+
+/// The Tv/ISO/Av of the camera's last reported settings.
+fn frame_settings(c: &crate::camera::CameraSettings) -> FrameSettings {
+    FrameSettings {
+        tv: c.tv.clone(),
+        iso: c.iso.clone(),
+        av: c.av.clone(),
     }
 }
 

@@ -34,7 +34,9 @@ use crate::protocol::status::{
 };
 use crate::util::iso8601_millis;
 
-use super::schedule::{next_occurrence, OverrunPolicy, SessionOptions, StopCondition};
+use super::schedule::{
+    next_occurrence, FrameSettings, OverrunPolicy, SessionOptions, StopCondition,
+};
 
 /// How far ahead of its due time a shot is handed to the camera driver (it keeps the link
 /// quiet and warm, then waits precisely).
@@ -54,6 +56,9 @@ const PENDING_FILES: usize = 64;
 /// How long a session that ended with a lost reply waits for that shot's file (the camera
 /// writes it within a second or two of the exposure's end).
 pub const FILE_GRACE: Duration = Duration::from_secs(10);
+/// A ramp's settings change is sent only if it can start this long before a frame is handed
+/// over (and no PUT starts later): time for the last PUT to finish before the frame.
+pub const RAMP_BUDGET: Duration = Duration::from_millis(700);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -109,6 +114,12 @@ pub struct ShotRecord {
     /// the file: the shot was taken (counted ok; `error` is cleared).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reply_lost: bool,
+    /// Ramped sessions: the settings the camera had for this frame, and their exposure in
+    /// stops (`log2 t + log2 ISO/100 − 2 log2 N`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Box<FrameSettings>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure_ev: Option<f64>,
 }
 
 /// What the machine asks its driver to do.
@@ -124,6 +135,11 @@ pub enum Action {
     Journal(JournalEntry),
     /// Give up on the shot in flight (drop its future): no reply within the timeout.
     AbandonShot { slot: u64 },
+    /// Change these settings (a ramp) before the next frame; start no PUT after `deadline`.
+    ApplySettings {
+        changes: Vec<(String, String)>,
+        deadline: Instant,
+    },
     /// Tell clients.
     Notify(Notice),
 }
@@ -199,6 +215,11 @@ pub enum Input {
     Stop,
     Fail {
         reason: String,
+    },
+    /// The answer to [`Action::ApplySettings`]: what the camera took, and why it stopped.
+    SettingsApplied {
+        applied: Vec<(String, String)>,
+        error: Option<String>,
     },
 }
 
@@ -277,6 +298,8 @@ pub struct Start {
     pub stop_at_wall_ms: Option<i64>,
     pub camera_connected: bool,
     pub lead: Duration,
+    /// The camera's Tv/ISO/Av at the start (what a ramp changes from).
+    pub settings: FrameSettings,
 }
 
 /// Counters shown in the status block.
@@ -389,6 +412,12 @@ pub struct Session {
     /// Frames failing in a row right now, and the last such run that ended.
     outage: Option<Outage>,
     last_outage: Option<Outage>,
+    /// The camera's settings as far as the session knows (ramps).
+    known: FrameSettings,
+    /// A ramp's settings change is with the camera.
+    change_in_flight: bool,
+    /// Ramp changes that found no time before their frame and waited for the next gap.
+    pub ramp_deferred: u64,
     actions: VecDeque<Action>,
 }
 
@@ -412,6 +441,7 @@ impl Session {
                     next_occurrence(start.wall_ms, start.tz_offset_secs, hour, minute)
                 }))
             }
+            StopCondition::Until(ms) => Some(ms),
             _ => None,
         };
         let resumed_skips = prior
@@ -447,6 +477,9 @@ impl Session {
             ended_wall_ms: None,
             outage: None,
             last_outage: None,
+            known: start.settings.clone(),
+            change_in_flight: false,
+            ramp_deferred: 0,
             actions: VecDeque::new(),
         };
         s.compute_end_deadline();
@@ -561,6 +594,14 @@ impl Session {
                 }
             }
             (_, Input::CameraConnected) => self.connected = true,
+            (_, Input::SettingsApplied { applied, error }) => {
+                self.change_in_flight = false;
+                self.known.apply(&applied);
+                if error.is_some() {
+                    // Tried again in the next gap (the target is recomputed then).
+                    self.ramp_deferred += 1;
+                }
+            }
             (_, Input::FilesAdded(names)) => self.name_files(names),
             (
                 _,
@@ -645,6 +686,7 @@ impl Session {
     fn tick(&mut self, now: Instant) {
         if let State::Scheduled = self.state {
             if now + self.lead < self.due(self.next_slot) {
+                self.maybe_ramp(now, self.due(self.next_slot));
                 return;
             }
             self.state = State::Running { in_flight: None };
@@ -676,7 +718,34 @@ impl Session {
         }
         if now + self.lead >= due {
             self.shoot(slot, due, false);
+        } else {
+            self.maybe_ramp(now, due);
         }
+    }
+
+    /// In the gap before the frame due at `due`: sends the ramp's settings for it when they
+    /// differ from the camera's and there is time (else the frame keeps the current ones and
+    /// the change waits for the next gap).
+    fn maybe_ramp(&mut self, now: Instant, due: Instant) {
+        let Some(plan) = &self.opts.ramp else { return };
+        if self.change_in_flight || !self.connected {
+            return;
+        }
+        let target = plan.target(self.wall_ms_of(due).round() as i64);
+        let changes = self.known.changes_to(&target);
+        if changes.is_empty() {
+            return;
+        }
+        let Some(deadline) = due.checked_sub(self.lead + RAMP_BUDGET) else {
+            return;
+        };
+        if now >= deadline {
+            self.ramp_deferred += 1;
+            return;
+        }
+        self.change_in_flight = true;
+        self.actions
+            .push_back(Action::ApplySettings { changes, deadline });
     }
 
     /// How late a slot may be handled and still count as on time: timers wake a little after
@@ -805,6 +874,16 @@ impl Session {
             skipped_before,
             files: Vec::new(),
             reply_lost: false,
+            settings: self
+                .opts
+                .ramp
+                .as_ref()
+                .map(|_| Box::new(self.known.clone())),
+            exposure_ev: self
+                .opts
+                .ramp
+                .as_ref()
+                .and_then(|_| self.known.exposure_ev()),
         }
     }
 
@@ -871,7 +950,7 @@ impl Session {
             StopCondition::Duration(d) => {
                 Some(self.origin_wall_ms.saturating_add(d.as_millis() as i64))
             }
-            StopCondition::At { .. } => self.stop_at_wall_ms,
+            StopCondition::At { .. } | StopCondition::Until(_) => self.stop_at_wall_ms,
             _ => None,
         };
         if let StopCondition::Duration(d) = self.opts.stop {
@@ -1022,6 +1101,8 @@ impl Session {
             duration: wire.duration,
             overrun_policy: wire.overrun_policy,
             bulb: wire.bulb,
+            start_at: wire.start_at,
+            stop_at: wire.stop_at,
         }
     }
 
@@ -1206,6 +1287,7 @@ mod tests {
             bulb: None,
             af: false,
             exposure: None,
+            ..SessionOptions::default()
         }
     }
 
@@ -1224,6 +1306,7 @@ mod tests {
                 stop_at_wall_ms: None,
                 camera_connected: true,
                 lead: DEFAULT_LEAD,
+                settings: FrameSettings::default(),
             },
             &[],
         )
@@ -1967,6 +2050,8 @@ mod tests {
                 skipped_before: 0,
                 files: vec![],
                 reply_lost: false,
+                settings: None,
+                exposure_ev: None,
             })
             .collect();
         let now = crate::clock::test_t0();
@@ -1991,6 +2076,7 @@ mod tests {
                 stop_at_wall_ms: None,
                 camera_connected: true,
                 lead: DEFAULT_LEAD,
+                settings: FrameSettings::default(),
             },
             &prior,
         );
@@ -2104,5 +2190,120 @@ mod tests {
         s.handle(t0 + ms(100), Input::Stop);
         assert_eq!(ended(&drain(&mut s)), Some(EndKind::Stopped));
         assert_eq!(s.poll_timeout(), None);
+    }
+
+    /// A ramp 1/125 → 1/8 over the first 8 s of a 2 s session (frames due at T0+1 s …).
+    fn ramped(t0: Instant) -> Session {
+        let ladders = crate::intervalometer::schedule::Ladders {
+            tv: [
+                "1/125", "1/100", "1/80", "1/60", "1/50", "1/40", "1/30", "1/25", "1/20", "1/15",
+                "1/13", "1/10", "1/8",
+            ]
+            .map(String::from)
+            .to_vec(),
+            iso: vec!["100".into()],
+            av: vec!["f8.0".into()],
+        };
+        let key = |s: f64, tv: &str| crate::protocol::KeyframeSpec {
+            at: None,
+            elapsed_seconds: Some(s),
+            tv: Some(tv.into()),
+            iso: None,
+            av: None,
+            interval: None,
+            at_ms: None,
+        };
+        let plan = crate::intervalometer::schedule::RampPlan::build(
+            &[key(0.0, "1/125"), key(8.0, "1/8")],
+            T0_WALL + 1000,
+            0,
+            None,
+            ladders,
+            1.0,
+        )
+        .unwrap();
+        let mut o = opts(2000, StopCondition::Unlimited, OverrunPolicy::NextSlot);
+        o.ramp = Some(plan);
+        let mut s = session(t0, o);
+        s.known = FrameSettings {
+            tv: Some("1/125".into()),
+            iso: Some("100".into()),
+            av: Some("f8.0".into()),
+        };
+        s
+    }
+
+    fn changes(actions: &[Action]) -> Vec<(Vec<(String, String)>, Instant)> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::ApplySettings { changes, deadline } => Some((changes.clone(), *deadline)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_ramp_changes_settings_in_the_gap_with_a_deadline_and_never_holds_a_frame() {
+        let t0 = crate::clock::test_t0();
+        let mut s = ramped(t0);
+        // First frame (T0+1 s): the camera already has 1/125; it is handed over on time.
+        s.handle(t0 + ms(700), Input::Tick);
+        let a = drain(&mut s);
+        assert!(changes(&a).is_empty());
+        assert_eq!(shoots(&a), vec![(0, t0 + ms(1000))]);
+        // Its reply at +1.1 s: the change for the frame at +3 s (2 s into the ramp: 1/125
+        // + 1 stop = 1/60) goes out now, to be started no later than 3 s − lead − budget.
+        s.handle(
+            t0 + ms(1100),
+            Input::ShotDone {
+                slot: 0,
+                outcome: ok(t0 + ms(1000), t0 + ms(1100)),
+            },
+        );
+        let a = drain(&mut s);
+        let c = changes(&a);
+        assert_eq!(c.len(), 1, "{a:?}");
+        assert_eq!(c[0].0, vec![("tv".to_string(), "1/60".to_string())]);
+        assert_eq!(c[0].1, t0 + ms(3000) - DEFAULT_LEAD - RAMP_BUDGET);
+        // The frame record carries the settings it was shot with and their exposure.
+        let rec = a.iter().find_map(|x| match x {
+            Action::Journal(JournalEntry::Shot(r)) => Some(r.clone()),
+            _ => None,
+        });
+        let rec = rec.unwrap();
+        assert_eq!(rec.settings.as_ref().unwrap().tv.as_deref(), Some("1/125"));
+        assert!((rec.exposure_ev.unwrap() - (-13.0)).abs() < 1e-9);
+        // No second change while one is with the camera; the frame is handed over on time
+        // whether or not the change came back.
+        s.handle(t0 + ms(2700), Input::Tick);
+        let a = drain(&mut s);
+        assert!(changes(&a).is_empty());
+        assert_eq!(shoots(&a), vec![(1, t0 + ms(3000))]);
+        // The change came back after all: known settings follow it.
+        s.handle(
+            t0 + ms(2800),
+            Input::SettingsApplied {
+                applied: vec![("tv".into(), "1/60".into())],
+                error: None,
+            },
+        );
+        assert_eq!(s.known.tv.as_deref(), Some("1/60"));
+        // A reply so late that no time is left before the next frame: the change is
+        // deferred (counted), never sent late.
+        s.handle(
+            t0 + ms(4100),
+            Input::ShotDone {
+                slot: 1,
+                outcome: ok(t0 + ms(3000), t0 + ms(4100)),
+            },
+        );
+        let a = drain(&mut s);
+        assert!(changes(&a).is_empty(), "{a:?}");
+        assert_eq!(s.ramp_deferred, 1);
+        s.handle(t0 + ms(4700), Input::Tick);
+        let a = drain(&mut s);
+        assert!(changes(&a).is_empty(), "{a:?}");
+        assert_eq!(shoots(&a), vec![(2, t0 + ms(5000))]);
     }
 }

@@ -28,6 +28,8 @@ pub enum Owner {
     Wifi,
     Timesync,
     Power,
+    /// Sun times and the remembered location.
+    Sun,
 }
 
 impl Owner {
@@ -42,16 +44,18 @@ impl Owner {
             Owner::Wifi => "wifi",
             Owner::Timesync => "timesync",
             Owner::Power => "power",
+            Owner::Sun => "sun",
         }
     }
 
-    pub const SERVICES: [Owner; 6] = [
+    pub const SERVICES: [Owner; 7] = [
         Owner::Camera,
         Owner::Intervalometer,
         Owner::Discovery,
         Owner::Wifi,
         Owner::Timesync,
         Owner::Power,
+        Owner::Sun,
     ];
 
     /// The part of skylapse that owns the command, for people.
@@ -64,6 +68,7 @@ impl Owner {
             Owner::Wifi => "Wi-Fi management (NetworkManager)",
             Owner::Timesync => "Time synchronisation",
             Owner::Power => "Power monitoring",
+            Owner::Sun => "Sun times and location",
         }
     }
 
@@ -272,6 +277,13 @@ commands! {
     GetSystemTime = "get_system_time", Timesync, Read, m::SystemTimeReply;
 
     GetPowerStatus = "get_power_status", Power, Read, m::PowerStatus;
+
+    /// Sun and twilight times for a date and place (`GET /api/sun`); lat/lon default to the
+    /// remembered location, the date to today there.
+    GetSunTimes(GetSunTimes) = "get_sun_times", Sun, Read, m::SunTimesReply;
+    /// Remember a location set by hand (a phone's GPS fix does the same through gps-response).
+    SetLocation(SetLocation) = "set_location", Sun, Write, m::LocationSet;
+    GetLocation = "get_location", Sun, Read, m::LocationReply;
 }
 
 /// `welcome.availableCommands`: every wire name and alias, in table order.
@@ -375,12 +387,87 @@ pub struct StartIntervalometer {
     /// "next-slot" (default) or "immediately-once".
     #[serde(default)]
     pub overrun_policy: Option<String>,
-    /// Scheduled start, ISO-8601 or "HH:MM".
+    /// Scheduled start: ISO-8601, "HH:MM" (next occurrence) or `{event, offsetMinutes}` (the
+    /// next such sun event at the remembered location).
     #[serde(default)]
-    pub start_at: Option<String>,
+    pub start_at: Option<TimeSpec>,
+    /// Stop: "HH:MM" (as stopTime), ISO-8601, or `{event, offsetMinutes}` (the first such sun
+    /// event after the start). Implies `stopCondition: "stop-at"`.
+    #[serde(default)]
+    pub stop_at: Option<TimeSpec>,
+    /// A keyframed ramp of Tv/ISO/aperture (interpolated in stops between keyframes).
+    #[serde(default)]
+    pub keyframes: Option<Vec<KeyframeSpec>>,
     /// Autofocus before each shot (default false).
     #[serde(default)]
     pub af: Option<bool>,
+}
+
+/// One keyframe of a ramp: when (`at`: ISO-8601, "HH:MM" or `{event, offsetMinutes}`; or
+/// `elapsedSeconds` after the first frame) and the CCAPI values it sets (`tv`, `iso`, `av`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyframeSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<TimeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub elapsed_seconds: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tv: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iso: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub av: Option<String>,
+    /// Not supported yet (the grid keeps one interval); refused with a clear error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<f64>,
+    /// The resolved instant (Unix ms), set by the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_ms: Option<i64>,
+}
+
+/// A moment as a client names it: a clock time (ISO-8601 or "HH:MM") or a sun event.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum TimeSpec {
+    Clock(String),
+    Sun(SunRef),
+}
+
+/// `{event: "sunset", offsetMinutes: -30}`: 30 minutes before sunset.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SunRef {
+    /// A sun event's wire name (`sunset`, `civilDusk`, …; see `crate::sun::SunEvent`).
+    pub event: String,
+    #[serde(default)]
+    pub offset_minutes: f64,
+}
+
+impl<'de> Deserialize<'de> for TimeSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(TimeSpec::Clock(s)),
+            v @ Value::Object(_) => serde_json::from_value(v).map(TimeSpec::Sun).map_err(|e| {
+                D::Error::custom(format!("a sun time is {{event, offsetMinutes}}: {e}"))
+            }),
+            _ => Err(D::Error::custom(
+                "a time is ISO-8601, \"HH:MM\" or {event, offsetMinutes}",
+            )),
+        }
+    }
+}
+
+impl TimeSpec {
+    /// How a person reads it: `sunset-30min`, `21:30`.
+    pub fn label(&self) -> String {
+        match self {
+            TimeSpec::Clock(s) => s.clone(),
+            TimeSpec::Sun(r) if r.offset_minutes == 0.0 => r.event.clone(),
+            TimeSpec::Sun(r) => format!("{}{:+}min", r.event, r.offset_minutes),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -535,6 +622,27 @@ pub struct ConfigureAccessPoint {
     pub channel: Option<u32>,
     #[serde(default)]
     pub hidden: Option<bool>,
+}
+
+/// `get_sun_times`: all optional (see the command table).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GetSunTimes {
+    #[serde(default, alias = "latitude")]
+    pub lat: Option<f64>,
+    #[serde(default, alias = "longitude")]
+    pub lon: Option<f64>,
+    /// `YYYY-MM-DD`.
+    #[serde(default)]
+    pub date: Option<String>,
+}
+
+/// `set_location`: degrees, north and east positive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SetLocation {
+    #[serde(alias = "latitude")]
+    pub lat: f64,
+    #[serde(alias = "longitude")]
+    pub lon: f64,
 }
 
 fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {

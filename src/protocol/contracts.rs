@@ -21,9 +21,10 @@ use std::time::SystemTime;
 
 use super::commands::{
     payload_sample, AcceptCertificate, CameraRef, Channels, ConfigureAccessPoint, ConnectToIp,
-    DriveFocus, Force, GpsResponse, IdRef, LiveViewSize, ManualTimeSync, NetworkConnect,
-    NetworkScan, Port, ReportRef, SessionRef, SetCameraSetting, StartIntervalometer, TakePhoto,
-    TimeSyncResponse, UpdateReportTitle, ValidateInterval, WifiCountry,
+    DriveFocus, Force, GetSunTimes, GpsResponse, IdRef, KeyframeSpec, LiveViewSize, ManualTimeSync,
+    NetworkConnect, NetworkScan, Port, ReportRef, SessionRef, SetCameraSetting, SetLocation,
+    StartIntervalometer, SunRef, TakePhoto, TimeSpec, TimeSyncResponse, UpdateReportTitle,
+    ValidateInterval, WifiCountry,
 };
 use super::messages::*;
 use super::status::*;
@@ -35,8 +36,11 @@ use crate::intervalometer::report::{
     IntervalometerParams, Report, ReportCamera, ReportEntry, ReportMetadata, ResultError, Results,
     SettingValue, ShotError, Summary,
 };
-use crate::intervalometer::schedule::{IntervalValidation, OptionsWire};
+use crate::intervalometer::schedule::{
+    FrameSettings, IntervalValidation, Ladders, OptionsWire, RampPlan,
+};
 use crate::intervalometer::session::ShotRecord;
+use crate::sun::Reasons;
 
 /// The golden file, relative to the crate root.
 pub(crate) const SHAPES_FILE: &str = "docs/PROTOCOL-SHAPES.md";
@@ -97,6 +101,12 @@ impl<T: Sample> Sample for Option<T> {
             Mode::Empty(0) => None,
             Mode::Empty(depth) => Some(T::sample(Mode::Empty(depth - 1))),
         }
+    }
+}
+
+impl<T: Sample> Sample for Box<T> {
+    fn sample(mode: Mode) -> Self {
+        Box::new(T::sample(mode))
     }
 }
 
@@ -172,6 +182,19 @@ impl Sample for Secret {
     }
 }
 
+/// A time is a clock string or a sun event: the sun form is the one with fields.
+impl Sample for TimeSpec {
+    fn sample(mode: Mode) -> Self {
+        TimeSpec::Sun(Sample::sample(mode))
+    }
+}
+
+impl Sample for crate::sun::NoEvent {
+    fn sample(_: Mode) -> Self {
+        crate::sun::NoEvent::AlwaysBelow
+    }
+}
+
 impl Sample for ErrorCode {
     fn sample(_: Mode) -> Self {
         ErrorCode::CameraOffline
@@ -185,7 +208,7 @@ samples! {
     SetCameraSetting { setting, value };
     ValidateInterval { interval, exposure };
     StartIntervalometer { interval, stop_condition, shots, stop_time, duration, title, bulb,
-        exposure, overrun_policy, start_at, af };
+        exposure, overrun_policy, start_at, stop_at, af, keyframes };
     SessionRef { session_id, title };
     ReportRef { id };
     UpdateReportTitle { id, session_id, title };
@@ -204,6 +227,10 @@ samples! {
     ConfigureAccessPoint { ssid, passphrase, channel, hidden };
     LiveViewSize { size };
     DriveFocus { step };
+    GetSunTimes { lat, lon, date };
+    SetLocation { lat, lon };
+    SunRef { event, offset_minutes };
+    KeyframeSpec { at, elapsed_seconds, tv, iso, av, interval, at_ms };
 
     // Outbound messages.
     Pong { timestamp };
@@ -345,7 +372,7 @@ samples! {
     PowerWarningBlock { kind, severity, message };
     EstimateBlock { shots_by_battery, shots_by_card, shots_left, time_left_seconds, limited_by, bytes_per_shot };
     PowerBlock { is_raspberry_pi, model, battery, supplies, thermal, throttled, uptime, recommendations, warnings, estimate, last_sample };
-    SessionOptionsBlock { interval, stop_condition, total_shots, stop_time, stop_time_of_day, duration, overrun_policy, bulb };
+    SessionOptionsBlock { interval, stop_condition, total_shots, stop_time, stop_time_of_day, duration, overrun_policy, bulb, start_at, stop_at };
     TimingStats { mean_error_ms, p99_error_ms, max_error_ms };
     SessionStats { start_time, end_time, shots_taken, shots_successful, shots_failed, shots_skipped, current_shot, next_shot_time, overtime_shots, total_overtime_seconds, max_overtime_seconds, last_shot_duration, total_shot_duration_seconds, timing };
     SessionBlock { session_id, title, camera_connected, options, stats, remaining_shots, frames_left, estimated_end_time, success_rate, average_shot_duration, end_reason, outage, last_outage };
@@ -365,8 +392,16 @@ samples! {
     Report { version, id, session_id, title, start_time, end_time, duration, saved_at, status, end_reason, options, intervalometer, camera, camera_info, camera_settings, results, errors, summary, metadata, shots };
     SettingValue { value };
     ReportEntry { id, session_id, title, start_time, end_time, duration, saved_at, status, intervalometer, results, summary, metadata };
-    ShotRecord { slot, shot, scheduled_ms, sent_ms, replied_ms, error_ms, duration_ms, ok, error, late, skipped_before, files, reply_lost };
-    OptionsWire { interval, stop_condition, total_shots, stop_time, duration, overrun_policy, bulb, af, exposure };
+    ShotRecord { slot, shot, scheduled_ms, sent_ms, replied_ms, error_ms, duration_ms, ok, error, late, skipped_before, files, reply_lost, settings, exposure_ev };
+    FrameSettings { tv, iso, av };
+    OptionsWire { interval, stop_condition, total_shots, stop_time, duration, overrun_policy, bulb, af, exposure, start_at, stop_at, stop_at_ms, ramp };
+    RampPlan { keyframes, ladders };
+    Ladders { tv, iso, av };
+    SunTimesReply { date, lat, lon, sunrise, sunset, solar_noon, civil_dawn, civil_dusk, nautical_dawn, nautical_dusk, astronomical_dawn, astronomical_dusk, reasons, location_source, now };
+    SunNow { time, altitude_deg, azimuth_deg };
+    Reasons { astronomical_dawn, nautical_dawn, civil_dawn, sunrise, solar_noon, sunset, civil_dusk, nautical_dusk, astronomical_dusk };
+    LocationReply { known, lat, lon, source, updated };
+    LocationSet(_);
     IntervalValidation { valid, warnings, minimum_interval, recommended_interval, bulb };
     CameraSettings { mode, tv, av, iso, wb, exposure, drive, afoperation };
     DeviceInfo { manufacturer, productname, serialnumber, guid, firmwareversion, macaddress };

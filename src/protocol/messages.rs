@@ -745,6 +745,57 @@ pub struct TimeSyncStatusBlock(pub TimesyncBlock);
 #[serde(transparent)]
 pub struct PowerStatus(pub PowerBlock);
 
+/// `get_sun_times` / `GET /api/sun`: event times as ISO-8601 UTC, or null with the reason in
+/// `reasons` (`alwaysAbove`: polar day or a twilight that never ends; `alwaysBelow`: polar
+/// night or a twilight never reached).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SunTimesReply {
+    pub date: String,
+    pub lat: f64,
+    pub lon: f64,
+    pub sunrise: Option<String>,
+    pub sunset: Option<String>,
+    pub solar_noon: Option<String>,
+    pub civil_dawn: Option<String>,
+    pub civil_dusk: Option<String>,
+    pub nautical_dawn: Option<String>,
+    pub nautical_dusk: Option<String>,
+    pub astronomical_dawn: Option<String>,
+    pub astronomical_dusk: Option<String>,
+    pub reasons: crate::sun::Reasons,
+    /// "gps", "manual" (the remembered location) or "request" (lat/lon given).
+    pub location_source: Option<String>,
+    /// The sun as seen from there right now.
+    pub now: SunNow,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SunNow {
+    pub time: String,
+    /// Apparent altitude of the sun's centre, degrees.
+    pub altitude_deg: f64,
+    /// Degrees clockwise from true north.
+    pub azimuth_deg: f64,
+}
+
+/// `get_location`: the remembered location, if any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocationReply {
+    pub known: bool,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    /// "gps" or "manual".
+    pub source: Option<String>,
+    pub updated: Option<String>,
+}
+
+/// `set_location`: what is remembered now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct LocationSet(pub LocationReply);
+
 reply! {
     Pong => "pong";
     Subscribed => "subscribed";
@@ -810,6 +861,9 @@ reply! {
     TimeSyncStatus => "time_sync_status";
     SystemTimeReply => "system_time";
     PowerStatus => "power_status";
+    SunTimesReply => "sun_times";
+    LocationReply => "location";
+    LocationSet => "location_set";
 }
 
 // ---------------------------------------------------------------------------------------------

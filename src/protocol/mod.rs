@@ -651,6 +651,7 @@ mod tests {
             "set_primary_camera" => json!({"uuid": "u"}),
             "network_connect" => json!({"ssid": "s"}),
             "set_wifi_country" => json!({"country": "GB"}),
+            "set_location" => json!({"lat": 47.0, "lon": 8.0}),
             "configure_access_point" => json!({"ssid": "skylapse"}),
             "time-sync-response" | "manual-time-sync" => json!({"clientTime": 1}),
             "gps-response" => json!({"timestamp": 1}),

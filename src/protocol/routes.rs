@@ -135,6 +135,17 @@ pub const ROUTES: &[Route] = &[
     // Time sync
     get("timesync/status", "get-time-sync-status"),
     post("timesync/camera", "manual_camera_sync"),
+    // Sun and location
+    Route {
+        method: "GET",
+        path: "sun",
+        command: "get_sun_times",
+        body: false,
+        query: &["lat", "lon", "date"],
+    },
+    get("location", "get_location"),
+    post("location", "set_location"),
+    with_method(post("location", "set_location"), "PUT"),
 ];
 
 /// A path's parameters, bound by the route that matched it.

@@ -347,6 +347,12 @@ pub struct SessionOptionsBlock {
     pub duration: Option<f64>,
     pub overrun_policy: Option<String>,
     pub bulb: Option<f64>,
+    /// `startAt` / `stopAt` as asked (a clock time or `{event, offsetMinutes}`); the resolved
+    /// instants are `stats.startTime` and `stopTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_at: Option<crate::protocol::TimeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_at: Option<crate::protocol::TimeSpec>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -44,6 +44,8 @@ struct Inner {
 
 pub struct TimeSyncService {
     inner: Arc<Inner>,
+    /// Where a GPS fix's position goes (sun times); set once by the wiring.
+    location: std::sync::OnceLock<Arc<crate::location::LocationStore>>,
 }
 
 impl TimeSyncService {
@@ -119,7 +121,32 @@ impl TimeSyncService {
             })
             .detach();
         }
-        Arc::new(TimeSyncService { inner })
+        Arc::new(TimeSyncService {
+            inner,
+            location: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// GPS fixes with a position update `store` as well as the clock.
+    pub fn remember_locations(&self, store: Arc<crate::location::LocationStore>) {
+        let _ = self.location.set(store);
+    }
+
+    /// Keeps a GPS fix's position (whatever the fix's worth as a time source: the sun does
+    /// not need metre accuracy). A failure to save is logged, not an error of the command.
+    fn keep_position(&self, g: &crate::protocol::GpsResponse) {
+        let (Some(store), Some(lat), Some(lon)) = (self.location.get(), g.latitude, g.longitude)
+        else {
+            return;
+        };
+        match crate::sun::Location::new(lat, lon) {
+            Ok(loc) => {
+                if let Err(e) = store.set(loc, "gps", unix_millis(self.inner.clock.wall())) {
+                    log::warn!("GPS position not kept: {}", e.message);
+                }
+            }
+            Err(e) => log::warn!("GPS position refused: {e}"),
+        }
     }
 
     /// The machine's next deadline (monotonic), for tests and diagnostics.
@@ -445,6 +472,7 @@ impl Service for TimeSyncService {
                 Ok(Reply::of(&TimeSyncResult { accepted: true }))
             })(),
             Command::GpsResponse(g) => (|| {
+                self.keep_position(g);
                 let fix_time_ms = parse_time_value(&g.timestamp, "timestamp")?;
                 inner.feed_sample(
                     client,

@@ -50,15 +50,21 @@ fn segment(s: &str) -> Result<String, ApiError> {
         .ok_or_else(|| ApiError::invalid("Malformed path parameter"))
 }
 
-/// A query value typed: `true`/`false`, numbers, else the string.
+/// A query value typed: `true`/`false`, integers and decimals, else the string.
 fn query_value(v: &str) -> Value {
     match v {
         "true" => Value::Bool(true),
         "false" => Value::Bool(false),
-        _ => v
-            .parse::<i64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::from(v)),
+        _ => match v.parse::<i64>() {
+            Ok(n) => Value::from(n),
+            // Decimal degrees (`lat=47.37`); "inf"/"NaN" stay strings.
+            Err(_) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .and_then(serde_json::Number::from_f64)
+                .map_or_else(|| Value::from(v), Value::Number),
+        },
     }
 }
 

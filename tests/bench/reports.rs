@@ -106,6 +106,8 @@ fn write_report(data: &Path, n: u64) -> u64 {
                 error: (!ok).then(|| "camera offline: busy (503)".to_string()),
                 late: false,
                 skipped_before: 0,
+                settings: None,
+                exposure_ev: None,
                 files: vec![
                     format!(
                         "/ccapi/ver110/contents/sd/100CANON/IMG_{:04}.CR3",
@@ -132,6 +134,7 @@ fn write_report(data: &Path, n: u64) -> u64 {
                 bulb: None,
                 af: false,
                 exposure: None,
+                ..SessionOptions::default()
             }
             .to_wire(),
             created_wall_ms: 1_767_297_590_000,

@@ -1,0 +1,130 @@
+//! Keyframed ramps over the real server against the camera simulator (issue 12, item 3): the
+//! session sends each settings change in the gap between frames, every frame is shot with
+//! the planned settings (within the camera's third-stop step), the journal/report record
+//! them per frame, and no settings PUT is still with the camera when a frame is pressed.
+
+use futures_lite::future::block_on;
+use serde_json::json;
+
+use crate::compat::Rig;
+
+const SHUTTER: &str = "/ccapi/ver100/shooting/control/shutterbutton";
+
+#[test]
+fn keyframed_ramp_changes_settings_between_frames_and_records_them() {
+    let rig = Rig::start("ramp");
+    // 8 frames every 2 s; Tv 1/125 → 1/8 (4 stops) and ISO 100 → 400 (2 stops) over 14 s.
+    let start = json!({
+        "interval": 2,
+        "stopCondition": "stop-after",
+        "shots": 8,
+        "title": "Ramp",
+        "keyframes": [
+            {"elapsedSeconds": 0, "tv": "1/125", "iso": "100"},
+            {"elapsedSeconds": 14, "tv": "1/8", "iso": "400"},
+        ],
+    });
+    // A Tv that cannot fit the interval is refused at the edge.
+    let (st, r) = rig.http(
+        "POST",
+        "/api/intervalometer/start",
+        Some(json!({"interval": 2, "keyframes": [{"elapsedSeconds": 0, "tv": "2\""}]})),
+    );
+    assert_eq!(st, 400, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not fit the interval"),
+        "{r}"
+    );
+    let (st, r) = rig.http(
+        "POST",
+        "/api/intervalometer/start",
+        Some(json!({"interval": 5, "keyframes": [{"elapsedSeconds": 0, "interval": 3}]})),
+    );
+    assert_eq!(st, 400, "{r}");
+
+    let id = block_on(async {
+        let mut c = rig.ws().await;
+        c.send("start_intervalometer", start, 1).await;
+        let r = c.reply(1).await;
+        assert_eq!(r["type"], "intervalometer_start", "{r}");
+        let id = r["data"]["sessionId"].as_str().unwrap().to_string();
+        c.event("timelapse_event", "session_completed").await;
+        id
+    });
+
+    let (st, csv) = rig.http_raw("GET", &format!("/api/timelapse/reports/{id}/csv"), None);
+    assert_eq!(st, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+    let (c_tv, c_iso, c_ev, c_res, c_err) = (
+        col("tv"),
+        col("iso"),
+        col("exposure_ev"),
+        col("result"),
+        col("timing_error_ms"),
+    );
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 8, "{csv}");
+    let mut worst_ev: f64 = 0.0;
+    let mut worst_timing: f64 = 0.0;
+    for (k, row) in rows.iter().enumerate() {
+        assert_eq!(row[c_res], "ok", "{csv}");
+        // The plan: Tv and ISO interpolated in stops (f/8 stays: −6 stops).
+        let f = (2.0 * k as f64 / 14.0).min(1.0);
+        let planned = (-7.0 + 4.0 * f) + (2.0 * f) - 6.0;
+        let got: f64 = row[c_ev]
+            .parse()
+            .unwrap_or_else(|_| panic!("row {k}: {csv}"));
+        worst_ev = worst_ev.max((got - planned).abs());
+        worst_timing = worst_timing.max(row[c_err].parse::<f64>().unwrap().abs());
+    }
+    eprintln!(
+        "ramp: worst |EV − plan| = {worst_ev:.3}, worst |timing error| = {worst_timing:.1} ms"
+    );
+    // Each of Tv and ISO is snapped to the camera's third-stop values: at most 1/6 each.
+    assert!(worst_ev <= 1.0 / 3.0 + 1e-6, "{csv}");
+    assert_eq!(
+        (rows[0][c_tv].as_str(), rows[0][c_iso].as_str()),
+        ("1/125", "100"),
+        "{csv}"
+    );
+    assert_eq!(
+        (rows[7][c_tv].as_str(), rows[7][c_iso].as_str()),
+        ("1/8", "400"),
+        "{csv}"
+    );
+    let (_, settings) = rig.http("GET", "/api/camera/settings", None);
+    assert_eq!(settings["tv"]["value"], "1/8", "{settings}");
+
+    // No settings PUT was still with the camera when a frame was pressed.
+    let log = rig.sim().requests();
+    let presses: Vec<_> = log
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.starts_with(SHUTTER))
+        .collect();
+    let puts: Vec<_> = log
+        .iter()
+        .filter(|r| r.method == "PUT" && r.path.contains("/shooting/settings/"))
+        .collect();
+    assert!(
+        puts.len() >= 7,
+        "a change before most frames: {} PUTs",
+        puts.len()
+    );
+    for p in &puts {
+        let done = p.responded_at.expect("every PUT answered");
+        for s in &presses {
+            assert!(
+                !(s.head_at >= p.head_at && s.head_at < done),
+                "a frame was pressed while a settings PUT was in progress"
+            );
+        }
+    }
+}
