@@ -725,9 +725,12 @@ fn bulb_exposure_is_held_and_always_released() {
         assert!(manual.len() >= 2);
         let press = manual[manual.len() - 2];
         let release = manual[manual.len() - 1];
-        // The camera saw the button held for the bulb time (give or take request latency).
+        // The camera saw the button held for the bulb time, give or take request latency (the
+        // simulator reads each body on its own thread: on a loaded 2-core machine the press
+        // can be read up to tens of ms late, so 100 ms; a hold that was not waited for would
+        // show about 0).
         let held = release.body_at.duration_since(press.body_at);
-        assert!(held + Duration::from_millis(20) >= hold, "{held:?}");
+        assert!(held + Duration::from_millis(100) >= hold, "{held:?}");
         assert_eq!(format!("{:?}", r.sim().status().button), "Released");
     });
 }

@@ -805,7 +805,13 @@ fn a_short_session_on_a_flaky_camera_sends_few_status_updates() {
         );
         // Start (scheduled → running), end, and perhaps the 10 s periodic one: not one per
         // shot or per camera retry (with every block change sent, this run gave 7).
-        assert!(updates <= 4, "{updates} status_updates in {elapsed:?}");
+        // The periodic one comes every 10 s: a loaded machine that stretches the run gets
+        // more of them, never one per shot.
+        let periodic = elapsed.as_secs() / 10 + 1;
+        assert!(
+            updates as u64 <= 3 + periodic,
+            "{updates} status_updates in {elapsed:?}"
+        );
     });
 }
 
