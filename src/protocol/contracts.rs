@@ -477,15 +477,22 @@ fn render_fields(fields: &[Field]) -> String {
 }
 
 /// The fields of a command's payload: `(path, type)`, the type saying "optional" for a field
-/// a client may leave out (or send null).
+/// a client may leave out or send as null. Whether a top-level field may be left out is asked
+/// of the parser itself ([`super::Command::parse`] without it).
 pub(crate) fn payload_fields(command: &str) -> Vec<(String, String)> {
-    if payload_sample(command, Mode::Full).is_none() {
+    let Some(Value::Object(full)) = payload_sample(command, Mode::Full) else {
         return Vec::new();
-    }
+    };
+    let may_omit = |field: &str| {
+        let mut without = full.clone();
+        without.remove(field);
+        super::Command::parse(command, Value::Object(without)).is_ok()
+    };
     shape(|mode| payload_sample(command, mode).unwrap_or_default())
         .into_iter()
         .map(|f| {
-            let ty = if f.nullable || f.optional {
+            let top_level_optional = !f.path.contains(['.', '[']) && may_omit(&f.path);
+            let ty = if f.nullable || f.optional || top_level_optional {
                 format!("{}, optional", f.ty)
             } else {
                 f.ty.to_string()
@@ -917,6 +924,20 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), keys.len(), "two messages share a heading");
+    }
+
+    /// The documented payloads are ones the parser takes: the doc cannot drift from it.
+    #[test]
+    fn every_payload_sample_parses() {
+        for c in COMMANDS {
+            for mode in [Mode::Full, Mode::Empty(0)] {
+                if let Some(data) = payload_sample(c.name, mode) {
+                    if let Err(e) = super::super::Command::parse(c.name, data.clone()) {
+                        panic!("{}: {data} does not parse: {e}", c.name);
+                    }
+                }
+            }
+        }
     }
 
     /// The empty sample must not be the full one: otherwise null/absent fields go unseen.
