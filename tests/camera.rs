@@ -670,10 +670,8 @@ fn connect_to_ip_to_nothing_says_why_and_leaves_the_link_alone() {
             e.message.starts_with("Failed to connect to camera at"),
             "{e}"
         );
-        let attempts = e.details.as_ref().unwrap()["attempts"]
-            .as_array()
-            .unwrap()
-            .clone();
+        let details = serde_json::to_value(&e.details).unwrap();
+        let attempts = details["attempts"].as_array().unwrap().clone();
         assert_eq!(attempts.len(), 2, "{attempts:?}");
         // The link was never touched: still connected, a photo works.
         assert!(r.control.is_connected());

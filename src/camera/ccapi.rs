@@ -18,7 +18,7 @@ use ureq::Agent;
 use super::tls::{client_config, PinningConnector, PinningVerifier, Trust};
 use super::CameraDateTime;
 use crate::clock::SharedClock;
-use crate::protocol::{ApiError, ErrorCode};
+use crate::protocol::{ApiError, ErrorCode, ErrorDetails};
 use crate::util::{civil_from_days, days_from_civil};
 
 /// Time limits for camera calls.
@@ -111,7 +111,10 @@ pub fn status_error(status: u16, body: &[u8]) -> ApiError {
         .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_string))
         .unwrap_or_default();
     let msg: String = msg.chars().take(200).collect();
-    let details = json!({"status": status, "cameraMessage": msg});
+    let details = ErrorDetails::Camera {
+        status,
+        camera_message: msg.clone(),
+    };
     let err = match status {
         503 if is_busy_message(&msg) => {
             ApiError::new(ErrorCode::CameraBusy, format!("Camera busy: {msg}"))
@@ -1052,7 +1055,10 @@ impl Session {
 
 /// The camera's own message in an error from [`status_error`].
 pub fn camera_message(e: &ApiError) -> Option<&str> {
-    e.details.as_ref()?.get("cameraMessage")?.as_str()
+    match e.details.as_deref()? {
+        ErrorDetails::Camera { camera_message, .. } => Some(camera_message),
+        _ => None,
+    }
 }
 
 /// A refused shot is a failed photo unless the camera was merely busy or gone.

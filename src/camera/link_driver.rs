@@ -13,15 +13,13 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::ccapi::Session;
 use super::link::{Action, Input, LinkMachine, Target};
 use super::shared::{LinkView, Shared};
 use super::{CameraInfo, CameraNotice};
 use crate::driver::{Executor, Flow};
 use crate::machine::{Machine, Now};
-use crate::protocol::{ApiError, ErrorCode};
+use crate::protocol::{ApiError, ConnectAttempt, ErrorCode, ErrorDetails};
 
 /// What the link driver's inbox carries.
 pub(crate) enum LinkMsg {
@@ -51,7 +49,7 @@ pub(crate) enum LinkMsg {
 struct Pending {
     url: String,
     rest: VecDeque<String>,
-    attempts: Vec<serde_json::Value>,
+    attempts: Vec<ConnectAttempt>,
     reply: async_channel::Sender<Result<CameraInfo, ApiError>>,
     /// The probe succeeded and the link adopted its session.
     adopted: bool,
@@ -112,7 +110,10 @@ impl LinkExec {
         let Some(p) = self.pending.as_mut() else {
             return;
         };
-        p.attempts.push(json!({"url": p.url, "error": reason}));
+        p.attempts.push(ConnectAttempt {
+            url: p.url.clone(),
+            error: reason,
+        });
         if let Some(next) = p.rest.pop_front() {
             p.url = next;
             self.probe_pending(m, now);
@@ -134,7 +135,9 @@ impl LinkExec {
             ErrorCode::ConnectionFailed,
             "Failed to connect to the camera",
         )
-        .with_details(json!({ "attempts": p.attempts }))));
+        .with_details(ErrorDetails::Attempts {
+            attempts: p.attempts,
+        })));
     }
 
     /// Answers an adopted manual connection once the link is up.

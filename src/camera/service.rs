@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::ccapi::{storage_summary, Session};
 use super::shared::battery_entry;
@@ -36,7 +36,7 @@ use crate::protocol::messages::{
     TestPhotoInfoReply, TestPhotoProgress, TestPhotoScheduled, TestPhotos,
 };
 use crate::protocol::{
-    ApiError, Body, Command, CommandResult, ConnectToIp, ErrorCode, Owner, Reply,
+    ApiError, Body, Command, CommandResult, ConnectToIp, ErrorCode, ErrorDetails, Owner, Reply,
 };
 use crate::util::iso8601;
 
@@ -110,7 +110,7 @@ impl CameraService {
                 ErrorCode::ValidationFailed,
                 "A timelapse is running: Take photo is off so it cannot cost a frame. Use Test photo, which waits for a gap between frames",
             )
-            .with_details(json!({"reason": "session_running"}))
+            .with_details(ErrorDetails::refused("session_running"))
             .with_operation("take_photo"));
         }
         let outcome = shoot_at(&self.inner, self.inner.clock.now(), ShotRequest::timed(af)).await;
@@ -212,7 +212,7 @@ impl CameraService {
                 None => return Ok(now),
                 Some(Err(reason)) => {
                     return Err(ApiError::new(ErrorCode::ValidationFailed, reason)
-                        .with_details(json!({"reason": "no_gap"})))
+                        .with_details(ErrorDetails::refused("no_gap")))
                 }
                 Some(Ok(at)) => at,
             };
@@ -458,12 +458,15 @@ impl CameraService {
                 uuid: Some(info.id),
                 model_name: Some(info.model),
             })),
-            Err(e) if e.code == ErrorCode::ConnectionFailed => Err(ApiError::new(
-                ErrorCode::ConnectionFailed,
-                format!("Failed to connect to camera at {}", req.ip.trim()),
-            )
-            .with_operation("connect_to_ip")
-            .with_details(e.details.unwrap_or(Value::Null))),
+            // The address in the message; the attempts (each URL and why) kept in `details`.
+            Err(e) if e.code == ErrorCode::ConnectionFailed => Err(ApiError {
+                details: e.details,
+                ..ApiError::new(
+                    ErrorCode::ConnectionFailed,
+                    format!("Failed to connect to camera at {}", req.ip.trim()),
+                )
+                .with_operation("connect_to_ip")
+            }),
             Err(e) => Err(e.with_operation("connect_to_ip")),
         }
     }
@@ -786,7 +789,7 @@ fn parse_ip(raw: &str) -> Result<std::net::IpAddr, ApiError> {
     let bad = || {
         ApiError::invalid("ip must be an IPv4 or IPv6 address")
             .with_operation("connect_to_ip")
-            .with_details(json!({"field": "ip"}))
+            .with_details(ErrorDetails::Field { field: "ip".into() })
     };
     let ip: std::net::IpAddr = s.parse().map_err(|_| bad())?;
     let unusable = ip.is_unspecified()

@@ -34,7 +34,7 @@ use ureq::unversioned::transport::{
     TransportAdapter,
 };
 
-use crate::protocol::{ApiError, ErrorCode};
+use crate::protocol::{ApiError, ErrorCode, ErrorDetails};
 use crate::util::atomic_write;
 
 /// SHA-256 of a DER certificate.
@@ -106,11 +106,11 @@ impl Rejection {
                 self.id, self.pinned, self.presented
             ),
         )
-        .with_details(serde_json::json!({
-            "uuid": self.id,
-            "pinned": self.pinned.to_string(),
-            "presented": self.presented.to_string(),
-        }))
+        .with_details(ErrorDetails::Certificate {
+            uuid: self.id.clone(),
+            pinned: self.pinned.to_string(),
+            presented: self.presented.to_string(),
+        })
     }
 }
 

@@ -34,7 +34,8 @@ use crate::protocol::messages::{
 };
 use crate::protocol::status::IntervalometerBlock;
 use crate::protocol::{
-    ApiError, Body, Command, CommandResult, ErrorCode, Owner, Reply, StartIntervalometer,
+    ApiError, Body, Command, CommandResult, ErrorCode, ErrorDetails, Owner, Reply,
+    StartIntervalometer,
 };
 use crate::util::{civil_from_days, iso8601_millis, unix_millis};
 
@@ -424,7 +425,7 @@ impl IntervalometerService {
         if !check.valid {
             return Err(
                 ApiError::new(ErrorCode::ValidationFailed, check.warnings.join("; "))
-                    .with_details(serde_json::to_value(&check).unwrap_or_default()),
+                    .with_details(ErrorDetails::Interval(check)),
             );
         }
         let title = match &req.title {

@@ -29,7 +29,7 @@ use super::commands::{
 use super::messages::*;
 use super::status::*;
 use super::{ack_frame, error_frame, reply_frame, rest_error_body, ApiError, ErrorCode, Event};
-use super::{Reply, Secret, COMMANDS};
+use super::{ConnectAttempt, ErrorDetails, Reply, Secret, COMMANDS};
 use crate::camera::ccapi::DeviceInfo;
 use crate::camera::CameraSettings;
 use crate::intervalometer::report::{
@@ -349,6 +349,7 @@ samples! {
     SessionErrorEvent(_);
     UnsavedSessionFound(_);
     TimeSyncRequest { request_id, server_time };
+    ConnectAttempt { url, error };
     WsLimits { max_clients, max_frame_bytes, max_invalid_messages, rate_per_sec, rate_burst,
         outbound_queue, outbound_queue_bytes, ping_interval_ms, silence_timeout_ms,
         status_interval_ms };
@@ -521,15 +522,22 @@ fn render_fields(fields: &[Field]) -> String {
 }
 
 /// The fields of a command's payload: `(path, type)`, the type saying "optional" for a field
-/// a client may leave out (or send null).
+/// a client may leave out or send as null. Whether a top-level field may be left out is asked
+/// of the parser itself ([`super::Command::parse`] without it).
 pub(crate) fn payload_fields(command: &str) -> Vec<(String, String)> {
-    if payload_sample(command, Mode::Full).is_none() {
+    let Some(Value::Object(full)) = payload_sample(command, Mode::Full) else {
         return Vec::new();
-    }
+    };
+    let may_omit = |field: &str| {
+        let mut without = full.clone();
+        without.remove(field);
+        super::Command::parse(command, Value::Object(without)).is_ok()
+    };
     shape(|mode| payload_sample(command, mode).unwrap_or_default())
         .into_iter()
         .map(|f| {
-            let ty = if f.nullable || f.optional {
+            let top_level_optional = !f.path.contains(['.', '[']) && may_omit(&f.path);
+            let ty = if f.nullable || f.optional || top_level_optional {
                 format!("{}, optional", f.ty)
             } else {
                 f.ty.to_string()
@@ -588,7 +596,7 @@ fn frames(mode: Mode) -> Vec<(&'static str, &'static str, Value)> {
     if full {
         err = err
             .with_operation("take_photo")
-            .with_details(Value::from(ANY));
+            .with_details(ErrorDetails::refused("session_running"));
     }
     let event = Event::of(&CameraOffline::sample(mode));
     let mut ack_ok = ack_frame(&Ok(pong.clone()), id, now);
@@ -596,6 +604,15 @@ fn frames(mode: Mode) -> Vec<(&'static str, &'static str, Value)> {
         *r = json!({});
     }
     let sync = TimeSyncRequest::sample(mode);
+    // `details` has one of the shapes under "Error details".
+    let plain_details = |mut v: Value| {
+        for p in ["/data/details", "/error/details", "/data/error/details"] {
+            if let Some(d) = v.pointer_mut(p) {
+                *d = json!({});
+            }
+        }
+        v
+    };
     // The blocks' own shapes are under "Status blocks": here they are objects (or null).
     let with_blocks = |kind: &str, extra: Value| {
         let extra = match extra {
@@ -643,8 +660,9 @@ fn frames(mode: Mode) -> Vec<(&'static str, &'static str, Value)> {
         ),
         (
             "error",
-            "A failed command: the error under both `data` (seeds) and `error` (the original).",
-            error_frame(&err, id, now),
+            "A failed command: the error under both `data` (seeds) and `error` (the original); \
+             `details` is one of the error details below.",
+            plain_details(error_frame(&err, id, now)),
         ),
         (
             "operation_result (success)",
@@ -655,7 +673,7 @@ fn frames(mode: Mode) -> Vec<(&'static str, &'static str, Value)> {
         (
             "operation_result (failure)",
             "Sent after the error when the command asked with `\"ack\": true`.",
-            ack_frame(&Err(err.clone()), id, now),
+            plain_details(ack_frame(&Err(err.clone()), id, now)),
         ),
         (
             "time-sync-request",
@@ -671,9 +689,68 @@ fn frames(mode: Mode) -> Vec<(&'static str, &'static str, Value)> {
         (
             "REST error",
             "The body of a REST error (the HTTP status follows the code).",
-            rest_error_body(&err, now),
+            plain_details(rest_error_body(&err, now)),
         ),
     ]
+}
+
+/// Every typed `error.details`, with what it means. A new variant must be named in the match
+/// below (or this does not compile); list its sample next to the others.
+fn error_details(mode: Mode) -> Vec<(&'static str, &'static str, Value)> {
+    let all = [
+        ErrorDetails::Refused {
+            reason: Sample::sample(mode),
+            override_with: Sample::sample(mode),
+        },
+        ErrorDetails::Field {
+            field: Sample::sample(mode),
+        },
+        ErrorDetails::Camera {
+            status: Sample::sample(mode),
+            camera_message: Sample::sample(mode),
+        },
+        ErrorDetails::Attempts {
+            attempts: Sample::sample(mode),
+        },
+        ErrorDetails::Certificate {
+            uuid: Sample::sample(mode),
+            pinned: Sample::sample(mode),
+            presented: Sample::sample(mode),
+        },
+        ErrorDetails::Interval(Sample::sample(mode)),
+    ];
+    all.into_iter()
+        .filter_map(|d| {
+            let (name, about) = match &d {
+                ErrorDetails::Refused { .. } => (
+                    "Refused",
+                    "`reason`: `session_running` (a session runs; `override` names the field \
+                     that forces the change, when there is one) or `no_gap` (no gap between a \
+                     session's frames for a test photo).",
+                ),
+                ErrorDetails::Field { .. } => ("Field", "The payload field at fault."),
+                ErrorDetails::Camera { .. } => (
+                    "Camera",
+                    "A camera (CCAPI) answer that was not 2xx: its HTTP status and message.",
+                ),
+                ErrorDetails::Attempts { .. } => (
+                    "Attempts",
+                    "`connect_to_ip` failed: each URL tried and why.",
+                ),
+                ErrorDetails::Certificate { .. } => (
+                    "Certificate",
+                    "`CERTIFICATE_CHANGED`: the camera and the two SHA-256 fingerprints.",
+                ),
+                ErrorDetails::Interval(_) => (
+                    "Interval",
+                    "`VALIDATION_FAILED` of `start_intervalometer`: the interval check.",
+                ),
+                // Untyped (kept for code not converted yet): no contract.
+                ErrorDetails::Other(_) => return None,
+            };
+            Some((name, about, to_json(&d)))
+        })
+        .collect()
 }
 
 /// Every outbound message, enumerated from the tables: envelopes, status blocks, the reply of
@@ -685,6 +762,14 @@ pub(crate) fn contracts() -> Vec<Contract> {
             format!("frame `{name}`"),
             about.into(),
             |mode| frames(mode).swap_remove(i).2,
+        ));
+    }
+
+    for (i, (name, about, _)) in error_details(Mode::Full).into_iter().enumerate() {
+        out.push(Contract::new(
+            format!("details `{name}`"),
+            about.into(),
+            |mode| error_details(mode).swap_remove(i).2,
         ));
     }
 
@@ -751,12 +836,14 @@ pub(crate) fn render_shapes() -> String {
         if group != section {
             section = match group {
                 "frame" => "frame",
+                "details" => "details",
                 "status" => "status",
                 "reply" => "reply",
                 _ => "event",
             };
             s.push_str(match section {
                 "frame" => "\n## Envelopes\n",
+                "details" => "\n## Error details (`details` of an error)\n",
                 "status" => "\n## Status blocks\n",
                 "reply" => "\n## Replies\n",
                 _ => "\n## Events (payload in `data`)\n",
@@ -882,6 +969,20 @@ mod tests {
         sorted.sort();
         sorted.dedup();
         assert_eq!(sorted.len(), keys.len(), "two messages share a heading");
+    }
+
+    /// The documented payloads are ones the parser takes: the doc cannot drift from it.
+    #[test]
+    fn every_payload_sample_parses() {
+        for c in COMMANDS {
+            for mode in [Mode::Full, Mode::Empty(0)] {
+                if let Some(data) = payload_sample(c.name, mode) {
+                    if let Err(e) = super::super::Command::parse(c.name, data.clone()) {
+                        panic!("{}: {data} does not parse: {e}", c.name);
+                    }
+                }
+            }
+        }
     }
 
     /// The empty sample must not be the full one: otherwise null/absent fields go unseen.

@@ -118,7 +118,8 @@ pub struct ApiError {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub operation: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub details: Option<Value>,
+    /// Boxed: an error travels in every `Result` of the camera path; keep it small.
+    pub details: Option<Box<ErrorDetails>>,
     /// A reply the WebSocket sends before the error (a client waits for that type; see
     /// `network_scan`). Not part of the error's JSON.
     #[serde(skip)]
@@ -151,10 +152,68 @@ impl ApiError {
         self.operation = Some(op.into());
         self
     }
-    pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+    pub fn with_details(mut self, details: impl Into<ErrorDetails>) -> Self {
+        self.details = Some(Box::new(details.into()));
         self
     }
+}
+
+/// `error.details`: what a program needs beyond the code, one shape per cause.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ErrorDetails {
+    /// A request refused for a reason a client can act on: `session_running` (a session
+    /// runs; `override` names the field that forces the change, if any) or `no_gap` (no gap
+    /// between a session's frames for a test photo).
+    Refused {
+        reason: String,
+        #[serde(rename = "override", skip_serializing_if = "Option::is_none")]
+        override_with: Option<String>,
+    },
+    /// The payload field at fault.
+    Field { field: String },
+    /// A CCAPI answer that was not 2xx: its HTTP status and the camera's own message.
+    Camera {
+        status: u16,
+        #[serde(rename = "cameraMessage")]
+        camera_message: String,
+    },
+    /// `connect_to_ip`: each address tried and why it failed.
+    Attempts { attempts: Vec<ConnectAttempt> },
+    /// The camera's certificate is not the pinned one (fingerprints).
+    Certificate {
+        uuid: String,
+        pinned: String,
+        presented: String,
+    },
+    /// The interval check that refused a session.
+    Interval(crate::intervalometer::schedule::IntervalValidation),
+    /// Untyped details; kept so code written against `with_details(json!(…))` still builds.
+    /// New code uses a typed variant.
+    Other(Value),
+}
+
+impl ErrorDetails {
+    /// `{reason}`: refused for `reason`.
+    pub fn refused(reason: &str) -> Self {
+        ErrorDetails::Refused {
+            reason: reason.into(),
+            override_with: None,
+        }
+    }
+}
+
+impl From<Value> for ErrorDetails {
+    fn from(v: Value) -> Self {
+        ErrorDetails::Other(v)
+    }
+}
+
+/// One address `connect_to_ip` tried.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectAttempt {
+    pub url: String,
+    pub error: String,
 }
 
 impl fmt::Display for ApiError {

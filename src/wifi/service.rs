@@ -10,13 +10,13 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
-
 use crate::app::{ClientId, Origin, Publisher, Service, StatusBoard};
 use crate::clock::{BoxFuture, SharedClock};
 use crate::protocol::messages::{Country, NetworkStatus, WifiCountries, WifiEnabled};
 use crate::protocol::status::NetworkBlock;
-use crate::protocol::{ApiError, Command, CommandResult, ErrorCode, Owner, Reply, Secret};
+use crate::protocol::{
+    ApiError, Command, CommandResult, ErrorCode, ErrorDetails, Owner, Reply, Secret,
+};
 use crate::wifi::country::{validate_country, COUNTRIES};
 use crate::wifi::driver::{Driver, Notices, Request, WifiNotice, WifiOptions};
 
@@ -206,7 +206,10 @@ pub fn change_allowed(what: &str, session_running: bool, force: bool) -> Result<
                  Stop the session first, or repeat the request with force: true."
             ),
         )
-        .with_details(json!({"reason": "session_running", "override": "force"})));
+        .with_details(ErrorDetails::Refused {
+            reason: "session_running".into(),
+            override_with: Some("force".into()),
+        }));
     }
     Ok(())
 }
@@ -245,7 +248,9 @@ mod tests {
         let e = change_allowed("turning the Wi-Fi radio off", true, false).unwrap_err();
         assert_eq!(e.code, ErrorCode::PermissionDenied);
         assert!(e.message.contains("force: true"));
-        assert_eq!(e.details.unwrap()["reason"], "session_running");
+        let details = serde_json::to_value(e.details).unwrap();
+        assert_eq!(details["reason"], "session_running");
+        assert_eq!(details["override"], "force");
     }
 
     #[test]
