@@ -26,8 +26,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use serde_json::json;
-
 use super::service::{CameraService, PhotoStore, SessionGate};
 use super::shared::Shared as Inner;
 use crate::app::Origin;
@@ -36,7 +34,7 @@ use crate::protocol::messages::{
     ExifSummary, FocusDriven, LiveViewCaptured, LiveViewCleared, LiveViewImageCaptured,
     LiveViewImageDeleted, LiveViewImageFile, LiveViewImages, LiveViewStatus, TestPhotoInfo,
 };
-use crate::protocol::{ApiError, Body, Command, CommandResult, ErrorCode, Reply};
+use crate::protocol::{ApiError, Body, Command, CommandResult, ErrorCode, ErrorDetails, Reply};
 use crate::util::iso8601;
 
 /// At most this many viewers share the stream (each holds a connection and a frame).
@@ -185,7 +183,7 @@ impl LiveView {
                 ErrorCode::ValidationFailed,
                 format!("A timelapse is running: {what} is off so it cannot delay or spoil a frame. Stop the session first"),
             )
-            .with_details(json!({"reason": "session_running"})));
+            .with_details(ErrorDetails::refused("session_running")));
         }
         Ok(())
     }
@@ -598,10 +596,7 @@ impl CameraService {
 
 /// The camera's message in a CCAPI error (`details.cameraMessage`).
 fn camera_message(e: &ApiError) -> Option<&str> {
-    e.details
-        .as_ref()
-        .and_then(|d| d.get("cameraMessage"))
-        .and_then(serde_json::Value::as_str)
+    super::ccapi::camera_message(e)
 }
 
 /// The 160×120 frame a body sends while live view (re)starts: not a picture of the scene.
