@@ -482,6 +482,9 @@ def run_liveview(proc, port, sim, viewers, secs, label):
     _, body = http_get(port, "/api/camera/liveview/status")
     lv = json.loads(body)
     lv = lv.get("data", lv)
+    # What the viewers saw, before closing them (a closed socket reads as an error).
+    frames = [v.frames for v in vs]
+    errors = [v.error for v in vs if v.error]
     for v in vs:
         v.close()
     closed = time.monotonic()
@@ -491,8 +494,6 @@ def run_liveview(proc, port, sim, viewers, secs, label):
             off_after = time.monotonic() - closed
             break
         time.sleep(0.1)  # polling the simulator's state
-    frames = [v.frames for v in vs]
-    errors = [v.error for v in vs if v.error]
     if errors or min(frames) == 0:
         raise SystemExit(f"FAIL: a viewer got no frames: {frames} {errors}")
     hz = os.sysconf("SC_CLK_TCK")
