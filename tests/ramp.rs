@@ -128,3 +128,66 @@ fn keyframed_ramp_changes_settings_between_frames_and_records_them() {
         }
     }
 }
+
+/// `skylapse simulate-night` through a sunset and a sunrise at 47°N, in December and June
+/// (issue 12's bars: p95 brightness error ≤ 1/3 EV, max step ≤ 1/3 EV, no clipped frame).
+#[test]
+fn simulate_night_follows_sunset_and_sunrise_within_a_third_of_a_stop() {
+    let exe = env!("CARGO_BIN_EXE_skylapse");
+    let cases = [
+        ("2026-12-07", "sunset-60", "sunset+120"),
+        ("2026-12-07", "sunrise-120", "sunrise+60"),
+        ("2026-06-21", "sunset-60", "sunset+120"),
+        ("2026-06-21", "sunrise-120", "sunrise+60"),
+    ];
+    for (date, start, stop) in cases {
+        let t0 = std::time::Instant::now();
+        let out = std::process::Command::new(exe)
+            .args([
+                "simulate-night",
+                "--lat",
+                "47",
+                "--lon",
+                "8",
+                "--date",
+                date,
+            ])
+            .args(["--start", start, "--stop", stop, "--interval", "10"])
+            .output()
+            .expect("skylapse runs");
+        let took = t0.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap()).expect("JSON summary last");
+        eprintln!("simulate-night {date} {start}..{stop}: {last} in {took:.1?}");
+        // 3 h at 10 s.
+        assert_eq!(last["frames"], 1080, "{last}");
+        assert!(last["p95ErrorEv"].as_f64().unwrap() <= 1.0 / 3.0, "{last}");
+        assert!(
+            last["maxStepEv"].as_f64().unwrap() <= 1.0 / 3.0 + 1e-3,
+            "{last}"
+        );
+        assert_eq!(last["clippedFrames"], 0, "{last}");
+    }
+    // Bad input: exit 2 with the usage.
+    let out = std::process::Command::new(exe)
+        .args([
+            "simulate-night",
+            "--lat",
+            "47",
+            "--lon",
+            "8",
+            "--date",
+            "2026-12-07",
+        ])
+        .args(["--start", "dusk", "--stop", "sunrise", "--interval", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown sun event"));
+}
