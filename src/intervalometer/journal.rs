@@ -327,6 +327,18 @@ pub fn read(path: &Path) -> Result<SessionLog, String> {
                     s.files.extend(files);
                 }
             }
+            Ok(JournalEntry::Measured {
+                slot,
+                brightness,
+                sun_alt,
+            }) => {
+                if let Some(s) = log.shots.iter_mut().rev().find(|s| s.slot == slot) {
+                    s.light = Some(Box::new(super::session::FrameLight {
+                        brightness,
+                        sun_alt,
+                    }));
+                }
+            }
             Ok(JournalEntry::Taken { slot }) => {
                 if let Some(s) = log.shots.iter_mut().rev().find(|s| s.slot == slot) {
                     s.ok = true;
@@ -430,6 +442,7 @@ mod tests {
             reply_lost: false,
             settings: None,
             exposure_ev: None,
+            light: None,
         }
     }
 
