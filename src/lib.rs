@@ -104,6 +104,8 @@ pub mod protocol;
 pub mod ramp;
 pub mod rt;
 pub mod services;
+#[cfg(feature = "demo")]
+pub mod simulate;
 pub mod sun;
 pub mod sys;
 pub mod systemd;

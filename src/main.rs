@@ -27,6 +27,17 @@ type Executor = Arc<smol::Executor<'static>>;
 // wired in `skylapse::services` (shared with the end-to-end tests).
 
 fn main() -> ExitCode {
+    // `skylapse simulate-night …`: plan a night against the simulator's sky (no service).
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("simulate-night") {
+        #[cfg(feature = "demo")]
+        return ExitCode::from(skylapse::simulate::main(&args[1..]) as u8);
+        #[cfg(not(feature = "demo"))]
+        {
+            eprintln!("skylapse: simulate-night needs the built-in simulator (the `demo` feature)");
+            return ExitCode::from(2);
+        }
+    }
     let config = match Config::from_process() {
         Ok(Invocation::Run(c)) => *c,
         Ok(Invocation::Help) => {

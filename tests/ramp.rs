@@ -128,3 +128,128 @@ fn keyframed_ramp_changes_settings_between_frames_and_records_them() {
         }
     }
 }
+
+/// `skylapse simulate-night` through a sunset and a sunrise at 47°N, in December and June
+/// (issue 12's bars: p95 brightness error ≤ 1/3 EV, max step ≤ 1/3 EV, no clipped frame).
+#[test]
+fn simulate_night_follows_sunset_and_sunrise_within_a_third_of_a_stop() {
+    let exe = env!("CARGO_BIN_EXE_skylapse");
+    let cases = [
+        ("2026-12-07", "sunset-60", "sunset+120"),
+        ("2026-12-07", "sunrise-120", "sunrise+60"),
+        ("2026-06-21", "sunset-60", "sunset+120"),
+        ("2026-06-21", "sunrise-120", "sunrise+60"),
+    ];
+    for (date, start, stop) in cases {
+        let t0 = std::time::Instant::now();
+        let out = std::process::Command::new(exe)
+            .args([
+                "simulate-night",
+                "--lat",
+                "47",
+                "--lon",
+                "8",
+                "--date",
+                date,
+            ])
+            .args(["--start", start, "--stop", stop, "--interval", "10"])
+            .output()
+            .expect("skylapse runs");
+        let took = t0.elapsed();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let last: serde_json::Value =
+            serde_json::from_str(stdout.lines().last().unwrap()).expect("JSON summary last");
+        eprintln!("simulate-night {date} {start}..{stop}: {last} in {took:.1?}");
+        // 3 h at 10 s.
+        assert_eq!(last["frames"], 1080, "{last}");
+        assert!(last["p95ErrorEv"].as_f64().unwrap() <= 1.0 / 3.0, "{last}");
+        assert!(
+            last["maxStepEv"].as_f64().unwrap() <= 1.0 / 3.0 + 1e-3,
+            "{last}"
+        );
+        assert_eq!(last["clippedFrames"], 0, "{last}");
+    }
+    // Bad input: exit 2 with the usage.
+    let out = std::process::Command::new(exe)
+        .args([
+            "simulate-night",
+            "--lat",
+            "47",
+            "--lon",
+            "8",
+            "--date",
+            "2026-12-07",
+        ])
+        .args(["--start", "dusk", "--stop", "sunrise", "--interval", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown sun event"));
+}
+
+/// Auto-ramp on a dark night (the simulator's default sky, EV −3) from settings far too dark
+/// for it: each frame's thumbnail is fetched and measured, and the exposure climbs at most
+/// 1/3 EV per frame; the report carries each frame's brightness and the sun's altitude.
+#[test]
+fn auto_ramp_measures_each_frame_and_steps_toward_the_target() {
+    let rig = Rig::start("autoramp");
+    let start = json!({
+        "interval": 3,
+        "stopCondition": "stop-after",
+        "shots": 9,
+        "autoRamp": {"maxStepEv": 0.34},
+    });
+    // No location: refused (the target follows the sun's altitude).
+    let (st, r) = rig.http("POST", "/api/intervalometer/start", Some(start.clone()));
+    assert_eq!(st, 400, "{r}");
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("autoRamp follows the sun"),
+        "{r}"
+    );
+    let (st, _) = rig.http(
+        "POST",
+        "/api/location",
+        Some(json!({"lat": 47.0, "lon": 8.0})),
+    );
+    assert_eq!(st, 200);
+    let id = block_on(async {
+        let mut c = rig.ws().await;
+        c.send("start_intervalometer", start, 1).await;
+        let r = c.reply(1).await;
+        assert_eq!(r["type"], "intervalometer_start", "{r}");
+        let id = r["data"]["sessionId"].as_str().unwrap().to_string();
+        c.event("timelapse_event", "session_completed").await;
+        id
+    });
+    let (st, csv) = rig.http_raw("GET", &format!("/api/timelapse/reports/{id}/csv"), None);
+    assert_eq!(st, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+    let (c_ev, c_b, c_alt) = (col("exposure_ev"), col("brightness"), col("sun_alt"));
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 9, "{csv}");
+    let ev: Vec<f64> = rows.iter().map(|r| r[c_ev].parse().unwrap()).collect();
+    let measured = rows.iter().filter(|r| !r[c_b].is_empty()).count();
+    eprintln!("auto-ramp exposures {ev:?}, {measured} of 9 frames measured");
+    assert!(measured >= 7, "{csv}");
+    assert!(rows
+        .iter()
+        .filter(|r| !r[c_alt].is_empty())
+        .all(|r| r[c_alt].parse::<f64>().is_ok()));
+    for w in ev.windows(2) {
+        assert!(w[1] >= w[0] - 1e-9 && w[1] - w[0] <= 0.34 + 1e-6, "{ev:?}");
+    }
+    assert!(ev[8] - ev[0] >= 1.0, "the exposure climbed: {ev:?}");
+}

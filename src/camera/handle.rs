@@ -46,6 +46,14 @@ impl CameraControl for CameraHandle {
         self.cam.on_control(|s| s.datetime())
     }
 
+    fn thumbnail(&self, path: String) -> BoxFuture<'static, Result<Vec<u8>, ApiError>> {
+        self.cam.on_events(move |s| {
+            let mut out = Vec::new();
+            s.download(&format!("{path}?kind=thumbnail"), &mut out, &mut |_, _| {})?;
+            Ok(out)
+        })
+    }
+
     fn shooting_settings(&self) -> BoxFuture<'static, Result<serde_json::Value, ApiError>> {
         let cam = self.cam.clone();
         let read = self.cam.on_control(|s| s.settings());

@@ -243,6 +243,12 @@ pub trait CameraControl: Send + Sync {
         })
     }
 
+    /// The 160×120 thumbnail of a file on the card (`/ccapi/…` path), on the event worker.
+    fn thumbnail(&self, path: String) -> BoxFuture<'static, Result<Vec<u8>, ApiError>> {
+        drop(path);
+        Box::pin(async { Err(ApiError::unavailable("this camera cannot send thumbnails")) })
+    }
+
     /// Reads the camera clock.
     fn datetime(&self) -> BoxFuture<'static, Result<CameraDateTime, ApiError>>;
 

@@ -132,6 +132,7 @@ pub type OnEnd = Arc<dyn Fn(String) -> BoxFuture<'static, Option<String>> + Send
 
 enum Wake {
     Shot(u64, ShotOutcome),
+    Measured(u64, Result<f64, String>),
     Settings(crate::camera::SettingsApplied),
     Control(Control),
     ControlClosed,
@@ -145,6 +146,8 @@ impl Driver {
         let mut shot: Option<(u64, BoxFuture<'static, ShotOutcome>)> = None;
         // A ramp's settings change with the camera (one at a time).
         let mut change: Option<BoxFuture<'static, crate::camera::SettingsApplied>> = None;
+        // Auto-ramp: a frame's thumbnail being fetched and measured (one at a time).
+        let mut measure: Option<(u64, BoxFuture<'static, Result<f64, String>>)> = None;
         let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
         let mut control_open = true;
         let mut notices_open = true;
@@ -184,6 +187,14 @@ impl Driver {
                     Action::Shoot { slot, due, req } => {
                         self.flags.shot_in_flight.store(true, Ordering::SeqCst);
                         shot = Some((slot, self.camera.shoot_at(due, req)));
+                    }
+                    Action::Measure { slot, path } => {
+                        let fetch = self.camera.thumbnail(path);
+                        let job: BoxFuture<'static, Result<f64, String>> = Box::pin(async move {
+                            let jpeg = fetch.await.map_err(|e| e.message)?;
+                            crate::brightness::measure(&jpeg).map(|m| m.brightness)
+                        });
+                        measure = Some((slot, job));
                     }
                     Action::ApplySettings { .. } if shutting_down => {}
                     Action::ApplySettings { changes, deadline } => {
@@ -288,6 +299,11 @@ impl Driver {
                         return Poll::Ready(Wake::Settings(done));
                     }
                 }
+                if let Some((slot, f)) = measure.as_mut() {
+                    if let Poll::Ready(r) = f.as_mut().poll(cx) {
+                        return Poll::Ready(Wake::Measured(*slot, r));
+                    }
+                }
                 if let Some((slot, f)) = shot.as_mut() {
                     if let Poll::Ready(o) = f.as_mut().poll(cx) {
                         return Poll::Ready(Wake::Shot(*slot, o));
@@ -326,6 +342,10 @@ impl Driver {
                 );
             }
             match wake {
+                Wake::Measured(slot, result) => {
+                    measure = None;
+                    self.session.handle(now, Input::Measured { slot, result });
+                }
                 Wake::Settings(done) => {
                     change = None;
                     if let Some(e) = &done.error {

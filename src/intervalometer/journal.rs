@@ -332,6 +332,18 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<SessionLog, String> {
                     s.files.extend(files);
                 }
             }
+            Ok(JournalEntry::Measured {
+                slot,
+                brightness,
+                sun_alt,
+            }) => {
+                if let Some(s) = log.shots.iter_mut().rev().find(|s| s.slot == slot) {
+                    s.light = Some(Box::new(super::session::FrameLight {
+                        brightness,
+                        sun_alt,
+                    }));
+                }
+            }
             Ok(JournalEntry::Taken { slot }) => {
                 if let Some(s) = log.shots.iter_mut().rev().find(|s| s.slot == slot) {
                     s.ok = true;
@@ -435,6 +447,7 @@ mod tests {
             reply_lost: false,
             settings: None,
             exposure_ev: None,
+            light: None,
         }
     }
 

@@ -1029,7 +1029,7 @@ fn opt_num(v: Option<f64>) -> String {
 
 pub fn to_csv(r: &Report) -> String {
     let mut out = String::from(
-        "shot,slot,scheduled,sent,replied,timing_error_ms,duration_ms,result,error,skipped_before,late,files,tv,iso,av,exposure_ev\n",
+        "shot,slot,scheduled,sent,replied,timing_error_ms,duration_ms,result,error,skipped_before,late,files,tv,iso,av,exposure_ev,brightness,sun_alt\n",
     );
     for s in &r.shots {
         let cells = [
@@ -1059,6 +1059,14 @@ pub fn to_csv(r: &Report) -> String {
                 .and_then(|x| x.av.clone())
                 .unwrap_or_default(),
             s.exposure_ev.map(|e| format!("{e:.3}")).unwrap_or_default(),
+            s.light
+                .as_ref()
+                .map(|l| format!("{:.5}", l.brightness))
+                .unwrap_or_default(),
+            s.light
+                .as_ref()
+                .map(|l| format!("{:.2}", l.sun_alt))
+                .unwrap_or_default(),
         ];
         for (i, c) in cells.iter().enumerate() {
             if i > 0 {
@@ -1227,6 +1235,7 @@ pub(crate) mod tests {
                 reply_lost: false,
                 settings: None,
                 exposure_ev: None,
+                light: None,
             })
             .collect();
         SessionLog {
@@ -1371,7 +1380,7 @@ pub(crate) mod tests {
         );
         assert!(
             // Not ramped: the settings columns are empty.
-            lines[1].ends_with(",ok,,0,false,IMG_1.CR3 IMG_1.JPG,,,,"),
+            lines[1].ends_with(",ok,,0,false,IMG_1.CR3 IMG_1.JPG,,,,,,"),
             "{}",
             lines[1]
         );

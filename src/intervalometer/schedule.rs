@@ -65,6 +65,8 @@ pub struct SessionOptions {
     pub stop_at: Option<TimeSpec>,
     /// Keyframed Tv/ISO/aperture, resolved at the start.
     pub ramp: Option<RampPlan>,
+    /// Automatic ramping from the frames' thumbnails.
+    pub auto: Option<AutoPlan>,
 }
 
 impl Default for SessionOptions {
@@ -80,6 +82,7 @@ impl Default for SessionOptions {
             start_at: None,
             stop_at: None,
             ramp: None,
+            auto: None,
         }
     }
 }
@@ -114,6 +117,8 @@ pub struct OptionsWire {
     pub stop_at_ms: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ramp: Option<RampPlan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_ramp: Option<AutoPlan>,
 }
 
 impl SessionOptions {
@@ -150,8 +155,9 @@ impl SessionOptions {
             start_at: r.start_at.clone(),
             stop_at: r.stop_at.clone(),
             stop_at_ms,
-            // Keyframes need the camera and the start: the service resolves them.
+            // Keyframes and auto-ramp need the camera and the start: the service sets them.
             ramp: None,
+            auto_ramp: None,
         };
         SessionOptions::from_wire(&wire)
     }
@@ -227,6 +233,7 @@ impl SessionOptions {
             start_at: w.start_at.clone(),
             stop_at: w.stop_at.clone(),
             ramp: w.ramp.clone(),
+            auto: w.auto_ramp.clone(),
         })
     }
 
@@ -266,6 +273,7 @@ impl SessionOptions {
                 _ => None,
             },
             ramp: self.ramp.clone(),
+            auto_ramp: self.auto.clone(),
         }
     }
 }
@@ -542,6 +550,81 @@ impl RampPlan {
             .iter()
             .filter_map(|k| k.tv.as_deref().and_then(tv_seconds))
             .reduce(f64::max)
+    }
+}
+
+/// Automatic ramping: where (for the sun's altitude), the user's knobs, the camera's values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AutoPlan {
+    pub location: Location,
+    pub day_target: f64,
+    pub night_bias_ev: f64,
+    pub max_step_ev: f64,
+    pub max_iso: f64,
+    /// The aperture kept.
+    pub av: String,
+    pub ladders: Ladders,
+}
+
+impl AutoPlan {
+    /// Checks the knobs (defaults where unset).
+    pub fn build(
+        spec: &crate::protocol::AutoRampSpec,
+        location: Location,
+        av: String,
+        ladders: Ladders,
+    ) -> Result<AutoPlan, ApiError> {
+        let d = crate::ramp::AutoOptions::default();
+        let plan = AutoPlan {
+            location,
+            day_target: spec.day_target.unwrap_or(d.day_target),
+            night_bias_ev: spec.night_bias_ev.unwrap_or(d.night_bias_ev),
+            max_step_ev: spec.max_step_ev.unwrap_or(d.max_step_ev),
+            max_iso: spec.max_iso.unwrap_or(6400.0),
+            av,
+            ladders,
+        };
+        if !(0.001..=0.9).contains(&plan.day_target)
+            || !(-2.0..=6.0).contains(&plan.night_bias_ev)
+            || !(0.1..=3.0).contains(&plan.max_step_ev)
+            || !(100.0..=409_600.0).contains(&plan.max_iso)
+        {
+            return Err(ApiError::invalid(
+                "autoRamp: dayTarget 0.001–0.9, nightBiasEv −2–6, maxStepEv 0.1–3, maxIso 100–409600",
+            ));
+        }
+        if plan.ladders.tv.is_empty() || plan.ladders.iso.is_empty() || av_stops(&plan.av).is_none()
+        {
+            return Err(ApiError::invalid(
+                "autoRamp needs the camera in M with a timed shutter speed, a numeric ISO and a known aperture",
+            ));
+        }
+        Ok(plan)
+    }
+
+    pub fn options(&self) -> crate::ramp::AutoOptions {
+        crate::ramp::AutoOptions {
+            day_target: self.day_target,
+            night_bias_ev: self.night_bias_ev,
+            max_step_ev: self.max_step_ev,
+            ..crate::ramp::AutoOptions::default()
+        }
+    }
+
+    /// The chooser's limits (the Tv ladder already stops at the interval minus the write time).
+    pub fn limits(&self) -> crate::exposure::Limits {
+        crate::exposure::Limits {
+            tv_ability: self.ladders.tv.clone(),
+            av_ability: self.ladders.av.clone(),
+            iso_ability: self.ladders.iso.clone(),
+            max_tv_secs: f64::MAX,
+            min_tv_secs: 0.0,
+            min_iso: 100.0,
+            max_iso: self.max_iso,
+            av: self.av.clone(),
+            av_ramp: None,
+        }
     }
 }
 

@@ -43,8 +43,8 @@ use super::driver::{Control, Driver, Exit, Flags};
 use super::journal::{self, Header, Journal, ResumeLine, SessionLog, JOURNAL_VERSION};
 use super::report::{check_id, clean_title, to_csv, to_svg, Report, ReportStore};
 use super::schedule::{
-    resolve_start_at, resolve_stop_at, validate_interval, FrameSettings, Ladders, RampPlan,
-    SessionOptions, StopCondition, CAMERA_WRITE_MARGIN_SECS,
+    resolve_start_at, resolve_stop_at, validate_interval, AutoPlan, FrameSettings, Ladders,
+    RampPlan, SessionOptions, StopCondition, CAMERA_WRITE_MARGIN_SECS,
 };
 use super::session::{Session, Start, DEFAULT_LEAD};
 
@@ -353,7 +353,7 @@ impl IntervalometerService {
         };
         // First slot a lead time ahead (or at startAt) so the camera link can warm up; a ramp
         // also needs the time to set the first frame's values.
-        let warm_up = if req.keyframes.is_some() {
+        let warm_up = if req.keyframes.is_some() || req.auto_ramp.is_some() {
             self.lead + super::session::RAMP_BUDGET + Duration::from_secs(1)
         } else {
             self.lead
@@ -369,7 +369,10 @@ impl IntervalometerService {
         };
         let mut opts = SessionOptions::from_request(req, stop_at_ms)?;
         let mut settings_now = frame_settings(&self.camera.settings());
-        if let Some(specs) = &req.keyframes {
+        if req.keyframes.is_some() && req.auto_ramp.is_some() {
+            return Err(ApiError::invalid("Give keyframes or autoRamp, not both"));
+        }
+        if req.keyframes.is_some() || req.auto_ramp.is_some() {
             // The ramp picks from the values the camera offers, read now.
             if !self.camera.is_connected() {
                 return Err(ApiError::new(
@@ -392,20 +395,26 @@ impl IntervalometerService {
                     "A ramp needs an interval over {CAMERA_WRITE_MARGIN_SECS} s (the camera's write time)"
                 )));
             }
-            let plan = RampPlan::build(
-                specs,
-                origin_wall_ms,
-                tz,
-                loc,
-                Ladders::from_abilities(&v, max_tv),
-                max_tv,
-            )?;
-            // Reply timeouts and the interval check follow the longest exposure of the ramp.
-            opts.exposure = match (plan.max_tv_secs(), opts.exposure) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            };
-            opts.ramp = Some(plan);
+            let ladders = Ladders::from_abilities(&v, max_tv);
+            if let Some(specs) = &req.keyframes {
+                let plan = RampPlan::build(specs, origin_wall_ms, tz, loc, ladders, max_tv)?;
+                // Reply timeouts and the interval check follow the ramp's longest exposure.
+                opts.exposure = match (plan.max_tv_secs(), opts.exposure) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    (a, b) => a.or(b),
+                };
+                opts.ramp = Some(plan);
+            } else if let Some(spec) = &req.auto_ramp {
+                let loc = loc.ok_or_else(|| {
+                    let e = crate::location::no_location();
+                    ApiError::new(e.code, format!("autoRamp follows the sun: {}", e.message))
+                })?;
+                let av = v["av"]["value"].as_str().unwrap_or_default().to_string();
+                let plan = AutoPlan::build(spec, loc, av, ladders)?;
+                // The longest exposure it may choose.
+                opts.exposure = Some(max_tv);
+                opts.auto = Some(plan);
+            }
             settings_now = FrameSettings {
                 tv: v["tv"]["value"].as_str().map(str::to_string),
                 iso: v["iso"]["value"].as_str().map(str::to_string),

@@ -120,6 +120,18 @@ pub struct ShotRecord {
     pub settings: Option<Box<FrameSettings>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exposure_ev: Option<f64>,
+    /// Auto-ramped sessions: what the frame's thumbnail measured, and the sun's altitude.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub light: Option<Box<FrameLight>>,
+}
+
+/// A frame's measured brightness (mean linear luminance of its thumbnail) and the sun's
+/// altitude (degrees) at its time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrameLight {
+    pub brightness: f64,
+    pub sun_alt: f64,
 }
 
 /// What the machine asks its driver to do.
@@ -135,6 +147,9 @@ pub enum Action {
     Journal(JournalEntry),
     /// Give up on the shot in flight (drop its future): no reply within the timeout.
     AbandonShot { slot: u64 },
+    /// Fetch this file's thumbnail and measure it (auto-ramp); answer with
+    /// [`Input::Measured`].
+    Measure { slot: u64, path: String },
     /// Change these settings (a ramp) before the next frame; start no PUT after `deadline`.
     ApplySettings {
         changes: Vec<(String, String)>,
@@ -159,6 +174,13 @@ pub enum JournalEntry {
     #[serde(rename_all = "camelCase")]
     Taken {
         slot: u64,
+    },
+    /// Auto-ramp: a frame's thumbnail was measured.
+    #[serde(rename_all = "camelCase")]
+    Measured {
+        slot: u64,
+        brightness: f64,
+        sun_alt: f64,
     },
     #[serde(rename_all = "camelCase")]
     End {
@@ -215,6 +237,11 @@ pub enum Input {
     Stop,
     Fail {
         reason: String,
+    },
+    /// The answer to [`Action::Measure`]: the frame's brightness, or why there is none.
+    Measured {
+        slot: u64,
+        result: Result<f64, String>,
     },
     /// The answer to [`Action::ApplySettings`]: what the camera took, and why it stopped.
     SettingsApplied {
@@ -418,6 +445,13 @@ pub struct Session {
     change_in_flight: bool,
     /// Ramp changes that found no time before their frame and waited for the next gap.
     pub ramp_deferred: u64,
+    /// Auto-ramp: the controller, a thumbnail being measured, and the recent frames'
+    /// (slot, wall time, exposure) to pair measurements with.
+    auto: Option<crate::ramp::AutoRamp>,
+    measuring: bool,
+    /// The newest frame waiting for its turn to be measured.
+    measure_next: Option<(u64, String)>,
+    frame_exposures: VecDeque<(u64, i64, f64)>,
     actions: VecDeque<Action>,
 }
 
@@ -480,8 +514,17 @@ impl Session {
             known: start.settings.clone(),
             change_in_flight: false,
             ramp_deferred: 0,
+            auto: None,
+            measuring: false,
+            measure_next: None,
+            frame_exposures: VecDeque::new(),
             actions: VecDeque::new(),
         };
+        s.auto = s
+            .opts
+            .auto
+            .as_ref()
+            .map(|a| crate::ramp::AutoRamp::new(a.options()));
         s.compute_end_deadline();
         s
     }
@@ -594,6 +637,14 @@ impl Session {
                 }
             }
             (_, Input::CameraConnected) => self.connected = true,
+            (_, Input::Measured { slot, result }) => {
+                self.measuring = false;
+                match result {
+                    Ok(brightness) => self.measured(now, slot, brightness),
+                    Err(e) => log::debug!("session {}: frame {slot} not measured: {e}", self.id),
+                }
+                self.next_measure();
+            }
             (_, Input::SettingsApplied { applied, error }) => {
                 self.change_in_flight = false;
                 self.known.apply(&applied);
@@ -719,7 +770,48 @@ impl Session {
         if now + self.lead >= due {
             self.shoot(slot, due, false);
         } else {
+            // Auto-ramp decides again when a measurement comes in (see `measured`).
             self.maybe_ramp(now, due);
+        }
+    }
+
+    /// Auto-ramp: measures the waiting frame unless one is being measured.
+    fn next_measure(&mut self) {
+        if self.measuring || !self.connected {
+            return;
+        }
+        if let Some((slot, path)) = self.measure_next.take() {
+            self.measuring = true;
+            self.actions.push_back(Action::Measure { slot, path });
+        }
+    }
+
+    /// Auto-ramp: a frame's brightness came in; the controller learns it and the next frame's
+    /// settings are decided now, in the gap, if a frame is not already with the camera.
+    fn measured(&mut self, now: Instant, slot: u64, brightness: f64) {
+        let Some(&(_, at_ms, exposure)) = self.frame_exposures.iter().find(|f| f.0 == slot) else {
+            return;
+        };
+        let Some(plan) = &self.opts.auto else { return };
+        let sun_alt = crate::sun::solar_altitude_deg(at_ms, plan.location);
+        if let Some(auto) = self.auto.as_mut() {
+            auto.observe(crate::ramp::Frame {
+                at_ms,
+                exposure,
+                brightness,
+            });
+        }
+        self.actions
+            .push_back(Action::Journal(JournalEntry::Measured {
+                slot,
+                brightness,
+                sun_alt,
+            }));
+        if matches!(self.state, State::Running { in_flight: None }) {
+            let due = self.due(self.next_slot);
+            if now + self.lead < due {
+                self.maybe_ramp(now, due);
+            }
         }
     }
 
@@ -727,11 +819,35 @@ impl Session {
     /// differ from the camera's and there is time (else the frame keeps the current ones and
     /// the change waits for the next gap).
     fn maybe_ramp(&mut self, now: Instant, due: Instant) {
-        let Some(plan) = &self.opts.ramp else { return };
         if self.change_in_flight || !self.connected {
             return;
         }
-        let target = plan.target(self.wall_ms_of(due).round() as i64);
+        let t_ms = self.wall_ms_of(due).round() as i64;
+        let target = match (&self.opts.ramp, &self.opts.auto, &self.auto) {
+            (Some(plan), _, _) => plan.target(t_ms),
+            (None, Some(plan), Some(auto)) => {
+                // The step limit is from the last frame shot, not from a change already made
+                // for this gap (a second measurement in one gap must not step twice).
+                let Some(current) = self
+                    .frame_exposures
+                    .back()
+                    .map(|f| f.2)
+                    .or_else(|| self.known.exposure_ev())
+                else {
+                    return;
+                };
+                let alt = crate::sun::solar_altitude_deg(t_ms, plan.location);
+                let Some(d) = auto.decide(t_ms, Some(alt), current, &plan.limits()) else {
+                    return;
+                };
+                FrameSettings {
+                    tv: Some(d.settings.tv),
+                    iso: Some(d.settings.iso),
+                    av: Some(d.settings.av),
+                }
+            }
+            _ => return,
+        };
         let changes = self.known.changes_to(&target);
         if changes.is_empty() {
             return;
@@ -874,21 +990,26 @@ impl Session {
             skipped_before,
             files: Vec::new(),
             reply_lost: false,
-            settings: self
-                .opts
-                .ramp
-                .as_ref()
-                .map(|_| Box::new(self.known.clone())),
-            exposure_ev: self
-                .opts
-                .ramp
-                .as_ref()
-                .and_then(|_| self.known.exposure_ev()),
+            settings: self.ramped().then(|| Box::new(self.known.clone())),
+            exposure_ev: self.ramped().then(|| self.known.exposure_ev()).flatten(),
+            light: None,
         }
+    }
+
+    /// Keyframed or automatic ramp.
+    fn ramped(&self) -> bool {
+        self.opts.ramp.is_some() || self.opts.auto.is_some()
     }
 
     fn after_shot(&mut self, now: Instant, record: ShotRecord) {
         self.stats.record(&record, self.opts.interval.as_secs_f64());
+        if let (true, Some(x)) = (record.ok && self.auto.is_some(), record.exposure_ev) {
+            if self.frame_exposures.len() == 8 {
+                self.frame_exposures.pop_front();
+            }
+            self.frame_exposures
+                .push_back((record.slot, record.scheduled_ms.round() as i64, x));
+        }
         if record.ok {
             if let Some(mut o) = self.outage.take() {
                 o.until_ms = Some(record.scheduled_ms);
@@ -1059,6 +1180,18 @@ impl Session {
             }
         }
         for (slot, files) in named {
+            if self.auto.is_some() {
+                // The JPEG's thumbnail (a RAW's would do too); while one is being fetched (the
+                // event worker is often in a long poll), the newest waits its turn.
+                let pick = files
+                    .iter()
+                    .find(|f| f.to_ascii_uppercase().ends_with(".JPG"))
+                    .or(files.first());
+                if let Some(path) = pick {
+                    self.measure_next = Some((slot, path.clone()));
+                    self.next_measure();
+                }
+            }
             self.actions
                 .push_back(Action::Journal(JournalEntry::Files { slot, files }));
         }
@@ -2052,6 +2185,7 @@ mod tests {
                 reply_lost: false,
                 settings: None,
                 exposure_ev: None,
+                light: None,
             })
             .collect();
         let now = crate::clock::test_t0();

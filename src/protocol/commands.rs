@@ -398,6 +398,9 @@ pub struct StartIntervalometer {
     /// A keyframed ramp of Tv/ISO/aperture (interpolated in stops between keyframes).
     #[serde(default)]
     pub keyframes: Option<Vec<KeyframeSpec>>,
+    /// Automatic exposure ramping from each frame's thumbnail (needs a known location).
+    #[serde(default)]
+    pub auto_ramp: Option<AutoRampSpec>,
     /// Autofocus before each shot (default false).
     #[serde(default)]
     pub af: Option<bool>,
@@ -424,6 +427,21 @@ pub struct KeyframeSpec {
     /// The resolved instant (Unix ms), set by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at_ms: Option<i64>,
+}
+
+/// `autoRamp`: the user's knobs (defaults: day target 0.18, night 2 EV darker, 1/3 EV per
+/// frame at most, ISO up to 6400; the aperture stays where it is).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AutoRampSpec {
+    #[serde(default)]
+    pub day_target: Option<f64>,
+    #[serde(default)]
+    pub night_bias_ev: Option<f64>,
+    #[serde(default)]
+    pub max_step_ev: Option<f64>,
+    #[serde(default)]
+    pub max_iso: Option<f64>,
 }
 
 /// A moment as a client names it: a clock time (ISO-8601 or "HH:MM") or a sun event.
