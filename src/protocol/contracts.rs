@@ -20,11 +20,11 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use super::commands::{
-    payload_sample, AcceptCertificate, CameraRef, Channels, ConfigureAccessPoint, ConnectToIp,
-    DriveFocus, Force, GetSunTimes, GpsResponse, IdRef, KeyframeSpec, LiveViewSize, ManualTimeSync,
-    NetworkConnect, NetworkScan, Port, ReportRef, SessionRef, SetCameraSetting, SetLocation,
-    StartIntervalometer, SunRef, TakePhoto, TimeSpec, TimeSyncResponse, UpdateReportTitle,
-    ValidateInterval, WifiCountry,
+    payload_sample, AcceptCertificate, AutoRampSpec, CameraRef, Channels, ConfigureAccessPoint,
+    ConnectToIp, DriveFocus, Force, GetSunTimes, GpsResponse, IdRef, KeyframeSpec, LiveViewSize,
+    ManualTimeSync, NetworkConnect, NetworkScan, Port, ReportRef, SessionRef, SetCameraSetting,
+    SetLocation, StartIntervalometer, SunRef, TakePhoto, TimeSpec, TimeSyncResponse,
+    UpdateReportTitle, ValidateInterval, WifiCountry,
 };
 use super::messages::*;
 use super::status::*;
@@ -37,9 +37,11 @@ use crate::intervalometer::report::{
     SettingValue, ShotError, Summary,
 };
 use crate::intervalometer::schedule::{
-    FrameSettings, IntervalValidation, Ladders, OptionsWire, RampPlan,
+    AutoPlan, FrameSettings, IntervalValidation, Ladders, OptionsWire, RampPlan,
 };
+use crate::intervalometer::session::FrameLight;
 use crate::intervalometer::session::ShotRecord;
+use crate::sun::Location;
 use crate::sun::Reasons;
 
 /// The golden file, relative to the crate root.
@@ -208,7 +210,8 @@ samples! {
     SetCameraSetting { setting, value };
     ValidateInterval { interval, exposure };
     StartIntervalometer { interval, stop_condition, shots, stop_time, duration, title, bulb,
-        exposure, overrun_policy, start_at, stop_at, af, keyframes };
+        exposure, overrun_policy, start_at, stop_at, af, keyframes, auto_ramp };
+    AutoRampSpec { day_target, night_bias_ev, max_step_ev, max_iso };
     SessionRef { session_id, title };
     ReportRef { id };
     UpdateReportTitle { id, session_id, title };
@@ -393,9 +396,12 @@ samples! {
     Report { version, id, session_id, title, start_time, end_time, duration, saved_at, status, end_reason, options, intervalometer, camera, camera_info, camera_settings, results, errors, summary, metadata, shots };
     SettingValue { value };
     ReportEntry { id, session_id, title, start_time, end_time, duration, saved_at, status, intervalometer, results, summary, metadata };
-    ShotRecord { slot, shot, scheduled_ms, sent_ms, replied_ms, error_ms, duration_ms, ok, error, late, skipped_before, files, reply_lost, settings, exposure_ev };
+    ShotRecord { slot, shot, scheduled_ms, sent_ms, replied_ms, error_ms, duration_ms, ok, error, late, skipped_before, files, reply_lost, settings, exposure_ev, light };
+    FrameLight { brightness, sun_alt };
     FrameSettings { tv, iso, av };
-    OptionsWire { interval, stop_condition, total_shots, stop_time, duration, overrun_policy, bulb, af, exposure, start_at, stop_at, stop_at_ms, ramp };
+    OptionsWire { interval, stop_condition, total_shots, stop_time, duration, overrun_policy, bulb, af, exposure, start_at, stop_at, stop_at_ms, ramp, auto_ramp };
+    AutoPlan { location, day_target, night_bias_ev, max_step_ev, max_iso, av, ladders };
+    Location { lat, lon };
     RampPlan { keyframes, ladders };
     Ladders { tv, iso, av };
     SunTimesReply { date, lat, lon, sunrise, sunset, solar_noon, civil_dawn, civil_dusk, nautical_dawn, nautical_dusk, astronomical_dawn, astronomical_dusk, reasons, location_source, now };

@@ -108,6 +108,7 @@ fn write_report(data: &Path, n: u64) -> u64 {
                 skipped_before: 0,
                 settings: None,
                 exposure_ev: None,
+                light: None,
                 files: vec![
                     format!(
                         "/ccapi/ver110/contents/sd/100CANON/IMG_{:04}.CR3",
