@@ -45,6 +45,12 @@ qemu_for() {
         armv7-unknown-linux-gnueabihf) echo "qemu-arm-static -L /usr/arm-linux-gnueabihf" ;;
     esac
 }
+sysroot_for() {
+    case "$1" in
+        aarch64-*) echo /usr/aarch64-linux-gnu ;;
+        armv7-*) echo /usr/arm-linux-gnueabihf ;;
+    esac
+}
 gcc_for() {
     case "$1" in
         aarch64-*) echo aarch64-linux-gnu-gcc ;;
@@ -55,7 +61,8 @@ gcc_for() {
 step "tools"
 need=()
 for t in "${TARGETS[@]}"; do
-    if ! command -v "$(gcc_for "$t")" >/dev/null; then
+    # The compiler alone is not enough: its C library headers come in another package.
+    if ! command -v "$(gcc_for "$t")" >/dev/null || ! [ -e "$(sysroot_for "$t")/include/stdio.h" ]; then
         read -r -a pkgs <<<"$(apt_pkgs_for "$t")"
         need+=("${pkgs[@]}")
     fi
