@@ -1570,7 +1570,6 @@ pub(crate) mod tests {
     #[test]
     fn a_stray_latin1_byte_the_full_parse_skips_is_refused_by_the_scan() {
         let bytes = include_bytes!("../../fuzz/regressions/report/latin1-in-an-unknown-field");
-        assert!(std::str::from_utf8(bytes).is_err());
         assert!(serde_json::from_slice::<Report>(bytes).is_ok());
         let e = scan_report_bytes(bytes).unwrap_err();
         assert!(e.contains("UTF-8"), "{e}");
