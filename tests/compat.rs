@@ -1093,3 +1093,215 @@ fn live_messages_match_the_documented_shapes() {
         errors.join("\n")
     );
 }
+
+/// Issue 9's chaos soak: a session at 0.5 s against a camera that misbehaves at random
+/// (slow answers, 503 busy, 502, resets, truncated bodies, lost shutter replies, hangs, and
+/// spells offline), with WebSocket clients coming and going throughout. Afterwards every slot
+/// of the grid is accounted for in the report (taken, failed or skipped), the counts agree
+/// with the records and with the end event, the grid did not drift, and the owner's client
+/// kept getting its status updates.
+///
+/// Short by default (6 s of session); a long soak:
+/// `SKYLAPSE_SOAK_SECS=600 cargo test --release --test main -- --nocapture compat::chaos_soak`
+/// (`SKYLAPSE_SOAK_SEED=N` replays a run's fault timing; the simulator's own draws are seeded).
+#[test]
+fn chaos_soak_accounts_for_every_slot() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let secs: u64 = std::env::var("SKYLAPSE_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    let seed: u64 = std::env::var("SKYLAPSE_SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| u64::from(std::process::id()));
+    eprintln!("chaos soak: {secs} s, seed {seed}");
+    let rig = Rig::start("chaos");
+    let sim = rig.sim();
+    let any = FaultMatch::any;
+    let shutter = || FaultMatch::method_path("POST", SHUTTER);
+    let faults: [(FaultMatch, FaultAction, f64); 7] = [
+        (any(), FaultAction::Latency(Duration::from_millis(120)), 0.3),
+        (
+            shutter(),
+            FaultAction::Respond {
+                status: 503,
+                message: "Device busy".into(),
+            },
+            0.1,
+        ),
+        (
+            any(),
+            FaultAction::Respond {
+                status: 502,
+                message: "Bad gateway".into(),
+            },
+            0.03,
+        ),
+        (any(), FaultAction::Reset, 0.03),
+        (any(), FaultAction::TruncateBody(7), 0.02),
+        (shutter(), FaultAction::LoseReply, 0.05),
+        (any(), FaultAction::Hang, 0.005),
+    ];
+    for (m, a, p) in faults {
+        sim.add_fault_p(m, a, None, p);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let churned = Arc::new(AtomicU64::new(0));
+    // Spells offline (refused or black-holed) at random moments.
+    std::thread::scope(|scope| {
+        let chaos = {
+            let stop = stop.clone();
+            scope.spawn(move || {
+                let mut x = seed | 1;
+                let mut next = move || {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(500 + next() % 1500));
+                    if next() % 3 == 0 {
+                        let mode = if next() % 2 == 0 {
+                            skylapse_sim::OfflineMode::Refuse
+                        } else {
+                            skylapse_sim::OfflineMode::Blackhole
+                        };
+                        sim.set_offline(mode);
+                        std::thread::sleep(Duration::from_millis(300 + next() % 1200));
+                        sim.set_online().expect("back online");
+                    }
+                }
+            })
+        };
+        // Clients that connect, maybe ask something, and vanish.
+        let churn = {
+            let (stop, churned, addr) = (stop.clone(), churned.clone(), rig.addr);
+            scope.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    block_on(async {
+                        let Ok(tcp) = Async::<TcpStream>::connect(addr).await else {
+                            return;
+                        };
+                        let url = format!("ws://{addr}/ws");
+                        if let Ok((mut ws, _)) = async_tungstenite::client_async(url, tcp).await {
+                            let _ = ws.next().await;
+                            let _ = ws
+                                .send(Message::text(r#"{"type":"get_status","id":1}"#))
+                                .await;
+                        }
+                    });
+                    churned.fetch_add(1, Ordering::Relaxed);
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        // However this ends (a failed assertion too), the helper threads stop.
+        struct StopOnDrop<'a>(&'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&stop);
+        block_on(async {
+            let mut c = rig.ws().await;
+            c.send(
+                "start_intervalometer",
+                json!({"interval": 0.5, "stopCondition": "duration", "duration": secs}),
+                1,
+            )
+            .await;
+            let r = c.reply(1).await;
+            assert_eq!(r["type"], "intervalometer_start", "{r}");
+            let id = r["data"]["sessionId"].as_str().unwrap().to_string();
+            let until = Instant::now() + Duration::from_secs(secs + 60);
+            let end = loop {
+                assert!(Instant::now() < until, "the session did not end");
+                let v = c.next().await;
+                if v["type"] == "timelapse_event" && v["eventType"] == "session_completed" {
+                    break v;
+                }
+            };
+            stop.store(true, Ordering::Relaxed);
+            chaos.join().unwrap();
+            churn.join().unwrap();
+            sim.set_online().unwrap();
+
+            // The owner's client heard the status all along: no gap over the 10 s heartbeat.
+            let status_times: Vec<usize> = c
+                .seen
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v["type"] == "status_update")
+                .map(|(i, _)| i)
+                .collect();
+            assert!(!status_times.is_empty(), "no status_update at all");
+            let stamps: Vec<i64> = status_times
+                .iter()
+                .map(|i| {
+                    let t = c.seen[*i]["timestamp"].as_str().unwrap();
+                    skylapse::util::parse_iso8601(t).unwrap()
+                })
+                .collect();
+            let worst_gap = stamps.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+            assert!(worst_gap <= 12_000, "status went quiet for {worst_gap} ms");
+
+            let (st, rep) = rig.http("GET", &format!("/api/timelapse/reports/{id}"), None);
+            assert_eq!(st, 200, "{rep}");
+            let rep = &rep["report"];
+            let shots = rep["shots"].as_array().unwrap();
+            assert!(!shots.is_empty(), "no slot recorded");
+            // Every slot from 0 to the last recorded is one record or skipped before one.
+            let mut expect_slot = 0u64;
+            let (mut ok, mut failed, mut skipped) = (0u64, 0u64, 0u64);
+            let first_due = shots[0]["scheduledMs"].as_f64().unwrap();
+            let first_slot = shots[0]["slot"].as_u64().unwrap();
+            for s in shots {
+                let slot = s["slot"].as_u64().unwrap();
+                let before = s["skippedBefore"].as_u64().unwrap();
+                assert_eq!(slot, expect_slot + before, "slot {slot} unaccounted: {s}");
+                expect_slot = slot + 1;
+                skipped += before;
+                if s["ok"] == true {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                    assert!(s["error"].is_string(), "a failed shot says why: {s}");
+                }
+                // The grid held: slot k is due at first + (k - first) × 500 ms.
+                let due = s["scheduledMs"].as_f64().unwrap();
+                let want = first_due + (slot - first_slot) as f64 * 500.0;
+                assert!(
+                    (due - want).abs() < 1.0,
+                    "slot {slot} due {due}, grid says {want}"
+                );
+            }
+            let mut reasons: std::collections::BTreeMap<String, u32> = Default::default();
+            for s in shots.iter().filter(|s| s["ok"] != true) {
+                let e = s["error"].as_str().unwrap_or("").chars().take(60).collect();
+                *reasons.entry(e).or_default() += 1;
+            }
+            let res = &rep["results"];
+            assert_eq!(res["shotsTaken"], ok + failed, "{res}");
+            assert_eq!(res["shotsSuccessful"], ok);
+            assert_eq!(res["shotsFailed"], failed);
+            assert_eq!(res["shotsSkipped"], skipped);
+            assert_eq!(end["data"]["stats"]["shotsTaken"], ok + failed, "{end}");
+            // A 0.5 s grid over the session's duration: the slots counted cover it.
+            assert!(
+                expect_slot + 2 >= secs * 2,
+                "{expect_slot} slots accounted for in {secs} s"
+            );
+            eprintln!(
+                "chaos soak: {expect_slot} slots: {ok} taken, {failed} failed, {skipped} skipped; \
+             {} status updates to the owner (longest gap {worst_gap} ms); {} clients churned; \
+             failures: {:?}",
+                status_times.len(),
+                churned.load(Ordering::Relaxed),
+                reasons
+            );
+        });
+    });
+}

@@ -1591,6 +1591,17 @@ pub(crate) mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Found by the report fuzz target: serde skips an unknown field without checking its
+    /// bytes, so the full parse reads a file the stream could not send as text; the scan
+    /// (which decides what is streamed) refuses it.
+    #[test]
+    fn a_stray_latin1_byte_the_full_parse_skips_is_refused_by_the_scan() {
+        let bytes = include_bytes!("../../fuzz/regressions/report/latin1-in-an-unknown-field");
+        assert!(serde_json::from_slice::<Report>(bytes).is_ok());
+        let e = scan_report_bytes(bytes).unwrap_err();
+        assert!(e.contains("UTF-8"), "{e}");
+    }
+
     /// Hands out one byte per read, so every multibyte character is cut.
     struct Dribble<'a>(&'a [u8]);
     impl std::io::Read for Dribble<'_> {

@@ -398,7 +398,8 @@ pub enum Body {
     /// memory (a report), sent as it is on disk by REST (Content-Length from the file size)
     /// and WebSocket (one text message in fragments). The file was checked to be one JSON
     /// value in UTF-8 when it was opened; `Reply::data` is null until
-    /// [`Reply::materialized`].
+    /// [`Reply::materialized`], so an `ack`'s `operation_result` carries `result: null` (the
+    /// document goes out once, in the reply).
     JsonFile {
         key: &'static str,
         file: SharedFile,
