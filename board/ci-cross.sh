@@ -5,19 +5,23 @@
 # runs the target, into $CARGO_TARGET_DIR/board/BOARD/. Called by .ci/run; any failing target
 # fails the run.
 #
-#   board/ci-cross.sh [--profile PROFILE] [--no-smoke] [--no-packages] [TARGET...]
+#   board/ci-cross.sh [--profile PROFILE] [--demo] [--no-smoke] [--no-packages] [TARGET...]
 #
 # Defaults: --profile ship, targets aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf.
+# The shipped binary is built without the `demo` feature (the built-in camera simulator): with
+# it, the aarch64 ship binary measured 4,271,368 bytes (4.07 MiB, over the 4 MiB budget) once
+# the simulator rendered real JPEG pictures. --demo builds it in (no budget check then).
 # Installs what is missing (Debian/Ubuntu: cross gcc, qemu-user-static, python3; rustup targets).
 # Prints the time of every step and the stripped size of every binary.
 set -euo pipefail
 BOARD_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO_DIR=$(cd "$BOARD_DIR/.." && pwd)
-PROFILE=ship SMOKE=1 PACKAGES=1 TARGETS=()
+PROFILE=ship SMOKE=1 PACKAGES=1 DEMO=0 TARGETS=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --profile) PROFILE="$2"; shift 2 ;;
         --no-smoke) SMOKE=0; shift ;;
+        --demo) DEMO=1; shift ;;
         --no-packages) PACKAGES=0; shift ;;
         -h|--help) sed -n '2,12s/^# \{0,1\}//p' "$0"; exit 0 ;;
         *) TARGETS+=("$1"); shift ;;
@@ -85,8 +89,10 @@ cd "$REPO_DIR"
 OUT="${CARGO_TARGET_DIR:-$REPO_DIR/target}"
 fail=0
 for t in "${TARGETS[@]}"; do
-    step "build $t ($PROFILE)"
-    if ! cargo build --locked --profile "$PROFILE" --target "$t" --bin skylapse; then
+    features=(--no-default-features)
+    [ "$DEMO" = 1 ] && features=()
+    step "build $t ($PROFILE${features[*]:+, ${features[*]}})"
+    if ! cargo build --locked --profile "$PROFILE" --target "$t" --bin skylapse "${features[@]}"; then
         echo "FAIL: build for $t"; fail=1; continue
     fi
     done_step
@@ -95,7 +101,7 @@ for t in "${TARGETS[@]}"; do
     awk -v t="$t" -v p="$PROFILE" -v s="$size" \
         'BEGIN { printf "size %s (%s): %d bytes = %.2f MiB\n", t, p, s, s / 1048576 }'
     # Budget (issue 5): the stripped shipping binary, web UI included, at most 4 MiB.
-    if [ "$PROFILE" = ship ] && [ "$size" -gt $((4 * 1024 * 1024)) ]; then
+    if [ "$PROFILE" = ship ] && [ "$DEMO" = 0 ] && [ "$size" -gt $((4 * 1024 * 1024)) ]; then
         echo "FAIL: $t binary is over the 4 MiB budget (board/size-report.sh shows why)"; fail=1
     fi
     if [ "$SMOKE" = 1 ]; then
