@@ -328,13 +328,11 @@ def wait_camera_connected(ws, welcome, timeout):
     return False
 
 
-def sim_requests(sim, since=0):
-    """The simulator's request log after sequence number `since` (its control plane)."""
-    if sim is None or not getattr(sim, "control", None):
-        return []
+def control_get(sim, path):
+    """GET `path` from the simulator's control plane; the JSON body."""
     host, port = sim.control.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=5) as c:
-        c.sendall(f"GET /_sim/requests?since={since} HTTP/1.1\r\nHost: {sim.control}\r\n"
+        c.sendall(f"GET {path} HTTP/1.1\r\nHost: {sim.control}\r\n"
                   "Connection: close\r\n\r\n".encode())
         data = b""
         while True:
@@ -342,9 +340,15 @@ def sim_requests(sim, since=0):
             if not chunk:
                 break
             data += chunk
-    body = data.partition(b"\r\n\r\n")[2]
+    return json.loads(data.partition(b"\r\n\r\n")[2])
+
+
+def sim_requests(sim, since=0):
+    """The simulator's request log after sequence number `since` (its control plane)."""
+    if sim is None or not getattr(sim, "control", None):
+        return []
     # The control plane's own requests (these) are logged too: only the camera's count.
-    return [r for r in json.loads(body).get("requests", [])
+    return [r for r in control_get(sim, f"/_sim/requests?since={since}").get("requests", [])
             if not r.get("path", "").startswith("/_sim")]
 
 
@@ -408,17 +412,7 @@ def cpu_ticks(pid):
 
 
 def sim_state(sim):
-    host, port = sim.control.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as c:
-        c.sendall(f"GET /_sim/state HTTP/1.1\r\nHost: {sim.control}\r\n"
-                  "Connection: close\r\n\r\n".encode())
-        data = b""
-        while True:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    return json.loads(data.partition(b"\r\n\r\n")[2])
+    return control_get(sim, "/_sim/state")
 
 
 class StreamViewer:
