@@ -27,6 +27,7 @@ pub mod host;
 pub mod http;
 pub mod hub;
 pub mod liveview;
+pub mod message;
 pub mod rest;
 pub mod ws;
 
