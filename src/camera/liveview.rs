@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use super::service::{CameraService, PhotoStore, SessionGate};
+use super::photos::PhotoStore;
+use super::service::{CameraService, SessionGate};
 use super::shared::Shared as Inner;
 use crate::app::Origin;
 use crate::clock::BoxFuture;

@@ -436,6 +436,7 @@ mod handle;
 pub mod link;
 mod link_driver;
 pub mod liveview;
+mod photos;
 pub mod service;
 mod shared;
 mod shot;
