@@ -1,15 +1,18 @@
 //! `skylapse simulate-night`: plan a night without a camera (issue 12, item 6).
 //!
-//! Runs the automatic ramp ([`crate::ramp::AutoRamp`], the camera's third-stop ladders through
-//! [`crate::exposure::choose`], thumbnails measured by [`crate::brightness`]) against the
-//! simulator's sky on a virtual clock: for each frame, the simulator's world gives the scene
-//! brightness at that instant and place (its own sun model, not the product's), renders the
-//! 160×120 thumbnail the camera would send for the chosen settings (gamma, clipping, noise;
-//! a real JPEG with filler after EOI), and the controller sees only that thumbnail.
+//! Runs the session machine ([`Session`]: the grid, the gaps between frames, the deferral of
+//! a settings change that finds no time, auto-ramp's measure → decide → apply with
+//! [`crate::ramp::AutoRamp`] and the camera's third-stop ladders) on a virtual clock against
+//! the simulator's sky: for each frame, the simulator's world gives the scene brightness at
+//! that instant and place (its own sun model, not the product's), renders the 160×120
+//! thumbnail the camera would send for the settings the frame was shot with (gamma, clipping,
+//! noise; a real JPEG with filler after EOI), and the session sees only that thumbnail. The
+//! simulated camera answers a shutter press after the exposure, reports the file, serves the
+//! thumbnail and takes settings changes with fixed delays (`REPLY_AFTER_EXPOSURE`, …).
 //!
-//! What it does not run: the session machine, the camera driver and the network (the grid,
-//! deferrals and HTTP are tested against the simulator in real time elsewhere). Before the
-//! first frame a few metering shots set the start exposure, as a photographer's test shots do.
+//! What it does not run: the camera driver and the network (those are tested against the
+//! simulator in real time elsewhere). Before the first frame a few metering shots set the start
+//! exposure, as a photographer's test shots do.
 //!
 //! The last line of output is `{"frames", "p95ErrorEv", "maxErrorEv", "maxStepEv",
 //! "clippedFrames"}`: error is the frame's measured brightness against the target curve, in
@@ -22,9 +25,18 @@ use std::fmt::Write as _;
 use skylapse_sim::pictures::{SkyConfig, SkyMode, World};
 use skylapse_sim::scene::{self, Light, View};
 
+use std::time::{Duration, Instant};
+
 use crate::brightness;
+use crate::camera::ShotOutcome;
+use crate::clock::{Clock, ManualClock};
 use crate::exposure::{av_number, iso_number, tv_seconds, Limits, Settings};
-use crate::ramp::{AutoOptions, AutoRamp, Frame};
+use crate::intervalometer::schedule::{
+    AutoPlan, FrameSettings, Ladders, SessionOptions, StopCondition,
+};
+use crate::intervalometer::session::{Action as SessionAction, Input, Session, Start};
+use crate::machine::{Machine, Now};
+use crate::ramp::AutoOptions;
 use crate::sun::{self, Location, SunEvent};
 
 pub const USAGE: &str = "usage: skylapse simulate-night --lat DEG --lon DEG --date YYYY-MM-DD \
@@ -273,7 +285,16 @@ fn limits(plan: &Plan) -> Limits {
     }
 }
 
-/// Runs the plan; the rows and the summary.
+/// A simulated camera call answers this long after it starts (a shutter reply after the
+/// exposure, a thumbnail download, a settings PUT): what the session must fit in its gaps.
+const REPLY_AFTER_EXPOSURE: Duration = Duration::from_millis(60);
+const FILE_REPORTED_AFTER: Duration = Duration::from_millis(400);
+const THUMBNAIL_DOWNLOAD: Duration = Duration::from_millis(250);
+const SETTING_PUT: Duration = Duration::from_millis(150);
+
+/// Runs the plan: the real session machine ([`Session`], the grid, the gaps, the deferrals,
+/// auto-ramp's measure → decide → apply) on a virtual clock, against the simulator's sky.
+/// Returns the rows and the summary.
 pub fn run(plan: &Plan) -> Result<(Vec<Row>, Summary), String> {
     let (start, stop) = plan.window()?;
     let limits = limits(plan);
@@ -291,68 +312,189 @@ pub fn run(plan: &Plan) -> Result<(Vec<Row>, Summary), String> {
     };
     let alt = |t: i64| sun::solar_altitude_deg(t, plan.location);
     let opts = plan.auto;
-    // Metering shots before the first frame: aim at the target, a few times.
-    let mut exposure = 0.0;
-    let mut settings = crate::exposure::choose(exposure, &limits)
-        .ok_or("the camera offers no settings")?
-        .0;
-    for _ in 0..8 {
-        let (jpeg, _, _) = cam.shoot(start, &settings)?;
-        let m = brightness::measure(&jpeg)?;
-        let x = settings.exposure().ok_or("bad settings")?;
-        let off = opts.target_log2(Some(alt(start))) - m.brightness.max(1e-6).log2();
-        // A blown or black frame says only "far off": take a big step.
-        let step = if m.clipped > 0.5 {
-            -4.0
-        } else {
-            off.clamp(-6.0, 6.0)
-        };
-        exposure = x + step;
-        settings = crate::exposure::choose(exposure, &limits)
-            .ok_or("the camera offers no settings")?
-            .0;
-        if step.abs() < 0.2 {
+    let mut settings = meter(&mut cam, plan, start, &limits)?;
+
+    // The session, exactly as the service builds one for `autoRamp` (schedule::AutoPlan).
+    let ladders = Ladders {
+        tv: limits
+            .tv_ability
+            .iter()
+            .filter(|v| tv_seconds(v).is_some_and(|t| t <= limits.max_tv_secs + 1e-9))
+            .cloned()
+            .collect(),
+        iso: limits.iso_ability.clone(),
+        av: limits.av_ability.clone(),
+    };
+    let auto_plan = AutoPlan {
+        location: plan.location,
+        day_target: opts.day_target,
+        night_bias_ev: opts.night_bias_ev,
+        max_step_ev: opts.max_step_ev,
+        max_iso: plan.max_iso,
+        av: plan.av.clone(),
+        ladders,
+    };
+    let interval = Duration::from_secs_f64(plan.interval_s);
+    let session_opts = SessionOptions {
+        interval,
+        stop: StopCondition::Until(stop),
+        exposure: Some(limits.max_tv_secs),
+        auto: Some(auto_plan),
+        ..SessionOptions::default()
+    };
+    // Virtual time: a ManualClock's instant is only a point to count from; nothing sleeps.
+    let t0 = ManualClock::new(std::time::UNIX_EPOCH).now();
+    let lead = crate::intervalometer::session::DEFAULT_LEAD;
+    let mut session = Session::new(
+        "simulate-night".into(),
+        "simulate-night".into(),
+        session_opts,
+        Start {
+            now: t0,
+            wall_ms: start - lead.as_millis() as i64,
+            tz_offset_secs: 0,
+            base: t0 + lead,
+            first_slot: 0,
+            origin_wall_ms: start,
+            stop_at_wall_ms: Some(stop),
+            camera_connected: true,
+            lead,
+            settings: FrameSettings {
+                tv: Some(settings.tv.clone()),
+                iso: Some(settings.iso.clone()),
+                av: Some(settings.av.clone()),
+            },
+        },
+        &[],
+    );
+    let wall_of = |t: Instant| start - lead.as_millis() as i64 + (t - t0).as_millis() as i64;
+
+    let mut now = t0;
+    let mut events: Vec<(Instant, u64, Input)> = Vec::new();
+    let mut seq = 0u64;
+    // Each frame's measured brightness, for the session's thumbnail request.
+    let mut measured: std::collections::HashMap<u64, f64> = std::collections::HashMap::new();
+    let mut rows = Vec::new();
+    let mut last_exposure: Option<f64> = None;
+    let mut max_step: f64 = 0.0;
+    let frames_max = ((stop - start) as f64 / 1000.0 / plan.interval_s).ceil() as usize + 2;
+    loop {
+        while let Some(action) = session.poll_action() {
+            match action {
+                SessionAction::Shoot { slot, due, .. } => {
+                    let t_ms = wall_of(due);
+                    let exposure = tv_seconds(&settings.tv).ok_or("bad tv")?;
+                    let replied = due + Duration::from_secs_f64(exposure) + REPLY_AFTER_EXPOSURE;
+                    let outcome = ShotOutcome {
+                        sent_at: due,
+                        replied_at: replied,
+                        result: Ok(()),
+                        maybe_taken: false,
+                    };
+                    let path = format!("/ccapi/ver110/contents/card1/100CANON/IMG_{slot:06}.JPG");
+                    let (jpeg, scene_ev, _) = cam.shoot(t_ms, &settings)?;
+                    let m = brightness::measure(&jpeg)?;
+                    let exposure = settings.exposure().ok_or("bad settings")?;
+                    if let Some(prev) = last_exposure {
+                        max_step = max_step.max((exposure - prev).abs());
+                    }
+                    last_exposure = Some(exposure);
+                    let sun_alt = alt(t_ms);
+                    let target = opts.target_log2(Some(sun_alt));
+                    rows.push(Row {
+                        t_ms,
+                        sun_alt,
+                        scene_ev,
+                        tv: settings.tv.clone(),
+                        iso: settings.iso.clone(),
+                        av: settings.av.clone(),
+                        exposure,
+                        brightness: m.brightness,
+                        target: target.exp2(),
+                        error_ev: m.brightness.max(1e-6).log2() - target,
+                        clipped: m.clipped > CLIPPED_SHARE
+                            || crate::exposure::choose(exposure, &limits)
+                                .is_none_or(|(_, clip)| clip.is_some()),
+                    });
+                    measured.insert(slot, m.brightness);
+                    seq += 1;
+                    events.push((replied, seq, (Input::ShotDone { slot, outcome })));
+                    seq += 1;
+                    let file_at = replied + FILE_REPORTED_AFTER;
+                    events.push((file_at, seq, (Input::FilesAdded(vec![path]))));
+                }
+                SessionAction::Measure { slot, path: _ } => {
+                    let result = measured
+                        .get(&slot)
+                        .copied()
+                        .ok_or_else(|| format!("no frame {slot}"));
+                    seq += 1;
+                    events.push((
+                        now + THUMBNAIL_DOWNLOAD,
+                        seq,
+                        (Input::Measured { slot, result }),
+                    ));
+                }
+                SessionAction::ApplySettings { changes, deadline } => {
+                    // One PUT after the other; none starts after the deadline.
+                    let mut t = now;
+                    let mut applied = Vec::new();
+                    for (key, value) in changes {
+                        if t > deadline {
+                            break;
+                        }
+                        t += SETTING_PUT;
+                        match key.as_str() {
+                            "tv" => settings.tv = value.clone(),
+                            "iso" => settings.iso = value.clone(),
+                            "av" => settings.av = value.clone(),
+                            _ => {}
+                        }
+                        applied.push((key, value));
+                    }
+                    seq += 1;
+                    events.push((
+                        t,
+                        seq,
+                        (Input::SettingsApplied {
+                            applied,
+                            error: None,
+                        }),
+                    ));
+                }
+                SessionAction::Journal(_)
+                | SessionAction::AbandonShot { .. }
+                | SessionAction::Notify(_) => {}
+            }
+        }
+        if session.is_ended() || rows.len() > frames_max {
             break;
         }
-    }
-    let mut current = settings.exposure().ok_or("bad settings")?;
-    let mut auto = AutoRamp::new(opts);
-    let interval_ms = (plan.interval_s * 1000.0).round() as i64;
-    let mut rows = Vec::new();
-    let mut max_step: f64 = 0.0;
-    let mut t = start;
-    while t < stop {
-        let sun_alt = alt(t);
-        let decision = auto
-            .decide(t, Some(sun_alt), current, &limits)
-            .ok_or("the camera offers no settings")?;
-        if !rows.is_empty() {
-            max_step = max_step.max((decision.exposure - current).abs());
+        // The next thing to happen: the session's own deadline or the camera's next answer.
+        events.sort_by_key(|e| std::cmp::Reverse((e.0, e.1)));
+        let next_event = events.last().map(|e| e.0);
+        let wake = match (session.poll_timeout(), next_event) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a
+                .or(b)
+                .ok_or("the session stopped with nothing to wait for")?,
+        };
+        now = now.max(wake);
+        let now_both = Now {
+            mono: now,
+            wall: std::time::UNIX_EPOCH
+                + Duration::from_millis(u64::try_from(wall_of(now)).unwrap_or(0)),
+        };
+        if next_event.is_some_and(|t| t <= now) {
+            let Some((_, _, input)) = events.pop() else {
+                unreachable!("an event was due")
+            };
+            session.handle_input(now_both, input);
+        } else {
+            session.handle_timeout(now_both);
         }
-        current = decision.exposure;
-        let (jpeg, scene_ev, _) = cam.shoot(t, &decision.settings)?;
-        let m = brightness::measure(&jpeg)?;
-        auto.observe(Frame {
-            at_ms: t,
-            exposure: current,
-            brightness: m.brightness,
-        });
-        let target = opts.target_log2(Some(sun_alt));
-        rows.push(Row {
-            t_ms: t,
-            sun_alt,
-            scene_ev,
-            tv: decision.settings.tv.clone(),
-            iso: decision.settings.iso.clone(),
-            av: decision.settings.av.clone(),
-            exposure: current,
-            brightness: m.brightness,
-            target: target.exp2(),
-            error_ev: m.brightness.max(1e-6).log2() - target,
-            clipped: m.clipped > CLIPPED_SHARE || decision.clip.is_some(),
-        });
-        t += interval_ms;
     }
+    rows.sort_by_key(|r| r.t_ms);
     let mut errs: Vec<f64> = rows.iter().map(|r| r.error_ev.abs()).collect();
     errs.sort_by(f64::total_cmp);
     let pick = |p: f64| {
@@ -372,6 +514,37 @@ pub fn run(plan: &Plan) -> Result<(Vec<Row>, Summary), String> {
         clipped_frames: rows.iter().filter(|r| r.clipped).count(),
     };
     Ok((rows, summary))
+}
+
+/// Metering shots before the first frame, as a photographer's test shots: aim at the
+/// target a few times; the settings the session starts from.
+fn meter(cam: &mut Camera, plan: &Plan, start: i64, limits: &Limits) -> Result<Settings, String> {
+    let opts = plan.auto;
+    let alt = sun::solar_altitude_deg(start, plan.location);
+    let mut exposure = 0.0;
+    let mut settings = crate::exposure::choose(exposure, limits)
+        .ok_or("the camera offers no settings")?
+        .0;
+    for _ in 0..8 {
+        let (jpeg, _, _) = cam.shoot(start, &settings)?;
+        let m = brightness::measure(&jpeg)?;
+        let x = settings.exposure().ok_or("bad settings")?;
+        let off = opts.target_log2(Some(alt)) - m.brightness.max(1e-6).log2();
+        // A blown or black frame says only "far off": take a big step.
+        let step = if m.clipped > 0.5 {
+            -4.0
+        } else {
+            off.clamp(-6.0, 6.0)
+        };
+        exposure = x + step;
+        settings = crate::exposure::choose(exposure, limits)
+            .ok_or("the camera offers no settings")?
+            .0;
+        if step.abs() < 0.2 {
+            break;
+        }
+    }
+    Ok(settings)
 }
 
 /// The rows as CSV.

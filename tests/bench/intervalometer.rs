@@ -203,7 +203,9 @@ fn summarize(label: &str, times: &[Instant], interval: Duration) {
     );
 }
 
-fn run_against_simulator(long_poll: Duration, label: &str) {
+/// Runs a session through the real camera driver against the simulator; `ramp` adds fields to
+/// the start payload (keyframes) so a ramped session is measured on the same grid.
+fn run_against_simulator(long_poll: Duration, label: &str, ramp: Option<serde_json::Value>) {
     use skylapse::app::Outbound;
     use skylapse::backoff::Backoff;
     use skylapse::camera::ccapi::Timeouts;
@@ -278,11 +280,13 @@ fn run_against_simulator(long_poll: Duration, label: &str) {
     });
     let svc = IntervalometerService::start(config, clock, status, publisher, control);
     sim.clear_requests();
-    let cmd = Command::parse(
-        "start_intervalometer",
-        json!({"interval": interval_ms as f64 / 1000.0, "shots": shots}),
-    )
-    .unwrap();
+    let mut payload = json!({"interval": interval_ms as f64 / 1000.0, "shots": shots});
+    if let Some(extra) = ramp {
+        for (k, v) in extra.as_object().unwrap() {
+            payload[k] = v.clone();
+        }
+    }
+    let cmd = Command::parse("start_intervalometer", payload).unwrap();
     smol::block_on(svc.handle(Origin::Rest, &cmd).unwrap()).unwrap();
     let limit = Instant::now() + Duration::from_millis(shots * interval_ms + 20_000);
     while svc.session_running() {
@@ -307,6 +311,12 @@ fn run_against_simulator(long_poll: Duration, label: &str) {
         rep.data["stats"]["shotsSkipped"],
         rep.data["stats"]["timing"]
     );
+    let settings_puts = sim
+        .requests()
+        .iter()
+        .filter(|q| q.method == "PUT" && q.path.contains("/shooting/settings/"))
+        .count();
+    println!("{label}: {settings_puts} setting changes sent to the camera");
     assert!(times.len() > 1, "no shutter requests reached the simulator");
     summarize(label, &times, Duration::from_millis(interval_ms));
     drop(svc);
@@ -318,7 +328,11 @@ fn run_against_simulator(long_poll: Duration, label: &str) {
 #[test]
 #[ignore]
 fn bench_intervalometer_against_simulator_long_polls_held() {
-    run_against_simulator(Duration::from_secs(30), "simulator, long polls held 30 s");
+    run_against_simulator(
+        Duration::from_secs(30),
+        "simulator, long polls held 30 s",
+        None,
+    );
 }
 
 #[test]
@@ -327,5 +341,25 @@ fn bench_intervalometer_against_simulator_polls_answered_at_once() {
     run_against_simulator(
         Duration::from_millis(20),
         "simulator, polls answered in 20 ms",
+        None,
+    );
+}
+
+/// Issue 12: a keyframed ramp (Tv 1/4000 → 1/60 and ISO 100 → 1600 over the session, a
+/// change in nearly every gap) must keep the plain session's timing: changes go in the gap
+/// after a frame with a deadline and are deferred rather than delaying the next press.
+#[test]
+#[ignore]
+fn bench_intervalometer_against_simulator_ramped() {
+    let shots = env_u64("BENCH_SHOTS", 300);
+    let interval_ms = env_u64("BENCH_INTERVAL_MS", 200);
+    let span = (shots * interval_ms) as f64 / 1000.0;
+    run_against_simulator(
+        Duration::from_secs(30),
+        "simulator, keyframed Tv/ISO ramp, long polls held 30 s",
+        Some(json!({"keyframes": [
+            {"elapsedSeconds": 0, "tv": "1/4000", "iso": "100"},
+            {"elapsedSeconds": span, "tv": "1/60", "iso": "1600"},
+        ]})),
     );
 }
