@@ -332,6 +332,7 @@ pub fn run(plan: &Plan) -> Result<(Vec<Row>, Summary), String> {
         max_step_ev: opts.max_step_ev,
         max_iso: plan.max_iso,
         av: plan.av.clone(),
+        av_range: None,
         ladders,
     };
     let interval = Duration::from_secs_f64(plan.interval_s);

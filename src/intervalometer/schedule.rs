@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
-use crate::exposure::{av_stops, iso_stops, tv_seconds, tv_stops};
+use crate::exposure::{av_number, av_stops, iso_stops, tv_seconds, tv_stops};
 use crate::protocol::{ApiError, KeyframeSpec, StartIntervalometer, SunRef, TimeSpec};
 use crate::ramp::{KeyValues, Keyframe, Keyframes};
 use crate::sun::{Location, NoEvent, SunEvent};
@@ -562,8 +562,11 @@ pub struct AutoPlan {
     pub night_bias_ev: f64,
     pub max_step_ev: f64,
     pub max_iso: f64,
-    /// The aperture kept.
+    /// The aperture kept (unless `av_range` lets it move).
     pub av: String,
+    /// The f-numbers the aperture may move between (widest, narrowest), when allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub av_range: Option<(f64, f64)>,
     pub ladders: Ladders,
 }
 
@@ -576,15 +579,37 @@ impl AutoPlan {
         ladders: Ladders,
     ) -> Result<AutoPlan, ApiError> {
         let d = crate::ramp::AutoOptions::default();
-        let plan = AutoPlan {
+        let mut plan = AutoPlan {
             location,
             day_target: spec.day_target.unwrap_or(d.day_target),
             night_bias_ev: spec.night_bias_ev.unwrap_or(d.night_bias_ev),
             max_step_ev: spec.max_step_ev.unwrap_or(d.max_step_ev),
             max_iso: spec.max_iso.unwrap_or(6400.0),
             av,
+            av_range: None,
             ladders,
         };
+        match (spec.min_av.as_deref(), spec.max_av.as_deref()) {
+            (None, None) => {}
+            (Some(lo), Some(hi)) => {
+                let (Some(a), Some(b)) = (av_number(lo), av_number(hi)) else {
+                    return Err(ApiError::invalid(
+                        "autoRamp: minAv and maxAv are apertures like \"f2.8\" and \"f11\"",
+                    ));
+                };
+                if a > b {
+                    return Err(ApiError::invalid(
+                        "autoRamp: minAv is the widest aperture (the smaller f-number), maxAv the narrowest",
+                    ));
+                }
+                plan.av_range = Some((a, b));
+            }
+            _ => {
+                return Err(ApiError::invalid(
+                    "autoRamp: give both minAv and maxAv to let the aperture move",
+                ))
+            }
+        }
         if !(0.001..=0.9).contains(&plan.day_target)
             || !(-2.0..=6.0).contains(&plan.night_bias_ev)
             || !(0.1..=3.0).contains(&plan.max_step_ev)
@@ -623,7 +648,7 @@ impl AutoPlan {
             min_iso: 100.0,
             max_iso: self.max_iso,
             av: self.av.clone(),
-            av_ramp: None,
+            av_ramp: self.av_range,
         }
     }
 }
@@ -1143,5 +1168,38 @@ mod tests {
             serde_json::json!({"interval": 10, "startAt": {"event": "sunset", "offset": 5}}),
         );
         assert!(bad.unwrap_err().to_string().contains("offset"));
+    }
+
+    #[test]
+    fn auto_ramp_moves_the_aperture_only_between_both_limits() {
+        let loc = Location::new(47.0, 8.0).unwrap();
+        let ladders = Ladders {
+            tv: vec!["1/4000".into(), "1/125".into(), "1\"".into()],
+            iso: vec!["100".into(), "6400".into()],
+            av: vec!["f2.8".into(), "f5.6".into(), "f11".into(), "f22".into()],
+        };
+        let spec = |min: Option<&str>, max: Option<&str>| crate::protocol::AutoRampSpec {
+            min_av: min.map(str::to_string),
+            max_av: max.map(str::to_string),
+            ..Default::default()
+        };
+        let build = |s| AutoPlan::build(&s, loc, "f5.6".into(), ladders.clone());
+        // Without limits the aperture stays.
+        assert_eq!(build(spec(None, None)).unwrap().limits().av_ramp, None);
+        // Both limits: the chooser may move it between them.
+        let plan = build(spec(Some("f2.8"), Some("f11"))).unwrap();
+        assert_eq!(plan.limits().av_ramp, Some((2.8, 11.0)));
+        // A bright day past 1/4000 at ISO 100 stops down, but not beyond f11.
+        let (s, _) = crate::exposure::choose(-30.0, &plan.limits()).unwrap();
+        assert_eq!(s.av, "f11");
+        // One limit, reversed limits or a non-aperture: a clear error.
+        for bad in [
+            spec(Some("f2.8"), None),
+            spec(Some("f11"), Some("f2.8")),
+            spec(Some("bulb"), Some("f11")),
+        ] {
+            let e = build(bad).unwrap_err();
+            assert!(e.message.contains("minAv"), "{}", e.message);
+        }
     }
 }

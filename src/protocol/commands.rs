@@ -430,7 +430,8 @@ pub struct KeyframeSpec {
 }
 
 /// `autoRamp`: the user's knobs (defaults: day target 0.18, night 2 EV darker, 1/3 EV per
-/// frame at most, ISO up to 6400; the aperture stays where it is).
+/// frame at most, ISO up to 6400; the aperture stays where it is unless `minAv`/`maxAv` allow
+/// it to move).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AutoRampSpec {
@@ -442,6 +443,12 @@ pub struct AutoRampSpec {
     pub max_step_ev: Option<f64>,
     #[serde(default)]
     pub max_iso: Option<f64>,
+    /// Let the aperture move too, last (after Tv and ISO), between these two CCAPI values
+    /// (`"f2.8"` widest, `"f11"` narrowest); without both it stays where it is.
+    #[serde(default)]
+    pub min_av: Option<String>,
+    #[serde(default)]
+    pub max_av: Option<String>,
 }
 
 /// A moment as a client names it: a clock time (ISO-8601 or "HH:MM") or a sun event.

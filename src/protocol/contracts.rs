@@ -106,6 +106,12 @@ impl<T: Sample> Sample for Option<T> {
     }
 }
 
+impl<A: Sample, B: Sample> Sample for (A, B) {
+    fn sample(mode: Mode) -> Self {
+        (A::sample(mode), B::sample(mode))
+    }
+}
+
 impl<T: Sample> Sample for Box<T> {
     fn sample(mode: Mode) -> Self {
         Box::new(T::sample(mode))
@@ -211,7 +217,7 @@ samples! {
     ValidateInterval { interval, exposure };
     StartIntervalometer { interval, stop_condition, shots, stop_time, duration, title, bulb,
         exposure, overrun_policy, start_at, stop_at, af, keyframes, auto_ramp };
-    AutoRampSpec { day_target, night_bias_ev, max_step_ev, max_iso };
+    AutoRampSpec { day_target, night_bias_ev, max_step_ev, max_iso, min_av, max_av };
     SessionRef { session_id, title };
     ReportRef { id };
     UpdateReportTitle { id, session_id, title };
@@ -400,7 +406,7 @@ samples! {
     FrameLight { brightness, sun_alt };
     FrameSettings { tv, iso, av };
     OptionsWire { interval, stop_condition, total_shots, stop_time, duration, overrun_policy, bulb, af, exposure, start_at, stop_at, stop_at_ms, ramp, auto_ramp };
-    AutoPlan { location, day_target, night_bias_ev, max_step_ev, max_iso, av, ladders };
+    AutoPlan { location, day_target, night_bias_ev, max_step_ev, max_iso, av, av_range, ladders };
     Location { lat, lon };
     RampPlan { keyframes, ladders };
     Ladders { tv, iso, av };
