@@ -400,7 +400,7 @@ pub struct StartIntervalometer {
     pub keyframes: Option<Vec<KeyframeSpec>>,
     /// Automatic exposure ramping from each frame's thumbnail (needs a known location).
     #[serde(default)]
-    pub auto_ramp: Option<AutoRampSpec>,
+    pub auto_ramp: Option<Box<AutoRampSpec>>,
     /// Autofocus before each shot (default false).
     #[serde(default)]
     pub af: Option<bool>,
