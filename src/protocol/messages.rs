@@ -791,6 +791,54 @@ pub struct LocationReply {
     pub updated: Option<String>,
 }
 
+/// `plan_session`: what a start with the same payload would do (nothing is started).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionPlan {
+    /// Seconds between frames.
+    pub interval: f64,
+    /// The first frame's slot (ISO-8601 UTC), resolved from `startAt` (or now + warm-up).
+    pub start_time: String,
+    /// The stop instant when the stop condition has one (`stopAt`, stop time, duration).
+    pub stop_time: Option<String>,
+    /// The last planned frame (null when the session runs until stopped).
+    pub end_time: Option<String>,
+    /// Frames the session would take (null: until stopped).
+    pub frames: Option<u64>,
+    /// Seconds from the first frame to the last (null: until stopped).
+    pub duration_seconds: Option<f64>,
+    /// "keyframes", "auto" or null (fixed settings).
+    pub ramp: Option<String>,
+    /// Keyframes as resolved (`atMs` set), sorted.
+    pub keyframes: Vec<super::KeyframeSpec>,
+    /// The curve: every `sampleEvery`-th frame (and the last), at most 500 points; an
+    /// unlimited session is drawn over its first `horizonSeconds`.
+    pub sample_every: u64,
+    pub horizon_seconds: Option<f64>,
+    pub points: Vec<PlanPoint>,
+    /// Whether a location is known (sun altitude and the auto-ramp's target need one).
+    pub location_known: bool,
+}
+
+/// One point of a [`SessionPlan`] curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanPoint {
+    /// Frame index from 0.
+    pub frame: u64,
+    pub time: String,
+    /// Keyframed ramps: the planned settings (snapped to the camera's values) and their
+    /// exposure in stops (`log2 t + log2 ISO/100 − 2 log2 N`).
+    pub tv: Option<String>,
+    pub iso: Option<String>,
+    pub av: Option<String>,
+    pub exposure_ev: Option<f64>,
+    /// Auto-ramp: the brightness a frame should have then (mean linear luminance, 0–1).
+    pub target_brightness: Option<f64>,
+    /// The sun's apparent altitude (degrees) when a location is known.
+    pub sun_altitude: Option<f64>,
+}
+
 /// `set_location`: what is remembered now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -864,6 +912,7 @@ reply! {
     SunTimesReply => "sun_times";
     LocationReply => "location";
     LocationSet => "location_set";
+    SessionPlan => "session_plan";
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -900,6 +949,27 @@ pub struct ShotInfo {
     pub file_name: Option<String>,
     pub stats: SessionStats,
     pub remaining_shots: Option<u64>,
+    /// Ramped sessions: the settings the frame was shot with and their exposure in stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<crate::intervalometer::schedule::FrameSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure_ev: Option<f64>,
+}
+
+/// Auto-ramp: a frame's thumbnail was measured (it arrives a little after its `photo_taken`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrameMeasured {
+    pub session_id: String,
+    pub slot: u64,
+    /// Mean linear luminance of the thumbnail (0–1).
+    pub brightness: f64,
+    /// What the auto-ramp aims for at that moment (same scale).
+    pub target_brightness: f64,
+    /// The exposure the frame was shot with, in stops.
+    pub exposure_ev: Option<f64>,
+    /// The sun's apparent altitude then, degrees.
+    pub sun_altitude: f64,
 }
 
 /// A test photo waits for the next gap between a session's frames.
@@ -1221,6 +1291,8 @@ event_kinds! {
         [(Timelapse, "shot_failed"), (Event, "intervalometer_error")];
     ShotRecovered(ShotRecovered) on Intervalometer: [(Timelapse, "shot_recovered")];
     PhotoOvertime(PhotoOvertime) on Intervalometer: [(Timelapse, "photo_overtime")];
+    /// Auto-ramp: a frame's measured brightness and the target (for the live chart).
+    FrameMeasured(FrameMeasured) on Intervalometer: [(Timelapse, "frame_measured")];
     SessionWarning(SessionWarning) on Intervalometer:
         [(Timelapse, "session_warning"), (Event, "intervalometer_error")];
     SessionCompleted(SessionCompleted) on Intervalometer: [
