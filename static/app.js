@@ -1262,6 +1262,8 @@
       preview = r; previewErr = err; previewKey = key; previewAt = Date.now();
       const now = formData();
       plan(now); judge(now);
+      resolvedLines(fresh());
+      drawCurve(fresh());
     }, 250);
   }
   const fresh = () => preview && previewKey === formKey ? preview : null;
@@ -1364,7 +1366,8 @@
     const mine = s && s.sessionId === live.id;
     const pts = mine ? [...live.pts.values()].sort((a, b) => a.slot - b.slot) : [];
     const ev = pts.filter((p) => num(p.ev)).map((p) => [p.slot + 1, p.ev]);
-    const br = pts.filter((p) => p.b > 0).map((p) => [p.slot + 1, Math.log2(p.b)]);
+    // A black frame measures 0: drawn at the floor (12 stops under white).
+    const br = pts.filter((p) => num(p.b)).map((p) => [p.slot + 1, Math.log2(Math.max(p.b, 1 / 4096))]);
     const tg = pts.filter((p) => p.target > 0).map((p) => [p.slot + 1, Math.log2(p.target)]);
     box.dataset.points = String(pts.length);
     box.dataset.measured = String(br.length);

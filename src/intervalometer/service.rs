@@ -969,6 +969,7 @@ impl Service for IntervalometerService {
         match cmd {
             ValidateInterval(_)
             | StartIntervalometer(_)
+            | PlanSession(_)
             | StopIntervalometer
             | GetIntervalometerStatus
             | GetUnsavedSession
