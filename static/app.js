@@ -942,7 +942,7 @@
     const p = fresh();
     if (p) {
       frames = num(p.frames) ? p.frames : null;
-      if (d.startAt) start = Date.parse(p.startTime);
+      start = Date.parse(p.startTime);
       end = p.stopTime ? Date.parse(p.stopTime) : p.endTime ? Date.parse(p.endTime) : null;
     } else if (d.stopAt) { end = null; frames = null; }
     const sunStart = d.startAt && typeof d.startAt === "object";

@@ -1675,6 +1675,8 @@ async fn light(cdp: &Cdp, addr: SocketAddr) -> Result<(), String> {
             "the exposure curve does not climb then hold: {ys:?}"
         ));
     }
+    cdp.eval("document.querySelector('#f-curve').scrollIntoView({block: 'center'})")
+        .await?;
     cdp.screenshot("light-keyframes").await;
 
     step("320 px with the ramp editor");
@@ -1753,6 +1755,8 @@ async fn light(cdp: &Cdp, addr: SocketAddr) -> Result<(), String> {
         )
         .await?;
     eprintln!("live chart: {n0} → {more} measured frames");
+    cdp.eval("document.querySelector('#s-chart').scrollIntoView({block: 'center'})")
+        .await?;
     cdp.screenshot("light-live").await;
 
     step("red mode");
@@ -1783,6 +1787,8 @@ async fn light(cdp: &Cdp, addr: SocketAddr) -> Result<(), String> {
     if native != 0 {
         return Err(format!("{native} native pickers in the page"));
     }
+    cdp.eval("document.querySelector('#s-chart').scrollIntoView({block: 'center'})")
+        .await?;
     cdp.screenshot("light-live-red").await;
     cdp.wait_for(
         "auto done",
