@@ -1295,7 +1295,7 @@
     if (main.length) series.push({ name: p.ramp === "auto" ? "target" : "exposure", pts: main, axis: "left" });
     if (sun.length) series.push({ name: "sun", pts: sun, axis: "right", dash: true });
     lineChart(box, series, {
-      left: p.ramp === "auto" ? "stops vs day" : "EV", right: "sun °", x: (t) => hhmm(t),
+      leftUnit: " EV", rightUnit: "°", x: (t) => hhmm(t),
       legend: [main.length ? (p.ramp === "auto" ? "— target brightness, stops from the day's" : "— exposure, stops (brighter ↑)") : null, sun.length ? "- - sun altitude, °" : null].filter(Boolean).join("   "),
     });
     const kf = p.ramp === "keyframes" && main.length ? pts.filter((q) => num(q.exposureEv)) : [];
@@ -1330,7 +1330,9 @@
     for (const axis of ["left", "right"]) {
       const r = ranges[axis];
       if (!r) continue;
-      for (const v of [r[0], r[1]]) add("text", { x: axis === "left" ? L - 4 : W - R + 4, y: y(axis, v) + 5, "text-anchor": axis === "left" ? "end" : "start", "data-axis": axis }, String(v));
+      // The unit on the top label only ("EV", "°"): the chart stays narrow at 320 px.
+      const unit = (axis === "left" ? o.leftUnit : o.rightUnit) || "";
+      for (const v of [r[0], r[1]]) add("text", { x: axis === "left" ? L - 4 : W - R + 4, y: y(axis, v) + 5, "text-anchor": axis === "left" ? "end" : "start", "data-axis": axis }, String(v).replace("-", "−") + (v === r[1] ? unit : ""));
       if (axis === "right" && r[0] < 0 && r[1] > 0) add("line", { x1: L, x2: W - R, y1: y(axis, 0), y2: y(axis, 0), stroke: "currentColor", "stroke-opacity": ".25", "stroke-dasharray": "2 4" });
     }
     for (const s of series) {
@@ -1377,7 +1379,7 @@
     if (ev.length) series.push({ name: "exposure", pts: ev, axis: "left" });
     if (br.length) series.push({ name: "brightness", pts: br, axis: "right", faint: true });
     if (tg.length) series.push({ name: "target", pts: tg, axis: "right", dash: true });
-    lineChart(box, series, { x: (n) => "frame " + Math.round(n),
+    lineChart(box, series, { leftUnit: ev.length ? " EV" : "", x: (n) => "frame " + Math.round(n),
       legend: [ev.length ? "— exposure, stops" : null, br.length ? "— measured brightness" : null, tg.length ? "- - target (stops, right)" : null].filter(Boolean).join("   ") });
   }
 
