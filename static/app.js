@@ -984,7 +984,8 @@
     renderAutoLimits(d);
     resolvedLines(fresh());
     drawCurve(fresh());
-    if (!refusalLocal(d)) wantPreview(d, formKey);
+    // Not while a session runs (the form is hidden, and a ramp's plan reads the camera).
+    if (!refusalLocal(d) && !isLive(S.intervalometer)) wantPreview(d, formKey);
     for (const b of $("f-presets").children) b.setAttribute("aria-pressed", String(Number(b.dataset.s) === d.interval));
     plan(d);
     judge(d);
