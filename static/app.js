@@ -360,6 +360,7 @@
         if (!isNaN(t)) skewMs = t - Date.now();
         status(msg.data || msg);
         if (currentTab === "reports") loadReports();
+        loadSun();
         backFromAway();
         break;
       case "status_update": case "status": status(msg.data || msg); backFromAway(); break;
@@ -665,7 +666,7 @@
     const live = isLive(s);
     card.hidden = !s || !s.sessionId || s.state === "idle" || (!live && !!u);
     if (wasLive && !live && currentTab === "timelapse") scrollTo(0, 0); // the outcome is at the top
-    if (s && s.sessionId !== frameOf) { frameOf = s.sessionId; $("s-frame").hidden = true; $("s-frame").textContent = ""; }
+    if (s && s.sessionId !== frameOf) { frameOf = s.sessionId; $("s-frame").hidden = true; $("s-frame").textContent = ""; drawLive(); }
     wasLive = live;
     $("tl-form").hidden = !!live;
     $("rec").hidden = !live || document.body.dataset.link !== "live";
@@ -864,6 +865,10 @@
     "f-stoptime": (v, d) => fmtHHMM(((parseHHMM(v) || 0) + d + 1440) % 1440),
     "f-shots": (v, d) => String(Math.max(1, (parseInt(v, 10) || 0) + d)),
     "f-duration": (v, d) => { const m = Math.max(5, (parseHM(v) || 0) + d); return Math.floor(m / 60) + ":" + String(m % 60).padStart(2, "0"); },
+    "f-startsun-off": (v, d) => fmtOff(Math.max(-720, Math.min(720, (parseOff(v) || 0) + d))),
+    "f-stopsun-off": (v, d) => fmtOff(Math.max(-720, Math.min(720, (parseOff(v) || 0) + d))),
+    "f-auto-step": (v, d) => { const i = AUTO_STEPS.findIndex((s) => s[1] === v); return AUTO_STEPS[Math.max(0, Math.min(AUTO_STEPS.length - 1, (i < 0 ? 1 : i) + d))][1]; },
+    "f-auto-bias": (v, d) => fmtEV(Math.max(-2, Math.min(6, autoBias() + d * 0.5))),
   };
   form.addEventListener("click", (ev) => {
     const b = ev.target.closest("button[data-step], #f-presets button");
@@ -873,13 +878,19 @@
     onFormChange();
   });
   function formData() {
+    syncKF();
     const d = { interval: parseSecs($("f-interval").value), stopCondition: radio("stop") };
+    if (d.stopCondition === "sun") { d.stopCondition = "stop-at"; d.stopAt = { event: $("f-stopsun-event").dataset.event, offsetMinutes: parseOff($("f-stopsun-off").value) }; }
     if (d.stopCondition === "stop-after") d.shots = Math.round(Number($("f-shots").value));
     if (d.stopCondition === "stop-at") { const m = parseHHMM($("f-stoptime").value); d.stopTime = m === null ? "" : fmtHHMM(m); }
     if (d.stopCondition === "duration") d.duration = (parseHM($("f-duration").value) || 0) * 60;
     const start = radio("start");
     if (start === "at") { const m = parseHHMM($("f-startat").value); d.startAt = m === null ? "" : fmtHHMM(m); }
     if (start === "in") { const n = parseInt($("f-startin").value, 10); d.startAt = n > 0 ? new Date(serverNow() + n * 60000).toISOString() : ""; }
+    if (start === "sun") d.startAt = { event: $("f-startsun-event").dataset.event, offsetMinutes: parseOff($("f-startsun-off").value) };
+    const ramp = radio("ramp");
+    if (ramp === "keyframes") d.keyframes = keyframesPayload();
+    if (ramp === "auto") d.autoRamp = { maxStepEv: Math.round(autoStep() * 1000) / 1000, nightBiasEv: autoBias(), maxIso: Number($("f-auto-iso").dataset.value) || 6400 };
     const title = $("f-title").value.trim();
     if (title) d.title = title;
     const bulb = $("f-bulb").value.trim();
@@ -894,12 +905,20 @@
     return t.getTime();
   }
   // What the server would refuse, in plain words (null: nothing).
-  function refusal(d) {
+  function refusal(d) { return refusalLocal(d) || previewRefusal(); }
+  function refusalLocal(d) {
     if (!ws) return "Not connected to the Pi";
     if (!num(d.interval) || d.interval <= 0) return "Enter an interval, like 0:20 for 20 seconds";
     if (d.stopCondition === "stop-after" && !(d.shots >= 1)) return "Enter how many frames to take";
     if (d.stopCondition === "duration" && !(d.duration > 0)) return "Enter how long to shoot (h:mm)";
-    if (d.stopCondition === "stop-at" && !d.stopTime) return "Enter the stop time as HH:MM";
+    if (d.stopCondition === "stop-at" && !d.stopTime && !d.stopAt) return "Enter the stop time as HH:MM";
+    for (const [t, what] of [[d.startAt, "start"], [d.stopAt, "stop"]]) {
+      if (!t || typeof t !== "object") continue;
+      if (t.offsetMinutes === null) return "Enter the minutes from the sun event for the " + what + ", like -30";
+      if (!sunTimes) return "A sun-based " + what + " needs the location: set it under Sun today";
+    }
+    if (d.keyframes) { const why = kfRefusal(); if (why) return why; }
+    if (d.autoRamp && !sunTimes) return "Auto follows the sun: set the location under Sun today";
     if (d.startAt === "") return radio("start") === "at" ? "Enter the start time as HH:MM" : "Enter in how many minutes to start";
     if ("bulb" in d && !(d.bulb > 0)) return "Enter the bulb time in seconds, or leave it empty";
     if (!d.startAt && !camOk()) return "The camera is not connected: connect it, or start at a later time";
@@ -919,30 +938,54 @@
       if (d.stopCondition === "duration" && d.duration > 0) { frames = Math.ceil(d.duration / d.interval); end = start + d.duration * 1000; }
       if (d.stopCondition === "stop-at" && d.stopTime) { end = nextAt(parseHHMM(d.stopTime), start); frames = Math.ceil((end - start) / 1000 / d.interval); }
     }
+    // The Pi's plan when it is there (sun-relative times resolve only there).
+    const p = fresh();
+    if (p) {
+      frames = num(p.frames) ? p.frames : null;
+      start = Date.parse(p.startTime);
+      end = p.stopTime ? Date.parse(p.stopTime) : p.endTime ? Date.parse(p.endTime) : null;
+    } else if (d.stopAt) { end = null; frames = null; }
+    const sunStart = d.startAt && typeof d.startAt === "object";
     const add = (kind, text) => ul.append(el("li", { class: SEV[kind] }, text));
-    add("info", (d.startAt ? "Starts " + hhmm(start) + " (in " + fmtDur((start - now) / 1000) + ")" : "Starts now") + (end ? " · ends " + hhmm(end) + " (" + fmtDur((end - start) / 1000) + ")" : " · runs until you stop it"));
+    add("info", (sunStart && !p ? "Starts at " + offWords(d.startAt.event, d.startAt.offsetMinutes) : d.startAt ? "Starts " + hhmm(start) + " (in " + fmtDur((start - now) / 1000) + ")" : "Starts now")
+      + (end ? " · ends " + hhmm(end) + " (" + fmtDur((end - start) / 1000) + ")" : d.stopAt && !p ? " · ends at " + offWords(d.stopAt.event, d.stopAt.offsetMinutes) : " · runs until you stop it"));
     if (frames !== null) add("info", "≈" + count(frames) + " frames · clip " + mmss(frames / 24) + " at 24 fps, " + mmss(frames / 30) + " at 30 fps");
     for (const line of supplyLines(frames, d.interval, false)) add(line[0], line[1]);
   }
   let validateTimer = 0, validSeq = 0, lastValid = null;
-  const FORM_FIELDS = ["f-interval", "f-shots", "f-stoptime", "f-duration", "f-startat", "f-startin", "f-title", "f-bulb"];
+  const FORM_FIELDS = ["f-interval", "f-shots", "f-stoptime", "f-duration", "f-startat", "f-startin", "f-title", "f-bulb", "f-startsun-off", "f-stopsun-off", "f-auto-step", "f-auto-bias"];
+  let formKey = "";
   function restoreForm() {
     let v = null;
     try { v = JSON.parse(localStorage.getItem("skylapse.form") || "null"); } catch (_) {}
     if (!v) return;
     for (const f of FORM_FIELDS) if (typeof v[f] === "string") $(f).value = v[f];
-    for (const name of ["stop", "start"]) {
+    for (const name of ["stop", "start", "ramp"]) {
       const r = form.querySelector('input[name="' + name + '"][value="' + CSS.escape(v[name] || "") + '"]');
       if (r) r.checked = true;
     }
+    if (v.startEvent) setEvent($("f-startsun-event"), v.startEvent);
+    if (v.stopEvent) setEvent($("f-stopsun-event"), v.stopEvent);
+    if (v.autoIso && /^\d+$/.test(v.autoIso)) { $("f-auto-iso").dataset.value = v.autoIso; $("f-auto-iso").textContent = word("iso", v.autoIso); }
+    if (Array.isArray(v.kf)) KF = v.kf.filter((k) => k && typeof k === "object" && WHEN.some((w) => w[0] === k.when)).slice(0, 64);
+    renderKF();
   }
   function onFormChange() {
     for (const n of form.querySelectorAll("[data-stop]")) n.hidden = n.dataset.stop !== radio("stop");
     for (const n of form.querySelectorAll("[data-start]")) n.hidden = n.dataset.start !== radio("start");
-    const keep = { stop: radio("stop"), start: radio("start") };
+    for (const n of form.querySelectorAll("[data-ramp]")) n.hidden = n.dataset.ramp !== radio("ramp");
+    syncKF();
+    const keep = { stop: radio("stop"), start: radio("start"), ramp: radio("ramp"), startEvent: $("f-startsun-event").dataset.event, stopEvent: $("f-stopsun-event").dataset.event, autoIso: $("f-auto-iso").dataset.value,
+      kf: KF.map((k) => ({ when: k.when, elapsed: k.elapsed, clock: k.clock, event: k.event, off: k.off, tv: k.tv, iso: k.iso, av: k.av })) };
     for (const f of FORM_FIELDS) keep[f] = $(f).value;
     try { localStorage.setItem("skylapse.form", JSON.stringify(keep)); } catch (_) {}
     const d = formData();
+    formKey = JSON.stringify([keep, S.camera && S.camera.settings && S.camera.settings.tv, !!sunTimes]);
+    renderAutoLimits(d);
+    resolvedLines(fresh());
+    drawCurve(fresh());
+    // Not while a session runs (the form is hidden, and a ramp's plan reads the camera).
+    if (!refusalLocal(d) && !isLive(S.intervalometer)) wantPreview(d, formKey);
     for (const b of $("f-presets").children) b.setAttribute("aria-pressed", String(Number(b.dataset.s) === d.interval));
     plan(d);
     judge(d);
@@ -998,11 +1041,355 @@
     }
   };
 
+  // ---------- follow the light: sun times, sun-relative start/stop, ramps, the plan's curve ----------
+  const SUN_EVENTS = [["astronomicalDawn", "Astronomical dawn"], ["nauticalDawn", "Nautical dawn"], ["civilDawn", "Civil dawn"], ["sunrise", "Sunrise"],
+    ["solarNoon", "Solar noon"], ["sunset", "Sunset"], ["civilDusk", "Civil dusk"], ["nauticalDusk", "Nautical dusk"], ["astronomicalDusk", "Astronomical dusk"]];
+  const SUN_WORD = Object.fromEntries(SUN_EVENTS);
+  let sunTimes = null, sunMissing = false, sunAt = 0;
+  async function loadSun() {
+    sunAt = Date.now();
+    try { sunTimes = await cmd("get_sun_times"); sunMissing = false; }
+    catch (e) { sunTimes = null; sunMissing = e && e.code === "MISSING_PARAMETER"; if (!sunMissing && e && e.code !== "OFFLINE") toastErr($("sun-gps"), e); }
+    renderSun();
+    onFormChange();
+  }
+  // Why an event does not happen that day, as the server gives it.
+  function noEventText(key, why) {
+    const twilight = /Dawn|Dusk/.test(key);
+    if (why === "alwaysAbove") return twilight ? "none: it never gets that dark (white night)" : "none: the sun stays up all day (polar day)";
+    if (why === "alwaysBelow") return twilight ? "none: it never gets that light (polar night)" : "none: the sun stays down all day (polar night)";
+    return "–";
+  }
+  const place = (lat, lon) => Math.abs(lat).toFixed(3) + "° " + (lat >= 0 ? "N" : "S") + ", " + Math.abs(lon).toFixed(3) + "° " + (lon >= 0 ? "E" : "W");
+  function renderSun() {
+    const r = sunTimes;
+    $("sun-none").hidden = !!r || !sunMissing;
+    if (!r) {
+      $("sun-kv").textContent = "";
+      $("sun-where").textContent = "";
+      if (sunMissing) $("sun-form").hidden = false;
+      return;
+    }
+    $("sun-where").textContent = place(r.lat, r.lon) + " · " + (r.locationSource === "gps" ? "from a phone's GPS" : "set by hand") + " · " + r.date;
+    const rows = SUN_EVENTS.map(([k, w]) => [w, r[k] ? hhmm(Date.parse(r[k])) : noEventText(k, r.reasons && r.reasons[k]), r[k] ? "" : "warn"]);
+    if (r.now && num(r.now.altitudeDeg)) rows.push(["Sun now", Math.abs(r.now.altitudeDeg).toFixed(1) + "° " + (r.now.altitudeDeg >= 0 ? "above" : "below") + " the horizon"]);
+    kv($("sun-kv"), rows);
+    for (const [i, [k]] of SUN_EVENTS.entries()) { const dd = $("sun-kv").querySelectorAll("dd")[i]; if (dd) dd.dataset.event = k; }
+  }
+  $("sun-gps").onclick = (ev) => {
+    const btn = ev.currentTarget;
+    const byHand = (why) => { toast(btn, "warn", why + " Set the place by hand."); $("sun-form").hidden = false; };
+    if (!navigator.geolocation || !window.isSecureContext) { byHand("This browser gives no location over this connection."); return; }
+    btn.disabled = true; btn.classList.add("busy");
+    const done = () => { btn.disabled = false; btn.classList.remove("busy"); };
+    navigator.geolocation.getCurrentPosition(async (p) => {
+      done();
+      const r = await act(btn, "gps-response", { timestamp: p.timestamp, latitude: p.coords.latitude, longitude: p.coords.longitude, accuracy: p.coords.accuracy, source: "browser" }, "Location from this phone saved");
+      if (r) loadSun();
+    }, (e) => { done(); byHand("No location from this phone (" + (e && e.message ? e.message : "refused") + ")."); }, { timeout: 20000, maximumAge: 600000 });
+  };
+  $("sun-edit").onclick = () => {
+    const f = $("sun-form");
+    f.hidden = !f.hidden;
+    $("sun-edit").setAttribute("aria-expanded", String(!f.hidden));
+    if (!f.hidden && sunTimes) { $("sun-lat").value = String(sunTimes.lat); $("sun-lon").value = String(sunTimes.lon); }
+  };
+  // "47.37", "-33.9", "33.9 S", "8,54°E" -> degrees (south and west negative).
+  function parseCoord(v) {
+    const m = /^([+-]?\d+(?:[.,]\d+)?)\s*°?\s*([NSEW])?$/i.exec(String(v).trim().replace("−", "-"));
+    if (!m) return null;
+    let n = Number(m[1].replace(",", "."));
+    if (m[2] && /[SW]/i.test(m[2])) n = -Math.abs(n);
+    return isFinite(n) ? n : null;
+  }
+  $("sun-form").onsubmit = async (ev) => {
+    ev.preventDefault();
+    const btn = $("sun-save");
+    const lat = parseCoord($("sun-lat").value), lon = parseCoord($("sun-lon").value);
+    if (lat === null || Math.abs(lat) > 90) { toast(btn, "err", "Latitude: degrees from -90 (south) to 90 (north), like 47.37"); return; }
+    if (lon === null || Math.abs(lon) > 180) { toast(btn, "err", "Longitude: degrees from -180 (west) to 180 (east), like 8.54"); return; }
+    const r = await act(btn, "set_location", { lat: lat, lon: lon }, "Place saved");
+    if (r) { $("sun-form").hidden = true; $("sun-edit").setAttribute("aria-expanded", "false"); loadSun(); }
+  };
+  // A sun event's button (start or stop): our own picker.
+  for (const id of ["f-startsun-event", "f-stopsun-event"]) $(id).onclick = async (ev) => {
+    const b = ev.currentTarget;
+    const v = await pick(id === "f-startsun-event" ? "Start at" : "Stop at", SUN_EVENTS, b.dataset.event);
+    if (v) { setEvent(b, v); onFormChange(); }
+  };
+  function setEvent(b, v) { if (SUN_WORD[v]) { b.dataset.event = v; b.textContent = SUN_WORD[v]; } }
+  // "-30 min" -> -30; shown with its sign.
+  const parseOff = (v) => { const n = parseInt(String(v).replace("−", "-").replace(/^\+/, ""), 10); return isFinite(n) ? n : null; };
+  const fmtOff = (n) => (n > 0 ? "+" : "") + n + " min";
+  const offWords = (ev, n) => SUN_WORD[ev] + (n ? " " + (n < 0 ? "−" : "+") + Math.abs(n) + " min" : "");
+
+  // Keyframes: when (after the start, a clock time, a sun event ± minutes) and what they set.
+  let KF = [];
+  const WHEN = [["elapsed", "After the start"], ["clock", "At a clock time"], ["sun", "At a sun event"]];
+  const KF_KEYS = [["tv", "Shutter"], ["iso", "ISO"], ["av", "Aperture"]];
+  function renderKF() {
+    const ol = $("kf-list");
+    ol.textContent = "";
+    KF.forEach((k, i) => {
+      const stepper = (field, value, label) => el("div", { class: "stepper" },
+        el("button", { type: "button", "data-kf": "step", "data-d": "-1", "aria-label": "Earlier" }, "−"),
+        el("input", { "data-kfin": field, autocomplete: "off", inputmode: field === "clock" ? "numeric" : "text", value: value, "aria-label": label }),
+        el("button", { type: "button", "data-kf": "step", "data-d": "1", "aria-label": "Later" }, "+"));
+      const when = k.when === "clock" ? stepper("clock", k.clock, "Clock time (HH:MM)")
+        : k.when === "sun" ? el("div", null, el("button", { type: "button", class: "pickbtn", "data-kf": "event" }, SUN_WORD[k.event]), stepper("off", fmtOff(k.off), "Minutes from the sun event"))
+        : stepper("elapsed", Math.floor(k.elapsed / 60) + ":" + String(k.elapsed % 60).padStart(2, "0"), "After the start (h:mm)");
+      ol.append(el("li", { class: "kf", "data-i": i },
+        el("div", { class: "kf-head" }, el("b", null, "Keyframe " + (i + 1)),
+          el("button", { type: "button", class: "small danger", "data-kf": "remove", "aria-label": "Remove keyframe " + (i + 1) }, "Remove")),
+        el("button", { type: "button", class: "pickbtn", "data-kf": "when" }, WHEN.find((w) => w[0] === k.when)[1] + (k.when === "elapsed" ? " (h:mm)" : "")),
+        when,
+        el("div", { class: "kf-vals" }, KF_KEYS.map(([key, name]) => el("button", { type: "button", class: "tile", "data-kf": key },
+          el("small", null, name), el("span", null, k[key] ? word(key, k[key]) : "keep"))))));
+    });
+    if (!KF.length) ol.append(el("li", { class: "dim" }, "No keyframe yet."));
+  }
+  // Typed values into the model (before every read of the form).
+  function syncKF() {
+    for (const inp of $("kf-list").querySelectorAll("[data-kfin]")) {
+      const k = KF[Number(inp.closest("li").dataset.i)];
+      if (!k) continue;
+      const f = inp.dataset.kfin;
+      if (f === "elapsed") { const m = parseHM(inp.value); k.elapsed = m === null ? NaN : Math.round(m); }
+      if (f === "clock") { const m = parseHHMM(inp.value); k.clock = m === null ? "" : fmtHHMM(m); k.clockText = inp.value; }
+      if (f === "off") { const n = parseOff(inp.value); k.off = n === null ? NaN : n; }
+    }
+  }
+  function kfStep(k, d) {
+    if (k.when === "elapsed") k.elapsed = Math.max(0, (num(k.elapsed) ? k.elapsed : 0) + d * 5);
+    if (k.when === "clock") k.clock = fmtHHMM(((parseHHMM(k.clock) || 0) + d * 5 + 1440) % 1440);
+    if (k.when === "sun") k.off = Math.max(-720, Math.min(720, (num(k.off) ? k.off : 0) + d * 5));
+  }
+  // The camera's own values for a setting (its abilities), for the pickers.
+  async function abilityList(name, anchor) {
+    if (!abilities || !abilities[name]) {
+      try { abilities = await cmd("get_camera_settings"); } catch (e) { toastErr(anchor, e); return null; }
+    }
+    const s = abilities[name];
+    return s && Array.isArray(s.ability) ? s.ability : null;
+  }
+  async function pickRampValue(key, current, anchor) {
+    let list = await abilityList(key, anchor);
+    if (!list) { toast(anchor, "warn", "The camera offers no " + SETTING_NAMES[key].toLowerCase() + " values (set the mode dial to M)."); return null; }
+    const interval = parseSecs($("f-interval").value);
+    // A ramp's shutter must leave the camera 1 s to write; ISO numbers only.
+    if (key === "tv") list = list.filter((v) => { const t = tvSeconds(v); return num(t) && (!num(interval) || t <= interval - 1 + 1e-9); });
+    if (key === "iso") list = list.filter((v) => /^\d+$/.test(v));
+    const v = await pick(SETTING_NAMES[key], [["", "Keep as the camera has it"]].concat(list.map((x) => [x, word(key, x)])), current || "");
+    return v;
+  }
+  $("kf-list").addEventListener("click", async (ev) => {
+    const b = ev.target.closest("[data-kf]");
+    if (!b) return;
+    syncKF();
+    const i = Number(b.closest("li").dataset.i), k = KF[i];
+    if (!k) return;
+    const what = b.dataset.kf;
+    if (what === "remove") KF.splice(i, 1);
+    else if (what === "when") { const v = await pick("Keyframe " + (i + 1) + ": when", WHEN, k.when); if (!v) return; k.when = v; }
+    else if (what === "event") { const v = await pick("Keyframe " + (i + 1) + ": sun event", SUN_EVENTS, k.event); if (!v) return; k.event = v; }
+    else if (what === "step") kfStep(k, Number(b.dataset.d));
+    else if (k.hasOwnProperty(what)) { const v = await pickRampValue(what, k[what], b); if (v === null) return; k[what] = v || null; }
+    renderKF();
+    onFormChange();
+  });
+  $("kf-add").onclick = () => {
+    syncKF();
+    const st = (S.camera && S.camera.settings) || {};
+    const last = KF[KF.length - 1];
+    KF.push(last ? Object.assign({}, last, { elapsed: (num(last.elapsed) ? last.elapsed : 0) + 30 })
+      : { when: "elapsed", elapsed: 0, clock: "18:00", event: "sunset", off: 0, tv: st.tv && tvSeconds(st.tv) ? st.tv : null, iso: st.iso && /^\d+$/.test(st.iso) ? st.iso : null, av: null });
+    renderKF();
+    onFormChange();
+  };
+  function keyframesPayload() {
+    return KF.map((k) => {
+      const o = {};
+      if (k.when === "elapsed") o.elapsedSeconds = k.elapsed * 60;
+      if (k.when === "clock") o.at = k.clock;
+      if (k.when === "sun") o.at = { event: k.event, offsetMinutes: k.off };
+      for (const [key] of KF_KEYS) if (k[key]) o[key] = k[key];
+      return o;
+    });
+  }
+  function kfRefusal() {
+    if (!KF.length) return "Add a keyframe (or choose Fixed)";
+    for (const [i, k] of KF.entries()) {
+      const n = "Keyframe " + (i + 1) + ": ";
+      if (!k.tv && !k.iso && !k.av) return n + "pick a shutter speed, ISO or aperture";
+      if (k.when === "elapsed" && !num(k.elapsed)) return n + "enter the time after the start as h:mm";
+      if (k.when === "clock" && !k.clock) return n + "enter the clock time as HH:MM";
+      if (k.when === "sun" && !num(k.off)) return n + "enter the minutes from the sun event, like -30";
+      if (k.when === "sun" && !sunTimes) return n + "a sun event needs the location (Sun today, above)";
+    }
+    return null;
+  }
+
+  // Auto-ramp knobs.
+  const AUTO_STEPS = [[1 / 6, "⅙ EV"], [1 / 3, "⅓ EV"], [0.5, "½ EV"], [2 / 3, "⅔ EV"], [1, "1 EV"]];
+  const autoStep = () => { const i = AUTO_STEPS.findIndex((s) => s[1] === $("f-auto-step").value); return AUTO_STEPS[i < 0 ? 1 : i][0]; };
+  const autoBias = () => { const n = Number(String($("f-auto-bias").value).replace("−", "-").replace(/\s*EV$/, "")); return isFinite(n) ? n : 2; };
+  const fmtEV = (n) => (n < 0 ? "−" : "") + Math.abs(n) + " EV";
+  $("f-auto-iso").onclick = async (ev) => {
+    const b = ev.currentTarget;
+    let list = await abilityList("iso", b);
+    list = (list || []).filter((v) => /^\d+$/.test(v) && Number(v) >= 100);
+    if (!list.length) { toast(b, "warn", "The camera offers no ISO values here."); return; }
+    const v = await pick("Highest ISO", list.map((x) => [x, word("iso", x)]), b.dataset.value);
+    if (v) { b.dataset.value = v; b.textContent = word("iso", v); onFormChange(); }
+  };
+  function renderAutoLimits(d) {
+    const st = (S.camera && S.camera.settings) || {};
+    const longest = num(d.interval) ? d.interval - 1 : NaN;
+    $("f-auto-limits").textContent = (longest > 0 ? "Longest shutter: " + (longest >= 1 ? (Math.round(longest * 10) / 10) + " s" : "shorter than the interval allows") + " (the interval minus 1 s for the camera to write)" : "Auto needs an interval over 1 s")
+      + " · aperture stays at " + word("av", st.av) + " (set it on the camera).";
+  }
+
+  // The plan from the Pi: the same planning code as a start (plan_session).
+  let preview = null, previewErr = null, previewKey = null, previewWant = null, previewAt = 0, previewSeq = 0, previewTimer = 0;
+  function wantPreview(d, key) {
+    if (key === previewWant && Date.now() - previewAt < 60000) return;
+    previewWant = key;
+    clearTimeout(previewTimer);
+    previewTimer = setTimeout(async () => {
+      const my = ++previewSeq;
+      let r = null, err = null;
+      try { r = await cmd("plan_session", d, 15000); } catch (e) { err = e; }
+      if (my !== previewSeq) return;
+      preview = r; previewErr = err; previewKey = key; previewAt = Date.now();
+      const now = formData();
+      plan(now); judge(now);
+      resolvedLines(fresh());
+      drawCurve(fresh());
+    }, 250);
+  }
+  const fresh = () => preview && previewKey === formKey ? preview : null;
+  function previewRefusal() {
+    const e = previewKey === formKey ? previewErr : null;
+    if (!e || e.code === "OFFLINE" || e.code === "TIMEOUT") return null;
+    return e.message || errText(e)[0];
+  }
+  function resolvedLines(p) {
+    const now = serverNow();
+    const s = $("f-startsun-at"), t = $("f-stopsun-at");
+    s.textContent = ""; t.textContent = "";
+    if (!p) { if (radio("start") === "sun") s.textContent = sunTimes ? "…" : "Needs the location (Sun today, above)"; if (radio("stop") === "sun") t.textContent = sunTimes ? "…" : "Needs the location (Sun today, above)"; return; }
+    const st = Date.parse(p.startTime);
+    s.textContent = "First frame at " + hhmm(st) + " (" + fmtDate(p.startTime) + ", in " + fmtDur((st - now) / 1000) + ")";
+    if (p.stopTime) t.textContent = "Stops at " + hhmm(Date.parse(p.stopTime)) + " (" + fmtDate(p.stopTime) + "), " + fmtDur((Date.parse(p.stopTime) - st) / 1000) + " after the first frame";
+  }
+  // Exposure (keyframes) or target brightness (auto) and the sun's altitude, for the width.
+  function drawCurve(p) {
+    const box = $("f-curve"), note = $("f-curve-note");
+    const pts = p && p.points || [];
+    const main = p && p.ramp === "keyframes" ? pts.filter((q) => num(q.exposureEv)).map((q) => [Date.parse(q.time), q.exposureEv])
+      : p && p.ramp === "auto" ? pts.filter((q) => num(q.targetBrightness)).map((q) => [Date.parse(q.time), Math.log2(q.targetBrightness / pts[0].targetBrightness)]) : [];
+    const sun = pts.filter((q) => num(q.sunAltitude)).map((q) => [Date.parse(q.time), q.sunAltitude]);
+    box.hidden = !main.length && !sun.length;
+    note.hidden = box.hidden;
+    if (box.hidden) { box.textContent = ""; return; }
+    const series = [];
+    if (main.length) series.push({ name: p.ramp === "auto" ? "target" : "exposure", pts: main, axis: "left" });
+    if (sun.length) series.push({ name: "sun", pts: sun, axis: "right", dash: true });
+    lineChart(box, series, {
+      leftUnit: " EV", rightUnit: "°", x: (t) => hhmm(t),
+      legend: [main.length ? (p.ramp === "auto" ? "— target brightness, stops from the day's" : "— exposure, stops (brighter ↑)") : null, sun.length ? "- - sun altitude, °" : null].filter(Boolean).join("   "),
+    });
+    const kf = p.ramp === "keyframes" && main.length ? pts.filter((q) => num(q.exposureEv)) : [];
+    note.textContent = kf.length ? word("tv", kf[0].tv) + " · " + word("av", kf[0].av) + " · " + word("iso", kf[0].iso) + " → " + word("tv", kf[kf.length - 1].tv) + " · " + word("av", kf[kf.length - 1].av) + " · " + word("iso", kf[kf.length - 1].iso)
+        + " (" + signed(kf[kf.length - 1].exposureEv - kf[0].exposureEv) + " EV)"
+      : p.ramp === "auto" ? "Auto aims for these brightnesses; the exposure follows what each frame measures."
+      : "Sun altitude over the session" + (p.horizonSeconds ? " (first " + fmtDur(p.horizonSeconds) + ")" : "") + ".";
+  }
+  const signed = (v) => (v >= 0 ? "+" : "−") + Math.abs(Math.round(v * 3) / 3).toFixed(1).replace(/\.0$/, "");
+  // A small line chart: series [{name, pts: [[x, y]], axis: left|right, dash}] drawn as SVG
+  // for the box's width; each series' path carries data-series and data-n (its points).
+  function lineChart(box, series, o) {
+    const W = Math.max(260, box.clientWidth || 300), H = 170, L = 44, R = 44, T = 10, B = 28;
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 " + W + " " + H);
+    svg.setAttribute("width", W); svg.setAttribute("height", H);
+    const add = (tag, attrs, text) => { const e = document.createElementNS(ns, tag); for (const k in attrs) e.setAttribute(k, attrs[k]); if (text !== undefined) e.textContent = text; svg.append(e); return e; };
+    const xs = series.flatMap((s) => s.pts.map((p) => p[0]));
+    const x0 = Math.min(...xs), x1 = Math.max(x0 + 1, ...xs);
+    const x = (v) => L + (v - x0) / (x1 - x0) * (W - L - R);
+    const range = (axis) => {
+      const ys = series.filter((s) => s.axis === axis).flatMap((s) => s.pts.map((p) => p[1]));
+      if (!ys.length) return null;
+      let lo = Math.floor(Math.min(...ys)), hi = Math.ceil(Math.max(...ys));
+      if (hi - lo < 2) { lo -= 1; hi += 1; }
+      return [lo, hi];
+    };
+    const ranges = { left: range("left"), right: range("right") };
+    const y = (axis, v) => { const [lo, hi] = ranges[axis]; return T + (1 - (v - lo) / (hi - lo)) * (H - T - B); };
+    add("line", { x1: L, x2: W - R, y1: H - B, y2: H - B, stroke: "currentColor", "stroke-opacity": ".3" });
+    for (const axis of ["left", "right"]) {
+      const r = ranges[axis];
+      if (!r) continue;
+      // The unit on the top label only ("EV", "°"): the chart stays narrow at 320 px.
+      const unit = (axis === "left" ? o.leftUnit : o.rightUnit) || "";
+      for (const v of [r[0], r[1]]) add("text", { x: axis === "left" ? L - 4 : W - R + 4, y: y(axis, v) + 5, "text-anchor": axis === "left" ? "end" : "start", "data-axis": axis }, String(v).replace("-", "−") + (v === r[1] ? unit : ""));
+      if (axis === "right" && r[0] < 0 && r[1] > 0) add("line", { x1: L, x2: W - R, y1: y(axis, 0), y2: y(axis, 0), stroke: "currentColor", "stroke-opacity": ".25", "stroke-dasharray": "2 4" });
+    }
+    for (const s of series) {
+      let d = "";
+      for (const p of s.pts) d += (d ? "L" : "M") + x(p[0]).toFixed(1) + " " + y(s.axis, p[1]).toFixed(1);
+      const attrs = { d: d, fill: "none", stroke: "currentColor", "stroke-width": s.dash ? "1.5" : "2.5", "data-series": s.name, "data-n": String(s.pts.length) };
+      if (s.dash) attrs["stroke-dasharray"] = "5 4";
+      if (s.faint) attrs["stroke-opacity"] = ".55";
+      add("path", attrs);
+    }
+    add("text", { x: L, y: H - B + 18, "text-anchor": "start", "data-axis": "x" }, o.x(x0));
+    add("text", { x: W - R, y: H - B + 18, "text-anchor": "end", "data-axis": "x" }, o.x(x1));
+    box.textContent = "";
+    box.append(svg, el("p", { class: "legend dim" }, o.legend));
+  }
+
+  // The live chart: each frame's exposure (ramped sessions, from photo_taken) and, with
+  // auto-ramp, its measured brightness against the target (frame_measured). The last
+  // LIVE_MAX frames only.
+  const LIVE_MAX = 240;
+  const live = { id: null, pts: new Map() };
+  function livePoint(id, slot, patch) {
+    if (!id || !num(slot)) return;
+    if (live.id !== id) { live.id = id; live.pts.clear(); }
+    const p = live.pts.get(slot) || { slot: slot };
+    for (const k in patch) if (num(patch[k])) p[k] = patch[k];
+    live.pts.set(slot, p);
+    while (live.pts.size > LIVE_MAX) live.pts.delete(live.pts.keys().next().value);
+    drawLive();
+  }
+  function drawLive() {
+    const box = $("s-chart"), s = S.intervalometer;
+    const mine = s && s.sessionId === live.id;
+    const pts = mine ? [...live.pts.values()].sort((a, b) => a.slot - b.slot) : [];
+    const ev = pts.filter((p) => num(p.ev)).map((p) => [p.slot + 1, p.ev]);
+    // A black frame measures 0: drawn at the floor (12 stops under white).
+    const br = pts.filter((p) => num(p.b)).map((p) => [p.slot + 1, Math.log2(Math.max(p.b, 1 / 4096))]);
+    const tg = pts.filter((p) => p.target > 0).map((p) => [p.slot + 1, Math.log2(p.target)]);
+    box.dataset.points = String(pts.length);
+    box.dataset.measured = String(br.length);
+    box.hidden = !ev.length && !br.length;
+    if (box.hidden) { box.textContent = ""; return; }
+    const series = [];
+    if (ev.length) series.push({ name: "exposure", pts: ev, axis: "left" });
+    if (br.length) series.push({ name: "brightness", pts: br, axis: "right", faint: true });
+    if (tg.length) series.push({ name: "target", pts: tg, axis: "right", dash: true });
+    lineChart(box, series, { leftUnit: ev.length ? " EV" : "", x: (n) => "frame " + Math.round(n),
+      legend: [ev.length ? "— exposure, stops" : null, br.length ? "— measured brightness" : null, tg.length ? "- - target (stops, right)" : null].filter(Boolean).join("   ") });
+  }
+
   // ---------- events ----------
   function onEvent(type, d) {
     switch (type) {
       case "photo_taken":
         if (d.sessionId && d.success === false) buzz([200, 100, 200]);
+        if (d.sessionId && num(d.exposureEv)) livePoint(d.sessionId, d.slot, { ev: d.exposureEv });
         // Per-shot progress comes with the shot, not in a status_update.
         if (d.sessionId && d.stats && S.intervalometer && S.intervalometer.sessionId === d.sessionId) {
           S.intervalometer.stats = d.stats;
@@ -1057,6 +1444,7 @@
       case "session_warning": life(plain(d.message), "warn", 30000); break;
       case "shot_recovered": life(d.message || "A frame was taken after all", "ok"); break;
       case "photo_overtime": break; // counted in the monitor (overtime row)
+      case "frame_measured": livePoint(d.sessionId, d.slot, { b: d.brightness, target: d.targetBrightness, ev: d.exposureEv }); break;
       case "unsaved_session_found":
         if (!unsaved || unsaved.sessionId !== d.sessionId) {
           renderUnsaved(d);
@@ -1135,7 +1523,7 @@
   function closeReport() { reportId = null; openRep = null; $("report-card").hidden = true; $("reports-card").hidden = false; }
   $("r-close").onclick = closeReport;
   $("r-back").onclick = (ev) => { ev.preventDefault(); closeReport(); scrollTo(0, 0); };
-  addEventListener("resize", () => { if (openRep) drawChart(openRep); layout(); });
+  addEventListener("resize", () => { if (openRep) drawChart(openRep); drawCurve(fresh()); drawLive(); layout(); });
   // Timing error of every frame against the grid, drawn for this screen's width; failed
   // frames as marks on the floor, gaps shaded.
   function drawChart(rep) {
@@ -1484,7 +1872,7 @@
     try { localStorage.setItem("skylapse.tab", name); } catch (_) {}
     if (location.hash !== "#" + name) history.replaceState(null, "", "#" + name);
     if (name === "reports" && ws) loadReports();
-    if (name === "timelapse") onFormChange();
+    if (name === "timelapse") { onFormChange(); if (ws && Date.now() - sunAt > 600000) loadSun(); }
     scrollTo(0, 0);
   }
   $("tabs").onclick = (ev) => { const b = ev.target.closest("button"); if (b) showTab(b.dataset.tab); };

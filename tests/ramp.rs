@@ -253,3 +253,168 @@ fn auto_ramp_measures_each_frame_and_steps_toward_the_target() {
     }
     assert!(ev[8] - ev[0] >= 1.0, "the exposure climbed: {ev:?}");
 }
+
+/// `plan_session` (`POST /api/intervalometer/plan`, WebSocket `plan_session`) over the real
+/// server: the plan a start would make, nothing started. A keyframed plan gives the frames,
+/// the duration and each frame's settings snapped to the camera's values, and the session then
+/// started with the same payload shoots exactly those settings. Refusals are the start's. An
+/// auto-ramp plan through a sunset gives the target brightness (day → night) and the sun's
+/// altitude, sampled to at most 500 points; an unlimited plan is drawn over 12 h.
+#[test]
+fn plan_session_previews_the_start_with_the_sessions_own_plan() {
+    let rig = Rig::start("plan");
+    let req = json!({
+        "interval": 2,
+        "stopCondition": "stop-after",
+        "shots": 8,
+        "keyframes": [
+            {"elapsedSeconds": 0, "tv": "1/125", "iso": "100"},
+            {"elapsedSeconds": 14, "tv": "1/8", "iso": "400"},
+        ],
+    });
+    let (st, p) = rig.http("POST", "/api/intervalometer/plan", Some(req.clone()));
+    assert_eq!(st, 200, "{p}");
+    assert_eq!(p["frames"], 8, "{p}");
+    assert_eq!(p["ramp"], "keyframes", "{p}");
+    assert_eq!(p["durationSeconds"], 14.0, "{p}");
+    assert_eq!(p["keyframes"].as_array().unwrap().len(), 2, "{p}");
+    assert!(
+        p["keyframes"][1]["atMs"].as_i64().unwrap() - p["keyframes"][0]["atMs"].as_i64().unwrap()
+            == 14_000
+    );
+    let pts = p["points"].as_array().unwrap();
+    assert_eq!(pts.len(), 8, "{p}");
+    for (k, q) in pts.iter().enumerate() {
+        let f = (2.0 * k as f64 / 14.0).min(1.0);
+        let planned = (-7.0 + 4.0 * f) + (2.0 * f) - 6.0;
+        let ev = q["exposureEv"].as_f64().unwrap_or_else(|| panic!("{q}"));
+        assert!(
+            (ev - planned).abs() <= 1.0 / 3.0 + 1e-6,
+            "frame {k}: {ev} vs {planned}"
+        );
+    }
+    let (_, status) = rig.http("GET", "/api/intervalometer/status", None);
+    assert_ne!(status["running"], true, "a plan starts nothing: {status}");
+
+    // The start's refusals, word for word.
+    for bad in [
+        json!({"interval": 2, "keyframes": [{"elapsedSeconds": 0, "tv": "2\""}]}),
+        json!({"interval": 5, "keyframes": [{"elapsedSeconds": 0, "interval": 3}]}),
+        json!({"interval": 10, "autoRamp": {}}),
+    ] {
+        let (st, r) = rig.http("POST", "/api/intervalometer/plan", Some(bad.clone()));
+        let (st2, r2) = rig.http("POST", "/api/intervalometer/start", Some(bad));
+        assert_eq!((st, st2), (400, 400), "{r} {r2}");
+        assert_eq!(r["error"]["message"], r2["error"]["message"]);
+    }
+
+    // Over the WebSocket, then started: every frame is shot with the plan's settings.
+    let id = block_on(async {
+        let mut c = rig.ws().await;
+        c.send("plan_session", req.clone(), 1).await;
+        let r = c.reply(1).await;
+        assert_eq!(r["type"], "session_plan", "{r}");
+        // Planned a moment later: the times move, the settings do not.
+        let settings = |v: &serde_json::Value| -> Vec<(serde_json::Value, serde_json::Value)> {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|q| (q["tv"].clone(), q["iso"].clone()))
+                .collect()
+        };
+        assert_eq!(
+            settings(&r["data"]["points"]),
+            settings(&p["points"]),
+            "{r}"
+        );
+        c.send("start_intervalometer", req, 2).await;
+        let r = c.reply(2).await;
+        assert_eq!(r["type"], "intervalometer_start", "{r}");
+        let id = r["data"]["sessionId"].as_str().unwrap().to_string();
+        c.event("timelapse_event", "session_completed").await;
+        id
+    });
+    let (st, csv) = rig.http_raw("GET", &format!("/api/timelapse/reports/{id}/csv"), None);
+    assert_eq!(st, 200);
+    let csv = String::from_utf8(csv).unwrap();
+    let mut lines = csv.lines();
+    let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = |name: &str| head.iter().position(|h| *h == name).unwrap();
+    let (c_tv, c_iso) = (col("tv"), col("iso"));
+    let shot: Vec<(String, String)> = lines
+        .map(|l| {
+            let v: Vec<&str> = l.split(',').collect();
+            (v[c_tv].to_string(), v[c_iso].to_string())
+        })
+        .collect();
+    let planned: Vec<(String, String)> = pts
+        .iter()
+        .map(|q| {
+            (
+                q["tv"].as_str().unwrap().to_string(),
+                q["iso"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    eprintln!("planned {planned:?}\nshot    {shot:?}");
+    assert_eq!(shot, planned, "{csv}");
+
+    // Auto-ramp through a sunset at 47°N: the target falls from the day's to the night's as
+    // the sun goes down; 3 h at 10 s sampled to ≤ 500 points.
+    let (st, _) = rig.http(
+        "POST",
+        "/api/location",
+        Some(json!({"lat": 47.0, "lon": 8.0})),
+    );
+    assert_eq!(st, 200);
+    let (st, p) = rig.http(
+        "POST",
+        "/api/intervalometer/plan",
+        Some(json!({
+            "interval": 10,
+            "startAt": {"event": "sunset", "offsetMinutes": -60},
+            "stopAt": {"event": "sunset", "offsetMinutes": 120},
+            "autoRamp": {"nightBiasEv": 2},
+        })),
+    );
+    assert_eq!(st, 200, "{p}");
+    assert_eq!(p["ramp"], "auto", "{p}");
+    let frames = p["frames"].as_u64().unwrap();
+    assert!((1079..=1081).contains(&frames), "{frames}");
+    let span = skylapse::util::parse_iso8601(p["stopTime"].as_str().unwrap()).unwrap()
+        - skylapse::util::parse_iso8601(p["startTime"].as_str().unwrap()).unwrap();
+    assert_eq!(span, 3 * 3_600_000, "{p}");
+    let pts = p["points"].as_array().unwrap();
+    assert!(pts.len() <= 500 && pts.len() >= 300, "{}", pts.len());
+    assert_eq!(p["sampleEvery"], 3);
+    assert_eq!(pts.last().unwrap()["frame"].as_u64(), Some(frames - 1));
+    let alt = |q: &serde_json::Value| q["sunAltitude"].as_f64().unwrap();
+    let target = |q: &serde_json::Value| q["targetBrightness"].as_f64().unwrap();
+    let (first, last) = (&pts[0], pts.last().unwrap());
+    eprintln!(
+        "auto plan: sun {:.1}° → {:.1}°, target {:.3} → {:.3}",
+        alt(first),
+        alt(last),
+        target(first),
+        target(last)
+    );
+    assert!(alt(first) > 0.0 && alt(last) < -12.0, "{first} {last}");
+    assert!((target(first) - 0.18).abs() < 1e-9, "{first}");
+    assert!((target(last) - 0.18 / 4.0).abs() < 1e-9, "{last}");
+    for w in pts.windows(2) {
+        assert!(alt(&w[1]) < alt(&w[0]) && target(&w[1]) <= target(&w[0]) + 1e-12);
+    }
+
+    // Until stopped: no frame count, the first 12 h drawn (the sun known now).
+    let (st, p) = rig.http(
+        "POST",
+        "/api/intervalometer/plan",
+        Some(json!({"interval": 60})),
+    );
+    assert_eq!(st, 200, "{p}");
+    assert!(p["frames"].is_null() && p["endTime"].is_null(), "{p}");
+    assert_eq!(p["horizonSeconds"], 43_200.0);
+    assert!(p["points"].as_array().unwrap().len() <= 500);
+    assert!(p["points"][0]["sunAltitude"].is_number(), "{p}");
+    assert!(p["points"][0]["exposureEv"].is_null(), "{p}");
+}

@@ -1457,3 +1457,349 @@ async fn scenario(
     }
     Ok(())
 }
+
+/// Issue 12 in the browser: the sun card for a place set by hand (and polar night as the
+/// server's reason), a start at sunset −30 min showing the Pi's resolved time, a keyframe
+/// ramp whose planned curve is drawn (points and labels checked in the DOM), a keyframed
+/// session started from the page, an auto-ramp session whose live chart gains measured
+/// points as frames arrive, 320 px without clipping, and red mode.
+#[test]
+fn ui_follows_the_light() {
+    let Some(chromium) = chromium_path() else {
+        crate::peer_missing(
+            "ui",
+            "no Chromium found (set CHROMIUM=/path/to/chromium to run the UI test)",
+        );
+        return;
+    };
+    let data = tmp_dir("light-data");
+    let log = tmp_dir("light-log").join("server.log");
+    let (_server, addr, _control) = start_server("127.0.0.1:0", &data, &log);
+    let (_browser, devtools) = start_chromium(&chromium, &tmp_dir("light-profile"));
+    smol::block_on(async {
+        let cdp = Cdp::connect(&devtools).await;
+        if let Err(e) = light(&cdp, addr).await {
+            let shot = cdp.screenshot("light-failure").await;
+            let text = cdp
+                .eval("document.body ? document.body.innerText.slice(0, 3000) : ''")
+                .await
+                .unwrap_or_default();
+            panic!(
+                "{e}\nscreenshot: {}\nserver log: {}\npage text:\n{}\nbrowser problems: {:?}",
+                shot.display(),
+                log.display(),
+                text.as_str().unwrap_or(""),
+                cdp.problems()
+            );
+        }
+    });
+}
+
+async fn light(cdp: &Cdp, addr: SocketAddr) -> Result<(), String> {
+    let t0 = std::time::Instant::now();
+    let step = |name: &str| eprintln!("[{:>6.2} s] {name}", t0.elapsed().as_secs_f64());
+    // Times on the page in UTC, so they can be read against the server's ISO times.
+    cdp.page(
+        "Emulation.setTimezoneOverride",
+        json!({"timezoneId": "UTC"}),
+    )
+    .await?;
+    cdp.page(
+        "Page.navigate",
+        json!({"url": format!("http://{addr}/#timelapse")}),
+    )
+    .await?;
+    cdp.wait_for(
+        "live, camera connected",
+        "document.body.dataset.link === 'live' && document.body.dataset.camera === 'connected' && document.querySelector('#st-exp').textContent.includes('ISO 100')",
+        15_000,
+    )
+    .await?;
+
+    step("sun card without a location");
+    cdp.wait_for(
+        "no location yet, a way to set it",
+        "!document.querySelector('#sun-none').hidden && !document.querySelector('#sun-form').hidden",
+        10_000,
+    )
+    .await?;
+    // A sun-based start is refused in plain words until a place is known.
+    cdp.tap("#f-start input[value='sun'] + span").await?;
+    cdp.wait_for(
+        "sun start needs the place",
+        "document.querySelector('#start').disabled && document.querySelector('#f-reason').textContent.includes('location')",
+        5_000,
+    )
+    .await?;
+
+    step("polar night at 78° N");
+    cdp.fill("#sun-lat", "78.22").await?;
+    cdp.fill("#sun-lon", "15.63").await?;
+    cdp.tap("#sun-save").await?;
+    cdp.wait_for(
+        "Longyearbyen",
+        "document.querySelector('#sun-where').textContent.includes('78.220° N')",
+        10_000,
+    )
+    .await?;
+    let api: Value = cdp.eval("fetch('/api/sun').then((r) => r.json())").await?;
+    let shown = cdp
+        .eval("document.querySelector('#sun-kv dd[data-event=sunrise]').textContent")
+        .await?;
+    let shown = shown.as_str().unwrap_or("");
+    eprintln!(
+        "78° N {}: sunrise {shown:?} ({})",
+        api["date"], api["reasons"]
+    );
+    match api["reasons"]["sunrise"].as_str() {
+        Some("alwaysBelow") if shown.contains("polar night") => {}
+        Some("alwaysAbove") if shown.contains("polar day") => {}
+        None if api["sunrise"].as_str().is_some_and(|t| shown == &t[11..16]) => {}
+        _ => return Err(format!("sunrise shown as {shown:?}, the server says {api}")),
+    }
+
+    step("times for 47° N 8° E");
+    cdp.tap("#sun-edit").await?;
+    cdp.fill("#sun-lat", "47").await?;
+    cdp.fill("#sun-lon", "8").await?;
+    cdp.tap("#sun-save").await?;
+    cdp.wait_for(
+        "47° N",
+        "document.querySelector('#sun-where').textContent.includes('47.000° N, 8.000° E') && /^\\d\\d:\\d\\d$/.test(document.querySelector('#sun-kv dd[data-event=sunset]').textContent)",
+        10_000,
+    )
+    .await?;
+    let api: Value = cdp.eval("fetch('/api/sun').then((r) => r.json())").await?;
+    for ev in ["sunrise", "sunset", "civilDusk", "astronomicalDusk"] {
+        let shown = cdp
+            .eval(&format!(
+                "document.querySelector('#sun-kv dd[data-event={ev}]').textContent"
+            ))
+            .await?;
+        let want = api[ev].as_str().map(|t| t[11..16].to_string());
+        if shown.as_str() != want.as_deref() {
+            return Err(format!("{ev}: shown {shown}, the server says {api}"));
+        }
+    }
+    cdp.screenshot("light-sun").await;
+
+    step("start at sunset −30 min");
+    cdp.fill("#f-interval", "0:02").await?;
+    cdp.tap("#f-stop input[value='sun'] + span").await?;
+    cdp.wait_for(
+        "resolved start and stop",
+        "/^First frame at \\d\\d:\\d\\d/.test(document.querySelector('#f-startsun-at').textContent) && /^Stops at \\d\\d:\\d\\d/.test(document.querySelector('#f-stopsun-at').textContent)",
+        10_000,
+    )
+    .await?;
+    let plan: Value = cdp
+        .eval("fetch('/api/intervalometer/plan', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({interval: 2, startAt: {event: 'sunset', offsetMinutes: -30}, stopAt: {event: 'astronomicalDusk', offsetMinutes: 0}})}).then((r) => r.json())")
+        .await?;
+    let start = plan["startTime"].as_str().ok_or(format!("plan: {plan}"))?;
+    let line = cdp
+        .eval("document.querySelector('#f-startsun-at').textContent")
+        .await?;
+    if !line
+        .as_str()
+        .unwrap_or("")
+        .starts_with(&format!("First frame at {}", &start[11..16]))
+    {
+        return Err(format!("start line {line}, the Pi resolves {start}"));
+    }
+    // …and that is sunset − 30 min on its day.
+    let sun: Value = cdp
+        .eval(&format!(
+            "fetch('/api/sun?date={}').then((r) => r.json())",
+            &start[..10]
+        ))
+        .await?;
+    let off = skylapse::util::parse_iso8601(start).unwrap_or(0)
+        - skylapse::util::parse_iso8601(sun["sunset"].as_str().unwrap_or("")).unwrap_or(0);
+    eprintln!(
+        "sunset {} → first frame {start} ({} s)",
+        sun["sunset"],
+        off / 1000
+    );
+    if (off + 1_800_000).abs() > 60_000 {
+        return Err(format!("start {start} is not sunset − 30 min: {sun}"));
+    }
+    cdp.screenshot("light-sun-start").await;
+
+    step("keyframe ramp preview");
+    cdp.tap("#f-start input[value='now'] + span").await?;
+    cdp.tap("#f-stop input[value='duration'] + span").await?;
+    cdp.fill("#f-duration", "0:10").await?;
+    cdp.tap("#f-ramp input[value='keyframes'] + span").await?;
+    cdp.tap("#kf-add").await?;
+    cdp.tap("#kf-add").await?;
+    cdp.fill("#kf-list li[data-i='1'] input[data-kfin=elapsed]", "0:05")
+        .await?;
+    cdp.tap("#kf-list li[data-i='1'] [data-kf=tv]").await?;
+    cdp.wait_for(
+        "shutter picker, only what fits 2 s",
+        "!document.querySelector('#picker').hidden && document.querySelector('#picker-list [data-value=\"1/8\"]') && ![...document.querySelectorAll('#picker-list [data-value]')].some((b) => /^([2-9]|\\d\\d)\"|^1\"\\d/.test(b.dataset.value))",
+        10_000,
+    )
+    .await?;
+    cdp.tap("#picker-list [data-value='1/8']").await?;
+    cdp.tap("#kf-list li[data-i='1'] [data-kf=iso]").await?;
+    cdp.wait_for(
+        "ISO picker",
+        "!document.querySelector('#picker').hidden && document.querySelector('#picker-list [data-value=\"400\"]')",
+        10_000,
+    )
+    .await?;
+    cdp.tap("#picker-list [data-value='400']").await?;
+    // 10 min at 2 s = 300 frames; the curve climbs 6 stops over the first 5 minutes.
+    let curve = cdp
+        .wait_for(
+            "the planned curve",
+            "(() => { const p = document.querySelector('#f-curve svg path[data-series=exposure]'); if (!p || document.querySelector('#f-curve').hidden) return false;
+                const labels = [...document.querySelectorAll('#f-curve svg text[data-axis=x]')].map((t) => t.textContent);
+                const note = document.querySelector('#f-curve-note').textContent;
+                return p.dataset.n === '300' && (p.getAttribute('d').match(/[ML]/g) || []).length === 300 && labels.length === 2 && labels.every((l) => /^\\d\\d:\\d\\d$/.test(l))
+                    && note.includes('1/125') && note.includes('→ 1/8') && note.includes('ISO 400') && note.includes('+6 EV') && document.querySelector('#f-plan').textContent.includes('300 frames')
+                    ? note : false; })()",
+            15_000,
+        )
+        .await?;
+    eprintln!("plan curve: {curve}");
+    // The curve's vertical extent: low at the start, high from the middle on.
+    let shape = cdp
+        .eval("(() => { const d = document.querySelector('#f-curve svg path[data-series=exposure]').getAttribute('d').split(/[ML]/).filter(Boolean).map((p) => Number(p.split(' ')[1]));
+            return JSON.stringify([d[0], d[75], d[150], d[299]]); })()")
+        .await?;
+    let ys: Vec<f64> = serde_json::from_str(shape.as_str().unwrap_or("[]")).unwrap_or_default();
+    if ys.len() != 4 || !(ys[0] > ys[1] && ys[1] > ys[2] && (ys[2] - ys[3]).abs() < 0.5) {
+        return Err(format!(
+            "the exposure curve does not climb then hold: {ys:?}"
+        ));
+    }
+    cdp.eval("document.querySelector('#f-curve').scrollIntoView({block: 'center'})")
+        .await?;
+    cdp.screenshot("light-keyframes").await;
+
+    step("320 px with the ramp editor");
+    cdp.page(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 320, "height": 640, "deviceScaleFactor": 2, "mobile": true}),
+    )
+    .await?;
+    // (The chart is redrawn for the width.)
+    cdp.eval("dispatchEvent(new Event('resize'))").await?;
+    let bad = cdp.eval(CLIPPING).await?;
+    cdp.screenshot("light-320").await;
+    if bad != "[]" {
+        return Err(format!("at 320 px: {bad}"));
+    }
+    let w = cdp
+        .eval("document.querySelector('#f-curve svg').getBoundingClientRect().right <= document.documentElement.clientWidth")
+        .await?;
+    if w != true {
+        return Err("the curve is wider than a 320 px screen".into());
+    }
+    cdp.page(
+        "Emulation.setDeviceMetricsOverride",
+        json!({"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": true}),
+    )
+    .await?;
+
+    step("keyframed session");
+    cdp.tap("#f-stop input[value='stop-after'] + span").await?;
+    cdp.fill("#f-shots", "3").await?;
+    cdp.fill("#f-title", "Ramp").await?;
+    cdp.wait_for(
+        "can start",
+        "!document.querySelector('#start').disabled && document.querySelector('#f-plan').textContent.includes('3 frames')",
+        10_000,
+    )
+    .await?;
+    cdp.tap("#start").await?;
+    cdp.wait_for(
+        "keyframed frames charted",
+        "document.body.dataset.session === 'running' && Number(document.querySelector('#s-chart').dataset.points) >= 2 && document.querySelector('#s-chart svg path[data-series=exposure]')",
+        15_000,
+    )
+    .await?;
+    cdp.wait_for(
+        "ramp done",
+        "!document.querySelector('#unsaved-card').hidden && document.querySelector('#u-line').textContent.includes('3 taken')",
+        15_000,
+    )
+    .await?;
+
+    step("auto ramp, live chart");
+    cdp.tap("#f-ramp input[value='auto'] + span").await?;
+    cdp.fill("#f-shots", "7").await?;
+    cdp.fill("#f-title", "Auto").await?;
+    cdp.wait_for(
+        "auto plan: target and sun",
+        "!document.querySelector('#start').disabled && document.querySelector('#f-curve svg path[data-series=target]') && document.querySelector('#f-curve svg path[data-series=sun]') && document.querySelector('#f-auto-limits').textContent.includes('Longest shutter: 1 s')",
+        10_000,
+    )
+    .await?;
+    cdp.tap("#start").await?;
+    let first = cdp
+        .wait_for(
+            "a measured frame",
+            "Number(document.querySelector('#s-chart').dataset.measured) >= 1 && document.querySelector('#s-chart svg path[data-series=brightness]') && document.querySelector('#s-chart svg path[data-series=target]') && document.querySelector('#s-chart').dataset.measured",
+            20_000,
+        )
+        .await?;
+    let n0: u32 = first.as_str().unwrap_or("0").parse().unwrap_or(0);
+    let more = cdp
+        .wait_for(
+            "the chart gains points",
+            &format!("Number(document.querySelector('#s-chart').dataset.measured) >= {} && document.querySelector('#s-chart').dataset.measured", n0 + 2),
+            20_000,
+        )
+        .await?;
+    eprintln!("live chart: {n0} → {more} measured frames");
+    cdp.eval("document.querySelector('#s-chart').scrollIntoView({block: 'center'})")
+        .await?;
+    cdp.screenshot("light-live").await;
+
+    step("red mode");
+    cdp.tap("#night").await?;
+    let colours = cdp
+        .eval("JSON.stringify([...document.querySelectorAll('#s-chart svg path, #s-chart svg text')].map((e) => getComputedStyle(e).stroke !== 'none' && e.tagName === 'path' ? getComputedStyle(e).stroke : getComputedStyle(e).fill))")
+        .await?;
+    let colours: Vec<String> =
+        serde_json::from_str(colours.as_str().unwrap_or("[]")).unwrap_or_default();
+    for c in &colours {
+        let v: Vec<f64> = c
+            .trim_start_matches("rgba(")
+            .trim_start_matches("rgb(")
+            .trim_end_matches(')')
+            .split(',')
+            .filter_map(|x| x.trim().parse().ok())
+            .collect();
+        // Red as the page's red text is (#e01818): green and blue at most 15 % of red.
+        if v.len() < 3 || v[1] > 0.15 * v[0] || v[2] > 0.15 * v[0] {
+            return Err(format!(
+                "a chart colour is not red in red mode: {colours:?}"
+            ));
+        }
+    }
+    let native = cdp
+        .eval("document.querySelectorAll('select, input[type=time], input[type=date], input[type=number], input[type=range]').length")
+        .await?;
+    if native != 0 {
+        return Err(format!("{native} native pickers in the page"));
+    }
+    cdp.eval("document.querySelector('#s-chart').scrollIntoView({block: 'center'})")
+        .await?;
+    cdp.screenshot("light-live-red").await;
+    cdp.wait_for(
+        "auto done",
+        "!document.querySelector('#unsaved-card').hidden && document.querySelector('#u-line').textContent.includes('Auto') && document.querySelector('#u-line').textContent.includes('7 taken')",
+        30_000,
+    )
+    .await?;
+    step("done");
+    let problems = cdp.problems();
+    if !problems.is_empty() {
+        return Err(format!("browser reported problems: {problems:#?}"));
+    }
+    Ok(())
+}

@@ -14,8 +14,8 @@ use crate::camera::{CameraControl, CameraNotice, ShotOutcome};
 use crate::clock::{BoxFuture, SharedClock};
 use crate::logging::LogLimiter;
 use crate::protocol::messages::{
-    PhotoOvertime, PhotoTaken, SessionCompleted, SessionEnded, SessionErrorEvent, SessionPhoto,
-    SessionStopped, SessionWarning, ShotFailed, ShotInfo, ShotRecovered,
+    FrameMeasured, PhotoOvertime, PhotoTaken, SessionCompleted, SessionEnded, SessionErrorEvent,
+    SessionPhoto, SessionStopped, SessionWarning, ShotFailed, ShotInfo, ShotRecovered,
 };
 use crate::protocol::status::IntervalometerBlock;
 use crate::util::{iso8601, unix_millis};
@@ -24,7 +24,7 @@ use super::report::end_sentence;
 
 use super::journal::Journal;
 use super::schedule::GridView;
-use super::session::{Action, EndKind, Input, Notice, Session};
+use super::session::{Action, EndKind, Input, JournalEntry, Notice, Session};
 
 /// How often lines held in memory (full card) are retried when no shot does it sooner.
 const JOURNAL_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
@@ -165,6 +165,8 @@ impl Driver {
         let mut notices = Box::pin(self.notices.clone());
         self.flags.running.store(true, Ordering::SeqCst);
         let mut notices_out: Vec<Notice> = Vec::new();
+        // Auto-ramp measurements (slot, brightness, sun altitude), published as events.
+        let mut measured_out: Vec<(u64, f64, f64)> = Vec::new();
         let mut report_saved = false;
         let mut report_id: Option<String> = None;
         // Failed and late shots reach the service log too (a post-mortem from the system's
@@ -208,6 +210,14 @@ impl Driver {
                         shot = None;
                     }
                     Action::Journal(entry) => {
+                        if let JournalEntry::Measured {
+                            slot,
+                            brightness,
+                            sun_alt,
+                        } = &entry
+                        {
+                            measured_out.push((*slot, *brightness, *sun_alt));
+                        }
                         let r = self.journal.append(&entry);
                         self.journal_state(r, &mut journal_retry);
                     }
@@ -246,6 +256,9 @@ impl Driver {
             }
             for n in notices_out.drain(..) {
                 self.notify(n, report_id.as_deref(), &mut shot_log);
+            }
+            for (slot, brightness, sun_alt) in measured_out.drain(..) {
+                self.measured(slot, brightness, sun_alt);
             }
             shot_log.flush(&self.session.id, self.clock.now());
             if shot.is_none() {
@@ -399,6 +412,21 @@ impl Driver {
     /// Follows the journal after a write attempt: warns when it starts holding lines in memory
     /// (and when it loses one), says when they are written again, and keeps `retry` set while
     /// lines wait.
+    /// Auto-ramp: a frame's brightness against the target, for the live chart.
+    fn measured(&self, slot: u64, brightness: f64, sun_alt: f64) {
+        let Some(plan) = &self.session.options().auto else {
+            return;
+        };
+        self.publisher.publish(&FrameMeasured {
+            session_id: self.session.id.clone(),
+            slot,
+            brightness,
+            target_brightness: plan.options().target_log2(Some(sun_alt)).exp2(),
+            exposure_ev: self.session.frame_exposure(slot),
+            sun_altitude: sun_alt,
+        });
+    }
+
     fn journal_state(&self, r: std::io::Result<()>, retry: &mut Option<Instant>) {
         let now = self.clock.now();
         match r {
@@ -510,6 +538,8 @@ impl Driver {
                         file_name: r.files.first().cloned(),
                         stats,
                         remaining_shots: self.session.remaining_shots(),
+                        settings: r.settings.as_deref().cloned(),
+                        exposure_ev: r.exposure_ev,
                     }),
                 }));
             }

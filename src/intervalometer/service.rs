@@ -26,11 +26,11 @@ use crate::clock::{BoxFuture, SharedClock};
 use crate::config::Config;
 use crate::protocol::messages::{
     CompletionData, CompletionStats, IntervalValidationReply, IntervalometerStart,
-    IntervalometerStatus, IntervalometerStop, ReportChart, ReportCsv, ReportDeleted,
+    IntervalometerStatus, IntervalometerStop, PlanPoint, ReportChart, ReportCsv, ReportDeleted,
     ReportDeletedEvent, ReportSaved, ReportTitleUpdated, ReportUpdated, SessionDiscarded,
-    SessionDiscardedEvent, SessionRecovered, SessionResumed, SessionSaved, SessionStarted,
-    SessionWarning, TimelapseReport, TimelapseReports, UnsavedSession, UnsavedSessionFound,
-    UnsavedSessionReply,
+    SessionDiscardedEvent, SessionPlan, SessionRecovered, SessionResumed, SessionSaved,
+    SessionStarted, SessionWarning, TimelapseReport, TimelapseReports, UnsavedSession,
+    UnsavedSessionFound, UnsavedSessionReply,
 };
 use crate::protocol::status::IntervalometerBlock;
 use crate::protocol::{
@@ -47,6 +47,20 @@ use super::schedule::{
     RampPlan, SessionOptions, StopCondition, CAMERA_WRITE_MARGIN_SECS,
 };
 use super::session::{Session, Start, DEFAULT_LEAD};
+
+/// Most points a `plan_session` curve has.
+const PLAN_POINTS: usize = 500;
+/// How far a plan of a session without an end is drawn.
+const PLAN_HORIZON_SECS: f64 = 12.0 * 3600.0;
+
+/// What [`IntervalometerService::plan_start`] decided.
+struct Planned {
+    opts: SessionOptions,
+    start: Start,
+    /// The resolved `startAt` (Unix ms).
+    start_at: Option<i64>,
+    loc: Option<crate::sun::Location>,
+}
 
 /// Runs a task (smol's global executor in production; a test executor in tests).
 pub type Spawner = Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>;
@@ -335,14 +349,10 @@ impl IntervalometerService {
     // -----------------------------------------------------------------------------------------
     // Commands
 
-    async fn start_session(&self, req: &StartIntervalometer) -> CommandResult {
-        let _g = self.ops.lock().await;
-        if self.session_running() {
-            return Err(ApiError::new(
-                ErrorCode::ValidationFailed,
-                "A session is already running; stop it first",
-            ));
-        }
+    /// Everything a start decides before it starts: the resolved start and stop, the options
+    /// with their ramp, the camera's settings now and the machine as it would begin. Shared
+    /// by `start_intervalometer` and `plan_session`, so the preview is the session's own plan.
+    async fn plan_start(&self, req: &StartIntervalometer) -> Result<Planned, ApiError> {
         let now = self.clock.now();
         let wall_ms = unix_millis(self.clock.wall());
         let tz = self.tz_now();
@@ -437,6 +447,46 @@ impl IntervalometerService {
                     .with_details(ErrorDetails::Interval(check)),
             );
         }
+        let start = Start {
+            now,
+            wall_ms,
+            tz_offset_secs: tz,
+            base: now + Duration::from_millis(delay_ms as u64),
+            first_slot: 0,
+            origin_wall_ms,
+            stop_at_wall_ms: None,
+            camera_connected: self.camera.is_connected(),
+            lead: self.lead,
+            settings: settings_now,
+        };
+        Ok(Planned {
+            opts,
+            start,
+            start_at,
+            loc,
+        })
+    }
+
+    async fn start_session(&self, req: &StartIntervalometer) -> CommandResult {
+        let _g = self.ops.lock().await;
+        if self.session_running() {
+            return Err(ApiError::new(
+                ErrorCode::ValidationFailed,
+                "A session is already running; stop it first",
+            ));
+        }
+        let Planned {
+            opts,
+            start,
+            start_at,
+            ..
+        } = self.plan_start(req).await?;
+        let (now, wall_ms, tz, origin_wall_ms) = (
+            start.now,
+            start.wall_ms,
+            start.tz_offset_secs,
+            start.origin_wall_ms,
+        );
         let title = match &req.title {
             Some(t) if !t.trim().is_empty() => clean_title(t)?,
             _ => default_title(wall_ms + i64::from(tz) * 1000),
@@ -454,27 +504,9 @@ impl IntervalometerService {
                 log::warn!("could not save unsaved session {id} before a new start: {e}");
             }
         }
-        let base = now + Duration::from_millis(delay_ms as u64);
         let id = self.new_id();
         let identity = self.camera.identity();
-        let mut session = Session::new(
-            id.clone(),
-            title.clone(),
-            opts.clone(),
-            Start {
-                now,
-                wall_ms,
-                tz_offset_secs: tz,
-                base,
-                first_slot: 0,
-                origin_wall_ms,
-                stop_at_wall_ms: None,
-                camera_connected: self.camera.is_connected(),
-                lead: self.lead,
-                settings: settings_now,
-            },
-            &[],
-        );
+        let mut session = Session::new(id.clone(), title.clone(), opts.clone(), start, &[]);
         let header = Header {
             v: JOURNAL_VERSION,
             id: id.clone(),
@@ -512,6 +544,93 @@ impl IntervalometerService {
             title,
             status,
             message: "Intervalometer started".into(),
+        }))
+    }
+
+    /// `plan_session`: the plan of a start with this payload, nothing started. The machine is
+    /// built as the start builds it; its status block gives the frames and the end, and the
+    /// ramp's own `target` gives each planned frame's settings.
+    async fn plan_session(&self, req: &StartIntervalometer) -> CommandResult {
+        let p = self.plan_start(req).await?;
+        let settings_now = p.start.settings.clone();
+        let session = Session::new("plan".into(), String::new(), p.opts.clone(), p.start, &[]);
+        let block = session.status_block().session;
+        let frames = block.as_ref().and_then(|b| b.frames_left);
+        let end_ms = block
+            .as_ref()
+            .and_then(|b| b.estimated_end_time.as_deref())
+            .and_then(crate::util::parse_iso8601);
+        let interval_ms = p.opts.interval.as_secs_f64() * 1000.0;
+        let first_ms = session.wall_ms_of(session.due(0)).round() as i64;
+        // Until stopped: the curve covers the first hours.
+        let (count, horizon) = match frames {
+            Some(n) => (n, None),
+            None => {
+                let n = (PLAN_HORIZON_SECS * 1000.0 / interval_ms).ceil().max(1.0) as u64;
+                (n, Some(PLAN_HORIZON_SECS))
+            }
+        };
+        let every = count.div_ceil(PLAN_POINTS as u64).max(1);
+        let mut idx: Vec<u64> = (0..count).step_by(every as usize).collect();
+        if count > 0 && idx.last() != Some(&(count - 1)) {
+            idx.push(count - 1);
+        }
+        let auto_opts = p.opts.auto.as_ref().map(|a| a.options());
+        let points = idx
+            .into_iter()
+            .map(|k| {
+                let t_ms = session.wall_ms_of(session.due(k)).round() as i64;
+                let alt = p.loc.map(|l| crate::sun::solar_altitude_deg(t_ms, l));
+                let planned = p.opts.ramp.as_ref().map(|r| {
+                    // The camera keeps what a keyframe does not set.
+                    let mut s = settings_now.clone();
+                    s.apply(&settings_now.changes_to(&r.target(t_ms)));
+                    s
+                });
+                PlanPoint {
+                    frame: k,
+                    time: iso8601_millis(t_ms),
+                    exposure_ev: planned.as_ref().and_then(FrameSettings::exposure_ev),
+                    tv: planned.as_ref().and_then(|s| s.tv.clone()),
+                    iso: planned.as_ref().and_then(|s| s.iso.clone()),
+                    av: planned.and_then(|s| s.av),
+                    target_brightness: auto_opts
+                        .zip(alt)
+                        .map(|(o, a)| o.target_log2(Some(a)).exp2()),
+                    sun_altitude: alt,
+                }
+            })
+            .collect();
+        let last_ms = frames
+            .filter(|n| *n > 0)
+            .map(|n| first_ms + ((n - 1) as f64 * interval_ms).round() as i64);
+        Ok(Reply::of(&SessionPlan {
+            interval: p.opts.interval.as_secs_f64(),
+            start_time: iso8601_millis(first_ms),
+            stop_time: session
+                .stop_at_wall_ms()
+                .or(end_ms.filter(|_| matches!(p.opts.stop, StopCondition::Duration(_))))
+                .map(iso8601_millis),
+            end_time: last_ms.map(iso8601_millis),
+            frames,
+            duration_seconds: last_ms.map(|l| (l - first_ms) as f64 / 1000.0),
+            ramp: if p.opts.ramp.is_some() {
+                Some("keyframes".into())
+            } else if p.opts.auto.is_some() {
+                Some("auto".into())
+            } else {
+                None
+            },
+            keyframes: p
+                .opts
+                .ramp
+                .as_ref()
+                .map(|r| r.keyframes.clone())
+                .unwrap_or_default(),
+            sample_every: every,
+            horizon_seconds: horizon,
+            points,
+            location_known: p.loc.is_some(),
         }))
     }
 
@@ -770,6 +889,7 @@ impl IntervalometerService {
                 ))))
             }
             Command::StartIntervalometer(req) => self.start_session(req).await,
+            Command::PlanSession(req) => self.plan_session(req).await,
             Command::StopIntervalometer => self.stop_session().await,
             Command::GetIntervalometerStatus => self.intervalometer_status(),
             Command::GetUnsavedSession => Ok(Reply::of(&UnsavedSessionReply {
@@ -849,6 +969,7 @@ impl Service for IntervalometerService {
         match cmd {
             ValidateInterval(_)
             | StartIntervalometer(_)
+            | PlanSession(_)
             | StopIntervalometer
             | GetIntervalometerStatus
             | GetUnsavedSession

@@ -537,6 +537,14 @@ impl Session {
         &self.stats
     }
 
+    /// Auto-ramp: the exposure (stops) a recent frame was shot with.
+    pub fn frame_exposure(&self, slot: u64) -> Option<f64> {
+        self.frame_exposures
+            .iter()
+            .find(|f| f.0 == slot)
+            .map(|f| f.2)
+    }
+
     pub fn origin_wall_ms(&self) -> i64 {
         self.origin_wall_ms
     }

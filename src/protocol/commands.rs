@@ -231,6 +231,10 @@ commands! {
     ValidateInterval(ValidateInterval) = "validate_interval", Intervalometer, Read, m::IntervalValidationReply;
     StartIntervalometer(StartIntervalometer) =
         "start_intervalometer" ["start_intervalometer_with_title"], Intervalometer, Write, m::IntervalometerStart;
+    /// What a start with this payload would do, without starting: the resolved start and stop,
+    /// frames, and the planned exposure curve (keyframes), the auto-ramp's target brightness
+    /// and the sun's altitude, sampled (at most 500 points). Same planning code as the start.
+    PlanSession(StartIntervalometer) = "plan_session" ["preview_ramp"], Intervalometer, Read, m::SessionPlan;
     StopIntervalometer = "stop_intervalometer", Intervalometer, Write, m::IntervalometerStop;
     GetIntervalometerStatus = "get_intervalometer_status", Intervalometer, Read, m::IntervalometerStatus;
     GetUnsavedSession = "get_unsaved_session", Intervalometer, Read, m::UnsavedSessionReply;

@@ -319,7 +319,7 @@ samples! {
     TimeSyncStatusBlock(_);
     PowerStatus(_);
     PhotoTaken { success, timestamp, error, shot };
-    ShotInfo { session_id, title, shot_number, slot, scheduled_time, timing_error_ms, duration_ms, duration, skipped_before, late, file_name, stats, remaining_shots };
+    ShotInfo { session_id, title, shot_number, slot, scheduled_time, timing_error_ms, duration_ms, duration, skipped_before, late, file_name, stats, remaining_shots, settings, exposure_ev };
     TestPhotoScheduled { at, in_seconds };
     SessionFrame { id, file_name, size, url, timestamp };
     LiveViewImageCaptured(_);
@@ -330,6 +330,7 @@ samples! {
     ShotFailed { session_id, title, shot_number, error, timestamp, stats };
     ShotRecovered { session_id, shot_number, slot, success, reply_lost, message };
     PhotoOvertime { session_id, title, shot_number, interval, shot_duration, overtime, message };
+    FrameMeasured { session_id, slot, brightness, target_brightness, exposure_ev, sun_altitude };
     SessionWarning { session_id, title, message, fatal, resolved };
     SessionEnded { session_id, title, reason, end_reason, stats, options, status, report_id };
     ReportSaved { report_id, id, session_id, title, report };
@@ -415,6 +416,8 @@ samples! {
     Reasons { astronomical_dawn, nautical_dawn, civil_dawn, sunrise, solar_noon, sunset, civil_dusk, nautical_dusk, astronomical_dusk };
     LocationReply { known, lat, lon, source, updated };
     LocationSet(_);
+    SessionPlan { interval, start_time, stop_time, end_time, frames, duration_seconds, ramp, keyframes, sample_every, horizon_seconds, points, location_known };
+    PlanPoint { frame, time, tv, iso, av, exposure_ev, target_brightness, sun_altitude };
     IntervalValidation { valid, warnings, minimum_interval, recommended_interval, bulb };
     CameraSettings { mode, tv, av, iso, wb, exposure, drive, afoperation };
     DeviceInfo { manufacturer, productname, serialnumber, guid, firmwareversion, macaddress };

@@ -690,7 +690,10 @@ mod tests {
             "subscribe" | "unsubscribe" => json!({"channels": []}),
             "set_camera_setting" => json!({"setting": "iso", "value": "100"}),
             "validate_interval" => json!({"interval": 5}),
-            "start_intervalometer" | "start_intervalometer_with_title" => json!({"interval": 5}),
+            "start_intervalometer"
+            | "start_intervalometer_with_title"
+            | "plan_session"
+            | "preview_ramp" => json!({"interval": 5}),
             "save_session_as_report" | "discard_session" | "resume_session" => {
                 json!({"sessionId": "s"})
             }

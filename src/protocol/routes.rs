@@ -82,6 +82,7 @@ pub const ROUTES: &[Route] = &[
     post("camera/configure", "connect_to_ip"),
     // Intervalometer and reports
     post("intervalometer/start", "start_intervalometer"),
+    post("intervalometer/plan", "plan_session"),
     post("intervalometer/stop", "stop_intervalometer"),
     get("intervalometer/status", "get_intervalometer_status"),
     post("intervalometer/validate", "validate_interval"),

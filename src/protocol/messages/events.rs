@@ -39,6 +39,27 @@ pub struct ShotInfo {
     pub file_name: Option<String>,
     pub stats: SessionStats,
     pub remaining_shots: Option<u64>,
+    /// Ramped sessions: the settings the frame was shot with and their exposure in stops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<crate::intervalometer::schedule::FrameSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposure_ev: Option<f64>,
+}
+
+/// Auto-ramp: a frame's thumbnail was measured (it arrives a little after its `photo_taken`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FrameMeasured {
+    pub session_id: String,
+    pub slot: u64,
+    /// Mean linear luminance of the thumbnail (0–1).
+    pub brightness: f64,
+    /// What the auto-ramp aims for at that moment (same scale).
+    pub target_brightness: f64,
+    /// The exposure the frame was shot with, in stops.
+    pub exposure_ev: Option<f64>,
+    /// The sun's apparent altitude then, degrees.
+    pub sun_altitude: f64,
 }
 
 /// A test photo waits for the next gap between a session's frames.

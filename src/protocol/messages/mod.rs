@@ -179,6 +179,7 @@ reply! {
     SunTimesReply => "sun_times";
     LocationReply => "location";
     LocationSet => "location_set";
+    SessionPlan => "session_plan";
 }
 
 event_kinds! {
@@ -205,6 +206,8 @@ event_kinds! {
         [(Timelapse, "shot_failed"), (Event, "intervalometer_error")];
     ShotRecovered(ShotRecovered) on Intervalometer: [(Timelapse, "shot_recovered")];
     PhotoOvertime(PhotoOvertime) on Intervalometer: [(Timelapse, "photo_overtime")];
+    /// Auto-ramp: a frame's measured brightness and the target (for the live chart).
+    FrameMeasured(FrameMeasured) on Intervalometer: [(Timelapse, "frame_measured")];
     SessionWarning(SessionWarning) on Intervalometer:
         [(Timelapse, "session_warning"), (Event, "intervalometer_error")];
     SessionCompleted(SessionCompleted) on Intervalometer: [

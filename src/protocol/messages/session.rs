@@ -152,3 +152,51 @@ pub struct ReportChart {
     pub content_type: String,
     pub content: String,
 }
+
+/// `plan_session`: what a start with the same payload would do (nothing is started).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionPlan {
+    /// Seconds between frames.
+    pub interval: f64,
+    /// The first frame's slot (ISO-8601 UTC), resolved from `startAt` (or now + warm-up).
+    pub start_time: String,
+    /// The stop instant when the stop condition has one (`stopAt`, stop time, duration).
+    pub stop_time: Option<String>,
+    /// The last planned frame (null when the session runs until stopped).
+    pub end_time: Option<String>,
+    /// Frames the session would take (null: until stopped).
+    pub frames: Option<u64>,
+    /// Seconds from the first frame to the last (null: until stopped).
+    pub duration_seconds: Option<f64>,
+    /// "keyframes", "auto" or null (fixed settings).
+    pub ramp: Option<String>,
+    /// Keyframes as resolved (`atMs` set), sorted.
+    pub keyframes: Vec<crate::protocol::KeyframeSpec>,
+    /// The curve: every `sampleEvery`-th frame (and the last), at most 500 points; an
+    /// unlimited session is drawn over its first `horizonSeconds`.
+    pub sample_every: u64,
+    pub horizon_seconds: Option<f64>,
+    pub points: Vec<PlanPoint>,
+    /// Whether a location is known (sun altitude and the auto-ramp's target need one).
+    pub location_known: bool,
+}
+
+/// One point of a [`SessionPlan`] curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlanPoint {
+    /// Frame index from 0.
+    pub frame: u64,
+    pub time: String,
+    /// Keyframed ramps: the planned settings (snapped to the camera's values) and their
+    /// exposure in stops (`log2 t + log2 ISO/100 − 2 log2 N`).
+    pub tv: Option<String>,
+    pub iso: Option<String>,
+    pub av: Option<String>,
+    pub exposure_ev: Option<f64>,
+    /// Auto-ramp: the brightness a frame should have then (mean linear luminance, 0–1).
+    pub target_brightness: Option<f64>,
+    /// The sun's apparent altitude (degrees) when a location is known.
+    pub sun_altitude: Option<f64>,
+}
