@@ -890,7 +890,12 @@
     if (start === "sun") d.startAt = { event: $("f-startsun-event").dataset.event, offsetMinutes: parseOff($("f-startsun-off").value) };
     const ramp = radio("ramp");
     if (ramp === "keyframes") d.keyframes = keyframesPayload();
-    if (ramp === "auto") d.autoRamp = { maxStepEv: Math.round(autoStep() * 1000) / 1000, nightBiasEv: autoBias(), maxIso: Number($("f-auto-iso").dataset.value) || 6400 };
+    if (ramp === "auto") {
+      d.autoRamp = { maxStepEv: Math.round(autoStep() * 1000) / 1000, nightBiasEv: autoBias(), maxIso: Number($("f-auto-iso").dataset.value) || 6400 };
+      // The aperture moves (last, after shutter and ISO) only between two chosen f-numbers.
+      const lo = $("f-auto-avmin").dataset.value, hi = $("f-auto-avmax").dataset.value;
+      if (lo && hi) { d.autoRamp.minAv = lo; d.autoRamp.maxAv = hi; }
+    }
     const title = $("f-title").value.trim();
     if (title) d.title = title;
     const bulb = $("f-bulb").value.trim();
@@ -967,6 +972,9 @@
     if (v.startEvent) setEvent($("f-startsun-event"), v.startEvent);
     if (v.stopEvent) setEvent($("f-stopsun-event"), v.stopEvent);
     if (v.autoIso && /^\d+$/.test(v.autoIso)) { $("f-auto-iso").dataset.value = v.autoIso; $("f-auto-iso").textContent = word("iso", v.autoIso); }
+    for (const [id, key] of [["f-auto-avmin", "autoAvMin"], ["f-auto-avmax", "autoAvMax"]]) {
+      if (typeof v[key] === "string" && /^(f[\d.]+)?$/.test(v[key])) { $(id).dataset.value = v[key]; $(id).textContent = v[key] ? word("av", v[key]) : "stays"; }
+    }
     if (Array.isArray(v.kf)) KF = v.kf.filter((k) => k && typeof k === "object" && WHEN.some((w) => w[0] === k.when)).slice(0, 64);
     renderKF();
   }
@@ -975,7 +983,7 @@
     for (const n of form.querySelectorAll("[data-start]")) n.hidden = n.dataset.start !== radio("start");
     for (const n of form.querySelectorAll("[data-ramp]")) n.hidden = n.dataset.ramp !== radio("ramp");
     syncKF();
-    const keep = { stop: radio("stop"), start: radio("start"), ramp: radio("ramp"), startEvent: $("f-startsun-event").dataset.event, stopEvent: $("f-stopsun-event").dataset.event, autoIso: $("f-auto-iso").dataset.value,
+    const keep = { stop: radio("stop"), start: radio("start"), ramp: radio("ramp"), startEvent: $("f-startsun-event").dataset.event, stopEvent: $("f-stopsun-event").dataset.event, autoIso: $("f-auto-iso").dataset.value, autoAvMin: $("f-auto-avmin").dataset.value, autoAvMax: $("f-auto-avmax").dataset.value,
       kf: KF.map((k) => ({ when: k.when, elapsed: k.elapsed, clock: k.clock, event: k.event, off: k.off, tv: k.tv, iso: k.iso, av: k.av })) };
     for (const f of FORM_FIELDS) keep[f] = $(f).value;
     try { localStorage.setItem("skylapse.form", JSON.stringify(keep)); } catch (_) {}
@@ -1242,11 +1250,26 @@
     const v = await pick("Highest ISO", list.map((x) => [x, word("iso", x)]), b.dataset.value);
     if (v) { b.dataset.value = v; b.textContent = word("iso", v); onFormChange(); }
   };
+  const fNumber = (v) => Number(String(v || "").replace(/^f/, ""));
+  for (const [id, title] of [["f-auto-avmin", "Widest aperture"], ["f-auto-avmax", "Narrowest aperture"]]) {
+    $(id).onclick = async (ev) => {
+      const b = ev.currentTarget;
+      let list = await abilityList("av", b);
+      list = (list || []).filter((v) => fNumber(v) > 0);
+      if (!list.length) { toast(b, "warn", "The camera offers no aperture values here."); return; }
+      const v = await pick(title, [["", "stays (not moved)"]].concat(list.map((x) => [x, word("av", x)])), b.dataset.value);
+      if (v === null || v === undefined) return;
+      b.dataset.value = v; b.textContent = v ? word("av", v) : "stays";
+      onFormChange();
+    };
+  }
   function renderAutoLimits(d) {
     const st = (S.camera && S.camera.settings) || {};
     const longest = num(d.interval) ? d.interval - 1 : NaN;
     $("f-auto-limits").textContent = (longest > 0 ? "Longest shutter: " + (longest >= 1 ? (Math.round(longest * 10) / 10) + " s" : "shorter than the interval allows") + " (the interval minus 1 s for the camera to write)" : "Auto needs an interval over 1 s")
-      + " · aperture stays at " + word("av", st.av) + " (set it on the camera).";
+      + (d.autoRamp && d.autoRamp.minAv
+        ? (fNumber(d.autoRamp.minAv) > fNumber(d.autoRamp.maxAv) ? " · the widest aperture must be the smaller f-number." : " · aperture moves last, between " + word("av", d.autoRamp.minAv) + " and " + word("av", d.autoRamp.maxAv) + ".")
+        : " · aperture stays at " + word("av", st.av) + " (set it on the camera; choose both limits above to let it move).");
   }
 
   // The plan from the Pi: the same planning code as a start (plan_session).

@@ -1738,6 +1738,37 @@ async fn light(cdp: &Cdp, addr: SocketAddr) -> Result<(), String> {
         10_000,
     )
     .await?;
+    // Aperture limits reach the server: reversed ones are refused by the plan (Start
+    // disabled with the server's reason), ordered ones are accepted.
+    let choose = |id: &str| format!("document.querySelector('#{id}').click(); true");
+    let pick_av = |widest_last: bool| {
+        format!(
+            "(() => {{ const b = [...document.querySelectorAll('#picker-list button')].filter((x) => x.dataset.value); if (!b.length || document.querySelector('#picker').hidden) return false; b.sort((p, q) => parseFloat(p.dataset.value.slice(1)) - parseFloat(q.dataset.value.slice(1))); (b[{}]).click(); return true; }})()",
+            if widest_last { "b.length - 1" } else { "0" }
+        )
+    };
+    for (id, last) in [("f-auto-avmin", true), ("f-auto-avmax", false)] {
+        cdp.eval(&choose(id)).await?;
+        cdp.wait_for("the aperture list", &pick_av(last), 10_000)
+            .await?;
+    }
+    cdp.wait_for(
+        "reversed aperture limits refused by the server",
+        "document.querySelector('#start').disabled && document.querySelector('#f-reason').textContent.includes('minAv')",
+        10_000,
+    )
+    .await?;
+    for (id, last) in [("f-auto-avmin", false), ("f-auto-avmax", true)] {
+        cdp.eval(&choose(id)).await?;
+        cdp.wait_for("the aperture list", &pick_av(last), 10_000)
+            .await?;
+    }
+    cdp.wait_for(
+        "aperture limits accepted",
+        "!document.querySelector('#start').disabled && document.querySelector('#f-auto-limits').textContent.includes('aperture moves last')",
+        10_000,
+    )
+    .await?;
     cdp.tap("#start").await?;
     let first = cdp
         .wait_for(
