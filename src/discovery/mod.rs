@@ -5,7 +5,8 @@
 //!   description.rs  CameraDevDesc.xml → UDN, modelName, serialNumber, X_accessURL
 //!   registry.rs     the sans-IO machine: search schedule, fetch queue, bounded registry
 //!   types.rs        its tunables, inputs, actions, events and registry entries
-//!   driver.rs       sockets, description fetches, the one timer (`DiscoveryConfig`)
+//!   driver.rs       the executor for driver::run: socket readers, fetches, effects
+//!                   (`DiscoveryConfig`)
 //!   service.rs      `app::Service`: discovery_scan, set_primary_camera, status
 //! ```
 //!

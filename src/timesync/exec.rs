@@ -21,7 +21,7 @@ use super::systime::SystemTimeSetter;
 use super::zone::Zone;
 use crate::app::{ClientId, Outbound, Publisher, StatusBoard};
 use crate::camera::CameraControl;
-use crate::clock::SharedClock;
+use crate::clock::{BoxFuture, SharedClock};
 use crate::driver::{Executor, Flow, Inbox};
 use crate::machine::{Machine, Now};
 use crate::protocol::messages::{SystemTimeReply, TimeSyncRequest};
@@ -129,27 +129,17 @@ impl TimeSyncExec {
         }
     }
 
-    /// Runs a camera call as a short task that answers through the inbox.
+    /// Runs a camera call as a short task that answers through the inbox (`missing`: the
+    /// answer when this instance has no camera control).
     fn camera_task(
         &self,
-        make: impl FnOnce(
-                Arc<dyn CameraControl>,
-                SharedClock,
-                Arc<dyn Zone>,
-            ) -> crate::clock::BoxFuture<'static, Input>
-            + Send
-            + 'static,
-        missing: impl FnOnce(ApiError) -> Input + Send + 'static,
+        missing: fn(ApiError) -> Input,
+        call: impl FnOnce(Arc<dyn CameraControl>) -> BoxFuture<'static, Input> + Send + 'static,
     ) {
-        let (camera, clock, zone, inbox) = (
-            self.camera.clone(),
-            self.clock.clone(),
-            self.zone.clone(),
-            self.inbox.clone(),
-        );
+        let (camera, clock, inbox) = (self.camera.clone(), self.clock.clone(), self.inbox.clone());
         crate::rt::spawn(async move {
             let input = match camera {
-                Some(cam) => make(cam, clock.clone(), zone).await,
+                Some(cam) => call(cam).await,
                 None => missing(ApiError::unavailable("no camera control in this instance")),
             };
             let at = Now::read(clock.as_ref());
@@ -236,28 +226,35 @@ impl Executor<TimeSyncMachine> for TimeSyncExec {
                 // Read again: after a step the wall clock shows the new time.
                 m.handle_input(Now::read(self.clock.as_ref()), Input::Step(outcome));
             }
-            Action::ReadCamera => self.camera_task(
-                |cam, clock, _| {
-                    Box::pin(async move {
-                        let t0 = clock.now();
-                        let r = cam.datetime().await;
-                        // The reading is about half a round trip old when it arrives.
-                        let half = clock.now().saturating_duration_since(t0) / 2;
-                        Input::CameraRead(r.map(|dt| dt.time + half))
-                    })
-                },
-                |e| Input::CameraRead(Err(e)),
-            ),
-            Action::WriteCamera => self.camera_task(
-                |cam, clock, zone| {
-                    Box::pin(async move {
-                        let t = clock.wall();
-                        let z = zone.at(t);
-                        Input::CameraWritten(cam.set_datetime(t, z.std_offset_secs, z.dst).await)
-                    })
-                },
-                |e| Input::CameraWritten(Err(e)),
-            ),
+            Action::ReadCamera => {
+                let clock = self.clock.clone();
+                self.camera_task(
+                    |e| Input::CameraRead(Err(e)),
+                    move |cam| {
+                        Box::pin(async move {
+                            let t0 = clock.now();
+                            let r = cam.datetime().await;
+                            // The reading is about half a round trip old when it arrives.
+                            let half = clock.now().saturating_duration_since(t0) / 2;
+                            Input::CameraRead(r.map(|dt| dt.time + half))
+                        })
+                    },
+                )
+            }
+            Action::WriteCamera => {
+                let (clock, zone) = (self.clock.clone(), self.zone.clone());
+                self.camera_task(
+                    |e| Input::CameraWritten(Err(e)),
+                    move |cam| {
+                        Box::pin(async move {
+                            let t = clock.wall();
+                            let z = zone.at(t);
+                            let r = cam.set_datetime(t, z.std_offset_secs, z.dst).await;
+                            Input::CameraWritten(r)
+                        })
+                    },
+                )
+            }
             Action::Event(e) => self.publisher.event(e),
         }
     }

@@ -26,20 +26,15 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
+use super::types::{reliability_lost, sane, sync_failed};
 pub use super::types::{
     Action, GpsAccuracy, Input, Reliability, Source, StepOutcome, TimeSyncConfig,
 };
 use crate::app::ClientId;
-use crate::protocol::messages::{
-    CameraSync as CameraSyncEvent, PiSync as PiSyncEvent, ReliabilityLost, SyncFailed,
-};
+use crate::protocol::messages::{CameraSync as CameraSyncEvent, PiSync as PiSyncEvent};
 use crate::protocol::status::{CameraTimeBlock, PiProxyState, PiTimeBlock, TimesyncBlock};
-use crate::protocol::{ApiError, ErrorCode, Event};
+use crate::protocol::{ApiError, Event};
 use crate::util::{iso8601, iso8601_millis, unix_millis};
-
-/// 2020-01-01T00:00:00Z and 2100-01-01T00:00:00Z: any clock reading outside is absurd.
-const SANE_MIN_MS: i64 = 1_577_836_800_000;
-const SANE_MAX_MS: i64 = 4_102_444_800_000;
 
 /// One measurement of the Pi's clock error.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -122,21 +117,6 @@ pub struct TimeSyncMachine {
     camera_synced: Option<CameraSynced>,
     timezone_label: Option<String>,
     actions: VecDeque<Action>,
-}
-
-fn sync_failed(component: &str, error: impl Into<String>, code: Option<ErrorCode>) -> Action {
-    Action::Event(Event::of(&SyncFailed {
-        component: component.into(),
-        error: error.into(),
-        code,
-    }))
-}
-
-fn reliability_lost(source: &str, reason: impl Into<String>) -> Action {
-    Action::Event(Event::of(&ReliabilityLost {
-        source: source.into(),
-        reason: reason.into(),
-    }))
 }
 
 impl TimeSyncMachine {
@@ -767,16 +747,6 @@ impl TimeSyncMachine {
             connected_clients: self.clients.len(),
             client_timezone: self.timezone_label.clone(),
         }
-    }
-}
-
-fn sane(ms: i64, field: &str) -> Result<(), ApiError> {
-    if (SANE_MIN_MS..SANE_MAX_MS).contains(&ms) {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(format!(
-            "{field} is not a plausible time (must be between 2020 and 2100)"
-        )))
     }
 }
 

@@ -4,7 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use crate::app::ClientId;
-use crate::protocol::{ApiError, Event};
+use crate::protocol::messages::{ReliabilityLost, SyncFailed};
+use crate::protocol::{ApiError, ErrorCode, Event};
 
 /// Tunables (defaults are the product's).
 #[derive(Debug, Clone)]
@@ -181,4 +182,37 @@ pub enum Action {
     /// `CameraWritten`.
     WriteCamera,
     Event(Event),
+}
+
+/// 2020-01-01T00:00:00Z and 2100-01-01T00:00:00Z: any clock reading outside is absurd.
+const SANE_MIN_MS: i64 = 1_577_836_800_000;
+const SANE_MAX_MS: i64 = 4_102_444_800_000;
+
+pub(super) fn sync_failed(
+    component: &str,
+    error: impl Into<String>,
+    code: Option<ErrorCode>,
+) -> Action {
+    Action::Event(Event::of(&SyncFailed {
+        component: component.into(),
+        error: error.into(),
+        code,
+    }))
+}
+
+pub(super) fn reliability_lost(source: &str, reason: impl Into<String>) -> Action {
+    Action::Event(Event::of(&ReliabilityLost {
+        source: source.into(),
+        reason: reason.into(),
+    }))
+}
+
+pub(super) fn sane(ms: i64, field: &str) -> Result<(), ApiError> {
+    if (SANE_MIN_MS..SANE_MAX_MS).contains(&ms) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "{field} is not a plausible time (must be between 2020 and 2100)"
+        )))
+    }
 }

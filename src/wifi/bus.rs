@@ -1,5 +1,5 @@
 //! The D-Bus side of the Wi-Fi driver: opening the bus (a plain unix socket without zbus's
-//! blocking pool) and turning NM's signals into [`Signal`]s for the driver's inbox.
+//! blocking pool) and turning NM's signals into `Signal`s for the driver's inbox.
 //!
 //! Signals come from two match rules: every signal under `/org/freedesktop/NetworkManager`
 //! (PropertiesChanged, Device.StateChanged, NM StateChanged) and `NameOwnerChanged` for NM's

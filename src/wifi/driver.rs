@@ -1,4 +1,4 @@
-//! The Wi-Fi driver: [`crate::driver::run`] with the [`WifiMachine`] and [`WifiExec`], the
+//! The Wi-Fi driver: [`crate::driver::run`] with the [`WifiMachine`] and `WifiExec`, the
 //! machine's effects against NetworkManager.
 //!
 //! ```text
@@ -15,17 +15,18 @@
 //! pace (`bus_retry`).
 
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use zbus::zvariant::OwnedObjectPath;
 
 use super::bus::{self, Signal};
-use super::machine::{Action, ConnectState, Input, Timing, WifiEvent, WifiMachine};
+use super::machine::{Action, ConnectState, Input, WifiEvent, WifiMachine};
 use super::nm::{self, DeviceState, DeviceStateReason};
 use super::ops::{self, DeviceReport, Nm};
 use super::status::{self, Snapshot};
+use super::types::MAX_SCAN_WAITERS;
+pub use super::types::{Notices, Reply1, Request, WifiNotice, WifiOptions};
 use crate::app::{Publisher, StatusBoard};
 use crate::clock::{BoxFuture, SharedClock};
 use crate::driver::{Executor, Flow, Inbox};
@@ -35,111 +36,6 @@ use crate::protocol::messages::{
     WifiConnectionStarted, WifiCountryReply,
 };
 use crate::protocol::{ApiError, ErrorCode, Reply, Secret};
-use crate::wifi::country::Regulatory;
-
-/// Tunables of the Wi-Fi service.
-#[derive(Clone)]
-pub struct WifiOptions {
-    /// D-Bus address of the bus NM is on; None: the system bus (`DBUS_SYSTEM_BUS_ADDRESS`
-    /// or the default socket).
-    pub bus_address: Option<String>,
-    /// The client (station) interface.
-    pub client_iface: String,
-    /// The access-point interface the camera and phone join.
-    pub ap_iface: String,
-    pub timing: Timing,
-    /// How often to retry when there is no D-Bus at all.
-    pub bus_retry: Duration,
-    /// NM's dnsmasq lease files (`dnsmasq-<iface>.leases`) for the AP's clients.
-    pub leases_dir: PathBuf,
-    pub regulatory: Arc<dyn Regulatory>,
-}
-
-impl Default for WifiOptions {
-    fn default() -> Self {
-        WifiOptions {
-            bus_address: None,
-            client_iface: "wlan0".into(),
-            ap_iface: "ap0".into(),
-            timing: Timing::default(),
-            bus_retry: Duration::from_secs(60),
-            leases_dir: PathBuf::from("/var/lib/NetworkManager"),
-            regulatory: Arc::new(crate::wifi::country::IwRegulatory::default()),
-        }
-    }
-}
-
-/// Told to the camera link (and anyone else) when the Pi's addresses change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WifiNotice {
-    AddressesChanged {
-        client: Option<Ipv4Addr>,
-        ap: Option<Ipv4Addr>,
-    },
-}
-
-/// Subscribers to [`WifiNotice`]s; each gets a small bounded queue (a notice is a hint: a
-/// subscriber that lags loses old ones, never blocks the driver).
-#[derive(Clone, Default)]
-pub struct Notices {
-    subs: Arc<Mutex<Vec<async_channel::Sender<WifiNotice>>>>,
-}
-
-impl Notices {
-    pub fn subscribe(&self) -> async_channel::Receiver<WifiNotice> {
-        let (tx, rx) = async_channel::bounded(8);
-        self.subs.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
-        rx
-    }
-
-    fn send(&self, n: WifiNotice) {
-        let mut subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
-        subs.retain(|s| !s.is_closed());
-        for s in subs.iter() {
-            let _ = s.try_send(n.clone());
-        }
-    }
-}
-
-/// Scan requests answered by one running scan, at most.
-const MAX_SCAN_WAITERS: usize = 32;
-
-pub type Reply1 = async_channel::Sender<Result<Reply, ApiError>>;
-
-/// What the service asks of the driver; each carries its own one-shot reply.
-pub enum Request {
-    /// Re-read the block (AP clients come from a file NM does not signal about).
-    Status {
-        reply: Reply1,
-    },
-    Scan {
-        refresh: bool,
-        reply: Reply1,
-    },
-    Connect {
-        ssid: String,
-        password: Option<Secret>,
-        reply: Reply1,
-    },
-    Disconnect {
-        reply: Reply1,
-    },
-    SetRadio {
-        enabled: bool,
-        reply: Reply1,
-    },
-    GetCountry {
-        reply: Reply1,
-    },
-    /// The saved Wi-Fi profiles.
-    Saved {
-        reply: Reply1,
-    },
-    SetCountry {
-        code: String,
-        reply: Reply1,
-    },
-}
 
 /// What the Wi-Fi driver's inbox carries: requests, NM's signals, and the NM worker's answers.
 pub(crate) enum Msg {
@@ -277,7 +173,8 @@ pub(crate) fn start(
         country: None,
         _worker: worker,
     };
-    exec.publish_status(None);
+    // The bus first: the first block published says whether NM can be reached.
+    exec.connect_bus();
     let opts = exec.opts.clone();
     exec.job(async move {
         let country = opts.regulatory.get().await.ok().map(|c| c.code);
@@ -286,7 +183,6 @@ pub(crate) fn start(
             reply: None,
         })
     });
-    exec.connect_bus();
     let machine = WifiMachine::new(exec.opts.timing);
     let task = crate::rt::spawn(async move {
         crate::driver::run(machine, exec, rx, clock).await;

@@ -1,4 +1,4 @@
-//! NetworkManager calls and reads over one D-Bus connection ([`Nm`]): what the Wi-Fi
+//! NetworkManager calls and reads over one D-Bus connection (`Nm`): what the Wi-Fi
 //! executor's slow effects do. Every method may wait on the bus, so the executor runs them on
 //! its NM worker ([`super::driver`]), never in the driver loop.
 

@@ -1,4 +1,4 @@
-//! The `network` status block: built from a [`Snapshot`] of NM's devices (or the
+//! The `network` status block: built from a `Snapshot` of NM's devices (or the
 //! "unavailable" block), with the AP's clients from NM's dnsmasq lease file.
 
 use std::net::Ipv4Addr;
@@ -27,7 +27,7 @@ pub(crate) struct DeviceSnap {
     pub signal: Option<u8>,
 }
 
-/// Builds and stores the `network` block (from `snap`, or "unavailable" when None).
+/// What the block is made of besides the snapshot.
 pub(crate) struct BlockInputs<'a> {
     pub available: bool,
     pub country: Option<String>,
@@ -38,6 +38,7 @@ pub(crate) struct BlockInputs<'a> {
     pub wall: SystemTime,
 }
 
+/// The `network` block from `snap`, or the "unavailable" one (no snapshot, or NM not there).
 pub(crate) fn network_block(b: BlockInputs<'_>, snap: Option<Snapshot>) -> NetworkBlock {
     let available = b.available;
     let wifi_country = WifiCountryBlock { country: b.country };
