@@ -62,9 +62,15 @@
 //!   shot. The link machine runs in the generic driver on its own parked thread. Socket
 //!   timeouts inside a blocking call stay real time (ureq's); everything the workers wait for
 //!   between calls is on the clock.
-//! * **Not every service runs in [`driver::run`] yet.** The camera link does; the
-//!   intervalometer, Wi-Fi, time sync, discovery and power drivers still have their own loops
-//!   (each with one timer and one select), though their machines implement the contract.
+//! * **Not every service runs in [`driver::run`] yet.** The camera link, time sync
+//!   ([`timesync::exec`]), discovery ([`discovery::driver`]) and Wi-Fi ([`wifi::driver`]) do:
+//!   each is its machine plus an executor, and none keeps a machine behind a lock. Their slow
+//!   effects answer through the one inbox: camera clock reads/writes and description fetches
+//!   are short tasks, every NetworkManager D-Bus call runs on one ordered worker task, and
+//!   discovery's sockets are read by one small task each; what is quick stays inline (the
+//!   `clock_settime` step behind the shot gate, a non-blocking M-SEARCH send, the small
+//!   `last-camera.json` write). The intervalometer and power still have their own loops (each
+//!   with one timer and one select), though their machines implement the contract.
 //! * **Tasks run on parked executors with thread-local timers** ([`rt`]). smol's global
 //!   executor sits in `async_io::block_on`, which makes async-io's reactor thread busy-poll
 //!   with backoff after every event, and every async-io timer costs that thread two extra

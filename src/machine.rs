@@ -13,7 +13,7 @@
 //!
 //! Machines: [`crate::camera::link::LinkMachine`], [`crate::intervalometer::session::Session`],
 //! [`crate::discovery::registry::Discovery`], [`crate::wifi::machine::WifiMachine`],
-//! [`crate::timesync::machine::TimeSync`].
+//! [`crate::timesync::machine::TimeSyncMachine`].
 
 use std::time::{Instant, SystemTime};
 

@@ -1103,8 +1103,16 @@ impl Graph {
 
     /// A phone connects and answers its time-sync-request `ahead_ms` ahead of the Pi.
     fn phone_answers(&mut self, client: u64, ahead_ms: i64) {
+        let requests = |g: &Graph| {
+            g.events
+                .iter()
+                .filter(|e| e.1["type"] == "time-sync-request")
+                .count()
+        };
+        let before = requests(self);
         self.app.client_connected(ClientId(client));
-        self.drain();
+        // The time sync driver sends it from its own task.
+        self.wait_for("a time-sync-request on connect", |g| requests(g) > before);
         let req = self
             .events
             .iter()

@@ -186,7 +186,10 @@ fn a_phone_sets_the_pi_clock_after_the_shot_and_the_monotonic_deadlines_do_not_m
 
         // The machine's own deadline is the next request, 600 s after the first on the
         // monotonic clock: the hour-long wall step did not move it.
-        assert_eq!(svc.next_deadline(), Some(t0 + Duration::from_secs(600)));
+        assert_eq!(
+            svc.next_deadline().await,
+            Some(t0 + Duration::from_secs(600))
+        );
         clock.advance(Duration::from_millis(600_000 - 700));
         let req = next(&rx, request_to(ClientId(7))).await;
         assert_eq!(req["serverTime"], W0 + 600_000 + 3_600_000);

@@ -1,14 +1,21 @@
-//! The discovery driver: UDP sockets, description fetches, and one timer.
+//! Discovery's effects for [`crate::driver::run`]: UDP sockets, description fetches, the
+//! camera link's target, `last-camera.json` and the status block.
 //!
-//! One task waits for whichever comes first: a datagram on the search socket, a datagram on
-//! the NOTIFY socket, a wake-up (a fetch finished, a command changed the machine), or the
-//! machine's next deadline. Every input goes through [`Shared::apply`], which feeds the machine
-//! and performs its actions in order under one lock, so events reach the hub before a command's
-//! reply does.
+//! ```text
+//!   search socket ─┐ reader tasks: datagram → ssdp::parse → Input::Ssdp ─┐
+//!   NOTIFY socket ─┘                                                      ├─▶ inbox ─▶ machine
+//!   service: scan, link notices, set_primary (acked after settling) ──────┤
+//!   fetch task: GET description (timeout on the clock) → DescriptionFetched┘
+//!   actions ─▶ M-SEARCH (non-blocking send, inline) · fetch task · prober · event
+//! ```
+//!
+//! The status block goes out before the first action of a turn, so events reach the hub
+//! after the block that shows them, and a command's answer after both.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -17,12 +24,15 @@ use futures_lite::{future, AsyncReadExt, AsyncWriteExt};
 use serde_json::json;
 
 use super::description::{self, MAX_DESCRIPTION};
-use super::registry::{Action, Discovery, Input, Settings, MANUAL_PREFIX};
+use super::registry::{Action, Discovery, Footprint, Input, Settings, MANUAL_PREFIX};
 use super::ssdp::{self, HttpUrl, MAX_PACKET, MULTICAST_V4, SEARCH_TARGET};
 use super::CameraProber;
 use crate::app::{Publisher, StatusBoard};
 use crate::backoff::Rng;
 use crate::clock::SharedClock;
+use crate::driver::{Executor, Flow, Inbox};
+use crate::machine::{Machine, Now};
+use crate::protocol::ApiError;
 use crate::util::{atomic_write, iso8601};
 
 /// Where discovery sends and listens. Tests point it at loopback sockets.
@@ -97,212 +107,183 @@ impl DiscoveryConfig {
 /// The last good camera address, kept across restarts.
 pub const LAST_CAMERA_FILE: &str = "last-camera.json";
 
-/// State shared by the driver task, fetch tasks and the service.
-pub struct Shared {
-    pub(crate) config: DiscoveryConfig,
-    pub(crate) clock: SharedClock,
-    pub(crate) publisher: Publisher,
-    pub(crate) status: StatusBoard,
-    pub(crate) prober: Arc<dyn CameraProber>,
-    machine: async_lock::Mutex<Core>,
-    /// Wake-ups and fetch results for the driver task.
-    driver_tx: async_channel::Sender<ToDriver>,
-    /// Turns of the driver loop (each one a wake-up of the task), for frugality checks.
-    wakeups: std::sync::atomic::AtomicU64,
-    search: Arc<Async<UdpSocket>>,
-    notify: Option<Arc<Async<UdpSocket>>>,
+/// What the discovery driver's inbox carries.
+pub enum Msg {
+    /// An input; `ack` (if any) is answered once its actions are done and the status block
+    /// is out, so a caller that awaits it sees the consequences.
+    Input {
+        input: Box<Input>,
+        ack: Option<Answer>,
+    },
+    SetPrimary {
+        uuid: String,
+        reply: Answer,
+    },
+    Footprint(async_channel::Sender<Footprint>),
 }
 
-struct Core {
-    machine: Discovery,
+pub type Answer = async_channel::Sender<Result<(), ApiError>>;
+
+/// The discovery machine's effects: M-SEARCH on the search socket (a non-blocking send,
+/// done inline), description fetches (short tasks answering through the inbox), the camera
+/// link's target, `last-camera.json`, events and the `discovery` status block.
+pub struct DiscoveryExec {
+    config: DiscoveryConfig,
+    clock: SharedClock,
+    publisher: Publisher,
+    status: StatusBoard,
+    prober: Arc<dyn CameraProber>,
+    search: Arc<Async<UdpSocket>>,
+    notify: Option<Arc<Async<UdpSocket>>>,
+    /// Where fetches answer.
+    inbox: Inbox<Msg>,
     /// What `last-camera.json` holds, to skip rewriting the same thing.
     remembered: Option<String>,
     /// Monotonic ↔ wall anchor for the status block's times. Fixed, so an unchanged
     /// registry renders the same; moved only when the wall clock steps (time sync).
     epoch: (Instant, SystemTime),
+    /// The machine changed since the status block was last published.
+    dirty: bool,
+    /// Answers owed once the turn settles.
+    acks: Vec<(Answer, Result<(), ApiError>)>,
+    /// Turns of the driver loop (each one a wake-up of the task), for frugality checks.
+    wakeups: Arc<AtomicU64>,
 }
 
-/// The driver's end of its inbox, for [`run`].
-pub struct Sockets {
-    driver_rx: async_channel::Receiver<ToDriver>,
+/// The sockets and the machine, ready for [`crate::driver::run`]; the service starts them.
+pub struct Parts {
+    pub machine: Discovery,
+    pub exec: DiscoveryExec,
+    pub inbox: Inbox<Msg>,
+    pub rx: async_channel::Receiver<Msg>,
+    pub wakeups: Arc<AtomicU64>,
+    pub search_addr: Option<SocketAddr>,
+    pub notify_addr: Option<SocketAddr>,
 }
 
-pub(crate) enum ToDriver {
-    /// The machine changed: re-arm the timer.
-    Wake,
-    /// An input from a fetch task.
-    Input(Box<Input>),
+/// Binds the sockets and builds the machine (first search due now). A NOTIFY socket that
+/// cannot be bound is logged and left out; a search socket that cannot be bound is an error.
+pub fn bind(
+    config: DiscoveryConfig,
+    clock: SharedClock,
+    publisher: Publisher,
+    status: StatusBoard,
+    prober: Arc<dyn CameraProber>,
+) -> io::Result<Parts> {
+    let search = UdpSocket::bind(config.search_bind)?;
+    if let Err(e) = search.set_multicast_ttl_v4(2) {
+        log::debug!("discovery: IP_MULTICAST_TTL not set: {e}");
+    }
+    let search = Arc::new(Async::new(search)?);
+    let notify = match config.notify_listen {
+        None => None,
+        Some(addr) => match bind_reuse(addr).and_then(Async::new) {
+            Ok(s) => Some(Arc::new(s)),
+            Err(e) => {
+                log::warn!("discovery: cannot listen for NOTIFY on {addr}: {e}; searching only");
+                None
+            }
+        },
+    };
+    let now = clock.now();
+    let rng = config.seed.map(Rng::new).unwrap_or_else(Rng::from_entropy);
+    let machine = Discovery::new(config.settings.clone(), rng, now);
+    // Fetches in flight are bounded by the machine, packets by the readers' pace.
+    let (inbox, rx) = crate::driver::inbox(32);
+    let wakeups = Arc::new(AtomicU64::new(0));
+    let epoch = (now, clock.wall());
+    let search_addr = search.get_ref().local_addr().ok();
+    let notify_addr = notify.as_ref().and_then(|n| n.get_ref().local_addr().ok());
+    let exec = DiscoveryExec {
+        config,
+        clock,
+        publisher,
+        status,
+        prober,
+        search,
+        notify,
+        inbox: inbox.clone(),
+        remembered: None,
+        epoch,
+        dirty: true,
+        acks: Vec::new(),
+        wakeups: wakeups.clone(),
+    };
+    Ok(Parts {
+        machine,
+        exec,
+        inbox,
+        rx,
+        wakeups,
+        search_addr,
+        notify_addr,
+    })
 }
 
-impl Shared {
-    /// Binds the sockets and builds the machine (first search due now). A NOTIFY socket that
-    /// cannot be bound is logged and left out; a search socket that cannot be bound is an error.
-    pub fn new(
-        config: DiscoveryConfig,
-        clock: SharedClock,
-        publisher: Publisher,
-        status: StatusBoard,
-        prober: Arc<dyn CameraProber>,
-    ) -> io::Result<(Arc<Shared>, Sockets)> {
-        let search = UdpSocket::bind(config.search_bind)?;
-        if let Err(e) = search.set_multicast_ttl_v4(2) {
-            log::debug!("discovery: IP_MULTICAST_TTL not set: {e}");
+impl DiscoveryExec {
+    /// One task per socket: each datagram that parses becomes an input in the inbox.
+    pub fn readers(&self) -> Vec<smol::Task<()>> {
+        let sockets = std::iter::once(self.search.clone()).chain(self.notify.clone());
+        sockets
+            .map(|socket| crate::rt::spawn(read_packets(socket, self.inbox.clone())))
+            .collect()
+    }
+
+    /// Publishes the status block (before any event of this turn, so whoever reacts to an
+    /// event already sees it).
+    fn publish(&mut self, m: &Discovery) {
+        if !std::mem::take(&mut self.dirty) {
+            return;
         }
-        let search = Arc::new(Async::new(search)?);
-        let notify = match config.notify_listen {
-            None => None,
-            Some(addr) => match bind_reuse(addr).and_then(Async::new) {
-                Ok(s) => Some(Arc::new(s)),
-                Err(e) => {
-                    log::warn!(
-                        "discovery: cannot listen for NOTIFY on {addr}: {e}; searching only"
-                    );
-                    None
-                }
-            },
-        };
-        let now = clock.now();
-        let rng = config.seed.map(Rng::new).unwrap_or_else(Rng::from_entropy);
-        let machine = Discovery::new(config.settings.clone(), rng, now);
-        // In-flight fetches are bounded by the machine, so this inbox never fills for long.
-        let (driver_tx, driver_rx) = async_channel::bounded(16);
-        let epoch = (now, clock.wall());
-        let shared = Arc::new(Shared {
-            config,
-            clock,
-            publisher,
-            status,
-            prober,
-            machine: async_lock::Mutex::new(Core {
-                machine,
-                remembered: None,
-                epoch,
-            }),
-            driver_tx,
-            wakeups: std::sync::atomic::AtomicU64::new(0),
-            search,
-            notify,
-        });
-        Ok((shared, Sockets { driver_rx }))
-    }
-
-    pub fn search_addr(&self) -> Option<SocketAddr> {
-        self.search.get_ref().local_addr().ok()
-    }
-
-    /// How many times the driver task has woken up so far.
-    pub fn wakeups(&self) -> u64 {
-        self.wakeups.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    pub fn notify_addr(&self) -> Option<SocketAddr> {
-        self.notify.as_ref()?.get_ref().local_addr().ok()
-    }
-
-    /// Feeds one input, performs the resulting actions, refreshes the status block, and
-    /// wakes the driver so it re-arms its timer.
-    pub async fn apply(self: &Arc<Self>, input: Input) {
-        self.with_machine(|m, now| m.handle(now, input)).await;
-    }
-
-    /// [`Self::apply`] from the driver task itself: it re-reads the deadline anyway, so it
-    /// does not wake itself (one loop turn per input, not two).
-    async fn apply_in_driver(self: &Arc<Self>, input: Input) {
-        self.run_machine(|m, now| m.handle(now, input), false).await;
-    }
-
-    /// Runs `f` on the machine at `now`, then performs its actions (under the same lock, so
-    /// actions from different callers never interleave).
-    pub async fn with_machine<T>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&mut Discovery, Instant) -> T,
-    ) -> T {
-        self.run_machine(f, true).await
-    }
-
-    async fn run_machine<T>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&mut Discovery, Instant) -> T,
-        wake_driver: bool,
-    ) -> T {
-        let mut core = self.machine.lock().await;
-        let now = self.clock.now();
-        let out = f(&mut core.machine, now);
-        // Status first: whoever reacts to an event below already sees the new block.
-        let wall = self.clock.wall();
-        let expected = core.epoch.1 + now.saturating_duration_since(core.epoch.0);
+        let (now, wall) = (self.clock.now(), self.clock.wall());
+        let expected = self.epoch.1 + now.saturating_duration_since(self.epoch.0);
         let skew = match wall.duration_since(expected) {
             Ok(ahead) => ahead,
             Err(behind) => behind.duration(),
         };
         if skew > Duration::from_secs(1) {
-            core.epoch = (now, wall);
+            self.epoch = (now, wall);
         }
-        let (epoch, epoch_wall) = core.epoch;
         self.status
-            .set_discovery(Some(core.machine.status(epoch, epoch_wall)));
-        while let Some(action) = core.machine.poll_action() {
-            self.perform(&mut core, action).await;
-        }
-        drop(core);
-        if wake_driver {
-            let _ = self.driver_tx.try_send(ToDriver::Wake);
-        }
-        out
+            .set_discovery(Some(m.status(self.epoch.0, self.epoch.1)));
     }
 
-    /// Reads the machine without running it.
-    pub async fn inspect<T>(&self, f: impl FnOnce(&Discovery) -> T) -> T {
-        f(&self.machine.lock().await.machine)
-    }
-
-    async fn perform(self: &Arc<Self>, core: &mut Core, action: Action) {
-        match action {
-            Action::Search => self.send_search().await,
-            Action::FetchDescription(url) => {
-                let me = self.clone();
-                crate::rt::spawn(async move {
-                    let result = me.fetch(&url).await;
-                    if let Err(e) = &result {
-                        log::debug!("discovery: description {url}: {e}");
-                    }
-                    let input = Input::DescriptionFetched {
-                        location: url,
-                        result,
-                    };
-                    let _ = me.driver_tx.send(ToDriver::Input(Box::new(input))).await;
+    fn fetch(&self, url: HttpUrl) {
+        let (clock, timeout, inbox) = (
+            self.clock.clone(),
+            self.config.fetch_timeout,
+            self.inbox.clone(),
+        );
+        crate::rt::spawn(async move {
+            let deadline = clock.now() + timeout;
+            let expired = async {
+                clock.sleep_until(deadline).await;
+                Err(format!("timed out after {timeout:?}"))
+            };
+            let body = future::or(http_get(&url, MAX_DESCRIPTION), expired).await;
+            let result = body.and_then(|b| description::parse(&b).map_err(|e| e.to_string()));
+            if let Err(e) = &result {
+                log::debug!("discovery: description {url}: {e}");
+            }
+            let input = Input::DescriptionFetched {
+                location: url,
+                result,
+            };
+            let _ = inbox
+                .send(Msg::Input {
+                    input: Box::new(input),
+                    ack: None,
                 })
-                .detach();
-            }
-            Action::Target { base_url, id } => {
-                log::info!("discovery: camera {id} at {base_url}");
-                let id = (!id.starts_with(MANUAL_PREFIX)).then_some(id.as_str());
-                self.prober.target(&base_url.to_string(), id);
-            }
-            Action::SsdpAlive { id } => self.prober.ssdp_alive(&id),
-            Action::Remember { base_url, id } => {
-                let url = base_url.to_string();
-                if core.remembered.as_deref() != Some(url.as_str()) {
-                    self.remember(&url, &id);
-                    core.remembered = Some(url);
-                }
-            }
-            Action::Event(e) => self.publisher.event(e.to_event()),
-        }
+                .await;
+        })
+        .detach();
     }
 
-    async fn fetch(&self, url: &HttpUrl) -> Result<description::DeviceDescription, String> {
-        let deadline = self.clock.now() + self.config.fetch_timeout;
-        let timeout = async {
-            self.clock.sleep_until(deadline).await;
-            Err(format!("timed out after {:?}", self.config.fetch_timeout))
-        };
-        let body = future::or(http_get(url, MAX_DESCRIPTION), timeout).await?;
-        description::parse(&body).map_err(|e| e.to_string())
-    }
-
-    async fn send_search(&self) {
+    /// M-SEARCH to every target. The socket is non-blocking and a send never waits: a full
+    /// send buffer drops that packet (the schedule searches again).
+    fn send_search(&self) {
         let cfg = &self.config;
+        let socket = self.search.get_ref();
         let interfaces = match &cfg.interfaces {
             Some(list) => list.clone(),
             None => ipv4_interfaces(),
@@ -312,15 +293,15 @@ impl Shared {
             let multicast = target.ip().is_multicast();
             if multicast && !interfaces.is_empty() {
                 for iface in &interfaces {
-                    if let Err(e) = set_multicast_if(self.search.get_ref(), *iface) {
+                    if let Err(e) = set_multicast_if(socket, *iface) {
                         log::debug!("discovery: IP_MULTICAST_IF {iface}: {e}");
                         continue;
                     }
-                    if let Err(e) = self.search.send_to(&packet, *target).await {
+                    if let Err(e) = socket.send_to(&packet, *target) {
                         log::debug!("discovery: M-SEARCH via {iface} to {target}: {e}");
                     }
                 }
-            } else if let Err(e) = self.search.send_to(&packet, *target).await {
+            } else if let Err(e) = socket.send_to(&packet, *target) {
                 log::debug!("discovery: M-SEARCH to {target}: {e}");
             }
         }
@@ -355,104 +336,136 @@ impl Shared {
         }
     }
 
-    /// The remembered base URL, if the file exists and makes sense.
-    pub fn last_camera(&self) -> Option<HttpUrl> {
-        let path = self.config.data_dir.as_ref()?.join(LAST_CAMERA_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) if b.len() <= 4096 => b,
-            Ok(_) => {
-                log::warn!("discovery: {} is too large; ignored", path.display());
-                return None;
-            }
-            Err(_) => return None,
-        };
-        let value: serde_json::Value = match serde_json::from_slice(&bytes) {
-            Ok(v) => v,
-            Err(e) => {
-                log::warn!("discovery: {} is not JSON ({e}); ignored", path.display());
-                return None;
-            }
-        };
-        let url = value.get("baseUrl")?.as_str().and_then(HttpUrl::parse);
-        if url.is_none() {
-            log::warn!(
-                "discovery: {} has no valid baseUrl; ignored",
-                path.display()
-            );
-        }
-        url
+    fn woke(&self) {
+        self.wakeups.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// The driver task: waits for packets, wake-ups and the next deadline; never spins.
-pub async fn run(shared: Arc<Shared>, sockets: Sockets) {
-    let mut search_buf = vec![0u8; MAX_PACKET + 1];
-    let mut notify_buf = vec![0u8; MAX_PACKET + 1];
-    shared.apply_in_driver(Input::Tick).await;
-    loop {
-        let deadline = shared.inspect(|m| m.poll_timeout()).await;
-        enum Woke {
-            Packet(io::Result<(usize, SocketAddr)>, bool),
-            Timer,
-            Poked,
-            Input(Box<Input>),
-            Closed,
+impl Executor<Discovery> for DiscoveryExec {
+    type Msg = Msg;
+
+    async fn on_message(&mut self, m: &mut Discovery, now: Now, msg: Msg) -> Flow {
+        self.woke();
+        self.dirty = true;
+        match msg {
+            Msg::Input { input, ack } => {
+                m.handle_input(now, *input);
+                if let Some(ack) = ack {
+                    self.acks.push((ack, Ok(())));
+                }
+            }
+            Msg::SetPrimary { uuid, reply } => {
+                let r = m.set_primary(&uuid);
+                self.acks.push((reply, r));
+            }
+            Msg::Footprint(reply) => {
+                let _ = reply.try_send(m.footprint());
+            }
         }
-        let woke = {
-            let timer = async {
-                match deadline {
-                    Some(d) => shared.clock.sleep_until(d).await,
-                    None => future::pending::<()>().await,
-                }
-                Woke::Timer
-            };
-            let poked = async {
-                match sockets.driver_rx.recv().await {
-                    Ok(ToDriver::Wake) => Woke::Poked,
-                    Ok(ToDriver::Input(i)) => Woke::Input(i),
-                    Err(_) => Woke::Closed,
-                }
-            };
-            let search =
-                async { Woke::Packet(shared.search.recv_from(&mut search_buf).await, true) };
-            let notify = async {
-                match &shared.notify {
-                    Some(s) => Woke::Packet(s.recv_from(&mut notify_buf).await, false),
-                    None => future::pending().await,
-                }
-            };
-            future::or(future::or(search, notify), future::or(timer, poked)).await
-        };
-        shared
-            .wakeups
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match woke {
-            Woke::Packet(Ok((n, from)), on_search) => {
-                let buf = if on_search { &search_buf } else { &notify_buf };
-                match ssdp::parse(&buf[..n]) {
-                    Ok(ssdp::SsdpMessage::Announce(a))
-                        if !ssdp::location_matches_sender(&a.location, from.ip()) =>
-                    {
-                        log::debug!(
-                            "discovery: {from} announced a Location on another host ({}); ignored",
-                            a.location
-                        );
-                    }
-                    Ok(msg) => shared.apply_in_driver(Input::Ssdp(msg)).await,
-                    Err(e) => log::trace!("discovery: from {from}: {e}"),
+        Flow::Continue
+    }
+
+    async fn on_timeout(&mut self, m: &mut Discovery, now: Now) {
+        self.woke();
+        self.dirty = true;
+        m.handle_timeout(now);
+    }
+
+    async fn perform(&mut self, m: &mut Discovery, _now: Now, action: Action) {
+        self.publish(m);
+        match action {
+            Action::Search => self.send_search(),
+            Action::FetchDescription(url) => self.fetch(url),
+            Action::Target { base_url, id } => {
+                log::info!("discovery: camera {id} at {base_url}");
+                let id = (!id.starts_with(MANUAL_PREFIX)).then_some(id.as_str());
+                self.prober.target(&base_url.to_string(), id);
+            }
+            Action::SsdpAlive { id } => self.prober.ssdp_alive(&id),
+            Action::Remember { base_url, id } => {
+                let url = base_url.to_string();
+                if self.remembered.as_deref() != Some(url.as_str()) {
+                    self.remember(&url, &id);
+                    self.remembered = Some(url);
                 }
             }
-            Woke::Packet(Err(e), _) => {
-                // ICMP errors from earlier sends surface here; do not spin on them.
-                log::debug!("discovery: recv: {e}");
-                shared.apply_in_driver(Input::Tick).await;
-            }
-            Woke::Timer => shared.apply_in_driver(Input::Tick).await,
-            Woke::Poked => {}
-            Woke::Input(input) => shared.apply_in_driver(*input).await,
-            Woke::Closed => return,
+            Action::Event(e) => self.publisher.event(e.to_event()),
         }
     }
+
+    async fn settled(&mut self, m: &mut Discovery, _now: Now) -> Flow {
+        self.publish(m);
+        for (reply, r) in self.acks.drain(..) {
+            let _ = reply.try_send(r);
+        }
+        Flow::Continue
+    }
+}
+
+/// Reads datagrams from `socket` until the inbox closes; each accepted SSDP message is an
+/// input. Receive errors (ICMP errors from earlier sends surface here) are logged, not fed.
+async fn read_packets(socket: Arc<Async<UdpSocket>>, inbox: Inbox<Msg>) {
+    let mut buf = vec![0u8; MAX_PACKET + 1];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                log::debug!("discovery: recv: {e}");
+                continue;
+            }
+        };
+        let input = match ssdp::parse(&buf[..n]) {
+            Ok(ssdp::SsdpMessage::Announce(a))
+                if !ssdp::location_matches_sender(&a.location, from.ip()) =>
+            {
+                log::debug!(
+                    "discovery: {from} announced a Location on another host ({}); ignored",
+                    a.location
+                );
+                continue;
+            }
+            Ok(msg) => Input::Ssdp(msg),
+            Err(e) => {
+                log::trace!("discovery: from {from}: {e}");
+                continue;
+            }
+        };
+        let msg = Msg::Input {
+            input: Box::new(input),
+            ack: None,
+        };
+        if inbox.send(msg).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The remembered base URL in `data_dir`, if the file exists and makes sense.
+pub fn last_camera(config: &DiscoveryConfig) -> Option<HttpUrl> {
+    let path = config.data_dir.as_ref()?.join(LAST_CAMERA_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) if b.len() <= 4096 => b,
+        Ok(_) => {
+            log::warn!("discovery: {} is too large; ignored", path.display());
+            return None;
+        }
+        Err(_) => return None,
+    };
+    let value: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(e) => {
+            log::warn!("discovery: {} is not JSON ({e}); ignored", path.display());
+            return None;
+        }
+    };
+    let url = value.get("baseUrl")?.as_str().and_then(HttpUrl::parse);
+    if url.is_none() {
+        log::warn!(
+            "discovery: {} has no valid baseUrl; ignored",
+            path.display()
+        );
+    }
+    url
 }
 
 /// `GET url` over plain HTTP/1.1 with `Connection: close`; the body, at most `limit` bytes.

@@ -4,7 +4,9 @@
 //!   ssdp.rs         packets: M-SEARCH out; search replies and NOTIFY alive/byebye in
 //!   description.rs  CameraDevDesc.xml → UDN, modelName, serialNumber, X_accessURL
 //!   registry.rs     the sans-IO machine: search schedule, fetch queue, bounded registry
-//!   driver.rs       sockets, description fetches, the one timer (`DiscoveryConfig`)
+//!   types.rs        its tunables, inputs, actions, events and registry entries
+//!   driver.rs       the executor for driver::run: socket readers, fetches, effects
+//!                   (`DiscoveryConfig`)
 //!   service.rs      `app::Service`: discovery_scan, set_primary_camera, status
 //! ```
 //!
@@ -15,6 +17,7 @@ pub mod driver;
 pub mod registry;
 pub mod service;
 pub mod ssdp;
+pub mod types;
 
 pub use driver::DiscoveryConfig;
 pub use registry::ProbeInfo;
@@ -24,7 +27,7 @@ pub use service::DiscoveryService;
 pub trait CameraProber: Send + Sync + 'static {
     /// Point the camera link at this camera. `id` is its UDN (without `uuid:`) or the id the
     /// probe reported; `None` for a camera known only by address. Must not block, and must not
-    /// call back into discovery synchronously (it runs under discovery's lock).
+    /// call back into discovery and wait (it runs in discovery's driver loop).
     fn target(&self, base_url: &str, id: Option<&str>);
 
     /// The camera `id` just announced itself over SSDP while the link is not connected to it:

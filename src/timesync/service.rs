@@ -1,49 +1,35 @@
-//! The time sync driver and its [`Service`] handle.
-//!
-//! Commands and client connects feed the machine at once (so a response's receipt instant is
-//! read when it arrives, not when a task gets round to it); one small task sleeps until the
-//! machine's next deadline; camera reads and writes run as short tasks that feed their result
-//! back. The clock step itself is one syscall, made inline behind the shot gate.
+//! The time sync [`Service`] handle: commands and client notices go to the driver's inbox
+//! ([`crate::driver::run`] with [`super::exec::TimeSyncExec`]), each stamped with the instant
+//! it arrived (a response's receipt instant is read when it arrives, not when the driver gets
+//! round to it); replies come back once the machine has taken them.
 
 use serde_json::Value;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use super::machine::{Action, GpsAccuracy, Input, StepOutcome, TimeSyncConfig, TimeSyncMachine};
+pub use super::exec::ShotGate;
+use super::exec::{Msg, TimeSyncExec};
+use super::machine::{GpsAccuracy, Input, TimeSyncConfig, TimeSyncMachine};
 use super::systime::SystemTimeSetter;
 use super::zone::{LocalZone, Zone};
-use crate::app::{ClientId, Origin, Outbound, Publisher, Service, StatusBoard};
+use crate::app::{ClientId, Origin, Publisher, Service, StatusBoard};
 use crate::camera::{CameraControl, CameraNotice};
 use crate::clock::{BoxFuture, SharedClock};
+use crate::driver::Inbox;
+use crate::machine::Now;
 use crate::protocol::messages::{
-    CameraSyncStarted, GpsResult, ManualTimeSyncResult, SystemTimeReply, TimeSyncRequest,
-    TimeSyncResult, TimeSyncStatus, TimeSyncStatusCompat,
+    CameraSyncStarted, GpsResult, ManualTimeSyncResult, TimeSyncResult, TimeSyncStatus,
+    TimeSyncStatusCompat,
 };
-use crate::protocol::status::{NetInterface, TimesyncBlock};
+use crate::protocol::status::TimesyncBlock;
 use crate::protocol::{ApiError, Command, CommandResult, Owner, Reply};
 use crate::util::{iso8601, parse_iso8601, unix_millis};
 
-/// "Is a shot in flight right now?" — the clock is never stepped while it says yes.
-pub type ShotGate = Arc<dyn Fn() -> bool + Send + Sync>;
-
-struct Inner {
-    machine: Mutex<TimeSyncMachine>,
-    clock: SharedClock,
-    status: StatusBoard,
-    publisher: Publisher,
-    camera: Option<Arc<dyn CameraControl>>,
-    setter: Arc<dyn SystemTimeSetter>,
-    shot_in_flight: ShotGate,
-    zone: Arc<dyn Zone>,
-    /// Tells the driver the next deadline may have changed (capacity 1: wake-ups coalesce).
-    wake: async_channel::Sender<()>,
-    /// Where each WebSocket client connects from (for `piProxyState.state`).
-    addrs: Mutex<std::collections::HashMap<ClientId, std::net::IpAddr>>,
-    /// The interface the last accepted sync came through ("ap0", "wlan0").
-    proxy_iface: Mutex<Option<String>>,
-}
+/// Inbox room: client connects and commands (the hub bounds both) and camera answers.
+const INBOX: usize = 128;
 
 pub struct TimeSyncService {
-    inner: Arc<Inner>,
+    inbox: Inbox<Msg>,
+    clock: SharedClock,
     /// Where a GPS fix's position goes (sun times); set once by the wiring.
     location: std::sync::OnceLock<Arc<crate::location::LocationStore>>,
 }
@@ -84,47 +70,56 @@ impl TimeSyncService {
         shot_in_flight: ShotGate,
         zone: Arc<dyn Zone>,
     ) -> Arc<TimeSyncService> {
-        let (wake, woken) = async_channel::bounded(1);
-        let inner = Arc::new(Inner {
-            machine: Mutex::new(TimeSyncMachine::new(config)),
-            clock,
+        let (inbox, rx) = crate::driver::inbox(INBOX);
+        let machine = TimeSyncMachine::new(config);
+        let exec = TimeSyncExec {
+            clock: clock.clone(),
             status,
             publisher,
             camera: camera.clone(),
             setter,
             shot_in_flight,
             zone,
-            wake,
-            addrs: Mutex::new(std::collections::HashMap::new()),
-            proxy_iface: Mutex::new(None),
-        });
-        inner.publish_status();
-        crate::rt::spawn(drive(inner.clone(), woken)).detach();
+            inbox: inbox.clone(),
+            addrs: Default::default(),
+            proxy_iface: None,
+            replies: Vec::new(),
+        };
+        // The block is there before the driver's first turn.
+        let block = exec.block(&machine, Now::read(clock.as_ref()));
+        exec.status.set_timesync(Some(block));
+        let driver_clock = clock.clone();
+        crate::rt::spawn(async move {
+            crate::driver::run(machine, exec, rx, driver_clock).await;
+        })
+        .detach();
+        let svc = TimeSyncService {
+            inbox,
+            clock,
+            location: std::sync::OnceLock::new(),
+        };
         if let Some(cam) = camera {
             let notices = cam.subscribe();
-            let listener = inner.clone();
             if cam.is_connected() {
-                listener.feed(Input::CameraConnected).ok();
+                svc.tell(Input::CameraConnected);
             }
+            let (inbox, clock) = (svc.inbox.clone(), svc.clock.clone());
             crate::rt::spawn(async move {
                 while let Ok(n) = notices.recv().await {
-                    match n {
-                        CameraNotice::Connected { .. } => {
-                            listener.feed(Input::CameraConnected).ok();
-                        }
-                        CameraNotice::Lost { .. } => {
-                            listener.feed(Input::CameraLost).ok();
-                        }
-                        CameraNotice::FilesAdded(_) => {}
+                    let input = match n {
+                        CameraNotice::Connected { .. } => Input::CameraConnected,
+                        CameraNotice::Lost { .. } => Input::CameraLost,
+                        CameraNotice::FilesAdded(_) => continue,
+                    };
+                    let at = Now::read(clock.as_ref());
+                    if inbox.send(Msg::Input { at, input }).await.is_err() {
+                        return;
                     }
                 }
             })
             .detach();
         }
-        Arc::new(TimeSyncService {
-            inner,
-            location: std::sync::OnceLock::new(),
-        })
+        Arc::new(svc)
     }
 
     /// GPS fixes with a position update `store` as well as the clock.
@@ -141,7 +136,7 @@ impl TimeSyncService {
         };
         match crate::sun::Location::new(lat, lon) {
             Ok(loc) => {
-                if let Err(e) = store.set(loc, "gps", unix_millis(self.inner.clock.wall())) {
+                if let Err(e) = store.set(loc, "gps", unix_millis(self.clock.wall())) {
                     log::warn!("GPS position not kept: {}", e.message);
                 }
             }
@@ -149,224 +144,57 @@ impl TimeSyncService {
         }
     }
 
+    /// Hands a notice (a client came or went) to the driver without waiting. The inbox is
+    /// bounded; a full one means the driver is far behind, and the notice is dropped, said.
+    fn tell(&self, input: Input) {
+        let at = Now::read(self.clock.as_ref());
+        if let Err(e) = self.inbox.try_send(Msg::Input { at, input }) {
+            if e.is_full() {
+                log::warn!("time sync: inbox full; a client notice was dropped");
+            }
+        }
+    }
+
+    /// Asks the driver something and waits for the answer.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(async_channel::Sender<T>) -> Msg,
+    ) -> Result<T, ApiError> {
+        let (tx, rx) = async_channel::bounded(1);
+        let gone = || ApiError::unavailable("time sync has stopped");
+        self.inbox.send(make(tx)).await.map_err(|_| gone())?;
+        rx.recv().await.map_err(|_| gone())
+    }
+
+    /// Feeds a command's input, stamped now (its receipt instant), and returns a future with
+    /// the machine's verdict, answered once the status block reflects it.
+    fn feed(
+        &self,
+        client: Option<ClientId>,
+        input: Input,
+        timezone: Option<String>,
+    ) -> impl std::future::Future<Output = Result<(), ApiError>> + Send + '_ {
+        let at = Now::read(self.clock.as_ref());
+        async move {
+            self.ask(|reply| Msg::Feed {
+                at,
+                client,
+                input,
+                timezone,
+                reply,
+            })
+            .await?
+        }
+    }
+
     /// The machine's next deadline (monotonic), for tests and diagnostics.
-    pub fn next_deadline(&self) -> Option<std::time::Instant> {
-        self.inner.lock().poll_timeout()
+    pub async fn next_deadline(&self) -> Option<std::time::Instant> {
+        self.ask(Msg::NextDeadline).await.ok().flatten()
     }
 
     /// The `timesync` block as of now.
-    pub fn status(&self) -> TimesyncBlock {
-        self.inner.block()
-    }
-}
-
-impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, TimeSyncMachine> {
-        crate::sys::lock(&self.machine)
-    }
-
-    /// The block, with `piProxyState.state` in the original's vocabulary.
-    fn block(&self) -> TimesyncBlock {
-        let mut b = self.lock().status(self.clock.now(), self.clock.wall());
-        let iface = lock(&self.proxy_iface).clone();
-        b.pi_proxy_state.state = match iface {
-            Some(i) if b.pi_proxy_state.valid => format!("{i}-device"),
-            _ => "none".into(),
-        };
-        b
-    }
-
-    fn publish_status(&self) {
-        self.status.set_timesync(Some(self.block()));
-    }
-
-    /// The interface a client reaches the Pi through: the access point's when its address is
-    /// in the AP's /24, else the client (Wi-Fi) interface.
-    fn iface_of(&self, client: Option<ClientId>) -> String {
-        let network = self.status.network();
-        let (mut ap, mut sta, mut ap_ip) = ("ap0".to_string(), "wlan0".to_string(), None);
-        for (name, i) in network.iter().flat_map(|n| n.interfaces.iter()) {
-            match i {
-                NetInterface::Ap(a) => {
-                    ap = name.clone();
-                    ap_ip =
-                        a.ip.as_deref()
-                            .and_then(|ip| ip.parse::<std::net::IpAddr>().ok());
-                }
-                NetInterface::Client(_) => sta = name.clone(),
-            }
-        }
-        let addr = client.and_then(|c| lock(&self.addrs).get(&c).copied());
-        match (addr, ap_ip) {
-            (Some(std::net::IpAddr::V4(a)), Some(std::net::IpAddr::V4(b)))
-                if a.octets()[..3] == b.octets()[..3] =>
-            {
-                ap
-            }
-            _ => sta,
-        }
-    }
-
-    /// Feeds a sample from `client`; when it set the Pi's time, remembers its interface.
-    fn feed_sample(
-        self: &Arc<Self>,
-        client: Option<ClientId>,
-        input: Input,
-    ) -> Result<(), ApiError> {
-        let before = self.lock().last_sync_at();
-        self.feed(input)?;
-        if self.lock().last_sync_at() != before {
-            *lock(&self.proxy_iface) = Some(self.iface_of(client));
-            self.publish_status();
-        }
-        Ok(())
-    }
-
-    /// Feeds one input, performs the resulting actions (feeding back the ones that answer at
-    /// once, such as a clock step), publishes the status and wakes the driver.
-    fn feed(self: &Arc<Self>, input: Input) -> Result<(), ApiError> {
-        let mut next = Some(input);
-        let mut first_result = None;
-        while let Some(input) = next.take() {
-            let actions: Vec<Action> = {
-                let mut m = self.lock();
-                let r = m.handle(self.clock.now(), self.clock.wall(), input);
-                first_result.get_or_insert(r);
-                std::iter::from_fn(|| m.poll_action()).collect()
-            };
-            for a in actions {
-                if let Some(answer) = self.perform(a) {
-                    // Only StepClock answers inline, and the machine emits one at a time.
-                    next = Some(answer);
-                }
-            }
-        }
-        self.publish_status();
-        let _ = self.wake.try_send(());
-        first_result.unwrap_or(Ok(()))
-    }
-
-    fn perform(self: &Arc<Self>, action: Action) -> Option<Input> {
-        match action {
-            Action::SendRequest {
-                client,
-                request_id,
-                server_time_ms,
-            } => {
-                self.publisher.send(Outbound::TimeSyncRequest(
-                    client,
-                    TimeSyncRequest {
-                        request_id,
-                        server_time: server_time_ms,
-                    },
-                ));
-                None
-            }
-            Action::StepClock { offset_ms } => {
-                if (self.shot_in_flight)() {
-                    return Some(Input::Step(StepOutcome::Deferred));
-                }
-                let now = unix_millis(self.clock.wall());
-                let target = crate::util::from_unix_millis(now + offset_ms);
-                Some(Input::Step(match self.setter.set(target) {
-                    Ok(()) => {
-                        log::info!("stepped the system clock by {offset_ms} ms");
-                        StepOutcome::Done
-                    }
-                    Err(e) => {
-                        log::warn!("could not step the system clock: {}", e.message);
-                        StepOutcome::Failed(e)
-                    }
-                }))
-            }
-            Action::ReadCamera => {
-                let me = self.clone();
-                crate::rt::spawn(async move {
-                    let r = match &me.camera {
-                        Some(cam) => {
-                            let t0 = me.clock.now();
-                            let r = cam.datetime().await;
-                            let half = me.clock.now().saturating_duration_since(t0) / 2;
-                            // The reading is about half a round trip old when it arrives.
-                            r.map(|dt| dt.time + half)
-                        }
-                        None => Err(ApiError::unavailable("no camera control in this instance")),
-                    };
-                    me.feed(Input::CameraRead(r)).ok();
-                })
-                .detach();
-                None
-            }
-            Action::WriteCamera => {
-                let me = self.clone();
-                crate::rt::spawn(async move {
-                    let r = match &me.camera {
-                        Some(cam) => {
-                            let t = me.clock.wall();
-                            let z = me.zone.at(t);
-                            cam.set_datetime(t, z.std_offset_secs, z.dst).await
-                        }
-                        None => Err(ApiError::unavailable("no camera control in this instance")),
-                    };
-                    me.feed(Input::CameraWritten(r)).ok();
-                })
-                .detach();
-                None
-            }
-            Action::Event(e) => {
-                self.publisher.event(e);
-                None
-            }
-        }
-    }
-
-    fn system_time(&self) -> SystemTimeReply {
-        let now = self.clock.now();
-        let wall = self.clock.wall();
-        let z = self.zone.at(wall);
-        let m = self.lock();
-        SystemTimeReply {
-            current_time: iso8601(wall),
-            time: iso8601(wall),
-            timestamp: unix_millis(wall),
-            unix_ms: unix_millis(wall),
-            timezone: self.zone.name(wall),
-            utc_offset_seconds: z.utc_offset_secs,
-            standard_offset_seconds: z.std_offset_secs,
-            dst: z.dst,
-            reliability: m.pi_reliability(now).as_str().into(),
-            is_synchronized: m.pi_synchronized(now),
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-async fn drive(inner: Arc<Inner>, woken: async_channel::Receiver<()>) {
-    loop {
-        let deadline = inner.lock().poll_timeout();
-        let timer = async {
-            match deadline {
-                Some(d) => {
-                    inner.clock.sleep_until(d).await;
-                    true
-                }
-                None => futures_lite::future::pending().await,
-            }
-        };
-        let wake = async {
-            let _ = woken.recv().await;
-            false
-        };
-        let timed_out = futures_lite::future::or(timer, wake).await;
-        if woken.is_closed() {
-            return;
-        }
-        if timed_out {
-            inner.feed(Input::Tick).ok();
-        }
+    pub async fn status(&self) -> Result<TimesyncBlock, ApiError> {
+        self.ask(Msg::Status).await
     }
 }
 
@@ -440,7 +268,9 @@ impl Service for TimeSyncService {
     }
 
     fn client_address(&self, client: ClientId, addr: std::net::SocketAddr) {
-        lock(&self.inner.addrs).insert(client, addr.ip());
+        let _ = self
+            .inbox
+            .try_send(Msg::ClientAddr(client, Some(addr.ip())));
     }
 
     fn handle<'a>(
@@ -452,60 +282,72 @@ impl Service for TimeSyncService {
             Origin::WebSocket(id) => Some(id),
             Origin::Rest | Origin::Internal => None,
         };
-        let inner = &self.inner;
-        // Everything here is answered without waiting: compute first, then hand back a ready
-        // future (the receipt instant of a response must not wait for a poll).
-        let result: CommandResult = match cmd {
-            Command::TimeSyncResponse(r) => (|| {
-                let client_time_ms = parse_time_value(&r.client_time, "clientTime")?;
-                if let Some(tz) = timezone_label(&r.timezone)? {
-                    inner.lock().set_timezone_label(Some(tz));
-                }
-                inner.feed_sample(
-                    client,
-                    Input::Response {
+        // Inputs are stamped here, when the command arrives (a response's receipt instant
+        // must not wait for a poll); the future only carries them to the driver.
+        Some(match cmd {
+            Command::TimeSyncResponse(r) => {
+                let parsed = parse_time_value(&r.client_time, "clientTime")
+                    .and_then(|t| Ok((t, timezone_label(&r.timezone)?)));
+                let fed = parsed.map(|(client_time_ms, tz)| {
+                    let input = Input::Response {
                         client,
                         request_id: request_id(&r.request_id),
                         client_time_ms,
-                    },
-                )?;
-                Ok(Reply::of(&TimeSyncResult { accepted: true }))
-            })(),
-            Command::GpsResponse(g) => (|| {
+                    };
+                    self.feed(client, input, tz)
+                });
+                Box::pin(async move {
+                    fed?.await?;
+                    Ok(Reply::of(&TimeSyncResult { accepted: true }))
+                })
+            }
+            Command::GpsResponse(g) => {
                 self.keep_position(g);
-                let fix_time_ms = parse_time_value(&g.timestamp, "timestamp")?;
-                inner.feed_sample(
-                    client,
-                    Input::Gps {
+                let fed = parse_time_value(&g.timestamp, "timestamp").map(|fix_time_ms| {
+                    let input = Input::Gps {
                         client,
                         fix_time_ms,
                         accuracy: gps_accuracy(&g.accuracy),
-                    },
-                )?;
-                Ok(Reply::of(&GpsResult { received: true }))
-            })(),
-            Command::ManualTimeSync(m) => (|| {
-                let client_time_ms = parse_time_value(&m.client_time, "clientTime")?;
-                let tz = timezone_label(&m.timezone)?;
-                if tz.is_some() {
-                    inner.lock().set_timezone_label(tz.clone());
-                }
-                inner.feed_sample(client, Input::Manual { client_time_ms })?;
-                Ok(Reply::of(&ManualTimeSyncResult {
-                    success: true,
-                    accepted: true,
-                    timezone: tz,
-                    // Changing the system zone (timedatectl) is out of scope: the zone is
-                    // kept as a label only.
-                    timezone_applied: false,
-                    current_time: iso8601(inner.clock.wall()),
-                }))
-            })(),
-            Command::ManualCameraSync => inner
-                .feed(Input::CameraSyncRequested { manual: true })
-                .map(|()| Reply::of(&CameraSyncStarted { started: true })),
-            Command::GetTimeSyncStatus => {
-                let block = self.status();
+                    };
+                    self.feed(client, input, None)
+                });
+                Box::pin(async move {
+                    fed?.await?;
+                    Ok(Reply::of(&GpsResult { received: true }))
+                })
+            }
+            Command::ManualTimeSync(m) => {
+                let parsed = parse_time_value(&m.client_time, "clientTime")
+                    .and_then(|t| Ok((t, timezone_label(&m.timezone)?)));
+                let fed = parsed.map(|(client_time_ms, tz)| {
+                    (
+                        self.feed(client, Input::Manual { client_time_ms }, tz.clone()),
+                        tz,
+                    )
+                });
+                Box::pin(async move {
+                    let (fed, timezone) = fed?;
+                    fed.await?;
+                    Ok(Reply::of(&ManualTimeSyncResult {
+                        success: true,
+                        accepted: true,
+                        timezone,
+                        // Changing the system zone (timedatectl) is out of scope: the zone is
+                        // kept as a label only.
+                        timezone_applied: false,
+                        current_time: iso8601(self.clock.wall()),
+                    }))
+                })
+            }
+            Command::ManualCameraSync => {
+                let fed = self.feed(client, Input::CameraSyncRequested { manual: true }, None);
+                Box::pin(async move {
+                    fed.await?;
+                    Ok(Reply::of(&CameraSyncStarted { started: true }))
+                })
+            }
+            Command::GetTimeSyncStatus => Box::pin(async move {
+                let block = self.status().await?;
                 let status = TimeSyncStatusCompat {
                     pi_reliable: block.pi.is_synchronized,
                     last_pi_sync: block.pi.last_sync_time.clone(),
@@ -517,24 +359,26 @@ impl Service for TimeSyncService {
                     success: true,
                     status,
                 }))
+            }),
+            Command::GetSystemTime => {
+                Box::pin(async move { Ok(Reply::of(&self.ask(Msg::SystemTime).await?)) })
             }
-            Command::GetSystemTime => Ok(Reply::of(&inner.system_time())),
             _ => return None,
-        };
-        Some(Box::pin(async move { result }))
+        })
     }
 
     fn client_connected(&self, client: ClientId) {
-        self.inner.feed(Input::ClientConnected(client)).ok();
+        self.tell(Input::ClientConnected(client));
     }
 
     fn client_disconnected(&self, client: ClientId) {
-        lock(&self.inner.addrs).remove(&client);
-        self.inner.feed(Input::ClientDisconnected(client)).ok();
+        let _ = self.inbox.try_send(Msg::ClientAddr(client, None));
+        self.tell(Input::ClientDisconnected(client));
     }
 
     fn shutdown(&self) -> BoxFuture<'_, ()> {
-        self.inner.wake.close();
+        // The driver ends once it has drained what is queued.
+        self.inbox.close();
         Box::pin(async {})
     }
 }

@@ -1,157 +1,79 @@
-//! The Wi-Fi driver: one smol task that owns the D-Bus connection and the [`WifiMachine`],
-//! performs its actions through the NM proxies, and turns NM's signals into machine inputs.
+//! The Wi-Fi driver: [`crate::driver::run`] with the [`WifiMachine`] and `WifiExec`, the
+//! machine's effects against NetworkManager.
 //!
 //! ```text
-//!  service ──Request──┐
-//!  D-Bus signals ─────┼──▶ driver loop ──handle(now, input)──▶ WifiMachine
-//!  (forwarder tasks)  │         ▲                                   │ poll_action
-//!  timer (Clock) ─────┘         └──── perform: zbus calls ◀─────────┘
+//!  service ──Request──┐                            ┌─▶ WifiMachine ──actions──▶ perform
+//!  NM signals ────────┼──▶ inbox ──▶ driver loop ──┤                               │
+//!  (forwarder tasks)  │    ▲                       └─ bus retry (own deadline)     ▼
+//!  NM worker ─results─┘    └──────── job results ◀── NM worker: D-Bus calls, in order
 //! ```
 //!
-//! Signals come from two match rules: every signal under `/org/freedesktop/NetworkManager`
-//! (PropertiesChanged, Device.StateChanged, NM StateChanged) and `NameOwnerChanged` for NM's
-//! bus name, so NM vanishing or (re)appearing is followed without polling. Without a system
-//! bus at all the driver retries the bus at a slow pace (`bus_retry`).
+//! Every D-Bus call may wait (NM busy, a daemon hanging), so none runs in the loop: `perform`
+//! and the request handlers queue a job on the NM worker (one task, a bounded queue, jobs run
+//! in order so NM's answers arrive in the order they were asked), and each job answers with a
+//! message in the inbox. Without a system bus at all the driver retries the bus at a slow
+//! pace (`bus_retry`).
 
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use futures_lite::StreamExt;
-use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue, Value as ZValue};
+use zbus::zvariant::OwnedObjectPath;
 
+use super::bus::{self, Signal};
+use super::machine::{Action, ConnectState, Input, WifiEvent, WifiMachine};
+use super::nm::{self, DeviceState, DeviceStateReason};
+use super::ops::{self, DeviceReport, Nm};
+use super::status::{self, Snapshot};
+use super::types::MAX_SCAN_WAITERS;
+pub use super::types::{Notices, Reply1, Request, WifiNotice, WifiOptions};
 use crate::app::{Publisher, StatusBoard};
-use crate::clock::SharedClock;
+use crate::clock::{BoxFuture, SharedClock};
+use crate::driver::{Executor, Flow, Inbox};
+use crate::machine::{Machine, Now};
 use crate::protocol::messages::{
-    NetworkConnectResult, NetworkDisconnectResult, NetworkScanResult, NetworkStatus, SavedNetwork,
-    SavedNetworks, WifiConnected, WifiConnectionFailed, WifiConnectionStarted, WifiCountryReply,
-    WifiCountrySet, WifiDisableResult, WifiEnableResult, WifiNetwork,
-};
-use crate::protocol::status::{
-    ApClient, ApInterface, ClientInterface, NetInterface, NetworkBlock, WifiCountryBlock,
+    NetworkConnectResult, NetworkStatus, SavedNetworks, WifiConnected, WifiConnectionFailed,
+    WifiConnectionStarted, WifiCountryReply,
 };
 use crate::protocol::{ApiError, ErrorCode, Reply, Secret};
-use crate::wifi::country::{ap_channel_warning, Regulatory};
-use crate::wifi::machine::{Action, ConnectState, Input, Timing, WifiEvent, WifiMachine};
-use crate::wifi::nm::{self, DeviceState, DeviceStateReason};
 
-/// Tunables of the Wi-Fi service.
-#[derive(Clone)]
-pub struct WifiOptions {
-    /// D-Bus address of the bus NM is on; None: the system bus (`DBUS_SYSTEM_BUS_ADDRESS`
-    /// or the default socket).
-    pub bus_address: Option<String>,
-    /// The client (station) interface.
-    pub client_iface: String,
-    /// The access-point interface the camera and phone join.
-    pub ap_iface: String,
-    pub timing: Timing,
-    /// How often to retry when there is no D-Bus at all.
-    pub bus_retry: Duration,
-    /// NM's dnsmasq lease files (`dnsmasq-<iface>.leases`) for the AP's clients.
-    pub leases_dir: PathBuf,
-    pub regulatory: Arc<dyn Regulatory>,
+/// What the Wi-Fi driver's inbox carries: requests, NM's signals, and the NM worker's answers.
+pub(crate) enum Msg {
+    Request(Request),
+    Signal(Signal),
+    /// The bus was opened (with its signal forwarders and whether NM is on it), or why not.
+    Bus(Result<(zbus::Connection, Vec<smol::Task<()>>, bool), String>),
+    /// A machine input computed by a job.
+    Input(Input),
+    /// Activation answered (the secret already scrubbed from an error), with the device's
+    /// state right after.
+    Activated {
+        result: Result<OwnedObjectPath, String>,
+        device: Option<DeviceReport>,
+    },
+    /// The client device changed state (a signal, checked against the client device).
+    Device(DeviceReport),
+    /// A fresh view of NM's devices; `reply` is answered once it is published (with the
+    /// network block when `result` is `None`).
+    Snapshot {
+        snap: Snapshot,
+        reply: Option<(Reply1, Option<Result<Reply, ApiError>>)>,
+    },
+    /// The scan list, for everyone waiting on the scan.
+    Listed(Result<Reply, ApiError>),
+    /// The regulatory domain was read or set (`country`: the one now in force).
+    Country {
+        country: Option<String>,
+        reply: Option<(Reply1, Result<Reply, ApiError>)>,
+    },
+    /// A job's answer to a request.
+    Reply(Reply1, Result<Reply, ApiError>),
 }
 
-impl Default for WifiOptions {
-    fn default() -> Self {
-        WifiOptions {
-            bus_address: None,
-            client_iface: "wlan0".into(),
-            ap_iface: "ap0".into(),
-            timing: Timing::default(),
-            bus_retry: Duration::from_secs(60),
-            leases_dir: PathBuf::from("/var/lib/NetworkManager"),
-            regulatory: Arc::new(crate::wifi::country::IwRegulatory::default()),
-        }
-    }
-}
+/// NM worker jobs waiting at most; more answer "busy" (requests) or are dropped (hints).
+const MAX_JOBS: usize = 32;
 
-/// Told to the camera link (and anyone else) when the Pi's addresses change.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WifiNotice {
-    AddressesChanged {
-        client: Option<Ipv4Addr>,
-        ap: Option<Ipv4Addr>,
-    },
-}
-
-/// Subscribers to [`WifiNotice`]s; each gets a small bounded queue (a notice is a hint: a
-/// subscriber that lags loses old ones, never blocks the driver).
-#[derive(Clone, Default)]
-pub struct Notices {
-    subs: Arc<Mutex<Vec<async_channel::Sender<WifiNotice>>>>,
-}
-
-impl Notices {
-    pub fn subscribe(&self) -> async_channel::Receiver<WifiNotice> {
-        let (tx, rx) = async_channel::bounded(8);
-        self.subs.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
-        rx
-    }
-
-    fn send(&self, n: WifiNotice) {
-        let mut subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
-        subs.retain(|s| !s.is_closed());
-        for s in subs.iter() {
-            let _ = s.try_send(n.clone());
-        }
-    }
-}
-
-/// Scan requests answered by one running scan, at most.
-const MAX_SCAN_WAITERS: usize = 32;
-
-pub type Reply1 = async_channel::Sender<Result<Reply, ApiError>>;
-
-/// What the service asks of the driver; each carries its own one-shot reply.
-pub enum Request {
-    /// Re-read the block (AP clients come from a file NM does not signal about).
-    Status {
-        reply: Reply1,
-    },
-    Scan {
-        refresh: bool,
-        reply: Reply1,
-    },
-    Connect {
-        ssid: String,
-        password: Option<Secret>,
-        reply: Reply1,
-    },
-    Disconnect {
-        reply: Reply1,
-    },
-    SetRadio {
-        enabled: bool,
-        reply: Reply1,
-    },
-    GetCountry {
-        reply: Reply1,
-    },
-    /// The saved Wi-Fi profiles.
-    Saved {
-        reply: Reply1,
-    },
-    SetCountry {
-        code: String,
-        reply: Reply1,
-    },
-}
-
-enum Signal {
-    NmOwner(bool),
-    DeviceState {
-        path: OwnedObjectPath,
-        state: u32,
-        reason: u32,
-    },
-    LastScan(i64),
-    Changed,
-    BusLost(String),
-}
+type Job = BoxFuture<'static, Option<Msg>>;
 
 struct Bus {
     conn: zbus::Connection,
@@ -159,15 +81,14 @@ struct Bus {
     _forwarders: Vec<smol::Task<()>>,
 }
 
-pub(crate) struct Driver {
-    opts: WifiOptions,
+pub(crate) struct WifiExec {
+    opts: Arc<WifiOptions>,
     clock: SharedClock,
     status: StatusBoard,
     publisher: Publisher,
     notices: Notices,
-    machine: WifiMachine,
-    signals_tx: async_channel::Sender<Signal>,
-    signals_rx: async_channel::Receiver<Signal>,
+    inbox: Inbox<Msg>,
+    jobs: async_channel::Sender<Job>,
     bus: Option<Bus>,
     nm_present: bool,
     /// Why NM is not usable, for SERVICE_UNAVAILABLE messages.
@@ -176,9 +97,12 @@ pub(crate) struct Driver {
     /// The active connection our current attempt created.
     our_active: Option<OwnedObjectPath>,
     connect_waiter: Option<Reply1>,
+    /// The address the last successful connection reported (for its reply).
+    connected_ip: Option<Ipv4Addr>,
     scan_waiters: Vec<Reply1>,
     addresses: (Option<Ipv4Addr>, Option<Ipv4Addr>),
     country: Option<String>,
+    _worker: smol::Task<()>,
 }
 
 fn nm_unreachable(why: &str) -> ApiError {
@@ -202,181 +126,152 @@ fn answer(reply: Reply1, result: Result<Reply, ApiError>) {
     let _ = reply.try_send(result);
 }
 
-impl Driver {
-    pub(crate) fn new(
-        opts: WifiOptions,
-        clock: SharedClock,
-        status: StatusBoard,
-        publisher: Publisher,
-        notices: Notices,
-    ) -> Self {
-        let (signals_tx, signals_rx) = async_channel::bounded(64);
-        Driver {
-            machine: WifiMachine::new(opts.timing),
-            opts,
-            clock,
-            status,
-            publisher,
-            notices,
-            signals_tx,
-            signals_rx,
-            bus: None,
-            nm_present: false,
-            unavailable: "not connected yet".into(),
-            bus_retry_at: None,
-            our_active: None,
-            connect_waiter: None,
-            scan_waiters: Vec::new(),
-            addresses: (None, None),
-            country: None,
+fn busy() -> ApiError {
+    ApiError::new(
+        ErrorCode::RateLimited,
+        "NetworkManager has too many requests waiting; try again in a few seconds",
+    )
+}
+
+/// Starts the Wi-Fi driver; returns its inbox and the task (dropping it stops the driver).
+pub(crate) fn start(
+    opts: WifiOptions,
+    clock: SharedClock,
+    status: StatusBoard,
+    publisher: Publisher,
+    notices: Notices,
+) -> (Inbox<Msg>, smol::Task<()>) {
+    let (inbox, rx) = crate::driver::inbox(64);
+    let (jobs, queue) = async_channel::bounded::<Job>(MAX_JOBS);
+    let results = inbox.clone();
+    let worker = crate::rt::spawn(async move {
+        while let Ok(job) = queue.recv().await {
+            if let Some(msg) = job.await {
+                if results.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let mut exec = WifiExec {
+        opts: Arc::new(opts),
+        clock: clock.clone(),
+        status,
+        publisher,
+        notices,
+        inbox: inbox.clone(),
+        jobs,
+        bus: None,
+        nm_present: false,
+        unavailable: "not connected yet".into(),
+        bus_retry_at: None,
+        our_active: None,
+        connect_waiter: None,
+        connected_ip: None,
+        scan_waiters: Vec::new(),
+        addresses: (None, None),
+        country: None,
+        _worker: worker,
+    };
+    // The bus first: the first block published says whether NM can be reached.
+    exec.connect_bus();
+    let opts = exec.opts.clone();
+    exec.job(async move {
+        let country = opts.regulatory.get().await.ok().map(|c| c.code);
+        Some(Msg::Country {
+            country,
+            reply: None,
+        })
+    });
+    let machine = WifiMachine::new(exec.opts.timing);
+    let task = crate::rt::spawn(async move {
+        crate::driver::run(machine, exec, rx, clock).await;
+        log::debug!("wifi driver stopped");
+    });
+    (inbox, task)
+}
+
+impl WifiExec {
+    /// Queues `job` on the NM worker; false if the queue is full (the job is dropped).
+    fn job(&self, job: impl std::future::Future<Output = Option<Msg>> + Send + 'static) -> bool {
+        self.jobs.try_send(Box::pin(job)).is_ok()
+    }
+
+    /// Queues a job that answers `reply`; a full queue answers "busy" at once.
+    fn job_for(
+        &self,
+        reply: Reply1,
+        job: impl std::future::Future<Output = Result<Reply, ApiError>> + Send + 'static,
+    ) {
+        let r = reply.clone();
+        if !self.job(async move { Some(Msg::Reply(r, job.await)) }) {
+            answer(reply, Err(busy()));
         }
     }
 
-    pub(crate) async fn run(mut self, requests: async_channel::Receiver<Request>) {
-        self.country = self.opts.regulatory.get().await.ok().map(|c| c.code);
-        self.connect_bus().await;
-        self.republish().await;
-        enum Wake {
-            Request(Option<Request>),
-            Signal(Signal),
-            Timer,
+    /// NM, when it is on the bus.
+    fn nm(&self) -> Result<Nm, ApiError> {
+        match &self.bus {
+            Some(b) if self.nm_present => Ok(Nm {
+                conn: b.conn.clone(),
+                opts: self.opts.clone(),
+            }),
+            _ => Err(nm_unreachable(&self.unavailable)),
         }
-        loop {
-            let deadline = [self.machine.poll_timeout(), self.bus_retry_at]
-                .into_iter()
-                .flatten()
-                .min();
-            let clock = self.clock.clone();
-            let timer = async move {
-                match deadline {
-                    Some(d) => clock.sleep_until(d).await,
-                    None => std::future::pending::<()>().await,
-                }
-                Wake::Timer
-            };
-            let wake = futures_lite::future::or(
-                futures_lite::future::or(
-                    async { Wake::Request(requests.recv().await.ok()) },
-                    async {
-                        match self.signals_rx.recv().await {
-                            Ok(s) => Wake::Signal(s),
-                            // We hold a sender ourselves: never closed.
-                            Err(_) => std::future::pending().await,
-                        }
-                    },
-                ),
-                timer,
-            )
-            .await;
-            match wake {
-                Wake::Request(None) => break, // the service was dropped
-                Wake::Request(Some(r)) => self.on_request(r).await,
-                Wake::Signal(s) => self.on_signal(s).await,
-                Wake::Timer => {
-                    let now = self.clock.now();
-                    if self.bus_retry_at.is_some_and(|t| now >= t) {
-                        self.bus_retry_at = None;
-                        self.connect_bus().await;
-                        self.republish().await;
-                    }
-                    self.machine.handle(now, Input::Tick);
-                }
-            }
-            self.run_actions().await;
-        }
-        log::debug!("wifi driver stopped");
     }
 
     // -----------------------------------------------------------------------------------------
     // Bus and NM presence
 
-    async fn connect_bus(&mut self) {
-        let conn = open_bus(self.opts.bus_address.as_deref()).await;
-        let conn = match conn {
-            Ok(c) => c,
-            Err(e) => {
-                self.set_unavailable(format!("cannot connect to the system bus ({e})"));
-                self.bus_retry_at = Some(self.clock.now() + self.opts.bus_retry);
-                return;
-            }
-        };
-        match self.start_forwarders(&conn).await {
-            Ok(tasks) => {
-                self.bus = Some(Bus {
-                    conn: conn.clone(),
-                    _forwarders: tasks,
-                });
-            }
-            Err(e) => {
-                self.set_unavailable(format!("cannot subscribe to NetworkManager signals ({e})"));
-                self.bus_retry_at = Some(self.clock.now() + self.opts.bus_retry);
-                return;
-            }
+    /// Opens the bus on the worker; the answer is [`Msg::Bus`].
+    fn connect_bus(&mut self) {
+        let address = self.opts.bus_address.clone();
+        let inbox = self.inbox.clone();
+        let queued = self.job(async move {
+            let conn = match bus::open_bus(address.as_deref()).await {
+                Ok(c) => c,
+                Err(e) => {
+                    return Some(Msg::Bus(Err(format!(
+                        "cannot connect to the system bus ({e})"
+                    ))))
+                }
+            };
+            let tasks = match bus::start_forwarders(&conn, inbox, Msg::Signal).await {
+                Ok(t) => t,
+                Err(e) => {
+                    return Some(Msg::Bus(Err(format!(
+                        "cannot subscribe to NetworkManager signals ({e})"
+                    ))))
+                }
+            };
+            let has_owner = match zbus::fdo::DBusProxy::new(&conn).await {
+                Ok(p) => p
+                    .name_has_owner(nm::NM_BUS_NAME.try_into().expect("static bus name"))
+                    .await
+                    .unwrap_or(false),
+                Err(_) => false,
+            };
+            Some(Msg::Bus(Ok((conn, tasks, has_owner))))
+        });
+        if !queued {
+            self.bus_retry_at = Some(self.clock.now() + self.opts.bus_retry);
         }
-        let has_owner = match zbus::fdo::DBusProxy::new(&conn).await {
-            Ok(p) => p
-                .name_has_owner(nm::NM_BUS_NAME.try_into().expect("static bus name"))
-                .await
-                .unwrap_or(false),
-            Err(_) => false,
-        };
-        self.set_nm_present(has_owner).await;
     }
 
-    async fn start_forwarders(&self, conn: &zbus::Connection) -> zbus::Result<Vec<smol::Task<()>>> {
-        let rule = zbus::MatchRule::builder()
-            .msg_type(zbus::message::Type::Signal)
-            .path_namespace(nm::NM_PATH)?
-            .build();
-        let mut nm_signals = zbus::MessageStream::for_match_rule(rule, conn, Some(64)).await?;
-        let dbus = zbus::fdo::DBusProxy::new(conn).await?;
-        let mut owners = dbus
-            .receive_name_owner_changed_with_args(&[(0, nm::NM_BUS_NAME)])
-            .await?;
-
-        let tx = self.signals_tx.clone();
-        let nm_task = crate::rt::spawn(async move {
-            while let Some(msg) = nm_signals.next().await {
-                let Ok(msg) = msg else { continue };
-                if let Some(s) = translate(&msg) {
-                    for s in s {
-                        if tx.send(s).await.is_err() {
-                            return;
-                        }
-                    }
-                }
-            }
-            let _ = tx
-                .send(Signal::BusLost("the D-Bus connection closed".into()))
-                .await;
-        });
-        let tx = self.signals_tx.clone();
-        let owner_task = crate::rt::spawn(async move {
-            while let Some(sig) = owners.next().await {
-                let present = sig.args().map(|a| a.new_owner().is_some()).unwrap_or(false);
-                if tx.send(Signal::NmOwner(present)).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Ok(vec![nm_task, owner_task])
-    }
-
-    async fn set_nm_present(&mut self, present: bool) {
+    fn set_nm_present(&mut self, m: &mut WifiMachine, now: Now, present: bool) {
         if present == self.nm_present && present {
             return;
         }
         self.nm_present = present;
-        let now = self.clock.now();
         if present {
             log::info!("NetworkManager is on the bus");
             self.unavailable.clear();
-            self.refresh_status().await;
+            self.refresh_status(None);
         } else {
             if self.bus.is_some() {
                 self.set_unavailable("the name org.freedesktop.NetworkManager has no owner".into());
             }
-            self.machine.handle(now, Input::NmLost);
+            m.handle_input(now, Input::NmLost);
             for w in self.scan_waiters.drain(..) {
                 answer(w, Err(nm_unreachable(&self.unavailable)));
             }
@@ -392,77 +287,78 @@ impl Driver {
         self.publish_status(None);
     }
 
-    fn conn(&self) -> Result<zbus::Connection, ApiError> {
-        match &self.bus {
-            Some(b) if self.nm_present => Ok(b.conn.clone()),
-            _ => Err(nm_unreachable(&self.unavailable)),
-        }
-    }
-
     // -----------------------------------------------------------------------------------------
     // Inputs
 
-    async fn on_signal(&mut self, s: Signal) {
-        let now = self.clock.now();
+    fn on_signal(&mut self, m: &mut WifiMachine, now: Now, s: Signal) {
         match s {
-            Signal::NmOwner(present) => self.set_nm_present(present).await,
+            Signal::NmOwner(present) => self.set_nm_present(m, now, present),
             Signal::BusLost(why) => {
                 self.bus = None;
                 self.set_unavailable(why);
-                self.machine.handle(now, Input::NmLost);
+                m.handle_input(now, Input::NmLost);
                 for w in self.scan_waiters.drain(..) {
                     answer(w, Err(nm_unreachable(&self.unavailable)));
                 }
-                self.bus_retry_at = Some(now + self.opts.bus_retry);
+                self.bus_retry_at = Some(now.mono + self.opts.bus_retry);
             }
             Signal::LastScan(v) => {
-                self.machine.handle(now, Input::LastScan(v));
-                self.machine.handle(now, Input::Changed);
+                m.handle_input(now, Input::LastScan(v));
+                m.handle_input(now, Input::Changed);
             }
-            Signal::Changed => self.machine.handle(now, Input::Changed),
+            Signal::Changed => m.handle_input(now, Input::Changed),
             Signal::DeviceState {
                 path,
                 state,
                 reason,
             } => {
-                self.machine.handle(now, Input::Changed);
-                if !self.nm_present {
-                    return;
-                }
-                let Ok(conn) = self.conn() else { return };
-                let client = self.client_device(&conn).await;
-                if client.as_ref() != Some(&path) {
-                    return;
-                }
-                let state = DeviceState::from_u32(state);
-                let ours = if state == DeviceState::Activated {
-                    match nm::uncached::<nm::DeviceProxy>(&conn, &path).await {
-                        Ok(d) => d.active_connection().await.ok() == self.our_active,
-                        Err(_) => false,
+                m.handle_input(now, Input::Changed);
+                let Ok(nm) = self.nm() else { return };
+                // Whether it is the client device, and its connection, are NM's to say.
+                let queued = self.job(async move {
+                    let client = nm.client_device(&nm.conn).await;
+                    if client.as_ref() != Some(&path) {
+                        return None;
                     }
-                } else {
-                    false
-                };
-                let input = Input::DeviceState {
-                    state,
-                    reason: DeviceStateReason::from_u32(reason),
-                    ours,
-                };
-                self.machine.handle(self.clock.now(), input);
+                    let state = DeviceState::from_u32(state);
+                    let active = if state == DeviceState::Activated {
+                        match nm::uncached::<nm::DeviceProxy>(&nm.conn, &path).await {
+                            Ok(d) => d.active_connection().await.ok(),
+                            Err(_) => None,
+                        }
+                    } else {
+                        None
+                    };
+                    Some(Msg::Device(DeviceReport {
+                        state,
+                        reason,
+                        active,
+                    }))
+                });
+                if !queued {
+                    log::warn!("Wi-Fi: NM worker queue full; a device state change was not read");
+                }
             }
         }
     }
 
-    async fn on_request(&mut self, r: Request) {
-        let now = self.clock.now();
+    /// Whether `active` is the connection our current attempt created.
+    fn ours(&self, active: &Option<OwnedObjectPath>) -> bool {
+        self.our_active.is_some() && *active == self.our_active
+    }
+
+    fn on_request(&mut self, m: &mut WifiMachine, now: Now, r: Request) {
         match r {
-            Request::Status { reply } => {
-                self.republish().await;
-                let block = self.status.network().unwrap_or_default();
-                answer(reply, Ok(Reply::of(&NetworkStatus(block))));
-            }
+            Request::Status { reply } => match self.nm() {
+                Ok(_) => self.refresh_status(Some((reply, None))),
+                Err(_) => {
+                    self.publish_status(None);
+                    let block = self.status.network().unwrap_or_default();
+                    answer(reply, Ok(Reply::of(&NetworkStatus(block))));
+                }
+            },
             Request::Scan { refresh, reply } => {
-                if let Err(e) = self.conn() {
+                if let Err(e) = self.nm() {
                     return answer(reply, Err(e));
                 }
                 if self.scan_waiters.len() >= MAX_SCAN_WAITERS {
@@ -475,14 +371,14 @@ impl Driver {
                     );
                 }
                 self.scan_waiters.push(reply);
-                self.machine.handle(now, Input::Scan { refresh });
+                m.handle_input(now, Input::Scan { refresh });
             }
             Request::Connect {
                 ssid,
                 password,
                 reply,
             } => {
-                if let Err(e) = self.conn() {
+                if let Err(e) = self.nm() {
                     return answer(reply, Err(e));
                 }
                 if let Some(old) = self.connect_waiter.take() {
@@ -497,102 +393,83 @@ impl Driver {
                 log::info!("Wi-Fi: connecting to {ssid:?}");
                 self.our_active = None;
                 self.connect_waiter = Some(reply);
-                self.machine.handle(now, Input::Connect { ssid, password });
+                m.handle_input(now, Input::Connect { ssid, password });
             }
-            Request::Disconnect { reply } => {
-                let r = self.disconnect().await;
-                answer(reply, r);
-            }
-            Request::SetRadio { enabled, reply } => {
-                let r = self.set_radio(enabled).await;
-                answer(reply, r);
-            }
-            Request::Saved { reply } => {
-                let r = match self.conn() {
-                    Ok(conn) => Ok(Reply::of(&SavedNetworks {
-                        networks: self.saved_networks(&conn).await,
-                    })),
-                    Err(e) => Err(e),
-                };
-                answer(reply, r);
-            }
-            Request::GetCountry { reply } => {
-                let r = match self.opts.regulatory.get().await {
-                    Ok(c) => {
-                        self.country = Some(c.code.clone());
-                        self.republish().await;
-                        Ok(Reply::of(&WifiCountryReply {
-                            country: Some(c.code),
-                            source: Some(c.source.to_string()),
-                        }))
+            Request::Disconnect { reply } => match self.nm() {
+                Ok(nm) => {
+                    let reason = "cancelled: disconnect requested".into();
+                    m.handle_input(now, Input::Cancel { reason });
+                    self.job_for(reply, async move { nm.disconnect().await });
+                }
+                Err(e) => answer(reply, Err(e)),
+            },
+            Request::SetRadio { enabled, reply } => match self.nm() {
+                Ok(nm) => {
+                    if !enabled {
+                        let reason = "cancelled: Wi-Fi was disabled".into();
+                        m.handle_input(now, Input::Cancel { reason });
                     }
-                    Err(e) => Err(ApiError::system(format!(
-                        "cannot read the Wi-Fi country: {e}"
-                    ))),
-                };
-                answer(reply, r);
+                    self.job_for(reply, async move { nm.set_radio(enabled).await });
+                }
+                Err(e) => answer(reply, Err(e)),
+            },
+            Request::Saved { reply } => match self.nm() {
+                Ok(nm) => self.job_for(reply, async move {
+                    Ok(Reply::of(&SavedNetworks {
+                        networks: nm.saved_networks(&nm.conn).await,
+                    }))
+                }),
+                Err(e) => answer(reply, Err(e)),
+            },
+            Request::GetCountry { reply } => {
+                let opts = self.opts.clone();
+                let r = reply.clone();
+                let queued = self.job(async move {
+                    let (country, result) = match opts.regulatory.get().await {
+                        Ok(c) => (
+                            Some(c.code.clone()),
+                            Ok(Reply::of(&WifiCountryReply {
+                                country: Some(c.code),
+                                source: Some(c.source.to_string()),
+                            })),
+                        ),
+                        Err(e) => (
+                            None,
+                            Err(ApiError::system(format!(
+                                "cannot read the Wi-Fi country: {e}"
+                            ))),
+                        ),
+                    };
+                    Some(Msg::Country {
+                        country,
+                        reply: Some((r, result)),
+                    })
+                });
+                if !queued {
+                    answer(reply, Err(busy()));
+                }
             }
             Request::SetCountry { code, reply } => {
-                let r = self.set_country(code).await;
-                answer(reply, r);
+                let (opts, nm) = (self.opts.clone(), self.nm().ok());
+                let r = reply.clone();
+                let queued = self.job(async move {
+                    let (country, result) = ops::set_country(&opts, nm.as_ref(), code).await;
+                    Some(Msg::Country {
+                        country,
+                        reply: Some((r, result)),
+                    })
+                });
+                if !queued {
+                    answer(reply, Err(busy()));
+                }
             }
         }
     }
 
-    // -----------------------------------------------------------------------------------------
-    // Actions
-
-    async fn run_actions(&mut self) {
-        while let Some(action) = self.machine.poll_action() {
-            match action {
-                Action::Emit(e) => self.emit(e),
-                Action::Activate { ssid, password } => {
-                    let input = match self.activate(&ssid, password.as_ref()).await {
-                        Ok(active) => {
-                            self.our_active = Some(active);
-                            Input::ActivationStarted
-                        }
-                        Err(error) => Input::ActivationRejected {
-                            error: scrub(error, password.as_ref()),
-                        },
-                    };
-                    self.machine.handle(self.clock.now(), input);
-                    // A device that got there before we listened still counts.
-                    if let Some(input) = self.current_device_input().await {
-                        self.machine.handle(self.clock.now(), input);
-                    }
-                }
-                Action::ReadAddress => {
-                    let (ip, signal) = match self.conn() {
-                        Ok(conn) => self.client_address(&conn).await,
-                        Err(_) => (None, None),
-                    };
-                    self.machine
-                        .handle(self.clock.now(), Input::Address { ip, signal });
-                }
-                Action::RequestScan => {
-                    let input = self.request_scan().await;
-                    self.machine.handle(self.clock.now(), input);
-                }
-                Action::ListNetworks => {
-                    let result = match self.conn() {
-                        Ok(conn) => self.list_networks(&conn).await,
-                        Err(e) => Err(e),
-                    };
-                    for w in self.scan_waiters.drain(..) {
-                        answer(w, result.clone());
-                    }
-                }
-                Action::RefreshStatus => self.refresh_status().await,
-            }
-            self.settle_connect_waiter();
-        }
-    }
-
-    fn settle_connect_waiter(&mut self) {
-        let result = match self.machine.connect_state() {
+    fn settle_connect_waiter(&mut self, m: &WifiMachine) {
+        let result = match m.connect_state() {
             ConnectState::Connected { ssid } => {
-                let (ip, _) = self.addresses;
+                let ip = self.connected_ip.or(self.addresses.0);
                 Ok(Reply::of(&NetworkConnectResult {
                     success: true,
                     ssid: ssid.clone(),
@@ -611,13 +488,15 @@ impl Driver {
         }
     }
 
-    fn emit(&self, e: WifiEvent) {
+    fn emit(&mut self, e: WifiEvent) {
         match e {
             WifiEvent::ConnectionStarted { ssid } => {
+                self.connected_ip = None;
                 self.publisher.publish(&WifiConnectionStarted { ssid })
             }
             WifiEvent::Connected { ssid, ip, signal } => {
                 log::info!("Wi-Fi: connected to {ssid:?} as {ip}");
+                self.connected_ip = Some(ip);
                 self.publisher.publish(&WifiConnected {
                     ssid,
                     ip: ip.to_string(),
@@ -632,428 +511,32 @@ impl Driver {
         }
     }
 
-    /// Starts activation; returns the new active connection path or a secret-free error.
-    async fn activate(
-        &self,
-        ssid: &str,
-        password: Option<&Secret>,
-    ) -> Result<OwnedObjectPath, String> {
-        let conn = self.conn().map_err(|e| e.message)?;
-        let device = self
-            .client_device(&conn)
-            .await
-            .ok_or_else(|| format!("no Wi-Fi client device ({}) found", self.opts.client_iface))?;
-        let manager = nm::NetworkManagerProxy::new(&conn)
-            .await
-            .map_err(|e| e.to_string())?;
-        if password.is_none() {
-            if let Some(profile) = self.saved_profile(&conn, ssid).await {
-                log::debug!("Wi-Fi: activating saved profile {}", profile.as_str());
-                return manager
-                    .activate_connection(
-                        &profile,
-                        &device,
-                        &ObjectPath::from_static_str_unchecked("/"),
-                    )
-                    .await
-                    .map_err(|e| format!("NetworkManager refused to activate: {}", short(&e)));
-            }
-        }
-        let ap = self
-            .strongest_ap(&conn, &device, ssid)
-            .await
-            .unwrap_or_else(|| OwnedObjectPath::from(ObjectPath::from_static_str_unchecked("/")));
-        let mut settings: HashMap<&str, HashMap<&str, ZValue<'_>>> = HashMap::new();
-        settings.insert(
-            "connection",
-            HashMap::from([
-                ("type", ZValue::from("802-11-wireless")),
-                ("id", ZValue::from(ssid)),
-            ]),
-        );
-        settings.insert(
-            "802-11-wireless",
-            HashMap::from([
-                ("ssid", ZValue::from(ssid.as_bytes())),
-                ("mode", ZValue::from("infrastructure")),
-            ]),
-        );
-        if let Some(pw) = password {
-            // The PSK goes into this D-Bus message and nowhere else.
-            settings.insert(
-                "802-11-wireless-security",
-                HashMap::from([
-                    ("key-mgmt", ZValue::from("wpa-psk")),
-                    ("psk", ZValue::from(pw.expose())),
-                ]),
-            );
-        }
-        manager
-            .add_and_activate_connection(settings, &device, &ap)
-            .await
-            .map(|(_, active)| active)
-            .map_err(|e| format!("NetworkManager refused the connection: {}", short(&e)))
-    }
-
-    /// The client device's state right now, as a machine input.
-    async fn current_device_input(&self) -> Option<Input> {
-        let conn = self.conn().ok()?;
-        let path = self.client_device(&conn).await?;
-        let d = nm::uncached::<nm::DeviceProxy>(&conn, &path).await.ok()?;
-        let state = DeviceState::from_u32(d.state().await.ok()?);
-        let (_, reason) = d.state_reason().await.unwrap_or((0, 0));
-        let ours = d.active_connection().await.ok() == self.our_active && self.our_active.is_some();
-        // Only "already activated with our connection" is news; failures arrive as signals.
-        (state == DeviceState::Activated && ours).then_some(Input::DeviceState {
-            state,
-            reason: DeviceStateReason::from_u32(reason),
-            ours,
-        })
-    }
-
-    async fn disconnect(&mut self) -> Result<Reply, ApiError> {
-        let conn = self.conn()?;
-        let now = self.clock.now();
-        self.machine.handle(
-            now,
-            Input::Cancel {
-                reason: "cancelled: disconnect requested".into(),
-            },
-        );
-        let device = self.client_device(&conn).await.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::NetworkError,
-                format!("no Wi-Fi client device ({}) found", self.opts.client_iface),
-            )
-        })?;
-        let dev = nm::uncached::<nm::DeviceProxy>(&conn, &device)
-            .await
-            .map_err(dbus_error)?;
-        let active = dev.active_connection().await.map_err(dbus_error)?;
-        if active.as_str() == "/" {
-            return Ok(Reply::of(&NetworkDisconnectResult {
-                success: true,
-                was_connected: false,
-            }));
-        }
-        let manager = nm::NetworkManagerProxy::new(&conn)
-            .await
-            .map_err(dbus_error)?;
-        manager
-            .deactivate_connection(&active)
-            .await
-            .map_err(dbus_error)?;
-        log::info!("Wi-Fi: disconnected {}", self.opts.client_iface);
-        Ok(Reply::of(&NetworkDisconnectResult {
-            success: true,
-            was_connected: true,
-        }))
-    }
-
-    async fn set_radio(&mut self, enabled: bool) -> Result<Reply, ApiError> {
-        let conn = self.conn()?;
-        if !enabled {
-            self.machine.handle(
-                self.clock.now(),
-                Input::Cancel {
-                    reason: "cancelled: Wi-Fi was disabled".into(),
-                },
-            );
-        }
-        let manager = nm::NetworkManagerProxy::new(&conn)
-            .await
-            .map_err(dbus_error)?;
-        manager
-            .set_wireless_enabled(enabled)
-            .await
-            .map_err(dbus_error)?;
-        log::info!(
-            "Wi-Fi radio {}",
-            if enabled { "enabled" } else { "disabled" }
-        );
-        Ok(if enabled {
-            Reply::of(&WifiEnableResult {
-                success: true,
-                enabled,
-            })
-        } else {
-            Reply::of(&WifiDisableResult {
-                success: true,
-                enabled,
-            })
-        })
-    }
-
-    async fn set_country(&mut self, code: String) -> Result<Reply, ApiError> {
-        self.opts
-            .regulatory
-            .set(&code)
-            .await
-            .map_err(|e| ApiError::system(format!("cannot set the Wi-Fi country: {e}")))?;
-        let now = self
-            .opts
-            .regulatory
-            .get()
-            .await
-            .map(|c| c.code)
-            .unwrap_or_else(|_| code.clone());
-        self.country = Some(now.clone());
-        self.republish().await;
-        let warning = match self.conn() {
-            Ok(conn) => self
-                .ap_channel(&conn)
-                .await
-                .and_then(|(band, ch)| ap_channel_warning(&now, &band, ch)),
-            Err(_) => None,
-        };
-        log::info!("Wi-Fi country set to {now}");
-        Ok(Reply::of(&WifiCountrySet {
-            success: true,
-            country: now,
-            persistent: false,
-            ap_channel_warning: warning,
-        }))
-    }
-
-    async fn request_scan(&self) -> Input {
-        let Ok(conn) = self.conn() else {
-            return Input::ScanRequestFailed;
-        };
-        let Some(device) = self.client_device(&conn).await else {
-            return Input::ScanRequestFailed;
-        };
-        let Ok(w) = nm::uncached::<nm::WirelessProxy>(&conn, &device).await else {
-            return Input::ScanRequestFailed;
-        };
-        let baseline = w.last_scan().await.ok();
-        match w.request_scan(HashMap::new()).await {
-            Ok(()) => Input::ScanStarted { baseline },
-            Err(e) => {
-                log::debug!("RequestScan refused ({e}); listing known networks");
-                Input::ScanRequestFailed
-            }
-        }
-    }
-
-    // -----------------------------------------------------------------------------------------
-    // Reads
-
-    async fn wifi_devices(&self, conn: &zbus::Connection) -> Vec<(OwnedObjectPath, String)> {
-        let Ok(manager) = nm::NetworkManagerProxy::new(conn).await else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for path in manager.get_devices().await.unwrap_or_default() {
-            let Ok(d) = nm::uncached::<nm::DeviceProxy>(conn, &path).await else {
-                continue;
-            };
-            if d.device_type().await.ok() != Some(2) {
-                continue; // NM_DEVICE_TYPE_WIFI
-            }
-            if let Ok(name) = d.interface().await {
-                out.push((path, name));
-            }
-        }
-        out
-    }
-
-    /// The configured client interface, else the first Wi-Fi device that is not the AP one.
-    async fn client_device(&self, conn: &zbus::Connection) -> Option<OwnedObjectPath> {
-        let devices = self.wifi_devices(conn).await;
-        let named = devices
-            .iter()
-            .find(|(_, n)| *n == self.opts.client_iface)
-            .or_else(|| devices.iter().find(|(_, n)| *n != self.opts.ap_iface));
-        named.map(|(p, _)| p.clone())
-    }
-
-    async fn saved_profile(&self, conn: &zbus::Connection, ssid: &str) -> Option<OwnedObjectPath> {
-        let settings = nm::SettingsProxy::new(conn).await.ok()?;
-        for path in settings.list_connections().await.ok()? {
-            let Ok(c) = nm::uncached::<nm::ConnectionProxy>(conn, &path).await else {
-                continue;
-            };
-            let Ok(s) = c.get_settings().await else {
-                continue;
-            };
-            let wifi = s.get("802-11-wireless");
-            let same_ssid = wifi
-                .and_then(|w| w.get("ssid"))
-                .and_then(bytes_of)
-                .is_some_and(|b| b == ssid.as_bytes());
-            let is_ap = wifi
-                .and_then(|w| w.get("mode"))
-                .and_then(str_of)
-                .is_some_and(|m| m == "ap");
-            if same_ssid && !is_ap {
-                return Some(path);
-            }
-        }
-        None
-    }
-
-    /// Wi-Fi profiles NetworkManager keeps (`connection.id`, SSID, UUID).
-    async fn saved_networks(&self, conn: &zbus::Connection) -> Vec<SavedNetwork> {
-        let Ok(settings) = nm::SettingsProxy::new(conn).await else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for path in settings.list_connections().await.unwrap_or_default() {
-            let Ok(c) = nm::uncached::<nm::ConnectionProxy>(conn, &path).await else {
-                continue;
-            };
-            let Ok(s) = c.get_settings().await else {
-                continue;
-            };
-            let Some(ssid) = s
-                .get("802-11-wireless")
-                .and_then(|w| w.get("ssid"))
-                .and_then(bytes_of)
-            else {
-                continue;
-            };
-            let field = |k: &str| s.get("connection").and_then(|c| c.get(k)).and_then(str_of);
-            let ssid = String::from_utf8_lossy(&ssid).into_owned();
-            out.push(SavedNetwork {
-                name: field("id").unwrap_or_else(|| ssid.clone()),
-                ssid,
-                uuid: field("uuid").unwrap_or_default(),
-            });
-        }
-        out
-    }
-
-    async fn known_ssids(&self, conn: &zbus::Connection) -> Vec<Vec<u8>> {
-        let Ok(settings) = nm::SettingsProxy::new(conn).await else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for path in settings.list_connections().await.unwrap_or_default() {
-            let Ok(c) = nm::uncached::<nm::ConnectionProxy>(conn, &path).await else {
-                continue;
-            };
-            if let Ok(s) = c.get_settings().await {
-                if let Some(ssid) = s
-                    .get("802-11-wireless")
-                    .and_then(|w| w.get("ssid"))
-                    .and_then(bytes_of)
-                {
-                    out.push(ssid);
-                }
-            }
-        }
-        out
-    }
-
-    async fn access_points(
-        &self,
-        conn: &zbus::Connection,
-        device: &OwnedObjectPath,
-    ) -> Vec<(OwnedObjectPath, ApInfo)> {
-        let Ok(w) = nm::uncached::<nm::WirelessProxy>(conn, device).await else {
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for path in w.get_all_access_points().await.unwrap_or_default() {
-            if let Some(info) = read_ap(conn, &path).await {
-                out.push((path, info));
-            }
-        }
-        out
-    }
-
-    async fn strongest_ap(
-        &self,
-        conn: &zbus::Connection,
-        device: &OwnedObjectPath,
-        ssid: &str,
-    ) -> Option<OwnedObjectPath> {
-        self.access_points(conn, device)
-            .await
-            .into_iter()
-            .filter(|(_, ap)| ap.ssid == ssid.as_bytes())
-            .max_by_key(|(_, ap)| ap.strength)
-            .map(|(p, _)| p)
-    }
-
-    async fn list_networks(&self, conn: &zbus::Connection) -> Result<Reply, ApiError> {
-        let device = self.client_device(conn).await.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::WifiScanFailed,
-                format!("no Wi-Fi client device ({}) found", self.opts.client_iface),
-            )
-        })?;
-        let known = self.known_ssids(conn).await;
-        let aps = self.access_points(conn, &device).await;
-        let networks = dedupe_networks(aps.into_iter().map(|(_, ap)| ap).collect(), &known);
-        Ok(Reply::of(&NetworkScanResult {
-            networks,
-            error: None,
-        }))
-    }
-
-    /// The client interface's first IPv4 address and the signal of its network.
-    async fn client_address(&self, conn: &zbus::Connection) -> (Option<Ipv4Addr>, Option<u8>) {
-        let Some(device) = self.client_device(conn).await else {
-            return (None, None);
-        };
-        let ip = device_ipv4(conn, &device).await;
-        let signal = self.client_signal(conn, &device).await;
-        (ip, signal)
-    }
-
-    async fn client_signal(&self, conn: &zbus::Connection, device: &OwnedObjectPath) -> Option<u8> {
-        let w = nm::uncached::<nm::WirelessProxy>(conn, device).await.ok()?;
-        if let Ok(ap) = w.active_access_point().await {
-            if ap.as_str() != "/" {
-                if let Some(info) = read_ap(conn, &ap).await {
-                    return Some(info.strength);
-                }
-            }
-        }
-        // No ActiveAccessPoint (older NM, the mock): the strongest AP of the active SSID.
-        let ssid = active_connection_id(conn, device).await?;
-        self.access_points(conn, device)
-            .await
-            .into_iter()
-            .filter(|(_, ap)| ap.ssid == ssid.as_bytes())
-            .map(|(_, ap)| ap.strength)
-            .max()
-    }
-
-    /// The AP profile's band and channel (from its active connection's settings).
-    async fn ap_channel(&self, conn: &zbus::Connection) -> Option<(String, u32)> {
-        let devices = self.wifi_devices(conn).await;
-        let (path, _) = devices.iter().find(|(_, n)| *n == self.opts.ap_iface)?;
-        let s = active_settings(conn, path).await?;
-        let w = s.get("802-11-wireless")?;
-        let band = w.get("band").and_then(str_of).unwrap_or_default();
-        let channel = match w.get("channel").map(|v| &**v) {
-            Some(ZValue::U32(c)) => *c,
-            _ => 0,
-        };
-        Some((band, channel))
-    }
-
     // -----------------------------------------------------------------------------------------
     // Status block
 
-    /// Publishes the block again: re-read from NM when it is there, else the "unavailable" one.
-    async fn republish(&mut self) {
-        if self.conn().is_ok() {
-            self.refresh_status().await;
-        } else {
+    /// Publishes the block again: re-read from NM when it is there (on the worker), else the
+    /// "unavailable" one at once. `reply` is answered once the block is out.
+    fn refresh_status(&mut self, reply: Option<(Reply1, Option<Result<Reply, ApiError>>)>) {
+        let Ok(nm) = self.nm() else {
             self.publish_status(None);
+            if let Some((w, r)) = reply {
+                let block = self.status.network().unwrap_or_default();
+                answer(w, r.unwrap_or_else(|| Ok(Reply::of(&NetworkStatus(block)))));
+            }
+            return;
+        };
+        let r = reply.as_ref().map(|(w, _)| w.clone());
+        let queued = self.job(async move {
+            let snap = nm.read_status(&nm.conn).await;
+            Some(Msg::Snapshot { snap, reply })
+        });
+        if let (false, Some(w)) = (queued, r) {
+            answer(w, Err(busy()));
         }
     }
 
-    async fn refresh_status(&mut self) {
-        let Ok(conn) = self.conn() else {
-            self.publish_status(None);
-            return;
-        };
-        let snapshot = self.read_status(&conn).await;
-        let addresses = (snapshot.client_ip, snapshot.ap_ip);
+    fn on_snapshot(&mut self, snap: Snapshot) {
+        let addresses = (snap.client_ip, snap.ap_ip);
         if addresses != self.addresses {
             self.addresses = addresses;
             self.notices.send(WifiNotice::AddressesChanged {
@@ -1061,494 +544,199 @@ impl Driver {
                 ap: addresses.1,
             });
         }
-        self.publish_status(Some(snapshot));
-    }
-
-    async fn read_status(&self, conn: &zbus::Connection) -> Snapshot {
-        let manager = nm::NetworkManagerProxy::new(conn).await.ok();
-        let radio = match &manager {
-            Some(m) => m.wireless_enabled().await.ok(),
-            None => None,
-        };
-        let mut snap = Snapshot {
-            radio,
-            ..Default::default()
-        };
-        for (path, name) in self.wifi_devices(conn).await {
-            let Ok(d) = nm::uncached::<nm::DeviceProxy>(conn, &path).await else {
-                continue;
-            };
-            let state = DeviceState::from_u32(d.state().await.unwrap_or(0));
-            let settings = active_settings(conn, &path).await;
-            let wifi = settings.as_ref().and_then(|s| s.get("802-11-wireless"));
-            let ssid = wifi
-                .and_then(|w| w.get("ssid"))
-                .and_then(bytes_of)
-                .map(|b| String::from_utf8_lossy(&b).into_owned());
-            let ap_mode = wifi
-                .and_then(|w| w.get("mode"))
-                .and_then(str_of)
-                .is_some_and(|m| m == "ap");
-            let ip = device_ipv4(conn, &path).await;
-            if name == self.opts.ap_iface || (ap_mode && snap.ap.is_none()) {
-                snap.ap_ip = ip;
-                snap.ap = Some(DeviceSnap {
-                    iface: name.clone(),
-                    state,
-                    ssid: ssid.clone(),
-                    ip,
-                    signal: None,
-                });
-            }
-            if name == self.opts.client_iface && !ap_mode {
-                snap.client_ip = ip;
-                let signal = if state == DeviceState::Activated {
-                    self.client_signal(conn, &path).await
-                } else {
-                    None
-                };
-                snap.client = Some(DeviceSnap {
-                    iface: name,
-                    state,
-                    ssid,
-                    ip,
-                    signal,
-                });
-            }
-        }
-        snap
+        self.publish_status(Some(snap));
     }
 
     /// Builds and stores the `network` block (from `snap`, or "unavailable" when None).
     fn publish_status(&self, snap: Option<Snapshot>) {
-        let available = self.nm_present && self.bus.is_some();
-        let wifi_country = WifiCountryBlock {
+        let inputs = status::BlockInputs {
+            available: self.nm_present && self.bus.is_some(),
             country: self.country.clone(),
+            client_iface: &self.opts.client_iface,
+            ap_iface: &self.opts.ap_iface,
+            unavailable: &self.unavailable,
+            leases_dir: &self.opts.leases_dir,
+            wall: self.clock.wall(),
         };
-        let mut interfaces = std::collections::BTreeMap::new();
-        let block = match snap.filter(|_| available) {
-            None => {
-                interfaces.insert(
-                    self.opts.client_iface.clone(),
-                    NetInterface::Client(ClientInterface::default()),
-                );
-                interfaces.insert(
-                    self.opts.ap_iface.clone(),
-                    NetInterface::Ap(ApInterface {
-                        status: "unknown".into(),
-                        ..ApInterface::default()
-                    }),
-                );
-                NetworkBlock {
-                    available: false,
-                    error: Some(format!(
-                        "NetworkManager is not reachable on the system D-Bus: {}",
-                        self.unavailable
-                    )),
-                    wireless_enabled: None,
-                    interfaces,
-                    wifi_country,
+        self.status
+            .set_network(Some(status::network_block(inputs, snap)));
+    }
+}
+
+impl Executor<WifiMachine> for WifiExec {
+    type Msg = Msg;
+
+    async fn on_message(&mut self, m: &mut WifiMachine, now: Now, msg: Msg) -> Flow {
+        match msg {
+            Msg::Request(r) => self.on_request(m, now, r),
+            Msg::Signal(s) => self.on_signal(m, now, s),
+            Msg::Bus(Ok((conn, tasks, has_owner))) => {
+                self.bus = Some(Bus {
+                    conn,
+                    _forwarders: tasks,
+                });
+                self.set_nm_present(m, now, has_owner);
+                if !has_owner {
+                    self.publish_status(None);
                 }
             }
-            Some(s) => {
-                let client = match &s.client {
-                    Some(c) => {
-                        let connected = c.state == DeviceState::Activated;
-                        ClientInterface {
-                            active: connected,
-                            connected,
-                            network: if connected { c.ssid.clone() } else { None },
-                            ip: c.ip.map(|i| i.to_string()),
-                            signal: c.signal,
-                            state: Some(c.state.as_str().into()),
-                        }
+            Msg::Bus(Err(why)) => {
+                self.set_unavailable(why);
+                self.bus_retry_at = Some(now.mono + self.opts.bus_retry);
+            }
+            Msg::Input(input) => m.handle_input(now, input),
+            Msg::Activated { result, device } => {
+                let input = match result {
+                    Ok(active) => {
+                        self.our_active = Some(active);
+                        Input::ActivationStarted
                     }
-                    None => ClientInterface {
-                        state: Some("absent".into()),
-                        ..ClientInterface::default()
-                    },
+                    Err(error) => Input::ActivationRejected { error },
                 };
-                let ap = match &s.ap {
-                    Some(a) => ApInterface {
-                        active: a.state == DeviceState::Activated,
-                        ssid: a.ssid.clone(),
-                        status: a.state.as_str().into(),
-                        ip: a.ip.map(|i| i.to_string()),
-                        interface: Some(a.iface.clone()),
-                        clients: read_leases(&self.opts.leases_dir, &a.iface, self.clock.wall()),
-                    },
-                    None => ApInterface {
-                        status: "absent".into(),
-                        ..ApInterface::default()
-                    },
-                };
-                interfaces.insert(self.opts.client_iface.clone(), NetInterface::Client(client));
-                interfaces.insert(self.opts.ap_iface.clone(), NetInterface::Ap(ap));
-                NetworkBlock {
-                    available: true,
-                    error: None,
-                    wireless_enabled: s.radio,
-                    interfaces,
-                    wifi_country,
+                m.handle_input(now, input);
+                // A device that got there before we listened still counts; failures arrive
+                // as signals.
+                if let Some(d) = device {
+                    if d.state == DeviceState::Activated && self.ours(&d.active) {
+                        let input = Input::DeviceState {
+                            state: d.state,
+                            reason: DeviceStateReason::from_u32(d.reason),
+                            ours: true,
+                        };
+                        m.handle_input(now, input);
+                    }
                 }
             }
-        };
-        self.status.set_network(Some(block));
-    }
-}
-
-#[derive(Default)]
-struct Snapshot {
-    radio: Option<bool>,
-    client: Option<DeviceSnap>,
-    ap: Option<DeviceSnap>,
-    client_ip: Option<Ipv4Addr>,
-    ap_ip: Option<Ipv4Addr>,
-}
-
-struct DeviceSnap {
-    iface: String,
-    state: DeviceState,
-    ssid: Option<String>,
-    ip: Option<Ipv4Addr>,
-    signal: Option<u8>,
-}
-
-fn dbus_error(e: zbus::Error) -> ApiError {
-    ApiError::new(
-        ErrorCode::NetworkError,
-        format!("NetworkManager: {}", short(&e)),
-    )
-}
-
-/// A D-Bus error's first line, bounded (a mock or a daemon may attach a whole traceback).
-fn short(e: &zbus::Error) -> String {
-    let text = e.to_string();
-    let line = text.lines().next().unwrap_or_default();
-    match line.char_indices().nth(240) {
-        Some((i, _)) => format!("{}…", &line[..i]),
-        None => line.to_string(),
-    }
-}
-
-/// Turns one NM signal into driver signals (AP property churn is dropped here).
-fn translate(msg: &zbus::Message) -> Option<Vec<Signal>> {
-    let header = msg.header();
-    let path = header.path()?.to_owned();
-    let iface = header.interface()?.to_string();
-    let member = header.member()?.to_string();
-    match (iface.as_str(), member.as_str()) {
-        ("org.freedesktop.DBus.Properties", "PropertiesChanged") => {
-            let (changed_iface, changed, _): (String, HashMap<String, OwnedValue>, Vec<String>) =
-                msg.body().deserialize().ok()?;
-            if changed_iface == nm::ACCESS_POINT_IFACE {
-                return None;
+            Msg::Device(d) => {
+                let ours = d.state == DeviceState::Activated && self.ours(&d.active);
+                let input = Input::DeviceState {
+                    state: d.state,
+                    reason: DeviceStateReason::from_u32(d.reason),
+                    ours,
+                };
+                m.handle_input(now, input);
             }
-            let mut out = Vec::new();
-            if changed_iface == nm::WIRELESS_IFACE {
-                if let Some(ZValue::I64(v)) = changed.get("LastScan").map(|v| &**v) {
-                    out.push(Signal::LastScan(*v));
+            Msg::Snapshot { snap, reply } => {
+                self.on_snapshot(snap);
+                if let Some((w, r)) = reply {
+                    let block = self.status.network().unwrap_or_default();
+                    answer(w, r.unwrap_or_else(|| Ok(Reply::of(&NetworkStatus(block)))));
                 }
             }
-            out.push(Signal::Changed);
-            Some(out)
+            Msg::Listed(result) => {
+                for w in self.scan_waiters.drain(..) {
+                    answer(w, result.clone());
+                }
+            }
+            Msg::Country { country, reply } => {
+                if country.is_some() {
+                    self.country = country;
+                }
+                // The block shows the country before the reply goes out.
+                match reply {
+                    Some((w, r)) => self.refresh_status(Some((w, Some(r)))),
+                    None => self.refresh_status(None),
+                }
+            }
+            Msg::Reply(w, r) => answer(w, r),
         }
-        (nm::DEVICE_IFACE, "StateChanged") => {
-            let (state, _old, reason): (u32, u32, u32) = msg.body().deserialize().ok()?;
-            Some(vec![Signal::DeviceState {
-                path: path.into(),
-                state,
-                reason,
-            }])
-        }
-        ("org.freedesktop.NetworkManager", "StateChanged" | "DeviceAdded" | "DeviceRemoved") => {
-            Some(vec![Signal::Changed])
-        }
-        _ => None,
+        Flow::Continue
     }
-}
 
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ApInfo {
-    pub ssid: Vec<u8>,
-    pub strength: u8,
-    pub security: &'static str,
-    pub frequency: u32,
-}
-
-async fn read_ap(conn: &zbus::Connection, path: &OwnedObjectPath) -> Option<ApInfo> {
-    let props = zbus::fdo::PropertiesProxy::builder(conn)
-        .destination(nm::NM_BUS_NAME)
-        .ok()?
-        .path(path.as_ref())
-        .ok()?
-        .cache_properties(zbus::proxy::CacheProperties::No)
-        .build()
-        .await
-        .ok()?;
-    let all = props
-        .get_all(zbus::names::InterfaceName::from_static_str_unchecked(
-            nm::ACCESS_POINT_IFACE,
-        ))
-        .await
-        .ok()?;
-    let u32_of = |k: &str| match all.get(k).map(|v| &**v) {
-        Some(ZValue::U32(n)) => *n,
-        _ => 0,
-    };
-    let strength = match all.get("Strength").map(|v| &**v) {
-        Some(ZValue::U8(n)) => *n,
-        _ => 0,
-    };
-    Some(ApInfo {
-        ssid: all.get("Ssid").and_then(bytes_of).unwrap_or_default(),
-        strength,
-        security: nm::security_label(u32_of("Flags"), u32_of("WpaFlags"), u32_of("RsnFlags")),
-        frequency: u32_of("Frequency"),
-    })
-}
-
-/// One entry per SSID, the strongest kept; hidden (empty or all-zero) SSIDs skipped; strongest
-/// first.
-pub(crate) fn dedupe_networks(aps: Vec<ApInfo>, known: &[Vec<u8>]) -> Vec<WifiNetwork> {
-    let mut best: Vec<ApInfo> = Vec::new();
-    for ap in aps {
-        if ap.ssid.is_empty() || ap.ssid.iter().all(|b| *b == 0) {
-            continue;
-        }
-        match best.iter_mut().find(|b| b.ssid == ap.ssid) {
-            Some(b) if b.strength >= ap.strength => {}
-            Some(b) => *b = ap,
-            None => best.push(ap),
-        }
-    }
-    best.sort_by(|a, b| b.strength.cmp(&a.strength).then(a.ssid.cmp(&b.ssid)));
-    best.into_iter()
-        .map(|ap| WifiNetwork {
-            ssid: String::from_utf8_lossy(&ap.ssid).into_owned(),
-            signal: ap.strength,
-            security: ap.security.into(),
-            frequency: ap.frequency,
-            channel: nm::channel_of(ap.frequency),
-            known: known.contains(&ap.ssid),
-        })
-        .collect()
-}
-
-async fn device_ipv4(conn: &zbus::Connection, device: &OwnedObjectPath) -> Option<Ipv4Addr> {
-    let d = nm::uncached::<nm::DeviceProxy>(conn, device).await.ok()?;
-    let cfg = d.ip4_config().await.ok()?;
-    if cfg.as_str() == "/" {
-        return None;
-    }
-    let ip4 = nm::uncached::<nm::Ip4ConfigProxy>(conn, &cfg).await.ok()?;
-    ip4.address_data()
-        .await
-        .ok()?
-        .iter()
-        .find_map(|a| str_of(a.get("address")?)?.parse().ok())
-}
-
-async fn active_connection_id(conn: &zbus::Connection, device: &OwnedObjectPath) -> Option<String> {
-    let d = nm::uncached::<nm::DeviceProxy>(conn, device).await.ok()?;
-    let active = d.active_connection().await.ok()?;
-    if active.as_str() == "/" {
-        return None;
-    }
-    let ac = nm::uncached::<nm::ActiveConnectionProxy>(conn, &active)
-        .await
-        .ok()?;
-    ac.id().await.ok()
-}
-
-/// Settings (secret-free) of the profile active on `device`.
-async fn active_settings(
-    conn: &zbus::Connection,
-    device: &OwnedObjectPath,
-) -> Option<nm::SettingsMap> {
-    let d = nm::uncached::<nm::DeviceProxy>(conn, device).await.ok()?;
-    let active = d.active_connection().await.ok()?;
-    if active.as_str() == "/" {
-        return None;
-    }
-    let ac = nm::uncached::<nm::ActiveConnectionProxy>(conn, &active)
-        .await
-        .ok()?;
-    let profile = ac.connection().await.ok()?;
-    let c = nm::uncached::<nm::ConnectionProxy>(conn, &profile)
-        .await
-        .ok()?;
-    c.get_settings().await.ok()
-}
-
-fn str_of(v: &OwnedValue) -> Option<String> {
-    match &**v {
-        ZValue::Str(s) => Some(s.to_string()),
-        _ => None,
-    }
-}
-
-fn bytes_of(v: &OwnedValue) -> Option<Vec<u8>> {
-    match &**v {
-        ZValue::Array(a) => a
-            .iter()
-            .map(|b| match b {
-                ZValue::U8(b) => Some(*b),
-                _ => None,
-            })
-            .collect(),
-        _ => None,
-    }
-}
-
-/// AP clients from NM's dnsmasq lease file (`<expiry> <mac> <ip> <hostname> <client-id>`),
-/// unexpired leases only. A lease outlives a client that left quietly, so this is "recently
-/// joined", not "associated right now".
-pub(crate) fn read_leases(
-    dir: &std::path::Path,
-    iface: &str,
-    now: std::time::SystemTime,
-) -> Vec<ApClient> {
-    let path = dir.join(format!("dnsmasq-{iface}.leases"));
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    parse_leases(&text, now)
-}
-
-pub(crate) fn parse_leases(text: &str, now: std::time::SystemTime) -> Vec<ApClient> {
-    let now = now
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    text.lines()
-        .take(256)
-        .filter_map(|line| {
-            let mut f = line.split_whitespace();
-            let expiry: u64 = f.next()?.parse().ok()?;
-            let mac = f.next()?;
-            let ip: Ipv4Addr = f.next()?.parse().ok()?;
-            let host = f.next().filter(|h| *h != "*");
-            // expiry 0 means an infinite lease.
-            (expiry == 0 || expiry > now).then(|| ApClient {
-                mac: mac.to_string(),
-                ip: ip.to_string(),
-                hostname: host.map(str::to_string),
-            })
-        })
-        .collect()
-}
-
-/// Connects to the bus at `address` (default: the system bus). A `unix:path=` socket is
-/// opened here: zbus would open it through `blocking::unblock`, and a thread of that pool
-/// (blocking 1.7) never exits once started; it wakes every 500 ms for the rest of the
-/// process, 2 wake-ups/s on an idle Pi. Other transports are left to zbus.
-async fn open_bus(address: Option<&str>) -> zbus::Result<zbus::Connection> {
-    let system;
-    let addr = match address {
-        Some(a) => a,
-        None => {
-            system = std::env::var("DBUS_SYSTEM_BUS_ADDRESS")
-                .unwrap_or_else(|_| "unix:path=/var/run/dbus/system_bus_socket".into());
-            system.as_str()
-        }
-    };
-    if let Some(path) = unix_socket_path(addr) {
-        let stream = std::os::unix::net::UnixStream::connect(path)?;
-        return zbus::connection::Builder::async_io_unix_stream(stream)
-            .build()
-            .await;
-    }
-    match address {
-        Some(a) => zbus::connection::Builder::address(a)?.build().await,
-        None => zbus::Connection::system().await,
-    }
-}
-
-/// The socket path of a plain `unix:path=…` D-Bus address (first of a `;` list; a `guid` key
-/// is allowed), or `None` for anything else (escaped values, abstract sockets, TCP…).
-fn unix_socket_path(address: &str) -> Option<&str> {
-    let first = address.split(';').next()?.trim();
-    let keys = first.strip_prefix("unix:")?;
-    let mut path = None;
-    for kv in keys.split(',') {
-        match kv.split_once('=')? {
-            ("path", p) if !p.is_empty() && !p.contains('%') => path = Some(p),
-            ("guid", _) => {}
-            _ => return None,
+    async fn perform(&mut self, m: &mut WifiMachine, now: Now, action: Action) {
+        match action {
+            Action::Emit(e) => self.emit(e),
+            Action::Activate { ssid, password } => {
+                let nm = match self.nm() {
+                    Ok(nm) => nm,
+                    Err(e) => {
+                        let error = e.message;
+                        return m.handle_input(now, Input::ActivationRejected { error });
+                    }
+                };
+                let queued = self.job(async move {
+                    let result = nm
+                        .activate(&ssid, password.as_ref())
+                        .await
+                        .map_err(|e| scrub(e, password.as_ref()));
+                    let device = nm.client_device_state(None).await;
+                    Some(Msg::Activated { result, device })
+                });
+                if !queued {
+                    let error = busy().message;
+                    m.handle_input(now, Input::ActivationRejected { error });
+                }
+            }
+            Action::ReadAddress => {
+                let queued = match self.nm() {
+                    Ok(nm) => self.job(async move {
+                        let (ip, signal) = nm.client_address(&nm.conn).await;
+                        Some(Msg::Input(Input::Address { ip, signal }))
+                    }),
+                    Err(_) => false,
+                };
+                if !queued {
+                    m.handle_input(
+                        now,
+                        Input::Address {
+                            ip: None,
+                            signal: None,
+                        },
+                    );
+                }
+            }
+            Action::RequestScan => {
+                let queued = match self.nm() {
+                    Ok(nm) => self.job(async move { Some(Msg::Input(nm.request_scan().await)) }),
+                    Err(_) => false,
+                };
+                if !queued {
+                    m.handle_input(now, Input::ScanRequestFailed);
+                }
+            }
+            Action::ListNetworks => {
+                let queued = match self.nm() {
+                    Ok(nm) => {
+                        self.job(async move { Some(Msg::Listed(nm.list_networks(&nm.conn).await)) })
+                    }
+                    Err(e) => {
+                        for w in self.scan_waiters.drain(..) {
+                            answer(w, Err(e.clone()));
+                        }
+                        true
+                    }
+                };
+                if !queued {
+                    for w in self.scan_waiters.drain(..) {
+                        answer(w, Err(busy()));
+                    }
+                }
+            }
+            Action::RefreshStatus => self.refresh_status(None),
         }
     }
-    path
-}
 
-#[cfg(test)]
-mod bus_address_tests {
-    use super::unix_socket_path;
+    async fn settled(&mut self, m: &mut WifiMachine, _now: Now) -> Flow {
+        self.settle_connect_waiter(m);
+        Flow::Continue
+    }
 
-    #[test]
-    fn plain_unix_paths_only() {
-        assert_eq!(
-            unix_socket_path("unix:path=/run/dbus/system_bus_socket"),
-            Some("/run/dbus/system_bus_socket")
-        );
-        assert_eq!(
-            unix_socket_path("unix:path=/tmp/b,guid=0123;tcp:host=x,port=1"),
-            Some("/tmp/b")
-        );
-        assert_eq!(unix_socket_path("unix:abstract=/tmp/dbus-x"), None);
-        assert_eq!(unix_socket_path("unix:path=/tmp/a%20b"), None);
-        assert_eq!(unix_socket_path("tcp:host=127.0.0.1,port=1"), None);
-        assert_eq!(unix_socket_path("unix:path="), None);
-        assert_eq!(unix_socket_path(""), None);
+    fn own_deadline(&self) -> Option<Instant> {
+        self.bus_retry_at
+    }
+
+    async fn on_timeout(&mut self, m: &mut WifiMachine, now: Now) {
+        if self.bus_retry_at.is_some_and(|t| now.mono >= t) {
+            self.bus_retry_at = None;
+            self.connect_bus();
+        }
+        m.handle_timeout(now);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ap(ssid: &str, strength: u8) -> ApInfo {
-        ApInfo {
-            ssid: ssid.as_bytes().to_vec(),
-            strength,
-            security: "WPA2",
-            frequency: 2437,
-        }
-    }
-
-    #[test]
-    fn scan_list_keeps_the_strongest_per_ssid_and_skips_hidden() {
-        let list = dedupe_networks(
-            vec![
-                ap("Home", 40),
-                ap("", 90),
-                ap("Home", 70),
-                ap("Cafe", 50),
-                ap("\0\0", 99),
-            ],
-            &[b"Cafe".to_vec()],
-        );
-        assert_eq!(list.len(), 2);
-        assert_eq!(list[0].ssid, "Home");
-        assert_eq!(list[0].signal, 70);
-        assert!(!list[0].known);
-        assert_eq!(list[0].channel, Some(6));
-        assert_eq!(list[1].ssid, "Cafe");
-        assert!(list[1].known);
-    }
-
-    #[test]
-    fn leases_drop_expired_and_malformed_lines() {
-        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000);
-        let text = "2000 aa:bb:cc:dd:ee:ff 192.168.4.2 phone *\n\
-                    500 11:22:33:44:55:66 192.168.4.3 old *\n\
-                    garbage\n\
-                    0 22:22:22:22:22:22 192.168.4.9 * *\n";
-        let clients = parse_leases(text, now);
-        assert_eq!(clients.len(), 2);
-        assert_eq!(clients[0].hostname.as_deref(), Some("phone"));
-        assert_eq!(clients[1].hostname, None);
-    }
 
     #[test]
     fn scrub_removes_a_quoted_secret() {

@@ -12,19 +12,20 @@ use std::sync::Arc;
 
 use crate::app::{ClientId, Origin, Publisher, Service, StatusBoard};
 use crate::clock::{BoxFuture, SharedClock};
+use crate::driver::Inbox;
 use crate::protocol::messages::{Country, NetworkStatus, WifiCountries, WifiEnabled};
 use crate::protocol::status::NetworkBlock;
 use crate::protocol::{
     ApiError, Command, CommandResult, ErrorCode, ErrorDetails, Owner, Reply, Secret,
 };
 use crate::wifi::country::{validate_country, COUNTRIES};
-use crate::wifi::driver::{Driver, Notices, Request, WifiNotice, WifiOptions};
+use crate::wifi::driver::{self, Msg, Notices, Request, WifiNotice, WifiOptions};
 
 /// Tells whether a timelapse session is running (supplied by the coordinator).
 pub type SessionRunning = Arc<dyn Fn() -> bool + Send + Sync>;
 
 pub struct WifiService {
-    requests: async_channel::Sender<Request>,
+    requests: Inbox<Msg>,
     session_running: SessionRunning,
     status: StatusBoard,
     notices: Notices,
@@ -42,10 +43,8 @@ impl WifiService {
         publisher: Publisher,
         session_running: SessionRunning,
     ) -> Arc<WifiService> {
-        let (tx, rx) = async_channel::bounded(16);
         let notices = Notices::default();
-        let driver = Driver::new(options, clock, status.clone(), publisher, notices.clone());
-        let task = crate::rt::spawn(driver.run(rx));
+        let (tx, task) = driver::start(options, clock, status.clone(), publisher, notices.clone());
         Arc::new(WifiService {
             requests: tx,
             session_running,
@@ -66,7 +65,10 @@ impl WifiService {
     ) -> CommandResult {
         let (tx, rx) = async_channel::bounded(1);
         let stopped = || ApiError::unavailable("The Wi-Fi driver has stopped");
-        self.requests.send(make(tx)).await.map_err(|_| stopped())?;
+        self.requests
+            .send(Msg::Request(make(tx)))
+            .await
+            .map_err(|_| stopped())?;
         rx.recv().await.map_err(|_| stopped())?
     }
 
