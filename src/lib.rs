@@ -49,6 +49,14 @@
 //! up (or every candidate's failure, with the old target restored). Discovery learns of the
 //! camera from the link's `CameraNotice::Connected { manual: true }`.
 //!
+//! **A scheduled shot**: the session machine's `poll_timeout()` (the shot's due time minus the
+//! lead) fires the intervalometer driver's one timer → `Action::Shoot` →
+//! `intervalometer::driver::SessionExec::perform` → `CameraControl::shoot_at_then` (the same
+//! control-worker path as a `take_photo`) → the worker calls back with the `ShotOutcome`
+//! straight into the session's inbox (no task between) → `Input::ShotDone` → journal line,
+//! status block, `photo_taken`. A ramp's settings change and an auto-ramp measurement start
+//! the same way and come back through the same inbox, so neither ever delays a shot.
+//!
 //! Timing rules: shot *n* is due at `start + n × interval` on the monotonic clock; the wall
 //! clock only labels. See `intervalometer`.
 //!
@@ -62,9 +70,10 @@
 //!   shot. The link machine runs in the generic driver on its own parked thread. Socket
 //!   timeouts inside a blocking call stay real time (ureq's); everything the workers wait for
 //!   between calls is on the clock.
-//! * **Not every service runs in [`driver::run`] yet.** The camera link does; the
-//!   intervalometer, Wi-Fi, time sync, discovery and power drivers still have their own loops
-//!   (each with one timer and one select), though their machines implement the contract.
+//! * **Not every service runs in [`driver::run`] yet.** The camera link and the
+//!   intervalometer session do; the Wi-Fi, time sync, discovery and power drivers still have
+//!   their own loops (each with one timer and one select), though their machines implement the
+//!   contract.
 //! * **Tasks run on parked executors with thread-local timers** ([`rt`]). smol's global
 //!   executor sits in `async_io::block_on`, which makes async-io's reactor thread busy-poll
 //!   with backoff after every event, and every async-io timer costs that thread two extra

@@ -39,7 +39,7 @@ use crate::protocol::{
 };
 use crate::util::{civil_from_days, iso8601_millis, unix_millis};
 
-use super::driver::{Control, Driver, Exit, Flags};
+use super::driver::{Exit, Flags, Msg, Parts};
 use super::journal::{self, Header, Journal, ResumeLine, SessionLog, JOURNAL_VERSION};
 use super::report::{check_id, clean_title, to_csv, to_svg, Report, ReportStore};
 use super::schedule::{
@@ -53,7 +53,8 @@ pub type Spawner = Arc<dyn Fn(BoxFuture<'static, ()>) + Send + Sync>;
 
 struct Active {
     id: String,
-    control: async_channel::Sender<Control>,
+    /// The running session's inbox.
+    control: async_channel::Sender<Msg>,
     done: async_channel::Receiver<()>,
 }
 
@@ -178,7 +179,7 @@ impl IntervalometerService {
     /// Time sync stepped the wall clock: the running session re-evaluates `stop-at`.
     pub fn wall_clock_stepped(&self) {
         if let Some(a) = lock(&self.active).as_ref() {
-            let _ = a.control.try_send(Control::WallStepped);
+            let _ = a.control.try_send(Msg::WallStepped);
         }
     }
 
@@ -248,27 +249,27 @@ impl IntervalometerService {
     }
 
     fn spawn_driver(&self, session: Session, journal: Journal) -> Active {
-        let (ctl_tx, ctl_rx) = async_channel::bounded(8);
+        let (tx, rx) = crate::driver::inbox(super::driver::INBOX);
         let (done_tx, done_rx) = async_channel::bounded(1);
         let id = session.id.clone();
         self.flags.running.store(true, Ordering::SeqCst);
-        let driver = Driver {
-            session,
+        let parts = Parts {
             journal,
-            clock: self.clock.clone(),
             camera: self.camera.clone(),
             publisher: self.publisher.clone(),
             status: self.status.clone(),
             flags: self.flags.clone(),
-            control: ctl_rx,
-            notices: self.camera.subscribe(),
+            spawner: self.spawner.clone(),
             tz_offset: self.tz_fn(),
             on_end: self.on_end_hook(),
         };
         let me = self.me.clone();
         let sid = id.clone();
+        let clock = self.clock.clone();
+        // The driver holds its inbox weakly: it closes when the service lets go.
+        let weak = tx.downgrade();
         (self.spawner)(Box::pin(async move {
-            let exit = driver.run().await;
+            let exit = super::driver::run(session, parts, weak, rx, clock).await;
             log::info!("session {sid} ended: {exit:?}");
             if let Some(svc) = me.upgrade() {
                 svc.session_finished(&sid, exit);
@@ -277,7 +278,7 @@ impl IntervalometerService {
         }));
         Active {
             id,
-            control: ctl_tx,
+            control: tx,
             done: done_rx,
         }
     }
@@ -527,7 +528,7 @@ impl IntervalometerService {
             ));
         };
         let (tx, rx) = async_channel::bounded(1);
-        if control.send(Control::Stop(tx)).await.is_err() {
+        if control.send(Msg::Stop(tx)).await.is_err() {
             return Err(ApiError::new(
                 ErrorCode::SessionNotFound,
                 "No active session",
@@ -878,7 +879,7 @@ impl Service for IntervalometerService {
                 .as_ref()
                 .map(|a| (a.control.clone(), a.done.clone()));
             if let Some((control, done)) = active {
-                let _ = control.send(Control::Shutdown).await;
+                let _ = control.send(Msg::Shutdown).await;
                 // The driver finishes the shot in flight; the caller bounds how long we wait.
                 let _ = done.recv().await;
             }
