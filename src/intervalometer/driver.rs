@@ -227,6 +227,7 @@ pub async fn run(
     parts.flags.running.store(true, Ordering::SeqCst);
     // Camera notices join the inbox through one small task (they are a channel of the camera).
     let notices = parts.camera.subscribe();
+    let subscription = notices.clone();
     let weak = tx.clone();
     (parts.spawner)(Box::pin(async move {
         while let Ok(n) = notices.recv().await {
@@ -254,6 +255,8 @@ pub async fn run(
         exit: None,
     };
     let (mut session, mut exec) = crate::driver::run(session, exec, rx, clock.clone()).await;
+    // Ends the forwarding task and frees the camera's subscriber slot now.
+    subscription.close();
     match exec.exit {
         Some(exit) => exit,
         None => {
