@@ -696,3 +696,77 @@ fn wall_offset(reference: Instant, now: Now) -> i64 {
     let mono = now.mono.saturating_duration_since(reference);
     unix_millis(now.wall) - mono.as_millis() as i64
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Clock;
+    use std::sync::Mutex;
+
+    /// A spawner that keeps the tasks for the test to run.
+    fn keeper() -> (Spawner, Arc<Mutex<Vec<BoxFuture<'static, ()>>>>) {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let k = kept.clone();
+        let spawner: Spawner = Arc::new(move |f| k.lock().unwrap().push(f));
+        (spawner, kept)
+    }
+
+    fn outcome(at: Instant) -> ShotOutcome {
+        ShotOutcome {
+            sent_at: at,
+            replied_at: at,
+            result: Ok(()),
+            maybe_taken: false,
+        }
+    }
+
+    #[test]
+    fn a_shot_reply_reaches_the_inbox_once_and_a_dropped_one_says_the_worker_stopped() {
+        let (spawner, _) = keeper();
+        let (tx, rx) = crate::driver::inbox(INBOX);
+        let at = crate::clock::ManualClock::new(SystemTime::UNIX_EPOCH).now();
+        let reply = |slot| ShotReply {
+            slot,
+            tx: Some(tx.clone()),
+            spawner: spawner.clone(),
+            at,
+        };
+        reply(3).send(outcome(at));
+        drop(reply(4));
+        match rx.try_recv() {
+            Ok(Msg::Shot(3, o)) => assert!(o.result.is_ok()),
+            _ => panic!("the outcome of slot 3 first"),
+        }
+        match rx.try_recv() {
+            Ok(Msg::Shot(4, o)) => {
+                let e = o.result.unwrap_err();
+                assert!(e.message.contains("worker stopped"), "{}", e.message);
+            }
+            _ => panic!("a failure for the dropped slot 4"),
+        }
+        assert!(rx.try_recv().is_err(), "each reply once");
+    }
+
+    #[test]
+    fn a_result_that_finds_the_inbox_full_waits_on_a_task_and_is_not_lost() {
+        let (spawner, kept) = keeper();
+        let (tx, rx) = crate::driver::inbox(1);
+        tx.try_send(Msg::WallStepped).unwrap();
+        deliver(
+            tx.clone(),
+            &spawner,
+            Msg::Shot(
+                7,
+                outcome(crate::clock::ManualClock::new(SystemTime::UNIX_EPOCH).now()),
+            ),
+        );
+        assert_eq!(kept.lock().unwrap().len(), 1, "handed to a task");
+        let task = kept.lock().unwrap().pop().unwrap();
+        smol::block_on(async {
+            let send = smol::spawn(task);
+            assert!(matches!(rx.recv().await, Ok(Msg::WallStepped)));
+            send.await;
+            assert!(matches!(rx.recv().await, Ok(Msg::Shot(7, _))));
+        });
+    }
+}
