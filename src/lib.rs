@@ -49,6 +49,14 @@
 //! up (or every candidate's failure, with the old target restored). Discovery learns of the
 //! camera from the link's `CameraNotice::Connected { manual: true }`.
 //!
+//! **A scheduled shot**: the session machine's `poll_timeout()` (the shot's due time minus the
+//! lead) fires the intervalometer driver's one timer → `Action::Shoot` →
+//! `intervalometer::driver::SessionExec::perform` → `CameraControl::shoot_at_then` (the same
+//! control-worker path as a `take_photo`) → the worker calls back with the `ShotOutcome`
+//! straight into the session's inbox (no task between) → `Input::ShotDone` → journal line,
+//! status block, `photo_taken`. A ramp's settings change and an auto-ramp measurement start
+//! the same way and come back through the same inbox, so neither ever delays a shot.
+//!
 //! Timing rules: shot *n* is due at `start + n × interval` on the monotonic clock; the wall
 //! clock only labels. See `intervalometer`.
 //!
@@ -62,15 +70,17 @@
 //!   shot. The link machine runs in the generic driver on its own parked thread. Socket
 //!   timeouts inside a blocking call stay real time (ureq's); everything the workers wait for
 //!   between calls is on the clock.
-//! * **Not every service runs in [`driver::run`] yet.** The camera link, time sync
-//!   ([`timesync::exec`]), discovery ([`discovery::driver`]) and Wi-Fi ([`wifi::driver`]) do:
-//!   each is its machine plus an executor, and none keeps a machine behind a lock. Their slow
-//!   effects answer through the one inbox: camera clock reads/writes and description fetches
-//!   are short tasks, every NetworkManager D-Bus call runs on one ordered worker task, and
-//!   discovery's sockets are read by one small task each; what is quick stays inline (the
-//!   `clock_settime` step behind the shot gate, a non-blocking M-SEARCH send, the small
-//!   `last-camera.json` write). The intervalometer and power still have their own loops (each
-//!   with one timer and one select), though their machines implement the contract.
+//! * **Every service with a machine runs in [`driver::run`].** The camera link, the
+//!   intervalometer session ([`intervalometer::driver`]), time sync ([`timesync::exec`]),
+//!   discovery ([`discovery::driver`]) and Wi-Fi ([`wifi::driver`]): each is its machine plus an
+//!   executor, and none keeps a machine behind a lock. Their slow effects answer through the
+//!   one inbox: a shot's outcome is posted by the control worker, ramp changes and thumbnail
+//!   measurements are small tasks, camera clock reads/writes and description fetches are short
+//!   tasks, every NetworkManager D-Bus call runs on one ordered worker task, and discovery's
+//!   sockets are read by one small task each; what is quick stays inline (the journal's fsync,
+//!   the `clock_settime` step behind the shot gate, a non-blocking M-SEARCH send, the small
+//!   `last-camera.json` write). Power has no machine (it samples sysfs on the shared grid) and
+//!   keeps its own small loop.
 //! * **Tasks run on parked executors with thread-local timers** ([`rt`]). smol's global
 //!   executor sits in `async_io::block_on`, which makes async-io's reactor thread busy-poll
 //!   with backoff after every event, and every async-io timer costs that thread two extra

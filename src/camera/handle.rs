@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use super::link::{Input, Target};
 use super::link_driver::LinkMsg;
 use super::shared::Shared;
-use super::shot::shoot_at;
+use super::shot::{shoot_at, shoot_then};
 use super::{CameraControl, CameraDateTime, CameraInfo, CameraNotice, CameraSettings};
 use super::{SettingsApplied, ShotOutcome, ShotRequest};
 use crate::clock::BoxFuture;
@@ -24,6 +24,16 @@ pub struct CameraHandle {
 impl CameraControl for CameraHandle {
     fn shoot_at(&self, due: Instant, req: ShotRequest) -> BoxFuture<'static, ShotOutcome> {
         shoot_at(&self.cam, due, req)
+    }
+
+    fn shoot_at_then(
+        &self,
+        due: Instant,
+        req: ShotRequest,
+        done: super::ShotDone,
+    ) -> Option<BoxFuture<'static, ()>> {
+        shoot_then(&self.cam, due, req, done);
+        None
     }
 
     fn is_connected(&self) -> bool {

@@ -195,12 +195,29 @@ pub struct SettingsApplied {
     pub error: Option<String>,
 }
 
+/// Where [`CameraControl::shoot_at_then`] delivers a shot's outcome.
+pub type ShotDone = Box<dyn FnOnce(ShotOutcome) + Send>;
+
 /// The camera as the rest of skylapse sees it.
 pub trait CameraControl: Send + Sync {
     /// Fires a shot as close to `due` (monotonic) as possible. Call it ahead of `due` (a few
     /// hundred ms): the driver then keeps the connection warm, holds back health checks and
     /// polls around `due`, waits precisely, and sends. Resolves when the camera replied.
     fn shoot_at(&self, due: Instant, req: ShotRequest) -> BoxFuture<'static, ShotOutcome>;
+
+    /// As [`Self::shoot_at`], handing the outcome to `done` (on whatever thread finished the
+    /// shot; it must not block) instead of a future: the session driver puts it straight into
+    /// its inbox. Returns the task that does it when one is needed (the default: `shoot_at`
+    /// awaited, run on the caller's executor); the camera link calls `done` from its worker.
+    fn shoot_at_then(
+        &self,
+        due: Instant,
+        req: ShotRequest,
+        done: ShotDone,
+    ) -> Option<BoxFuture<'static, ()>> {
+        let shot = self.shoot_at(due, req);
+        Some(Box::pin(async move { done(shot.await) }))
+    }
 
     /// Whether the link is up right now.
     fn is_connected(&self) -> bool;

@@ -8,8 +8,9 @@ use super::ccapi::{shutter_timeout, AF_ALLOWANCE};
 use super::link::Input;
 use super::link_driver::LinkMsg;
 use super::shared::Shared;
-use super::{ShotOutcome, ShotRequest};
+use super::{ShotDone, ShotOutcome, ShotRequest};
 use crate::clock::BoxFuture;
+use crate::protocol::ApiError;
 use crate::sys::RealtimeWindow;
 
 /// A shot on a connection idle longer than this sends a cheap request first.
@@ -21,20 +22,46 @@ pub(crate) fn shoot_at(
     due: Instant,
     req: ShotRequest,
 ) -> BoxFuture<'static, ShotOutcome> {
+    let (tx, rx) = async_channel::bounded(1);
+    shoot_then(
+        cam,
+        due,
+        req,
+        Box::new(move |o| {
+            let _ = tx.try_send(o);
+        }),
+    );
     let clock = cam.clock.clone();
-    let failed = move |e| ShotOutcome::not_sent(clock.now(), e);
+    Box::pin(async move {
+        rx.recv().await.unwrap_or_else(|_| {
+            ShotOutcome::not_sent(clock.now(), ApiError::system("Camera worker stopped"))
+        })
+    })
+}
+
+/// Queues a shot for `due` and calls `done` with its outcome on the thread that finished it
+/// (the control worker), with no task in between. `done` is dropped uncalled only if the
+/// worker stops with the shot still queued.
+pub(crate) fn shoot_then(cam: &Arc<Shared>, due: Instant, req: ShotRequest, done: ShotDone) {
+    let clock = cam.clock.clone();
     if let Err(e) = cam.session() {
-        let o = failed(e);
-        return Box::pin(async move { o });
+        return done(ShotOutcome::not_sent(clock.now(), e));
     }
     cam.tell_link(LinkMsg::Input(Input::ShotReserved { due }));
     let me = cam.clone();
+    // Held by the job and here: a job refused at the door still gets its answer.
+    let slot = Arc::new(std::sync::Mutex::new(Some(done)));
+    let job_slot = slot.clone();
     // Shots jump the queue: they are the one thing with a deadline.
-    match cam.control.submit(Some(due), move || fire(&me, due, req)) {
-        Ok(fut) => Box::pin(async move { fut.await.unwrap_or_else(failed) }),
-        Err(e) => {
-            let o = failed(e);
-            Box::pin(async move { o })
+    let queued = cam.control.spawn_at(Some(due), move || {
+        let o = fire(&me, due, req);
+        if let Some(done) = crate::sys::lock(&job_slot).take() {
+            done(o);
+        }
+    });
+    if let Err(e) = queued {
+        if let Some(done) = crate::sys::lock(&slot).take() {
+            done(ShotOutcome::not_sent(clock.now(), e));
         }
     }
 }

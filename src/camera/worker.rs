@@ -124,6 +124,15 @@ impl Worker {
         self.push(None, Box::new(f))
     }
 
+    /// As [`Self::spawn`], placed as `submit` places it (`due: Some(_)` is a shot).
+    pub fn spawn_at(
+        &self,
+        due: Option<Instant>,
+        f: impl FnOnce() + Send + 'static,
+    ) -> Result<(), ApiError> {
+        self.push(due, Box::new(f))
+    }
+
     fn push(&self, due: Option<Instant>, job: Job) -> Result<(), ApiError> {
         {
             let mut q = lock(&self.shared.queue);

@@ -4,7 +4,8 @@
 //! * [`session`]: the sans-IO session machine (the timing rules live here).
 //! * [`journal`]: one fsynced JSON line per shot; replay tolerates a torn last line.
 //! * [`report`]: JSON reports (atomic), CSV export, SVG chart.
-//! * [`driver`]: the async task that runs one session against [`crate::camera::CameraControl`].
+//! * [`driver`]: the session's [`crate::driver::Executor`]: one session run by
+//!   [`crate::driver::run`] against [`crate::camera::CameraControl`].
 //! * [`service`]: [`service::IntervalometerService`], the coordinator's handle.
 //!
 //! Wiring (main/App):
