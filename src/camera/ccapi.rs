@@ -952,6 +952,11 @@ impl Session {
 
     // --- events and contents ----------------------------------------------------------------
 
+    /// Whether the camera offers event polling at all.
+    pub fn has_event_polling(&self) -> bool {
+        self.endpoints.find("event/polling").is_some()
+    }
+
     /// One event poll that the camera holds until something changes (ver110+ `timeout=long`,
     /// ver100 `continue=on`). Handles `Already started` by cancelling the stale poll once.
     pub fn poll_events(&self, hold: bool) -> Result<Value, ApiError> {

@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ccapi::{shutter_timeout, AF_ALLOWANCE};
-use super::link::Input;
-use super::link_driver::LinkMsg;
 use super::shared::Shared;
 use super::{ShotOutcome, ShotRequest};
 use crate::clock::BoxFuture;
@@ -27,7 +25,7 @@ pub(crate) fn shoot_at(
         let o = failed(e);
         return Box::pin(async move { o });
     }
-    cam.tell_link(LinkMsg::Input(Input::ShotReserved { due }));
+    cam.shot_reserved(due);
     let me = cam.clone();
     // Shots jump the queue: they are the one thing with a deadline.
     match cam.control.submit(Some(due), move || fire(&me, due, req)) {
