@@ -2,10 +2,11 @@
 """Start a skylapse binary, check it and measure it from the outside (standard library only).
 
   probe.py smoke     [--timeout S] -- CMD ...   start, 200 from /health, open /ws, read welcome
-  probe.py footprint [--seconds N] [--camera] [--sim SIMCMD] -- CMD ...
+  probe.py footprint [--seconds N] [--camera] [--sim SIMCMD] [--no-client] -- CMD ...
                                                  the above, then idle RSS and context switches/s
                                                  with one WebSocket client connected (with --sim:
-                                                 also camera requests/min and connections)
+                                                 also camera requests/min and connections);
+                                                 --no-client: the client leaves before the window
   probe.py liveview  [--viewers N] [--seconds S] --sim SIMCMD -- CMD ...
                                                  N viewers of the live-view stream for S seconds:
                                                  frames/s per viewer, RSS growth, CPU per frame,
@@ -541,6 +542,9 @@ def main():
     ap.add_argument("--sim", default=None,
                     help="camera simulator command line, started first; {camera} in CMD "
                          "becomes its CCAPI URL")
+    ap.add_argument("--no-client", action="store_true",
+                    help="footprint: close the WebSocket client (once the camera is connected) "
+                         "before the window: idle with nobody watching")
     ap.add_argument("--per-thread", action="store_true",
                     help="also list context switches per thread")
     argv = sys.argv[1:]
@@ -567,6 +571,9 @@ def main():
                 raise SystemExit(f"FAIL: camera not connected within {args.timeout} s")
             cam_note = (f" and a connected camera (connected {time.monotonic() - proc.t0:.2f} s "
                         f"after start)")
+        if args.no_client and args.mode == "footprint":
+            ws.send(0x8, struct.pack("!H", 1000))
+            ws.sock.close()
         time.sleep(args.settle)
         label = f"{args.label}: " if args.label else ""
         if args.mode == "liveview":
@@ -601,12 +608,13 @@ def main():
         rss = rss_kib(pids)
         if proc.poll() is not None:
             raise SystemExit(f"FAIL: the service exited ({proc.returncode}) during the window")
-        if ws.closed:
+        if ws.closed and not args.no_client:
             raise SystemExit(f"FAIL: the WebSocket closed during the window: {ws.closed}")
         c0 = sum(n for _, n in b0.values())
         c1 = sum(n for _, n in b1.values())
         print(f"{label}start to /health 200: {secs * 1000:.1f} ms")
-        print(f"{label}idle RSS with one WebSocket client{cam_note}: {rss / 1024:.2f} MiB "
+        who = "no WebSocket client" if args.no_client else "one WebSocket client"
+        print(f"{label}idle RSS with {who}{cam_note}: {rss / 1024:.2f} MiB "
               f"({rss} KiB)")
         print(f"{label}idle context switches: {(c1 - c0) / (t1 - t0):.2f}/s over {t1 - t0:.0f} s "
               f"({c1 - c0} switches in {len(b1)} threads, {len(ws.messages)} messages "
