@@ -2,10 +2,11 @@
 """Start a skylapse binary, check it and measure it from the outside (standard library only).
 
   probe.py smoke     [--timeout S] -- CMD ...   start, 200 from /health, open /ws, read welcome
-  probe.py footprint [--seconds N] [--camera] [--sim SIMCMD] -- CMD ...
+  probe.py footprint [--seconds N] [--camera] [--sim SIMCMD] [--no-client] -- CMD ...
                                                  the above, then idle RSS and context switches/s
                                                  with one WebSocket client connected (with --sim:
-                                                 also camera requests/min and connections)
+                                                 also camera requests/min and connections);
+                                                 --no-client: the client leaves before the window
   probe.py liveview  [--viewers N] [--seconds S] --sim SIMCMD -- CMD ...
                                                  N viewers of the live-view stream for S seconds:
                                                  frames/s per viewer, RSS growth, CPU per frame,
@@ -284,6 +285,26 @@ def task_switches(pids):
     return out
 
 
+def voluntary_switches(pids):
+    """Voluntary context switches summed over every thread: the process's own wake-ups,
+    without the preemptions a loaded machine adds (nonvoluntary)."""
+    n = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir(f"/proc/{pid}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                with open(f"/proc/{pid}/task/{task}/status") as f:
+                    for line in f:
+                        if line.startswith("voluntary_ctxt_switches"):
+                            n += int(line.split()[1])
+            except OSError:
+                pass
+    return n
+
+
 def ctx_switches(pids):
     return sum(n for _, n in task_switches(pids).values())
 
@@ -375,6 +396,7 @@ def run_session(ws, proc, sim, shots, interval, timeout):
     seq0 = last_seq(sim_requests(sim))
     pids = proc_tree(proc.pid)
     b0, t0 = task_switches(pids), time.monotonic()
+    v0 = voluntary_switches(pids)
     msg = {"type": "start_intervalometer", "requestId": "probe-1",
            "data": {"interval": interval, "stopCondition": "stop-after", "shots": shots,
                     "title": "probe"}}
@@ -400,6 +422,7 @@ def run_session(ws, proc, sim, shots, interval, timeout):
     if end is None:
         raise SystemExit("FAIL: the session did not end in time")
     b1, t1 = task_switches(proc_tree(proc.pid)), time.monotonic()
+    run_session.voluntary = voluntary_switches(proc_tree(proc.pid)) - v0
     reqs = [r for r in sim_requests(sim, seq0) if r.get("seq", 0) > seq0]
     return t1 - t0, (b0, b1), reqs, end
 
@@ -541,6 +564,9 @@ def main():
     ap.add_argument("--sim", default=None,
                     help="camera simulator command line, started first; {camera} in CMD "
                          "becomes its CCAPI URL")
+    ap.add_argument("--no-client", action="store_true",
+                    help="footprint: close the WebSocket client (once the camera is connected) "
+                         "before the window: idle with nobody watching")
     ap.add_argument("--per-thread", action="store_true",
                     help="also list context switches per thread")
     argv = sys.argv[1:]
@@ -567,6 +593,9 @@ def main():
                 raise SystemExit(f"FAIL: camera not connected within {args.timeout} s")
             cam_note = (f" and a connected camera (connected {time.monotonic() - proc.t0:.2f} s "
                         f"after start)")
+        if args.no_client and args.mode == "footprint":
+            ws.send(0x8, struct.pack("!H", 1000))
+            ws.sock.close()
         time.sleep(args.settle)
         label = f"{args.label}: " if args.label else ""
         if args.mode == "liveview":
@@ -584,7 +613,8 @@ def main():
             print(f"{label}session of {args.shots} x {args.interval:g} s: {taken} taken in "
                   f"{secs:.1f} s")
             print(f"{label}context switches per shot (whole service, one WebSocket client): "
-                  f"{n / args.shots:.1f} ({n} in {secs:.1f} s)")
+                  f"{n / args.shots:.1f} ({n} in {secs:.1f} s; voluntary only: "
+                  f"{run_session.voluntary / args.shots:.1f})")
             print(f"{label}camera during the session: {len(reqs) / args.shots:.1f} requests/shot; "
                   + camera_traffic(reqs, secs))
             if args.per_thread:
@@ -594,23 +624,26 @@ def main():
         sim_pids = proc_tree(sim.pid) if sim else []
         seq0 = last_seq(sim_requests(sim)) if sim else 0
         b0, s0, t0 = task_switches(pids), ctx_switches(sim_pids), time.monotonic()
+        v0 = voluntary_switches(pids)
         time.sleep(args.seconds)
         pids = proc_tree(proc.pid)
         b1, s1, t1 = task_switches(pids), ctx_switches(sim_pids), time.monotonic()
+        v1 = voluntary_switches(pids)
         reqs = [r for r in sim_requests(sim, seq0) if r.get("seq", 0) > seq0] if sim else None
         rss = rss_kib(pids)
         if proc.poll() is not None:
             raise SystemExit(f"FAIL: the service exited ({proc.returncode}) during the window")
-        if ws.closed:
+        if ws.closed and not args.no_client:
             raise SystemExit(f"FAIL: the WebSocket closed during the window: {ws.closed}")
         c0 = sum(n for _, n in b0.values())
         c1 = sum(n for _, n in b1.values())
         print(f"{label}start to /health 200: {secs * 1000:.1f} ms")
-        print(f"{label}idle RSS with one WebSocket client{cam_note}: {rss / 1024:.2f} MiB "
+        who = "no WebSocket client" if args.no_client else "one WebSocket client"
+        print(f"{label}idle RSS with {who}{cam_note}: {rss / 1024:.2f} MiB "
               f"({rss} KiB)")
         print(f"{label}idle context switches: {(c1 - c0) / (t1 - t0):.2f}/s over {t1 - t0:.0f} s "
               f"({c1 - c0} switches in {len(b1)} threads, {len(ws.messages)} messages "
-              f"received)")
+              f"received; voluntary only: {(v1 - v0) / (t1 - t0):.2f}/s)")
         if args.per_thread:
             per_task_report(b0, b1, t1 - t0, label)
         if reqs is not None:

@@ -36,7 +36,7 @@
 //!   sockets options and `clock_settime` go through rustix. The crate is `deny(unsafe_code)`.
 //!
 //! **A `take_photo`**: `Command::TakePhoto` → [`camera::CameraService`] → `shot::shoot_at`
-//! (tells the link machine `ShotReserved` so no health check lands in front of it) → the
+//! (notes the shot as reserved so no health check lands in front of it) → the
 //! control worker's queue, ahead of other jobs → `fire`: warm the socket if idle, precise wait
 //! on the clock to `due`, press → `ShotOutcome` → reply and `photo_taken` event. One queue
 //! and one thread between the command and the socket.
@@ -67,7 +67,12 @@
 //!   already awake: the control worker parks to ~2 ms before the due time, spins the rest
 //!   inside a short SCHED_FIFO window and sends on a warm keep-alive connection; the event
 //!   worker owns the second socket for long polls and downloads, so polling can never delay a
-//!   shot. The link machine runs in the generic driver on its own parked thread. Socket
+//!   shot. The link machine runs in the generic driver as a task on the service executor;
+//!   the control worker runs the health checks itself on the 10 s grid and tells the link
+//!   only of misses. With no client and no shot in the last minute no event poll is held:
+//!   the health check is then one immediate event poll (it carries battery, storage,
+//!   temperature and new files), so the idle camera sees one request per check on one
+//!   socket. Socket
 //!   timeouts inside a blocking call stay real time (ureq's); everything the workers wait for
 //!   between calls is on the clock.
 //! * **Every service with a machine runs in [`driver::run`].** The camera link, the

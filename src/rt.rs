@@ -1,12 +1,12 @@
 //! The executor for service tasks (drivers of discovery, Wi-Fi, time sync, power, the
-//! intervalometer), run on one thread that only *parks* between wake-ups.
+//! intervalometer, the camera link), run on one thread that only *parks* between wake-ups.
 //!
 //! Why not `smol::spawn`: smol's global executor runs its worker in `async_io::block_on`. While
 //! any thread sits there, async-io's own reactor thread polls with a 50 µs…10 ms backoff after
 //! every I/O event instead of sleeping in epoll: measured, about 1.4 extra context switches per
 //! second on an idle Pi with a camera connected (board/footprint.sh). Here the worker uses
 //! our own [`block_on`] (it only parks), so the reactor thread alone waits in epoll and wakes
-//! it, for I/O only: [`block_on`] threads (this one, main, the camera link) keep their own
+//! it, for I/O only: [`block_on`] threads (this one, main) keep their own
 //! timers and park until the next one, so a sleep costs no reactor wake-ups.
 #![allow(clippy::disallowed_methods)] // the executor's own timers read the real clock
 

@@ -732,3 +732,95 @@ fn bulb_exposure_is_held_and_always_released() {
         assert_eq!(format!("{:?}", r.sim().status().button), "Released");
     });
 }
+
+/// The next instant someone waits for on `clock`, once a worker parks on it (real-time bound).
+async fn next_wait(clock: &ManualClock) -> Instant {
+    within(10, async {
+        loop {
+            if let Some(d) = clock.next_wakeup().filter(|d| *d > clock.now()) {
+                return d;
+            }
+            async_io::Timer::after(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+}
+
+#[test]
+fn idle_with_nobody_watching_is_one_request_per_health_check_on_one_socket() {
+    // Issue 13: with no client and no shot, no event poll is held; each health check is one
+    // immediate event poll on the control socket (it carries battery, storage, temperature
+    // and new files too). A client coming back brings the held poll back.
+    let sim = SimHandle::start(SimConfig::default()).unwrap();
+    sim.set_max_connections(Some(2));
+    let clock = ManualClock::new(SystemTime::now());
+    let r = start_driver(
+        sim,
+        data_dir("unwatched"),
+        Arc::new(clock.clone()),
+        Trust::ephemeral(false),
+        timeouts(),
+    );
+    let polls = |log: &[skylapse_sim::RequestRecord], q: &str| {
+        log.iter()
+            .filter(|x| x.path.ends_with("/event/polling") && x.query.contains(q))
+            .count()
+    };
+    futures_lite::future::block_on(async {
+        r.connect().await;
+        // Fresh status at once after connecting: the check's poll (the snapshot).
+        assert!(r
+            .sim()
+            .wait_requests(Duration::from_secs(10), |l| polls(l, "immediately") == 1));
+        let seq0 = r.sim().requests().last().map_or(0, |x| x.seq) + 1;
+        for k in 1..=3 {
+            let due = next_wait(&clock).await;
+            assert!(due - clock.now() <= Duration::from_secs(15));
+            clock.advance_to(due);
+            assert!(
+                r.sim()
+                    .wait_requests(Duration::from_secs(10), |l| polls(l, "immediately")
+                        == 1 + k),
+                "health check {k}"
+            );
+        }
+        // The first poll's snapshot brought the status the old reads did (read once the
+        // worker has parked again, i.e. has taken the answer in).
+        next_wait(&clock).await;
+        assert!(
+            r.status.get("storage").is_object(),
+            "{}",
+            r.status.get("storage")
+        );
+        let idle: Vec<_> = r.sim().requests_since(seq0);
+        assert_eq!(idle.len(), 3, "{idle:?}");
+        let peers: std::collections::BTreeSet<_> = idle.iter().map(|x| x.peer).collect();
+        assert_eq!(peers.len(), 1, "{idle:?}");
+        assert_eq!(polls(&r.sim().requests(), "long"), 0);
+        // A client watches again: the poll is held for it.
+        r.service.client_connected(skylapse::app::ClientId(1));
+        assert!(r
+            .sim()
+            .wait_requests(Duration::from_secs(10), |l| polls(l, "long") == 1));
+        // The next health check is the cheap battery read on the control socket (one poll at
+        // a time: it must not cancel the held one).
+        // (An answer of the held poll defers a check: step until one runs.)
+        let seq1 = r.sim().requests().last().map_or(0, |x| x.seq) + 1;
+        let battery = |l: &[skylapse_sim::RequestRecord]| {
+            l.iter()
+                .any(|x| x.seq >= seq1 && x.path.ends_with("/battery"))
+        };
+        for _ in 0..3 {
+            clock.advance_to(next_wait(&clock).await);
+            if r.sim().wait_requests(Duration::from_secs(3), battery) {
+                break;
+            }
+        }
+        assert!(
+            battery(&r.sim().requests()),
+            "no health check while watched"
+        );
+        assert_eq!(polls(&r.sim().requests_since(seq1), "immediately"), 0);
+        r.service.client_disconnected(skylapse::app::ClientId(1));
+    });
+}

@@ -13,10 +13,12 @@
 //!                                       └─────────┘
 //! ```
 //!
-//! Deadlines are absolute instants carried by the states. Connected: a health check every
-//! [`HEALTH_INTERVAL`], never one in flight inside the quiet window around a reserved shot
-//! (`ShotReserved{due}`): a check that would start less than [`QUIET_BEFORE`] ahead of `due`
-//! waits until `due + QUIET_AFTER`, when it queues behind the shot instead of in front of it.
+//! Deadlines are absolute instants carried by the states. Connected: no deadline here. The
+//! control worker, which owns the warm connection, runs the health checks itself on the
+//! schedule of [`health_due`] (a check every [`HEALTH_INTERVAL`] on the clock's tick grid,
+//! none inside the quiet window around a reserved shot) and reports only what changes the
+//! link: a miss, or the first answer after misses. So an idle minute costs the link no
+//! wake-up at all (issue 13).
 //! Backoff: `Backoff::CAMERA` (5, 10, 20, 40, 60 s, ±10 % jitter from a seeded [`Rng`]),
 //! reset on success; an SSDP alive from the target cuts the wait short.
 
@@ -35,8 +37,33 @@ pub const PROBE_DEADLINE: Duration = Duration::from_secs(30);
 pub const QUIET_BEFORE: Duration = Duration::from_secs(3);
 /// ...and one postponed by a shot starts this long after it.
 pub const QUIET_AFTER: Duration = Duration::from_millis(200);
-/// Reserved shots remembered at most (older ones are dropped first).
-const MAX_RESERVED: usize = 8;
+
+/// When the next health check is due, for the worker that runs them.
+///
+/// `last`: when the camera last answered (any request) or was last checked; `None` (just
+/// connected) is now, for fresh status. Otherwise the first point of the grid
+/// `anchor + k × HEALTH_INTERVAL` (the clock's tick anchor, where the hub's 10 s
+/// status_update falls too) at least half an interval after `last`: 10 s apart while idle,
+/// never drifting by the check's own duration. `reserved`: a shot due then; a check that
+/// would start less than [`QUIET_BEFORE`] ahead of it (or while it is in flight) waits until
+/// `reserved + QUIET_AFTER`, so it queues behind the shot instead of in front of it.
+pub fn health_due(
+    anchor: Instant,
+    now: Instant,
+    last: Option<Instant>,
+    reserved: Option<Instant>,
+) -> Instant {
+    let due = match last {
+        None => now,
+        Some(t) => crate::clock::next_tick(anchor, HEALTH_INTERVAL, t + HEALTH_INTERVAL / 2),
+    };
+    match reserved {
+        Some(shot) if shot + QUIET_AFTER > due && shot < due.max(now) + QUIET_BEFORE => {
+            shot + QUIET_AFTER
+        }
+        _ => due,
+    }
+}
 
 /// The camera the link aims at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,9 +81,8 @@ pub enum State {
         deadline: Instant,
     },
     Connected {
-        next_health: Instant,
+        /// Health checks missed in a row (the worker reports each miss).
         misses: u8,
-        health_in_flight: bool,
     },
     Backoff {
         retry_at: Instant,
@@ -95,19 +121,17 @@ pub enum Input {
     ProbeFailed {
         reason: String,
     },
+    /// A health check answered (reported after misses only: nothing else to do).
     HealthOk,
+    /// A health check failed.
     HealthFailed {
         reason: String,
     },
-    /// Another request succeeded: the camera is evidently there.
+    /// Another request succeeded: the camera is evidently there (after misses only).
     OperationOk,
     /// Another request found the camera gone (refused, unreachable, timed out).
     ConnectionLost {
         reason: String,
-    },
-    /// A shot will be fired at `due`; keep the link quiet around it.
-    ShotReserved {
-        due: Instant,
     },
 }
 
@@ -115,8 +139,6 @@ pub enum Input {
 pub enum Action {
     /// Probe `target` (resolve `/ccapi`, read device information) and answer ProbeOk/Failed.
     Probe(Target),
-    /// One cheap request; answer HealthOk/HealthFailed.
-    HealthCheck,
     /// The link came up.
     Connected { id: String },
     /// The link went down.
@@ -132,13 +154,9 @@ pub struct LinkMachine {
     attempt: u32,
     backoff: Backoff,
     rng: Rng,
-    reserved: Vec<Instant>,
     actions: Vec<Action>,
     /// For the status block: the last failure reason.
     last_error: Option<String>,
-    /// When set, health checks fall on `anchor + k × HEALTH_INTERVAL` (see
-    /// [`LinkMachine::with_health_grid`]).
-    health_grid: Option<Instant>,
 }
 
 impl LinkMachine {
@@ -149,29 +167,8 @@ impl LinkMachine {
             attempt: 0,
             backoff,
             rng,
-            reserved: Vec::new(),
             actions: Vec::new(),
             last_error: None,
-            health_grid: None,
-        }
-    }
-
-    /// Puts health checks on the grid `anchor + k × HEALTH_INTERVAL` (the clock's tick
-    /// anchor), where the hub's 10 s status_update falls too: one wake-up serves both (issue
-    /// 5). Each check is then scheduled 5…15 s after the last answer or operation, 10 s apart
-    /// while idle, and never drifts by the check's own duration.
-    pub fn with_health_grid(mut self, anchor: Instant) -> Self {
-        self.health_grid = Some(anchor);
-        self
-    }
-
-    /// When the next health check is due, counted from `now` (an answer, an operation).
-    fn health_after(&self, now: Instant) -> Instant {
-        match self.health_grid {
-            None => now + HEALTH_INTERVAL,
-            Some(anchor) => {
-                crate::clock::next_tick(anchor, HEALTH_INTERVAL, now + HEALTH_INTERVAL / 2)
-            }
         }
     }
 
@@ -211,18 +208,12 @@ impl LinkMachine {
         match self.state {
             State::Disconnected => None,
             State::Probing { deadline } => Some(deadline),
-            State::Connected {
-                health_in_flight: true,
-                ..
-            } => None,
-            State::Connected { next_health, .. } => Some(next_health),
+            State::Connected { .. } => None,
             State::Backoff { retry_at } => Some(retry_at),
         }
     }
 
     pub fn handle(&mut self, now: Instant, input: Input) {
-        let health_at = self.health_after(now);
-        self.reserved.retain(|due| *due + QUIET_AFTER > now);
         let before = self.state.name();
         match (&mut self.state, input) {
             (_, Input::SetTarget(t)) => {
@@ -242,7 +233,7 @@ impl LinkMachine {
             (_, Input::Adopt(t)) => {
                 let id = t.id.clone().unwrap_or_default();
                 self.target = Some(t);
-                self.connected(now, id);
+                self.connected(id);
             }
             (State::Backoff { .. }, Input::SsdpAlive { id }) => {
                 if self.target_id() == Some(id.as_str()) {
@@ -252,63 +243,26 @@ impl LinkMachine {
             (_, Input::SsdpAlive { .. }) => {}
             (State::Backoff { .. }, Input::RetryNow) => self.start_probe(now),
             (_, Input::RetryNow) => {}
-            (State::Probing { .. }, Input::ProbeOk { id }) => self.connected(now, id),
+            (State::Probing { .. }, Input::ProbeOk { id }) => self.connected(id),
             (State::Probing { .. }, Input::ProbeFailed { reason }) => self.fail(now, reason),
             (_, Input::ProbeOk { .. } | Input::ProbeFailed { .. }) => {
                 // A stale answer from before a re-target: ignore.
             }
-            (
-                State::Connected {
-                    next_health,
-                    misses,
-                    health_in_flight,
-                },
-                Input::HealthOk,
-            ) => {
+            (State::Connected { misses }, Input::HealthOk | Input::OperationOk) => {
                 *misses = 0;
-                *health_in_flight = false;
-                *next_health = health_at;
                 self.last_error = None;
             }
-            (
-                State::Connected {
-                    next_health,
-                    misses,
-                    health_in_flight,
-                },
-                Input::HealthFailed { reason },
-            ) => {
-                *misses += 1;
-                *health_in_flight = false;
-                *next_health = health_at;
+            (State::Connected { misses }, Input::HealthFailed { reason }) => {
+                *misses = misses.saturating_add(1);
                 let lost = *misses >= MAX_MISSES;
                 self.last_error = Some(reason.clone());
                 if lost {
                     self.lose(now, format!("{MAX_MISSES} health checks missed: {reason}"));
                 }
             }
-            (_, Input::HealthOk | Input::HealthFailed { .. }) => {}
-            (
-                State::Connected {
-                    misses,
-                    health_in_flight: false,
-                    next_health,
-                },
-                Input::OperationOk,
-            ) => {
-                // The camera just answered: the next check can wait a full interval.
-                *misses = 0;
-                *next_health = health_at;
-            }
-            (_, Input::OperationOk) => {}
+            (_, Input::HealthOk | Input::HealthFailed { .. } | Input::OperationOk) => {}
             (State::Connected { .. }, Input::ConnectionLost { reason }) => self.lose(now, reason),
             (_, Input::ConnectionLost { .. }) => {}
-            (_, Input::ShotReserved { due }) => {
-                if self.reserved.len() >= MAX_RESERVED {
-                    self.reserved.remove(0);
-                }
-                self.reserved.push(due);
-            }
         }
         self.check_deadlines(now);
         if self.state.name() != before {
@@ -318,7 +272,6 @@ impl LinkMachine {
 
     /// Feeds the passage of time: call when `poll_timeout()` is reached (or any time).
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.reserved.retain(|due| *due + QUIET_AFTER > now);
         let before = self.state.name();
         self.check_deadlines(now);
         if self.state.name() != before {
@@ -334,28 +287,7 @@ impl LinkMachine {
                     self.fail(now, "camera did not answer the probe".into());
                 }
             }
-            State::Connected {
-                next_health,
-                health_in_flight,
-                ..
-            } => {
-                if *health_in_flight || now < *next_health {
-                    return;
-                }
-                // Quiet window: a shot due soon goes first; check right after it.
-                if let Some(due) = self
-                    .reserved
-                    .iter()
-                    .copied()
-                    .filter(|due| *due + QUIET_AFTER > now && *due < now + QUIET_BEFORE)
-                    .max()
-                {
-                    *next_health = due + QUIET_AFTER;
-                    return;
-                }
-                *health_in_flight = true;
-                self.actions.push(Action::HealthCheck);
-            }
+            State::Connected { .. } => {}
             State::Backoff { retry_at } => {
                 if now >= *retry_at {
                     self.start_probe(now);
@@ -380,7 +312,7 @@ impl LinkMachine {
         }
     }
 
-    fn connected(&mut self, now: Instant, id: String) {
+    fn connected(&mut self, id: String) {
         if let Some(t) = &mut self.target {
             if t.id.is_none() && !id.is_empty() {
                 t.id = Some(id.clone());
@@ -388,11 +320,7 @@ impl LinkMachine {
         }
         self.attempt = 0;
         self.last_error = None;
-        self.state = State::Connected {
-            next_health: self.health_after(now),
-            misses: 0,
-            health_in_flight: false,
-        };
+        self.state = State::Connected { misses: 0 };
         self.actions.push(Action::Connected { id });
     }
 
@@ -480,31 +408,33 @@ mod tests {
         // drifted by the check's duration and never shared a wake-up with the hub's tick.
         let anchor = crate::clock::test_t0();
         let ms = Duration::from_millis;
-        let mut m = exact().with_health_grid(anchor);
-        m.handle(anchor + ms(180), Input::SetTarget(target()));
-        m.handle(
-            anchor + ms(190),
-            Input::ProbeOk {
-                id: "uuid:cam".into(),
-            },
+        // Just connected: a check at once (fresh battery, storage, temperature).
+        let connected = anchor + ms(190);
+        assert_eq!(health_due(anchor, connected, None, None), connected);
+        // Answered 40 ms later: the next on the grid, 5…15 s on.
+        assert_eq!(
+            health_due(anchor, connected, Some(connected + ms(40)), None),
+            anchor + s(10)
         );
-        drain(&mut m);
-        // First check on the grid, 5…15 s after connecting.
-        assert_eq!(m.poll_timeout(), Some(anchor + s(10)));
         for k in 1..4u32 {
             let slot = anchor + s(10) * k;
-            m.handle_timeout(slot + ms(1));
-            assert_eq!(drain(&mut m), [Action::HealthCheck]);
-            m.handle(slot + ms(40), Input::HealthOk);
-            assert_eq!(m.poll_timeout(), Some(slot + s(10)));
+            // However long the check took, the next one is on the grid.
+            for took in [ms(1), ms(40), ms(900)] {
+                assert_eq!(
+                    health_due(anchor, slot + took, Some(slot + took), None),
+                    slot + s(10)
+                );
+            }
         }
-        // An operation defers the next check to the grid point 5…15 s later.
-        m.handle(anchor + s(46), Input::OperationOk);
-        assert_eq!(m.poll_timeout(), Some(anchor + s(60)));
+        // An operation at 46 s defers the next check to the grid point 5…15 s later.
+        assert_eq!(
+            health_due(anchor, anchor + s(46), Some(anchor + s(46)), None),
+            anchor + s(60)
+        );
     }
 
     #[test]
-    fn set_target_probes_then_health_checks_every_ten_seconds() {
+    fn set_target_probes_and_the_connected_link_waits_on_nothing() {
         let t0 = crate::clock::test_t0();
         let mut m = exact();
         assert_eq!(m.poll_timeout(), None);
@@ -529,29 +459,30 @@ mod tests {
                 Action::StateChanged
             ]
         );
-        assert_eq!(m.poll_timeout(), Some(t0 + s(11)));
-        m.handle_timeout(t0 + s(10));
-        assert_eq!(drain(&mut m), []);
-        m.handle_timeout(t0 + s(11));
-        assert_eq!(drain(&mut m), [Action::HealthCheck]);
-        // No second check while one is in flight.
+        // The worker runs the health checks: the machine sleeps until told something.
         assert_eq!(m.poll_timeout(), None);
-        m.handle_timeout(t0 + s(25));
+        m.handle_timeout(t0 + s(3600));
         assert_eq!(drain(&mut m), []);
-        m.handle(t0 + s(12), Input::HealthOk);
-        assert_eq!(m.poll_timeout(), Some(t0 + s(22)));
+        assert!(m.is_connected());
     }
 
     #[test]
     fn three_misses_lose_the_link_and_backoff_doubles_to_the_cap() {
         let t0 = crate::clock::test_t0();
         let mut m = connected_at(t0);
+        // A miss then an answer: the count starts again.
+        m.handle(
+            t0 + s(5),
+            Input::HealthFailed {
+                reason: "timeout".into(),
+            },
+        );
+        m.handle(t0 + s(6), Input::HealthOk);
+        assert_eq!(m.state(), &State::Connected { misses: 0 });
         let mut now = t0;
         for miss in 1..=3u64 {
-            now = m.poll_timeout().unwrap();
-            assert_eq!(now, t0 + s(10 * miss));
-            m.handle_timeout(now);
-            assert_eq!(drain(&mut m), [Action::HealthCheck]);
+            now = t0 + s(10 * miss);
+            assert!(m.is_connected());
             m.handle(
                 now,
                 Input::HealthFailed {
@@ -684,34 +615,42 @@ mod tests {
     #[test]
     fn health_check_waits_out_a_reserved_shot() {
         let t0 = crate::clock::test_t0();
-        let mut m = connected_at(t0);
-        // Shot reserved 300 ms ahead of 10.1 s: the check due at 10 s would be in flight at
-        // the shot, so it moves to 10.1 s + QUIET_AFTER.
-        let due = t0 + Duration::from_millis(10_100);
-        m.handle(
-            due - Duration::from_millis(300),
-            Input::ShotReserved { due },
+        // A shot reserved for 10.1 s: the check due at 10 s would be in flight at the shot,
+        // so it moves to 10.1 s + QUIET_AFTER.
+        let shot = t0 + Duration::from_millis(10_100);
+        let last = Some(t0 + s(1));
+        assert_eq!(health_due(t0, t0 + s(2), last, None), t0 + s(10));
+        assert_eq!(
+            health_due(t0, t0 + Duration::from_millis(9_800), last, Some(shot)),
+            shot + QUIET_AFTER
         );
-        m.handle_timeout(t0 + s(10));
-        assert_eq!(drain(&mut m), []);
-        assert_eq!(m.poll_timeout(), Some(due + QUIET_AFTER));
-        m.handle_timeout(due + QUIET_AFTER);
-        assert_eq!(drain(&mut m), [Action::HealthCheck]);
+        // Also when the check is late (the worker was busy) and the shot is in flight.
+        assert_eq!(
+            health_due(t0, t0 + Duration::from_millis(10_150), last, Some(shot)),
+            shot + QUIET_AFTER
+        );
+        // A shot long past, or far ahead, changes nothing.
+        assert_eq!(health_due(t0, t0 + s(2), last, Some(t0)), t0 + s(10));
+        assert_eq!(
+            health_due(t0, t0 + s(2), last, Some(t0 + s(14))),
+            t0 + s(10)
+        );
     }
 
     #[test]
     fn operations_count_as_health() {
         let t0 = crate::clock::test_t0();
-        let mut m = exact();
-        m.handle(t0, Input::SetTarget(target()));
+        let mut m = connected_at(t0);
         m.handle(
-            t0,
-            Input::ProbeOk {
-                id: "uuid:cam".into(),
+            t0 + s(8),
+            Input::HealthFailed {
+                reason: "timeout".into(),
             },
         );
-        m.handle(t0 + s(8), Input::OperationOk);
-        assert_eq!(m.poll_timeout(), Some(t0 + s(18)));
+        assert_eq!(m.state(), &State::Connected { misses: 1 });
+        m.handle(t0 + s(9), Input::OperationOk);
+        assert_eq!(m.state(), &State::Connected { misses: 0 });
+        assert_eq!(m.last_error(), None);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The camera link's executor for [`crate::driver::run`]: what the link machine's actions
-//! mean (probe and health check on the control worker, connected/lost notices, the status
-//! block), and the manual connection (`connect_to_ip`, `--camera`) that answers only once the
-//! link is up or the address failed.
+//! mean (probes on the control worker, connected/lost notices, the status block; the
+//! control worker runs the health checks itself), and the manual connection (`connect_to_ip`,
+//! `--camera`) that answers only once the link is up or the address failed.
 //!
 //! ```text
 //!   LinkMsg::Connect{urls, reply} ─▶ probe url₁ on the control worker (the link untouched)
@@ -28,7 +28,6 @@ pub(crate) enum LinkMsg {
         gen: u64,
         result: Result<Box<Session>, ApiError>,
     },
-    HealthDone(Result<(), ApiError>),
     /// A manual connection's probe answered.
     ManualProbeDone {
         gen: u64,
@@ -182,8 +181,21 @@ impl LinkExec {
     }
 
     fn set_connected(&self, up: bool) {
-        self.cam.lock().connected = up;
+        {
+            let mut s = self.cam.lock();
+            if up {
+                // A health check at once on the control worker: fresh status (battery,
+                // storage, temperature); then its own schedule.
+                s.last_control = None;
+                s.last_check = None;
+                s.last_event = None;
+                s.health_count = 0;
+                s.miss_reported = false;
+            }
+            s.connected = up;
+        }
         if up {
+            self.cam.control.wake();
             self.cam.events.wake();
         }
     }
@@ -209,10 +221,6 @@ impl Executor<LinkMachine> for LinkExec {
                 Err(e) => m.handle_input(now, Input::ProbeFailed { reason: e.message }),
             },
             LinkMsg::ProbeDone { .. } => {} // from before a re-target
-            LinkMsg::HealthDone(Ok(())) => m.handle_input(now, Input::HealthOk),
-            LinkMsg::HealthDone(Err(e)) => {
-                m.handle_input(now, Input::HealthFailed { reason: e.message })
-            }
             LinkMsg::Connect {
                 urls,
                 reply,
@@ -298,17 +306,6 @@ impl Executor<LinkMachine> for LinkExec {
                     m.handle_input(now, Input::ProbeFailed { reason: e.message });
                 }
             }
-            Action::HealthCheck => {
-                let cam = self.cam.clone();
-                let pushed = self.cam.control.spawn(move || {
-                    let r = cam.health_check();
-                    cam.tell_link(LinkMsg::HealthDone(r));
-                });
-                if pushed.is_err() {
-                    // The queue is full of real work: the camera is evidently busy, not gone.
-                    m.handle_input(now, Input::HealthOk);
-                }
-            }
             Action::Connected { id } => {
                 log::info!("camera {id} connected");
                 self.set_connected(true);
@@ -318,12 +315,6 @@ impl Executor<LinkMachine> for LinkExec {
                 let manual = self.manual_url.is_some();
                 self.cam
                     .notify(CameraNotice::Connected { id, info, manual });
-                // Fresh status right away (battery, storage, temperature).
-                self.cam.lock().health_count = 0;
-                let cam = self.cam.clone();
-                let _ = self.cam.control.spawn(move || {
-                    let _ = cam.health_check();
-                });
             }
             Action::Lost { reason } => {
                 log::warn!("camera link lost: {reason}");

@@ -4,11 +4,16 @@
 //! ```text
 //!  CameraLinkHandle ─┐  LinkMsg (one inbox)                 ┌─▶ control Worker (socket 1):
 //!  (discovery, Wi-Fi,│─────────────▶ link driver ──────────┤   shots (first), probes,
-//!   connect_to_ip)   │              (crate::driver::run,    │   health checks, settings …
-//!                    │               LinkMachine, LinkExec) └─▶ events Worker (socket 2):
-//!  CameraHandle ─────┤   shots, reads ───────────────────────▶  long polls, downloads
-//!  CameraService ────┘        ▲ ProbeDone / HealthDone / outcomes ◀── workers
+//!   connect_to_ip)   │              (crate::driver::run on  │   settings …; idle: its own
+//!                    │               the service executor)  │   health checks
+//!  CameraHandle ─────┤   shots, reads ──────────────────────└─▶ events Worker (socket 2):
+//!  CameraService ────┘        ▲ ProbeDone / health misses ◀──   long polls (only while a
+//!                                                               client or a shot watches), downloads
 //! ```
+//!
+//! Idle with nobody watching (no client, no shot in the last minute) the camera sees one
+//! request per health check on one socket: an immediate event poll, which carries battery,
+//! storage, temperature and new files as well (issue 13).
 //!
 //! | file            | what                                                              |
 //! |-----------------|-------------------------------------------------------------------|
@@ -385,8 +390,7 @@ pub struct Camera {
     pub link: CameraLinkHandle,
 }
 
-/// Starts the camera's workers and link driver (on a parked thread of its own: the link
-/// decides while the service executor may be busy).
+/// Starts the camera's workers and link driver (a task on the service executor).
 pub fn start(
     opts: DriverOptions,
     clock: crate::clock::SharedClock,
@@ -404,30 +408,28 @@ pub fn start(
         publisher,
         state: Default::default(),
         control: worker::Worker::new("camera-control"),
-        events: worker::Worker::new("camera-events"),
+        events: worker::Worker::new(ccapi::EVENTS_THREAD),
         link: tx,
         test_shot: async_lock::Mutex::new(()),
     });
     cam.lock().view.state = "disconnected";
-    cam.control
-        .start(clock.clone(), || worker::Idle::Until(None));
+    cam.control.start(clock.clone(), cam.control_idle());
     cam.events.start(clock.clone(), cam.event_idle());
     let rng = match opts.rng_seed {
         Some(s) => crate::backoff::Rng::new(s),
         None => crate::backoff::Rng::from_entropy(),
     };
-    let machine = link::LinkMachine::new(opts.backoff, rng).with_health_grid(clock.tick_anchor());
+    let machine = link::LinkMachine::new(opts.backoff, rng);
     let exec = link_driver::LinkExec::new(cam.clone());
     let c = cam.clone();
-    let spawned = std::thread::Builder::new()
-        .name("camera-link".into())
-        .spawn(move || {
-            crate::rt::block_on(crate::driver::run(machine, exec, rx, clock));
-            c.lock().connected = false;
-        });
-    if let Err(e) = spawned {
-        log::error!("cannot start the camera link: {e}");
-    }
+    // On the service executor, not a thread of its own: its inputs come from that thread (a
+    // shot's reservation) or together with a result that wakes it anyway (an operation's
+    // outcome), so a thread of its own only added wake-ups (issue 13).
+    crate::rt::spawn(async move {
+        crate::driver::run(machine, exec, rx, clock).await;
+        c.lock().connected = false;
+    })
+    .detach();
     cam.publish_block();
     let link = CameraLinkHandle { cam: cam.clone() };
     if let Some(t) = opts.initial_target.as_deref() {

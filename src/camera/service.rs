@@ -560,6 +560,15 @@ impl Service for CameraService {
         "camera"
     }
 
+    /// A client watches: camera changes reach it at once (event polling held).
+    fn client_connected(&self, _client: crate::app::ClientId) {
+        self.inner.clients_changed(true);
+    }
+
+    fn client_disconnected(&self, _client: crate::app::ClientId) {
+        self.inner.clients_changed(false);
+    }
+
     fn owner(&self) -> Owner {
         Owner::Camera
     }

@@ -45,6 +45,9 @@ const NOTICE_CAPACITY: usize = 64;
 const MAX_SUBSCRIBERS: usize = 16;
 /// Storage and temperature are read on every Nth health check (60 s at 10 s checks).
 const SLOW_STATUS_EVERY: u64 = 6;
+/// Event polling is held open this long after a shot even with no client watching (the
+/// shot's file, a test photo's download).
+const WATCH_AFTER_SHOT: Duration = Duration::from_secs(60);
 
 /// What the status block shows about the link (written by the link driver).
 #[derive(Default, Clone)]
@@ -63,7 +66,23 @@ pub(crate) struct State {
     pub view: LinkView,
     /// When the control socket last carried a request (a shot warms it if idle longer).
     pub last_control: Option<Instant>,
+    /// When the last health check ran (answered or not).
+    pub last_check: Option<Instant>,
+    /// When an event poll last answered: the camera is evidently there, so the next health
+    /// check can wait (a held poll that keeps answering makes some checks unnecessary).
+    pub last_event: Option<Instant>,
     pub health_count: u64,
+    /// A health miss was reported to the link and no answer since (then the next answer is
+    /// reported too; otherwise answers are not news to the link).
+    pub miss_reported: bool,
+    /// The latest shot reserved (its due instant): health checks keep clear of it.
+    pub reserved: Option<Instant>,
+    /// WebSocket clients connected (the web layer tells the camera service).
+    pub clients: usize,
+    /// Event polling stays held until then after a shot.
+    pub watch_until: Option<Instant>,
+    /// An event poll is in flight on either socket (CCAPI allows one at a time).
+    pub polling: bool,
     subscribers: heapless::Vec<async_channel::Sender<CameraNotice>, MAX_SUBSCRIBERS>,
 }
 
@@ -117,11 +136,16 @@ impl Shared {
         }
     }
 
-    /// Feeds an operation's outcome to the link machine.
+    /// Feeds an operation's outcome to the link machine: a success only when it is news
+    /// (health misses were reported), so a shot costs the link no wake-up.
     pub fn report(&self, result: &Result<impl Sized, ApiError>) {
         use super::link::Input;
         match result {
-            Ok(_) => self.tell_link(LinkMsg::Input(Input::OperationOk)),
+            Ok(_) => {
+                if std::mem::take(&mut self.lock().miss_reported) {
+                    self.tell_link(LinkMsg::Input(Input::OperationOk));
+                }
+            }
             Err(e) if e.code == ErrorCode::CameraOffline => {
                 self.tell_link(LinkMsg::Input(Input::ConnectionLost {
                     reason: e.message.clone(),
@@ -260,14 +284,127 @@ impl Shared {
         }
     }
 
-    /// The cheap request (on the control worker): battery; storage and temperature on every
-    /// 6th check, in the same turn of the worker.
+    /// Whether anyone would miss a change the camera reports a few seconds late: a client
+    /// is connected, or a shot was (or is about to be) taken. Otherwise no event poll is
+    /// held, and the health check's own poll brings the changes (issue 13).
+    pub fn watched(&self, now: Instant) -> bool {
+        let s = self.lock();
+        s.clients > 0 || s.watch_until.is_some_and(|t| now < t)
+    }
+
+    /// A shot is due at `due`: health checks keep clear of it and event polling is held.
+    pub fn shot_reserved(&self, due: Instant) {
+        let started = {
+            let mut s = self.lock();
+            s.reserved = Some(s.reserved.map_or(due, |r| r.max(due)));
+            let until = due + WATCH_AFTER_SHOT;
+            let was = s.watch_until.is_some_and(|t| self.clock.now() < t) || s.clients > 0;
+            s.watch_until = Some(s.watch_until.map_or(until, |t| t.max(until)));
+            !was
+        };
+        if started {
+            self.events.wake();
+        }
+    }
+
+    /// A WebSocket client came (`+1`) or went (`-1`).
+    pub fn clients_changed(&self, came: bool) {
+        let first = {
+            let mut s = self.lock();
+            s.clients = if came {
+                s.clients + 1
+            } else {
+                s.clients.saturating_sub(1)
+            };
+            came && s.clients == 1
+        };
+        if first {
+            self.events.wake();
+        }
+    }
+
+    /// The control worker's idle work: the health check when it is due ([`health_due`]),
+    /// reported to the link only when it is news. No other thread takes part.
+    ///
+    /// [`health_due`]: super::link::health_due
+    pub fn control_idle(self: &Arc<Self>) -> impl FnMut() -> Idle + Send + 'static {
+        let me = self.clone();
+        let anchor = me.clock.tick_anchor();
+        move || {
+            let now = me.clock.now();
+            let (due, fresh) = {
+                let s = me.lock();
+                if !s.connected || s.session.is_none() {
+                    return Idle::Until(None); // the link wakes us when it connects
+                }
+                let last = [s.last_control, s.last_check, s.last_event]
+                    .into_iter()
+                    .flatten()
+                    .max();
+                (
+                    super::link::health_due(anchor, now, last, s.reserved),
+                    last.is_none(),
+                )
+            };
+            if now < due {
+                return Idle::Until(Some(due));
+            }
+            let r = me.health_check();
+            me.lock().last_check = Some(me.clock.now());
+            // The read right after connecting is for fresh status, not a check: the probe
+            // has just answered, and misses are counted from the first scheduled check.
+            if !fresh {
+                me.report_health(r);
+            }
+            Idle::Again
+        }
+    }
+
+    fn report_health(&self, r: Result<(), ApiError>) {
+        use super::link::Input;
+        match r {
+            Ok(()) => {
+                if std::mem::take(&mut self.lock().miss_reported) {
+                    self.tell_link(LinkMsg::Input(Input::HealthOk));
+                }
+            }
+            Err(e) => {
+                self.lock().miss_reported = true;
+                self.tell_link(LinkMsg::Input(Input::HealthFailed { reason: e.message }));
+            }
+        }
+    }
+
+    /// The cheap request (on the control worker). Nobody watching and no event poll held: one
+    /// immediate event poll, which also brings battery, storage, temperature and new files
+    /// (one request in all). Otherwise battery; storage and temperature on every 6th check,
+    /// in the same turn of the worker.
     pub fn health_check(&self) -> Result<(), ApiError> {
         let s = self
             .lock()
             .session
             .clone()
             .ok_or_else(|| ApiError::new(ErrorCode::CameraOffline, "no session"))?;
+        let now = self.clock.now();
+        let poll_here = !self.watched(now) && s.has_event_polling() && {
+            let mut st = self.lock();
+            !std::mem::replace(&mut st.polling, true)
+        };
+        if poll_here {
+            let r = s.poll_events(false);
+            {
+                let mut st = self.lock();
+                st.polling = false;
+                if r.is_ok() {
+                    st.last_control = Some(self.clock.now());
+                }
+            }
+            if self.watched(self.clock.now()) {
+                self.events.wake(); // it waited for this poll to end
+            }
+            self.handle_event_delta(&r?);
+            return Ok(());
+        }
         let battery = s.battery()?;
         let n = {
             let mut st = self.lock();
@@ -287,8 +424,9 @@ impl Shared {
         Ok(())
     }
 
-    /// The event worker's idle work: one long poll (held by the camera until something
-    /// changes or its timeout); after failures, wait 1, 2, 4 … 30 s on the clock.
+    /// The event worker's idle work while someone watches ([`Shared::watched`]): one long
+    /// poll (held by the camera until something changes or its timeout); after failures,
+    /// wait 1, 2, 4 … 30 s on the clock. Nobody watching: nothing (the health check polls).
     pub fn event_idle(self: &Arc<Self>) -> impl FnMut() -> Idle + Send + 'static {
         let me = self.clone();
         let mut failures = 0u32;
@@ -297,7 +435,21 @@ impl Shared {
                 failures = 0;
                 return Idle::Until(None);
             };
-            match session.poll_events(true) {
+            if !me.watched(me.clock.now()) {
+                return Idle::Until(None); // a client or a shot wakes us
+            }
+            if std::mem::replace(&mut me.lock().polling, true) {
+                return Idle::Until(None); // the health check's poll; it wakes us after
+            }
+            let r = session.poll_events(true);
+            {
+                let mut s = me.lock();
+                s.polling = false;
+                if r.is_ok() {
+                    s.last_event = Some(me.clock.now());
+                }
+            }
+            match r {
                 Ok(v) => {
                     failures = 0;
                     me.handle_event_delta(&v);

@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::ccapi::{shutter_timeout, AF_ALLOWANCE};
-use super::link::Input;
-use super::link_driver::LinkMsg;
 use super::shared::Shared;
 use super::{ShotDone, ShotOutcome, ShotRequest};
 use crate::clock::BoxFuture;
@@ -47,7 +45,7 @@ pub(crate) fn shoot_then(cam: &Arc<Shared>, due: Instant, req: ShotRequest, done
     if let Err(e) = cam.session() {
         return done(ShotOutcome::not_sent(clock.now(), e));
     }
-    cam.tell_link(LinkMsg::Input(Input::ShotReserved { due }));
+    cam.shot_reserved(due);
     let me = cam.clone();
     // Held by the job and here: a job refused at the door still gets its answer.
     let slot = Arc::new(std::sync::Mutex::new(Some(done)));

@@ -35,6 +35,12 @@ impl Default for PowerConfig {
 pub trait ThrottleCommand: Send + Sync {
     /// The command's stdout, or `None` if it is not available.
     fn get_throttled(&self) -> Option<String>;
+
+    /// Whether asking may block (it runs a process): then samples are taken off the
+    /// executor, on a short-lived thread.
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 /// Runs `/usr/bin/vcgencmd get_throttled`.
@@ -63,6 +69,10 @@ pub struct NoThrottleCommand;
 impl ThrottleCommand for NoThrottleCommand {
     fn get_throttled(&self) -> Option<String> {
         None
+    }
+
+    fn may_block(&self) -> bool {
+        false
     }
 }
 

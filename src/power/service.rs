@@ -109,8 +109,13 @@ impl PowerService {
     }
 }
 
-/// Samples on a short-lived thread (sysfs reads, maybe `vcgencmd`: not on the executor).
+/// Samples on a short-lived thread when `vcgencmd` may run (a process: not on the
+/// executor); sysfs and procfs reads alone are memory reads, done in place, which spares
+/// the executor a thread and a wake-up every sample (issue 13).
 async fn sample_off_thread(root: PathBuf, cmd: Arc<dyn ThrottleCommand>) -> PowerSample {
+    if !cmd.may_block() {
+        return sample(&root, cmd.as_ref());
+    }
     crate::sys::off_thread("power-sample", move || sample(&root, cmd.as_ref())).await
 }
 

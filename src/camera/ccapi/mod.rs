@@ -1,7 +1,7 @@
 //! Blocking CCAPI client (ureq 3 + rustls with certificate pinning).
 //!
-//! A [`Session`] is one camera at one address: a keep-alive agent (at most two pooled
-//! connections: the driver's control worker and its event/download worker each use one), the
+//! A [`Session`] is one camera at one address: two keep-alive agents of one pooled
+//! connection each (the driver's control worker and its event/download worker), the
 //! endpoint catalog read from `GET /ccapi` (never hard-coded versions), and the identity read
 //! from `deviceinformation`. Every call has a timeout; every failure becomes an [`ApiError`]
 //! with a PROTOCOL.md code ([`status_error`], [`transport_error`]).
@@ -106,9 +106,18 @@ pub const MAX_LV_FRAME: u64 = 4 * 1024 * 1024;
 // ---------------------------------------------------------------------------------------------
 // The session
 
+/// The event worker's thread name: its requests (long polls, downloads) go over an agent of
+/// their own, so each worker keeps its own socket. With one pool for both, ureq hands out
+/// the oldest idle connection, so both sockets stayed in use even when only one worker
+/// talked to the camera (issue 13: idle on one connection).
+pub const EVENTS_THREAD: &str = "camera-events";
+
 /// One camera at one address.
 pub struct Session {
+    /// The control worker's (and every other thread's) connection.
     agent: Agent,
+    /// The event worker's connection.
+    events_agent: Agent,
     /// `https://127.0.0.1:443` (scheme, host, port; no path).
     origin: String,
     pub base_url: String,
@@ -160,8 +169,10 @@ impl Session {
         };
         let verifier = PinningVerifier::new(trust.clone(), strict_id);
         let agent = make_agent(verifier.clone(), timeouts)?;
+        let events_agent = make_agent(verifier.clone(), timeouts)?;
         let mut s = Session {
             agent,
+            events_agent,
             origin,
             base_url: url.trim_end_matches('/').to_string(),
             endpoints: Endpoints::default(),
@@ -288,6 +299,15 @@ impl Session {
         Ok(Answer { status, body })
     }
 
+    /// The agent of the calling worker ([`EVENTS_THREAD`] or any other).
+    fn agent(&self) -> &Agent {
+        if std::thread::current().name() == Some(EVENTS_THREAD) {
+            &self.events_agent
+        } else {
+            &self.agent
+        }
+    }
+
     fn send(
         &self,
         method: &str,
@@ -296,16 +316,15 @@ impl Session {
         timeout: Duration,
     ) -> Result<ureq::http::Response<ureq::Body>, ApiError> {
         let map = |e: ureq::Error| transport_error(&e, Some(&self.trust));
+        let agent = self.agent();
         let result = match method {
-            "GET" => self
-                .agent
+            "GET" => agent
                 .get(url)
                 .config()
                 .timeout_global(Some(timeout))
                 .build()
                 .call(),
-            "DELETE" => self
-                .agent
+            "DELETE" => agent
                 .delete(url)
                 .config()
                 .timeout_global(Some(timeout))
@@ -313,9 +332,9 @@ impl Session {
                 .call(),
             m => {
                 let b = if m == "PUT" {
-                    self.agent.put(url)
+                    agent.put(url)
                 } else {
-                    self.agent.post(url)
+                    agent.post(url)
                 };
                 let text = body.map(Value::to_string).unwrap_or_else(|| "{}".into());
                 b.config()
@@ -536,7 +555,7 @@ impl Session {
             r#"{"af":false}"#
         };
         let r = self
-            .agent
+            .agent()
             .post(url)
             .config()
             .timeout_global(Some(timeout))
@@ -573,6 +592,11 @@ impl Session {
     }
 
     // --- events and contents ----------------------------------------------------------------
+
+    /// Whether the camera offers event polling at all.
+    pub fn has_event_polling(&self) -> bool {
+        self.endpoints.find("event/polling").is_some()
+    }
 
     /// One event poll that the camera holds until something changes (ver110+ `timeout=long`,
     /// ver100 `continue=on`). Handles `Already started` by cancelling the stale poll once.
@@ -702,9 +726,9 @@ fn make_agent(verifier: Arc<PinningVerifier>, t: Timeouts) -> Result<Agent, ApiE
         .http_status_as_error(false)
         .timeout_connect(Some(t.connect))
         .timeout_global(Some(t.call))
-        // Two workers, two sockets at most (the R50 breaks with more).
-        .max_idle_connections(2)
-        .max_idle_connections_per_host(2)
+        // One agent per worker, one socket each: two at most (the R50 breaks with more).
+        .max_idle_connections(1)
+        .max_idle_connections_per_host(1)
         .max_idle_age(Duration::from_secs(60))
         .max_redirects(0)
         .user_agent(concat!("skylapse/", env!("CARGO_PKG_VERSION")))
