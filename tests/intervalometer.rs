@@ -988,6 +988,9 @@ mod with_simulator {
         let svc = IntervalometerService::start(config, clock, status.clone(), publisher, control);
         // As the product wires it: a running session gates photos by hand.
         camera.set_session_gate(svc.clone());
+        // A photographer's phone is connected (the web layer says so for each WebSocket):
+        // the camera's dial changes reach the status at once, not at the next health check.
+        skylapse::app::Service::client_connected(camera.as_ref(), skylapse::app::ClientId(1));
         SimRig {
             sim,
             _camera: camera,
