@@ -205,7 +205,13 @@ fn summarize(label: &str, times: &[Instant], interval: Duration) {
 
 /// Runs a session through the real camera driver against the simulator; `ramp` adds fields to
 /// the start payload (keyframes) so a ramped session is measured on the same grid.
-fn run_against_simulator(long_poll: Duration, label: &str, ramp: Option<serde_json::Value>) {
+fn run_against_simulator(
+    long_poll: Duration,
+    label: &str,
+    ramp: Option<serde_json::Value>,
+    shots: u64,
+    interval_ms: u64,
+) {
     use skylapse::app::Outbound;
     use skylapse::backoff::Backoff;
     use skylapse::camera::ccapi::Timeouts;
@@ -213,8 +219,6 @@ fn run_against_simulator(long_poll: Duration, label: &str, ramp: Option<serde_js
     use skylapse::camera::DriverOptions;
     use skylapse_sim::{SimConfig, SimHandle};
 
-    let shots = env_u64("BENCH_SHOTS", 300);
-    let interval_ms = env_u64("BENCH_INTERVAL_MS", 200);
     let mut cfg = SimConfig::default();
     // A fast card so a shot (exposure + write + cooldown, ~75 ms) fits in 200 ms slots.
     cfg.timing.write_bytes_per_sec = 2_000_000_000;
@@ -332,6 +336,8 @@ fn bench_intervalometer_against_simulator_long_polls_held() {
         Duration::from_secs(30),
         "simulator, long polls held 30 s",
         None,
+        env_u64("BENCH_SHOTS", 300),
+        env_u64("BENCH_INTERVAL_MS", 200),
     );
 }
 
@@ -342,17 +348,21 @@ fn bench_intervalometer_against_simulator_polls_answered_at_once() {
         Duration::from_millis(20),
         "simulator, polls answered in 20 ms",
         None,
+        env_u64("BENCH_SHOTS", 300),
+        env_u64("BENCH_INTERVAL_MS", 200),
     );
 }
 
 /// Issue 12: a keyframed ramp (Tv 1/4000 → 1/60 and ISO 100 → 1600 over the session, a
 /// change in nearly every gap) must keep the plain session's timing: changes go in the gap
-/// after a frame with a deadline and are deferred rather than delaying the next press.
+/// after a frame with a deadline and are deferred rather than delaying the next press. A ramp
+/// needs an interval over the camera's 1 s write margin: 1.5 s × 80 by default
+/// (BENCH_RAMP_SHOTS / BENCH_RAMP_INTERVAL_MS).
 #[test]
 #[ignore]
 fn bench_intervalometer_against_simulator_ramped() {
-    let shots = env_u64("BENCH_SHOTS", 300);
-    let interval_ms = env_u64("BENCH_INTERVAL_MS", 200);
+    let shots = env_u64("BENCH_RAMP_SHOTS", 80);
+    let interval_ms = env_u64("BENCH_RAMP_INTERVAL_MS", 1500);
     let span = (shots * interval_ms) as f64 / 1000.0;
     run_against_simulator(
         Duration::from_secs(30),
@@ -361,5 +371,7 @@ fn bench_intervalometer_against_simulator_ramped() {
             {"elapsedSeconds": 0, "tv": "1/4000", "iso": "100"},
             {"elapsedSeconds": span, "tv": "1/60", "iso": "1600"},
         ]})),
+        shots,
+        interval_ms,
     );
 }
