@@ -70,6 +70,11 @@ measure() { # label command...
         probe "$label, camera-sim process" --sim "$SIM_CMD" -- \
             "$@" --listen '127.0.0.1:{port}' --data-dir '{datadir}' \
             --camera '{camera}' --camera-insecure || st=1
+        # Issue 13's idle camera traffic: no client and no session (the client leaves once
+        # the camera is connected).
+        probe "$label, camera-sim process, no client" --no-client --sim "$SIM_CMD" -- \
+            "$@" --listen '127.0.0.1:{port}' --data-dir '{datadir}' \
+            --camera '{camera}' --camera-insecure || st=1
         for n in 1 3; do
             echo "== $label, camera-sim process, live view to $n viewer(s)"
             python3 "$BOARD_DIR/probe.py" liveview --label "$label" --viewers "$n" \
