@@ -84,7 +84,9 @@ fn main() -> ExitCode {
     let (publisher, outbound) = Publisher::channel();
     let clock: SharedClock = Arc::new(SystemClock);
     let mut app = App::new(config.clone(), clock, publisher);
-    let ex: Executor = Arc::new(smol::Executor::new());
+    // The services' tasks and the web server share one executor, run by this thread.
+    skylapse::rt::host_on_this_thread();
+    let ex: Executor = skylapse::rt::executor();
     let running = match services::start(&mut app, services::Options::default()) {
         Ok(r) => r,
         Err(e) => {
@@ -93,11 +95,12 @@ fn main() -> ExitCode {
         }
     };
     let app = Arc::new(app);
-    // Every task runs on the main thread. It only parks (rt::block_on, with its own timers), so
-    // async-io's own "async-io" thread is the one that waits in epoll and wakes us. With
-    // async_io::block_on both threads take turns at the reactor and the helper thread polls
-    // with a backoff after every event: about 4× the idle wake-ups (tests/bench/web.rs).
-    let code = skylapse::rt::block_on(ex.run(serve(ex.clone(), app, outbound)));
+    // Every task runs on the main thread, the services' and the web server's (rt::run_hosted).
+    // It only parks (rt::block_on, with its own timers), so async-io's own "async-io" thread
+    // is the one that waits in epoll and wakes us. With async_io::block_on both threads take
+    // turns at the reactor and the helper thread polls with a backoff after every event: about
+    // 4× the idle wake-ups (tests/bench/web.rs).
+    let code = skylapse::rt::run_hosted(serve(ex.clone(), app, outbound));
     running.stop();
     code
 }

@@ -11,12 +11,45 @@
 #![allow(clippy::disallowed_methods)] // the executor's own timers read the real clock
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::sync::{LazyLock, OnceLock};
 
-static EXECUTOR: smol::Executor<'static> = smol::Executor::new();
+static EXECUTOR: LazyLock<Arc<smol::Executor<'static>>> =
+    LazyLock::new(|| Arc::new(smol::Executor::new()));
+/// Set by [`host_on_this_thread`]: a thread (the process's main) will run the executor itself.
+static HOSTED: AtomicBool = AtomicBool::new(false);
 
-/// Spawns a task on the service executor (starting its thread on first use).
+/// The service executor (what [`spawn`] spawns on).
+pub fn executor() -> Arc<smol::Executor<'static>> {
+    EXECUTOR.clone()
+}
+
+/// Says that the calling thread will run the service executor ([`run_hosted`]), so [`spawn`]
+/// starts no thread of its own. Call it before the first [`spawn`].
+///
+/// Why one thread for everything async: a frame's outcome and its file notice reach the
+/// session, the status board, the hub and the WebSocket writers; on two executor threads
+/// (services, web server) each such event woke both, about 3 extra context switches per frame
+/// (board/probe.py session --per-thread). On one, a publication and its socket writes happen
+/// in the same wake-up. What runs here must not block for long (the journal's fsync, a small
+/// file write, at most); blocking camera I/O has its own workers.
+pub fn host_on_this_thread() {
+    HOSTED.store(true, Ordering::SeqCst);
+}
+
+/// Runs the service executor on this thread until `future` completes (see
+/// [`host_on_this_thread`]).
+pub fn run_hosted<T>(future: impl Future<Output = T>) -> T {
+    block_on(EXECUTOR.run(future))
+}
+
+/// Spawns a task on the service executor (starting its thread on first use, unless a thread
+/// hosts it).
 pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static) -> smol::Task<T> {
+    if HOSTED.load(Ordering::SeqCst) {
+        return EXECUTOR.spawn(future);
+    }
     static WORKER: OnceLock<bool> = OnceLock::new();
     let started = *WORKER.get_or_init(|| {
         std::thread::Builder::new()
@@ -43,7 +76,7 @@ pub fn spawn<T: Send + 'static>(future: impl Future<Output = T> + Send + 'static
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Instant;
 

@@ -155,13 +155,20 @@ impl Shared {
         }
     }
 
+    /// Sends `n` to every subscriber, outside the lock: a subscriber woken by the first send
+    /// runs at once on the other core, and must not find the lock still held (that cost two
+    /// extra context switches per frame).
     pub fn notify(&self, n: CameraNotice) {
-        self.lock()
-            .subscribers
-            .retain(|tx| match tx.try_send(n.clone()) {
-                Ok(()) | Err(async_channel::TrySendError::Full(_)) => true,
-                Err(async_channel::TrySendError::Closed(_)) => false,
-            });
+        let subscribers = self.lock().subscribers.clone();
+        let mut closed = false;
+        for tx in &subscribers {
+            if let Err(async_channel::TrySendError::Closed(_)) = tx.try_send(n.clone()) {
+                closed = true;
+            }
+        }
+        if closed {
+            self.lock().subscribers.retain(|tx| !tx.is_closed());
+        }
     }
 
     pub fn subscribe(&self) -> async_channel::Receiver<CameraNotice> {
@@ -264,10 +271,6 @@ impl Shared {
 
     /// Files and status changes of one event-polling answer.
     pub fn handle_event_delta(&self, v: &Value) {
-        let files = added_contents(v);
-        if !files.is_empty() {
-            self.notify(CameraNotice::FilesAdded(files));
-        }
         self.note_settings(v);
         if let Some(b) = v.get("battery").filter(|b| b.is_object()) {
             self.set_battery(b);
@@ -281,6 +284,11 @@ impl Shared {
             .and_then(Value::as_str)
         {
             self.status.set_temperature(Some(t.to_string()));
+        }
+        // Last: the session is woken by it, and should find the status already updated.
+        let files = added_contents(v);
+        if !files.is_empty() {
+            self.notify(CameraNotice::FilesAdded(files));
         }
     }
 

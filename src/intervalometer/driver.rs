@@ -375,7 +375,7 @@ impl Executor<Session> for SessionExec {
                 {
                     self.measured_out.push((*slot, *brightness, *sun_alt));
                 }
-                let r = self.parts.journal.append(&entry);
+                let r = self.parts.journal.append_at(&entry, Some(now.mono));
                 self.journal_state(m, now.mono, r);
             }
             Action::Notify(n) => self.notices_out.push(n),
@@ -440,13 +440,26 @@ impl Executor<Session> for SessionExec {
     }
 
     fn own_deadline(&self) -> Option<Instant> {
-        self.journal_retry
+        match (self.journal_retry, self.parts.journal.sync_due()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     async fn on_timeout(&mut self, m: &mut Session, now: Now) {
         self.check_wall(m, now, false);
         if self.journal_retry.is_some_and(|at| now.mono >= at) {
             let r = self.parts.journal.flush();
+            self.journal_state(m, now.mono, r);
+        }
+        // Records of a fast session waiting for their fsync (see `journal`'s module doc).
+        if self
+            .parts
+            .journal
+            .sync_due()
+            .is_some_and(|at| now.mono >= at)
+        {
+            let r = self.parts.journal.sync_at(now.mono);
             self.journal_state(m, now.mono, r);
         }
         m.handle(now.mono, Input::Tick);
