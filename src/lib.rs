@@ -86,12 +86,23 @@
 //!   the `clock_settime` step behind the shot gate, a non-blocking M-SEARCH send, the small
 //!   `last-camera.json` write). Power has no machine (it samples sysfs on the shared grid) and
 //!   keeps its own small loop.
-//! * **Tasks run on parked executors with thread-local timers** ([`rt`]). smol's global
-//!   executor sits in `async_io::block_on`, which makes async-io's reactor thread busy-poll
-//!   with backoff after every event, and every async-io timer costs that thread two extra
-//!   wake-ups. With parked threads, their own timers and the shared grid below, the idle
-//!   service with a camera connected went from ~5.5 to ~0.9 context switches per second on
-//!   x86-64 (board/footprint.sh).
+//! * **Every task runs on one parked executor thread with thread-local timers** ([`rt`]):
+//!   the process's main thread runs the services' tasks and the web server alike
+//!   ([`rt::run_hosted`]). smol's global executor sits in `async_io::block_on`, which makes
+//!   async-io's reactor thread busy-poll with backoff after every event, and every async-io
+//!   timer costs that thread two extra wake-ups. With a parked thread, its own timers and the
+//!   shared grid below, the idle service with a camera connected went from ~5.5 to ~0.9
+//!   context switches per second on x86-64 (board/footprint.sh); with one executor thread
+//!   instead of two (services, web) a frame's outcome, its status block and its WebSocket
+//!   writes share one wake-up (0.68 → 0.48/s idle with a client; per frame see below).
+//! * **Wake-ups per frame** (issue 13; `board/probe.py session --per-thread`, perf
+//!   `sched:sched_switch`): in steady state a frame costs the control worker 3 (woken with the
+//!   shot, the precise wait, the reply), the event worker 1 (the poll's answer with the file)
+//!   and the executor 3 (the hand-over timer, the outcome, the file notice). What was cut: the
+//!   second executor thread, an fsync per frame (the journal shares one fsync among a fast
+//!   session's records within 5 s, see [`intervalometer::journal`]), notices sent under the
+//!   camera lock, and wake-up preemption (the executor and the event worker run SCHED_BATCH,
+//!   [`sys::batch_this_thread`]).
 //! * **Periodic work shares one 10 s grid** ([`clock::next_tick`]): status broadcasts, health
 //!   checks, WebSocket pings and power samples fall on the same instants, one wake-up for all.
 //! * **Status blocks travel as JSON values** on the [`app::StatusBoard`] (typed where they

@@ -95,6 +95,9 @@ fn main() -> ExitCode {
         }
     };
     let app = Arc::new(app);
+    // Woken by the camera workers several times per frame: do not preempt them for it (after
+    // the services started, so their threads keep the normal policy).
+    skylapse::sys::batch_this_thread();
     // Every task runs on the main thread, the services' and the web server's (rt::run_hosted).
     // It only parks (rt::block_on, with its own timers), so async-io's own "async-io" thread
     // is the one that waits in epoll and wakes us. With async_io::block_on both threads take

@@ -1,5 +1,7 @@
-//! The executor for service tasks (drivers of discovery, Wi-Fi, time sync, power, the
-//! intervalometer, the camera link), run on one thread that only *parks* between wake-ups.
+//! The executor for every task (drivers of discovery, Wi-Fi, time sync, power, the
+//! intervalometer, the camera link; the web server), run on one thread that only *parks*
+//! between wake-ups: the process's main thread ([`run_hosted`]), or in tests and tools that do
+//! not host it, a `skylapse-tasks` thread started on first use.
 //!
 //! Why not `smol::spawn`: smol's global executor runs its worker in `async_io::block_on`. While
 //! any thread sits there, async-io's own reactor thread polls with a 50 µs…10 ms backoff after

@@ -246,6 +246,26 @@ impl RealtimeWindow {
     }
 }
 
+/// Puts the calling thread under SCHED_BATCH: it no longer preempts the thread that woke it.
+///
+/// Why: the service executor (main) and the event worker are woken by other threads many
+/// times per frame (a shot's outcome, a file notice); under SCHED_OTHER the woken thread
+/// preempts its waker on the waker's core, and both pay an extra context switch for nothing
+/// (about 3 per frame on two cores, perf sched_switch). Nothing on these threads is
+/// latency-critical to a millisecond: shots fire from the control worker, which stays
+/// SCHED_OTHER and runs the press under SCHED_FIFO. Unprivileged, best effort.
+pub fn batch_this_thread() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain syscall on the calling thread (pid 0) with an owned, initialised param.
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    if r != 0 {
+        log::debug!(
+            "SCHED_BATCH refused: {} (wake-ups cost a little more)",
+            io::Error::last_os_error()
+        );
+    }
+}
+
 /// Says once per process that the shutter cannot run SCHED_FIFO, and what that costs.
 fn realtime_refused(e: io::Error) {
     static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);

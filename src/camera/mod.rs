@@ -408,7 +408,7 @@ pub fn start(
         publisher,
         state: Default::default(),
         control: worker::Worker::new("camera-control"),
-        events: worker::Worker::new(ccapi::EVENTS_THREAD),
+        events: worker::Worker::background(ccapi::EVENTS_THREAD),
         link: tx,
         test_shot: async_lock::Mutex::new(()),
     });

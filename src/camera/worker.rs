@@ -41,6 +41,9 @@ struct Queue {
 
 struct Shared {
     name: &'static str,
+    /// Runs under SCHED_BATCH ([`crate::sys::batch_this_thread`]): nothing it does is
+    /// latency-critical (the event worker's long polls and downloads).
+    background: bool,
     queue: Mutex<Queue>,
     thread: OnceLock<std::thread::Thread>,
 }
@@ -54,9 +57,19 @@ pub struct Worker {
 impl Worker {
     /// A worker whose thread is not started yet (see [`Worker::start`]).
     pub fn new(name: &'static str) -> Worker {
+        Self::with_priority(name, false)
+    }
+
+    /// A worker for work that is never latency-critical (see [`crate::sys::batch_this_thread`]).
+    pub fn background(name: &'static str) -> Worker {
+        Self::with_priority(name, true)
+    }
+
+    fn with_priority(name: &'static str, background: bool) -> Worker {
         Worker {
             shared: Arc::new(Shared {
                 name,
+                background,
                 queue: Mutex::new(Queue::default()),
                 thread: OnceLock::new(),
             }),
@@ -66,9 +79,13 @@ impl Worker {
     /// Starts the thread; `idle` runs whenever the queue is empty.
     pub fn start(&self, clock: SharedClock, mut idle: impl FnMut() -> Idle + Send + 'static) {
         let shared = self.shared.clone();
+        let mut background = shared.background;
         let spawned = std::thread::Builder::new()
             .name(self.shared.name.into())
             .spawn(move || loop {
+                if std::mem::take(&mut background) {
+                    crate::sys::batch_this_thread();
+                }
                 let job = {
                     let mut q = lock(&shared.queue);
                     match q.jobs.pop_front() {
