@@ -399,6 +399,7 @@ pub fn start(
 ) -> Camera {
     use std::sync::Arc;
     let (tx, rx) = crate::driver::inbox(256);
+    let (notices, notices_rx) = async_channel::bounded(256);
     let cam = Arc::new(shared::Shared {
         trust: opts.trust.clone(),
         timeouts: opts.timeouts,
@@ -410,8 +411,10 @@ pub fn start(
         control: worker::Worker::new("camera-control"),
         events: worker::Worker::background(ccapi::EVENTS_THREAD),
         link: tx,
+        notices,
         test_shot: async_lock::Mutex::new(()),
     });
+    crate::rt::spawn(shared::fan_out(Arc::downgrade(&cam), notices_rx)).detach();
     cam.lock().view.state = "disconnected";
     cam.control.start(clock.clone(), cam.control_idle());
     cam.events.start(clock.clone(), cam.event_idle());

@@ -99,8 +99,22 @@ pub(crate) struct Shared {
     /// Socket 2: event long-polls, downloads.
     pub events: Worker,
     pub link: async_channel::Sender<LinkMsg>,
+    /// Notices on their way to the subscribers ([`Shared::notify`], [`fan_out`]).
+    pub notices: async_channel::Sender<CameraNotice>,
     /// Serialises test shots (one at a time).
     pub test_shot: async_lock::Mutex<()>,
+}
+
+/// The executor's side of [`Shared::notify`]: hands each notice to every subscriber, in order.
+/// Ends when the camera driver is gone.
+pub(crate) async fn fan_out(
+    cam: std::sync::Weak<Shared>,
+    notices: async_channel::Receiver<CameraNotice>,
+) {
+    while let Ok(n) = notices.recv().await {
+        let Some(cam) = cam.upgrade() else { return };
+        cam.deliver(n);
+    }
 }
 
 impl Shared {
@@ -155,10 +169,21 @@ impl Shared {
         }
     }
 
-    /// Sends `n` to every subscriber, outside the lock: a subscriber woken by the first send
-    /// runs at once on the other core, and must not find the lock still held (that cost two
-    /// extra context switches per frame).
+    /// Tells every subscriber, through the one notice channel: from a camera worker, one
+    /// cross-thread wake-up of the executor, which hands the notice to each subscriber there
+    /// ([`fan_out`]). Sent to the half-dozen subscribers straight from the event worker, a
+    /// frame's file notice woke the executor once per subscriber, and each wake-up raced the
+    /// worker for the channel's lock: about 3 extra context switches per frame (perf
+    /// `sched:sched_switch`). Bounded: a notice that finds it full is dropped with a warning.
     pub fn notify(&self, n: CameraNotice) {
+        if let Err(async_channel::TrySendError::Full(n)) = self.notices.try_send(n) {
+            log::warn!("camera notice channel full; dropped {n:?}");
+        }
+    }
+
+    /// Sends `n` to every subscriber, outside the lock (a woken subscriber must not find it
+    /// held), on the executor's thread.
+    fn deliver(&self, n: CameraNotice) {
         let subscribers = self.lock().subscribers.clone();
         let mut closed = false;
         for tx in &subscribers {
