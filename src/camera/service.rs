@@ -244,8 +244,9 @@ impl CameraService {
             .await
             .map_err(|e| e.with_operation("take_test_photo"))?;
         self.inner.session()?;
-        // Subscribed only now: files of frames shot while waiting are not this photo's.
-        let files = self.inner.subscribe();
+        // Subscribed only now: files of frames shot while waiting are not this photo's. Read
+        // by the event worker (`wait_for_file`), so told on the notifier's thread.
+        let files = self.inner.subscribe_direct();
         let store = self.photos();
         store
             .create()

@@ -84,6 +84,9 @@ pub(crate) struct State {
     /// An event poll is in flight on either socket (CCAPI allows one at a time).
     pub polling: bool,
     subscribers: heapless::Vec<async_channel::Sender<CameraNotice>, MAX_SUBSCRIBERS>,
+    /// Subscribers read by a camera worker (a test photo waiting for its file): told on the
+    /// notifier's thread at once, before the executor's subscribers.
+    direct: heapless::Vec<async_channel::Sender<CameraNotice>, MAX_SUBSCRIBERS>,
 }
 
 pub(crate) struct Shared {
@@ -175,16 +178,32 @@ impl Shared {
     /// frame's file notice woke the executor once per subscriber, and each wake-up raced the
     /// worker for the channel's lock: about 3 extra context switches per frame (perf
     /// `sched:sched_switch`). Bounded: a notice that finds it full is dropped with a warning.
+    /// Direct subscribers ([`Shared::subscribe_direct`]) are told here, on the notifier's
+    /// thread, so a worker waiting for a file finds it before it looks again.
     pub fn notify(&self, n: CameraNotice) {
+        self.send_to(true, &n);
         if let Err(async_channel::TrySendError::Full(n)) = self.notices.try_send(n) {
             log::warn!("camera notice channel full; dropped {n:?}");
         }
     }
 
-    /// Sends `n` to every subscriber, outside the lock (a woken subscriber must not find it
-    /// held), on the executor's thread.
+    /// Sends `n` to every (executor-side) subscriber, on the executor's thread.
     fn deliver(&self, n: CameraNotice) {
-        let subscribers = self.lock().subscribers.clone();
+        self.send_to(false, &n);
+    }
+
+    /// Sends `n` to one kind of subscriber, outside the lock (a woken subscriber must not
+    /// find it held); forgets the ones that went away.
+    fn send_to(&self, direct: bool, n: &CameraNotice) {
+        let list = |s: &mut State| {
+            if direct {
+                &mut s.direct
+            } else {
+                &mut s.subscribers
+            }
+            .clone()
+        };
+        let subscribers = list(&mut self.lock());
         let mut closed = false;
         for tx in &subscribers {
             if let Err(async_channel::TrySendError::Closed(_)) = tx.try_send(n.clone()) {
@@ -192,15 +211,34 @@ impl Shared {
             }
         }
         if closed {
-            self.lock().subscribers.retain(|tx| !tx.is_closed());
+            let mut s = self.lock();
+            s.subscribers.retain(|tx| !tx.is_closed());
+            s.direct.retain(|tx| !tx.is_closed());
         }
     }
 
+    /// Notices for a task on the executor (delivered there by [`fan_out`]).
     pub fn subscribe(&self) -> async_channel::Receiver<CameraNotice> {
+        self.add_subscriber(false)
+    }
+
+    /// Notices for a camera worker that reads them synchronously (told by [`Shared::notify`]
+    /// on the notifier's thread; no executor in between).
+    pub fn subscribe_direct(&self) -> async_channel::Receiver<CameraNotice> {
+        self.add_subscriber(true)
+    }
+
+    fn add_subscriber(&self, direct: bool) -> async_channel::Receiver<CameraNotice> {
         let (tx, rx) = async_channel::bounded(NOTICE_CAPACITY);
         let mut s = self.lock();
         s.subscribers.retain(|s| !s.is_closed());
-        if s.subscribers.push(tx).is_err() {
+        s.direct.retain(|s| !s.is_closed());
+        let list = if direct {
+            &mut s.direct
+        } else {
+            &mut s.subscribers
+        };
+        if list.push(tx).is_err() {
             log::error!("too many camera notice subscribers; this one hears nothing");
         }
         rx
@@ -419,7 +457,15 @@ impl Shared {
             .clone()
             .ok_or_else(|| ApiError::new(ErrorCode::CameraOffline, "no session"))?;
         let now = self.clock.now();
-        let poll_here = !self.watched(now) && s.has_event_polling() && {
+        let watched = self.watched(now);
+        if !watched && s.has_event_polling() && self.lock().polling {
+            // Nobody watches, but the poll held for the last client is still out: its answer
+            // (or its failure, which the next check sees) speaks for the link, and nobody
+            // needs a fresh battery reading; a request now would only add to the idle
+            // camera's traffic (issue 13: at most 6 requests/min with nobody watching).
+            return Ok(());
+        }
+        let poll_here = !watched && s.has_event_polling() && {
             let mut st = self.lock();
             !std::mem::replace(&mut st.polling, true)
         };
