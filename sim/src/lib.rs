@@ -25,7 +25,7 @@
 //!     Some(2), // twice, then the real handler
 //! );
 //! sim.reboot(Duration::from_millis(500)); // byebye, refuse 0.5 s, alive
-//! let log = sim.requests(); // method, path, status, head_at/body_at instants
+//! let log = sim.requests(); // method, path, status, head_at/body_at (read) and rx_at (kernel) instants
 //! # let _ = (base, log);
 //! # Ok::<(), std::io::Error>(())
 //! ```

@@ -283,20 +283,24 @@ fn stats(errs: &[f64]) -> Stats {
     }
 }
 
-/// Captures the camera driver's per-press debug line ([`TIMING_LOG_TARGET`]), stamped on
-/// arrival, and nothing else (every other record is refused at `enabled`).
+/// Captures the camera driver's timing lines ([`TIMING_LOG_TARGET`]), stamped on arrival,
+/// and prints warnings (so a refused SCHED_FIFO shows); every other record is refused at
+/// `enabled`.
 struct PressLog {
     lines: Mutex<Vec<(Instant, String)>>,
 }
 
 impl log::Log for PressLog {
     fn enabled(&self, m: &log::Metadata) -> bool {
-        m.target() == TIMING_LOG_TARGET
+        m.target() == TIMING_LOG_TARGET || m.level() <= log::Level::Warn
     }
     fn log(&self, r: &log::Record) {
         let at = Instant::now();
         if r.target() == TIMING_LOG_TARGET {
             lock(&self.lines).push((at, r.args().to_string()));
+        } else if r.level() <= log::Level::Warn {
+            // Printed as they come: e.g. "cannot run the shutter press under SCHED_FIFO".
+            eprintln!("[{} {}] {}", r.level(), r.target(), r.args());
         }
     }
     fn flush(&self) {}
@@ -812,7 +816,7 @@ fn timelapse(hold: Duration, label: &str) {
     let rx: Option<Vec<Instant>> = presses.iter().map(|q| q.rx_at).collect();
     match &rx {
         Some(rx) => println!(
-            "{label}:   simulator, kernel receive     {}  (SO_TIMESTAMPNS on its socket, vs first + slot × interval)",
+            "{label}:   simulator, kernel receive     {}  (SO_TIMESTAMPNS on its socket, vs first + slot × interval: the camera's receive instant, issue 13's figure)",
             fmt_stats(&stats(&errors(rx, &slots, interval)))
         ),
         None => println!("{label}:   simulator, kernel receive: no SO_TIMESTAMPNS stamps"),
