@@ -18,7 +18,7 @@
 //!
 //! - **service, sent vs due**: the camera driver's debug line (target
 //!   `skylapse::shot_timing`, captured by a logger this benchmark installs; off in production,
-//!   where it costs one atomic load) gives the due instant and the instant the request went to
+//!   where it costs a log-level check) gives the due instant and the instant the request went to
 //!   ureq after the precise wait, and how late that wait's sleep woke (its target: due − 2 ms;
 //!   then the thread spins under SCHED_FIFO).
 //! - **wire**: `tcpdump -i lo --time-stamp-precision=nano` (a peer the project did not write)
@@ -36,25 +36,45 @@
 //!   shares the service's two cores. **This is the issue's figure** (`bench_e2e` p99).
 //! - **simulator, request read**: its `Instant::now()` once its thread has woken and parsed
 //!   the request (`body_at`; the figure before issue 13). It adds the simulator's own wake-up
-//!   (the async-io reactor on another thread, then its executor, then rustls): p99 1.5-4.6 ms
+//!   (the async-io reactor on another thread, then its executor, then rustls): p99 0.5-4.6 ms
 //!   on this VM, which is where the old 1.07-1.24 ms p99 came from.
 //!
 //! Grid errors are taken against each layer's own first shot (the clocks differ by a constant);
 //! `service` and the `due → …` lines are against the service's due instants. The slot of each
 //! press comes from its due instant, so a skipped slot does not shift the shots after it.
 //!
-//! Measured on this 2-vCPU VM (Firecracker, shared host), BENCH defaults, 2026-12-07, with
-//! `uptime` load and the host's steal time during the run (/proc/stat) — p50 / p99 / max, ms:
+//! Measured on this 2-vCPU VM (Firecracker, shared host; another session building on it, no
+//! quieter slot to be had), BENCH defaults, 2026-12-07. Load is `uptime`'s 1-minute figure at
+//! the end of the run, steal the host's steal time during it (/proc/stat). p50 / p99 / max, ms:
 //!
-//! RESULTS-PLACEHOLDER
+//! ```text
+//!   polls    load steal   service sent−due   wire (last segment)  kernel receive      simulator read (old)
+//!   held 30s 2.96  570 ms 0.001/0.036/5.441  0.019/0.110/5.446    0.019/0.111/5.447   0.031/2.676/5.496
+//!   20 ms    2.73 1430 ms 0.001/0.068/63.73  0.037/0.240/63.77    0.038/0.240/63.77   0.086/3.651/64.59
+//!   held 30s 1.80 1000 ms 0.001/0.034/2.500  0.035/0.195/2.453    0.035/0.195/2.453   0.047/1.768/4.391
+//!   20 ms    1.15  950 ms 0.001/0.019/0.244  0.028/0.149/0.979    0.028/0.150/0.979   0.071/0.573/2.146
+//!   held 30s 2.69  880 ms 0.001/0.012/0.027  0.022/0.065/1.219    0.022/0.065/1.219   0.143/4.057/4.084
+//!   20 ms    3.27 1420 ms 0.001/0.092/11.11  (tcpdump parse bug)  0.025/0.119/11.15   0.052/4.594/11.15
+//! ```
+//!
+//! So the issue's p99 ≤ 0.5 ms holds at the camera's socket (0.07-0.24 ms), and the wire
+//! agrees with the kernel stamp to the microsecond. The old figure's tail (p99 0.6-4.6 ms
+//! here) is the simulator's wake-up, `kernel receive → read`, not the shot path. The service
+//! sends within 1-2 µs of due (p50) and 12-92 µs (p99); its few late presses (0-3 a run,
+//! always with the host stealing ~1 s of CPU per 75 s run) are either its sleep waking later
+//! than the 2 ms margin (woke +7.4 ms, +65.7 ms: the vCPU was not run) or the SCHED_FIFO
+//! thread losing its vCPU while it spun (woke on time, sent +4.7 ms). Hand-over is never
+//! the cause in these runs: every shot reached the worker ~240 ms ahead (one run before
+//! that column existed fired one shot 254.8 ms late with no sleep at all, i.e. handed over
+//! after its due: not seen again).
 //!
 //! What remains is the platform: `cyclictest -m -p 10 -i 1000 -D 60 -h 5000` (rt-tests, a
 //! SCHED_FIFO thread's wake-up latency, nothing of ours running; load ~2, 300 ms stolen) saw
-//! avg 20 µs, 0.38 % of wake-ups > 0.1 ms, 0.08 % > 0.5 ms, 0.03 % > 1 ms, max 11.5 ms. The
-//! service's rare late presses are of that kind: either the 2 ms margin's sleep woke > 2 ms
-//! late, or the vCPU was taken away while the SCHED_FIFO thread spun (woke on time, sent
-//! late). `service sent → kernel receive` (~0.19 ms: ureq, rustls, two writes, loopback) is
-//! nearly constant and cancels out of the grid error.
+//! avg 20 µs, 0.38 % of wake-ups > 0.1 ms, 0.08 % > 0.5 ms, 0.03 % > 1 ms, max 11.5 ms: the
+//! service's late presses are of that kind, and a wider spin margin would catch only the
+//! sleeps woken 2-3 ms late, not the vCPU lost mid-spin. `service sent → kernel receive`
+//! (~0.19 ms: ureq, rustls, two writes, loopback) is nearly constant and cancels out of the
+//! grid error.
 //!
 //! BENCH_SHOTS / BENCH_INTERVAL_MS override 300 shots at 250 ms (an interval must exceed the
 //! exposure + 0.2 s the camera needs, so 200 ms is refused). BENCH_SIM_RT=1 runs the
