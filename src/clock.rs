@@ -97,7 +97,9 @@ impl Clock for SystemClock {
             }
             let left = deadline - now;
             if left > Duration::from_millis(3) {
+                let wake = deadline - Duration::from_millis(2);
                 std::thread::sleep(left - Duration::from_millis(2));
+                log_wake(wake, deadline);
             } else if left > Duration::from_micros(200) {
                 std::thread::yield_now();
             } else {
@@ -108,6 +110,23 @@ impl Clock for SystemClock {
     fn tick_anchor(&self) -> Instant {
         static ANCHOR: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
         *ANCHOR.get_or_init(Instant::now)
+    }
+}
+
+/// The log target of the shutter's timing lines (debug level: the e2e benchmark reads them).
+pub const TIMING_LOG_TARGET: &str = "skylapse::shot_timing";
+
+/// After the precise wait's sleep: how late the thread woke, and how much of the margin was
+/// left. Nothing is formatted unless debug logging is on for [`TIMING_LOG_TARGET`].
+fn log_wake(wake: Instant, deadline: Instant) {
+    if log::log_enabled!(target: TIMING_LOG_TARGET, log::Level::Debug) {
+        let now = Instant::now();
+        log::debug!(
+            target: TIMING_LOG_TARGET,
+            "wake late_ns={} margin_left_ns={}",
+            now.saturating_duration_since(wake).as_nanos(),
+            deadline.saturating_duration_since(now).as_nanos()
+        );
     }
 }
 

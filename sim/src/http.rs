@@ -26,12 +26,30 @@ pub enum Stream {
 pub struct TlsStream {
     sock: Async<TcpStream>,
     conn: rustls::ServerConnection,
+    /// The kernel's receive instant (SO_TIMESTAMPNS) of the last bytes read from the socket.
+    last_rx: Option<Instant>,
 }
 
 impl Stream {
     pub fn tls(sock: Async<TcpStream>, config: Arc<rustls::ServerConfig>) -> io::Result<Stream> {
         let conn = rustls::ServerConnection::new(config).map_err(io::Error::other)?;
-        Ok(Stream::Tls(Box::new(TlsStream { sock, conn })))
+        enable_rx_timestamps(&sock);
+        Ok(Stream::Tls(Box::new(TlsStream {
+            sock,
+            conn,
+            last_rx: None,
+        })))
+    }
+
+    /// When the kernel received the last bytes this stream read (TLS streams only; `None`
+    /// when the kernel gave no timestamp). Unlike an `Instant::now()` after the read, it does
+    /// not include the simulator's own wake-up: a camera is a device with its own CPU, not a
+    /// thread that shares the service's.
+    pub fn last_rx(&self) -> Option<Instant> {
+        match self {
+            Stream::Plain(_) => None,
+            Stream::Tls(t) => t.last_rx,
+        }
     }
 
     pub fn socket(&self) -> &Async<TcpStream> {
@@ -63,6 +81,72 @@ impl Stream {
     pub fn reset(self) {
         set_linger_zero(self.socket());
         drop(self);
+    }
+}
+
+/// Asks the kernel to timestamp received data (SO_TIMESTAMPNS, CLOCK_REALTIME).
+fn enable_rx_timestamps(sock: &Async<TcpStream>) {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid fd owned by `sock`, and a correctly sized int option.
+    unsafe {
+        libc::setsockopt(
+            sock.get_ref().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            &on as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// One non-blocking `recvmsg` that also returns the kernel's receive timestamp of the data
+/// (for TCP, of the last segment read), placed on the monotonic clock.
+fn recv_stamped(sock: &TcpStream, buf: &mut [u8]) -> io::Result<(usize, Option<Instant>)> {
+    use std::os::fd::AsRawFd;
+    // Room for one cmsg carrying a timespec (and some slack).
+    let mut control = [0u64; 8];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    // SAFETY: msghdr is plain data; zeroed is a valid "no name, no control" header.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: iov points into `buf`, control into `control`, both alive for the call.
+    let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut stamp = None;
+    // SAFETY: walks the control buffer the kernel filled, with the libc CMSG macros.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                stamp = Some(ts);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    Ok((n as usize, stamp.and_then(realtime_to_instant)))
+}
+
+/// A CLOCK_REALTIME timestamp (in the recent past) as a monotonic `Instant`, through a
+/// reading of both clocks now (a wall-clock step between the two would skew it; the
+/// benchmarks that read it run for minutes, the stamps are microseconds old).
+fn realtime_to_instant(ts: libc::timespec) -> Option<Instant> {
+    let at = std::time::UNIX_EPOCH
+        + std::time::Duration::new(u64::try_from(ts.tv_sec).ok()?, ts.tv_nsec as u32);
+    let (wall, mono) = (std::time::SystemTime::now(), Instant::now());
+    match wall.duration_since(at) {
+        Ok(ago) => mono.checked_sub(ago),
+        // Stamped "after now": the wall clock moved; the read instant is the best we have.
+        Err(_) => Some(mono),
     }
 }
 
@@ -105,7 +189,10 @@ impl TlsStream {
                 Err(e) => return Err(e),
             }
             self.flush_tls().await?;
-            let n = (&self.sock).read(&mut raw).await?;
+            let (n, rx) = self.sock.read_with(|s| recv_stamped(s, &mut raw)).await?;
+            if rx.is_some() {
+                self.last_rx = rx;
+            }
             if n == 0 {
                 return Ok(0);
             }
@@ -144,6 +231,8 @@ pub struct Request {
     pub body: Vec<u8>,
     pub head_at: Instant,
     pub body_at: Instant,
+    /// The kernel's receive instant of the bytes that completed the request (TLS only).
+    pub rx_at: Option<Instant>,
     pub peer: SocketAddr,
     pub local: SocketAddr,
     pub keep_alive: bool,
@@ -301,6 +390,7 @@ async fn finish_request(
             body,
             head_at,
             body_at: Instant::now(),
+            rx_at: stream.last_rx(),
             peer,
             local,
             keep_alive,
@@ -337,6 +427,7 @@ async fn finish_request(
         body,
         head_at,
         body_at,
+        rx_at: stream.last_rx(),
         peer,
         local,
         keep_alive,

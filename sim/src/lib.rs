@@ -25,7 +25,7 @@
 //!     Some(2), // twice, then the real handler
 //! );
 //! sim.reboot(Duration::from_millis(500)); // byebye, refuse 0.5 s, alive
-//! let log = sim.requests(); // method, path, status, head_at/body_at instants
+//! let log = sim.requests(); // method, path, status, head_at/body_at (read) and rx_at (kernel) instants
 //! # let _ = (base, log);
 //! # Ok::<(), std::io::Error>(())
 //! ```
@@ -324,6 +324,10 @@ pub struct RequestRecord {
     pub head_at: Instant,
     /// The body was completely received (== `head_at` without a body).
     pub body_at: Instant,
+    /// When the kernel received the bytes that completed the request (SO_TIMESTAMPNS, HTTPS
+    /// only): the camera's receive instant without the simulator's own wake-up, which
+    /// `head_at`/`body_at` include (they are read after the simulator's thread has run).
+    pub rx_at: Option<Instant>,
     /// Response status; 0 while pending, or when the connection was reset/hung.
     pub status: u16,
     /// When the response was written (None while pending / never).
@@ -362,6 +366,7 @@ impl RequestLog {
             query: req.query.clone(),
             head_at: req.head_at,
             body_at: req.body_at,
+            rx_at: req.rx_at,
             status: 0,
             responded_at: None,
         });

@@ -1010,6 +1010,57 @@ fn https_chain_verifies_against_the_camera_ca_and_leaf_rotates() {
     assert_eq!(after, sim.leaf_cert_der());
 }
 
+/// The request log carries the kernel's receive instant of each HTTPS request (the camera's
+/// receive time without the simulator's own wake-up, which `body_at` includes), between the
+/// client's write and the simulator's read; plain HTTP has none.
+#[test]
+fn https_requests_carry_the_kernel_receive_instant() {
+    let sim = start(fast());
+    let https = sim.https_addr().unwrap();
+    let agent = tls_agent(None);
+    let url = format!("https://{https}/ccapi/ver100/shooting/settings/iso");
+    let press = || {
+        let mut r = agent
+            .put(&url)
+            .header("Content-Type", "application/json")
+            .send(r#"{"value":"400"}"#.as_bytes())
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let _ = r.body_mut().read_to_vec();
+    };
+    press();
+    // On the same (keep-alive) connection: a stamp left over from the first request would be
+    // earlier than `before`.
+    let before = Instant::now();
+    press();
+    let log = sim.requests();
+    let rec = log.iter().rev().find(|r| r.path.ends_with("iso")).unwrap();
+    let rx = rec
+        .rx_at
+        .expect("an HTTPS request has a kernel receive stamp");
+    // The stamp is CLOCK_REALTIME placed on the monotonic clock: allow its rounding.
+    let slack = Duration::from_micros(50);
+    assert!(
+        rx + slack >= before,
+        "stamped {:?} before the write",
+        before - rx
+    );
+    assert!(
+        rx <= rec.body_at + slack,
+        "stamped {:?} after the read",
+        rx - rec.body_at
+    );
+    let (st, _) = call(
+        http(&sim),
+        "PUT",
+        "/ccapi/ver100/shooting/settings/iso",
+        Some(r#"{"value":"400"}"#),
+    );
+    assert_eq!(st, 200);
+    let log = sim.requests();
+    assert!(log.last().unwrap().rx_at.is_none(), "plain HTTP: no stamp");
+}
+
 #[test]
 fn legacy_profile_uses_absolute_urls_and_continue_polling() {
     let sim = start(SimConfig {

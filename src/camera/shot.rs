@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use super::ccapi::{shutter_timeout, AF_ALLOWANCE};
 use super::shared::Shared;
 use super::{ShotDone, ShotOutcome, ShotRequest};
-use crate::clock::BoxFuture;
+use crate::clock::{BoxFuture, TIMING_LOG_TARGET};
 use crate::protocol::ApiError;
 use crate::sys::RealtimeWindow;
 
@@ -47,12 +47,15 @@ pub(crate) fn shoot_then(cam: &Arc<Shared>, due: Instant, req: ShotRequest, done
     }
     cam.shot_reserved(due);
     let me = cam.clone();
+    // Read only for the debug timing line (the benchmark's): when the shot was handed over.
+    let queued =
+        log::log_enabled!(target: TIMING_LOG_TARGET, log::Level::Debug).then(|| clock.now());
     // Held by the job and here: a job refused at the door still gets its answer.
     let slot = Arc::new(std::sync::Mutex::new(Some(done)));
     let job_slot = slot.clone();
     // Shots jump the queue: they are the one thing with a deadline.
     let queued = cam.control.spawn_at(Some(due), move || {
-        let o = fire(&me, due, req);
+        let o = fire(&me, due, req, queued);
         if let Some(done) = crate::sys::lock(&job_slot).take() {
             done(o);
         }
@@ -65,7 +68,7 @@ pub(crate) fn shoot_then(cam: &Arc<Shared>, due: Instant, req: ShotRequest, done
 }
 
 /// Fires one shot at `due` on this (control worker) thread.
-fn fire(cam: &Shared, due: Instant, req: ShotRequest) -> ShotOutcome {
+fn fire(cam: &Shared, due: Instant, req: ShotRequest, queued: Option<Instant>) -> ShotOutcome {
     let clock = cam.clock.as_ref();
     let now = clock.now();
     let session = match cam.session() {
@@ -94,23 +97,32 @@ fn fire(cam: &Shared, due: Instant, req: ShotRequest) -> ShotOutcome {
     let outcome = match req.bulb {
         None => {
             let url = session.shutter_url();
-            clock.precise_wait_until(due);
             let timeout = shutter_timeout(call, exposure, req.af);
             match url {
-                Ok(url) => match session.press(&url, req.af, timeout) {
-                    Ok(()) => ShotOutcome {
-                        sent_at: due.max(now),
-                        replied_at: clock.now(),
-                        result: Ok(()),
-                        maybe_taken: false,
-                    },
-                    Err(e) => ShotOutcome {
-                        sent_at: due.max(now),
-                        replied_at: clock.now(),
-                        result: Err(e.error),
-                        maybe_taken: e.maybe_taken,
-                    },
-                },
+                Ok(url) => {
+                    clock.precise_wait_until(due);
+                    // The instant the request goes to ureq (its first byte to the socket a
+                    // few µs later), not the due instant: the session's timing stats and
+                    // the benchmark read it.
+                    let sent_at = clock.now();
+                    let pressed = session.press(&url, req.af, timeout);
+                    let replied_at = clock.now();
+                    log_press(due, queued, sent_at, replied_at, clock.now());
+                    match pressed {
+                        Ok(()) => ShotOutcome {
+                            sent_at,
+                            replied_at,
+                            result: Ok(()),
+                            maybe_taken: false,
+                        },
+                        Err(e) => ShotOutcome {
+                            sent_at,
+                            replied_at,
+                            result: Err(e.error),
+                            maybe_taken: e.maybe_taken,
+                        },
+                    }
+                }
                 Err(e) => ShotOutcome::not_sent(clock.now(), e),
             }
         }
@@ -140,4 +152,38 @@ fn fire(cam: &Shared, due: Instant, req: ShotRequest) -> ShotOutcome {
     cam.lock().last_control = Some(clock.now());
     cam.report(&outcome.result);
     outcome
+}
+
+/// One debug line per one-shot press, after the reply (nothing is formatted before the
+/// send, and nothing at all unless debug logging is on for this target): when the shot was
+/// handed over and how late the request went out, relative to `due`, and how long before
+/// this line `due` was, so a reader that stamps the line (the benchmark's logger) can place
+/// `due` on its own clock.
+fn log_press(
+    due: Instant,
+    queued: Option<Instant>,
+    sent_at: Instant,
+    replied_at: Instant,
+    now: Instant,
+) {
+    if log::log_enabled!(target: TIMING_LOG_TARGET, log::Level::Debug) {
+        let ns = |a: Instant, b: Instant| signed_ns(a, b);
+        log::debug!(
+            target: TIMING_LOG_TARGET,
+            "press queued_ns={} sent_ns={} replied_ns={} due_before_line_ns={}",
+            queued.map_or(0, |q| ns(q, due)),
+            ns(sent_at, due),
+            ns(replied_at, due),
+            ns(now, due)
+        );
+    }
+}
+
+/// `a - b` in nanoseconds, negative when `a` is earlier.
+fn signed_ns(a: Instant, b: Instant) -> i128 {
+    if a >= b {
+        (a - b).as_nanos() as i128
+    } else {
+        -((b - a).as_nanos() as i128)
+    }
 }
