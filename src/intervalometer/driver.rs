@@ -57,6 +57,8 @@ pub enum Msg {
     Shot(u64, ShotOutcome),
     Settings(crate::camera::SettingsApplied),
     Measured(u64, Result<f64, String>),
+    /// The journal's off-thread fsync finished.
+    Synced(std::io::Result<()>),
 }
 
 /// The inbox's room: the service's few messages, notices, and at most one shot, one change
@@ -301,6 +303,10 @@ impl Executor<Session> for SessionExec {
                 self.stop_replies.push(reply);
                 m.handle(now.mono, Input::Stop);
             }
+            Msg::Synced(r) => {
+                let r = self.parts.journal.sync_done(r);
+                self.journal_state(m, now.mono, r);
+            }
             Msg::WallStepped => {}
             Msg::Shutdown => self.shutting_down = true,
             Msg::Notice(CameraNotice::Connected { .. }) => {
@@ -375,8 +381,15 @@ impl Executor<Session> for SessionExec {
                 {
                     self.measured_out.push((*slot, *brightness, *sun_alt));
                 }
-                let r = self.parts.journal.append_at(&entry, Some(now.mono));
+                // The end line is durable before the report is made from the journal; the
+                // others are written now and synced off this thread (see `journal`).
+                let r = if matches!(entry, JournalEntry::End { .. }) {
+                    self.parts.journal.append(&entry)
+                } else {
+                    self.parts.journal.write_at(&entry, now.mono)
+                };
                 self.journal_state(m, now.mono, r);
+                self.sync_journal(now.mono);
             }
             Action::Notify(n) => self.notices_out.push(n),
         }
@@ -453,20 +466,26 @@ impl Executor<Session> for SessionExec {
             self.journal_state(m, now.mono, r);
         }
         // Records of a fast session waiting for their fsync (see `journal`'s module doc).
-        if self
-            .parts
-            .journal
-            .sync_due()
-            .is_some_and(|at| now.mono >= at)
-        {
-            let r = self.parts.journal.sync_at(now.mono);
-            self.journal_state(m, now.mono, r);
-        }
+        self.sync_journal(now.mono);
         m.handle(now.mono, Input::Tick);
     }
 }
 
 impl SessionExec {
+    /// Starts the journal's fsync on a short-lived thread when one is wanted (the executor
+    /// never waits for the card); the result comes back as `Msg::Synced`.
+    fn sync_journal(&mut self, now: Instant) {
+        if !self.parts.journal.sync_wanted(now) {
+            return;
+        }
+        match self.parts.journal.begin_sync(now) {
+            Ok(file) => self.start(async move {
+                Msg::Synced(crate::sys::off_thread("journal-sync", move || file.sync_data()).await)
+            }),
+            Err(e) => log::warn!("journal fsync not started: {e}"),
+        }
+    }
+
     /// Runs a slow effect on a task; its result comes back through the inbox.
     fn start(&self, job: impl std::future::Future<Output = Msg> + Send + 'static) {
         let Some(tx) = self.inbox.upgrade() else {

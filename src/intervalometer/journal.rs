@@ -1,15 +1,16 @@
 //! The session journal: `<data_dir>/sessions/<id>.journal`, one JSON object per line.
 //!
-//! Durability: the header, `resume` and `end` lines are fsynced at once. A `shot` or `taken`
-//! record is fsynced at once when the last fsync is at least [`SYNC_WINDOW`] old (so every
-//! record of a session at 5 s or slower, a night's 10-30 s ones included); a faster session's
-//! records ride on the next fsync, which covers every byte before it, and one comes at the
-//! latest 2 × [`SYNC_WINDOW`] after the last ([`Journal::sync_due`], the driver's timer). The
-//! lines that only annotate a frame (`files`, `measured`) never ask for their own. So a power
+//! Durability: the header, `resume` and `end` lines are fsynced at once ([`Journal::append`]).
+//! While a session runs its lines are written at once ([`Journal::write_at`]: a kill or a
+//! crash loses nothing, the page cache survives the process) and fsynced off the executor's
+//! thread ([`Journal::begin_sync`]): at once when the last fsync is at least [`SYNC_WINDOW`]
+//! old (so every record of a session at 5 s or slower), otherwise with the first line past
+//! the window, at the latest 2 × [`SYNC_WINDOW`] after it ([`Journal::sync_due`]). A power
 //! cut loses at most the shot in flight, or at 1 s intervals the last ~10 s of records (their
-//! photos are on the camera's card either way); a kill or a crash loses nothing (the page
-//! cache survives the process). Why: an fsync is the costliest thing in a frame's path (about
-//! 3 context switches on ext4), and a 1 s session paid two per frame (issue 13).
+//! photos are on the camera's card either way). Why: an fsync costs about 3 context switches
+//! on ext4, twice per frame at first (issue 13); and inline on the executor a slow one (a busy
+//! SD card: hundreds of ms) held up the next shot's hand-over (bench e2e saw a shot 396 ms
+//! late and a slot skipped).
 //! A torn last line (cut mid-write) is ignored on replay and cut off before the journal is
 //! appended to again.
 //!
@@ -122,8 +123,15 @@ pub struct Journal {
     lost: u64,
     /// Lines written since the last fsync (they wait for the next one).
     unsynced: bool,
-    /// When the last fsync that [`Journal::append_at`] knows the time of happened.
+    /// When the first line waiting for an fsync was written (the backstop's start).
+    unsynced_since: Option<Instant>,
+    /// When the last off-thread fsync started (everything written before it is durable).
     last_sync: Option<Instant>,
+    /// An off-thread fsync runs: when it started and how many lines were written by then.
+    sync_in_flight: bool,
+    sync_started: Option<(Instant, u64)>,
+    /// Lines written to the file so far (tells a finished fsync whether newer lines wait).
+    written_lines: u64,
 }
 
 pub fn sessions_dir(data_dir: &Path) -> PathBuf {
@@ -171,7 +179,11 @@ impl Journal {
             torn: false,
             lost: 0,
             unsynced: false,
+            unsynced_since: None,
             last_sync: None,
+            sync_in_flight: false,
+            sync_started: None,
+            written_lines: 0,
         }
     }
 
@@ -208,45 +220,79 @@ impl Journal {
         &self.path
     }
 
-    /// Appends a line, fsynced at once unless it only annotates a frame. `Err` means it is
-    /// not on disk yet: it is held in memory (unless memory is full too, see
-    /// [`lost`](Self::lost)) and written by a later append or flush.
+    /// Appends a line and fsyncs the file before returning. `Err` means it is not on disk
+    /// yet: it is held in memory (unless memory is full too, see [`lost`](Self::lost)) and
+    /// written by a later append or flush.
     pub fn append(&mut self, entry: &JournalEntry) -> io::Result<()> {
-        self.append_at(entry, None)
-    }
-
-    /// As [`append`](Self::append); with `now` (the driver's monotonic time), a shot record
-    /// waits for the next fsync while the last one is younger than [`SYNC_WINDOW`].
-    pub fn append_at(&mut self, entry: &JournalEntry, now: Option<Instant>) -> io::Result<()> {
         let v = serde_json::to_value(entry).map_err(io::Error::other)?;
         self.write_line(&v)?;
-        let sync = match entry {
-            JournalEntry::Files { .. } | JournalEntry::Measured { .. } => false,
-            JournalEntry::End { .. } => true,
-            JournalEntry::Shot(_) | JournalEntry::Taken { .. } => match (now, self.last_sync) {
-                (Some(now), Some(last)) => now >= last + SYNC_WINDOW,
-                _ => true,
-            },
-        };
-        self.write_out(sync)?;
-        if sync && now.is_some() {
-            self.last_sync = now;
-        }
+        self.flush()
+    }
+
+    /// Writes a line without an fsync (see the module doc: [`sync_wanted`](Self::sync_wanted)
+    /// and [`begin_sync`](Self::begin_sync) make it durable). `now`: the driver's monotonic
+    /// time, which starts the window of a line waiting for its fsync.
+    pub fn write_at(&mut self, entry: &JournalEntry, now: Instant) -> io::Result<()> {
+        let v = serde_json::to_value(entry).map_err(io::Error::other)?;
+        self.write_line(&v)?;
+        self.write_out(false)?;
+        self.unsynced_since.get_or_insert(now);
         Ok(())
     }
 
-    /// When lines written without an fsync must be synced at the latest (`None`: none wait,
-    /// or their time is unknown and the next synced line covers them).
+    /// Whether an fsync should start now: lines wait, none is in flight, and the last fsync
+    /// is at least [`SYNC_WINDOW`] old (or the backstop [`sync_due`](Self::sync_due) passed).
+    pub fn sync_wanted(&self, now: Instant) -> bool {
+        self.unsynced
+            && !self.sync_in_flight
+            && (self.last_sync.is_none_or(|t| now >= t + SYNC_WINDOW)
+                || self.sync_due().is_some_and(|t| now >= t))
+    }
+
+    /// When waiting lines must be synced at the latest (the driver's timer), if any wait.
     pub fn sync_due(&self) -> Option<Instant> {
-        let last = self.last_sync?;
-        self.unsynced.then_some(last + 2 * SYNC_WINDOW)
+        if self.sync_in_flight {
+            return None;
+        }
+        self.unsynced_since.map(|t| t + 2 * SYNC_WINDOW)
     }
 
-    /// Syncs what waits (the driver's timer at [`sync_due`](Self::sync_due)).
-    pub fn sync_at(&mut self, now: Instant) -> io::Result<()> {
-        self.write_out(true)?;
-        self.last_sync = Some(now);
-        Ok(())
+    /// Starts an fsync of every line written so far: returns a handle of the file for a
+    /// blocking `sync_data` off the executor's thread; report its result to
+    /// [`sync_done`](Self::sync_done).
+    pub fn begin_sync(&mut self, now: Instant) -> io::Result<File> {
+        let file = self.file.try_clone()?;
+        self.sync_in_flight = true;
+        self.sync_started = Some((now, self.written_lines));
+        self.unsynced_since = None;
+        Ok(file)
+    }
+
+    /// The result of the fsync [`begin_sync`](Self::begin_sync) started. Lines written since
+    /// wait for the next one; after a failure every line waits again.
+    pub fn sync_done(&mut self, result: io::Result<()>) -> io::Result<()> {
+        self.sync_in_flight = false;
+        let Some((started, lines)) = self.sync_started.take() else {
+            return result;
+        };
+        match result {
+            Ok(()) => {
+                self.last_sync = Some(started);
+                if self.written_lines == lines {
+                    self.unsynced = false;
+                    self.unsynced_since = None;
+                } else if self.unsynced {
+                    self.unsynced_since.get_or_insert(started);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if self.unsynced {
+                    self.unsynced_since.get_or_insert(started);
+                }
+                Err(e)
+            }
+        }
     }
 
     pub fn append_resume(&mut self, r: &ResumeLine) -> io::Result<()> {
@@ -295,6 +341,7 @@ impl Journal {
             if sync && self.unsynced {
                 self.file.sync_data()?;
                 self.unsynced = false;
+                self.unsynced_since = None;
             }
             return Ok(());
         }
@@ -317,9 +364,13 @@ impl Journal {
         match result {
             Ok(()) => {
                 self.good_len += written;
+                self.written_lines += self.pending.len() as u64;
                 self.pending.clear();
                 self.pending_bytes = 0;
                 self.unsynced = !sync;
+                if sync {
+                    self.unsynced_since = None;
+                }
                 Ok(())
             }
             Err(e) => {
@@ -642,79 +693,77 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn a_frames_annotations_are_written_at_once_and_synced_with_the_next_record() {
-        let dir = tmpdir("lazy");
-        let mut j = Journal::create(&dir, &header("l")).unwrap();
-        j.append(&JournalEntry::Shot(shot(0))).unwrap();
-        assert!(!j.unsynced);
-        j.append(&JournalEntry::Files {
-            slot: 0,
-            files: vec!["/ccapi/ver130/contents/card1/100CANON/IMG_0001.JPG".into()],
-        })
-        .unwrap();
-        // On the file already (a kill loses nothing), waiting only for the next fsync.
-        assert!(j.unsynced);
-        assert_eq!(j.pending(), 0);
-        let log = read(j.path()).unwrap();
-        assert_eq!(log.shots[0].files.len(), 1);
-        j.append(&JournalEntry::Shot(shot(1))).unwrap();
-        assert!(!j.unsynced);
-        // A flush with nothing pending still syncs what annotations left unsynced.
-        j.append(&JournalEntry::Measured {
-            slot: 1,
-            brightness: 0.5,
-            sun_alt: -10.0,
-        })
-        .unwrap();
-        assert!(j.unsynced);
-        j.flush().unwrap();
-        assert!(!j.unsynced);
-        fs::remove_dir_all(&dir).unwrap();
+    /// Runs the off-thread fsync the way the driver does (here inline).
+    fn sync(j: &mut Journal, now: Instant) {
+        let f = j.begin_sync(now).unwrap();
+        j.sync_done(f.sync_data()).unwrap();
     }
 
     #[test]
-    fn fast_sessions_share_an_fsync_within_the_window_and_slow_ones_sync_every_record() {
+    fn a_running_sessions_lines_are_written_at_once_and_synced_within_the_window() {
         let dir = tmpdir("window");
         let mut j = Journal::create(&dir, &header("w")).unwrap();
         let t0 = crate::clock::test_t0();
-        let at = |ms: u64| Some(t0 + Duration::from_millis(ms));
-        // The first record is synced and starts the window.
-        j.append_at(&JournalEntry::Shot(shot(0)), at(0)).unwrap();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        // Written at once (a kill loses nothing); the first fsync is wanted at once.
+        j.write_at(&JournalEntry::Shot(shot(0)), at(0)).unwrap();
+        assert_eq!(read(j.path()).unwrap().shots.len(), 1);
+        assert!(j.sync_wanted(at(0)));
+        sync(&mut j, at(0));
         assert!(!j.unsynced);
         assert_eq!(j.sync_due(), None);
-        // 1 s later: written (a kill loses nothing), synced by the latest 2 windows on.
-        j.append_at(&JournalEntry::Shot(shot(1)), at(1000)).unwrap();
-        assert!(j.unsynced);
-        assert_eq!(j.sync_due(), at(10_000));
-        assert_eq!(read(j.path()).unwrap().shots.len(), 2);
-        // Past the window: this record syncs itself and everything before it.
-        j.append_at(&JournalEntry::Shot(shot(2)), at(5000)).unwrap();
-        assert!(!j.unsynced);
-        assert_eq!(j.sync_due(), None);
-        // The timer's sync.
-        j.append_at(&JournalEntry::Shot(shot(3)), at(6000)).unwrap();
-        assert_eq!(j.sync_due(), at(15_000));
-        j.sync_at(t0 + Duration::from_millis(15_000)).unwrap();
-        assert!(!j.unsynced);
-        // A slow session (10 s): every record is synced at once.
-        for (n, ms) in [(4u64, 25_000u64), (5, 35_000), (6, 45_000)] {
-            j.append_at(&JournalEntry::Shot(shot(n)), at(ms)).unwrap();
-            assert!(!j.unsynced, "record {n}");
-        }
-        // The end line is synced at once whatever the window says.
-        j.append_at(&JournalEntry::Shot(shot(7)), at(46_000))
-            .unwrap();
-        j.append_at(
-            &JournalEntry::End {
-                state: EndKind::Completed,
-                reason: None,
-                wall_ms: 1,
+        // 1 s later: waits (the window), at the latest 2 windows after it was written.
+        j.write_at(&JournalEntry::Shot(shot(1)), at(1000)).unwrap();
+        j.write_at(
+            &JournalEntry::Files {
+                slot: 1,
+                files: vec!["/ccapi/ver130/contents/card1/100CANON/IMG_0002.JPG".into()],
             },
-            at(46_100),
+            at(1200),
         )
         .unwrap();
+        assert!(!j.sync_wanted(at(1200)));
+        assert_eq!(j.sync_due(), Some(at(11_000)));
+        assert_eq!(read(j.path()).unwrap().shots[1].files.len(), 1);
+        // Past the window: one fsync for everything written.
+        j.write_at(&JournalEntry::Shot(shot(2)), at(5000)).unwrap();
+        assert!(j.sync_wanted(at(5000)));
+        let f = j.begin_sync(at(5000)).unwrap();
+        // A line written while the fsync runs waits for the next one.
+        assert!(!j.sync_wanted(at(5100)));
+        j.write_at(&JournalEntry::Shot(shot(3)), at(5100)).unwrap();
+        j.sync_done(f.sync_data()).unwrap();
+        assert!(j.unsynced);
+        assert_eq!(j.sync_due(), Some(at(15_100)));
+        assert!(!j.sync_wanted(at(9_000)));
+        assert!(j.sync_wanted(at(10_000)));
+        sync(&mut j, at(10_000));
         assert!(!j.unsynced);
+        // A failed fsync leaves the lines waiting.
+        j.write_at(&JournalEntry::Shot(shot(4)), at(20_000))
+            .unwrap();
+        j.begin_sync(at(20_000)).unwrap();
+        assert!(j.sync_done(Err(io::Error::other("EIO"))).is_err());
+        assert!(j.unsynced);
+        assert!(j.sync_wanted(at(20_001)));
+        // A slow session (10 s): every record's fsync is wanted at once.
+        sync(&mut j, at(20_001));
+        for (n, ms) in [(5u64, 30_001u64), (6, 40_001)] {
+            j.write_at(&JournalEntry::Shot(shot(n)), at(ms)).unwrap();
+            assert!(j.sync_wanted(at(ms)), "record {n}");
+            sync(&mut j, at(ms));
+        }
+        // The end line is synced before `append` returns, with everything before it.
+        j.write_at(&JournalEntry::Shot(shot(7)), at(40_500))
+            .unwrap();
+        j.append(&JournalEntry::End {
+            state: EndKind::Completed,
+            reason: None,
+            wall_ms: 1,
+        })
+        .unwrap();
+        assert!(!j.unsynced);
+        assert_eq!(j.sync_due(), None);
         fs::remove_dir_all(&dir).unwrap();
     }
 }
