@@ -62,6 +62,39 @@ fn main() {
     }
     code.push_str("];\n");
     fs::write(out_dir.join("assets.rs"), code).expect("write assets.rs");
+
+    drop_unwind_tables(&out_dir);
+}
+
+/// The optimised builds (`release`, `ship`) abort on panic, so nothing ever unwinds and the
+/// DWARF unwind tables are dead weight: on aarch64 they were 615 KiB of the 3.9 MiB shipped
+/// binary (`.eh_frame` 471 KiB, `.eh_frame_hdr` 145 KiB, `.gcc_except_table` 7 KiB), kept
+/// only because the precompiled `std` carries them and `-C force-unwind-tables=no` cannot
+/// take them out of it. The linker discards them. What is lost: the frame list that
+/// `RUST_BACKTRACE=1` prints after a panic's message (the message and its file:line stay).
+/// gdb and perf still walk the stack through the frame pointers the target keeps.
+/// aarch64 Linux only (the Pi's 64-bit build): armv7 unwinds with `.ARM.exidx`, not
+/// `.eh_frame`, and the x86_64 builds are left as they are.
+fn drop_unwind_tables(out_dir: &Path) {
+    let var = |k: &str| env::var(k).unwrap_or_default();
+    // PROFILE is "release" for every profile that inherits from it; those abort on panic
+    // (Cargo.toml). Test harnesses are not bins, and tests build with the dev profile.
+    if var("CARGO_CFG_TARGET_OS") != "linux"
+        || var("CARGO_CFG_TARGET_ARCH") != "aarch64"
+        || var("PROFILE") != "release"
+    {
+        return;
+    }
+    let script = out_dir.join("no-unwind-tables.ld");
+    // An implicit script: INSERT keeps the linker's default layout and only adds the discard.
+    fs::write(
+        &script,
+        "SECTIONS { /DISCARD/ : { *(.eh_frame) *(.eh_frame.*) *(.gcc_except_table) \
+         *(.gcc_except_table.*) } } INSERT AFTER .text;\n",
+    )
+    .expect("write linker script");
+    println!("cargo:rustc-link-arg-bins=-Wl,--no-eh-frame-hdr");
+    println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
 }
 
 fn collect(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) {
