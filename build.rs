@@ -1,5 +1,5 @@
 //! Build script: the version label (package version + git hash) and the web UI from `static/`
-//! embedded into the binary, each file with a precompressed gzip copy and a content ETag.
+//! embedded into the binary (text gzipped, once) with a content ETag.
 
 use std::env;
 use std::fmt::Write as _;
@@ -43,21 +43,28 @@ fn main() {
         let bytes = fs::read(path).expect("read static file");
         let mime = mime_of(url);
         let etag = format!("\"{:016x}\"", fnv1a(&bytes));
-        let mut gzip = "None".to_string();
+        // Text is embedded gzipped only (every browser takes it; the few clients that do not
+        // get it inflated on the fly): one copy instead of two.
+        let mut body = format!("include_bytes!({:?})", path.display().to_string());
+        let mut gzipped = false;
         if compressible(mime) {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
             enc.write_all(&bytes).expect("gzip");
             let gz = enc.finish().expect("gzip");
+            // The server inflates the deflate stream between the fixed 10-byte header
+            // (no name, no extra fields) and the 8-byte trailer.
+            assert_eq!(gz[3], 0, "gzip header with optional fields");
             if gz.len() + 64 < bytes.len() {
                 let gz_path = gz_dir.join(format!("{i}.gz"));
                 fs::write(&gz_path, &gz).expect("write gzip");
-                gzip = format!("Some(include_bytes!({:?}))", gz_path.display().to_string());
+                body = format!("include_bytes!({:?})", gz_path.display().to_string());
+                gzipped = true;
             }
         }
         let _ = writeln!(
             code,
-            "    Asset {{ path: {url:?}, mime: {mime:?}, etag: {etag:?}, raw: include_bytes!({:?}), gzip: {gzip} }},",
-            path.display().to_string()
+            "    Asset {{ path: {url:?}, mime: {mime:?}, etag: {etag:?}, body: {body}, gzipped: {gzipped}, size: {} }},",
+            bytes.len()
         );
     }
     code.push_str("];\n");
