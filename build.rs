@@ -70,7 +70,19 @@ fn main() {
     code.push_str("];\n");
     fs::write(out_dir.join("assets.rs"), code).expect("write assets.rs");
 
-    drop_unwind_tables(&out_dir);
+    // PROFILE is "release" for every profile that inherits from it; those abort on panic
+    // (Cargo.toml). Test harnesses are not bins, and tests build with the dev profile.
+    let var = |k: &str| env::var(k).unwrap_or_default();
+    let arch = var("CARGO_CFG_TARGET_ARCH");
+    if var("CARGO_CFG_TARGET_OS") == "linux" && var("PROFILE") == "release" {
+        if arch == "aarch64" {
+            drop_unwind_tables(&out_dir);
+        }
+        // The Pi's two targets (aarch64, armv7); x86_64 builds are left as they are.
+        if arch == "aarch64" || arch == "arm" {
+            link_with_lld(&var);
+        }
+    }
 }
 
 /// The optimised builds (`release`, `ship`) abort on panic, so nothing ever unwinds and the
@@ -83,15 +95,6 @@ fn main() {
 /// aarch64 Linux only (the Pi's 64-bit build): armv7 unwinds with `.ARM.exidx`, not
 /// `.eh_frame`, and the x86_64 builds are left as they are.
 fn drop_unwind_tables(out_dir: &Path) {
-    let var = |k: &str| env::var(k).unwrap_or_default();
-    // PROFILE is "release" for every profile that inherits from it; those abort on panic
-    // (Cargo.toml). Test harnesses are not bins, and tests build with the dev profile.
-    if var("CARGO_CFG_TARGET_OS") != "linux"
-        || var("CARGO_CFG_TARGET_ARCH") != "aarch64"
-        || var("PROFILE") != "release"
-    {
-        return;
-    }
     let script = out_dir.join("no-unwind-tables.ld");
     // An implicit script: INSERT keeps the linker's default layout and only adds the discard.
     fs::write(
@@ -102,10 +105,9 @@ fn drop_unwind_tables(out_dir: &Path) {
     .expect("write linker script");
     println!("cargo:rustc-link-arg-bins=-Wl,--no-eh-frame-hdr");
     println!("cargo:rustc-link-arg-bins=-Wl,-T,{}", script.display());
-    link_with_lld(&var);
 }
 
-/// Same builds: link with the toolchain's own lld (rustup ships it with stable Rust, in
+/// Optimised aarch64 and armv7 Linux builds: link with the toolchain's own lld (rustup ships it with stable Rust, in
 /// `lib/rustlib/HOST/bin/gcc-ld`; the cross gcc still drives the link) and fold identical
 /// functions (`--icf=all`: generic code instantiated for types of the same layout compiles
 /// to the same bytes; rustc already folds them this way on MSVC targets, so Rust code does
