@@ -11,6 +11,7 @@ use std::time::UNIX_EPOCH;
 
 use super::http::{percent_decode, Payload, Request, Response};
 use super::Web;
+use crate::protocol::ApiError;
 
 /// One embedded file.
 #[derive(Debug)]
@@ -18,11 +19,27 @@ pub struct Asset {
     /// URL path, e.g. `/index.html`.
     pub path: &'static str,
     pub mime: &'static str,
-    /// Quoted content hash.
+    /// Quoted content hash (of the file as it is in `static/`).
     pub etag: &'static str,
-    pub raw: &'static [u8],
-    /// Precompressed copy, when it is smaller.
-    pub gzip: Option<&'static [u8]>,
+    /// The file, or its gzip (`gzipped`): text is embedded compressed only.
+    pub body: &'static [u8],
+    pub gzipped: bool,
+    /// Length of the file itself.
+    pub size: usize,
+}
+
+impl Asset {
+    /// The file itself; a gzipped one is inflated (for the rare client without gzip).
+    pub fn plain(&self) -> Option<Vec<u8>> {
+        if !self.gzipped {
+            return Some(self.body.to_vec());
+        }
+        // build.rs writes a bare 10-byte header and an 8-byte CRC + length trailer.
+        let deflate = self.body.get(10..self.body.len().checked_sub(8)?)?;
+        miniz_oxide::inflate::decompress_to_vec_with_limit(deflate, self.size)
+            .ok()
+            .filter(|v| v.len() == self.size)
+    }
 }
 
 include!(concat!(env!("OUT_DIR"), "/assets.rs"));
@@ -58,15 +75,27 @@ pub fn serve_embedded(web: &Web, req: &Request) -> Response {
     let Some(asset) = find(&req.path) else {
         return Response::not_found(web);
     };
-    let gzip = asset.gzip.filter(|_| req.accepts_gzip());
-    let etag = match gzip {
+    let gzip = asset.gzipped && req.accepts_gzip();
+    let etag = if gzip {
         // A different representation needs its own validator.
-        Some(_) => format!("{}-gz\"", asset.etag.trim_end_matches('"')),
-        None => asset.etag.to_string(),
+        format!("{}-gz\"", asset.etag.trim_end_matches('"'))
+    } else {
+        asset.etag.to_string()
     };
     if etag_matches(req.header("if-none-match"), &etag) {
         return not_modified(etag);
     }
+    let body = if gzip || !asset.gzipped {
+        Payload::Static(asset.body)
+    } else {
+        match asset.plain() {
+            Some(plain) => Payload::Bytes(plain),
+            // Cannot happen with what build.rs embeds; a clear 500 rather than a panic.
+            None => {
+                return Response::error(web, 500, &ApiError::system("embedded asset is corrupt"))
+            }
+        }
+    };
     let mut resp = Response {
         status: 200,
         content_type: asset.mime,
@@ -75,10 +104,10 @@ pub fn serve_embedded(web: &Web, req: &Request) -> Response {
             ("Vary", "Accept-Encoding".into()),
             ("Cache-Control", "no-cache".into()),
         ],
-        body: Payload::Static(gzip.unwrap_or(asset.raw)),
+        body,
         close: false,
     };
-    if gzip.is_some() {
+    if gzip {
         resp.headers.push(("Content-Encoding", "gzip".into()));
     }
     resp
@@ -167,10 +196,38 @@ mod tests {
     fn the_ui_is_embedded_with_gzip() {
         let index = find("/").expect("index.html embedded");
         assert!(index.mime.starts_with("text/html"));
-        assert!(index.gzip.is_some());
+        assert!(index.gzipped);
         assert!(find("/app.js").is_some());
         assert!(find("/../Cargo.toml").is_none());
         assert!(find("index.html").is_none());
+    }
+
+    #[test]
+    fn every_embedded_file_inflates_to_what_is_in_static() {
+        for asset in ASSETS {
+            let on_disk = std::fs::read(format!(
+                "{}/static{}",
+                env!("CARGO_MANIFEST_DIR"),
+                asset.path
+            ))
+            .unwrap();
+            assert_eq!(
+                asset.plain().as_deref(),
+                Some(&on_disk[..]),
+                "{}",
+                asset.path
+            );
+            assert_eq!(asset.size, on_disk.len());
+        }
+        // A damaged stream is refused, not served truncated.
+        let app = find("/app.js").unwrap();
+        let mut bad = app.body.to_vec();
+        bad.truncate(bad.len() / 2);
+        let broken = Asset {
+            body: Box::leak(bad.into_boxed_slice()),
+            ..*app
+        };
+        assert_eq!(broken.plain(), None);
     }
 
     #[test]

@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use async_io::Async;
 use async_tungstenite::tungstenite::error::ProtocolError;
-use async_tungstenite::tungstenite::handshake::derive_accept_key;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use async_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use async_tungstenite::tungstenite::{Error as WsError, Message};
@@ -111,7 +110,35 @@ pub fn check(web: &Web, req: &Request) -> Result<String, Response> {
     if !web.token_ok(req.bearer_token().as_deref()) {
         return Err(super::http::unauthorized(web));
     }
-    Ok(derive_accept_key(key.as_bytes()))
+    Ok(accept_key(key.as_bytes()))
+}
+
+/// `Sec-WebSocket-Accept` (RFC 6455 §4.2.2): base64 of the SHA-1 of the key and the GUID.
+/// ring's SHA-1 and a few lines of base64, instead of tungstenite's `handshake` feature (its
+/// client handshake, the `sha1` and `data-encoding` crates) for this one server-side value.
+fn accept_key(key: &[u8]) -> String {
+    let mut sha1 = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    sha1.update(key);
+    sha1.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64(sha1.finish().as_ref())
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let byte = |i: usize| u32::from(chunk.get(i).copied().unwrap_or(0));
+        let n = (byte(0) << 16) | (byte(1) << 8) | byte(2);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// A token bucket (sans-IO): `rate` tokens per second, up to `burst`.
@@ -678,5 +705,26 @@ mod tests {
         let later = t0 + Duration::from_secs(60);
         assert!(b.take(later) && b.take(later) && b.take(later));
         assert!(!b.take(later));
+    }
+
+    #[test]
+    fn accept_key_is_rfc_6455s() {
+        // The example of RFC 6455 §1.3.
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+        // RFC 4648 §10 test vectors.
+        for (input, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(input.as_bytes()), encoded);
+        }
     }
 }
