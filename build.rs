@@ -132,6 +132,11 @@ fn link_with_lld(var: &dyn Fn(&str) -> String) {
             println!("cargo:rustc-link-arg-bins=-B{}", dir.display());
             println!("cargo:rustc-link-arg-bins=-fuse-ld=lld");
             println!("cargo:rustc-link-arg-bins=-Wl,--icf=all");
+            // Relative relocations packed (DT_RELR): the PIE's ~150 KB `.rela.dyn` becomes a
+            // few KB. Needs glibc >= 2.36 at run time (Debian 12 / Raspberry Pi OS bookworm;
+            // an older one refuses to load it and says so: GLIBC_ABI_DT_RELR, which
+            // board/make-deb.sh turns into its libc6 dependency).
+            println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
         }
         None => println!(
             "cargo:warning=no rust-lld in the toolchain: linking with the default linker (larger binary)"

@@ -27,8 +27,11 @@ glibc_min() {
         aarch64-*) command -v aarch64-linux-gnu-objdump >/dev/null && objdump=aarch64-linux-gnu-objdump ;;
         armv7-*) command -v arm-linux-gnueabihf-objdump >/dev/null && objdump=arm-linux-gnueabihf-objdump ;;
     esac
-    "$objdump" -T "$BINARY" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' \
-        | sort -t. -k1,1n -k2,2n -k3,3n | tail -n 1
+    {
+        "$objdump" -T "$BINARY" 2>/dev/null | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//'
+        # Packed relative relocations (DT_RELR, see build.rs) need glibc 2.36 to load.
+        if "$objdump" -p "$BINARY" 2>/dev/null | grep -q 'GLIBC_ABI_DT_RELR'; then echo 2.36; fi
+    } | sort -t. -k1,1n -k2,2n -k3,3n | tail -n 1
 }
 LIBC=$(glibc_min || true)
 DEPENDS="network-manager, dnsmasq-base, iw, polkitd | policykit-1, systemd (>= 247)"

@@ -82,8 +82,8 @@
 //!   one inbox: a shot's outcome is posted by the control worker, ramp changes and thumbnail
 //!   measurements are small tasks, camera clock reads/writes and description fetches are short
 //!   tasks, every NetworkManager D-Bus call runs on one ordered worker task, and discovery's
-//!   sockets are read by one small task each; what is quick stays inline (the journal's fsync,
-//!   the `clock_settime` step behind the shot gate, a non-blocking M-SEARCH send, the small
+//!   sockets are read by one small task each, and a running session's journal fsyncs run on a
+//!   short-lived thread; what is quick stays inline (the journal's writes, the `clock_settime` step behind the shot gate, a non-blocking M-SEARCH send, the small
 //!   `last-camera.json` write). Power has no machine (it samples sysfs on the shared grid) and
 //!   keeps its own small loop.
 //! * **Every task runs on one parked executor thread with thread-local timers** ([`rt`]):
@@ -100,7 +100,8 @@
 //!   shot, the precise wait, the reply), the event worker 1 (the poll's answer with the file)
 //!   and the executor 3 (the hand-over timer, the outcome, the file notice). What was cut: the
 //!   second executor thread, an fsync per frame (the journal shares one fsync among a fast
-//!   session's records within 5 s, see [`intervalometer::journal`]), notices sent under the
+//!   session's records within 5 s, on a short-lived thread so a slow card never holds up a
+//!   hand-over, see [`intervalometer::journal`]), notices sent under the
 //!   camera lock, and wake-up preemption (the executor and the event worker run SCHED_BATCH,
 //!   [`sys::batch_this_thread`]).
 //! * **Periodic work shares one 10 s grid** ([`clock::next_tick`]): status broadcasts, health
@@ -114,11 +115,12 @@
 //!   and the product depends on it only behind the `demo` feature (on by default, so `--demo`
 //!   works out of the box). Tests use it as a dev-dependency. The shipped Pi binary is built
 //!   without it (`board/ci-cross.sh`, which fails over 3 MiB on aarch64, 4 MiB on armv7):
-//!   `board/size-report.sh --both` measured the stripped ship binary at 3,135,080 bytes
-//!   (2.99 MiB) on aarch64 and 3,582,036 on armv7 without `demo`, 3,461,608 and 3,987,196
-//!   with it (the simulator, its TLS certificate maker and JPEG renderer: +326 KB). The
+//!   `board/size-report.sh --both` measured the stripped ship binary at 2,996,528 bytes
+//!   (2.86 MiB) on aarch64 and 3,543,824 on armv7 without `demo`, 3,302,832 and 3,943,992
+//!   with it (the simulator, its TLS certificate maker and JPEG renderer: +306 KB). The
 //!   optimised Pi builds drop the unwind tables (panic = abort) and link with rust-lld,
-//!   folding identical functions (build.rs). `--demo` and `simulate-night` are desktop
+//!   folding identical functions and packing relative relocations (DT_RELR: glibc >= 2.36,
+//!   Debian 12 / Pi OS bookworm; build.rs). `--demo` and `simulate-night` are desktop
 //!   features (`cargo run --release -- --demo`).
 
 #![deny(unsafe_code)]
