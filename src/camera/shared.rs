@@ -485,14 +485,16 @@ impl Shared {
             return Ok(());
         }
         let battery = s.battery()?;
-        let n = {
+        let (n, poll_held) = {
             let mut st = self.lock();
             st.last_control = Some(self.clock.now());
             st.health_count += 1;
-            st.health_count - 1
+            (st.health_count - 1, st.polling)
         };
         self.set_battery(&battery);
-        if n % SLOW_STATUS_EVERY == 0 {
+        // Storage and temperature changes arrive with a held event poll: read them only at
+        // the first check after a connect, or when no poll is held (issue 13: idle wake-ups).
+        if n % SLOW_STATUS_EVERY == 0 && (n == 0 || !poll_held) {
             if let Ok(st) = s.storage() {
                 self.status.set_storage(storage_summary(&st));
             }
