@@ -86,18 +86,7 @@ impl Stream {
 
 /// Asks the kernel to timestamp received data (SO_TIMESTAMPNS, CLOCK_REALTIME).
 fn enable_rx_timestamps(sock: &Async<TcpStream>) {
-    use std::os::fd::AsRawFd;
-    let on: libc::c_int = 1;
-    // SAFETY: a valid fd owned by `sock`, and a correctly sized int option.
-    unsafe {
-        libc::setsockopt(
-            sock.get_ref().as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            &on as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
+    set_socket_option(sock, libc::SO_TIMESTAMPNS, &(1 as libc::c_int));
 }
 
 /// One non-blocking `recvmsg` that also returns the kernel's receive timestamp of the data
@@ -152,19 +141,24 @@ fn realtime_to_instant(ts: libc::timespec) -> Option<Instant> {
 
 /// SO_LINGER {on, 0}: the close that follows sends RST instead of FIN.
 pub fn set_linger_zero(sock: &Async<TcpStream>) {
-    use std::os::fd::AsRawFd;
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,
     };
-    // SAFETY: a valid fd owned by `sock`, and a correctly sized linger struct.
+    set_socket_option(sock, libc::SO_LINGER, &linger);
+}
+
+/// `setsockopt(SOL_SOCKET, name, value)` on `sock`, best effort.
+fn set_socket_option<T>(sock: &Async<TcpStream>, name: libc::c_int, value: &T) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid fd owned by `sock`; `value` is a live `T` and its exact size is passed.
     unsafe {
         libc::setsockopt(
             sock.get_ref().as_raw_fd(),
             libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &linger as *const libc::linger as *const libc::c_void,
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            name,
+            value as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as libc::socklen_t,
         );
     }
 }
